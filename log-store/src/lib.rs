@@ -1,0 +1,199 @@
+//! The durable archive: every Kafka record Retrace consumes, kept whole, with the indexes
+//! that let a transaction be traced end to end and a beneficiary's history be found.
+//!
+//! The storage engine (fjall) stays behind this crate's API; nothing else in the workspace
+//! touches it. Records are written in atomic, fsynced batches together with the consumed
+//! position of each partition, so a writer that restarts resumes exactly where the archive
+//! ends: no record lost, none stored twice.
+
+mod codec;
+mod keys;
+mod store;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use store::{LogStore, StoreOptions};
+
+/// Where a record lives in Kafka: its primary key in the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKey {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// A Kafka header as received: values are bytes and may be absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Option<Vec<u8>>,
+}
+
+/// What the archiver made of a record's value and headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// A valid Retrace envelope.
+    Envelope = 1,
+    /// Not an envelope, but traceable through its `retrace-*` headers.
+    HeadersOnly = 2,
+    /// A consumer's outcome, from the outcomes topic.
+    Outcome = 3,
+    /// Neither an envelope nor Retrace headers: kept, flagged, not traceable.
+    Untraceable = 4,
+    /// Claims to be Retrace's (an envelope, an outcome, or `retrace-*` headers) but cannot be
+    /// read; kept with the reason.
+    Malformed = 5,
+}
+
+impl RecordKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Envelope => "envelope",
+            RecordKind::HeadersOnly => "headers_only",
+            RecordKind::Outcome => "outcome",
+            RecordKind::Untraceable => "untraceable",
+            RecordKind::Malformed => "malformed",
+        }
+    }
+
+    /// Flagged records are listed by [`LogStore::flagged`] for someone to look at.
+    pub fn is_flagged(self) -> bool {
+        matches!(self, RecordKind::Untraceable | RecordKind::Malformed)
+    }
+
+    fn from_i32(value: i32) -> Self {
+        match value {
+            1 => RecordKind::Envelope,
+            2 => RecordKind::HeadersOnly,
+            3 => RecordKind::Outcome,
+            4 => RecordKind::Untraceable,
+            _ => RecordKind::Malformed,
+        }
+    }
+}
+
+/// The ids that make a record traceable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventIds {
+    pub event_id: String,
+    pub transaction_id: String,
+    pub causation_id: String,
+    pub subject_ids: Vec<String>,
+    pub source: String,
+    pub event_type: String,
+}
+
+/// One archived Kafka record, whole, with what was understood of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchivedRecord {
+    pub key: RecordKey,
+    pub message_key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
+    pub kafka_timestamp_ms: Option<i64>,
+    /// When the event happened: the envelope's `occurred_at`, else the Kafka timestamp, else
+    /// when it was archived. Traces and time queries are ordered by it.
+    pub time_ms: i64,
+    pub kind: RecordKind,
+    /// Why the record is flagged or could not be fully read.
+    pub problem: Option<String>,
+    /// Absent for untraceable records. For outcomes: the transaction and the consumer (as
+    /// `source`).
+    pub ids: Option<EventIds>,
+    /// For outcomes: the event id the outcome is about.
+    pub outcome_of: Option<String>,
+    pub archived_at_ms: i64,
+}
+
+/// The next offset to archive in one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// What one [`LogStore::append`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendSummary {
+    pub appended: usize,
+    /// Records at or behind the stored position of their partition: already archived.
+    pub already_archived: usize,
+}
+
+/// A transaction that touched a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectTransaction {
+    pub transaction_id: String,
+    /// Time of the newest record of the transaction that touched the subject.
+    pub last_seen_ms: i64,
+}
+
+/// One page of a listing; pass `next_cursor` back to get the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// What [`LogStore::check_consistency`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsistencyReport {
+    pub records: u64,
+    pub index_entries: u64,
+    /// Each problem in one sentence; empty when every index agrees with the records.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open the archive at {path}: {source}. Check that the directory is writable \
+         and that no other Retrace process has it open"
+    )]
+    Open { path: PathBuf, source: fjall::Error },
+    #[error("the archive could not {operation}: {source}")]
+    Engine {
+        operation: &'static str,
+        source: fjall::Error,
+    },
+    #[error(
+        "archived record {key} cannot be decoded ({source}); the archive is damaged: \
+         restore a backup or rebuild it from Kafka"
+    )]
+    Corrupt {
+        key: String,
+        source: prost::DecodeError,
+    },
+    #[error(
+        "index {index} entry {key} points at no record; the archive is damaged: restore a \
+         backup or rebuild it from Kafka"
+    )]
+    Dangling { index: &'static str, key: String },
+    #[error(
+        "the archive at {path} has format version {found}, this build reads version \
+         {supported}: upgrade Retrace, or restore a backup made by this version"
+    )]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: String,
+        supported: u32,
+    },
+    #[error("cursor {0:?} was not issued by this listing: start again without a cursor")]
+    BadCursor(String),
+    #[error("{field} {value:?} contains a NUL byte and cannot be indexed")]
+    InvalidId { field: &'static str, value: String },
+}
+
+impl StoreError {
+    fn engine(operation: &'static str) -> impl FnOnce(fjall::Error) -> StoreError {
+        move |source| StoreError::Engine { operation, source }
+    }
+}

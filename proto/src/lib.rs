@@ -1,0 +1,21 @@
+//! Retrace's wire contract: the protobuf [`Envelope`] every event travels in, the [`Outcome`]
+//! a consumer reports for it, and the Kafka headers that carry the same ids
+//! ([`headers::TraceHeaders`]).
+//!
+//! Everything that publishes or reads Retrace messages goes through this crate, so the
+//! contract has one definition. Evolution rules are in `proto/README.md`.
+
+mod envelope;
+pub mod headers;
+
+pub use envelope::{EnvelopeError, new_event_id};
+
+/// Types generated from `proto/retrace/v1/envelope.proto`.
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/retrace.v1.rs"));
+}
+
+pub use v1::{Envelope, Outcome, OutcomeStatus, Replay};
+
+/// The topic every consumer's [`Outcome`]s are published on.
+pub const OUTCOMES_TOPIC: &str = "retrace.outcomes";
