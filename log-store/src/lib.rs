@@ -13,7 +13,7 @@ mod store;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use store::{LogStore, StoreOptions};
+pub use store::{LogStore, PreparedRecord, StoreOptions};
 
 /// Where a record lives in Kafka: its primary key in the archive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

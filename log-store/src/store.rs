@@ -82,7 +82,7 @@ impl LogStore {
             db.keyspace(name, || {
                 KeyspaceCreateOptions::default().max_memtable_size(options.memtable_bytes)
             })
-                .map_err(open_error)
+            .map_err(open_error)
         };
         let inner = Inner {
             records: keyspace("records")?,
@@ -100,7 +100,10 @@ impl LogStore {
         };
         inner.check_format()?;
         let next_offsets = inner.read_positions()?;
-        *inner.next_offsets.lock().unwrap_or_else(PoisonError::into_inner) = next_offsets
+        *inner
+            .next_offsets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = next_offsets
             .into_iter()
             .map(|p| ((p.topic, p.partition), p.next_offset))
             .collect();
@@ -115,33 +118,42 @@ impl LogStore {
 
     /// Writes `records` and the new position of each partition they come from, in one atomic,
     /// fsynced batch. Records behind their partition's stored position are already archived
-    /// and are skipped, so writing the same records again changes nothing.
-    pub fn append(&self, records: Vec<ArchivedRecord>) -> Result<AppendSummary, StoreError> {
+    /// and are skipped, so writing the same records again changes nothing. On error nothing
+    /// is written and the same records can be appended again.
+    pub fn append(&self, records: &[PreparedRecord]) -> Result<AppendSummary, StoreError> {
         let inner = &*self.inner;
         let mut next_offsets = inner
             .next_offsets
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut advanced: HashMap<(String, i32), i64> = HashMap::new();
+        let mut advanced: HashMap<(&str, i32), i64> = HashMap::new();
         let mut summary = AppendSummary::default();
         let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
         for record in records {
-            let partition = (record.key.topic.clone(), record.key.partition);
-            let next = advanced
-                .get(&partition)
-                .or_else(|| next_offsets.get(&partition))
-                .copied()
-                .unwrap_or(0);
-            if record.key.offset < next {
+            let key = &record.key;
+            let next = match advanced.get(&(key.topic.as_str(), key.partition)) {
+                Some(next) => Some(*next),
+                None => next_offsets
+                    .get(&(key.topic.clone(), key.partition))
+                    .copied(),
+            };
+            if key.offset < next.unwrap_or(0) {
                 summary.already_archived += 1;
                 continue;
             }
-            let key = keys::record(&record.key);
-            for (keyspace, index_key, value) in inner.index_entries(&record, &key)? {
-                batch.insert(keyspace, index_key, value);
+            for (index, index_key, value) in &record.index_entries {
+                batch.insert(
+                    inner.keyspace(*index),
+                    index_key.as_slice(),
+                    value.as_slice(),
+                );
             }
-            advanced.insert(partition, record.key.offset + 1);
-            batch.insert(&inner.records, key, codec::encode(record));
+            batch.insert(
+                &inner.records,
+                record.primary.as_slice(),
+                record.encoded.as_slice(),
+            );
+            advanced.insert((key.topic.as_str(), key.partition), key.offset + 1);
             summary.appended += 1;
         }
         for ((topic, partition), next) in &advanced {
@@ -151,8 +163,14 @@ impl LogStore {
                 next.to_be_bytes().to_vec(),
             );
         }
-        batch.commit().map_err(StoreError::engine("write a batch"))?;
-        next_offsets.extend(advanced);
+        batch
+            .commit()
+            .map_err(StoreError::engine("write a batch"))?;
+        next_offsets.extend(
+            advanced
+                .into_iter()
+                .map(|((topic, partition), next)| ((topic.to_owned(), partition), next)),
+        );
         Ok(summary)
     }
 
@@ -260,8 +278,14 @@ impl LogStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<ArchivedRecord>, StoreError> {
-        self.inner
-            .page(&self.inner.flagged, "flagged", Vec::new(), vec![0xff], limit, cursor)
+        self.inner.page(
+            &self.inner.flagged,
+            "flagged",
+            Vec::new(),
+            vec![0xff],
+            limit,
+            cursor,
+        )
     }
 
     /// Checks that every index agrees with the records, and every record with the indexes.
@@ -279,9 +303,101 @@ impl LogStore {
     }
 }
 
-type IndexEntry<'a> = (&'a Keyspace, Vec<u8>, Vec<u8>);
+/// A record encoded and keyed for [`LogStore::append`], with its index entries. Preparing
+/// needs no access to the archive, so the writer's caller can do it while the previous batch
+/// is being written.
+#[derive(Debug, Clone)]
+pub struct PreparedRecord {
+    key: RecordKey,
+    primary: Vec<u8>,
+    encoded: Vec<u8>,
+    index_entries: Vec<IndexEntry>,
+}
+
+impl PreparedRecord {
+    pub fn new(record: ArchivedRecord) -> Result<Self, StoreError> {
+        let primary = keys::record(&record.key);
+        Ok(PreparedRecord {
+            index_entries: index_entries(&record, &primary)?,
+            key: record.key.clone(),
+            primary,
+            encoded: codec::encode(record),
+        })
+    }
+
+    pub fn key(&self) -> &RecordKey {
+        &self.key
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Index {
+    ByTransaction,
+    BySubject,
+    ByEvent,
+    ByTime,
+    Outcomes,
+    Flagged,
+}
+
+type IndexEntry = (Index, Vec<u8>, Vec<u8>);
+
+/// The index entries that point at `record`, stored under `key`.
+fn index_entries(record: &ArchivedRecord, key: &[u8]) -> Result<Vec<IndexEntry>, StoreError> {
+    let time = record.time_ms;
+    let mut entries = vec![(
+        Index::ByTime,
+        keys::id_time_record(&record.key.topic, time, key),
+        Vec::new(),
+    )];
+    if let Some(ids) = &record.ids {
+        check_id("transaction_id", &ids.transaction_id)?;
+        check_id("event_id", &ids.event_id)?;
+        if !ids.transaction_id.is_empty() {
+            entries.push((
+                Index::ByTransaction,
+                keys::id_time_record(&ids.transaction_id, time, key),
+                Vec::new(),
+            ));
+            for subject in &ids.subject_ids {
+                check_id("subject_id", subject)?;
+                entries.push((
+                    Index::BySubject,
+                    keys::id_pair(subject, ids.transaction_id.as_bytes()),
+                    keys::time(time).to_vec(),
+                ));
+            }
+        }
+        if !ids.event_id.is_empty() {
+            entries.push((
+                Index::ByEvent,
+                keys::id_record(&ids.event_id, key),
+                Vec::new(),
+            ));
+        }
+    }
+    if let Some(event_id) = &record.outcome_of {
+        check_id("outcome event_id", event_id)?;
+        entries.push((Index::Outcomes, keys::id_record(event_id, key), Vec::new()));
+    }
+    if record.kind.is_flagged() {
+        entries.push((Index::Flagged, key.to_vec(), Vec::new()));
+    }
+    Ok(entries)
+}
 
 impl Inner {
+    fn keyspace(&self, index: Index) -> &Keyspace {
+        match index {
+            Index::ByTransaction => &self.by_transaction,
+            Index::BySubject => &self.by_subject,
+            Index::ByEvent => &self.by_event,
+            Index::ByTime => &self.by_time,
+            Index::Outcomes => &self.outcomes,
+            Index::Flagged => &self.flagged,
+        }
+    }
+
     fn check_format(&self) -> Result<(), StoreError> {
         let found = self
             .meta
@@ -299,50 +415,6 @@ impl Inner {
                 supported: FORMAT_VERSION,
             }),
         }
-    }
-
-    /// The index entries that point at `record`, stored under `key`.
-    fn index_entries(
-        &self,
-        record: &ArchivedRecord,
-        key: &[u8],
-    ) -> Result<Vec<IndexEntry<'_>>, StoreError> {
-        let time = record.time_ms;
-        let mut entries = vec![(
-            &self.by_time,
-            keys::id_time_record(&record.key.topic, time, key),
-            Vec::new(),
-        )];
-        if let Some(ids) = &record.ids {
-            check_id("transaction_id", &ids.transaction_id)?;
-            check_id("event_id", &ids.event_id)?;
-            if !ids.transaction_id.is_empty() {
-                entries.push((
-                    &self.by_transaction,
-                    keys::id_time_record(&ids.transaction_id, time, key),
-                    Vec::new(),
-                ));
-                for subject in &ids.subject_ids {
-                    check_id("subject_id", subject)?;
-                    entries.push((
-                        &self.by_subject,
-                        keys::id_pair(subject, ids.transaction_id.as_bytes()),
-                        keys::time(time).to_vec(),
-                    ));
-                }
-            }
-            if !ids.event_id.is_empty() {
-                entries.push((&self.by_event, keys::id_record(&ids.event_id, key), Vec::new()));
-            }
-        }
-        if let Some(event_id) = &record.outcome_of {
-            check_id("outcome event_id", event_id)?;
-            entries.push((&self.outcomes, keys::id_record(event_id, key), Vec::new()));
-        }
-        if record.kind.is_flagged() {
-            entries.push((&self.flagged, key.to_vec(), Vec::new()));
-        }
-        Ok(entries)
     }
 
     fn read_positions(&self) -> Result<Vec<Position>, StoreError> {
@@ -440,7 +512,11 @@ impl Inner {
         })
     }
 
-    fn record_at_end_of(&self, name: &'static str, key: &[u8]) -> Result<ArchivedRecord, StoreError> {
+    fn record_at_end_of(
+        &self,
+        name: &'static str,
+        key: &[u8],
+    ) -> Result<ArchivedRecord, StoreError> {
         let record = record_key_suffix(name, key).map(<[u8]>::to_vec);
         self.load_indexed(name, key, record)
     }
@@ -454,13 +530,17 @@ impl Inner {
                 .map_err(StoreError::engine("scan records"))?;
             report.records += 1;
             let Some(record_key) = keys::parse_record(&key) else {
-                report.problems.push(format!("record key {} is unreadable", keys::to_hex(&key)));
+                report
+                    .problems
+                    .push(format!("record key {} is unreadable", keys::to_hex(&key)));
                 continue;
             };
             let record = match codec::decode(record_key.clone(), &value) {
                 Ok(record) => record,
                 Err(error) => {
-                    report.problems.push(format!("record {record_key} cannot be decoded: {error}"));
+                    report
+                        .problems
+                        .push(format!("record {record_key} cannot be decoded: {error}"));
                     continue;
                 }
             };
@@ -468,7 +548,8 @@ impl Inner {
                 .entry((record_key.topic.clone(), record_key.partition))
                 .or_insert(record_key.offset);
             *last = (*last).max(record_key.offset);
-            for (index, index_key, _) in self.index_entries(&record, &key)? {
+            for (index, index_key, _) in index_entries(&record, &key)? {
+                let index = self.keyspace(index);
                 let present = index
                     .contains_key(&index_key)
                     .map_err(StoreError::engine("check an index entry"))?;
@@ -512,7 +593,11 @@ impl Inner {
             report.index_entries += 1;
             let transaction = keys::after_id(&key).map(|t| String::from_utf8_lossy(t).into_owned());
             let known = match &transaction {
-                Some(t) => self.by_transaction.prefix(keys::id_prefix(t)).next().is_some(),
+                Some(t) => self
+                    .by_transaction
+                    .prefix(keys::id_prefix(t))
+                    .next()
+                    .is_some(),
                 None => false,
             };
             if !known {
@@ -540,7 +625,9 @@ fn record_key_suffix<'k>(name: &str, key: &'k [u8]) -> Option<&'k [u8]> {
     match name {
         "flagged" => Some(key),
         "by_event" | "outcomes" => keys::after_id(key),
-        _ => keys::after_id(key).and_then(keys::split_time).map(|(_, record)| record),
+        _ => keys::after_id(key)
+            .and_then(keys::split_time)
+            .map(|(_, record)| record),
     }
 }
 
@@ -580,7 +667,10 @@ fn parse_subject_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
     let bad = || StoreError::BadCursor(cursor.to_owned());
     let bytes = keys::from_hex(cursor).ok_or_else(bad)?;
     let (time, transaction) = keys::split_time(&bytes).ok_or_else(bad)?;
-    Ok((time, String::from_utf8(transaction.to_vec()).map_err(|_| bad())?))
+    Ok((
+        time,
+        String::from_utf8(transaction.to_vec()).map_err(|_| bad())?,
+    ))
 }
 
 #[cfg(test)]

@@ -5,6 +5,14 @@ fn open(dir: &tempfile::TempDir) -> LogStore {
     LogStore::open(dir.path(), &StoreOptions::default()).unwrap()
 }
 
+fn prepare(records: Vec<ArchivedRecord>) -> Result<Vec<PreparedRecord>, StoreError> {
+    records.into_iter().map(PreparedRecord::new).collect()
+}
+
+fn append(store: &LogStore, records: Vec<ArchivedRecord>) -> AppendSummary {
+    store.append(&prepare(records).unwrap()).unwrap()
+}
+
 fn event(topic: &str, offset: i64, transaction: &str, time_ms: i64) -> ArchivedRecord {
     ArchivedRecord {
         key: RecordKey {
@@ -61,19 +69,24 @@ fn untraceable(offset: i64) -> ArchivedRecord {
 fn a_trace_holds_the_transactions_events_and_outcomes_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store
-        .append(vec![
+    append(
+        &store,
+        vec![
             event("certificates", 0, "t1", 300),
             event("registrations", 0, "t1", 100),
             event("registrations", 1, "t2", 150),
             outcome(0, "t1", "registrations-0", 200),
-        ])
-        .unwrap();
+        ],
+    );
     let trace = store.transaction("t1").unwrap();
     let keys: Vec<String> = trace.iter().map(|r| r.key.to_string()).collect();
     assert_eq!(
         keys,
-        ["registrations/0@0", "retrace.outcomes/0@0", "certificates/0@0"]
+        [
+            "registrations/0@0",
+            "retrace.outcomes/0@0",
+            "certificates/0@0"
+        ]
     );
     assert_eq!(store.outcomes("registrations-0").unwrap().len(), 1);
     assert!(store.transaction("t3").unwrap().is_empty());
@@ -84,8 +97,8 @@ fn appending_the_same_records_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let records = vec![event("r", 0, "t1", 1), event("r", 1, "t1", 2)];
-    let first = store.append(records.clone()).unwrap();
-    let again = store.append(records).unwrap();
+    let first = append(&store, records.clone());
+    let again = append(&store, records);
     assert_eq!((first.appended, first.already_archived), (2, 0));
     assert_eq!((again.appended, again.already_archived), (0, 2));
     assert_eq!(store.transaction("t1").unwrap().len(), 2);
@@ -100,7 +113,7 @@ fn positions_and_records_survive_a_reopen() {
     let record = event("r", 41, "t1", 1);
     {
         let store = open(&dir);
-        store.append(vec![record.clone()]).unwrap();
+        append(&store, vec![record.clone()]);
         assert_eq!(store.next_offset("r", 0), Some(42));
     }
     let store = open(&dir);
@@ -125,7 +138,7 @@ fn a_subjects_transactions_come_newest_first_one_page_at_a_time() {
         .map(|i| event("r", i, &format!("t{i}"), 1000 + i))
         .chain([event("r", 5, "t1", 900)])
         .collect();
-    store.append(records).unwrap();
+    append(&store, records);
 
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -151,10 +164,11 @@ fn a_subjects_transactions_come_newest_first_one_page_at_a_time() {
 fn records_by_time_are_paged_within_the_range() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store
-        .append((0..10).map(|i| event("r", i, "t", i * 10)).collect())
-        .unwrap();
-    store.append(vec![event("other", 0, "t", 25)]).unwrap();
+    append(
+        &store,
+        (0..10).map(|i| event("r", i, "t", i * 10)).collect(),
+    );
+    append(&store, vec![event("other", 0, "t", 25)]);
 
     let first = store.records_by_time("r", 20, 70, 3, None).unwrap();
     let offsets = |page: &Page<ArchivedRecord>| -> Vec<i64> {
@@ -172,13 +186,22 @@ fn records_by_time_are_paged_within_the_range() {
 fn flagged_records_are_kept_and_listed() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store
-        .append(vec![untraceable(0), event("r", 0, "t", 1), untraceable(1)])
-        .unwrap();
+    append(
+        &store,
+        vec![untraceable(0), event("r", 0, "t", 1), untraceable(1)],
+    );
     let flagged = store.flagged(10, None).unwrap();
     assert_eq!(flagged.items.len(), 2);
-    assert!(flagged.items.iter().all(|r| r.kind == RecordKind::Untraceable));
-    assert_eq!(store.check_consistency().unwrap().problems, Vec::<String>::new());
+    assert!(
+        flagged
+            .items
+            .iter()
+            .all(|r| r.kind == RecordKind::Untraceable)
+    );
+    assert_eq!(
+        store.check_consistency().unwrap().problems,
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -193,7 +216,7 @@ fn an_event_published_twice_is_found_twice() {
         },
         ..first.clone()
     };
-    store.append(vec![first, second]).unwrap();
+    append(&store, vec![first, second]);
     assert_eq!(store.event("r-0").unwrap().len(), 2);
 }
 
@@ -201,8 +224,14 @@ fn an_event_published_twice_is_found_twice() {
 fn an_id_with_a_nul_byte_is_refused_not_indexed_wrongly() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let error = store.append(vec![event("r", 0, "t\0x", 1)]).unwrap_err();
-    assert!(matches!(error, StoreError::InvalidId { field: "transaction_id", .. }));
+    let error = prepare(vec![event("r", 0, "t\0x", 1)]).unwrap_err();
+    assert!(matches!(
+        error,
+        StoreError::InvalidId {
+            field: "transaction_id",
+            ..
+        }
+    ));
     assert_eq!(store.next_offset("r", 0), None);
 }
 

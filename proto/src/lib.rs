@@ -19,3 +19,6 @@ pub use v1::{Envelope, Outcome, OutcomeStatus, Replay};
 
 /// The topic every consumer's [`Outcome`]s are published on.
 pub const OUTCOMES_TOPIC: &str = "retrace.outcomes";
+
+/// The `retrace-type` header of an outcome message.
+pub const OUTCOME_TYPE: &str = "retrace.outcome.v1";

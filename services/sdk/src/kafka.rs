@@ -1,0 +1,81 @@
+//! Connection settings shared by every Kafka client Retrace creates.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+/// Where Kafka is, and any librdkafka properties to pass through unchanged
+/// (`security.protocol`, `sasl.*`, `ssl.*`, ...), so Retrace works against a secured cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    pub bootstrap_servers: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("Kafka property {0:?} is not of the form `name=value`, e.g. `security.protocol=SASL_SSL`")]
+    NotAProperty(String),
+}
+
+impl KafkaSettings {
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaSettings {
+            bootstrap_servers: bootstrap_servers.into(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Adds properties written as `name=value`.
+    pub fn with_properties<'a>(
+        mut self,
+        properties: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, SettingsError> {
+        for property in properties {
+            let (name, value) = property
+                .split_once('=')
+                .filter(|(name, _)| !name.trim().is_empty())
+                .ok_or_else(|| SettingsError::NotAProperty(property.to_owned()))?;
+            self.properties
+                .insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+        Ok(self)
+    }
+
+    /// A client configuration with Retrace's `defaults`, then the user's properties on top.
+    pub fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap_servers);
+        for (name, value) in defaults {
+            config.set(*name, *value);
+        }
+        for (name, value) in &self.properties {
+            config.set(name, value);
+        }
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_properties_override_defaults() {
+        let settings = KafkaSettings::new("localhost:9092")
+            .with_properties(["security.protocol=SASL_SSL", "acks = 1"])
+            .unwrap();
+        let config = settings.client_config(&[("acks", "all"), ("linger.ms", "5")]);
+        assert_eq!(config.get("acks"), Some("1"));
+        assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+    }
+
+    #[test]
+    fn a_property_without_equals_is_refused() {
+        let error = KafkaSettings::new("k:1")
+            .with_properties(["sasl.mechanism"])
+            .unwrap_err();
+        assert!(error.to_string().contains("sasl.mechanism"));
+    }
+}

@@ -1,0 +1,18 @@
+//! The Rust SDK for services on Retrace: publish [`Envelope`]s to Kafka ([`Publisher`]) and
+//! consume them with an [`Outcome`] reported for every event handled ([`consume`]).
+//!
+//! Every message carries its ids twice, in the envelope and in `retrace-*` headers, and is
+//! keyed by transaction id so a transaction's events keep their order. `publish` returns only
+//! once the broker has acknowledged the message (`acks=all`, idempotent producer).
+//!
+//! [`Envelope`]: retrace_proto::Envelope
+//! [`Outcome`]: retrace_proto::Outcome
+
+mod consumer;
+mod events;
+mod kafka;
+mod publisher;
+
+pub use consumer::{ConsumeError, EventHandler, HandlerError, ReceivedEvent, consume};
+pub use kafka::{KafkaSettings, SettingsError};
+pub use publisher::{Delivery, PublishError, Publisher};

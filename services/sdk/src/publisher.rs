@@ -1,0 +1,147 @@
+//! [`Publisher`]: envelopes and outcomes onto Kafka, acknowledged by the broker.
+
+use std::time::Duration;
+
+use prost::Message;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use retrace_proto::headers::TraceHeaders;
+use retrace_proto::{Envelope, EnvelopeError, OUTCOME_TYPE, OUTCOMES_TOPIC, Outcome};
+use retrace_telemetry::InternalEvent;
+
+use crate::KafkaSettings;
+use crate::events::EventPublished;
+
+/// Durability first: every in-sync replica acknowledges, and retries never duplicate.
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("acks", "all"),
+    ("enable.idempotence", "true"),
+    ("linger.ms", "5"),
+    ("message.timeout.ms", "30000"),
+];
+
+/// Where the broker put a published message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("event not published: {0}")]
+    Invalid(#[from] EnvelopeError),
+    #[error("cannot create a Kafka producer for {bootstrap}: {source}")]
+    Create {
+        bootstrap: String,
+        source: KafkaError,
+    },
+    #[error(
+        "Kafka did not acknowledge event {event_id} on topic {topic}: {source}. It may or may \
+         not be stored; publishing it again with the same event id is safe"
+    )]
+    NotAcknowledged {
+        event_id: String,
+        topic: String,
+        source: KafkaError,
+    },
+}
+
+/// Publishes Retrace messages. Cheap to clone; clones share one producer.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+}
+
+impl Publisher {
+    pub fn new(settings: &KafkaSettings) -> Result<Self, PublishError> {
+        let producer = settings
+            .client_config(PRODUCER_DEFAULTS)
+            .create()
+            .map_err(|source| PublishError::Create {
+                bootstrap: settings.bootstrap_servers.clone(),
+                source,
+            })?;
+        Ok(Publisher { producer })
+    }
+
+    /// Publishes `envelope` on `topic`, keyed by its transaction id, with its ids also in
+    /// headers. Returns once the broker has acknowledged it.
+    pub async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<Delivery, PublishError> {
+        envelope.validate()?;
+        let delivery = self
+            .send(
+                topic,
+                &envelope.transaction_id,
+                &envelope.encode_to_vec(),
+                &TraceHeaders::of(envelope),
+                &envelope.event_id,
+            )
+            .await?;
+        EventPublished {
+            delivery: &delivery,
+            event_type: &envelope.r#type,
+        }
+        .emit();
+        Ok(delivery)
+    }
+
+    /// Publishes what a consumer did with an event on the outcomes topic.
+    pub async fn publish_outcome(&self, outcome: &Outcome) -> Result<Delivery, PublishError> {
+        outcome.validate()?;
+        let headers = TraceHeaders {
+            transaction_id: outcome.transaction_id.clone(),
+            causation_id: outcome.event_id.clone(),
+            source: outcome.consumer.clone(),
+            event_type: OUTCOME_TYPE.to_owned(),
+            ..TraceHeaders::default()
+        };
+        self.send(
+            OUTCOMES_TOPIC,
+            &outcome.transaction_id,
+            &outcome.encode_to_vec(),
+            &headers,
+            &outcome.event_id,
+        )
+        .await
+    }
+
+    async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &TraceHeaders,
+        event_id: &str,
+    ) -> Result<Delivery, PublishError> {
+        let kafka_headers = headers
+            .pairs()
+            .into_iter()
+            .fold(OwnedHeaders::new(), |all, (name, value)| {
+                all.insert(Header {
+                    key: name,
+                    value: Some(value),
+                })
+            });
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(kafka_headers);
+        // The producer queue is bounded; waiting for room is the backpressure a caller feels.
+        let queue_timeout = Duration::from_secs(30);
+        match self.producer.send(record, queue_timeout).await {
+            Ok(delivery) => Ok(Delivery {
+                topic: topic.to_owned(),
+                partition: delivery.partition,
+                offset: delivery.offset,
+            }),
+            Err((source, _)) => Err(PublishError::NotAcknowledged {
+                event_id: event_id.to_owned(),
+                topic: topic.to_owned(),
+                source,
+            }),
+        }
+    }
+}

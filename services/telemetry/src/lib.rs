@@ -1,0 +1,98 @@
+//! Logging and metrics for every Retrace service.
+//!
+//! Convention (after Vector's `internal_events`): each thing worth observing is a small typed
+//! event implementing [`InternalEvent`], which emits its log line and its metrics together,
+//! so names stay consistent and every signal is greppable from one place per crate
+//! (`events.rs`).
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::routing::get;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Something worth observing: emits its log line and its metrics in one place.
+pub trait InternalEvent {
+    fn emit(self);
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object a line, for log collectors.
+    #[default]
+    Json,
+    /// Human-readable, for a terminal.
+    Text,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = TelemetryError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            other => Err(TelemetryError::UnknownLogFormat(other.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("log format {0:?} is not known: use `json` or `text`")]
+    UnknownLogFormat(String),
+    #[error("log filter {filter:?} is not valid ({reason}); example: `info,retrace_archive=debug`")]
+    BadFilter { filter: String, reason: String },
+    #[error("logging was already set up in this process")]
+    AlreadyInitialised,
+}
+
+/// Sends `tracing` events to stderr in `format`, filtered by `filter` (`RUST_LOG` syntax).
+pub fn init_logging(format: LogFormat, filter: &str) -> Result<(), TelemetryError> {
+    let env_filter = EnvFilter::try_new(filter).map_err(|e| TelemetryError::BadFilter {
+        filter: filter.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    installed.map_err(|_| TelemetryError::AlreadyInitialised)
+}
+
+/// The process's Prometheus recorder, installed on first use. Every `metrics` counter and
+/// histogram recorded in the process is rendered by it.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        const SECONDS: &[f64] = &[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // A host process embedding Retrace may have installed its own recorder; ours then
+        // renders nothing, and metrics go to the host's, which is what the host wants.
+        if metrics::set_global_recorder(recorder).is_err() {
+            eprintln!("retrace: a metrics recorder was already installed; /metrics will be empty");
+        }
+        handle
+    })
+}
+
+/// `GET /metrics` in Prometheus text format.
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", get(|| async { prometheus().render() }))
+}
