@@ -1,0 +1,295 @@
+//! The consume → archive → commit loop.
+//!
+//! Batches are written durably before their offsets are committed, and the archive, not
+//! Kafka, decides where each partition resumes: on assignment every partition is sought to
+//! the position stored with its records. While one batch is written the next is collected,
+//! so the disk and the CPU work at the same time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use retrace_log_store::{LogStore, PreparedRecord};
+use retrace_telemetry::InternalEvent;
+use tokio_util::sync::CancellationToken;
+
+use crate::classify::{classify, prepare};
+use crate::config::{ArchiveConfig, BatchSettings};
+use crate::events::{
+    BatchArchived, ConsumptionPaused, KafkaProblem, PartitionsAssigned, RecordConsumed,
+    ShutdownWithUnwrittenBatch, StoreWriteFailed,
+};
+
+/// The archiver's consumer: the group protocol decides who reads which partition, the
+/// archive decides where.
+pub(crate) struct ArchiveContext {
+    store: LogStore,
+}
+
+impl ClientContext for ArchiveContext {}
+
+impl ConsumerContext for ArchiveContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let outcome = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let assigned = self.resume_from_archive(partitions);
+                let result = consumer.assign(partitions);
+                PartitionsAssigned {
+                    partitions: &assigned,
+                }
+                .emit();
+                result
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => consumer.unassign(),
+            other => Err(KafkaError::Rebalance(other.into())),
+        };
+        if let Err(error) = outcome {
+            KafkaProblem {
+                during: "rebalance",
+                error: &error,
+            }
+            .emit();
+        }
+    }
+}
+
+impl ArchiveContext {
+    /// Sets each partition's start to the archive's position, or the beginning of what
+    /// Kafka retains for a partition never archived.
+    fn resume_from_archive(
+        &self,
+        partitions: &mut TopicPartitionList,
+    ) -> Vec<(String, i32, Option<i64>)> {
+        let assigned: Vec<(String, i32, Option<i64>)> = partitions
+            .elements()
+            .iter()
+            .map(|p| {
+                let next = self.store.next_offset(p.topic(), p.partition());
+                (p.topic().to_owned(), p.partition(), next)
+            })
+            .collect();
+        for (topic, partition, next) in &assigned {
+            let offset = next.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(error) = partitions.set_partition_offset(topic, *partition, offset) {
+                KafkaProblem {
+                    during: "seek to the archive's position",
+                    error: &error,
+                }
+                .emit();
+            }
+        }
+        assigned
+    }
+}
+
+pub(crate) struct Archiver {
+    consumer: StreamConsumer<ArchiveContext>,
+    store: LogStore,
+    batch: BatchSettings,
+}
+
+struct Batch {
+    records: Arc<Vec<PreparedRecord>>,
+    /// Next offset per partition, to commit once the batch is durable.
+    commit: HashMap<(String, i32), i64>,
+}
+
+impl Archiver {
+    pub(crate) fn new(config: &ArchiveConfig, store: LogStore) -> KafkaResult<Self> {
+        let refresh = config.metadata_refresh.as_millis().to_string();
+        let defaults = [
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("topic.metadata.refresh.interval.ms", refresh.as_str()),
+        ];
+        let mut client = config.kafka.client_config(&defaults);
+        client.set("group.id", &config.group_id);
+        let consumer: StreamConsumer<ArchiveContext> =
+            client.create_with_context(ArchiveContext {
+                store: store.clone(),
+            })?;
+        let subscription = config.topics.subscription();
+        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        Ok(Archiver {
+            consumer,
+            store,
+            batch: config.batch.clone(),
+        })
+    }
+
+    /// Archives until `shutdown`, then writes what it holds and flushes the store.
+    pub(crate) async fn run(self, shutdown: &CancellationToken) {
+        let mut batch = self.collect(shutdown).await;
+        while !batch.records.is_empty() {
+            let (written, next) = tokio::join!(self.write(batch, shutdown), self.collect(shutdown));
+            if !written {
+                break;
+            }
+            batch = next;
+        }
+        if let Err(error) = self.store.flush() {
+            KafkaProblem {
+                during: "final flush",
+                error: &error,
+            }
+            .emit();
+        }
+    }
+
+    /// Waits for a first record, then gathers more until the batch is full or its time is up.
+    /// Returns early, possibly empty, on shutdown.
+    async fn collect(&self, shutdown: &CancellationToken) -> Batch {
+        let mut records = Vec::new();
+        let mut commit = HashMap::new();
+        let mut deadline = None;
+        while records.len() < self.batch.max_records {
+            let until = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let message = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = until => break,
+                message = self.consumer.recv() => message,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    KafkaProblem {
+                        during: "consume",
+                        error: &error,
+                    }
+                    .emit();
+                    continue;
+                }
+            };
+            let record = classify(&message, now_ms());
+            RecordConsumed {
+                topic: &record.key.topic,
+                partition: record.key.partition,
+                offset: record.key.offset,
+                kind: record.kind,
+                problem: record.problem.as_deref(),
+            }
+            .emit();
+            commit.insert(
+                (record.key.topic.clone(), record.key.partition),
+                record.key.offset + 1,
+            );
+            records.push(prepare(record));
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.batch.max_wait);
+        }
+        Batch {
+            records: Arc::new(records),
+            commit,
+        }
+    }
+
+    /// Writes `batch` durably, retrying with consumption paused while the store fails, then
+    /// commits its offsets. Returns false if shut down before the batch was written.
+    async fn write(&self, batch: Batch, shutdown: &CancellationToken) -> bool {
+        let mut attempt = 0;
+        let mut paused: Option<TopicPartitionList> = None;
+        loop {
+            let store = self.store.clone();
+            let records = Arc::clone(&batch.records);
+            let started = Instant::now();
+            let written = tokio::task::spawn_blocking(move || store.append(&records)).await;
+            let error = match written {
+                Ok(Ok(summary)) => {
+                    BatchArchived {
+                        summary,
+                        elapsed: started.elapsed(),
+                    }
+                    .emit();
+                    if let Some(partitions) = paused {
+                        self.set_paused(&partitions, false);
+                    }
+                    self.commit(&batch.commit);
+                    return true;
+                }
+                Ok(Err(error)) => error.to_string(),
+                Err(join_error) => format!("the archive writer stopped: {join_error}"),
+            };
+            attempt += 1;
+            let retry_in = Duration::from_millis(100 * 2u64.pow(attempt.min(7)));
+            StoreWriteFailed {
+                error: &error,
+                attempt,
+                retry_in,
+            }
+            .emit();
+            if paused.is_none() {
+                paused = self.consumer.assignment().ok();
+                if let Some(partitions) = &paused {
+                    self.set_paused(partitions, true);
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    ShutdownWithUnwrittenBatch { records: batch.records.len() }.emit();
+                    return false;
+                }
+                _ = tokio::time::sleep(retry_in) => {}
+            }
+        }
+    }
+
+    fn set_paused(&self, partitions: &TopicPartitionList, paused: bool) {
+        let result = if paused {
+            self.consumer.pause(partitions)
+        } else {
+            self.consumer.resume(partitions)
+        };
+        match result {
+            Ok(()) => ConsumptionPaused { paused }.emit(),
+            Err(error) => KafkaProblem {
+                during: "pause or resume",
+                error: &error,
+            }
+            .emit(),
+        }
+    }
+
+    /// Tells Kafka how far the archive got. Only a hint for monitoring and other tools: on
+    /// restart the archive resumes from its own positions.
+    fn commit(&self, offsets: &HashMap<(String, i32), i64>) {
+        let mut list = TopicPartitionList::with_capacity(offsets.len());
+        for ((topic, partition), next) in offsets {
+            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+                KafkaProblem {
+                    during: "commit",
+                    error: &error,
+                }
+                .emit();
+            }
+        }
+        if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+            KafkaProblem {
+                during: "commit",
+                error: &error,
+            }
+            .emit();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,190 @@
+//! What a consumed Kafka record is: an envelope, a headers-only event, an outcome, or
+//! something untraceable or malformed. Every record becomes an [`ArchivedRecord`]; none is
+//! refused, since the archive keeps everything.
+
+use prost::Message as _;
+use prost_types::Timestamp;
+use rdkafka::Message;
+use rdkafka::message::Headers;
+use retrace_log_store::{ArchivedRecord, EventIds, Header, PreparedRecord, RecordKey, RecordKind};
+use retrace_proto::headers::TraceHeaders;
+use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome};
+
+/// Copies `message` out of Kafka's buffers and says what it is.
+pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
+    let value = message.payload();
+    let headers: Vec<Header> = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    name: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let kafka_timestamp_ms = message.timestamp().to_millis();
+    let understood = if message.topic() == OUTCOMES_TOPIC {
+        outcome(value)
+    } else {
+        event(value.unwrap_or_default(), &headers)
+    };
+    ArchivedRecord {
+        key: RecordKey {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        message_key: message.key().map(<[u8]>::to_vec),
+        value: value.map(<[u8]>::to_vec),
+        headers,
+        kafka_timestamp_ms,
+        time_ms: understood
+            .occurred_at_ms
+            .or(kafka_timestamp_ms)
+            .unwrap_or(archived_at_ms),
+        kind: understood.kind,
+        problem: understood.problem,
+        ids: understood.ids,
+        outcome_of: understood.outcome_of,
+        archived_at_ms,
+    }
+}
+
+/// Keys and encodes a record for the store. A record the store cannot index is kept as
+/// malformed, with the reason, rather than lost.
+pub fn prepare(record: ArchivedRecord) -> PreparedRecord {
+    let fallback = ArchivedRecord {
+        ids: None,
+        outcome_of: None,
+        kind: RecordKind::Malformed,
+        ..record.clone()
+    };
+    PreparedRecord::new(record).unwrap_or_else(|error| {
+        PreparedRecord::new(ArchivedRecord {
+            problem: Some(error.to_string()),
+            ..fallback
+        })
+        .expect("a record without ids has nothing that can fail to index")
+    })
+}
+
+struct Understood {
+    kind: RecordKind,
+    problem: Option<String>,
+    ids: Option<EventIds>,
+    outcome_of: Option<String>,
+    occurred_at_ms: Option<i64>,
+}
+
+impl Understood {
+    fn flagged(kind: RecordKind, problem: String) -> Self {
+        Understood {
+            kind,
+            problem: Some(problem),
+            ids: None,
+            outcome_of: None,
+            occurred_at_ms: None,
+        }
+    }
+}
+
+fn outcome(value: Option<&[u8]>) -> Understood {
+    let decoded = Outcome::decode(value.unwrap_or_default())
+        .map_err(|e| format!("outcome cannot be decoded: {e}"))
+        .and_then(|outcome| {
+            outcome
+                .validate()
+                .map_err(|e| format!("outcome is invalid: {e}"))?;
+            Ok(outcome)
+        });
+    match decoded {
+        Ok(outcome) => Understood {
+            kind: RecordKind::Outcome,
+            problem: None,
+            occurred_at_ms: outcome.at.as_ref().map(millis),
+            ids: Some(EventIds {
+                transaction_id: outcome.transaction_id,
+                source: outcome.consumer,
+                event_type: retrace_proto::OUTCOME_TYPE.to_owned(),
+                ..EventIds::default()
+            }),
+            outcome_of: Some(outcome.event_id),
+        },
+        Err(problem) => Understood::flagged(RecordKind::Malformed, problem),
+    }
+}
+
+fn event(value: &[u8], headers: &[Header]) -> Understood {
+    let not_an_envelope = match Envelope::decode(value) {
+        // Arbitrary bytes can decode as an empty envelope; one with neither id is not one.
+        Ok(envelope) if envelope.event_id.is_empty() && envelope.transaction_id.is_empty() => {
+            "value is not a Retrace envelope (it carries no event or transaction id)".to_owned()
+        }
+        Ok(envelope) => {
+            return match envelope.validate() {
+                Ok(()) => Understood {
+                    kind: RecordKind::Envelope,
+                    problem: None,
+                    occurred_at_ms: envelope.occurred_at.as_ref().map(millis),
+                    ids: Some(EventIds {
+                        event_id: envelope.event_id,
+                        transaction_id: envelope.transaction_id,
+                        causation_id: envelope.causation_id,
+                        subject_ids: envelope.subject_ids,
+                        source: envelope.source,
+                        event_type: envelope.r#type,
+                    }),
+                    outcome_of: None,
+                },
+                Err(error) => {
+                    Understood::flagged(RecordKind::Malformed, format!("envelope is invalid: {error}"))
+                }
+            };
+        }
+        Err(error) => format!("value is not a protobuf envelope: {error}"),
+    };
+    let parsed = TraceHeaders::parse(
+        headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_deref())),
+    );
+    match parsed {
+        Ok(Some(trace)) => match trace.validate() {
+            Ok(()) => Understood {
+                kind: RecordKind::HeadersOnly,
+                // Kept for whoever expected an envelope here.
+                problem: Some(not_an_envelope),
+                occurred_at_ms: None,
+                ids: Some(EventIds {
+                    event_id: trace.event_id,
+                    transaction_id: trace.transaction_id,
+                    causation_id: trace.causation_id,
+                    subject_ids: trace.subject_ids,
+                    source: trace.source,
+                    event_type: trace.event_type,
+                }),
+                outcome_of: None,
+            },
+            Err(error) => Understood::flagged(
+                RecordKind::Malformed,
+                format!("{not_an_envelope}; its Retrace headers are invalid: {error}"),
+            ),
+        },
+        Ok(None) => Understood::flagged(
+            RecordKind::Untraceable,
+            format!("{not_an_envelope}, and it has no retrace-* headers"),
+        ),
+        Err(error) => Understood::flagged(RecordKind::Malformed, format!("{not_an_envelope}; {error}")),
+    }
+}
+
+fn millis(timestamp: &Timestamp) -> i64 {
+    timestamp.seconds * 1000 + i64::from(timestamp.nanos / 1_000_000)
+}
+
+#[cfg(test)]
+#[path = "classify_tests.rs"]
+mod tests;

@@ -1,0 +1,299 @@
+//! The archiver's configuration: defaults, then an optional TOML file, then `RETRACE_*`
+//! environment variables, then flags; each later source wins.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use retrace_log_store::StoreOptions;
+use retrace_sdk::KafkaSettings;
+use retrace_telemetry::LogFormat;
+use serde::Deserialize;
+
+/// Every topic except Kafka's internal `__*` ones (librdkafka regexes are POSIX: no
+/// look-ahead, hence the spelled-out alternatives).
+pub const ALL_TOPICS_PATTERN: &str = "^([^_]|_[^_]).*";
+
+/// Which topics to archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicSelection {
+    Names(Vec<String>),
+    /// A POSIX regex over topic names; topics created later are picked up when they appear.
+    Pattern(String),
+}
+
+impl TopicSelection {
+    /// The subscription in librdkafka's form, where a leading `^` marks a regex.
+    pub fn subscription(&self) -> Vec<String> {
+        match self {
+            TopicSelection::Names(names) => names.clone(),
+            TopicSelection::Pattern(pattern) if pattern.starts_with('^') => vec![pattern.clone()],
+            TopicSelection::Pattern(pattern) => vec![format!("^{pattern}")],
+        }
+    }
+}
+
+/// How records are grouped into one durable write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSettings {
+    pub max_records: usize,
+    /// How long the first record of a batch may wait for others.
+    pub max_wait: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ArchiveConfig {
+    pub kafka: KafkaSettings,
+    pub topics: TopicSelection,
+    pub group_id: String,
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub batch: BatchSettings,
+    pub store: StoreOptions,
+    /// How often topic metadata is refreshed, so new topics are archived soon after they
+    /// appear.
+    pub metadata_refresh: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+impl ArchiveConfig {
+    /// The defaults, for an archive of `bootstrap` kept in `data_dir`.
+    pub fn new(bootstrap: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        ArchiveConfig {
+            kafka: KafkaSettings::new(bootstrap),
+            topics: TopicSelection::Pattern(ALL_TOPICS_PATTERN.to_owned()),
+            group_id: "retrace-archive".to_owned(),
+            data_dir: data_dir.into(),
+            http: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            batch: BatchSettings {
+                max_records: 5000,
+                max_wait: Duration::from_millis(50),
+            },
+            store: StoreOptions::default(),
+            metadata_refresh: Duration::from_secs(5),
+            log_format: LogFormat::Json,
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Command-line flags; each also reads a `RETRACE_*` environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ArchiveArgs {
+    /// TOML configuration file (see README for its sections).
+    #[arg(long, env = "RETRACE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port].
+    #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: Option<String>,
+    /// librdkafka property passed through, name=value (repeat, or comma-separate in the env).
+    #[arg(long = "kafka-property", env = "RETRACE_KAFKA_PROPERTIES", value_delimiter = ',')]
+    pub kafka_properties: Vec<String>,
+    /// Topics to archive (comma-separated). Default: every topic but Kafka's internal ones.
+    #[arg(long, env = "RETRACE_ARCHIVE_TOPICS", value_delimiter = ',', conflicts_with = "topic_pattern")]
+    pub topics: Vec<String>,
+    /// POSIX regex of topics to archive, instead of a list.
+    #[arg(long, env = "RETRACE_ARCHIVE_TOPIC_PATTERN")]
+    pub topic_pattern: Option<String>,
+    /// Kafka consumer group.
+    #[arg(long, env = "RETRACE_ARCHIVE_GROUP")]
+    pub group: Option<String>,
+    /// Directory of the archive.
+    #[arg(long, env = "RETRACE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP server (/healthz, /metrics, /v1/positions).
+    #[arg(long, env = "RETRACE_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Most records written in one durable batch.
+    #[arg(long, env = "RETRACE_ARCHIVE_BATCH_RECORDS")]
+    pub batch_records: Option<usize>,
+    /// Longest a record waits for its batch to fill, in milliseconds.
+    #[arg(long, env = "RETRACE_ARCHIVE_BATCH_WAIT_MS")]
+    pub batch_wait_ms: Option<u64>,
+    /// `json` or `text`.
+    #[arg(long, env = "RETRACE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, `RUST_LOG` syntax, e.g. `info,retrace_archive=debug`.
+    #[arg(long, env = "RETRACE_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error(transparent)]
+    Kafka(#[from] retrace_sdk::SettingsError),
+    #[error("{field} must be {requirement}")]
+    Invalid {
+        field: &'static str,
+        requirement: &'static str,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    kafka: FileKafka,
+    #[serde(default)]
+    archive: FileArchive,
+    #[serde(default)]
+    log: FileLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKafka {
+    bootstrap: Option<String>,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArchive {
+    topics: Option<Vec<String>>,
+    topic_pattern: Option<String>,
+    group: Option<String>,
+    data_dir: Option<PathBuf>,
+    http: Option<SocketAddr>,
+    batch_records: Option<usize>,
+    batch_wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<LogFormat>,
+    filter: Option<String>,
+}
+
+impl ArchiveArgs {
+    /// Layers defaults, the file, and these flags (which clap already merged with the env).
+    pub fn resolve(self) -> Result<ArchiveConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let bootstrap = self
+            .kafka_bootstrap
+            .or(file.kafka.bootstrap)
+            .unwrap_or_else(|| "localhost:9092".to_owned());
+        let data_dir = self
+            .data_dir
+            .or(file.archive.data_dir)
+            .unwrap_or_else(|| PathBuf::from("retrace-data"));
+        let mut config = ArchiveConfig::new(bootstrap, data_dir);
+        config.kafka.properties = file.kafka.properties;
+        config.kafka = config
+            .kafka
+            .with_properties(self.kafka_properties.iter().map(String::as_str))?;
+        let names = Some(self.topics)
+            .filter(|t| !t.is_empty())
+            .or(file.archive.topics);
+        let pattern = self.topic_pattern.or(file.archive.topic_pattern);
+        config.topics = match (names, pattern) {
+            (Some(names), _) => TopicSelection::Names(names),
+            (None, Some(pattern)) => TopicSelection::Pattern(pattern),
+            (None, None) => config.topics,
+        };
+        if let Some(group) = self.group.or(file.archive.group) {
+            config.group_id = group;
+        }
+        if let Some(http) = self.http.or(file.archive.http) {
+            config.http = http;
+        }
+        if let Some(max_records) = self.batch_records.or(file.archive.batch_records) {
+            if max_records == 0 {
+                return Err(ConfigError::Invalid {
+                    field: "batch_records",
+                    requirement: "at least 1",
+                });
+            }
+            config.batch.max_records = max_records;
+        }
+        if let Some(wait) = self.batch_wait_ms.or(file.archive.batch_wait_ms) {
+            config.batch.max_wait = Duration::from_millis(wait);
+        }
+        if let Some(format) = self.log_format.or(file.log.format) {
+            config.log_format = format;
+        }
+        if let Some(filter) = self.log.or(file.log.filter) {
+            config.log_filter = filter;
+        }
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retrace.toml");
+        std::fs::write(
+            &path,
+            r#"
+[kafka]
+bootstrap = "file:9092"
+properties = { "security.protocol" = "SASL_SSL" }
+
+[archive]
+topics = ["registrations"]
+batch_records = 100
+"#,
+        )
+        .unwrap();
+        let config = ArchiveArgs {
+            config: Some(path),
+            kafka_bootstrap: Some("flag:9092".into()),
+            kafka_properties: vec!["sasl.mechanism=PLAIN".into()],
+            ..ArchiveArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "flag:9092");
+        assert_eq!(config.kafka.properties.len(), 2);
+        assert_eq!(config.topics, TopicSelection::Names(vec!["registrations".into()]));
+        assert_eq!(config.batch.max_records, 100);
+        assert_eq!(config.group_id, "retrace-archive");
+    }
+
+    #[test]
+    fn an_unknown_setting_in_the_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retrace.toml");
+        std::fs::write(&path, "[archive]\nbatch_recs = 5\n").unwrap();
+        let error = ArchiveArgs {
+            config: Some(path),
+            ..ArchiveArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(error.to_string().contains("batch_recs"), "{error}");
+    }
+}

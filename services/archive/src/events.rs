@@ -1,0 +1,153 @@
+//! Everything the archiver reports about itself: one typed event per observable thing, each
+//! emitting its log line and its metrics together.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+use retrace_log_store::{AppendSummary, RecordKind};
+use retrace_telemetry::InternalEvent;
+use tracing::{debug, error, info, warn};
+
+pub(crate) struct ArchiveStarted<'a> {
+    pub bootstrap: &'a str,
+    pub topics: &'a str,
+    pub group_id: &'a str,
+    pub http: SocketAddr,
+}
+
+impl InternalEvent for ArchiveStarted<'_> {
+    fn emit(self) {
+        info!(
+            bootstrap = self.bootstrap,
+            topics = self.topics,
+            group_id = self.group_id,
+            http = %self.http,
+            "archive started"
+        );
+    }
+}
+
+pub(crate) struct BatchArchived {
+    pub summary: AppendSummary,
+    pub elapsed: Duration,
+}
+
+impl InternalEvent for BatchArchived {
+    fn emit(self) {
+        debug!(
+            appended = self.summary.appended,
+            already_archived = self.summary.already_archived,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "batch archived"
+        );
+        counter!("retrace_archive_records_written_total").increment(self.summary.appended as u64);
+        counter!("retrace_archive_records_already_archived_total")
+            .increment(self.summary.already_archived as u64);
+        histogram!("retrace_archive_batch_write_seconds").record(self.elapsed.as_secs_f64());
+        histogram!("retrace_archive_batch_records").record(self.summary.appended as f64);
+    }
+}
+
+/// A record was consumed; flagged ones are also logged, so someone can find them.
+pub(crate) struct RecordConsumed<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub kind: RecordKind,
+    pub problem: Option<&'a str>,
+}
+
+impl InternalEvent for RecordConsumed<'_> {
+    fn emit(self) {
+        if self.kind.is_flagged() {
+            warn!(
+                topic = self.topic,
+                partition = self.partition,
+                offset = self.offset,
+                kind = self.kind.as_str(),
+                problem = self.problem,
+                "record kept but flagged"
+            );
+        }
+        counter!("retrace_archive_records_consumed_total", "kind" => self.kind.as_str())
+            .increment(1);
+    }
+}
+
+pub(crate) struct StoreWriteFailed<'a> {
+    pub error: &'a dyn std::fmt::Display,
+    pub attempt: u32,
+    pub retry_in: Duration,
+}
+
+impl InternalEvent for StoreWriteFailed<'_> {
+    fn emit(self) {
+        error!(
+            error = %self.error,
+            attempt = self.attempt,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "archive write failed; consumption paused, nothing committed, retrying"
+        );
+        counter!("retrace_archive_store_errors_total").increment(1);
+    }
+}
+
+pub(crate) struct ConsumptionPaused {
+    pub paused: bool,
+}
+
+impl InternalEvent for ConsumptionPaused {
+    fn emit(self) {
+        if self.paused {
+            warn!("consumption paused until the archive accepts writes again");
+        } else {
+            info!("archive accepts writes again; consumption resumed");
+        }
+        metrics::gauge!("retrace_archive_paused").set(if self.paused { 1.0 } else { 0.0 });
+    }
+}
+
+pub(crate) struct KafkaProblem<'a> {
+    pub during: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for KafkaProblem<'_> {
+    fn emit(self) {
+        warn!(during = self.during, error = %self.error, "Kafka problem; continuing");
+        counter!("retrace_archive_kafka_errors_total", "during" => self.during).increment(1);
+    }
+}
+
+pub(crate) struct PartitionsAssigned<'a> {
+    pub partitions: &'a [(String, i32, Option<i64>)],
+}
+
+impl InternalEvent for PartitionsAssigned<'_> {
+    fn emit(self) {
+        for (topic, partition, resume_at) in self.partitions {
+            info!(
+                topic,
+                partition,
+                resume_at,
+                "partition assigned; resuming from the archive's own position"
+            );
+        }
+        counter!("retrace_archive_rebalances_total").increment(1);
+    }
+}
+
+pub(crate) struct ShutdownWithUnwrittenBatch {
+    pub records: usize,
+}
+
+impl InternalEvent for ShutdownWithUnwrittenBatch {
+    fn emit(self) {
+        warn!(
+            records = self.records,
+            "shutting down before the archive accepted the last batch; its records stay in \
+             Kafka and are archived on the next start"
+        );
+    }
+}
