@@ -70,8 +70,12 @@ impl InternalEvent for RecordConsumed<'_> {
                 "record kept but flagged"
             );
         }
-        counter!("retrace_archive_records_consumed_total", "kind" => self.kind.as_str())
-            .increment(1);
+        counter!(
+            "retrace_archive_records_consumed_total",
+            "topic" => self.topic.to_owned(),
+            "kind" => self.kind.as_str(),
+        )
+        .increment(1);
     }
 }
 

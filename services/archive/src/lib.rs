@@ -45,6 +45,8 @@ pub enum ArchiveError {
 /// Runs the archiver and its HTTP server until `shutdown` is cancelled, then drains: the
 /// batch in hand is written, offsets committed, the store flushed.
 pub async fn run(config: ArchiveConfig, shutdown: CancellationToken) -> Result<(), ArchiveError> {
+    // Metrics recorded before the recorder exists are lost.
+    retrace_telemetry::prometheus();
     let data_dir = config.data_dir.clone();
     let options = config.store.clone();
     let store = tokio::task::spawn_blocking(move || LogStore::open(&data_dir, &options))

@@ -1,0 +1,201 @@
+//! The harness for Retrace's end-to-end tests: real Kafka-protocol brokers, started by the
+//! test, and a way to wait for a condition without sleeping blindly.
+//!
+//! Every scenario runs twice (see [`on_every_broker!`]): on librdkafka's in-process mock
+//! cluster, and on a real broker: tansu, started by the test on a free loopback port, or the
+//! Kafka named by `RETRACE_TEST_KAFKA=host:port`.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+/// A Kafka-protocol broker for one test.
+pub enum Broker {
+    Mock(MockCluster<'static, DefaultProducerContext>),
+    Tansu { process: Child, bootstrap: String },
+    External(String),
+}
+
+impl Broker {
+    /// librdkafka's mock cluster, three brokers, in this process.
+    pub fn mock() -> Self {
+        Broker::Mock(MockCluster::new(3).expect("the mock cluster starts"))
+    }
+
+    /// `RETRACE_TEST_KAFKA` if set, else a tansu broker started for this test.
+    pub fn real() -> Self {
+        match std::env::var("RETRACE_TEST_KAFKA") {
+            Ok(bootstrap) if !bootstrap.is_empty() => Broker::External(bootstrap),
+            _ => Broker::tansu(),
+        }
+    }
+
+    fn tansu() -> Self {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let process = Command::new(std::env::var("RETRACE_TANSU").unwrap_or_else(|_| "tansu".into()))
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "tansu is not installed: `cargo install tansu@0.6.0 --locked --no-default-features \
+                 --features dynostore` (or set RETRACE_TEST_KAFKA=host:port to use your own Kafka)",
+            );
+        let broker = Broker::Tansu {
+            process,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        broker.wait_until_serving();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Broker::Mock(cluster) => cluster.bootstrap_servers(),
+            Broker::Tansu { bootstrap, .. } | Broker::External(bootstrap) => bootstrap.clone(),
+        }
+    }
+
+    /// Creates `topic` unless it exists.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        match self {
+            // The mock has no admin API.
+            Broker::Mock(cluster) => cluster
+                .create_topic(topic, partitions, 1)
+                .expect("the mock creates a topic"),
+            _ => {
+                let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
+                let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+                let results = admin
+                    .create_topics(&topics, &AdminOptions::new())
+                    .await
+                    .expect("the broker answers CreateTopics");
+                for result in results {
+                    match result {
+                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((topic, code)) => panic!("creating topic {topic} failed: {code}"),
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.bootstrap());
+        config
+    }
+
+    fn wait_until_serving(&self) {
+        let producer: BaseProducer = self.client_config().create().unwrap();
+        wait_for("the broker to serve metadata", Duration::from_secs(30), || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_millis(500))
+                .ok()
+        });
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Broker::Tansu { process, .. } = self {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+/// Generates one test per broker for each scenario `async fn name(broker: Broker)`.
+#[macro_export]
+macro_rules! on_every_broker {
+    ($($scenario:ident),* $(,)?) => {
+        mod mock {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::Broker::mock()).await
+                }
+            )*
+        }
+        mod real {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::Broker::real()).await
+                }
+            )*
+        }
+    };
+}
+
+/// A topic name no other test of this run uses, so tests sharing a broker or a metrics
+/// recorder do not see each other's records.
+pub fn unique_topic(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Polls `probe` until it returns `Some`, failing the test with `what` after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The async twin of [`wait_for`], for probes that await.
+pub async fn eventually<T, F>(what: &str, deadline: Duration, mut probe: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Partition positions reported by an archive's `/v1/positions`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// How many records of `topic` the archive at `http` has stored (offsets start at 0).
+pub async fn archived_count(http: &str, topic: &str) -> Option<i64> {
+    let positions: Vec<Position> = reqwest::get(format!("http://{http}/v1/positions"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(positions.iter().filter(|p| p.topic == topic).map(|p| p.next_offset).sum())
+}
