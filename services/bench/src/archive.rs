@@ -1,0 +1,199 @@
+//! `retrace-bench archive`: end-to-end archive rate, as a ratio to the lower of its two
+//! ceilings measured in the same run on the same records: a plain consumer that stores
+//! nothing (transport), and the store written directly with the archiver's batching (disk
+//! and CPU).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, Timestamp, TopicPartitionList};
+use retrace_archive::{ArchiveConfig, TopicSelection, classify, prepare};
+use retrace_log_store::{LogStore, StoreOptions};
+use retrace_proto::Envelope;
+use retrace_proto::headers::TraceHeaders;
+use retrace_tests::{Broker, archived_count, free_port};
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "bench.registrations";
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Messages to archive. The mock broker keeps about 5 MiB per partition, so raise
+    /// --partitions with it.
+    #[arg(long, default_value_t = 200_000)]
+    messages: usize,
+    #[arg(long, default_value_t = 32)]
+    partitions: i32,
+    /// Size of each encoded envelope, in bytes.
+    #[arg(long, default_value_t = 500)]
+    envelope_bytes: usize,
+    /// Records per durable batch (the archiver's default unless set).
+    #[arg(long)]
+    batch_records: Option<usize>,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let broker = Broker::mock();
+    broker.create_topic(TOPIC, options.partitions).await;
+    let envelopes = envelopes(&options);
+    produce(&broker, &envelopes)?;
+    let mut config = ArchiveConfig::new(broker.bootstrap(), "unused");
+    if let Some(batch_records) = options.batch_records {
+        config.batch.max_records = batch_records;
+    }
+    println!("messages={}", options.messages);
+    println!("partitions={}", options.partitions);
+    println!("envelope_bytes={}", envelopes[0].encoded_len());
+    println!("batch_records={}", config.batch.max_records);
+
+    let raw = raw_consume(&broker, options.messages, options.partitions)?;
+    println!("raw_consume_msgs_per_s={raw:.0}");
+    let store_only = store_only(&envelopes, config.batch.max_records)?;
+    println!("store_only_msgs_per_s={store_only:.0}");
+    let archive = archive(config, options.messages).await?;
+    println!("archive_msgs_per_s={archive:.0}");
+    let ratio = archive / raw.min(store_only);
+    println!(
+        "archive_msgs_per_s={archive:.0} raw_consume_msgs_per_s={raw:.0} \
+         store_only_msgs_per_s={store_only:.0} ratio={ratio:.2}"
+    );
+    Ok(())
+}
+
+/// Registration events of about `envelope_bytes` each, one transaction per ten events.
+fn envelopes(options: &Options) -> Vec<Envelope> {
+    let mut root = Envelope::root("registration", "registration.submitted.v1");
+    (0..options.messages)
+        .map(|i| {
+            if i % 10 == 0 {
+                root = Envelope::root("registration", "registration.submitted.v1");
+            }
+            let mut event = Envelope::caused_by(&root, "registration", "registration.checked.v1")
+                .with_subject(format!("beneficiary:{}", i % 5000));
+            let padding = options.envelope_bytes.saturating_sub(event.encoded_len() + 20);
+            event.content_type = "application/json".into();
+            event.payload = vec![b'x'; padding];
+            event
+        })
+        .collect()
+}
+
+fn produce(broker: &Broker, envelopes: &[Envelope]) -> anyhow::Result<()> {
+    let producer: ThreadedProducer<DefaultProducerContext> = broker
+        .client_config()
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    for envelope in envelopes {
+        let headers = TraceHeaders::of(envelope).pairs().into_iter().fold(
+            OwnedHeaders::new(),
+            |all, (key, value)| {
+                all.insert(Header {
+                    key,
+                    value: Some(value),
+                })
+            },
+        );
+        let value = envelope.encode_to_vec();
+        let record = BaseRecord::to(TOPIC)
+            .key(&envelope.transaction_id)
+            .payload(&value)
+            .headers(headers);
+        producer.send(record).map_err(|(e, _)| e)?;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}
+
+/// A consumer that reads every partition from the start and keeps nothing.
+fn raw_consume(broker: &Broker, messages: usize, partitions: i32) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", "bench-raw")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(TOPIC, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let mut received = 0;
+    let mut started = None;
+    while received < messages {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(_)) => {
+                started.get_or_insert_with(Instant::now);
+                received += 1;
+            }
+            Some(Err(error)) => return Err(error.into()),
+            None => anyhow::bail!("the raw consumer saw only {received} of {messages} messages"),
+        }
+    }
+    Ok(rate(received, started))
+}
+
+/// The same records, classified, indexed and written in the archiver's batches, no Kafka.
+fn store_only(envelopes: &[Envelope], batch_records: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let store = LogStore::open(dir.path(), &StoreOptions::default())?;
+    let started = Instant::now();
+    for (batch_number, batch) in envelopes.chunks(batch_records).enumerate() {
+        let records: Vec<_> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, envelope)| {
+                let message = OwnedMessage::new(
+                    Some(envelope.encode_to_vec()),
+                    Some(envelope.transaction_id.clone().into_bytes()),
+                    TOPIC.to_owned(),
+                    Timestamp::CreateTime(0),
+                    0,
+                    (batch_number * batch_records + i) as i64,
+                    None,
+                );
+                prepare(classify(&message, 0))
+            })
+            .collect();
+        store.append(&records)?;
+    }
+    Ok(rate(envelopes.len(), Some(started)))
+}
+
+/// The archiver itself, from its first archived record to its last.
+async fn archive(mut config: ArchiveConfig, messages: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    config.data_dir = dir.path().to_path_buf();
+    config.topics = TopicSelection::Names(vec![TOPIC.to_owned()]);
+    config.group_id = "bench-archive".into();
+    let port = free_port();
+    config.http = ([127, 0, 0, 1], port).into();
+    let http = format!("127.0.0.1:{port}");
+    let shutdown = CancellationToken::new();
+    let archiver = tokio::spawn(retrace_archive::run(config, shutdown.clone()));
+    let mut started = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let archived = archived_count(&http, TOPIC).await.unwrap_or(0) as usize;
+        if archived > 0 {
+            started.get_or_insert_with(Instant::now);
+        }
+        if archived >= messages {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the archive stalled at {archived} records");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed_rate = rate(messages, started);
+    shutdown.cancel();
+    archiver.await?.context("the archiver failed")?;
+    Ok(elapsed_rate)
+}
+
+fn rate(count: usize, started: Option<Instant>) -> f64 {
+    let seconds = started.map_or(f64::INFINITY, |s| s.elapsed().as_secs_f64());
+    count as f64 / seconds
+}

@@ -1,0 +1,20 @@
+//! `retrace-bench <area>`: Retrace's benchmarks. Each prints `key=value` lines, its headline
+//! figure last, measured against a baseline run in the same process where one exists.
+
+mod archive;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "retrace-bench")]
+enum Area {
+    /// Archive throughput against its two ceilings: raw Kafka consumption and raw storage.
+    Archive(archive::Options),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Area::parse() {
+        Area::Archive(options) => archive::run(options).await,
+    }
+}
