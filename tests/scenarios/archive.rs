@@ -41,9 +41,11 @@ fn start_archive(broker: &Broker) -> RunningArchive {
 
 impl RunningArchive {
     async fn wait_for_records(&self, topic: &str, count: i64) {
-        eventually(&format!("{count} records of {topic} archived"), PATIENCE, || async {
-            (archived_count(&self.http, topic).await? >= count).then_some(())
-        })
+        eventually(
+            &format!("{count} records of {topic} archived"),
+            PATIENCE,
+            || async { (archived_count(&self.http, topic).await? >= count).then_some(()) },
+        )
         .await;
     }
 
@@ -70,7 +72,12 @@ struct Validation;
 
 impl EventHandler for Validation {
     async fn handle(&self, event: &ReceivedEvent) -> Result<(), HandlerError> {
-        if event.envelope.subject_ids.iter().any(|s| s == "beneficiary:3") {
+        if event
+            .envelope
+            .subject_ids
+            .iter()
+            .any(|s| s == "beneficiary:3")
+        {
             return Err(HandlerError("registry timeout".into()));
         }
         Ok(())
@@ -90,7 +97,10 @@ async fn sdk_events_are_archived_and_traced_with_their_outcomes(broker: Broker) 
             .with_subject(format!("beneficiary:{beneficiary}"))
             .with_payload("application/json", br#"{"child":"Ada"}"#.to_vec());
         let checked = Envelope::caused_by(&submitted, "registration", "registration.checked.v1");
-        publisher.publish("registrations", &submitted).await.unwrap();
+        publisher
+            .publish("registrations", &submitted)
+            .await
+            .unwrap();
         publisher.publish("registrations", &checked).await.unwrap();
         transactions.push((submitted, checked));
     }
@@ -122,10 +132,14 @@ async fn sdk_events_are_archived_and_traced_with_their_outcomes(broker: Broker) 
             .filter(|r| r.kind == RecordKind::Envelope)
             .map(|r| r.ids.as_ref().unwrap().event_id.as_str())
             .collect();
-        assert_eq!(events, [submitted.event_id.as_str(), checked.event_id.as_str()]);
+        assert_eq!(
+            events,
+            [submitted.event_id.as_str(), checked.event_id.as_str()]
+        );
         let outcomes = store.outcomes(&submitted.event_id).unwrap();
         assert_eq!(outcomes.len(), 1, "one outcome for {}", submitted.event_id);
-        let outcome = retrace_proto::Outcome::decode(outcomes[0].value.as_deref().unwrap()).unwrap();
+        let outcome =
+            retrace_proto::Outcome::decode(outcomes[0].value.as_deref().unwrap()).unwrap();
         let expected = if beneficiary == 3 {
             OutcomeStatus::Failed
         } else {
@@ -133,12 +147,27 @@ async fn sdk_events_are_archived_and_traced_with_their_outcomes(broker: Broker) 
         };
         assert_eq!(outcome.status(), expected);
         assert_eq!(outcome.error.is_empty(), beneficiary != 3);
-        assert_eq!(trace.iter().filter(|r| r.kind == RecordKind::Outcome).count(), 2);
+        assert_eq!(
+            trace
+                .iter()
+                .filter(|r| r.kind == RecordKind::Outcome)
+                .count(),
+            2
+        );
     }
-    let touched = store.subject_transactions("beneficiary:3", 10, None).unwrap();
-    let ids: Vec<&str> = touched.items.iter().map(|t| t.transaction_id.as_str()).collect();
+    let touched = store
+        .subject_transactions("beneficiary:3", 10, None)
+        .unwrap();
+    let ids: Vec<&str> = touched
+        .items
+        .iter()
+        .map(|t| t.transaction_id.as_str())
+        .collect();
     assert_eq!(ids, [transactions[3].0.transaction_id.as_str()]);
-    assert_eq!(store.check_consistency().unwrap().problems, Vec::<String>::new());
+    assert_eq!(
+        store.check_consistency().unwrap().problems,
+        Vec::<String>::new()
+    );
 }
 
 async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broker: Broker) {
@@ -163,11 +192,22 @@ async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broke
     };
     // (value, headers, expected kind), in publishing order.
     let inputs: Vec<(Vec<u8>, OwnedHeaders, RecordKind)> = vec![
-        (vec![0xff, 0x00, 0x13, 0x37], OwnedHeaders::new(), RecordKind::Untraceable),
-        (encoded[..encoded.len() / 2].to_vec(), OwnedHeaders::new(), RecordKind::Untraceable),
+        (
+            vec![0xff, 0x00, 0x13, 0x37],
+            OwnedHeaders::new(),
+            RecordKind::Untraceable,
+        ),
+        (
+            encoded[..encoded.len() / 2].to_vec(),
+            OwnedHeaders::new(),
+            RecordKind::Untraceable,
+        ),
         (
             br#"{"legacy": true}"#.to_vec(),
-            headers(&[("retrace-event-id", b"legacy-1"), ("retrace-transaction-id", b"legacy-t")]),
+            headers(&[
+                ("retrace-event-id", b"legacy-1"),
+                ("retrace-transaction-id", b"legacy-t"),
+            ]),
             RecordKind::HeadersOnly,
         ),
         (
@@ -175,13 +215,20 @@ async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broke
             headers(&[("retrace-transaction-id", &[0xc3, 0x28])]),
             RecordKind::Malformed,
         ),
-        (one_mib.clone(), OwnedHeaders::new(), RecordKind::Untraceable),
+        (
+            one_mib.clone(),
+            OwnedHeaders::new(),
+            RecordKind::Untraceable,
+        ),
         (encoded.clone(), OwnedHeaders::new(), RecordKind::Envelope),
     ];
     for (value, headers, _) in &inputs {
         producer
             .send(
-                FutureRecord::to(&intake).key("k").payload(value).headers(headers.clone()),
+                FutureRecord::to(&intake)
+                    .key("k")
+                    .payload(value)
+                    .headers(headers.clone()),
                 Duration::from_secs(30),
             )
             .await
@@ -192,8 +239,14 @@ async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broke
     let counted = |kind: &str| {
         format!(r#"retrace_archive_records_consumed_total{{topic="{intake}",kind="{kind}"}}"#)
     };
-    assert!(metrics.contains(&format!("{} 3", counted("untraceable"))), "{metrics}");
-    assert!(metrics.contains(&format!("{} 1", counted("malformed"))), "{metrics}");
+    assert!(
+        metrics.contains(&format!("{} 3", counted("untraceable"))),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("{} 1", counted("malformed"))),
+        "{metrics}"
+    );
     let (store, _dir) = archive.stop().await;
 
     for (offset, (value, _, kind)) in inputs.iter().enumerate() {
@@ -204,7 +257,11 @@ async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broke
         };
         let record = store.get(&key).unwrap().unwrap();
         assert_eq!(record.kind, *kind, "record {key}: {:?}", record.problem);
-        assert_eq!(record.value.as_ref(), Some(value), "record {key} kept whole");
+        assert_eq!(
+            record.value.as_ref(),
+            Some(value),
+            "record {key} kept whole"
+        );
     }
     assert_eq!(store.flagged(100, None).unwrap().items.len(), 4);
     assert_eq!(store.transaction("legacy-t").unwrap().len(), 1);

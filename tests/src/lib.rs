@@ -6,8 +6,8 @@
 //! Kafka named by `RETRACE_TEST_KAFKA=host:port`.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -41,16 +41,24 @@ impl Broker {
     fn tansu() -> Self {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let process = Command::new(std::env::var("RETRACE_TANSU").unwrap_or_else(|_| "tansu".into()))
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/", "--silent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "tansu is not installed: `cargo install tansu@0.6.0 --locked --no-default-features \
+        let process = Command::new(
+            std::env::var("RETRACE_TANSU").unwrap_or_else(|_| "tansu".into()),
+        )
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/", "--silent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "tansu is not installed: `cargo install tansu@0.6.0 --locked --no-default-features \
                  --features dynostore` (or set RETRACE_TEST_KAFKA=host:port to use your own Kafka)",
-            );
+        );
         let broker = Broker::Tansu {
             process,
             bootstrap: format!("127.0.0.1:{port}"),
@@ -74,7 +82,8 @@ impl Broker {
                 .create_topic(topic, partitions, 1)
                 .expect("the mock creates a topic"),
             _ => {
-                let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
+                let admin: AdminClient<DefaultClientContext> =
+                    self.client_config().create().unwrap();
                 let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
                 let results = admin
                     .create_topics(&topics, &AdminOptions::new())
@@ -98,12 +107,16 @@ impl Broker {
 
     fn wait_until_serving(&self) {
         let producer: BaseProducer = self.client_config().create().unwrap();
-        wait_for("the broker to serve metadata", Duration::from_secs(30), || {
-            producer
-                .client()
-                .fetch_metadata(None, Duration::from_millis(500))
-                .ok()
-        });
+        wait_for(
+            "the broker to serve metadata",
+            Duration::from_secs(30),
+            || {
+                producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_millis(500))
+                    .ok()
+            },
+        );
     }
 }
 
@@ -143,7 +156,11 @@ macro_rules! on_every_broker {
 /// recorder do not see each other's records.
 pub fn unique_topic(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A loopback port nothing listens on right now.
@@ -161,7 +178,10 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Op
         if let Some(found) = probe() {
             return found;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -176,7 +196,10 @@ where
         if let Some(found) = probe().await {
             return found;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -197,5 +220,11 @@ pub async fn archived_count(http: &str, topic: &str) -> Option<i64> {
         .json()
         .await
         .ok()?;
-    Some(positions.iter().filter(|p| p.topic == topic).map(|p| p.next_offset).sum())
+    Some(
+        positions
+            .iter()
+            .filter(|p| p.topic == topic)
+            .map(|p| p.next_offset)
+            .sum(),
+    )
 }

@@ -270,7 +270,8 @@ impl Archiver {
     fn commit(&self, offsets: &HashMap<(String, i32), i64>) {
         let mut list = TopicPartitionList::with_capacity(offsets.len());
         for ((topic, partition), next) in offsets {
-            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            {
                 KafkaProblem {
                     during: "commit",
                     error: &error,

@@ -139,9 +139,10 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
                     }),
                     outcome_of: None,
                 },
-                Err(error) => {
-                    Understood::flagged(RecordKind::Malformed, format!("envelope is invalid: {error}"))
-                }
+                Err(error) => Understood::flagged(
+                    RecordKind::Malformed,
+                    format!("envelope is invalid: {error}"),
+                ),
             };
         }
         Err(error) => format!("value is not a protobuf envelope: {error}"),
@@ -177,7 +178,9 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
             RecordKind::Untraceable,
             format!("{not_an_envelope}, and it has no retrace-* headers"),
         ),
-        Err(error) => Understood::flagged(RecordKind::Malformed, format!("{not_an_envelope}; {error}")),
+        Err(error) => {
+            Understood::flagged(RecordKind::Malformed, format!("{not_an_envelope}; {error}"))
+        }
     }
 }
 

@@ -6,12 +6,14 @@ use retrace_proto::{Envelope, OutcomeStatus};
 use super::*;
 
 fn message(topic: &str, value: Option<Vec<u8>>, headers: &[(&str, &[u8])]) -> OwnedMessage {
-    let headers = headers.iter().fold(OwnedHeaders::new(), |all, (key, value)| {
-        all.insert(KafkaHeader {
-            key,
-            value: Some(*value),
-        })
-    });
+    let headers = headers
+        .iter()
+        .fold(OwnedHeaders::new(), |all, (key, value)| {
+            all.insert(KafkaHeader {
+                key,
+                value: Some(*value),
+            })
+        });
     OwnedMessage::new(
         value,
         Some(b"key".to_vec()),
@@ -30,14 +32,20 @@ fn envelope() -> Envelope {
 #[test]
 fn an_envelope_is_traced_by_its_own_ids_and_time() {
     let envelope = envelope();
-    let record = classify(&message("registrations", Some(envelope.encode_to_vec()), &[]), 7);
+    let record = classify(
+        &message("registrations", Some(envelope.encode_to_vec()), &[]),
+        7,
+    );
     assert_eq!(record.kind, RecordKind::Envelope);
     assert_eq!(record.problem, None);
     let ids = record.ids.unwrap();
     assert_eq!(ids.transaction_id, envelope.transaction_id);
     assert_eq!(ids.subject_ids, vec!["beneficiary:42".to_owned()]);
     let occurred = envelope.occurred_at.unwrap();
-    assert_eq!(record.time_ms, occurred.seconds * 1000 + i64::from(occurred.nanos / 1_000_000));
+    assert_eq!(
+        record.time_ms,
+        occurred.seconds * 1000 + i64::from(occurred.nanos / 1_000_000)
+    );
     assert_eq!(record.key.to_string(), "registrations/3@42");
 }
 
@@ -63,7 +71,14 @@ fn headers_alone_make_a_record_traceable() {
 #[test]
 fn a_truncated_envelope_is_kept_with_its_decode_error() {
     let bytes = envelope().encode_to_vec();
-    let record = classify(&message("registrations", Some(bytes[..bytes.len() / 2].to_vec()), &[]), 7);
+    let record = classify(
+        &message(
+            "registrations",
+            Some(bytes[..bytes.len() / 2].to_vec()),
+            &[],
+        ),
+        7,
+    );
     assert_eq!(record.kind, RecordKind::Untraceable);
     let problem = record.problem.unwrap();
     assert!(problem.contains("not a protobuf envelope"), "{problem}");
@@ -74,14 +89,24 @@ fn a_truncated_envelope_is_kept_with_its_decode_error() {
 fn an_envelope_without_transaction_names_the_field() {
     let mut envelope = envelope();
     envelope.transaction_id.clear();
-    let record = classify(&message("registrations", Some(envelope.encode_to_vec()), &[]), 7);
+    let record = classify(
+        &message("registrations", Some(envelope.encode_to_vec()), &[]),
+        7,
+    );
     assert_eq!(record.kind, RecordKind::Malformed);
     assert!(record.problem.unwrap().contains("transaction_id"));
 }
 
 #[test]
 fn a_non_utf8_retrace_header_is_malformed_and_named() {
-    let record = classify(&message("legacy", Some(b"x".to_vec()), &[("retrace-transaction-id", &[0xff])]), 7);
+    let record = classify(
+        &message(
+            "legacy",
+            Some(b"x".to_vec()),
+            &[("retrace-transaction-id", &[0xff])],
+        ),
+        7,
+    );
     assert_eq!(record.kind, RecordKind::Malformed);
     assert!(record.problem.unwrap().contains("retrace-transaction-id"));
 }
@@ -89,10 +114,22 @@ fn a_non_utf8_retrace_header_is_malformed_and_named() {
 #[test]
 fn an_outcome_points_at_its_event() {
     let envelope = envelope();
-    let outcome = Outcome::of(&envelope, "validation", OutcomeStatus::Failed, Some("boom".into()), 1);
-    let record = classify(&message(OUTCOMES_TOPIC, Some(outcome.encode_to_vec()), &[]), 7);
+    let outcome = Outcome::of(
+        &envelope,
+        "validation",
+        OutcomeStatus::Failed,
+        Some("boom".into()),
+        1,
+    );
+    let record = classify(
+        &message(OUTCOMES_TOPIC, Some(outcome.encode_to_vec()), &[]),
+        7,
+    );
     assert_eq!(record.kind, RecordKind::Outcome);
-    assert_eq!(record.outcome_of.as_deref(), Some(envelope.event_id.as_str()));
+    assert_eq!(
+        record.outcome_of.as_deref(),
+        Some(envelope.event_id.as_str())
+    );
     assert_eq!(record.ids.unwrap().transaction_id, envelope.transaction_id);
 }
 

@@ -74,7 +74,7 @@ impl ArchiveConfig {
             store: StoreOptions::default(),
             metadata_refresh: Duration::from_secs(5),
             log_format: LogFormat::Json,
-            log_filter: "info".to_owned(),
+            log_filter: "info,fjall=warn,lsm_tree=warn".to_owned(),
         }
     }
 }
@@ -89,10 +89,19 @@ pub struct ArchiveArgs {
     #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
     /// librdkafka property passed through, name=value (repeat, or comma-separate in the env).
-    #[arg(long = "kafka-property", env = "RETRACE_KAFKA_PROPERTIES", value_delimiter = ',')]
+    #[arg(
+        long = "kafka-property",
+        env = "RETRACE_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
     pub kafka_properties: Vec<String>,
     /// Topics to archive (comma-separated). Default: every topic but Kafka's internal ones.
-    #[arg(long, env = "RETRACE_ARCHIVE_TOPICS", value_delimiter = ',', conflicts_with = "topic_pattern")]
+    #[arg(
+        long,
+        env = "RETRACE_ARCHIVE_TOPICS",
+        value_delimiter = ',',
+        conflicts_with = "topic_pattern"
+    )]
     pub topics: Vec<String>,
     /// POSIX regex of topics to archive, instead of a list.
     #[arg(long, env = "RETRACE_ARCHIVE_TOPIC_PATTERN")]
@@ -278,7 +287,10 @@ batch_records = 100
         .unwrap();
         assert_eq!(config.kafka.bootstrap_servers, "flag:9092");
         assert_eq!(config.kafka.properties.len(), 2);
-        assert_eq!(config.topics, TopicSelection::Names(vec!["registrations".into()]));
+        assert_eq!(
+            config.topics,
+            TopicSelection::Names(vec!["registrations".into()])
+        );
         assert_eq!(config.batch.max_records, 100);
         assert_eq!(config.group_id, "retrace-archive");
     }

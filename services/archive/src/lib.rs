@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use classify::{classify, prepare};
-pub use config::{ALL_TOPICS_PATTERN, ArchiveArgs, ArchiveConfig, BatchSettings, ConfigError, TopicSelection};
+pub use config::{
+    ALL_TOPICS_PATTERN, ArchiveArgs, ArchiveConfig, BatchSettings, ConfigError, TopicSelection,
+};
 
 use crate::archiver::Archiver;
 use crate::events::ArchiveStarted;
@@ -80,7 +82,8 @@ pub async fn run(config: ArchiveConfig, shutdown: CancellationToken) -> Result<(
     });
     // The server stops when the archiver does, whatever stopped it.
     let stop_http = shutdown.child_token();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(stop_http.clone().cancelled_owned());
     let archive = async {
         archiver.run(&shutdown).await;
         ready.store(false, Ordering::Release);

@@ -24,7 +24,9 @@ async fn main() -> anyhow::Result<()> {
         result = &mut archive => return result.context("the archive stopped"),
         () = wait_for_signal() => shutdown.cancel(),
     }
-    archive.await.context("the archive stopped while shutting down")
+    archive
+        .await
+        .context("the archive stopped while shutting down")
 }
 
 /// SIGTERM (orchestrators) or Ctrl-C (people).

@@ -21,7 +21,10 @@ fn spawn_archive(broker: &Broker, topic: &str, data_dir: &Path, http: &str) -> C
     Command::new(env!("CARGO_BIN_EXE_retrace-archive"))
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
         // A killed member must leave the group quickly for the next one to get its partitions.
-        .env("RETRACE_KAFKA_PROPERTIES", "session.timeout.ms=6000,heartbeat.interval.ms=500")
+        .env(
+            "RETRACE_KAFKA_PROPERTIES",
+            "session.timeout.ms=6000,heartbeat.interval.ms=500",
+        )
         .env("RETRACE_ARCHIVE_TOPICS", topic)
         .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
         .env("RETRACE_DATA_DIR", data_dir)
@@ -42,7 +45,10 @@ async fn sigkilled_archive_loses_nothing_and_stores_nothing_twice(broker: Broker
 
     for _ in 0..KILLS {
         let round: Vec<Envelope> = (0..EVENTS_PER_ROUND)
-            .map(|i| Envelope::root("crash-test", "stream.event.v1").with_subject(format!("beneficiary:{i}")))
+            .map(|i| {
+                Envelope::root("crash-test", "stream.event.v1")
+                    .with_subject(format!("beneficiary:{i}"))
+            })
             .collect();
         for delivery in join_all(round.iter().map(|e| publisher.publish(&topic, e))).await {
             delivery.unwrap();
@@ -85,15 +91,27 @@ async fn sigkilled_archive_loses_nothing_and_stores_nothing_twice(broker: Broker
                 store.get(&key).unwrap().is_none()
             })
             .collect();
-        assert!(missing.is_empty(), "partition {} lacks offsets {missing:?}", position.partition);
+        assert!(
+            missing.is_empty(),
+            "partition {} lacks offsets {missing:?}",
+            position.partition
+        );
     }
     for event_id in &published {
         let copies = store.event(event_id).unwrap();
-        assert_eq!(copies.len(), 1, "event {event_id} stored {} times", copies.len());
+        assert_eq!(
+            copies.len(),
+            1,
+            "event {event_id} stored {} times",
+            copies.len()
+        );
     }
     let report = store.check_consistency().unwrap();
     assert_eq!(report.problems, Vec::<String>::new());
-    assert_eq!(report.records, total as u64, "no record beyond the published ones");
+    assert_eq!(
+        report.records, total as u64,
+        "no record beyond the published ones"
+    );
 }
 
 on_every_broker!(sigkilled_archive_loses_nothing_and_stores_nothing_twice);

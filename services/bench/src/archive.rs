@@ -26,7 +26,7 @@ pub struct Options {
     /// --partitions with it.
     #[arg(long, default_value_t = 200_000)]
     messages: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     partitions: i32,
     /// Size of each encoded envelope, in bytes.
     #[arg(long, default_value_t = 500)]
@@ -74,7 +74,9 @@ fn envelopes(options: &Options) -> Vec<Envelope> {
             }
             let mut event = Envelope::caused_by(&root, "registration", "registration.checked.v1")
                 .with_subject(format!("beneficiary:{}", i % 5000));
-            let padding = options.envelope_bytes.saturating_sub(event.encoded_len() + 20);
+            let padding = options
+                .envelope_bytes
+                .saturating_sub(event.encoded_len() + 20);
             event.content_type = "application/json".into();
             event.payload = vec![b'x'; padding];
             event
@@ -184,7 +186,10 @@ async fn archive(mut config: ArchiveConfig, messages: usize) -> anyhow::Result<f
         if archived >= messages {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the archive stalled at {archived} records");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the archive stalled at {archived} records"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed_rate = rate(messages, started);

@@ -38,8 +38,10 @@ pub struct HandlerError(pub String);
 
 /// What a service does with each event it consumes.
 pub trait EventHandler: Send + Sync {
-    fn handle(&self, event: &ReceivedEvent)
-    -> impl Future<Output = Result<(), HandlerError>> + Send;
+    fn handle(
+        &self,
+        event: &ReceivedEvent,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -35,8 +35,17 @@ pub(crate) struct EventHandled<'a> {
 impl InternalEvent for EventHandled<'_> {
     fn emit(self) {
         match self.error {
-            Some(error) => warn!(consumer = self.consumer, topic = self.topic, error, "event handler failed"),
-            None => debug!(consumer = self.consumer, topic = self.topic, "event handled"),
+            Some(error) => warn!(
+                consumer = self.consumer,
+                topic = self.topic,
+                error,
+                "event handler failed"
+            ),
+            None => debug!(
+                consumer = self.consumer,
+                topic = self.topic,
+                "event handled"
+            ),
         }
         counter!(
             "retrace_sdk_events_handled_total",

@@ -14,7 +14,9 @@ pub struct KafkaSettings {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
-    #[error("Kafka property {0:?} is not of the form `name=value`, e.g. `security.protocol=SASL_SSL`")]
+    #[error(
+        "Kafka property {0:?} is not of the form `name=value`, e.g. `security.protocol=SASL_SSL`"
+    )]
     NotAProperty(String),
 }
 

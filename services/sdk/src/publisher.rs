@@ -36,7 +36,7 @@ pub enum PublishError {
     #[error("cannot create a Kafka producer for {bootstrap}: {source}")]
     Create {
         bootstrap: String,
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
     #[error(
         "Kafka did not acknowledge event {event_id} on topic {topic}: {source}. It may or may \
@@ -45,7 +45,7 @@ pub enum PublishError {
     NotAcknowledged {
         event_id: String,
         topic: String,
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
 }
 
@@ -62,14 +62,18 @@ impl Publisher {
             .create()
             .map_err(|source| PublishError::Create {
                 bootstrap: settings.bootstrap_servers.clone(),
-                source,
+                source: Box::new(source),
             })?;
         Ok(Publisher { producer })
     }
 
     /// Publishes `envelope` on `topic`, keyed by its transaction id, with its ids also in
     /// headers. Returns once the broker has acknowledged it.
-    pub async fn publish(&self, topic: &str, envelope: &Envelope) -> Result<Delivery, PublishError> {
+    pub async fn publish(
+        &self,
+        topic: &str,
+        envelope: &Envelope,
+    ) -> Result<Delivery, PublishError> {
         envelope.validate()?;
         let delivery = self
             .send(
@@ -116,15 +120,16 @@ impl Publisher {
         headers: &TraceHeaders,
         event_id: &str,
     ) -> Result<Delivery, PublishError> {
-        let kafka_headers = headers
-            .pairs()
-            .into_iter()
-            .fold(OwnedHeaders::new(), |all, (name, value)| {
-                all.insert(Header {
-                    key: name,
-                    value: Some(value),
-                })
-            });
+        let kafka_headers =
+            headers
+                .pairs()
+                .into_iter()
+                .fold(OwnedHeaders::new(), |all, (name, value)| {
+                    all.insert(Header {
+                        key: name,
+                        value: Some(value),
+                    })
+                });
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
@@ -140,7 +145,7 @@ impl Publisher {
             Err((source, _)) => Err(PublishError::NotAcknowledged {
                 event_id: event_id.to_owned(),
                 topic: topic.to_owned(),
-                source,
+                source: Box::new(source),
             }),
         }
     }
