@@ -37,7 +37,10 @@ fn spawn_archive(broker: &Broker, topic: &str, data_dir: &Path, http: &str) -> C
 async fn sigkilled_archive_loses_nothing_and_stores_nothing_twice(broker: Broker) {
     let topic = unique_topic("stream");
     broker.create_topic(&topic, 4).await;
-    let publisher = Publisher::new(&KafkaSettings::new(broker.bootstrap())).unwrap();
+    let settings = KafkaSettings::new(broker.bootstrap())
+        .with_properties(broker.producer_properties().iter().copied())
+        .unwrap();
+    let publisher = Publisher::new(&settings).unwrap();
     let data = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let mut published = HashSet::new();
