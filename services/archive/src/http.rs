@@ -45,8 +45,12 @@ struct PositionView {
 /// watermarks to see how far behind it is.
 async fn positions(State(state): State<HttpState>) -> Response {
     let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.positions()).await {
-        Ok(Ok(positions)) => Json(
+    let positions = tokio::task::spawn_blocking(move || store.positions())
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|read| read.map_err(|e| e.to_string()));
+    match positions {
+        Ok(positions) => Json(
             positions
                 .into_iter()
                 .map(|p| PositionView {
@@ -57,14 +61,9 @@ async fn positions(State(state): State<HttpState>) -> Response {
                 .collect::<Vec<_>>(),
         )
         .into_response(),
-        Ok(Err(error)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": error.to_string() })),
-        )
-            .into_response(),
         Err(error) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": error.to_string() })),
+            Json(serde_json::json!({ "error": error })),
         )
             .into_response(),
     }
