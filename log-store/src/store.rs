@@ -315,10 +315,15 @@ pub struct PreparedRecord {
 }
 
 impl PreparedRecord {
-    pub fn new(record: ArchivedRecord) -> Result<Self, StoreError> {
+    /// On error the record comes back with the reason, so the caller can keep it another way.
+    pub fn new(record: ArchivedRecord) -> Result<Self, (StoreError, Box<ArchivedRecord>)> {
         let primary = keys::record(&record.key);
+        let index_entries = match index_entries(&record, &primary) {
+            Ok(entries) => entries,
+            Err(error) => return Err((error, Box::new(record))),
+        };
         Ok(PreparedRecord {
-            index_entries: index_entries(&record, &primary)?,
+            index_entries,
             key: record.key.clone(),
             primary,
             encoded: codec::encode(record),

@@ -6,7 +6,10 @@ fn open(dir: &tempfile::TempDir) -> LogStore {
 }
 
 fn prepare(records: Vec<ArchivedRecord>) -> Result<Vec<PreparedRecord>, StoreError> {
-    records.into_iter().map(PreparedRecord::new).collect()
+    records
+        .into_iter()
+        .map(|record| PreparedRecord::new(record).map_err(|(error, _)| error))
+        .collect()
 }
 
 fn append(store: &LogStore, records: Vec<ArchivedRecord>) -> AppendSummary {

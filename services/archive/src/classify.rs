@@ -56,17 +56,15 @@ pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
 /// Keys and encodes a record for the store. A record the store cannot index is kept as
 /// malformed, with the reason, rather than lost.
 pub fn prepare(record: ArchivedRecord) -> PreparedRecord {
-    let fallback = ArchivedRecord {
-        ids: None,
-        outcome_of: None,
-        kind: RecordKind::Malformed,
-        ..record.clone()
-    };
-    PreparedRecord::new(record).unwrap_or_else(|error| {
+    PreparedRecord::new(record).unwrap_or_else(|(error, record)| {
         PreparedRecord::new(ArchivedRecord {
+            kind: RecordKind::Malformed,
             problem: Some(error.to_string()),
-            ..fallback
+            ids: None,
+            outcome_of: None,
+            ..*record
         })
+        .map_err(|(error, _)| error)
         .expect("a record without ids has nothing that can fail to index")
     })
 }
