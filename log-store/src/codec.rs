@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-use crate::{ArchivedRecord, EventIds, Header, RecordKey, RecordKind};
+use crate::{ArchivedRecord, EventIds, Header, OutcomeRef, RecordKey, RecordKind};
 
 #[derive(Clone, PartialEq, Message)]
 struct StoredRecord {
@@ -27,6 +27,8 @@ struct StoredRecord {
     outcome_of: Option<String>,
     #[prost(int64, tag = "10")]
     archived_at_ms: i64,
+    #[prost(bool, tag = "11")]
+    outcome_failed: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -78,7 +80,8 @@ pub(crate) fn encode(record: ArchivedRecord) -> Vec<u8> {
             source: ids.source,
             event_type: ids.event_type,
         }),
-        outcome_of: record.outcome_of,
+        outcome_failed: record.outcome.as_ref().is_some_and(|o| o.failed),
+        outcome_of: record.outcome.map(|o| o.event_id),
         archived_at_ms: record.archived_at_ms,
     }
     .encode_to_vec()
@@ -110,7 +113,10 @@ pub(crate) fn decode(key: RecordKey, bytes: &[u8]) -> Result<ArchivedRecord, pro
             source: ids.source,
             event_type: ids.event_type,
         }),
-        outcome_of: stored.outcome_of,
+        outcome: stored.outcome_of.map(|event_id| OutcomeRef {
+            event_id,
+            failed: stored.outcome_failed,
+        }),
         archived_at_ms: stored.archived_at_ms,
     })
 }

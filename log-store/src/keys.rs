@@ -69,6 +69,32 @@ pub(crate) fn id_pair(id: &str, other: &[u8]) -> Vec<u8> {
     id_record(id, other)
 }
 
+/// `mark time transaction`: a transaction by the moment something happened to it.
+pub(crate) fn mark(mark: u8, time_ms: i64, transaction: &str) -> Vec<u8> {
+    let mut out = mark_time(mark, time_ms).to_vec();
+    out.extend_from_slice(transaction.as_bytes());
+    out
+}
+
+/// `mark time`: where a time-ordered scan of marks starts or stops.
+pub(crate) fn mark_time(mark: u8, time_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + TIME_LEN);
+    out.push(mark);
+    out.extend_from_slice(&time(time_ms));
+    out
+}
+
+/// Splits a mark key into its mark, time and transaction.
+pub(crate) fn split_mark(key: &[u8]) -> Option<(u8, i64, &[u8])> {
+    let (&mark, rest) = key.split_first()?;
+    let (time, transaction) = split_time(rest)?;
+    Some((mark, time, transaction))
+}
+
+pub(crate) fn mark_transaction(key: &[u8]) -> Option<&[u8]> {
+    split_mark(key).map(|(_, _, transaction)| transaction)
+}
+
 /// The part of an index key after `id \0`.
 pub(crate) fn after_id(key: &[u8]) -> Option<&[u8]> {
     let end = key.iter().position(|b| *b == END)?;

@@ -8,11 +8,13 @@
 
 mod codec;
 mod keys;
+mod replays;
 mod store;
 
 use std::fmt;
 use std::path::PathBuf;
 
+pub use replays::{ReplayRecord, ReplayState};
 pub use store::{LogStore, PreparedRecord, StoreOptions};
 
 /// Where a record lives in Kafka: its primary key in the archive.
@@ -107,9 +109,36 @@ pub struct ArchivedRecord {
     /// Absent for untraceable records. For outcomes: the transaction and the consumer (as
     /// `source`).
     pub ids: Option<EventIds>,
-    /// For outcomes: the event id the outcome is about.
-    pub outcome_of: Option<String>,
+    /// For outcomes: the event the outcome is about, and whether it reports a failure.
+    pub outcome: Option<OutcomeRef>,
     pub archived_at_ms: i64,
+}
+
+/// What an outcome record is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeRef {
+    pub event_id: String,
+    /// The consumer reported a failure (failed or dead-lettered): the transaction is listed
+    /// by [`LogStore::transaction_marks`] with [`Mark::Failure`].
+    pub failed: bool,
+}
+
+/// Moments worth finding a transaction by, without knowing its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// A root event (one with no causation id) was archived: the transaction started.
+    Start,
+    /// A consumer reported that it failed to handle one of the transaction's events.
+    Failure,
+}
+
+/// A transaction found by a [`Mark`] at `time_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedTransaction {
+    pub transaction_id: String,
+    pub time_ms: i64,
+    /// Resume a listing after this item.
+    pub cursor: String,
 }
 
 /// The next offset to archive in one partition.

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use prost::Message;
+
 use crate::{
-    AppendSummary, ArchivedRecord, ConsistencyReport, Page, Position, RecordKey, StoreError,
-    SubjectTransaction, codec, keys,
+    AppendSummary, ArchivedRecord, ConsistencyReport, Mark, MarkedTransaction, Page, Position,
+    RecordKey, RecordKind, ReplayRecord, StoreError, SubjectTransaction, codec, keys,
 };
 
 /// The on-disk format this build reads and writes.
@@ -22,7 +24,7 @@ pub struct StoreOptions {
     /// Block cache for reads.
     pub cache_bytes: u64,
     /// Unflushed writes each keyspace holds in memory before they go to a disk table; the
-    /// archive has nine keyspaces.
+    /// archive has thirteen keyspaces, four of them written by every batch.
     pub memtable_bytes: u64,
 }
 
@@ -59,6 +61,14 @@ struct Inner {
     outcomes: Keyspace,
     /// record-key → (), for untraceable and malformed records.
     flagged: Keyspace,
+    /// mark time transaction → (): transactions by when they started or failed.
+    marks: Keyspace,
+    /// replay id → encoded [`ReplayRecord`].
+    replays: Keyspace,
+    /// transaction \0 replay id → ().
+    replays_by_transaction: Keyspace,
+    /// caller's idempotency key → replay id.
+    replay_keys: Keyspace,
     /// topic \0 partition → next offset to archive.
     positions: Keyspace,
     meta: Keyspace,
@@ -92,6 +102,10 @@ impl LogStore {
             by_time: keyspace("by_time")?,
             outcomes: keyspace("outcomes")?,
             flagged: keyspace("flagged")?,
+            marks: keyspace("marks")?,
+            replays: keyspace("replays")?,
+            replays_by_transaction: keyspace("replays_by_transaction")?,
+            replay_keys: keyspace("replay_keys")?,
             positions: keyspace("positions")?,
             meta: keyspace("meta")?,
             next_offsets: Mutex::new(HashMap::new()),
@@ -219,11 +233,12 @@ impl LogStore {
         self.inner.by_id(&self.inner.outcomes, "outcomes", event_id)
     }
 
-    /// The transactions that touched `subject_id`, newest first. Holds one entry per such
-    /// transaction in memory while it sorts them.
+    /// The transactions that touched `subject_id` last seen at `from_ms <= time < until_ms`,
+    /// newest first. Holds one entry per such transaction in memory while it sorts them.
     pub fn subject_transactions(
         &self,
         subject_id: &str,
+        (from_ms, until_ms): (i64, i64),
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<SubjectTransaction>, StoreError> {
@@ -237,7 +252,9 @@ impl LogStore {
                 .and_then(|t| String::from_utf8(t.to_vec()).ok())
                 .ok_or_else(|| dangling("by_subject", &key))?;
             let time = keys::parse_time(&value).ok_or_else(|| dangling("by_subject", &key))?;
-            found.push((time, transaction));
+            if (from_ms..until_ms).contains(&time) {
+                found.push((time, transaction));
+            }
         }
         found.sort_unstable_by(|a, b| b.cmp(a));
         let start = after.map_or(0, |after| found.partition_point(|item| *item >= after));
@@ -270,6 +287,192 @@ impl LogStore {
         let end = keys::id_time(topic, until_ms);
         self.inner
             .page(&self.inner.by_time, "by_time", start, end, limit, cursor)
+    }
+
+    /// Records of `topic` (of one `partition`, or all of them in partition order) from
+    /// `from_offset` on, in offset order.
+    pub fn records(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        from_offset: i64,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ArchivedRecord>, StoreError> {
+        let key = |partition: i32, offset: i64| {
+            keys::record(&RecordKey {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+            })
+        };
+        let (start, end) = match partition {
+            Some(p) => (key(p, from_offset.max(0)), key(p, i64::MAX)),
+            None => (key(0, 0), key(i32::MAX, i64::MAX)),
+        };
+        let lower = resume_after(cursor, &start, &end)?;
+        let inner = &*self.inner;
+        let mut items = Vec::new();
+        for guard in inner.records.range((lower, Bound::Included(end))) {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(StoreError::engine("read records"))?;
+            let record_key = keys::parse_record(&key).ok_or_else(|| dangling("records", &key))?;
+            if partition.is_none() && record_key.offset < from_offset {
+                continue;
+            }
+            if items.len() == limit {
+                let last: &ArchivedRecord = items.last().expect("limit is not zero");
+                return Ok(Page {
+                    next_cursor: Some(keys::to_hex(&keys::record(&last.key))),
+                    items,
+                });
+            }
+            items.push(decode(record_key, &value)?);
+        }
+        Ok(Page {
+            items,
+            next_cursor: None,
+        })
+    }
+
+    /// Transactions marked by `mark` with `from_ms <= time < until_ms`, newest first,
+    /// resuming after `cursor`. A transaction appears once per mark (a transaction that
+    /// failed twice is listed twice); callers that want each once skip repeats.
+    pub fn transaction_marks(
+        &self,
+        mark: Mark,
+        from_ms: i64,
+        until_ms: i64,
+        cursor: Option<&str>,
+    ) -> Result<impl Iterator<Item = Result<MarkedTransaction, StoreError>> + use<>, StoreError>
+    {
+        let start = keys::mark_time(mark_byte(mark), from_ms);
+        let end = keys::mark_time(mark_byte(mark), until_ms);
+        let upper = match cursor {
+            Some(cursor) => Bound::Excluded(
+                keys::from_hex(cursor)
+                    .filter(|key| *key >= start && *key < end)
+                    .ok_or_else(|| StoreError::BadCursor(cursor.to_owned()))?,
+            ),
+            None => Bound::Excluded(end),
+        };
+        let entries = self
+            .inner
+            .marks
+            .range((Bound::Included(start), upper))
+            .rev();
+        Ok(entries.map(|guard| {
+            let key = guard
+                .key()
+                .map_err(StoreError::engine("list transactions"))?;
+            let (time_ms, transaction) = keys::split_mark(&key)
+                .and_then(|(_, time, transaction)| {
+                    Some((time, String::from_utf8(transaction.to_vec()).ok()?))
+                })
+                .ok_or_else(|| dangling("marks", &key))?;
+            Ok(MarkedTransaction {
+                transaction_id: transaction,
+                time_ms,
+                cursor: keys::to_hex(&key),
+            })
+        }))
+    }
+
+    /// Records a new replay, findable by its id, by each of its transactions, and by its
+    /// `request_key` when it has one.
+    pub fn record_replay(&self, replay: &ReplayRecord) -> Result<(), StoreError> {
+        check_id("replay_id", &replay.replay_id)?;
+        let inner = &*self.inner;
+        let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(
+            &inner.replays,
+            replay.replay_id.as_bytes(),
+            replay.encode_to_vec(),
+        );
+        for transaction in &replay.transaction_ids {
+            check_id("transaction_id", transaction)?;
+            batch.insert(
+                &inner.replays_by_transaction,
+                keys::id_pair(transaction, replay.replay_id.as_bytes()),
+                Vec::new(),
+            );
+        }
+        if !replay.request_key.is_empty() {
+            batch.insert(
+                &inner.replay_keys,
+                replay.request_key.as_bytes(),
+                replay.replay_id.as_bytes(),
+            );
+        }
+        batch
+            .commit()
+            .map_err(StoreError::engine("record a replay"))
+    }
+
+    /// Saves a replay's progress.
+    pub fn update_replay(&self, replay: &ReplayRecord) -> Result<(), StoreError> {
+        self.inner
+            .replays
+            .insert(replay.replay_id.as_bytes(), replay.encode_to_vec())
+            .map_err(StoreError::engine("save a replay's progress"))
+    }
+
+    pub fn replay(&self, replay_id: &str) -> Result<Option<ReplayRecord>, StoreError> {
+        let Some(bytes) = self
+            .inner
+            .replays
+            .get(replay_id)
+            .map_err(StoreError::engine("read a replay"))?
+        else {
+            return Ok(None);
+        };
+        ReplayRecord::decode(&*bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt {
+                key: format!("replay {replay_id}"),
+                source,
+            })
+    }
+
+    /// The replay made for the caller's idempotency key `request_key`, if any.
+    pub fn replay_for_request(
+        &self,
+        request_key: &str,
+    ) -> Result<Option<ReplayRecord>, StoreError> {
+        let Some(replay_id) = self
+            .inner
+            .replay_keys
+            .get(request_key)
+            .map_err(StoreError::engine("look up a replay request"))?
+        else {
+            return Ok(None);
+        };
+        self.replay(&String::from_utf8_lossy(&replay_id))
+    }
+
+    /// The replays of a transaction, oldest first.
+    pub fn transaction_replays(
+        &self,
+        transaction_id: &str,
+    ) -> Result<Vec<ReplayRecord>, StoreError> {
+        let mut replays = Vec::new();
+        for guard in self
+            .inner
+            .replays_by_transaction
+            .prefix(keys::id_prefix(transaction_id))
+        {
+            let key = guard.key().map_err(StoreError::engine("list replays"))?;
+            let replay_id = keys::after_id(&key)
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+                .ok_or_else(|| dangling("replays_by_transaction", &key))?;
+            let replay = self
+                .replay(&replay_id)?
+                .ok_or_else(|| dangling("replays_by_transaction", &key))?;
+            replays.push(replay);
+        }
+        replays.sort_by_key(|r| r.requested_at_ms);
+        Ok(replays)
     }
 
     /// Untraceable and malformed records, in key order.
@@ -343,6 +546,7 @@ enum Index {
     ByTime,
     Outcomes,
     Flagged,
+    Marks,
 }
 
 type IndexEntry = (Index, Vec<u8>, Vec<u8>);
@@ -381,14 +585,54 @@ fn index_entries(record: &ArchivedRecord, key: &[u8]) -> Result<Vec<IndexEntry>,
             ));
         }
     }
-    if let Some(event_id) = &record.outcome_of {
-        check_id("outcome event_id", event_id)?;
-        entries.push((Index::Outcomes, keys::id_record(event_id, key), Vec::new()));
+    if let Some(mark) = mark_of(record) {
+        let ids = record
+            .ids
+            .as_ref()
+            .expect("only records with ids are marked");
+        entries.push((
+            Index::Marks,
+            keys::mark(mark_byte(mark), time, &ids.transaction_id),
+            Vec::new(),
+        ));
+    }
+    if let Some(outcome) = &record.outcome {
+        check_id("outcome event_id", &outcome.event_id)?;
+        entries.push((
+            Index::Outcomes,
+            keys::id_record(&outcome.event_id, key),
+            Vec::new(),
+        ));
     }
     if record.kind.is_flagged() {
         entries.push((Index::Flagged, key.to_vec(), Vec::new()));
     }
     Ok(entries)
+}
+
+/// Roots start a transaction; failure outcomes mark it failed.
+fn mark_of(record: &ArchivedRecord) -> Option<Mark> {
+    let ids = record
+        .ids
+        .as_ref()
+        .filter(|ids| !ids.transaction_id.is_empty())?;
+    match &record.outcome {
+        Some(outcome) if outcome.failed => Some(Mark::Failure),
+        Some(_) => None,
+        None if ids.causation_id.is_empty()
+            && matches!(record.kind, RecordKind::Envelope | RecordKind::HeadersOnly) =>
+        {
+            Some(Mark::Start)
+        }
+        None => None,
+    }
+}
+
+fn mark_byte(mark: Mark) -> u8 {
+    match mark {
+        Mark::Start => b's',
+        Mark::Failure => b'f',
+    }
 }
 
 impl Inner {
@@ -400,6 +644,7 @@ impl Inner {
             Index::ByTime => &self.by_time,
             Index::Outcomes => &self.outcomes,
             Index::Flagged => &self.flagged,
+            Index::Marks => &self.marks,
         }
     }
 
@@ -443,12 +688,7 @@ impl Inner {
             return Ok(None);
         };
         let record_key = keys::parse_record(key).ok_or_else(|| dangling("records", key))?;
-        codec::decode(record_key.clone(), &bytes)
-            .map(Some)
-            .map_err(|source| StoreError::Corrupt {
-                key: record_key.to_string(),
-                source,
-            })
+        decode(record_key, &bytes).map(Some)
     }
 
     /// Loads the record an index entry points at; a missing one means the archive is damaged.
@@ -490,14 +730,7 @@ impl Inner {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<ArchivedRecord>, StoreError> {
-        let lower = match cursor {
-            Some(cursor) => Bound::Excluded(
-                keys::from_hex(cursor)
-                    .filter(|key| *key >= start && *key < end)
-                    .ok_or_else(|| StoreError::BadCursor(cursor.to_owned()))?,
-            ),
-            None => Bound::Included(start),
-        };
+        let lower = resume_after(cursor, &start, &end)?;
         let mut items = Vec::new();
         let mut last_key: Option<Vec<u8>> = None;
         for guard in index.range((lower, Bound::Excluded(end))) {
@@ -593,10 +826,27 @@ impl Inner {
                 }
             }
         }
-        for guard in self.by_subject.iter() {
+        let transactions_named_by = self
+            .by_subject
+            .iter()
+            .map(|guard| {
+                (
+                    "by_subject",
+                    guard,
+                    keys::after_id as fn(&[u8]) -> Option<&[u8]>,
+                )
+            })
+            .chain(self.marks.iter().map(|guard| {
+                (
+                    "marks",
+                    guard,
+                    keys::mark_transaction as fn(&[u8]) -> Option<&[u8]>,
+                )
+            }));
+        for (name, guard, transaction_of) in transactions_named_by {
             let key = guard.key().map_err(StoreError::engine("scan an index"))?;
             report.index_entries += 1;
-            let transaction = keys::after_id(&key).map(|t| String::from_utf8_lossy(t).into_owned());
+            let transaction = transaction_of(&key).map(|t| String::from_utf8_lossy(t).into_owned());
             let known = match &transaction {
                 Some(t) => self
                     .by_transaction
@@ -607,7 +857,7 @@ impl Inner {
             };
             if !known {
                 report.problems.push(format!(
-                    "index by_subject entry {} names an unknown transaction",
+                    "index {name} entry {} names an unknown transaction",
                     keys::to_hex(&key)
                 ));
             }
@@ -643,6 +893,28 @@ fn parse_position(key: &[u8], value: &[u8]) -> Option<Position> {
         partition: i32::try_from(u32::from_be_bytes(key[topic_end + 1..].try_into().ok()?)).ok()?,
         next_offset: i64::from_be_bytes(value.try_into().ok()?),
     })
+}
+
+fn decode(key: RecordKey, bytes: &[u8]) -> Result<ArchivedRecord, StoreError> {
+    codec::decode(key.clone(), bytes).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// Where a listing over `start..end` resumes: just after the key its cursor names.
+fn resume_after(
+    cursor: Option<&str>,
+    start: &[u8],
+    end: &[u8],
+) -> Result<Bound<Vec<u8>>, StoreError> {
+    match cursor {
+        Some(cursor) => keys::from_hex(cursor)
+            .filter(|key| key.as_slice() >= start && key.as_slice() <= end)
+            .map(Bound::Excluded)
+            .ok_or_else(|| StoreError::BadCursor(cursor.to_owned())),
+        None => Ok(Bound::Included(start.to_vec())),
+    }
 }
 
 fn check_id(field: &'static str, value: &str) -> Result<(), StoreError> {

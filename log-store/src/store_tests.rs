@@ -1,5 +1,5 @@
 use super::*;
-use crate::{EventIds, Header, RecordKind};
+use crate::{EventIds, Header, OutcomeRef, RecordKind, ReplayState};
 
 fn open(dir: &tempfile::TempDir) -> LogStore {
     LogStore::open(dir.path(), &StoreOptions::default()).unwrap()
@@ -41,7 +41,7 @@ fn event(topic: &str, offset: i64, transaction: &str, time_ms: i64) -> ArchivedR
             event_type: "registration.submitted.v1".into(),
             ..EventIds::default()
         }),
-        outcome_of: None,
+        outcome: None,
         archived_at_ms: time_ms,
     }
 }
@@ -49,7 +49,10 @@ fn event(topic: &str, offset: i64, transaction: &str, time_ms: i64) -> ArchivedR
 fn outcome(offset: i64, transaction: &str, of_event: &str, time_ms: i64) -> ArchivedRecord {
     ArchivedRecord {
         kind: RecordKind::Outcome,
-        outcome_of: Some(of_event.into()),
+        outcome: Some(OutcomeRef {
+            event_id: of_event.into(),
+            failed: false,
+        }),
         ids: Some(EventIds {
             transaction_id: transaction.into(),
             source: "validation".into(),
@@ -147,7 +150,7 @@ fn a_subjects_transactions_come_newest_first_one_page_at_a_time() {
     let mut cursor = None;
     loop {
         let page = store
-            .subject_transactions("beneficiary:42", 2, cursor.as_deref())
+            .subject_transactions("beneficiary:42", (i64::MIN, i64::MAX), 2, cursor.as_deref())
             .unwrap();
         seen.extend(page.items.into_iter().map(|t| t.transaction_id));
         cursor = page.next_cursor;
@@ -157,8 +160,17 @@ fn a_subjects_transactions_come_newest_first_one_page_at_a_time() {
     }
     // t1's last record is older than the others', so it sorts last.
     assert_eq!(seen, ["t4", "t3", "t2", "t0", "t1"]);
+    let window = store
+        .subject_transactions("beneficiary:42", (1002, 1004), 10, None)
+        .unwrap();
+    let in_window: Vec<_> = window
+        .items
+        .iter()
+        .map(|t| t.transaction_id.as_str())
+        .collect();
+    assert_eq!(in_window, ["t3", "t2"]);
     assert!(matches!(
-        store.subject_transactions("beneficiary:42", 2, Some("zz")),
+        store.subject_transactions("beneficiary:42", (i64::MIN, i64::MAX), 2, Some("zz")),
         Err(StoreError::BadCursor(_))
     ));
 }
@@ -247,4 +259,131 @@ fn an_archive_of_another_format_is_refused_with_a_clear_message() {
         .unwrap();
     assert!(matches!(error, StoreError::UnsupportedFormat { .. }));
     assert!(error.to_string().contains("format version 999"));
+}
+
+fn caused_by(mut record: ArchivedRecord, cause: &str) -> ArchivedRecord {
+    if let Some(ids) = record.ids.as_mut() {
+        ids.causation_id = cause.into();
+    }
+    record
+}
+
+fn failure(offset: i64, transaction: &str, of_event: &str, time_ms: i64) -> ArchivedRecord {
+    let mut record = outcome(offset, transaction, of_event, time_ms);
+    record.outcome.as_mut().unwrap().failed = true;
+    record
+}
+
+fn marked(store: &LogStore, mark: Mark, cursor: Option<&str>) -> Vec<(String, i64)> {
+    store
+        .transaction_marks(mark, 0, 1_000, cursor)
+        .unwrap()
+        .map(|m| m.map(|m| (m.transaction_id, m.time_ms)).unwrap())
+        .collect()
+}
+
+#[test]
+fn transactions_are_listed_newest_first_by_start_and_by_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    append(
+        &store,
+        vec![
+            event("registrations", 0, "t1", 100),
+            caused_by(event("registrations", 1, "t1", 110), "registrations-0"),
+            event("registrations", 2, "t2", 200),
+            event("registrations", 3, "t3", 300),
+            failure(0, "t1", "registrations-1", 120),
+            outcome(1, "t2", "registrations-2", 210),
+            failure(2, "t3", "registrations-3", 310),
+        ],
+    );
+    assert_eq!(
+        marked(&store, Mark::Start, None),
+        [("t3".into(), 300), ("t2".into(), 200), ("t1".into(), 100)]
+    );
+    assert_eq!(
+        marked(&store, Mark::Failure, None),
+        [("t3".into(), 310), ("t1".into(), 120)]
+    );
+    let first = store
+        .transaction_marks(Mark::Start, 0, 1_000, None)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        marked(&store, Mark::Start, Some(&first.cursor)),
+        [("t2".into(), 200), ("t1".into(), 100)]
+    );
+    let window: Vec<_> = store
+        .transaction_marks(Mark::Start, 150, 300, None)
+        .unwrap()
+        .map(|m| m.unwrap().transaction_id)
+        .collect();
+    assert_eq!(window, ["t2"], "the window includes its start, not its end");
+    assert!(matches!(
+        store.transaction_marks(Mark::Start, 0, 1_000, Some("zz")),
+        Err(StoreError::BadCursor(_))
+    ));
+    assert!(store.check_consistency().unwrap().problems.is_empty());
+}
+
+#[test]
+fn records_are_read_by_offset_across_partitions_one_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut records: Vec<_> = (0..5).map(|o| event("births", o, "t1", o)).collect();
+    records.extend((0..3).map(|o| ArchivedRecord {
+        key: RecordKey {
+            topic: "births".into(),
+            partition: 1,
+            offset: o,
+        },
+        ..event("births", o, "t2", 10 + o)
+    }));
+    records.push(event("birthsx", 0, "t3", 1));
+    append(&store, records);
+    let keys = |page: &Page<ArchivedRecord>| -> Vec<String> {
+        page.items.iter().map(|r| r.key.to_string()).collect()
+    };
+    let first = store.records("births", Some(0), 3, 10, None).unwrap();
+    assert_eq!(keys(&first), ["births/0@3", "births/0@4"]);
+    assert_eq!(first.next_cursor, None);
+    let all = store.records("births", None, 2, 3, None).unwrap();
+    assert_eq!(keys(&all), ["births/0@2", "births/0@3", "births/0@4"]);
+    let rest = store
+        .records("births", None, 2, 3, all.next_cursor.as_deref())
+        .unwrap();
+    assert_eq!(keys(&rest), ["births/1@2"], "other topics are not included");
+    assert_eq!(rest.next_cursor, None);
+}
+
+#[test]
+fn a_replay_is_found_by_id_by_transaction_and_by_request_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut replay = ReplayRecord {
+        replay_id: "r1".into(),
+        requested_by: "support:ana".into(),
+        reason: "validation fixed".into(),
+        requested_at_ms: 5,
+        transaction_ids: vec!["t1".into(), "t2".into()],
+        planned: 4,
+        state: ReplayState::Running as i32,
+        request_key: "ticket-7".into(),
+        ..ReplayRecord::default()
+    };
+    store.record_replay(&replay).unwrap();
+    replay.published = 4;
+    replay.state = ReplayState::Done as i32;
+    store.update_replay(&replay).unwrap();
+    assert_eq!(store.replay("r1").unwrap(), Some(replay.clone()));
+    assert_eq!(
+        store.replay_for_request("ticket-7").unwrap(),
+        Some(replay.clone())
+    );
+    assert_eq!(store.transaction_replays("t2").unwrap(), [replay]);
+    assert_eq!(store.transaction_replays("t3").unwrap(), []);
+    assert_eq!(store.replay("r2").unwrap(), None);
 }

@@ -156,7 +156,7 @@ async fn sdk_events_are_archived_and_traced_with_their_outcomes(broker: Broker) 
         );
     }
     let touched = store
-        .subject_transactions("beneficiary:3", 10, None)
+        .subject_transactions("beneficiary:3", (i64::MIN, i64::MAX), 10, None)
         .unwrap();
     let ids: Vec<&str> = touched
         .items

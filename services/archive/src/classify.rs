@@ -6,9 +6,11 @@ use prost::Message as _;
 use prost_types::Timestamp;
 use rdkafka::Message;
 use rdkafka::message::Headers;
-use retrace_log_store::{ArchivedRecord, EventIds, Header, PreparedRecord, RecordKey, RecordKind};
+use retrace_log_store::{
+    ArchivedRecord, EventIds, Header, OutcomeRef, PreparedRecord, RecordKey, RecordKind,
+};
 use retrace_proto::headers::TraceHeaders;
-use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome};
+use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 
 /// Copies `message` out of Kafka's buffers and says what it is.
 pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
@@ -48,7 +50,7 @@ pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
         kind: understood.kind,
         problem: understood.problem,
         ids: understood.ids,
-        outcome_of: understood.outcome_of,
+        outcome: understood.outcome,
         archived_at_ms,
     }
 }
@@ -61,7 +63,7 @@ pub fn prepare(record: ArchivedRecord) -> PreparedRecord {
             kind: RecordKind::Malformed,
             problem: Some(error.to_string()),
             ids: None,
-            outcome_of: None,
+            outcome: None,
             ..*record
         })
         .map_err(|(error, _)| error)
@@ -73,7 +75,7 @@ struct Understood {
     kind: RecordKind,
     problem: Option<String>,
     ids: Option<EventIds>,
-    outcome_of: Option<String>,
+    outcome: Option<OutcomeRef>,
     occurred_at_ms: Option<i64>,
 }
 
@@ -83,7 +85,7 @@ impl Understood {
             kind,
             problem: Some(problem),
             ids: None,
-            outcome_of: None,
+            outcome: None,
             occurred_at_ms: None,
         }
     }
@@ -109,7 +111,13 @@ fn outcome(value: Option<&[u8]>) -> Understood {
                 event_type: retrace_proto::OUTCOME_TYPE.to_owned(),
                 ..EventIds::default()
             }),
-            outcome_of: Some(outcome.event_id),
+            outcome: Some(OutcomeRef {
+                failed: matches!(
+                    outcome.status(),
+                    OutcomeStatus::Failed | OutcomeStatus::DeadLettered
+                ),
+                event_id: outcome.event_id,
+            }),
         },
         Err(problem) => Understood::flagged(RecordKind::Malformed, problem),
     }
@@ -135,7 +143,7 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
                         source: envelope.source,
                         event_type: envelope.r#type,
                     }),
-                    outcome_of: None,
+                    outcome: None,
                 },
                 Err(error) => Understood::flagged(
                     RecordKind::Malformed,
@@ -165,7 +173,7 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
                     source: trace.source,
                     event_type: trace.event_type,
                 }),
-                outcome_of: None,
+                outcome: None,
             },
             Err(error) => Understood::flagged(
                 RecordKind::Malformed,

@@ -127,8 +127,12 @@ fn an_outcome_points_at_its_event() {
     );
     assert_eq!(record.kind, RecordKind::Outcome);
     assert_eq!(
-        record.outcome_of.as_deref(),
-        Some(envelope.event_id.as_str())
+        record.outcome,
+        Some(OutcomeRef {
+            event_id: envelope.event_id.clone(),
+            failed: true,
+        }),
+        "a failed outcome marks its transaction failed"
     );
     assert_eq!(record.ids.unwrap().transaction_id, envelope.transaction_id);
 }
