@@ -451,6 +451,23 @@ impl LogStore {
         self.replay(&String::from_utf8_lossy(&replay_id))
     }
 
+    /// Every replay ever recorded, in id order (UUIDv7 ids: oldest first).
+    pub fn replays(&self) -> Result<Vec<ReplayRecord>, StoreError> {
+        self.inner
+            .replays
+            .iter()
+            .map(|guard| {
+                let (key, value) = guard
+                    .into_inner()
+                    .map_err(StoreError::engine("list replays"))?;
+                ReplayRecord::decode(&*value).map_err(|source| StoreError::Corrupt {
+                    key: format!("replay {}", String::from_utf8_lossy(&key)),
+                    source,
+                })
+            })
+            .collect()
+    }
+
     /// The replays of a transaction, oldest first.
     pub fn transaction_replays(
         &self,

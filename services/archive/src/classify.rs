@@ -101,24 +101,27 @@ fn outcome(value: Option<&[u8]>) -> Understood {
             Ok(outcome)
         });
     match decoded {
-        Ok(outcome) => Understood {
-            kind: RecordKind::Outcome,
-            problem: None,
-            occurred_at_ms: outcome.at.as_ref().map(millis),
-            ids: Some(EventIds {
-                transaction_id: outcome.transaction_id,
-                source: outcome.consumer,
-                event_type: retrace_proto::OUTCOME_TYPE.to_owned(),
-                ..EventIds::default()
-            }),
-            outcome: Some(OutcomeRef {
-                failed: matches!(
-                    outcome.status(),
-                    OutcomeStatus::Failed | OutcomeStatus::DeadLettered
-                ),
-                event_id: outcome.event_id,
-            }),
-        },
+        Ok(outcome) => {
+            let failed = matches!(
+                outcome.status(),
+                OutcomeStatus::Failed | OutcomeStatus::DeadLettered
+            );
+            Understood {
+                kind: RecordKind::Outcome,
+                problem: None,
+                occurred_at_ms: outcome.at.as_ref().map(millis),
+                ids: Some(EventIds {
+                    transaction_id: outcome.transaction_id,
+                    source: outcome.consumer,
+                    event_type: retrace_proto::OUTCOME_TYPE.to_owned(),
+                    ..EventIds::default()
+                }),
+                outcome: Some(OutcomeRef {
+                    failed,
+                    event_id: outcome.event_id,
+                }),
+            }
+        }
         Err(problem) => Understood::flagged(RecordKind::Malformed, problem),
     }
 }

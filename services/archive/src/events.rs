@@ -1,11 +1,11 @@
 //! Everything the archiver reports about itself: one typed event per observable thing, each
 //! emitting its log line and its metrics together.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{counter, histogram};
-use retrace_log_store::{AppendSummary, RecordKind};
+use retrace_log_store::{AppendSummary, RecordKey, RecordKind, ReplayRecord};
+use retrace_sdk::Delivery;
 use retrace_telemetry::InternalEvent;
 use tracing::{debug, error, info, warn};
 
@@ -13,7 +13,7 @@ pub(crate) struct ArchiveStarted<'a> {
     pub bootstrap: &'a str,
     pub topics: &'a str,
     pub group_id: &'a str,
-    pub http: SocketAddr,
+    pub data_dir: &'a std::path::Path,
 }
 
 impl InternalEvent for ArchiveStarted<'_> {
@@ -22,9 +22,19 @@ impl InternalEvent for ArchiveStarted<'_> {
             bootstrap = self.bootstrap,
             topics = self.topics,
             group_id = self.group_id,
-            http = %self.http,
+            data_dir = %self.data_dir.display(),
             "archive started"
         );
+    }
+}
+
+pub(crate) struct ApiListening {
+    pub addr: std::net::SocketAddr,
+}
+
+impl InternalEvent for ApiListening {
+    fn emit(self) {
+        info!(http = %self.addr, "archive API listening");
     }
 }
 
@@ -153,5 +163,116 @@ impl InternalEvent for ShutdownWithUnwrittenBatch {
             "shutting down before the archive accepted the last batch; its records stay in \
              Kafka and are archived on the next start"
         );
+    }
+}
+
+pub(crate) struct ReplayStarted<'a> {
+    pub replay: &'a ReplayRecord,
+}
+
+impl InternalEvent for ReplayStarted<'_> {
+    fn emit(self) {
+        info!(
+            category = "audit",
+            replay_id = self.replay.replay_id,
+            requested_by = self.replay.requested_by,
+            reason = self.replay.reason,
+            transactions = ?self.replay.transaction_ids,
+            selection = self.replay.selection,
+            planned = self.replay.planned,
+            "replay started"
+        );
+        counter!("retrace_replays_started_total").increment(1);
+    }
+}
+
+pub(crate) struct ReplayFinished<'a> {
+    pub replay: &'a ReplayRecord,
+}
+
+impl InternalEvent for ReplayFinished<'_> {
+    fn emit(self) {
+        let state = self.replay.state().as_str();
+        if self.replay.error.is_empty() {
+            info!(
+                replay_id = self.replay.replay_id,
+                published = self.replay.published,
+                state,
+                "replay finished"
+            );
+        } else {
+            warn!(
+                replay_id = self.replay.replay_id,
+                published = self.replay.published,
+                planned = self.replay.planned,
+                error = self.replay.error,
+                state,
+                "replay stopped early"
+            );
+        }
+        counter!("retrace_replays_finished_total", "state" => state).increment(1);
+    }
+}
+
+pub(crate) struct MessageReplayed<'a> {
+    pub replay_id: &'a str,
+    pub original: &'a RecordKey,
+    pub delivery: &'a Delivery,
+}
+
+impl InternalEvent for MessageReplayed<'_> {
+    fn emit(self) {
+        debug!(
+            replay_id = self.replay_id,
+            original = %self.original,
+            topic = self.delivery.topic,
+            partition = self.delivery.partition,
+            offset = self.delivery.offset,
+            "message re-published"
+        );
+        counter!("retrace_replay_messages_total", "topic" => self.delivery.topic.clone())
+            .increment(1);
+    }
+}
+
+pub(crate) struct ReplayProgressNotSaved<'a> {
+    pub replay_id: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for ReplayProgressNotSaved<'_> {
+    fn emit(self) {
+        error!(
+            replay_id = self.replay_id,
+            error = %self.error,
+            "could not save a replay's progress; its status may lag"
+        );
+        counter!("retrace_archive_store_errors_total").increment(1);
+    }
+}
+
+/// A query of the trace API was answered (or refused).
+pub(crate) struct QueryServed {
+    pub endpoint: &'static str,
+    pub status: u16,
+    pub elapsed: Duration,
+}
+
+impl InternalEvent for QueryServed {
+    fn emit(self) {
+        debug!(
+            endpoint = self.endpoint,
+            status = self.status,
+            elapsed_ms = self.elapsed.as_secs_f64() * 1e3,
+            "query served"
+        );
+        counter!(
+            "retrace_api_requests_total",
+            "endpoint" => self.endpoint,
+            "status" => self.status.to_string(),
+        )
+        .increment(1);
+        histogram!("retrace_api_request_seconds", "endpoint" => self.endpoint)
+            .record(self.elapsed.as_secs_f64());
     }
 }

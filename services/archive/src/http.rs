@@ -1,7 +1,4 @@
-//! The archive's HTTP surface: health, metrics, and where each partition stands.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+//! `/v1/positions`: where each partition stands in the archive.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,27 +8,10 @@ use axum::{Json, Router};
 use retrace_log_store::LogStore;
 use serde::Serialize;
 
-#[derive(Clone)]
-pub(crate) struct HttpState {
-    pub store: LogStore,
-    /// Set once the consumer has subscribed.
-    pub ready: Arc<AtomicBool>,
-}
-
-pub(crate) fn router(state: HttpState) -> Router {
+pub(crate) fn router(store: LogStore) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
         .route("/v1/positions", get(positions))
-        .with_state(state)
-        .merge(retrace_telemetry::metrics_router())
-}
-
-async fn healthz(State(state): State<HttpState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
-    }
+        .with_state(store)
 }
 
 #[derive(Serialize)]
@@ -43,8 +23,7 @@ struct PositionView {
 
 /// The next offset the archive will store, per partition: compare with Kafka's high
 /// watermarks to see how far behind it is.
-async fn positions(State(state): State<HttpState>) -> Response {
-    let store = state.store.clone();
+async fn positions(State(store): State<LogStore>) -> Response {
     let positions = tokio::task::spawn_blocking(move || store.positions())
         .await
         .map_err(|e| e.to_string())

@@ -15,4 +15,4 @@ mod publisher;
 
 pub use consumer::{ConsumeError, EventHandler, HandlerError, ReceivedEvent, consume};
 pub use kafka::{KafkaSettings, SettingsError};
-pub use publisher::{Delivery, PublishError, Publisher};
+pub use publisher::{Delivery, PublishError, Publisher, RawMessage};

@@ -49,6 +49,14 @@ pub enum PublishError {
     },
 }
 
+/// A Kafka message as bytes: key, value and headers, each possibly absent.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMessage<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
 /// Publishes Retrace messages. Cheap to clone; clones share one producer.
 #[derive(Clone)]
 pub struct Publisher {
@@ -112,6 +120,33 @@ impl Publisher {
         .await
     }
 
+    /// Publishes a message exactly as given (key, value and headers), as a replay does with
+    /// an archived message. `event_id` only names the message in errors.
+    pub async fn republish(
+        &self,
+        topic: &str,
+        message: &RawMessage<'_>,
+        event_id: &str,
+    ) -> Result<Delivery, PublishError> {
+        let headers = message
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new(), |all, (name, value)| {
+                all.insert(Header {
+                    key: name,
+                    value: *value,
+                })
+            });
+        let mut record = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = message.key {
+            record = record.key(key);
+        }
+        if let Some(value) = message.value {
+            record = record.payload(value);
+        }
+        self.deliver(record, event_id).await
+    }
+
     async fn send(
         &self,
         topic: &str,
@@ -134,17 +169,30 @@ impl Publisher {
             .key(key)
             .payload(payload)
             .headers(kafka_headers);
+        self.deliver(record, event_id).await
+    }
+
+    async fn deliver<K, P>(
+        &self,
+        record: FutureRecord<'_, K, P>,
+        event_id: &str,
+    ) -> Result<Delivery, PublishError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        let topic = record.topic.to_owned();
         // The producer queue is bounded; waiting for room is the backpressure a caller feels.
         let queue_timeout = Duration::from_secs(30);
         match self.producer.send(record, queue_timeout).await {
             Ok(delivery) => Ok(Delivery {
-                topic: topic.to_owned(),
+                topic,
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),
             Err((source, _)) => Err(PublishError::NotAcknowledged {
                 event_id: event_id.to_owned(),
-                topic: topic.to_owned(),
+                topic,
                 source: Box::new(source),
             }),
         }

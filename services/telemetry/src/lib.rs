@@ -1,13 +1,15 @@
-//! Logging and metrics for every Retrace service.
+//! Logging, metrics and health endpoints for every Retrace service.
 //!
 //! Convention (after Vector's `internal_events`): each thing worth observing is a small typed
 //! event implementing [`InternalEvent`], which emits its log line and its metrics together,
 //! so names stay consistent and every signal is greppable from one place per crate
 //! (`events.rs`).
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -95,4 +97,22 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// `GET /metrics` in Prometheus text format.
 pub fn metrics_router() -> Router {
     Router::new().route("/metrics", get(|| async { prometheus().render() }))
+}
+
+/// `GET /healthz`: 200 while every flag in `ready` is set, 503 otherwise. A process serving
+/// several services on one address passes one flag per service.
+pub fn health_router(ready: Vec<Arc<AtomicBool>>) -> Router {
+    Router::new().route(
+        "/healthz",
+        get(move || {
+            let ready = ready.iter().all(|flag| flag.load(Ordering::Acquire));
+            async move {
+                if ready {
+                    (StatusCode::OK, "ok\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }
+        }),
+    )
 }

@@ -1,0 +1,307 @@
+//! The JSON documents of the trace and replay API, shared by the server and its clients (the
+//! `retrace` CLI). Times are RFC 3339 in UTC; durations are milliseconds.
+
+use serde::{Deserialize, Serialize};
+
+/// What happened to a transaction, as far as the archive knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionStatus {
+    /// Every consumer that reported on its events processed (or skipped) them.
+    Ok,
+    /// A consumer's last word on one of its events is a failure.
+    Failed,
+    /// A consumer is retrying one of its events.
+    InProgress,
+    /// It failed, and a replay was requested after the failure; waiting for the replayed
+    /// events' outcomes.
+    Replayed,
+}
+
+impl TransactionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransactionStatus::Ok => "ok",
+            TransactionStatus::Failed => "failed",
+            TransactionStatus::InProgress => "in_progress",
+            TransactionStatus::Replayed => "replayed",
+        }
+    }
+}
+
+impl std::str::FromStr for TransactionStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "ok" => Ok(TransactionStatus::Ok),
+            "failed" => Ok(TransactionStatus::Failed),
+            "in_progress" => Ok(TransactionStatus::InProgress),
+            "replayed" => Ok(TransactionStatus::Replayed),
+            other => Err(format!(
+                "unknown status {other:?}: expected ok, failed, in_progress or replayed"
+            )),
+        }
+    }
+}
+
+/// `GET /v1/transactions/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub transaction_id: String,
+    pub status: TransactionStatus,
+    pub started_at: String,
+    pub last_at: String,
+    pub duration_ms: i64,
+    /// Every archived message of the transaction except outcomes (which are attached to the
+    /// event they are about), in time order.
+    pub events: Vec<TraceEvent>,
+    /// Causation: each root event with the events it caused, recursively.
+    pub tree: Vec<TreeNode>,
+    pub replays: Vec<ReplayView>,
+    /// The failure that makes the status `failed` or `replayed`, the newest if several.
+    pub failure: Option<FailedStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceEvent {
+    #[serde(flatten)]
+    pub message: MessageView,
+    /// Time since the previous event of the trace.
+    pub since_previous_ms: i64,
+    /// Each consumer's outcomes for this event, oldest first.
+    pub outcomes: Vec<OutcomeView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub topic: String,
+    pub children: Vec<TreeNode>,
+}
+
+/// One archived Kafka message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// `envelope`, `headers_only`, `outcome`, `untraceable` or `malformed`.
+    pub kind: String,
+    /// Why the message is flagged or could not be fully read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub time: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub transaction_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub causation_id: String,
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_ids: Vec<String>,
+    /// Set on a copy re-published by a replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_id: Option<String>,
+    /// Only when asked for (`?payload=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
+}
+
+/// A message's payload: JSON when it is JSON, else text when it is UTF-8, else base64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub content_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base64: Option<String>,
+    /// The message's Kafka headers, values as text.
+    pub headers: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeView {
+    pub consumer: String,
+    /// `processed`, `failed`, `retrying`, `dead_lettered` or `skipped`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    pub attempt: u32,
+    pub time: String,
+}
+
+/// Where a transaction failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedStep {
+    pub event_id: String,
+    pub topic: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub consumer: String,
+    pub error: String,
+    pub time: String,
+}
+
+/// One line of a transaction listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionSummary {
+    pub transaction_id: String,
+    pub status: TransactionStatus,
+    pub started_at: String,
+    pub last_at: String,
+    pub events: usize,
+    pub topics: Vec<String>,
+    pub subject_ids: Vec<String>,
+    pub failure: Option<FailedStep>,
+}
+
+/// A page of a listing; pass `next_cursor` as `cursor` to get the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/events/{event_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub event_id: String,
+    /// Every archived copy: more than one when it was published twice or replayed.
+    pub copies: Vec<MessageView>,
+    pub outcomes: Vec<OutcomeView>,
+}
+
+/// `POST /v1/transactions/{id}/replay`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Required: why the transaction is replayed, for whoever reads the audit later.
+    pub reason: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Replay this event and everything after it.
+    #[serde(default)]
+    pub from_event_id: Option<String>,
+    /// Replay only the events whose last outcome is a failure.
+    #[serde(default)]
+    pub only_failed: bool,
+    /// Publish every message here instead of to the topic it came from.
+    #[serde(default)]
+    pub target_topic: Option<String>,
+    /// Who asks (until callers are authenticated, the caller says who it is).
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
+/// `POST /v1/replays`: replay every transaction a query selects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkReplayRequest {
+    pub reason: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Default `failed`.
+    #[serde(default)]
+    pub status: Option<TransactionStatus>,
+    /// RFC 3339 time, or a duration back from now such as `2h`.
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub until: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    #[serde(rename = "type", default)]
+    pub event_type: Option<String>,
+    /// Replay only failed events of each transaction (default true).
+    #[serde(default = "yes")]
+    pub only_failed: bool,
+    #[serde(default)]
+    pub target_topic: Option<String>,
+    /// Messages re-published per second.
+    #[serde(default = "default_rate")]
+    pub rate: u32,
+    /// Refuse, rather than start, a replay of more messages than this.
+    #[serde(default = "default_max")]
+    pub max: usize,
+    #[serde(default)]
+    pub requested_by: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_rate() -> u32 {
+    100
+}
+
+fn default_max() -> usize {
+    1000
+}
+
+/// What a replay re-publishes, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayPlan {
+    pub transactions: usize,
+    pub messages: Vec<PlannedMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedMessage {
+    pub transaction_id: String,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub target_topic: String,
+}
+
+/// The answer to a replay request: the plan, and the replay started (absent on a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayResponse {
+    pub dry_run: bool,
+    pub plan: ReplayPlan,
+    pub replay: Option<ReplayView>,
+}
+
+/// `GET /v1/replays/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayView {
+    pub replay_id: String,
+    pub requested_by: String,
+    pub reason: String,
+    pub requested_at: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    pub selection: String,
+    pub transactions: usize,
+    pub planned: u64,
+    pub published: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target_topic: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// Every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// The request field or parameter at fault, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,285 @@
+//! Replays: re-publishing a transaction's archived messages, as they were, so the services
+//! downstream handle them again.
+//!
+//! A replay is planned first (the exact messages and where they go), recorded in the store
+//! (who, when, why, what) before anything is published, and then run in the background at a
+//! bounded rate; its progress is saved as it goes. Every re-published message keeps its key,
+//! value and headers and gains `retrace-replay-id` / `retrace-replay-of` headers (and, for an
+//! envelope, its `replay` field), so consumers and traces can tell the copy from the original.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use prost::Message as _;
+use retrace_log_store::{ArchivedRecord, LogStore, RecordKind, ReplayRecord, ReplayState};
+use retrace_proto::headers::{REPLAY_ID, REPLAY_OF};
+use retrace_proto::{Envelope, Replay};
+use retrace_sdk::{Delivery, PublishError, Publisher, RawMessage};
+use retrace_telemetry::InternalEvent;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::PlannedMessage;
+use crate::events::{MessageReplayed, ReplayFinished, ReplayStarted};
+use crate::trace::{failed_event_ids, replay_id};
+
+/// How many messages a bulk replay keeps in flight; Kafka keeps each partition's order.
+const BULK_IN_FLIGHT: usize = 64;
+/// Progress is saved at least this often.
+const SAVE_EVERY: u64 = 200;
+
+/// Which of a transaction's messages to replay.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub from_event_id: Option<String>,
+    pub only_failed: bool,
+    pub target_topic: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("event {0} is not an event of this transaction: pick one from its trace")]
+    UnknownFromEvent(String),
+}
+
+/// One message to re-publish.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub original: ArchivedRecord,
+    pub target_topic: String,
+}
+
+impl Planned {
+    pub fn view(&self) -> PlannedMessage {
+        let ids = self.original.ids.clone().unwrap_or_default();
+        PlannedMessage {
+            transaction_id: ids.transaction_id,
+            event_id: ids.event_id,
+            event_type: ids.event_type,
+            topic: self.original.key.topic.clone(),
+            partition: self.original.key.partition,
+            offset: self.original.key.offset,
+            target_topic: self.target_topic.clone(),
+        }
+    }
+}
+
+/// The messages of one transaction a replay re-publishes, in original (time) order: its
+/// original events (not outcomes, not earlier replays' copies), each once.
+pub fn plan(records: &[ArchivedRecord], selection: &Selection) -> Result<Vec<Planned>, PlanError> {
+    let originals: Vec<&ArchivedRecord> = records
+        .iter()
+        .filter(|r| matches!(r.kind, RecordKind::Envelope | RecordKind::HeadersOnly))
+        .filter(|r| replay_id(r).is_none())
+        .collect();
+    let start = match &selection.from_event_id {
+        Some(from) => originals
+            .iter()
+            .position(|r| r.ids.as_ref().is_some_and(|ids| ids.event_id == *from))
+            .ok_or_else(|| PlanError::UnknownFromEvent(from.clone()))?,
+        None => 0,
+    };
+    let failed = selection.only_failed.then(|| failed_event_ids(records));
+    let mut seen = HashSet::new();
+    Ok(originals[start..]
+        .iter()
+        .filter(|r| {
+            let event_id = r.ids.as_ref().map_or("", |ids| ids.event_id.as_str());
+            failed.as_ref().is_none_or(|f| f.contains(event_id))
+                && (event_id.is_empty() || seen.insert(event_id.to_owned()))
+        })
+        .map(|r| Planned {
+            original: (*r).clone(),
+            target_topic: selection
+                .target_topic
+                .clone()
+                .unwrap_or_else(|| r.key.topic.clone()),
+        })
+        .collect())
+}
+
+/// Runs replays in the background; owns their tasks, which stop when the service does.
+#[derive(Clone)]
+pub struct Replayer {
+    store: LogStore,
+    publisher: Publisher,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Replayer {
+    pub fn new(store: LogStore, publisher: Publisher, shutdown: CancellationToken) -> Self {
+        Replayer {
+            store,
+            publisher,
+            tasks: TaskTracker::new(),
+            shutdown,
+        }
+    }
+
+    pub fn store(&self) -> &LogStore {
+        &self.store
+    }
+
+    /// Records `replay` (state running) and starts re-publishing `messages` at up to `rate`
+    /// messages a second (`None`: one at a time, as fast as Kafka acknowledges).
+    pub fn start(
+        &self,
+        mut replay: ReplayRecord,
+        messages: Vec<Planned>,
+        rate: Option<u32>,
+    ) -> Result<ReplayRecord, retrace_log_store::StoreError> {
+        replay.planned = messages.len() as u64;
+        replay.set_state(ReplayState::Running);
+        self.store.record_replay(&replay)?;
+        ReplayStarted { replay: &replay }.emit();
+        let this = self.clone();
+        let started = replay.clone();
+        self.tasks
+            .spawn(async move { this.run(replay, messages, rate).await });
+        Ok(started)
+    }
+
+    /// Waits for running replays to stop after shutdown was requested.
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    async fn run(&self, mut replay: ReplayRecord, messages: Vec<Planned>, rate: Option<u32>) {
+        let in_flight = if rate.is_some() { BULK_IN_FLIGHT } else { 1 };
+        let mut ticker = rate.map(|rate| {
+            let mut ticker =
+                tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        // The copy the publishing futures read, while `replay` counts progress.
+        let asked = replay.clone();
+        let mut pending = FuturesOrdered::new();
+        let mut queue = messages.iter();
+        let mut failure: Option<String> = None;
+        loop {
+            let can_send = pending.len() < in_flight && failure.is_none();
+            let next = if can_send { queue.next() } else { None };
+            if let Some(message) = next {
+                if let Some(ticker) = ticker.as_mut() {
+                    tokio::select! {
+                        _ = ticker.tick() => {}
+                        () = self.shutdown.cancelled() => {
+                            failure = Some("interrupted: the archive service stopped".into());
+                            continue;
+                        }
+                    }
+                }
+                pending.push_back(self.republish(&asked, message));
+                continue;
+            }
+            let Some(delivered) = pending.next().await else {
+                break;
+            };
+            match delivered {
+                Ok(()) => {
+                    replay.published += 1;
+                    if replay.published.is_multiple_of(SAVE_EVERY) {
+                        self.save(&replay);
+                    }
+                }
+                Err(error) => failure = failure.or(Some(error.to_string())),
+            }
+        }
+        replay.finished_at_ms = now_ms();
+        match failure {
+            None => replay.set_state(ReplayState::Done),
+            Some(error) => {
+                replay.set_state(ReplayState::Failed);
+                replay.error = format!(
+                    "{error}; {} of {} messages were re-published before it stopped: replay \
+                     again (consumers see the same event ids) to finish",
+                    replay.published, replay.planned
+                );
+            }
+        }
+        self.save(&replay);
+        ReplayFinished { replay: &replay }.emit();
+    }
+
+    async fn republish(
+        &self,
+        replay: &ReplayRecord,
+        message: &Planned,
+    ) -> Result<(), PublishError> {
+        let original = &message.original;
+        let event_id = original
+            .ids
+            .as_ref()
+            .map_or("", |ids| ids.event_id.as_str());
+        let value = match original.kind {
+            RecordKind::Envelope => original.value.as_deref().map(|value| {
+                let mut envelope = Envelope::decode(value).unwrap_or_default();
+                envelope.replay = Some(Replay {
+                    replay_id: replay.replay_id.clone(),
+                    original_event_id: event_id.to_owned(),
+                    original_topic: original.key.topic.clone(),
+                    original_partition: original.key.partition,
+                    original_offset: original.key.offset,
+                    requested_by: replay.requested_by.clone(),
+                    reason: replay.reason.clone(),
+                    requested_at: Some(timestamp(replay.requested_at_ms)),
+                });
+                envelope.encode_to_vec()
+            }),
+            _ => original.value.clone(),
+        };
+        let mut headers: Vec<(&str, Option<&[u8]>)> = original
+            .headers
+            .iter()
+            .filter(|h| h.name != REPLAY_ID && h.name != REPLAY_OF)
+            .map(|h| (h.name.as_str(), h.value.as_deref()))
+            .collect();
+        headers.push((REPLAY_ID, Some(replay.replay_id.as_bytes())));
+        headers.push((REPLAY_OF, Some(event_id.as_bytes())));
+        let raw = RawMessage {
+            key: original.message_key.as_deref(),
+            value: value.as_deref(),
+            headers: &headers,
+        };
+        let delivery: Delivery = self
+            .publisher
+            .republish(&message.target_topic, &raw, event_id)
+            .await?;
+        MessageReplayed {
+            replay_id: &replay.replay_id,
+            original: &original.key,
+            delivery: &delivery,
+        }
+        .emit();
+        Ok(())
+    }
+
+    /// Progress is best effort: a failed save is logged, and the next one catches up.
+    fn save(&self, replay: &ReplayRecord) {
+        if let Err(error) = self.store.update_replay(replay) {
+            crate::events::ReplayProgressNotSaved {
+                replay_id: &replay.replay_id,
+                error: &error,
+            }
+            .emit();
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}

@@ -1,0 +1,835 @@
+//! The trace and replay API: `/v1/transactions`, `/v1/subjects`, `/v1/events`,
+//! `/v1/messages`, `/v1/replays`, and the OpenAPI document that describes them.
+//!
+//! Every handler reads the store on the blocking pool; every error is JSON naming the
+//! parameter at fault; every listing pages with an opaque cursor.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use retrace_log_store::{ArchivedRecord, LogStore, Mark, RecordKind, ReplayRecord, StoreError};
+use retrace_telemetry::InternalEvent;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    BulkReplayRequest, ErrorBody, EventView, Page, ReplayPlan, ReplayRequest, ReplayResponse,
+    TransactionStatus, TransactionSummary,
+};
+use crate::events::QueryServed;
+use crate::replay::{Planned, Replayer, Selection, now_ms, plan};
+use crate::trace::{message_view, outcome_view, replay_view, summary, trace};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+/// A listing looks at this many candidates at most before returning what it has (and a
+/// cursor), so one request never scans the whole archive.
+const MAX_SCAN: usize = 5_000;
+/// A bulk replay considers this many transactions at most.
+const MAX_BULK_TRANSACTIONS: usize = 100_000;
+
+pub(crate) fn router(replayer: Replayer) -> Router {
+    Router::new()
+        .route("/v1/transactions", get(list_transactions))
+        .route("/v1/transactions/{id}", get(get_transaction))
+        .route("/v1/transactions/{id}/replay", post(replay_transaction))
+        .route("/v1/subjects/{id}/transactions", get(subject_transactions))
+        .route("/v1/events/{id}", get(get_event))
+        .route("/v1/messages", get(messages))
+        .route("/v1/replays", post(bulk_replay))
+        .route("/v1/replays/{id}", get(get_replay))
+        .route("/v1/openapi.json", get(openapi))
+        .with_state(replayer)
+}
+
+/// A refusal: HTTP status, what is wrong, and which parameter.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn bad(field: &str, error: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: ErrorBody {
+                error: error.into(),
+                field: Some(field.to_owned()),
+            },
+        }
+    }
+
+    fn not_found(error: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            body: ErrorBody {
+                error: error.into(),
+                field: None,
+            },
+        }
+    }
+
+    fn nothing_to_do(error: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            body: ErrorBody {
+                error: error.into(),
+                field: None,
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::BadCursor(_) => ApiError::bad("cursor", error.to_string()),
+            StoreError::InvalidId { field, .. } => ApiError::bad(field, error.to_string()),
+            other => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                body: ErrorBody {
+                    error: other.to_string(),
+                    field: None,
+                },
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type Answer<T> = Result<(StatusCode, T), ApiError>;
+
+/// Runs `read` on the blocking pool and answers with its JSON, recording the request.
+async fn answer<T: Serialize + Send + 'static>(
+    endpoint: &'static str,
+    read: impl FnOnce() -> Answer<T> + Send + 'static,
+) -> Response {
+    let started = Instant::now();
+    let response = match tokio::task::spawn_blocking(read).await {
+        Ok(Ok((status, body))) => (status, Json(body)).into_response(),
+        Ok(Err(error)) => error.into_response(),
+        Err(panic) => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: ErrorBody {
+                error: format!("the query failed unexpectedly: {panic}"),
+                field: None,
+            },
+        }
+        .into_response(),
+    };
+    QueryServed {
+        endpoint,
+        status: response.status().as_u16(),
+        elapsed: started.elapsed(),
+    }
+    .emit();
+    response
+}
+
+/// Query parameters, checked: unknown ones are refused, so a typo is not silently ignored.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn new(raw: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
+        if let Some(unknown) = raw.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(ApiError::bad(
+                unknown,
+                format!(
+                    "unknown parameter {unknown:?}; this endpoint takes {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(Params(raw))
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.text(name) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(ApiError::bad(
+                name,
+                format!("{other:?} is not true or false"),
+            )),
+        }
+    }
+
+    fn number<N: std::str::FromStr>(&self, name: &str) -> Result<Option<N>, ApiError> {
+        self.text(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::bad(name, format!("{v:?} is not a valid number")))
+            })
+            .transpose()
+    }
+
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.number::<usize>("limit")? {
+            None => Ok(DEFAULT_LIMIT),
+            Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::bad(
+                "limit",
+                format!("limit {n} is out of range: use 1 to {MAX_LIMIT}"),
+            )),
+        }
+    }
+
+    fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.text(name)
+            .map(|v| parse_time(v).map_err(|e| ApiError::bad(name, e)))
+            .transpose()
+    }
+
+    fn window(&self, since: &str, until: &str) -> Result<(i64, i64), ApiError> {
+        let from = self.time(since)?.unwrap_or(i64::MIN);
+        let to = self.time(until)?.unwrap_or(i64::MAX);
+        if from > to {
+            return Err(ApiError::bad(until, format!("{until} is before {since}")));
+        }
+        Ok((from, to))
+    }
+}
+
+/// An RFC 3339 time (`2026-11-23T08:00:00Z`), or a duration back from now (`90s`, `15m`,
+/// `2h`, `7d`), as milliseconds since the epoch.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(time) = text.parse::<jiff::Timestamp>() {
+        return Ok(time.as_millisecond());
+    }
+    let back = match text.strip_suffix('d').map(str::parse::<i64>) {
+        Some(Ok(days)) => Ok(jiff::SignedDuration::from_hours(days.saturating_mul(24))),
+        _ => text.parse::<jiff::SignedDuration>(),
+    };
+    match back {
+        Ok(back) if !back.is_negative() => Ok(now_ms() - back.as_millis() as i64),
+        _ => Err(format!(
+            "{text:?} is neither an RFC 3339 time (2026-11-23T08:00:00Z) nor a duration back \
+             from now (90s, 15m, 2h, 7d)"
+        )),
+    }
+}
+
+fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        // serde names the field in its message: "missing field `reason`".
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("field"))
+            .unwrap_or("body");
+        ApiError::bad(
+            field,
+            format!("the request body is not a valid request: {message}"),
+        )
+    })
+}
+
+async fn get_transaction(
+    State(replayer): State<Replayer>,
+    Path(id): Path<String>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    let store = replayer.store().clone();
+    answer("transaction", move || {
+        let params = Params::new(raw, &["payload"])?;
+        let records = store.transaction(&id)?;
+        let replays = store.transaction_replays(&id)?;
+        let found = trace(&id, &records, &replays, params.flag("payload")?);
+        let trace = found.ok_or_else(|| {
+            ApiError::not_found(format!("no archived message belongs to transaction {id:?}"))
+        })?;
+        Ok((StatusCode::OK, trace))
+    })
+    .await
+}
+
+async fn list_transactions(
+    State(replayer): State<Replayer>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    let store = replayer.store().clone();
+    answer("transactions", move || {
+        let params = Params::new(
+            raw,
+            &[
+                "status", "since", "until", "topic", "type", "limit", "cursor",
+            ],
+        )?;
+        let filter = Filter {
+            status: params
+                .text("status")
+                .map(|s| s.parse().map_err(|e: String| ApiError::bad("status", e)))
+                .transpose()?,
+            window: params.window("since", "until")?,
+            topic: params.text("topic").map(str::to_owned),
+            event_type: params.text("type").map(str::to_owned),
+        };
+        let page = select_transactions(
+            &store,
+            &filter,
+            params.limit()?,
+            MAX_SCAN,
+            params.text("cursor"),
+        )?;
+        Ok((StatusCode::OK, page))
+    })
+    .await
+}
+
+/// What a transaction listing or a bulk replay selects.
+struct Filter {
+    status: Option<TransactionStatus>,
+    window: (i64, i64),
+    topic: Option<String>,
+    event_type: Option<String>,
+}
+
+impl Filter {
+    fn describe(&self) -> String {
+        let mut parts = vec![format!(
+            "status={}",
+            self.status.map_or("any", TransactionStatus::as_str)
+        )];
+        if self.window.0 != i64::MIN {
+            parts.push(format!("since={}", crate::trace::rfc3339(self.window.0)));
+        }
+        if self.window.1 != i64::MAX {
+            parts.push(format!("until={}", crate::trace::rfc3339(self.window.1)));
+        }
+        parts.extend(self.topic.iter().map(|t| format!("topic={t}")));
+        parts.extend(self.event_type.iter().map(|t| format!("type={t}")));
+        parts.join(" ")
+    }
+}
+
+/// Transactions that match `filter`, newest first. Failed and replayed transactions are
+/// found through their failures, others through their start, so the time window applies to
+/// when they failed or started.
+fn select_transactions(
+    store: &LogStore,
+    filter: &Filter,
+    limit: usize,
+    max_scan: usize,
+    cursor: Option<&str>,
+) -> Result<Page<TransactionSummary>, ApiError> {
+    let mark = match filter.status {
+        Some(TransactionStatus::Failed | TransactionStatus::Replayed) => Mark::Failure,
+        _ => Mark::Start,
+    };
+    let (from, until) = filter.window;
+    let mut items = Vec::new();
+    let mut seen = HashSet::new();
+    let mut last_cursor = None;
+    for (scanned, marked) in store
+        .transaction_marks(mark, from, until, cursor)?
+        .enumerate()
+    {
+        if items.len() == limit || scanned == max_scan {
+            return Ok(Page {
+                items,
+                next_cursor: last_cursor,
+            });
+        }
+        let marked = marked?;
+        last_cursor = Some(marked.cursor);
+        if !seen.insert(marked.transaction_id.clone()) {
+            continue;
+        }
+        let records = store.transaction(&marked.transaction_id)?;
+        // A transaction has several marks when it failed (or started) more than once; it is
+        // listed at its newest failure, or its first start.
+        if mark_time(mark, &records) != Some(marked.time_ms) {
+            continue;
+        }
+        let replays = store.transaction_replays(&marked.transaction_id)?;
+        let Some(found) = trace(&marked.transaction_id, &records, &replays, false) else {
+            continue;
+        };
+        let matches = filter.status.is_none_or(|s| s == found.status)
+            && filter
+                .topic
+                .as_ref()
+                .is_none_or(|t| found.events.iter().any(|e| e.message.topic == *t))
+            && filter
+                .event_type
+                .as_ref()
+                .is_none_or(|t| found.events.iter().any(|e| e.message.event_type == *t));
+        if matches {
+            items.push(summary(found));
+        }
+    }
+    Ok(Page {
+        items,
+        next_cursor: None,
+    })
+}
+
+/// The time at which a transaction is listed: its newest failure, or its first start.
+fn mark_time(mark: Mark, records: &[ArchivedRecord]) -> Option<i64> {
+    match mark {
+        Mark::Failure => records
+            .iter()
+            .filter(|r| r.outcome.as_ref().is_some_and(|o| o.failed))
+            .map(|r| r.time_ms)
+            .max(),
+        Mark::Start => records
+            .iter()
+            .filter(|r| {
+                r.outcome.is_none()
+                    && matches!(r.kind, RecordKind::Envelope | RecordKind::HeadersOnly)
+                    && r.ids
+                        .as_ref()
+                        .is_some_and(|ids| ids.causation_id.is_empty())
+            })
+            .map(|r| r.time_ms)
+            .min(),
+    }
+}
+
+async fn subject_transactions(
+    State(replayer): State<Replayer>,
+    Path(subject): Path<String>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    let store = replayer.store().clone();
+    answer("subject", move || {
+        let params = Params::new(raw, &["since", "until", "limit", "cursor"])?;
+        let page = store.subject_transactions(
+            &subject,
+            params.window("since", "until")?,
+            params.limit()?,
+            params.text("cursor"),
+        )?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for found in page.items {
+            let records = store.transaction(&found.transaction_id)?;
+            let replays = store.transaction_replays(&found.transaction_id)?;
+            items.extend(trace(&found.transaction_id, &records, &replays, false).map(summary));
+        }
+        Ok((
+            StatusCode::OK,
+            Page {
+                items,
+                next_cursor: page.next_cursor,
+            },
+        ))
+    })
+    .await
+}
+
+async fn get_event(
+    State(replayer): State<Replayer>,
+    Path(event_id): Path<String>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    let store = replayer.store().clone();
+    answer("event", move || {
+        let params = Params::new(raw, &["payload"])?;
+        let with_payload = params.flag("payload")?;
+        let copies = store.event(&event_id)?;
+        if copies.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no archived message has event id {event_id:?}"
+            )));
+        }
+        let outcomes = store
+            .outcomes(&event_id)?
+            .iter()
+            .filter_map(|record| {
+                let value = record.value.as_deref()?;
+                let outcome = <retrace_proto::Outcome as prost::Message>::decode(value).ok()?;
+                Some(outcome_view(&outcome, record.time_ms))
+            })
+            .collect();
+        Ok((
+            StatusCode::OK,
+            EventView {
+                event_id,
+                copies: copies
+                    .iter()
+                    .map(|r| message_view(r, with_payload))
+                    .collect(),
+                outcomes,
+            },
+        ))
+    })
+    .await
+}
+
+async fn messages(
+    State(replayer): State<Replayer>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    let store = replayer.store().clone();
+    answer("messages", move || {
+        let params = Params::new(
+            raw,
+            &[
+                "topic",
+                "partition",
+                "from_offset",
+                "from_time",
+                "until_time",
+                "header",
+                "limit",
+                "cursor",
+                "payload",
+            ],
+        )?;
+        let topic = params
+            .text("topic")
+            .ok_or_else(|| ApiError::bad("topic", "topic is required"))?;
+        let partition = params.number::<i32>("partition")?;
+        let from_offset = params.number::<i64>("from_offset")?;
+        let (from, until) = params.window("from_time", "until_time")?;
+        let header = params
+            .text("header")
+            .map(|h| {
+                h.split_once(':').ok_or_else(|| {
+                    ApiError::bad("header", format!("{h:?} is not of the form name:value"))
+                })
+            })
+            .transpose()?;
+        let limit = params.limit()?;
+        let cursor = params.text("cursor");
+        let by_offset = partition.is_some() || from_offset.is_some();
+        let page = if by_offset {
+            store.records(topic, partition, from_offset.unwrap_or(0), limit, cursor)?
+        } else {
+            store.records_by_time(topic, from, until, limit, cursor)?
+        };
+        let with_payload = params.flag("payload")?;
+        let items = page
+            .items
+            .iter()
+            .filter(|r| !by_offset || (from..until).contains(&r.time_ms))
+            .filter(|r| {
+                header.is_none_or(|(name, value)| {
+                    r.headers
+                        .iter()
+                        .any(|h| h.name == name && h.value.as_deref() == Some(value.as_bytes()))
+                })
+            })
+            .map(|r| message_view(r, with_payload))
+            .collect();
+        Ok((
+            StatusCode::OK,
+            Page {
+                items,
+                next_cursor: page.next_cursor,
+            },
+        ))
+    })
+    .await
+}
+
+async fn get_replay(State(replayer): State<Replayer>, Path(id): Path<String>) -> Response {
+    let store = replayer.store().clone();
+    answer("replay", move || {
+        let replay = store
+            .replay(&id)?
+            .ok_or_else(|| ApiError::not_found(format!("no replay has id {id:?}")))?;
+        Ok((StatusCode::OK, replay_view(&replay)))
+    })
+    .await
+}
+
+async fn replay_transaction(
+    State(replayer): State<Replayer>,
+    Path(transaction_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_key = idempotency_key(&headers);
+    answer("replay_transaction", move || {
+        let request: ReplayRequest = json_body(&body)?;
+        let reason = required_reason(&request.reason)?;
+        if let Some(topic) = &request.target_topic {
+            check_topic("target_topic", topic)?;
+        }
+        let store = replayer.store();
+        let records = store.transaction(&transaction_id)?;
+        if records.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no archived message belongs to transaction {transaction_id:?}"
+            )));
+        }
+        let selection = Selection {
+            from_event_id: request.from_event_id.clone(),
+            only_failed: request.only_failed,
+            target_topic: request.target_topic.clone(),
+        };
+        let planned = plan(&records, &selection)
+            .map_err(|e| ApiError::bad("from_event_id", e.to_string()))?;
+        if planned.is_empty() {
+            return Err(ApiError::nothing_to_do(format!(
+                "nothing to replay: transaction {transaction_id} has no {}",
+                if request.only_failed {
+                    "failed event"
+                } else {
+                    "event"
+                }
+            )));
+        }
+        let describe = [
+            request
+                .from_event_id
+                .as_ref()
+                .map(|e| format!("from_event_id={e}")),
+            request.only_failed.then(|| "only_failed".to_owned()),
+        ];
+        let selection_text = describe.into_iter().flatten().collect::<Vec<_>>();
+        respond_with_replay(
+            &replayer,
+            ReplayOrder {
+                planned,
+                transactions: vec![transaction_id],
+                selection: if selection_text.is_empty() {
+                    "whole transaction".to_owned()
+                } else {
+                    selection_text.join(" ")
+                },
+                reason,
+                requested_by: request.requested_by,
+                target_topic: request.target_topic,
+                request_key,
+                dry_run: request.dry_run,
+                rate: None,
+            },
+        )
+    })
+    .await
+}
+
+async fn bulk_replay(
+    State(replayer): State<Replayer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_key = idempotency_key(&headers);
+    answer("bulk_replay", move || {
+        let request: BulkReplayRequest = json_body(&body)?;
+        let reason = required_reason(&request.reason)?;
+        if let Some(topic) = &request.target_topic {
+            check_topic("target_topic", topic)?;
+        }
+        if !(1..=100_000).contains(&request.rate) {
+            return Err(ApiError::bad(
+                "rate",
+                "rate must be 1 to 100000 messages a second",
+            ));
+        }
+        let window = (
+            request
+                .since
+                .as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(|e| ApiError::bad("since", e))?,
+            request
+                .until
+                .as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(|e| ApiError::bad("until", e))?,
+        );
+        let filter = Filter {
+            status: Some(request.status.unwrap_or(TransactionStatus::Failed)),
+            window: (window.0.unwrap_or(i64::MIN), window.1.unwrap_or(i64::MAX)),
+            topic: request.topic.clone(),
+            event_type: request.event_type.clone(),
+        };
+        let store = replayer.store();
+        let selected = select_transactions(
+            store,
+            &filter,
+            MAX_BULK_TRANSACTIONS,
+            MAX_BULK_TRANSACTIONS,
+            None,
+        )?;
+        let selection = Selection {
+            from_event_id: None,
+            only_failed: request.only_failed,
+            target_topic: request.target_topic.clone(),
+        };
+        let mut planned = Vec::new();
+        let mut transactions = Vec::new();
+        for found in &selected.items {
+            let records = store.transaction(&found.transaction_id)?;
+            let messages = plan(&records, &selection).unwrap_or_default();
+            if !messages.is_empty() {
+                transactions.push(found.transaction_id.clone());
+                planned.extend(messages);
+            }
+            if planned.len() > request.max {
+                return Err(ApiError::bad(
+                    "max",
+                    format!(
+                        "the query selects more than {} messages to replay: narrow it (since, \
+                         until, topic, type) or raise max",
+                        request.max
+                    ),
+                ));
+            }
+        }
+        if planned.is_empty() {
+            return Err(ApiError::nothing_to_do(format!(
+                "nothing to replay: no transaction matches {}",
+                filter.describe()
+            )));
+        }
+        respond_with_replay(
+            &replayer,
+            ReplayOrder {
+                planned,
+                transactions,
+                selection: format!(
+                    "query {}{}",
+                    filter.describe(),
+                    if request.only_failed {
+                        " only_failed"
+                    } else {
+                        ""
+                    }
+                ),
+                reason,
+                requested_by: request.requested_by,
+                target_topic: request.target_topic,
+                request_key,
+                dry_run: request.dry_run,
+                rate: Some(request.rate),
+            },
+        )
+    })
+    .await
+}
+
+/// A replay ready to be shown (dry run) or started.
+struct ReplayOrder {
+    planned: Vec<Planned>,
+    transactions: Vec<String>,
+    selection: String,
+    reason: String,
+    requested_by: Option<String>,
+    target_topic: Option<String>,
+    request_key: Option<String>,
+    dry_run: bool,
+    rate: Option<u32>,
+}
+
+fn respond_with_replay(replayer: &Replayer, order: ReplayOrder) -> Answer<ReplayResponse> {
+    let plan_view = ReplayPlan {
+        transactions: order.transactions.len(),
+        messages: order.planned.iter().map(Planned::view).collect(),
+    };
+    if order.dry_run {
+        return Ok((
+            StatusCode::OK,
+            ReplayResponse {
+                dry_run: true,
+                plan: plan_view,
+                replay: None,
+            },
+        ));
+    }
+    if let Some(key) = &order.request_key
+        && let Some(earlier) = replayer.store().replay_for_request(key)?
+    {
+        return Ok((
+            StatusCode::OK,
+            ReplayResponse {
+                dry_run: false,
+                plan: plan_view,
+                replay: Some(replay_view(&earlier)),
+            },
+        ));
+    }
+    let replay = ReplayRecord {
+        replay_id: uuid::Uuid::now_v7().to_string(),
+        requested_by: order.requested_by.unwrap_or_else(|| "anonymous".to_owned()),
+        reason: order.reason,
+        requested_at_ms: now_ms(),
+        transaction_ids: order.transactions,
+        selection: order.selection,
+        target_topic: order.target_topic.unwrap_or_default(),
+        request_key: order.request_key.unwrap_or_default(),
+        ..ReplayRecord::default()
+    };
+    let started = replayer.start(replay, order.planned, order.rate)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        ReplayResponse {
+            dry_run: false,
+            plan: plan_view,
+            replay: Some(replay_view(&started)),
+        },
+    ))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+fn required_reason(reason: &str) -> Result<String, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::bad(
+            "reason",
+            "reason is required: say why these messages are replayed, for the audit trail",
+        ));
+    }
+    Ok(reason.to_owned())
+}
+
+/// Kafka's own rule for topic names.
+fn check_topic(field: &str, topic: &str) -> Result<(), ApiError> {
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if topic.is_empty()
+        || topic.len() > 249
+        || !topic.chars().all(legal)
+        || topic == "."
+        || topic == ".."
+    {
+        return Err(ApiError::bad(
+            field,
+            format!("{topic:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
+        ));
+    }
+    Ok(())
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+#[path = "routes_tests.rs"]
+mod tests;

@@ -1,0 +1,349 @@
+//! From a transaction's archived records to what a person wants to see: its events in time
+//! order with their outcomes, its causation tree, its replays, and one status.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use prost::Message as _;
+use retrace_log_store::{ArchivedRecord, RecordKind, ReplayRecord, ReplayState};
+use retrace_proto::headers::REPLAY_ID;
+use retrace_proto::{Envelope, Outcome, OutcomeStatus};
+
+use crate::api::{
+    FailedStep, MessageView, OutcomeView, Payload, ReplayView, Trace, TraceEvent,
+    TransactionStatus, TransactionSummary, TreeNode,
+};
+
+/// Builds the trace of a transaction from its records (as [`LogStore::transaction`] returns
+/// them, in time order) and its replays. `None` when there is nothing to trace.
+///
+/// [`LogStore::transaction`]: retrace_log_store::LogStore::transaction
+pub fn trace(
+    transaction_id: &str,
+    records: &[ArchivedRecord],
+    replays: &[ReplayRecord],
+    with_payload: bool,
+) -> Option<Trace> {
+    let (first, last) = (records.first()?, records.last()?);
+    let outcomes = outcomes_by_event(records);
+    let events: Vec<&ArchivedRecord> = records.iter().filter(|r| r.outcome.is_none()).collect();
+    let failure = current_failure(&events, &outcomes);
+    let retrying = outcomes
+        .values()
+        .flat_map(|list| latest_per_consumer(list).into_values())
+        .any(|(_, _, status)| *status == OutcomeStatus::Retrying);
+    let status = match &failure {
+        Some((failed_at, _)) if replays.iter().any(|r| replay_answers(r, *failed_at)) => {
+            TransactionStatus::Replayed
+        }
+        Some(_) => TransactionStatus::Failed,
+        None if retrying => TransactionStatus::InProgress,
+        None => TransactionStatus::Ok,
+    };
+    let mut previous_ms = first.time_ms;
+    let trace_events = events
+        .iter()
+        .map(|record| {
+            let since_previous_ms = record.time_ms - previous_ms;
+            previous_ms = record.time_ms;
+            let event_outcomes = record
+                .ids
+                .as_ref()
+                .and_then(|ids| outcomes.get(ids.event_id.as_str()))
+                .map(|list| list.iter().map(|(_, view, _)| view.clone()).collect())
+                .unwrap_or_default();
+            TraceEvent {
+                message: message_view(record, with_payload),
+                since_previous_ms,
+                outcomes: event_outcomes,
+            }
+        })
+        .collect();
+    Some(Trace {
+        transaction_id: transaction_id.to_owned(),
+        status,
+        started_at: rfc3339(first.time_ms),
+        last_at: rfc3339(last.time_ms),
+        duration_ms: last.time_ms - first.time_ms,
+        events: trace_events,
+        tree: causation_tree(&events),
+        replays: replays.iter().map(replay_view).collect(),
+        failure: failure.map(|(_, step)| step),
+    })
+}
+
+/// The one-line form of a trace, for listings.
+pub fn summary(trace: Trace) -> TransactionSummary {
+    let mut topics: Vec<String> = Vec::new();
+    let mut subject_ids: Vec<String> = Vec::new();
+    for event in &trace.events {
+        if !topics.contains(&event.message.topic) {
+            topics.push(event.message.topic.clone());
+        }
+        for subject in &event.message.subject_ids {
+            if !subject_ids.contains(subject) {
+                subject_ids.push(subject.clone());
+            }
+        }
+    }
+    TransactionSummary {
+        transaction_id: trace.transaction_id,
+        status: trace.status,
+        started_at: trace.started_at,
+        last_at: trace.last_at,
+        events: trace.events.len(),
+        topics,
+        subject_ids,
+        failure: trace.failure,
+    }
+}
+
+/// The event ids whose latest outcome from some consumer is a failure.
+pub fn failed_event_ids(records: &[ArchivedRecord]) -> HashSet<String> {
+    outcomes_by_event(records)
+        .into_iter()
+        .filter(|(_, list)| {
+            latest_per_consumer(list)
+                .values()
+                .any(|(_, _, status)| is_failure(*status))
+        })
+        .map(|(event_id, _)| event_id.to_owned())
+        .collect()
+}
+
+/// Each event's outcomes, in the order of `records` (time order).
+type Outcomes<'r> = HashMap<&'r str, Vec<(i64, OutcomeView, OutcomeStatus)>>;
+
+fn outcomes_by_event(records: &[ArchivedRecord]) -> Outcomes<'_> {
+    let mut outcomes = Outcomes::new();
+    for record in records {
+        if let (Some(about), Some(value)) = (&record.outcome, record.value.as_deref())
+            && let Ok(outcome) = Outcome::decode(value)
+        {
+            let status = outcome.status();
+            outcomes.entry(&about.event_id).or_default().push((
+                record.time_ms,
+                outcome_view(&outcome, record.time_ms),
+                status,
+            ));
+        }
+    }
+    outcomes
+}
+
+/// A replay answers a failure when it was asked for after it and has not itself failed.
+fn replay_answers(replay: &ReplayRecord, failed_at_ms: i64) -> bool {
+    replay.requested_at_ms >= failed_at_ms && replay.state() != ReplayState::Failed
+}
+
+fn is_failure(status: OutcomeStatus) -> bool {
+    matches!(status, OutcomeStatus::Failed | OutcomeStatus::DeadLettered)
+}
+
+/// Each consumer's newest outcome. Outcomes arrive in time order, so the last one wins.
+fn latest_per_consumer(
+    list: &[(i64, OutcomeView, OutcomeStatus)],
+) -> BTreeMap<&str, &(i64, OutcomeView, OutcomeStatus)> {
+    list.iter()
+        .map(|entry| (entry.1.consumer.as_str(), entry))
+        .collect()
+}
+
+/// The newest failure that no later outcome of the same consumer has overcome.
+fn current_failure(
+    events: &[&ArchivedRecord],
+    outcomes: &Outcomes<'_>,
+) -> Option<(i64, FailedStep)> {
+    let mut newest: Option<(i64, FailedStep)> = None;
+    for (event_id, list) in outcomes {
+        for (time_ms, view, status) in latest_per_consumer(list).into_values() {
+            if !is_failure(*status) || newest.as_ref().is_some_and(|(t, _)| t > time_ms) {
+                continue;
+            }
+            let event = events
+                .iter()
+                .find(|r| r.ids.as_ref().is_some_and(|ids| ids.event_id == *event_id));
+            let ids = event.and_then(|r| r.ids.as_ref());
+            newest = Some((
+                *time_ms,
+                FailedStep {
+                    event_id: (*event_id).to_owned(),
+                    topic: event.map(|r| r.key.topic.clone()).unwrap_or_default(),
+                    event_type: ids.map(|ids| ids.event_type.clone()).unwrap_or_default(),
+                    consumer: view.consumer.clone(),
+                    error: view.error.clone(),
+                    time: view.time.clone(),
+                },
+            ));
+        }
+    }
+    newest
+}
+
+/// Parents before children; an event whose cause is not in the transaction is a root.
+/// Replayed copies are left out: they repeat an event already in the tree.
+fn causation_tree(events: &[&ArchivedRecord]) -> Vec<TreeNode> {
+    let originals: Vec<_> = events
+        .iter()
+        .filter(|r| replay_id(r).is_none())
+        .filter_map(|r| Some((*r, r.ids.as_ref().filter(|ids| !ids.event_id.is_empty())?)))
+        .collect();
+    let known: HashSet<&str> = originals
+        .iter()
+        .map(|(_, ids)| ids.event_id.as_str())
+        .collect();
+    let mut children: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut roots = Vec::new();
+    let mut seen = HashSet::new();
+    for (index, (_, ids)) in originals.iter().enumerate() {
+        if !seen.insert(ids.event_id.as_str()) {
+            continue; // published twice: one node
+        }
+        if known.contains(ids.causation_id.as_str()) && ids.causation_id != ids.event_id {
+            children.entry(&ids.causation_id).or_default().push(index);
+        } else {
+            roots.push(index);
+        }
+    }
+    fn node(
+        index: usize,
+        originals: &[(&ArchivedRecord, &retrace_log_store::EventIds)],
+        children: &HashMap<&str, Vec<usize>>,
+        depth: usize,
+    ) -> TreeNode {
+        let (record, ids) = originals[index];
+        // A cycle of causation ids cannot be real; depth bounds it all the same.
+        let kids = match children.get(ids.event_id.as_str()) {
+            Some(kids) if depth < 64 => kids
+                .iter()
+                .map(|k| node(*k, originals, children, depth + 1))
+                .collect(),
+            _ => Vec::new(),
+        };
+        TreeNode {
+            event_id: ids.event_id.clone(),
+            event_type: ids.event_type.clone(),
+            topic: record.key.topic.clone(),
+            children: kids,
+        }
+    }
+    roots
+        .into_iter()
+        .map(|index| node(index, &originals, &children, 0))
+        .collect()
+}
+
+/// The replay a record was re-published by, from its `retrace-replay-id` header.
+pub fn replay_id(record: &ArchivedRecord) -> Option<String> {
+    record
+        .headers
+        .iter()
+        .find(|h| h.name == REPLAY_ID)
+        .and_then(|h| h.value.as_deref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+pub fn message_view(record: &ArchivedRecord, with_payload: bool) -> MessageView {
+    let ids = record.ids.clone().unwrap_or_default();
+    MessageView {
+        topic: record.key.topic.clone(),
+        partition: record.key.partition,
+        offset: record.key.offset,
+        kind: record.kind.as_str().to_owned(),
+        problem: record.problem.clone(),
+        time: rfc3339(record.time_ms),
+        event_id: ids.event_id,
+        transaction_id: ids.transaction_id,
+        causation_id: ids.causation_id,
+        event_type: ids.event_type,
+        source: ids.source,
+        subject_ids: ids.subject_ids,
+        replay_id: replay_id(record),
+        payload: with_payload.then(|| payload(record)),
+    }
+}
+
+fn payload(record: &ArchivedRecord) -> Payload {
+    let headers = record
+        .headers
+        .iter()
+        .map(|h| {
+            let value = h
+                .value
+                .as_deref()
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+            (h.name.clone(), value)
+        })
+        .collect();
+    let (content_type, bytes) = match record.kind {
+        RecordKind::Envelope => {
+            let envelope =
+                Envelope::decode(record.value.as_deref().unwrap_or_default()).unwrap_or_default();
+            (envelope.content_type, envelope.payload)
+        }
+        _ => (String::new(), record.value.clone().unwrap_or_default()),
+    };
+    let json = serde_json::from_slice(&bytes).ok();
+    let text = json
+        .is_none()
+        .then(|| String::from_utf8(bytes.clone()).ok())
+        .flatten();
+    let base64 = (json.is_none() && text.is_none()).then(|| base64_encode(&bytes));
+    Payload {
+        content_type,
+        json,
+        text,
+        base64,
+        headers,
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn outcome_view(outcome: &Outcome, archived_time_ms: i64) -> OutcomeView {
+    let status = match outcome.status() {
+        OutcomeStatus::Processed => "processed",
+        OutcomeStatus::Failed => "failed",
+        OutcomeStatus::Retrying => "retrying",
+        OutcomeStatus::DeadLettered => "dead_lettered",
+        OutcomeStatus::Skipped => "skipped",
+        OutcomeStatus::Unspecified => "unspecified",
+    };
+    OutcomeView {
+        consumer: outcome.consumer.clone(),
+        status: status.to_owned(),
+        error: outcome.error.clone(),
+        attempt: outcome.attempt,
+        time: rfc3339(archived_time_ms),
+    }
+}
+
+pub fn replay_view(replay: &ReplayRecord) -> ReplayView {
+    ReplayView {
+        replay_id: replay.replay_id.clone(),
+        requested_by: replay.requested_by.clone(),
+        reason: replay.reason.clone(),
+        requested_at: rfc3339(replay.requested_at_ms),
+        state: replay.state().as_str().to_owned(),
+        selection: replay.selection.clone(),
+        transactions: replay.transaction_ids.len(),
+        planned: replay.planned,
+        published: replay.published,
+        target_topic: replay.target_topic.clone(),
+        error: replay.error.clone(),
+        finished_at: (replay.finished_at_ms != 0).then(|| rfc3339(replay.finished_at_ms)),
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 in UTC.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+#[cfg(test)]
+#[path = "trace_tests.rs"]
+mod tests;
