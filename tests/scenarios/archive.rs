@@ -7,65 +7,11 @@ use std::time::Duration;
 use prost::Message as _;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use retrace_archive::{ArchiveConfig, ArchiveError};
-use retrace_log_store::{LogStore, RecordKind, StoreOptions};
+use retrace_log_store::RecordKind;
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, OutcomeStatus};
 use retrace_sdk::{EventHandler, HandlerError, KafkaSettings, Publisher, ReceivedEvent, consume};
-use retrace_tests::{Broker, archived_count, eventually, free_port, on_every_broker, unique_topic};
+use retrace_tests::{Broker, on_every_broker, start_archive, unique_topic};
 use tokio_util::sync::CancellationToken;
-
-const PATIENCE: Duration = Duration::from_secs(60);
-
-struct RunningArchive {
-    http: String,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), ArchiveError>>,
-    dir: tempfile::TempDir,
-}
-
-fn start_archive(broker: &Broker) -> RunningArchive {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ArchiveConfig::new(broker.bootstrap(), dir.path());
-    let port = free_port();
-    config.http = ([127, 0, 0, 1], port).into();
-    config.batch.max_wait = Duration::from_millis(20);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(retrace_archive::run(config, shutdown.clone()));
-    RunningArchive {
-        http: format!("127.0.0.1:{port}"),
-        shutdown,
-        task,
-        dir,
-    }
-}
-
-impl RunningArchive {
-    async fn wait_for_records(&self, topic: &str, count: i64) {
-        eventually(
-            &format!("{count} records of {topic} archived"),
-            PATIENCE,
-            || async { (archived_count(&self.http, topic).await? >= count).then_some(()) },
-        )
-        .await;
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.http))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    /// Stops the archive cleanly and opens what it stored.
-    async fn stop(self) -> (LogStore, tempfile::TempDir) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-        let store = LogStore::open(self.dir.path(), &StoreOptions::default()).unwrap();
-        (store, self.dir)
-    }
-}
 
 /// Fails every event about beneficiary:3, as a buggy validation service would.
 struct Validation;
@@ -87,7 +33,7 @@ impl EventHandler for Validation {
 async fn sdk_events_are_archived_and_traced_with_their_outcomes(broker: Broker) {
     broker.create_topic("registrations", 3).await;
     broker.create_topic(OUTCOMES_TOPIC, 3).await;
-    let archive = start_archive(&broker);
+    let archive = start_archive(&broker).await;
     let settings = KafkaSettings::new(broker.bootstrap());
     let publisher = Publisher::new(&settings).unwrap();
 
@@ -173,7 +119,7 @@ async fn sdk_events_are_archived_and_traced_with_their_outcomes(broker: Broker) 
 async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broker: Broker) {
     let intake = unique_topic("intake");
     broker.create_topic(&intake, 1).await;
-    let archive = start_archive(&broker);
+    let archive = start_archive(&broker).await;
     let producer: FutureProducer = broker
         .client_config()
         .set("message.max.bytes", "4000000")
@@ -270,7 +216,7 @@ async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broke
 
 async fn a_topic_created_while_running_is_archived_from_its_first_message(broker: Broker) {
     broker.create_topic("before", 1).await;
-    let archive = start_archive(&broker);
+    let archive = start_archive(&broker).await;
     let publisher = Publisher::new(&KafkaSettings::new(broker.bootstrap())).unwrap();
     publisher
         .publish("before", &Envelope::root("s", "t.v1"))

@@ -5,6 +5,8 @@
 //! cluster, and on a real broker: tansu, started by the test on a free loopback port, or the
 //! Kafka named by `RETRACE_TEST_KAFKA=host:port`.
 
+mod archive;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +18,11 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+
+pub use archive::{RunningArchive, start_archive};
+
+/// How long a scenario waits for what it expects before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A Kafka-protocol broker for one test.
 pub enum Broker {

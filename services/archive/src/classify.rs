@@ -137,7 +137,13 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
                 Ok(()) => Understood {
                     kind: RecordKind::Envelope,
                     problem: None,
-                    occurred_at_ms: envelope.occurred_at.as_ref().map(millis),
+                    // A replayed copy happened when it was re-published (its Kafka
+                    // timestamp), not when the original event did.
+                    occurred_at_ms: envelope
+                        .occurred_at
+                        .as_ref()
+                        .filter(|_| envelope.replay.is_none())
+                        .map(millis),
                     ids: Some(EventIds {
                         event_id: envelope.event_id,
                         transaction_id: envelope.transaction_id,

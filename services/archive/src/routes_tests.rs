@@ -1,1 +1,84 @@
+use super::*;
 
+#[test]
+fn times_are_rfc3339_or_a_duration_back_from_now() {
+    assert_eq!(parse_time("2026-11-23T08:00:00Z"), Ok(1_795_420_800_000));
+    let now = now_ms();
+    for (text, back_ms) in [
+        ("90s", 90_000),
+        ("15m", 900_000),
+        ("2h", 7_200_000),
+        ("7d", 604_800_000),
+    ] {
+        let at = parse_time(text).unwrap();
+        assert!(
+            (now - back_ms - at).abs() < 60_000,
+            "{text} is {back_ms} ms back from now"
+        );
+    }
+    for bad in ["yesterday", "-2h", "2026-13-01T00:00:00Z", ""] {
+        let error = parse_time(bad).unwrap_err();
+        assert!(error.contains("RFC 3339"), "{bad:?}: {error}");
+    }
+}
+
+#[test]
+fn unknown_parameters_are_refused_by_name() {
+    let raw = HashMap::from([("stauts".to_owned(), "failed".to_owned())]);
+    let error = Params::new(raw, &["status"]).err().unwrap();
+    assert_eq!(error.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error.body.field.as_deref(), Some("stauts"));
+}
+
+#[test]
+fn limits_flags_and_windows_are_checked() {
+    let params = |pairs: &[(&str, &str)]| {
+        Params::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            &["limit", "payload", "since", "until"],
+        )
+        .unwrap()
+    };
+    assert_eq!(params(&[]).limit().unwrap(), DEFAULT_LIMIT);
+    assert_eq!(params(&[("limit", "7")]).limit().unwrap(), 7);
+    for bad in ["0", "501", "ten"] {
+        let error = params(&[("limit", bad)]).limit().unwrap_err();
+        assert_eq!(error.body.field.as_deref(), Some("limit"), "{bad}");
+    }
+    assert!(params(&[("payload", "true")]).flag("payload").unwrap());
+    assert!(params(&[("payload", "yes")]).flag("payload").is_err());
+    let reversed = params(&[
+        ("since", "2026-11-23T08:00:00Z"),
+        ("until", "2026-11-22T08:00:00Z"),
+    ]);
+    let error = reversed.window("since", "until").unwrap_err();
+    assert_eq!(error.body.field.as_deref(), Some("until"));
+}
+
+#[test]
+fn a_request_body_error_names_the_field() {
+    let missing: ApiError = json_body::<ReplayRequest>(b"{}").unwrap_err();
+    assert_eq!(missing.body.field.as_deref(), Some("reason"));
+    let unknown = json_body::<ReplayRequest>(br#"{"reason":"x","dryrun":true}"#).unwrap_err();
+    assert_eq!(unknown.body.field.as_deref(), Some("dryrun"));
+    let wrong_type = json_body::<ReplayRequest>(br#"{"reason":"x","dry_run":"yes"}"#).unwrap_err();
+    assert_eq!(wrong_type.body.field.as_deref(), Some("body"));
+    assert!(wrong_type.body.error.contains("invalid type"));
+    assert_eq!(
+        required_reason("  ").unwrap_err().body.field.as_deref(),
+        Some("reason")
+    );
+}
+
+#[test]
+fn topic_names_follow_kafkas_rules() {
+    for good in ["registrations", "civil.births_v2-eu"] {
+        assert!(check_topic("target_topic", good).is_ok(), "{good}");
+    }
+    for bad in ["", "..", "has space", "ünïcode", &"x".repeat(250)] {
+        assert!(check_topic("target_topic", bad).is_err(), "{bad}");
+    }
+}

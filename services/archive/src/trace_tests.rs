@@ -1,1 +1,205 @@
+use prost::Message as _;
+use retrace_log_store::{EventIds, Header, OutcomeRef, RecordKey};
+use retrace_proto::{OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 
+use super::*;
+
+fn event(topic: &str, offset: i64, event_id: &str, cause: &str, time_ms: i64) -> ArchivedRecord {
+    let envelope = Envelope {
+        event_id: event_id.into(),
+        transaction_id: "t1".into(),
+        causation_id: cause.into(),
+        content_type: "application/json".into(),
+        payload: br#"{"child":"Amina"}"#.to_vec(),
+        ..Envelope::default()
+    };
+    ArchivedRecord {
+        key: RecordKey {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+        },
+        message_key: Some(b"t1".to_vec()),
+        value: Some(envelope.encode_to_vec()),
+        headers: Vec::new(),
+        kafka_timestamp_ms: Some(time_ms),
+        time_ms,
+        kind: RecordKind::Envelope,
+        problem: None,
+        ids: Some(EventIds {
+            event_id: event_id.into(),
+            transaction_id: "t1".into(),
+            causation_id: cause.into(),
+            subject_ids: vec!["beneficiary:42".into()],
+            source: "registration".into(),
+            event_type: format!("{topic}.v1"),
+        }),
+        outcome: None,
+        archived_at_ms: time_ms,
+    }
+}
+
+fn outcome(
+    offset: i64,
+    event_id: &str,
+    consumer: &str,
+    status: OutcomeStatus,
+    time_ms: i64,
+) -> ArchivedRecord {
+    let outcome = Outcome {
+        event_id: event_id.into(),
+        transaction_id: "t1".into(),
+        consumer: consumer.into(),
+        status: status as i32,
+        error: if status == OutcomeStatus::Processed {
+            String::new()
+        } else {
+            "renderer down".into()
+        },
+        attempt: 1,
+        at: None,
+    };
+    let failed = matches!(status, OutcomeStatus::Failed | OutcomeStatus::DeadLettered);
+    ArchivedRecord {
+        kind: RecordKind::Outcome,
+        value: Some(outcome.encode_to_vec()),
+        outcome: Some(OutcomeRef {
+            event_id: event_id.into(),
+            failed,
+        }),
+        ..event(OUTCOMES_TOPIC, offset, "", "", time_ms)
+    }
+}
+
+fn replayed(mut record: ArchivedRecord, replay: &str, offset: i64, time_ms: i64) -> ArchivedRecord {
+    record.key.offset = offset;
+    record.time_ms = time_ms;
+    record.headers.push(Header {
+        name: REPLAY_ID.into(),
+        value: Some(replay.as_bytes().to_vec()),
+    });
+    record
+}
+
+fn replay(requested_at_ms: i64, state: ReplayState) -> ReplayRecord {
+    let mut replay = ReplayRecord {
+        replay_id: "r1".into(),
+        requested_at_ms,
+        ..ReplayRecord::default()
+    };
+    replay.set_state(state);
+    replay
+}
+
+const A: &str = "0190a000-0000-7000-8000-00000000000a";
+const B: &str = "0190a000-0000-7000-8000-00000000000b";
+const C: &str = "0190a000-0000-7000-8000-00000000000c";
+
+fn flow() -> Vec<ArchivedRecord> {
+    vec![
+        event("registrations", 0, A, "", 100),
+        outcome(0, A, "validation", OutcomeStatus::Processed, 110),
+        event("validations", 0, B, A, 120),
+        outcome(1, B, "certificates", OutcomeStatus::Failed, 150),
+    ]
+}
+
+#[test]
+fn a_transaction_whose_last_word_is_a_failure_is_failed_at_that_step() {
+    let trace = trace("t1", &flow(), &[], false).unwrap();
+    assert_eq!(trace.status, TransactionStatus::Failed);
+    let failure = trace.failure.unwrap();
+    assert_eq!(
+        (failure.event_id.as_str(), failure.topic.as_str()),
+        (B, "validations")
+    );
+    assert_eq!(
+        (failure.consumer.as_str(), failure.error.as_str()),
+        ("certificates", "renderer down")
+    );
+    assert_eq!(trace.events.len(), 2, "outcomes are attached, not listed");
+    assert_eq!(trace.events[1].since_previous_ms, 20);
+    assert_eq!(trace.events[1].outcomes[0].status, "failed");
+    assert_eq!(trace.duration_ms, 50);
+}
+
+#[test]
+fn the_causation_tree_nests_children_under_their_cause() {
+    let mut records = flow();
+    records.push(event("validations", 1, C, A, 130));
+    let trace = trace("t1", &records, &[], false).unwrap();
+    assert_eq!(trace.tree.len(), 1);
+    let root = &trace.tree[0];
+    assert_eq!(root.event_id, A);
+    let children: Vec<_> = root.children.iter().map(|c| c.event_id.as_str()).collect();
+    assert_eq!(children, [B, C]);
+}
+
+#[test]
+fn a_replay_after_the_failure_makes_it_replayed_and_a_later_success_resolves_it() {
+    let records = flow();
+    let replays = [replay(160, ReplayState::Done)];
+    assert_eq!(
+        trace("t1", &records, &replays, false).unwrap().status,
+        TransactionStatus::Replayed
+    );
+    let earlier = [replay(140, ReplayState::Done)];
+    assert_eq!(
+        trace("t1", &records, &earlier, false).unwrap().status,
+        TransactionStatus::Failed,
+        "a replay from before the failure does not answer it"
+    );
+    let mut resolved = records.clone();
+    resolved.push(replayed(records[2].clone(), "r1", 5, 170));
+    resolved.push(outcome(2, B, "certificates", OutcomeStatus::Processed, 180));
+    let trace = trace("t1", &resolved, &replays, false).unwrap();
+    assert_eq!(trace.status, TransactionStatus::Ok);
+    assert_eq!(trace.failure, None);
+    assert_eq!(trace.events[2].message.replay_id.as_deref(), Some("r1"));
+    assert_eq!(
+        trace.tree[0].children.len(),
+        1,
+        "a replayed copy is not a new node"
+    );
+    assert_eq!(trace.replays[0].replay_id, "r1");
+}
+
+#[test]
+fn a_consumer_retrying_keeps_the_transaction_in_progress() {
+    let mut records = flow();
+    records.pop();
+    records.push(outcome(1, B, "certificates", OutcomeStatus::Retrying, 150));
+    assert_eq!(
+        trace("t1", &records, &[], false).unwrap().status,
+        TransactionStatus::InProgress
+    );
+}
+
+#[test]
+fn only_the_events_whose_last_outcome_failed_are_failed() {
+    let mut records = flow();
+    records.push(outcome(2, A, "audit", OutcomeStatus::Failed, 151));
+    records.push(outcome(3, A, "audit", OutcomeStatus::Processed, 152));
+    let failed = failed_event_ids(&records);
+    assert_eq!(failed, HashSet::from([B.to_owned()]));
+}
+
+#[test]
+fn payloads_are_shown_only_when_asked_for_and_json_stays_json() {
+    let without = trace("t1", &flow(), &[], false).unwrap();
+    assert_eq!(without.events[0].message.payload, None);
+    let with = trace("t1", &flow(), &[], true).unwrap();
+    let payload = with.events[0].message.payload.clone().unwrap();
+    assert_eq!(payload.content_type, "application/json");
+    assert_eq!(payload.json, Some(serde_json::json!({"child": "Amina"})));
+}
+
+#[test]
+fn nothing_archived_is_nothing_to_trace() {
+    assert_eq!(trace("t1", &[], &[], false), None);
+}
+
+#[test]
+fn times_are_rfc3339_utc_with_milliseconds() {
+    assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+}
