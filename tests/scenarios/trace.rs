@@ -175,7 +175,7 @@ async fn a_failed_transaction_is_traced_replayed_and_resolved(broker: Broker) {
     assert_eq!(event.outcomes[0].status, "failed");
     let (_, by_header) = get(
         &archive,
-        &format!("/v1/messages?topic=notifications&from_offset=0&header=retrace-source:legacy-sms&payload=true"),
+        "/v1/messages?topic=notifications&from_offset=0&header=retrace-source:legacy-sms&payload=true",
     )
     .await;
     assert_eq!(
