@@ -2,6 +2,7 @@
 //! figure last, measured against a baseline run in the same process where one exists.
 
 mod archive;
+mod gateway;
 
 use clap::Parser;
 
@@ -10,11 +11,14 @@ use clap::Parser;
 enum Area {
     /// Archive throughput against its two ceilings: raw Kafka consumption and raw storage.
     Archive(archive::Options),
+    /// HTTP gateway throughput, single-event and batched, against direct SDK publishing.
+    Gateway(gateway::Options),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Area::parse() {
         Area::Archive(options) => archive::run(options).await,
+        Area::Gateway(options) => gateway::run(options).await,
     }
 }

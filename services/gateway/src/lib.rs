@@ -1,0 +1,132 @@
+//! The HTTP gateway: services not written in Rust publish Retrace events, and report what
+//! they did with them, over HTTP instead of linking the SDK.
+//!
+//! - `POST /v1/topics/{topic}/events` takes one event as JSON, a JSON array of them (a
+//!   batch), or one protobuf `retrace.v1.Envelope`, fills in a missing event id (UUIDv7) and
+//!   transaction id (a new transaction), validates every event before publishing any, and
+//!   answers `202` with each event's partition and offset only once Kafka acknowledged it
+//!   (`acks=all`, through [`retrace_sdk::Publisher`]).
+//! - `POST /v1/outcomes` takes a consumer's outcome as JSON and publishes it on
+//!   `retrace.outcomes`.
+//!
+//! A repeated `Idempotency-Key`, or an event id already published on the same topic, is
+//! answered with the first result instead of being published twice, for a configurable
+//! window. That memory is per gateway instance, in memory: it does not survive a restart and
+//! is not shared between instances.
+//!
+//! Errors are JSON, `{"error": "...", "field": "[2].transaction_id"}`, naming the field at
+//! fault; `503` with `Retry-After` when Kafka did not acknowledge, listing which events of a
+//! batch went through.
+
+mod config;
+mod convert;
+mod events;
+mod http;
+mod idempotency;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use retrace_sdk::{PublishError, Publisher};
+use retrace_telemetry::InternalEvent;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{
+    ConfigError, DEFAULT_MESSAGE_TIMEOUT_MS, GatewayArgs, GatewayConfig, IdempotencySettings,
+};
+pub use http::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, RETRY_AFTER_SECONDS};
+
+use crate::events::GatewayStarted;
+use crate::http::{EventResult, Remembered};
+use crate::idempotency::Memory;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}. Check the bootstrap servers and the Kafka properties (a misspelt name?)")]
+    Kafka(#[source] PublishError),
+    #[error("cannot serve HTTP on {addr}: {source}. Is another process using that port?")]
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The gateway's routes and what they share. Cheap to clone; clones share one producer and
+/// one idempotency memory.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    publisher: Publisher,
+    max_body_bytes: usize,
+    /// Event ids published, per topic, with their first result.
+    events: Memory<EventResult>,
+    /// `Idempotency-Key`s, per route (and topic), with their request and answer.
+    requests: Memory<Remembered>,
+}
+
+impl Gateway {
+    /// Creates the Kafka producer (it connects lazily: an unreachable Kafka shows as `503`s,
+    /// not here).
+    pub fn new(config: &GatewayConfig) -> Result<Gateway, GatewayError> {
+        let publisher = Publisher::new(&config.kafka).map_err(GatewayError::Kafka)?;
+        let idempotency = &config.idempotency;
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                publisher,
+                max_body_bytes: config.max_body_bytes,
+                events: Memory::new(idempotency.window, idempotency.capacity),
+                requests: Memory::new(idempotency.window, idempotency.capacity),
+            }),
+        })
+    }
+
+    /// The `/v1` routes only, to serve alone ([`run`]) or beside other services' routes.
+    pub fn router(&self) -> Router {
+        http::router(self.clone())
+    }
+}
+
+/// Serves the gateway's routes, `/healthz` and `/metrics` on `config.http` until `shutdown`
+/// is cancelled; requests in flight are answered first.
+pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    // Metrics recorded before the recorder exists are lost.
+    retrace_telemetry::prometheus();
+    let gateway = Gateway::new(&config)?;
+    let listener = TcpListener::bind(config.http)
+        .await
+        .map_err(|source| GatewayError::Http {
+            addr: config.http,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| GatewayError::Http {
+        addr: config.http,
+        source,
+    })?;
+    GatewayStarted {
+        bootstrap: &config.kafka.bootstrap_servers,
+        http: http_addr,
+    }
+    .emit();
+    // Not ready once shutting down, so a load balancer stops sending while requests drain.
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = gateway
+        .router()
+        .merge(retrace_telemetry::health_router(vec![Arc::clone(&ready)]))
+        .merge(retrace_telemetry::metrics_router());
+    let stopping = async move {
+        shutdown.cancelled().await;
+        ready.store(false, Ordering::Release);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopping)
+        .await
+        .map_err(|source| GatewayError::Http {
+            addr: http_addr,
+            source,
+        })
+}

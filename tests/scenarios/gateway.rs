@@ -1,0 +1,746 @@
+//! The HTTP gateway end to end: what a client sends is on the topic exactly as the answer
+//! says, a repeat is not published twice, bad input publishes nothing and names its field,
+//! and a Kafka that does not acknowledge is reported, never hidden.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prost::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use retrace_gateway::{GatewayConfig, GatewayError};
+use retrace_proto::headers::TraceHeaders;
+use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_tests::{Broker, eventually, free_port, on_every_broker, unique_topic};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct RunningGateway {
+    url: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), GatewayError>>,
+}
+
+/// A response as a test looks at it.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn start_gateway(
+    bootstrap: &str,
+    properties: &[&str],
+    configure: impl FnOnce(&mut GatewayConfig),
+) -> RunningGateway {
+    let mut config = GatewayConfig::new(bootstrap);
+    config.kafka = config
+        .kafka
+        .with_properties(properties.iter().copied())
+        .unwrap();
+    let port = free_port();
+    config.http = ([127, 0, 0, 1], port).into();
+    configure(&mut config);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(retrace_gateway::run(config, shutdown.clone()));
+    let gateway = RunningGateway {
+        url: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+        shutdown,
+        task,
+    };
+    eventually("the gateway to serve /healthz", PATIENCE, || async {
+        let response = gateway
+            .client
+            .get(format!("{}/healthz", gateway.url))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    gateway
+}
+
+async fn start_on(broker: &Broker, configure: impl FnOnce(&mut GatewayConfig)) -> RunningGateway {
+    start_gateway(&broker.bootstrap(), broker.producer_properties(), configure).await
+}
+
+impl RunningGateway {
+    async fn post(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
+        self.post_with(path, content_type, body, &[]).await
+    }
+
+    async fn post_with(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.client.post(format!("{}{path}", self.url)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn events(&self, topic: &str, body: &Value) -> Answer {
+        self.events_with(topic, body, &[]).await
+    }
+
+    async fn events_with(&self, topic: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
+        self.post_with(
+            &format!("/v1/topics/{topic}/events"),
+            Some("application/json"),
+            serde_json::to_vec(body).unwrap(),
+            headers,
+        )
+        .await
+    }
+
+    async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Reads `count` messages of `topic` from the beginning of its `partitions`.
+async fn read_topic(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = broker
+        .client_config()
+        .set("group.id", unique_topic("gateway-test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut messages = Vec::new();
+    while messages.len() < count {
+        let message = tokio::time::timeout(PATIENCE, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} messages on {topic}", messages.len()))
+            .unwrap();
+        messages.push(message.detach());
+    }
+    messages
+}
+
+/// How many messages `topic` holds: the sum of its partitions' high watermarks.
+async fn messages_on(broker: &Broker, topic: &str, partitions: i32) -> i64 {
+    let consumer: StreamConsumer = broker
+        .client_config()
+        .set("group.id", unique_topic("gateway-test-counter"))
+        .create()
+        .unwrap();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        (0..partitions)
+            .map(|partition| {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(30))
+                    .unwrap();
+                assert_eq!(low, 0);
+                high
+            })
+            .sum()
+    })
+    .await
+    .unwrap()
+}
+
+fn headers_of(message: &OwnedMessage) -> TraceHeaders {
+    let headers = message.headers().expect("the message has headers");
+    TraceHeaders::parse(headers.iter().map(|h| (h.key, h.value)))
+        .unwrap()
+        .expect("the message has Retrace headers")
+}
+
+fn field<'a>(value: &'a Value, name: &str) -> &'a str {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {name} in {value}"))
+}
+
+/// Finds the message the gateway said it put at `result`'s partition and offset, and checks
+/// it carries the ids the answer named, in the envelope, the key and the headers.
+fn message_at<'a>(messages: &'a [OwnedMessage], result: &Value) -> (&'a OwnedMessage, Envelope) {
+    let partition = result["partition"].as_i64().unwrap() as i32;
+    let offset = result["offset"].as_i64().unwrap();
+    let message = messages
+        .iter()
+        .find(|m| m.partition() == partition && m.offset() == offset)
+        .unwrap_or_else(|| panic!("no message at {partition}/{offset} for {result}"));
+    let envelope = Envelope::decode(message.payload().unwrap()).unwrap();
+    assert_eq!(envelope.event_id, field(result, "event_id"));
+    assert_eq!(envelope.transaction_id, field(result, "transaction_id"));
+    assert_eq!(message.key(), Some(envelope.transaction_id.as_bytes()));
+    assert_eq!(headers_of(message), TraceHeaders::of(&envelope));
+    envelope.validate().unwrap();
+    (message, envelope)
+}
+
+async fn json_batches_and_protobuf_are_published_as_answered(broker: Broker) {
+    let topic = unique_topic("registrations");
+    broker.create_topic(&topic, 3).await;
+    let gateway = start_on(&broker, |_| {}).await;
+
+    let single = gateway
+        .events(
+            &topic,
+            &json!({
+                "type": "registration.submitted.v1",
+                "source": "intake",
+                "subject_ids": ["beneficiary:42", "birth-registration:BR-1"],
+                "attributes": {"region": "north"},
+                "payload": {"child": "Ada", "weight_kg": 3.2},
+                "occurred_at": "2026-01-31T10:30:00+01:00",
+            }),
+        )
+        .await;
+    assert_eq!(single.status, 202, "{}", single.body);
+    assert_eq!(field(&single.body, "topic"), topic);
+    let root_id = field(&single.body, "event_id").to_owned();
+    let transaction = field(&single.body, "transaction_id").to_owned();
+
+    let chosen_id = retrace_proto::new_event_id();
+    let batch = gateway
+        .events(
+            &topic,
+            &json!([
+                {"type": "registration.checked.v1", "source": "validation",
+                 "transaction_id": transaction, "causation_id": root_id,
+                 "subject_ids": ["beneficiary:42"]},
+                {"type": "registration.noted.v1", "source": "validation",
+                 "event_id": chosen_id, "transaction_id": "tx-chosen", "payload": [1, 2]},
+                {"type": "registration.noted.v1", "source": "validation"},
+            ]),
+        )
+        .await;
+    assert_eq!(batch.status, 202, "{}", batch.body);
+    let results = batch.body["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 3);
+    assert_eq!(field(&results[0], "transaction_id"), transaction);
+    assert_eq!(field(&results[1], "event_id"), chosen_id);
+    assert_eq!(field(&results[1], "transaction_id"), "tx-chosen");
+    let new_transaction = field(&results[2], "transaction_id");
+    assert!(![transaction.as_str(), "tx-chosen"].contains(&new_transaction));
+
+    let sent = Envelope::root("intake", "intake.received.v1")
+        .with_subject("beneficiary:7")
+        .with_payload("application/xml", b"<received/>".to_vec());
+    let protobuf = gateway
+        .post(
+            &format!("/v1/topics/{topic}/events"),
+            Some("application/x-protobuf"),
+            sent.encode_to_vec(),
+        )
+        .await;
+    assert_eq!(protobuf.status, 202, "{}", protobuf.body);
+    assert_eq!(field(&protobuf.body, "event_id"), sent.event_id);
+
+    let messages = read_topic(&broker, &topic, 3, 5).await;
+    let (_, root) = message_at(&messages, &single.body);
+    assert_eq!(root.r#type, "registration.submitted.v1");
+    assert_eq!(root.source, "intake");
+    assert_eq!(
+        root.subject_ids,
+        ["beneficiary:42", "birth-registration:BR-1"]
+    );
+    assert_eq!(
+        root.attributes.get("region").map(String::as_str),
+        Some("north")
+    );
+    assert_eq!(root.content_type, "application/json");
+    let payload: Value = serde_json::from_slice(&root.payload).unwrap();
+    assert_eq!(payload, json!({"child": "Ada", "weight_kg": 3.2}));
+    let at = root.occurred_at.unwrap();
+    assert_eq!(at, "2026-01-31T09:30:00Z".parse().unwrap());
+
+    let (_, checked) = message_at(&messages, &results[0]);
+    assert_eq!(checked.causation_id, root_id);
+    assert_eq!(checked.subject_ids, ["beneficiary:42"]);
+    assert!(checked.payload.is_empty());
+    let (_, noted) = message_at(&messages, &results[1]);
+    assert_eq!(noted.payload, b"[1,2]");
+    message_at(&messages, &results[2]);
+    let (_, received) = message_at(&messages, &protobuf.body);
+    assert_eq!(received, sent);
+
+    let metrics = gateway.metrics().await;
+    let published = format!(r#"retrace_gateway_events_published_total{{topic="{topic}"}} 5"#);
+    assert!(metrics.contains(&published), "{metrics}");
+    gateway.stop().await;
+}
+
+async fn a_repeated_request_or_event_is_published_once(broker: Broker) {
+    let topic = unique_topic("payments");
+    broker.create_topic(&topic, 2).await;
+    let gateway = start_on(&broker, |_| {}).await;
+    let event = json!({"type": "payment.requested.v1", "source": "payments",
+                       "subject_ids": ["beneficiary:9"]});
+    let key = [("Idempotency-Key", "payment-9-2026-01")];
+
+    // Two at once: one publishes, the other waits for its result.
+    let (first, second) = tokio::join!(
+        gateway.events_with(&topic, &event, &key),
+        gateway.events_with(&topic, &event, &key),
+    );
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert_eq!(second.status, 202, "{}", second.body);
+    assert_eq!(first.body, second.body);
+    let replays = [&first, &second]
+        .iter()
+        .filter(|a| a.headers.get("idempotent-replayed").is_some())
+        .count();
+    assert_eq!(replays, 1);
+    let third = gateway.events_with(&topic, &event, &key).await;
+    assert_eq!(third.body, first.body);
+
+    let other = json!({"type": "payment.cancelled.v1", "source": "payments"});
+    let reused = gateway.events_with(&topic, &other, &key).await;
+    assert_eq!(reused.status, 422, "{}", reused.body);
+    assert_eq!(reused.body["field"], "Idempotency-Key");
+
+    // The same event id twice, without a key: the first result again, marked as a replay.
+    let event_id = retrace_proto::new_event_id();
+    let with_id = json!({"type": "payment.approved.v1", "source": "payments",
+                         "event_id": event_id});
+    let published = gateway.events(&topic, &with_id).await;
+    assert_eq!(published.status, 202, "{}", published.body);
+    let repeated = gateway.events(&topic, &with_id).await;
+    assert_eq!(repeated.status, 202, "{}", repeated.body);
+    assert_eq!(repeated.body["offset"], published.body["offset"]);
+    assert_eq!(repeated.body["partition"], published.body["partition"]);
+    assert_eq!(repeated.body["replayed"], true);
+
+    // In a batch, only the new event is published.
+    let batch = gateway
+        .events(
+            &topic,
+            &json!([with_id, {"type": "payment.approved.v1", "source": "payments"}]),
+        )
+        .await;
+    assert_eq!(batch.status, 202, "{}", batch.body);
+    assert_eq!(batch.body["results"][0]["offset"], published.body["offset"]);
+    assert_eq!(batch.body["results"][0]["replayed"], true);
+    assert!(batch.body["results"][1].get("replayed").is_none());
+
+    assert_eq!(messages_on(&broker, &topic, 2).await, 3);
+    let messages = read_topic(&broker, &topic, 2, 3).await;
+    message_at(&messages, &first.body);
+    message_at(&messages, &published.body);
+    message_at(&messages, &batch.body["results"][1]);
+    assert!(
+        gateway
+            .metrics()
+            .await
+            .contains("retrace_gateway_idempotent_replays_total")
+    );
+    gateway.stop().await;
+}
+
+/// (path, content type, body, status expected, field the answer names)
+type BadRequest = (
+    String,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    Option<&'static str>,
+);
+
+async fn bad_input_names_its_field_and_publishes_nothing(broker: Broker) {
+    let topic = unique_topic("intake");
+    broker.create_topic(&topic, 1).await;
+    broker.create_topic(OUTCOMES_TOPIC, 1).await;
+    let gateway = start_on(&broker, |config| config.max_body_bytes = 16 * 1024).await;
+    let events = format!("/v1/topics/{topic}/events");
+    let json = Some("application/json");
+    let protobuf = Some("application/x-protobuf");
+    let ok = || json!({"type": "intake.received.v1", "source": "intake"});
+    let with = |name: &str, value: Value| {
+        let mut event = ok();
+        event[name] = value;
+        event
+    };
+    let body = |value: Value| serde_json::to_vec(&value).unwrap();
+    let mut no_type = Envelope::root("intake", "intake.received.v1");
+    no_type.r#type.clear();
+    let big = json!({"type": "t.v1", "source": "s", "payload": "x".repeat(20 * 1024)});
+    let outcome = |status: &str| {
+        json!({"event_id": retrace_proto::new_event_id(), "transaction_id": "tx",
+               "consumer": "validation", "status": status})
+    };
+
+    let cases: Vec<BadRequest> = vec![
+        (events.clone(), json, b"{\"type\": ".to_vec(), 400, None),
+        (events.clone(), json, b"".to_vec(), 400, None),
+        (events.clone(), json, b"\"text\"".to_vec(), 400, None),
+        (events.clone(), json, b"[]".to_vec(), 400, None),
+        (
+            events.clone(),
+            json,
+            body(with("type", json!(3))),
+            400,
+            Some("type"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("source", Value::Null)),
+            400,
+            Some("source"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("event_id", json!("42"))),
+            400,
+            Some("event_id"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("causation_id", json!("not-a-uuid"))),
+            400,
+            Some("causation_id"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("transaction_id", json!("tx\u{7}"))),
+            400,
+            Some("transaction_id"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("transaction_id", json!("t".repeat(600)))),
+            400,
+            Some("transaction_id"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("subject_ids", json!(["beneficiary:1", 2]))),
+            400,
+            Some("subject_ids[1]"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("subject_ids", json!("beneficiary:1"))),
+            400,
+            Some("subject_ids"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("attributes", json!({"region": 4}))),
+            400,
+            Some("attributes.region"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("occurred_at", json!("last tuesday"))),
+            400,
+            Some("occurred_at"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(with("transactionId", json!("x"))),
+            400,
+            Some("transactionId"),
+        ),
+        // One bad item refuses the whole batch.
+        (
+            events.clone(),
+            json,
+            body(json!([ok(), ok(), with("transaction_id", json!(7))])),
+            400,
+            Some("[2].transaction_id"),
+        ),
+        (
+            events.clone(),
+            json,
+            body(json!([ok(), 5])),
+            400,
+            Some("[1]"),
+        ),
+        (
+            events.clone(),
+            protobuf,
+            b"\xff\xff\xff".to_vec(),
+            400,
+            None,
+        ),
+        (
+            events.clone(),
+            protobuf,
+            no_type.encode_to_vec(),
+            400,
+            Some("type"),
+        ),
+        (
+            "/v1/topics/bad%20topic/events".into(),
+            json,
+            body(ok()),
+            400,
+            Some("topic"),
+        ),
+        (
+            "/v1/topics/__consumer_offsets/events".into(),
+            json,
+            body(ok()),
+            400,
+            Some("topic"),
+        ),
+        (
+            format!("/v1/topics/{OUTCOMES_TOPIC}/events"),
+            json,
+            body(ok()),
+            400,
+            Some("topic"),
+        ),
+        (
+            events.clone(),
+            Some("text/plain"),
+            body(ok()),
+            415,
+            Some("Content-Type"),
+        ),
+        (events.clone(), None, body(ok()), 415, Some("Content-Type")),
+        (events.clone(), json, body(big), 413, None),
+        (
+            "/v1/outcomes".into(),
+            json,
+            body(outcome("done")),
+            400,
+            Some("status"),
+        ),
+        (
+            "/v1/outcomes".into(),
+            json,
+            body(
+                json!({"event_id": "x", "transaction_id": "tx", "consumer": "c",
+                        "status": "failed"}),
+            ),
+            400,
+            Some("event_id"),
+        ),
+        (
+            "/v1/outcomes".into(),
+            protobuf,
+            body(outcome("failed")),
+            415,
+            Some("Content-Type"),
+        ),
+    ];
+    for (path, content_type, request, status, named) in cases {
+        let shown = String::from_utf8_lossy(&request[..request.len().min(120)]).into_owned();
+        let answer = gateway.post(&path, content_type, request).await;
+        assert_eq!(answer.status, status, "{path} {shown}: {}", answer.body);
+        assert_eq!(
+            answer.body["field"].as_str(),
+            named,
+            "{path} {shown}: {}",
+            answer.body
+        );
+        assert!(
+            !field(&answer.body, "error").is_empty(),
+            "{path} {shown}: {}",
+            answer.body
+        );
+    }
+    let empty_key = gateway
+        .events_with(&topic, &ok(), &[("Idempotency-Key", "")])
+        .await;
+    assert_eq!(empty_key.status, 400, "{}", empty_key.body);
+    assert_eq!(empty_key.body["field"], "Idempotency-Key");
+
+    assert_eq!(messages_on(&broker, &topic, 1).await, 0);
+    assert_eq!(messages_on(&broker, OUTCOMES_TOPIC, 1).await, 0);
+    let metrics = gateway.metrics().await;
+    assert!(
+        metrics.contains(r#"retrace_gateway_requests_rejected_total{reason="invalid"}"#),
+        "{metrics}"
+    );
+    gateway.stop().await;
+}
+
+async fn a_batch_answers_which_events_went_through(broker: Broker) {
+    let topic = unique_topic("documents");
+    broker.create_topic(&topic, 1).await;
+    // Kafka takes messages up to 10 kB here; the gateway takes bodies up to 1 MiB.
+    let mut properties = broker.producer_properties().to_vec();
+    properties.push("message.max.bytes=10000");
+    let gateway = start_gateway(&broker.bootstrap(), &properties, |_| {}).await;
+    let small = json!({"type": "document.scanned.v1", "source": "scanner"});
+    let large = json!({"type": "document.scanned.v1", "source": "scanner",
+                       "payload": "x".repeat(20_000)});
+    let answer = gateway.events(&topic, &json!([small, large, small])).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    let results = answer.body["results"].as_array().unwrap();
+    assert!(results[0]["offset"].is_i64(), "{}", answer.body);
+    assert!(results[1]["offset"].is_null(), "{}", answer.body);
+    assert!(!field(&results[1], "error").is_empty());
+    assert!(results[2]["offset"].is_i64(), "{}", answer.body);
+    assert!(
+        field(&answer.body, "error").contains("1 of 3"),
+        "{}",
+        answer.body
+    );
+
+    assert_eq!(messages_on(&broker, &topic, 1).await, 2);
+    let messages = read_topic(&broker, &topic, 1, 2).await;
+    message_at(&messages, &results[0]);
+    message_at(&messages, &results[2]);
+    gateway.stop().await;
+}
+
+async fn outcomes_are_published_on_the_outcomes_topic(broker: Broker) {
+    broker.create_topic(OUTCOMES_TOPIC, 2).await;
+    let gateway = start_on(&broker, |_| {}).await;
+    let event_id = retrace_proto::new_event_id();
+    let answer = gateway
+        .post(
+            "/v1/outcomes",
+            Some("application/json"),
+            serde_json::to_vec(&json!({
+                "event_id": event_id, "transaction_id": "tx-outcome",
+                "consumer": "validation", "status": "retrying",
+                "error": "registry timeout", "attempt": 2,
+            }))
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    assert_eq!(answer.body["topic"], OUTCOMES_TOPIC);
+    let messages = read_topic(&broker, OUTCOMES_TOPIC, 2, 1).await;
+    let message = &messages[0];
+    assert_eq!(
+        Some(message.partition() as i64),
+        answer.body["partition"].as_i64()
+    );
+    assert_eq!(Some(message.offset()), answer.body["offset"].as_i64());
+    let outcome = Outcome::decode(message.payload().unwrap()).unwrap();
+    assert_eq!(outcome.event_id, event_id);
+    assert_eq!(outcome.transaction_id, "tx-outcome");
+    assert_eq!(outcome.consumer, "validation");
+    assert_eq!(outcome.status(), OutcomeStatus::Retrying);
+    assert_eq!(outcome.error, "registry timeout");
+    assert_eq!(outcome.attempt, 2);
+    assert!(outcome.at.is_some());
+    let headers = headers_of(message);
+    assert_eq!(headers.transaction_id, "tx-outcome");
+    assert_eq!(headers.causation_id, event_id);
+    assert_eq!(headers.event_type, retrace_proto::OUTCOME_TYPE);
+    gateway.stop().await;
+}
+
+on_every_broker!(
+    json_batches_and_protobuf_are_published_as_answered,
+    a_repeated_request_or_event_is_published_once,
+    bad_input_names_its_field_and_publishes_nothing,
+    a_batch_answers_which_events_went_through,
+    outcomes_are_published_on_the_outcomes_topic,
+);
+
+/// No broker listens: every request is answered 503 with `Retry-After` once the producer's
+/// `message.timeout.ms` expires, saying which events were not published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_kafka_is_answered_503_with_retry_after() {
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let gateway = start_gateway(&nowhere, &["message.timeout.ms=1000"], |_| {}).await;
+    let topic = unique_topic("unreachable");
+    let event = json!({"type": "t.v1", "source": "s"});
+
+    let single = gateway.events(&topic, &event).await;
+    assert_eq!(single.status, 503, "{}", single.body);
+    assert_eq!(single.headers["retry-after"], "5");
+    let result = &single.body["results"][0];
+    assert!(result["offset"].is_null());
+    assert!(
+        field(&single.body, "error").contains(field(result, "event_id")),
+        "{}",
+        single.body
+    );
+
+    let batch = gateway.events(&topic, &json!([event, event])).await;
+    assert_eq!(batch.status, 503, "{}", batch.body);
+    assert!(batch.headers.contains_key("retry-after"));
+    let results = batch.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["error"].is_string() && r["offset"].is_null())
+    );
+
+    // A retry with the same key uses the ids the first attempt generated.
+    let key = [("Idempotency-Key", "retry-me")];
+    let first = gateway.events_with(&topic, &event, &key).await;
+    let again = gateway.events_with(&topic, &event, &key).await;
+    assert_eq!(first.status, 503);
+    assert_eq!(again.status, 503);
+    assert_eq!(
+        first.body["results"][0]["event_id"],
+        again.body["results"][0]["event_id"]
+    );
+
+    let outcome = gateway
+        .post(
+            "/v1/outcomes",
+            Some("application/json"),
+            serde_json::to_vec(&json!({
+                "event_id": retrace_proto::new_event_id(), "transaction_id": "tx",
+                "consumer": "c", "status": "processed",
+            }))
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(outcome.status, 503, "{}", outcome.body);
+    assert!(outcome.headers.contains_key("retry-after"));
+    let _: HashMap<String, Value> = serde_json::from_value(outcome.body).unwrap();
+    gateway.stop().await;
+}
