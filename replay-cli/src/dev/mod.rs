@@ -1,0 +1,247 @@
+//! `retrace dev`: Kafka, the archive with its trace and replay API, and the gateway, in one
+//! process on one HTTP address, so a newcomer has the whole pipeline with one command.
+//!
+//! Kafka is librdkafka's in-process mock cluster unless `--kafka` names a real one. The
+//! mock starts empty each time, so its archive starts afresh too (the previous one is kept
+//! beside it); with a real Kafka the archive in the data directory resumes where it stopped.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::RDKafkaErrorCode;
+use retrace_archive::{Archive, ArchiveConfig};
+use retrace_gateway::{Gateway, GatewayConfig};
+use retrace_sdk::KafkaSettings;
+use retrace_telemetry::LogFormat;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Failure;
+
+/// Partitions of each topic dev mode creates.
+const PARTITIONS: i32 = 3;
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// Where the archive is kept, and where `dev.json` is written.
+    #[arg(long, env = "RETRACE_DATA_DIR", default_value = "retrace-data")]
+    data_dir: PathBuf,
+    /// The one address for the archive's API, the gateway, `/healthz` and `/metrics`.
+    #[arg(long, env = "RETRACE_HTTP", default_value = "127.0.0.1:7070")]
+    http: SocketAddr,
+    /// Use this Kafka (host:port) instead of the in-process mock cluster.
+    #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
+    kafka: Option<String>,
+    /// Run the demo workload: birth registrations flowing through four services, some
+    /// failing at one step.
+    #[arg(long)]
+    demo: bool,
+    /// Demo registrations started per second.
+    #[arg(long, default_value_t = 2.0)]
+    demo_rate: f64,
+    /// `text` or `json`.
+    #[arg(long, env = "RETRACE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Which log lines to show (`RUST_LOG` syntax).
+    #[arg(
+        long,
+        env = "RETRACE_LOG",
+        default_value = "info,fjall=warn,lsm_tree=warn,librdkafka=warn,rdkafka=warn"
+    )]
+    log: String,
+}
+
+/// What scripts read to connect: `DIR/dev.json`.
+#[derive(serde::Serialize)]
+struct DevInfo<'a> {
+    kafka_bootstrap: &'a str,
+    http: String,
+}
+
+pub async fn run(args: DevArgs) -> Result<(), Failure> {
+    retrace_telemetry::init_logging(args.log_format, &args.log)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        Failure::Server(format!(
+            "cannot create the data directory {}: {e}",
+            args.data_dir.display()
+        ))
+    })?;
+    // The mock cluster lives as long as this function: it is not Send, and everything that
+    // talks to it stops before it is dropped.
+    let mock;
+    let (bootstrap, archive_dir) = match &args.kafka {
+        Some(bootstrap) => {
+            create_missing_topics(bootstrap).await?;
+            (bootstrap.clone(), args.data_dir.join("archive"))
+        }
+        None => {
+            mock = MockCluster::<DefaultProducerContext>::new(3).map_err(|e| {
+                Failure::Server(format!("cannot start the in-process Kafka mock cluster: {e}"))
+            })?;
+            for topic in demo::TOPICS.iter().chain([&retrace_proto::OUTCOMES_TOPIC]) {
+                mock.create_topic(topic, PARTITIONS, 1).map_err(|e| {
+                    Failure::Server(format!("the mock cluster cannot create topic {topic}: {e}"))
+                })?;
+            }
+            (mock.bootstrap_servers(), fresh_mock_archive(&args.data_dir)?)
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let mut archive_config = ArchiveConfig::new(&bootstrap, &archive_dir);
+    archive_config.metadata_refresh = Duration::from_secs(1);
+    archive_config.batch.max_wait = Duration::from_millis(20);
+    let archive = Archive::open(&archive_config, shutdown.clone())
+        .await
+        .map_err(|e| Failure::Server(e.to_string()))?;
+    let gateway = Gateway::new(&GatewayConfig::new(&bootstrap))
+        .map_err(|e| Failure::Server(e.to_string()))?;
+    let listener = TcpListener::bind(args.http).await.map_err(|e| {
+        Failure::Server(format!(
+            "cannot serve HTTP on {}: {e}. Is another `retrace dev` running? Pass --http \
+             127.0.0.1:<port>",
+            args.http
+        ))
+    })?;
+    let http = listener
+        .local_addr()
+        .map_err(|e| Failure::Server(e.to_string()))?;
+    let app = archive
+        .router()
+        .merge(gateway.router())
+        .merge(retrace_telemetry::health_router(vec![archive.ready()]))
+        .merge(retrace_telemetry::metrics_router());
+    let stop_http = shutdown.child_token();
+    let serve =
+        axum::serve(listener, app).with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let settings = KafkaSettings::new(&bootstrap);
+    let demo_run = async {
+        if args.demo {
+            demo::run(&settings, args.demo_rate, &shutdown).await
+        } else {
+            Ok(())
+        }
+    };
+    announce(&args.data_dir, &bootstrap, http, args.demo)?;
+    let signals = async {
+        wait_for_signal().await;
+        shutdown.cancel();
+    };
+    let archive_run = async {
+        archive.run().await;
+        stop_http.cancel();
+    };
+    let (served, demo_result, (), ()) = tokio::join!(
+        serve,
+        demo_run,
+        archive_run,
+        // Stops on a signal, or when something else stopped and cancelled shutdown.
+        async {
+            tokio::select! {
+                () = signals => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+    );
+    served.map_err(|e| Failure::Server(format!("the HTTP server failed: {e}")))?;
+    demo_result
+}
+
+/// The mock cluster starts empty, with offsets from 0 again, so an archive of an earlier
+/// mock cluster cannot continue: it is kept as `mock-archive.previous`, and a new one begins.
+fn fresh_mock_archive(data_dir: &Path) -> Result<PathBuf, Failure> {
+    let current = data_dir.join("mock-archive");
+    let previous = data_dir.join("mock-archive.previous");
+    let io = |e: std::io::Error| {
+        Failure::Server(format!(
+            "cannot set aside the previous dev archive in {}: {e}",
+            data_dir.display()
+        ))
+    };
+    if current.exists() {
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous).map_err(io)?;
+        }
+        std::fs::rename(&current, &previous).map_err(io)?;
+    }
+    Ok(current)
+}
+
+/// Some brokers do not create topics on first use; the archive and the demo need these.
+async fn create_missing_topics(bootstrap: &str) -> Result<(), Failure> {
+    let admin: AdminClient<DefaultClientContext> = KafkaSettings::new(bootstrap)
+        .client_config(&[])
+        .create()
+        .map_err(|e| Failure::Server(format!("cannot connect to Kafka at {bootstrap}: {e}")))?;
+    let topics: Vec<NewTopic> = demo::TOPICS
+        .iter()
+        .chain([&retrace_proto::OUTCOMES_TOPIC])
+        .map(|topic| NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(&topics, &options).await.map_err(|e| {
+        Failure::Server(format!(
+            "Kafka at {bootstrap} did not answer a request to create topics: {e}"
+        ))
+    })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Failure::Server(format!(
+                    "Kafka at {bootstrap} refused to create topic {topic}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints the banner and writes `dev.json`, once the API is listening.
+fn announce(data_dir: &Path, bootstrap: &str, http: SocketAddr, demo: bool) -> Result<(), Failure> {
+    let info = DevInfo {
+        kafka_bootstrap: bootstrap,
+        http: format!("http://{http}"),
+    };
+    let path = data_dir.join("dev.json");
+    let json = serde_json::to_string_pretty(&info).expect("dev info serialises");
+    std::fs::write(&path, json + "\n")
+        .map_err(|e| Failure::Server(format!("cannot write {}: {e}", path.display())))?;
+    let server = if http.port() == 7070 && http.ip().is_loopback() {
+        String::new()
+    } else {
+        format!(" --server {}", info.http)
+    };
+    println!(
+        "\nRetrace dev is running.\n  Kafka bootstrap: {bootstrap}\n  HTTP (API, gateway, \
+         /metrics): {}\n  Connection details: {}\n",
+        info.http,
+        path.display()
+    );
+    if demo {
+        println!(
+            "The demo publishes birth registrations; some fail. Try:\n  retrace{server} failed \
+             --since 10m\n  retrace{server} trace <transaction-id>\n  retrace{server} replay \
+             <transaction-id> --only-failed --reason \"renderer back up\"\n"
+        );
+    }
+    println!("Ctrl-C stops everything.\n");
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C.
+async fn wait_for_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler does not fail");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

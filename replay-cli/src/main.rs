@@ -1,0 +1,83 @@
+//! `retrace`: trace, find, export and replay transactions from a terminal, for people who
+//! do not know Kafka; and `retrace dev`, the whole pipeline on one laptop in one process.
+//!
+//! Exit codes: 0 done, 1 not found or nothing to do, 2 usage error, 3 server or Kafka error.
+//! Errors are one plain sentence on stderr.
+
+mod commands;
+mod dev;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "retrace", version, about)]
+struct Cli {
+    /// The Retrace archive (trace and replay API) to talk to.
+    #[arg(
+        long,
+        env = "RETRACE_SERVER",
+        default_value = "http://127.0.0.1:7070",
+        global = true
+    )]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a transaction: its events in time order, their outcomes, and the causation tree.
+    Trace(commands::TraceArgs),
+    /// List the transactions that touched a subject (e.g. `beneficiary:42`), newest first.
+    Subject(commands::SubjectArgs),
+    /// List failed transactions, with the step that failed and the error.
+    Failed(commands::FailedArgs),
+    /// Re-publish a transaction's messages (or every failed one, with --failed).
+    Replay(commands::ReplayArgs),
+    /// Export a subject's transactions, or failed ones, as CSV or JSON.
+    Export(commands::ExportArgs),
+    /// Run Kafka (in-process mock), the archive and the gateway in one process.
+    Dev(dev::DevArgs),
+}
+
+/// How a command failed, and the exit code that says so.
+#[derive(Debug)]
+pub enum Failure {
+    /// Not found, or nothing to do: exit 1.
+    NothingToDo(String),
+    /// The command was used wrongly: exit 2.
+    Usage(String),
+    /// The server, Kafka, or the machine failed: exit 3.
+    Server(String),
+}
+
+impl Failure {
+    fn exit(self) -> ExitCode {
+        let (code, message) = match self {
+            Failure::NothingToDo(m) => (1, m),
+            Failure::Usage(m) => (2, m),
+            Failure::Server(m) => (3, m),
+        };
+        eprintln!("retrace: {message}");
+        ExitCode::from(code)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Dev(args) => dev::run(args).await,
+        Command::Trace(args) => commands::trace(&cli.server, args).await,
+        Command::Subject(args) => commands::subject(&cli.server, args).await,
+        Command::Failed(args) => commands::failed(&cli.server, args).await,
+        Command::Replay(args) => commands::replay(&cli.server, args).await,
+        Command::Export(args) => commands::export(&cli.server, args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.exit(),
+    }
+}
