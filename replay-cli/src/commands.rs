@@ -1,34 +1,312 @@
-//! The commands that talk to a Retrace server (being written).
+//! The commands that talk to a Retrace server: `trace`, `subject`, `failed`, `replay` and
+//! `export`. Each one asks the API ([`client`]), and prints what it answered ([`render`]).
+
+mod client;
+mod render;
+mod replay;
+
+use std::io::Write as _;
+
+use jiff::tz::TimeZone;
+use retrace_archive::api::{Page, Trace, TransactionSummary};
 
 use crate::Failure;
+use client::{Client, Request};
+
+/// The server's largest page.
+const MAX_PAGE: usize = 500;
 
 #[derive(clap::Args)]
-pub struct TraceArgs {}
-#[derive(clap::Args)]
-pub struct SubjectArgs {}
-#[derive(clap::Args)]
-pub struct FailedArgs {}
-#[derive(clap::Args)]
-pub struct ReplayArgs {}
-#[derive(clap::Args)]
-pub struct ExportArgs {}
-
-fn not_yet() -> Result<(), Failure> {
-    Err(Failure::Usage("this command is not built yet".into()))
+pub struct TraceArgs {
+    /// The transaction id (the `retrace-transaction-id` of its messages).
+    transaction: String,
+    /// Print the server's JSON document instead of the timeline.
+    #[arg(long)]
+    json: bool,
+    /// Show every message's payload and headers.
+    #[arg(long)]
+    payload: bool,
 }
 
-pub async fn trace(_server: &str, _args: TraceArgs) -> Result<(), Failure> {
-    not_yet()
+#[derive(clap::Args)]
+pub struct SubjectArgs {
+    /// The subject id, e.g. `beneficiary:42`.
+    subject: String,
+    /// Only transactions since this time: RFC 3339 (2026-11-23T08:00:00Z) or a duration
+    /// back from now (90m, 24h, 7d).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only transactions until this time (RFC 3339 or a duration back from now).
+    #[arg(long)]
+    until: Option<String>,
+    /// List at most this many transactions, newest first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: u32,
+    /// Print the transactions as a JSON array.
+    #[arg(long)]
+    json: bool,
 }
-pub async fn subject(_server: &str, _args: SubjectArgs) -> Result<(), Failure> {
-    not_yet()
+
+#[derive(clap::Args)]
+pub struct FailedArgs {
+    /// Transactions that failed since this time: RFC 3339 or a duration back from now.
+    #[arg(long, default_value = "24h")]
+    since: String,
+    /// ... and until this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only transactions with a message on this topic.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only transactions with an event of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    event_type: Option<String>,
+    /// List at most this many transactions, newest failure first.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: u32,
+    /// Print the transactions as a JSON array.
+    #[arg(long)]
+    json: bool,
 }
-pub async fn failed(_server: &str, _args: FailedArgs) -> Result<(), Failure> {
-    not_yet()
+
+pub use replay::ReplayArgs;
+
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("selection").required(true).args(["subject", "failed"])))]
+pub struct ExportArgs {
+    /// Export the transactions that touched this subject.
+    #[arg(long, value_name = "SUBJECT_ID")]
+    subject: Option<String>,
+    /// Export failed transactions.
+    #[arg(long)]
+    failed: bool,
+    /// Only transactions since this time: RFC 3339 or a duration back from now.
+    #[arg(long)]
+    since: Option<String>,
+    /// Only transactions until this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// With --failed: only transactions with a message on this topic.
+    #[arg(long, requires = "failed")]
+    topic: Option<String>,
+    /// With --failed: only transactions with an event of this type.
+    #[arg(long = "type", value_name = "TYPE", requires = "failed")]
+    event_type: Option<String>,
+    /// Export at most this many transactions (default: all).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: Option<u32>,
+    /// csv: one row per transaction, with a header; json: an array of the same rows.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: ExportFormat,
 }
-pub async fn replay(_server: &str, _args: ReplayArgs) -> Result<(), Failure> {
-    not_yet()
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
 }
-pub async fn export(_server: &str, _args: ExportArgs) -> Result<(), Failure> {
-    not_yet()
+
+pub async fn trace(server: &str, args: TraceArgs) -> Result<(), Failure> {
+    let client = Client::new(server)?;
+    let path = ["v1", "transactions", &args.transaction];
+    let request = Request::get(&path).query("payload", args.payload.then_some("true"));
+    if args.json {
+        let (_, body) = client.send_raw(request).await?;
+        return print(&format!("{}\n", render::pretty_json(&body)));
+    }
+    let trace: Trace = client.send(request).await?;
+    print(&render::trace(&trace, &TimeZone::system()))
+}
+
+pub async fn subject(server: &str, args: SubjectArgs) -> Result<(), Failure> {
+    let client = Client::new(server)?;
+    let path = ["v1", "subjects", &args.subject, "transactions"];
+    let query = [("since", args.since.clone()), ("until", args.until.clone())];
+    let listing = collect(&client, &path, &query, Some(args.limit as usize)).await?;
+    if args.json {
+        return print_json(&listing.items);
+    }
+    if listing.items.is_empty() {
+        return print(&format!(
+            "no transaction touched {}{}\n",
+            args.subject,
+            window_words(args.since.as_deref(), args.until.as_deref())
+        ));
+    }
+    print(&render::subject_listing(
+        &listing.items,
+        &TimeZone::system(),
+    ))?;
+    listing.note_more("subject");
+    Ok(())
+}
+
+pub async fn failed(server: &str, args: FailedArgs) -> Result<(), Failure> {
+    let client = Client::new(server)?;
+    let query = failed_query(
+        Some(args.since.clone()),
+        args.until.clone(),
+        args.topic.clone(),
+        args.event_type.clone(),
+    );
+    let listing = collect(
+        &client,
+        &["v1", "transactions"],
+        &query,
+        Some(args.limit as usize),
+    )
+    .await?;
+    if args.json {
+        return print_json(&listing.items);
+    }
+    if listing.items.is_empty() {
+        let filters: Vec<String> = [("topic", &args.topic), ("type", &args.event_type)]
+            .iter()
+            .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name} {v}")))
+            .collect();
+        return print(&format!(
+            "no failed transactions{}{}\n",
+            window_words(Some(&args.since), args.until.as_deref()),
+            if filters.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", filters.join(" and "))
+            }
+        ));
+    }
+    print(&render::failed_listing(&listing.items, &TimeZone::system()))?;
+    listing.note_more("failed");
+    Ok(())
+}
+
+pub async fn replay(server: &str, args: ReplayArgs) -> Result<(), Failure> {
+    replay::run(&Client::new(server)?, args).await
+}
+
+pub async fn export(server: &str, args: ExportArgs) -> Result<(), Failure> {
+    let client = Client::new(server)?;
+    let limit = args.limit.map(|l| l as usize);
+    let listing = match &args.subject {
+        Some(subject) => {
+            let path = ["v1", "subjects", subject, "transactions"];
+            let query = [("since", args.since.clone()), ("until", args.until.clone())];
+            collect(&client, &path, &query, limit).await?
+        }
+        None => {
+            let query = failed_query(
+                args.since.clone(),
+                args.until.clone(),
+                args.topic.clone(),
+                args.event_type.clone(),
+            );
+            collect(&client, &["v1", "transactions"], &query, limit).await?
+        }
+    };
+    let rows: Vec<render::ExportRow> = listing.items.iter().map(render::ExportRow::from).collect();
+    match args.format {
+        ExportFormat::Csv => print(&render::csv(&rows))?,
+        ExportFormat::Json => print_json(&rows)?,
+    }
+    if rows.is_empty() {
+        eprintln!("retrace: no transactions matched; nothing exported");
+    }
+    listing.note_more("export");
+    Ok(())
+}
+
+fn failed_query(
+    since: Option<String>,
+    until: Option<String>,
+    topic: Option<String>,
+    event_type: Option<String>,
+) -> [(&'static str, Option<String>); 5] {
+    [
+        ("status", Some("failed".to_owned())),
+        ("since", since),
+        ("until", until),
+        ("topic", topic),
+        ("type", event_type),
+    ]
+}
+
+/// Transactions of a listing, newest first, and whether the server had more.
+struct Listing {
+    items: Vec<TransactionSummary>,
+    more: bool,
+}
+
+impl Listing {
+    fn note_more(&self, command: &str) {
+        if self.more {
+            eprintln!(
+                "retrace: showing the first {}; pass `retrace {command} --limit N` for more",
+                self.items.len()
+            );
+        }
+    }
+}
+
+/// Follows a listing's cursors until `limit` transactions (or all of them) are in hand.
+async fn collect(
+    client: &Client,
+    path: &[&str],
+    query: &[(&'static str, Option<String>)],
+    limit: Option<usize>,
+) -> Result<Listing, Failure> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let wanted = limit.map_or(MAX_PAGE, |l| (l - items.len()).min(MAX_PAGE));
+        let mut request = Request::get(path)
+            .query("limit", Some(wanted))
+            .query("cursor", cursor.as_ref());
+        for (name, value) in query {
+            request = request.query(name, value.as_ref());
+        }
+        let page: Page<TransactionSummary> = client.send(request).await?;
+        items.extend(page.items);
+        let full = limit.is_some_and(|l| items.len() >= l);
+        match page.next_cursor {
+            Some(next) if !full => cursor = Some(next),
+            next => {
+                return Ok(Listing {
+                    more: next.is_some(),
+                    items,
+                });
+            }
+        }
+    }
+}
+
+/// ` since 24h ago`, ` since 2026-03-02 10:00:00 and until …`: the window a listing covers.
+fn window_words(since: Option<&str>, until: Option<&str>) -> String {
+    let tz = TimeZone::system();
+    let words = |time: &str| match time.parse::<jiff::Timestamp>() {
+        Ok(_) => render::local_time(time, &tz, false),
+        Err(_) => format!("{time} ago"),
+    };
+    let mut text = String::new();
+    if let Some(since) = since {
+        text.push_str(&format!(" since {}", words(since)));
+    }
+    if let Some(until) = until {
+        text.push_str(&format!(" until {}", words(until)));
+    }
+    text
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+fn print(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Server(format!("cannot write the output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).expect("API documents serialise to JSON");
+    print(&format!("{text}\n"))
 }

@@ -1,0 +1,607 @@
+//! Everything the commands print, as text: a transaction's timeline and causation tree,
+//! listings, replay plans and results, progress lines, CSV, and pretty JSON. Pure functions
+//! of the API's documents (and a time zone), so they are tested without a server.
+
+use std::fmt::Write as _;
+
+use jiff::tz::TimeZone;
+use retrace_archive::api::{
+    FailedStep, OutcomeView, Payload, ReplayPlan, ReplayView, Trace, TraceEvent, TransactionStatus,
+    TransactionSummary, TreeNode,
+};
+use serde::Serialize;
+
+/// At most this many planned messages are listed one by one.
+const PLAN_LINES: usize = 20;
+
+/// An RFC 3339 time from the server in `tz`, to the second or the millisecond; the text as
+/// is when it is not a time.
+pub fn local_time(rfc3339: &str, tz: &TimeZone, millis: bool) -> String {
+    let Ok(time) = rfc3339.parse::<jiff::Timestamp>() else {
+        return rfc3339.to_owned();
+    };
+    let format = if millis {
+        "%Y-%m-%d %H:%M:%S%.3f"
+    } else {
+        "%Y-%m-%d %H:%M:%S"
+    };
+    time.to_zoned(tz.clone()).strftime(format).to_string()
+}
+
+/// The zone's abbreviation now (`CET`, `UTC`), to say which time the listing shows.
+fn zone_name(tz: &TimeZone) -> String {
+    jiff::Timestamp::now()
+        .to_zoned(tz.clone())
+        .strftime("%Z")
+        .to_string()
+}
+
+/// A duration in the largest units that matter: `850ms`, `1.2s`, `2m05s`, `3h07m`, `2d04h`.
+pub fn duration(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.unsigned_abs();
+    let (s, m, h) = (ms / 1000, ms / 60_000, ms / 3_600_000);
+    let text = match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{}.{}s", s, (ms % 1000) / 100),
+        60_000..3_600_000 => format!("{m}m{:02}s", s % 60),
+        3_600_000..86_400_000 => format!("{h}h{:02}m", m % 60),
+        _ => format!("{}d{:02}h", h / 24, h % 24),
+    };
+    format!("{sign}{text}")
+}
+
+/// `validation: failed (birth date is in the future)`, with the attempt when it is a retry.
+pub fn outcome(outcome: &OutcomeView) -> String {
+    let mut text = format!("{}: {}", outcome.consumer, outcome.status.replace('_', " "));
+    if !outcome.error.is_empty() {
+        write!(text, " ({})", outcome.error).unwrap();
+    }
+    if outcome.attempt > 1 {
+        write!(text, ", attempt {}", outcome.attempt).unwrap();
+    }
+    text
+}
+
+/// `registrations / registration.checked.v1 / validation`.
+pub fn step(failure: &FailedStep) -> String {
+    format!(
+        "{} / {} / {}",
+        failure.topic, failure.event_type, failure.consumer
+    )
+}
+
+/// The whole `retrace trace` page: status, timeline, failure, replays, causation tree.
+pub fn trace(trace: &Trace, tz: &TimeZone) -> String {
+    let mut out = String::new();
+    let events = trace.events.len();
+    writeln!(
+        out,
+        "Transaction {}: {}",
+        trace.transaction_id,
+        status_words(trace)
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "started {} {}, lasted {}, {events} event{}",
+        local_time(&trace.started_at, tz, true),
+        zone_name(tz),
+        duration(trace.duration_ms),
+        plural(events)
+    )
+    .unwrap();
+    out.push_str("\nTimeline\n");
+    out.push_str(&timeline(&trace.events, tz));
+    if let Some(failure) = &trace.failure {
+        writeln!(
+            out,
+            "\nFailed at {}: {}\n  at {}, event {}",
+            step(failure),
+            failure.error,
+            local_time(&failure.time, tz, true),
+            failure.event_id
+        )
+        .unwrap();
+    }
+    if !trace.replays.is_empty() {
+        out.push_str("\nReplays\n");
+        for replay in &trace.replays {
+            writeln!(out, "  {}", replay_line(replay, tz)).unwrap();
+        }
+    }
+    if !trace.tree.is_empty() {
+        out.push_str("\nCausation\n");
+        out.push_str(&indent(&tree(&trace.tree), "  "));
+    }
+    out
+}
+
+fn status_words(trace: &Trace) -> &'static str {
+    match trace.status {
+        TransactionStatus::Ok => "ok",
+        TransactionStatus::Failed => "FAILED",
+        TransactionStatus::InProgress => "in progress (a consumer retries)",
+        TransactionStatus::Replayed => {
+            "replayed (failed, then replayed; waiting for the replayed events' outcomes)"
+        }
+    }
+}
+
+/// One line per event (time, +Δ, topic, type, source), its outcomes beneath it.
+pub fn timeline(events: &[TraceEvent], tz: &TimeZone) -> String {
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let m = &event.message;
+            vec![
+                local_time(&m.time, tz, true),
+                if index == 0 {
+                    String::new()
+                } else {
+                    format!("+{}", duration(event.since_previous_ms))
+                },
+                m.topic.clone(),
+                if m.event_type.is_empty() {
+                    format!("({})", m.kind)
+                } else {
+                    m.event_type.clone()
+                },
+                if m.source.is_empty() {
+                    String::new()
+                } else {
+                    format!("from {}", m.source)
+                },
+                m.replay_id
+                    .as_ref()
+                    .map(|id| format!("↻ replayed copy (replay {id})"))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let lines = table(&rows);
+    let mut out = String::new();
+    for (index, line) in lines.iter().enumerate() {
+        writeln!(out, "  {line}").unwrap();
+        let details = event_details(events, index);
+        out.push_str(&indent(&details, "      "));
+    }
+    out
+}
+
+/// What is known of an event beyond its line: problem, outcomes, payload.
+fn event_details(events: &[TraceEvent], index: usize) -> String {
+    let event = &events[index];
+    let mut out = String::new();
+    if let Some(problem) = &event.message.problem {
+        writeln!(out, "⚠ {}: {problem}", event.message.kind).unwrap();
+    }
+    let outcomes = own_outcomes(events, index);
+    if outcomes.is_empty() && event.message.kind != "outcome" {
+        out.push_str("no consumer has reported on it\n");
+    }
+    for seen in outcomes {
+        writeln!(out, "{}", outcome(seen)).unwrap();
+    }
+    if let Some(payload) = &event.message.payload {
+        out.push_str(&payload_text(payload));
+    }
+    out
+}
+
+/// The outcomes of `events[index]` itself. A replayed copy has its original's event id, so
+/// the server lists the same outcomes under every copy; each outcome belongs to the newest
+/// copy published before it.
+fn own_outcomes(events: &[TraceEvent], index: usize) -> Vec<&OutcomeView> {
+    let event = &events[index];
+    let time = |text: &str| text.parse::<jiff::Timestamp>().ok();
+    let mut copies: Vec<(Option<jiff::Timestamp>, usize)> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.message.event_id == event.message.event_id)
+        .map(|(i, e)| (time(&e.message.time), i))
+        .collect();
+    if event.message.event_id.is_empty() || copies.len() < 2 {
+        return event.outcomes.iter().collect();
+    }
+    copies.sort();
+    event
+        .outcomes
+        .iter()
+        .filter(|seen| {
+            let at = time(&seen.time);
+            let owner = copies
+                .iter()
+                .rev()
+                .find(|(published, _)| published.is_some() && *published <= at)
+                .unwrap_or(&copies[0]);
+            owner.1 == index
+        })
+        .collect()
+}
+
+fn payload_text(payload: &Payload) -> String {
+    let content_type = if payload.content_type.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", payload.content_type)
+    };
+    let body = if let Some(json) = &payload.json {
+        serde_json::to_string_pretty(json).unwrap_or_default()
+    } else if let Some(text) = &payload.text {
+        text.clone()
+    } else if let Some(base64) = &payload.base64 {
+        format!("base64 {base64}")
+    } else {
+        "(empty)".to_owned()
+    };
+    let mut out = format!("payload{content_type}:\n");
+    out.push_str(&indent(&format!("{body}\n"), "  "));
+    let headers: Vec<String> = payload
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}={}", value.as_deref().unwrap_or("(null)")))
+        .collect();
+    if !headers.is_empty() {
+        writeln!(out, "headers: {}", headers.join(" ")).unwrap();
+    }
+    out
+}
+
+/// The causation tree: roots flush left, each child under its cause with `├─` / `└─`.
+pub fn tree(roots: &[TreeNode]) -> String {
+    let mut out = String::new();
+    for root in roots {
+        writeln!(out, "{}", node_label(root)).unwrap();
+        children(&root.children, "", &mut out);
+    }
+    out
+}
+
+fn children(nodes: &[TreeNode], prefix: &str, out: &mut String) {
+    for (index, node) in nodes.iter().enumerate() {
+        let last = index + 1 == nodes.len();
+        let (branch, below) = if last {
+            ("└─ ", "   ")
+        } else {
+            ("├─ ", "│  ")
+        };
+        writeln!(out, "{prefix}{branch}{}", node_label(node)).unwrap();
+        children(&node.children, &format!("{prefix}{below}"), out);
+    }
+}
+
+fn node_label(node: &TreeNode) -> String {
+    format!("{} on {}  {}", node.event_type, node.topic, node.event_id)
+}
+
+/// A replay in one line: id, state, progress, who, when, why.
+pub fn replay_line(replay: &ReplayView, tz: &TimeZone) -> String {
+    let mut line = format!(
+        "{}  {}, {} of {} message{} published, by {} at {}: {:?} ({})",
+        replay.replay_id,
+        replay.state,
+        replay.published,
+        replay.planned,
+        plural(replay.planned as usize),
+        replay.requested_by,
+        local_time(&replay.requested_at, tz, false),
+        replay.reason,
+        replay.selection
+    );
+    if !replay.target_topic.is_empty() {
+        write!(line, ", to {}", replay.target_topic).unwrap();
+    }
+    if !replay.error.is_empty() {
+        write!(line, "; error: {}", replay.error).unwrap();
+    }
+    line
+}
+
+/// `retrace subject`: one line per transaction.
+pub fn subject_listing(items: &[TransactionSummary], tz: &TimeZone) -> String {
+    let mut rows = vec![header(&[
+        "TRANSACTION",
+        "STATUS",
+        &format!("STARTED ({})", zone_name(tz)),
+        "EVENTS",
+        "FAILURE",
+    ])];
+    rows.extend(items.iter().map(|item| {
+        vec![
+            item.transaction_id.clone(),
+            item.status.as_str().to_owned(),
+            local_time(&item.started_at, tz, false),
+            item.events.to_string(),
+            item.failure
+                .as_ref()
+                .map(|f| format!("{}: {}", step(f), f.error))
+                .unwrap_or_default(),
+        ]
+    }));
+    lines(&rows)
+}
+
+/// `retrace failed`: one line per failed transaction, with the step and the error.
+pub fn failed_listing(items: &[TransactionSummary], tz: &TimeZone) -> String {
+    let mut rows = vec![header(&[
+        "TRANSACTION",
+        &format!("FAILED AT ({})", zone_name(tz)),
+        "STEP (TOPIC / TYPE / CONSUMER)",
+        "ERROR",
+    ])];
+    rows.extend(items.iter().map(|item| match &item.failure {
+        Some(failure) => vec![
+            item.transaction_id.clone(),
+            local_time(&failure.time, tz, false),
+            step(failure),
+            failure.error.clone(),
+        ],
+        None => vec![
+            item.transaction_id.clone(),
+            local_time(&item.last_at, tz, false),
+            String::new(),
+            item.status.as_str().to_owned(),
+        ],
+    }));
+    lines(&rows)
+}
+
+/// A replay plan: how many messages of how many transactions, each message (the first
+/// [`PLAN_LINES`]) and where it goes.
+pub fn plan(plan: &ReplayPlan) -> String {
+    let count = plan.messages.len();
+    let mut out = format!(
+        "Replay plan: {count} message{} of {} transaction{}\n",
+        plural(count),
+        plan.transactions,
+        plural(plan.transactions)
+    );
+    let rows: Vec<Vec<String>> = plan
+        .messages
+        .iter()
+        .take(PLAN_LINES)
+        .map(|m| {
+            vec![
+                m.transaction_id.clone(),
+                m.event_type.clone(),
+                format!("event {}", m.event_id),
+                format!("from {} → {}", m.topic, m.target_topic),
+            ]
+        })
+        .collect();
+    for line in table(&rows) {
+        writeln!(out, "  {line}").unwrap();
+    }
+    if count > PLAN_LINES {
+        writeln!(out, "  … and {} more", count - PLAN_LINES).unwrap();
+        let mut per_topic: std::collections::BTreeMap<&str, usize> = Default::default();
+        for m in &plan.messages {
+            *per_topic.entry(&m.target_topic).or_default() += 1;
+        }
+        for (topic, n) in per_topic {
+            writeln!(out, "  to {topic}: {n} message{}", plural(n)).unwrap();
+        }
+    }
+    out
+}
+
+/// The summary printed once a replay has finished.
+pub fn replay_result(replay: &ReplayView) -> String {
+    let mut out = format!("replay id: {}\n", replay.replay_id);
+    writeln!(
+        out,
+        "state: {}, {} of {} message{} published, {} transaction{}",
+        replay.state,
+        replay.published,
+        replay.planned,
+        plural(replay.planned as usize),
+        replay.transactions,
+        plural(replay.transactions)
+    )
+    .unwrap();
+    if !replay.error.is_empty() {
+        writeln!(out, "error: {}", replay.error).unwrap();
+    }
+    out
+}
+
+/// One line of progress: `[#########-----------]  45/100 messages  45%`.
+pub fn progress_line(published: u64, planned: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (published.min(planned) * WIDTH)
+        .checked_div(planned)
+        .unwrap_or(0);
+    let percent = (published.min(planned) * 100)
+        .checked_div(planned)
+        .unwrap_or(100);
+    format!(
+        "[{}{}] {published}/{planned} messages {percent:>3}%",
+        "#".repeat(filled as usize),
+        "-".repeat((WIDTH - filled) as usize)
+    )
+}
+
+/// One exported transaction: what `retrace export` writes, as a CSV row or a JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportRow {
+    pub transaction_id: String,
+    pub status: String,
+    pub started_at: String,
+    pub last_at: String,
+    pub events: usize,
+    pub topics: Vec<String>,
+    pub subject_ids: Vec<String>,
+    pub failed_step: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<&TransactionSummary> for ExportRow {
+    fn from(item: &TransactionSummary) -> Self {
+        ExportRow {
+            transaction_id: item.transaction_id.clone(),
+            status: item.status.as_str().to_owned(),
+            started_at: item.started_at.clone(),
+            last_at: item.last_at.clone(),
+            events: item.events,
+            topics: item.topics.clone(),
+            subject_ids: item.subject_ids.clone(),
+            failed_step: item
+                .failure
+                .as_ref()
+                .map(|f| format!("{}/{}/{}", f.topic, f.event_type, f.consumer)),
+            error: item.failure.as_ref().map(|f| f.error.clone()),
+        }
+    }
+}
+
+const CSV_HEADER: [&str; 9] = [
+    "transaction_id",
+    "status",
+    "started_at",
+    "last_at",
+    "events",
+    "topics",
+    "subject_ids",
+    "failed_step",
+    "error",
+];
+
+/// RFC 4180 CSV with a header line; lists are joined with `;`.
+pub fn csv(rows: &[ExportRow]) -> String {
+    let mut out = csv_record(CSV_HEADER.iter().map(|h| h.to_string()));
+    for row in rows {
+        out.push_str(&csv_record([
+            row.transaction_id.clone(),
+            row.status.clone(),
+            row.started_at.clone(),
+            row.last_at.clone(),
+            row.events.to_string(),
+            row.topics.join(";"),
+            row.subject_ids.join(";"),
+            row.failed_step.clone().unwrap_or_default(),
+            row.error.clone().unwrap_or_default(),
+        ]));
+    }
+    out
+}
+
+fn csv_record(fields: impl IntoIterator<Item = String>) -> String {
+    let fields: Vec<String> = fields.into_iter().map(|f| csv_field(&f)).collect();
+    format!("{}\r\n", fields.join(","))
+}
+
+/// A field quoted when it must be: when it holds a comma, a quote, a line break, or
+/// leading or trailing space; quotes inside are doubled.
+pub fn csv_field(field: &str) -> String {
+    let needs_quotes = field.contains([',', '"', '\n', '\r'])
+        || field.starts_with(char::is_whitespace)
+        || field.ends_with(char::is_whitespace);
+    if needs_quotes {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+/// `raw` JSON re-indented, two spaces a level, keeping every byte of its tokens and the
+/// order of its keys (a parse and re-serialise would sort them).
+pub fn pretty_json(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() * 2);
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    let mut chars = raw.trim().chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.push_str(&"  ".repeat(depth));
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                let empty = matches!(chars.peek(), Some('}' | ']'));
+                if empty {
+                    out.push(chars.next().unwrap());
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn header(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// Rows padded into aligned columns, two spaces apart; trailing blanks trimmed.
+fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (cell, width) in row.iter().zip(&widths) {
+                if *width == 0 {
+                    continue;
+                }
+                let pad = width - cell.chars().count();
+                write!(line, "{cell}{}  ", " ".repeat(pad)).unwrap();
+            }
+            line.trim_end().to_owned()
+        })
+        .collect()
+}
+
+fn lines(rows: &[Vec<String>]) -> String {
+    table(rows).into_iter().map(|l| l + "\n").collect()
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;

@@ -1,0 +1,350 @@
+use jiff::tz::TimeZone;
+use retrace_archive::api::{
+    FailedStep, MessageView, OutcomeView, PlannedMessage, ReplayPlan, ReplayView, Trace,
+    TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
+};
+
+use super::*;
+
+fn message(event_id: &str, event_type: &str, time: &str) -> MessageView {
+    MessageView {
+        topic: "registrations".into(),
+        partition: 0,
+        offset: 0,
+        kind: "envelope".into(),
+        problem: None,
+        time: time.into(),
+        event_id: event_id.into(),
+        transaction_id: "t-1".into(),
+        causation_id: String::new(),
+        event_type: event_type.into(),
+        source: "registration".into(),
+        subject_ids: vec!["beneficiary:42".into()],
+        replay_id: None,
+        payload: None,
+    }
+}
+
+fn failed_outcome() -> OutcomeView {
+    OutcomeView {
+        consumer: "validation".into(),
+        status: "failed".into(),
+        error: "birth date is in the future".into(),
+        attempt: 1,
+        time: "2026-03-02T09:15:00.400Z".into(),
+    }
+}
+
+fn leaf(event_id: &str, event_type: &str) -> TreeNode {
+    TreeNode {
+        event_id: event_id.into(),
+        event_type: event_type.into(),
+        topic: "registrations".into(),
+        children: vec![],
+    }
+}
+
+fn failure() -> FailedStep {
+    FailedStep {
+        event_id: "e-2".into(),
+        topic: "registrations".into(),
+        event_type: "registration.checked.v1".into(),
+        consumer: "validation".into(),
+        error: "birth date is in the future".into(),
+        time: "2026-03-02T09:15:00.400Z".into(),
+    }
+}
+
+fn replay() -> ReplayView {
+    ReplayView {
+        replay_id: "r-1".into(),
+        requested_by: "ada@desk".into(),
+        reason: "fixed the date check".into(),
+        requested_at: "2026-03-02T10:00:00Z".into(),
+        state: "done".into(),
+        selection: "only_failed".into(),
+        transactions: 1,
+        planned: 1,
+        published: 1,
+        target_topic: String::new(),
+        error: String::new(),
+        finished_at: Some("2026-03-02T10:00:01Z".into()),
+    }
+}
+
+/// What the replayed copy's consumer said: the server lists it under the original too.
+fn processed_after_replay() -> OutcomeView {
+    OutcomeView {
+        status: "processed".into(),
+        error: String::new(),
+        attempt: 1,
+        time: "2026-03-02T10:00:01Z".into(),
+        ..failed_outcome()
+    }
+}
+
+fn sample_trace() -> Trace {
+    let mut copy = message("e-2", "registration.checked.v1", "2026-03-02T10:00:00.500Z");
+    copy.replay_id = Some("r-1".into());
+    Trace {
+        transaction_id: "t-1".into(),
+        status: TransactionStatus::Replayed,
+        started_at: "2026-03-02T09:15:00Z".into(),
+        last_at: "2026-03-02T10:00:00.500Z".into(),
+        duration_ms: 2_700_500,
+        events: vec![
+            TraceEvent {
+                message: message("e-1", "registration.submitted.v1", "2026-03-02T09:15:00Z"),
+                since_previous_ms: 0,
+                outcomes: vec![OutcomeView {
+                    status: "processed".into(),
+                    error: String::new(),
+                    ..failed_outcome()
+                }],
+            },
+            TraceEvent {
+                message: message("e-2", "registration.checked.v1", "2026-03-02T09:15:00.120Z"),
+                since_previous_ms: 120,
+                outcomes: vec![failed_outcome(), processed_after_replay()],
+            },
+            TraceEvent {
+                message: copy,
+                since_previous_ms: 2_700_380,
+                outcomes: vec![failed_outcome(), processed_after_replay()],
+            },
+        ],
+        tree: vec![TreeNode {
+            children: vec![leaf("e-2", "registration.checked.v1")],
+            ..leaf("e-1", "registration.submitted.v1")
+        }],
+        replays: vec![replay()],
+        failure: Some(failure()),
+    }
+}
+
+#[test]
+fn times_are_shown_in_the_given_zone() {
+    let paris = TimeZone::get("Europe/Paris").unwrap();
+    assert_eq!(
+        local_time("2026-03-02T09:15:00.120Z", &paris, true),
+        "2026-03-02 10:15:00.120"
+    );
+    assert_eq!(
+        local_time("2026-07-02T09:15:00Z", &paris, false),
+        "2026-07-02 11:15:00"
+    );
+    assert_eq!(local_time("not a time", &paris, false), "not a time");
+}
+
+#[test]
+fn durations_use_the_largest_units_that_matter() {
+    assert_eq!(duration(0), "0ms");
+    assert_eq!(duration(120), "120ms");
+    assert_eq!(duration(1_250), "1.2s");
+    assert_eq!(duration(125_000), "2m05s");
+    assert_eq!(duration(2_700_380), "45m00s");
+    assert_eq!(duration(3 * 3_600_000 + 7 * 60_000), "3h07m");
+    assert_eq!(duration(52 * 3_600_000), "2d04h");
+    assert_eq!(duration(-1_500), "-1.5s");
+}
+
+#[test]
+fn the_timeline_shows_deltas_outcomes_and_replayed_copies_with_their_own_outcomes() {
+    let text = timeline(&sample_trace().events, &TimeZone::UTC);
+    let expected = [
+        "  2026-03-02 09:15:00.000           registrations  registration.submitted.v1  from registration",
+        "      validation: processed",
+        "  2026-03-02 09:15:00.120  +120ms   registrations  registration.checked.v1    from registration",
+        "      validation: failed (birth date is in the future)",
+        "  2026-03-02 10:00:00.500  +45m00s  registrations  registration.checked.v1    from registration  ↻ replayed copy (replay r-1)",
+        "      validation: processed",
+    ];
+    assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn the_tree_draws_each_child_under_its_cause() {
+    let tree_nodes = vec![
+        TreeNode {
+            children: vec![
+                TreeNode {
+                    children: vec![leaf("c", "c.v1")],
+                    ..leaf("b", "b.v1")
+                },
+                leaf("d", "d.v1"),
+            ],
+            ..leaf("a", "a.v1")
+        },
+        leaf("e", "e.v1"),
+    ];
+    assert_eq!(
+        tree(&tree_nodes),
+        "\
+a.v1 on registrations  a
+├─ b.v1 on registrations  b
+│  └─ c.v1 on registrations  c
+└─ d.v1 on registrations  d
+e.v1 on registrations  e
+"
+    );
+}
+
+#[test]
+fn the_trace_page_has_status_failure_replays_and_tree() {
+    let text = trace(&sample_trace(), &TimeZone::UTC);
+    assert!(text.starts_with("Transaction t-1: replayed"), "{text}");
+    assert!(text.contains("started 2026-03-02 09:15:00.000 UTC, lasted 45m00s, 3 events"));
+    assert!(text.contains(
+        "Failed at registrations / registration.checked.v1 / validation: birth date is in the \
+         future"
+    ));
+    assert!(text.contains(
+        "Replays\n  r-1  done, 1 of 1 message published, by ada@desk at 2026-03-02 10:00:00: \
+         \"fixed the date check\" (only_failed)\n"
+    ));
+    assert!(text.contains(
+        "Causation\n  registration.submitted.v1 on registrations  e-1\n  └─ \
+         registration.checked.v1 on registrations  e-2\n"
+    ));
+}
+
+#[test]
+fn outcomes_read_as_sentences() {
+    assert_eq!(
+        outcome(&failed_outcome()),
+        "validation: failed (birth date is in the future)"
+    );
+    let retried = OutcomeView {
+        status: "dead_lettered".into(),
+        attempt: 3,
+        ..failed_outcome()
+    };
+    assert_eq!(
+        outcome(&retried),
+        "validation: dead lettered (birth date is in the future), attempt 3"
+    );
+}
+
+fn summary() -> TransactionSummary {
+    TransactionSummary {
+        transaction_id: "t-1".into(),
+        status: TransactionStatus::Failed,
+        started_at: "2026-03-02T09:15:00Z".into(),
+        last_at: "2026-03-02T09:15:00.400Z".into(),
+        events: 2,
+        topics: vec!["registrations".into(), "checks".into()],
+        subject_ids: vec!["beneficiary:42".into()],
+        failure: Some(failure()),
+    }
+}
+
+#[test]
+fn listings_align_their_columns() {
+    let failed = failed_listing(&[summary()], &TimeZone::UTC);
+    assert_eq!(
+        failed,
+        "\
+TRANSACTION  FAILED AT (UTC)      STEP (TOPIC / TYPE / CONSUMER)                     ERROR
+t-1          2026-03-02 09:15:00  registrations / registration.checked.v1 / validation  birth date is in the future
+"
+        .replace(
+            "CONSUMER)                     ERROR",
+            "CONSUMER)                        ERROR"
+        )
+    );
+    let subject = subject_listing(&[summary()], &TimeZone::UTC);
+    assert!(subject.starts_with("TRANSACTION  STATUS  STARTED (UTC)        EVENTS  FAILURE\n"));
+    assert!(subject.contains("t-1          failed  2026-03-02 09:15:00  2       registrations"));
+}
+
+#[test]
+fn csv_fields_are_quoted_when_they_must_be() {
+    assert_eq!(csv_field("plain"), "plain");
+    assert_eq!(csv_field(""), "");
+    assert_eq!(csv_field("a,b"), "\"a,b\"");
+    assert_eq!(csv_field("say \"no\""), "\"say \"\"no\"\"\"");
+    assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    assert_eq!(csv_field(" padded"), "\" padded\"");
+}
+
+#[test]
+fn csv_has_a_header_and_one_row_per_transaction() {
+    let mut tricky = summary();
+    tricky.failure.as_mut().unwrap().error = "field \"dob\", line 2\nis wrong".into();
+    let rows: Vec<ExportRow> = [summary(), tricky].iter().map(ExportRow::from).collect();
+    assert_eq!(
+        csv(&rows),
+        "transaction_id,status,started_at,last_at,events,topics,subject_ids,failed_step,error\r\n\
+         t-1,failed,2026-03-02T09:15:00Z,2026-03-02T09:15:00.400Z,2,registrations;checks,\
+         beneficiary:42,registrations/registration.checked.v1/validation,birth date is in the \
+         future\r\n\
+         t-1,failed,2026-03-02T09:15:00Z,2026-03-02T09:15:00.400Z,2,registrations;checks,\
+         beneficiary:42,registrations/registration.checked.v1/validation,\"field \"\"dob\"\", \
+         line 2\nis wrong\"\r\n"
+    );
+    let ok = TransactionSummary {
+        status: TransactionStatus::Ok,
+        failure: None,
+        ..summary()
+    };
+    assert!(csv(&[ExportRow::from(&ok)]).ends_with(",beneficiary:42,,\r\n"));
+}
+
+#[test]
+fn pretty_json_keeps_the_servers_order_and_strings() {
+    let raw = r#"{"z":1,"a":[],"s":"a,b:{\"c\"}","n":{"x":[1,{}]}}"#;
+    assert_eq!(
+        pretty_json(raw),
+        "{\n  \"z\": 1,\n  \"a\": [],\n  \"s\": \"a,b:{\\\"c\\\"}\",\n  \"n\": {\n    \"x\": [\n      \
+         1,\n      {}\n    ]\n  }\n}"
+    );
+    let reparsed: serde_json::Value = serde_json::from_str(&pretty_json(raw)).unwrap();
+    assert_eq!(
+        reparsed,
+        serde_json::from_str::<serde_json::Value>(raw).unwrap()
+    );
+}
+
+#[test]
+fn plans_list_messages_and_their_targets() {
+    let message = PlannedMessage {
+        transaction_id: "t-1".into(),
+        event_id: "e-2".into(),
+        event_type: "registration.checked.v1".into(),
+        topic: "registrations".into(),
+        partition: 2,
+        offset: 17,
+        target_topic: "registrations".into(),
+    };
+    let one = ReplayPlan {
+        transactions: 1,
+        messages: vec![message.clone()],
+    };
+    assert_eq!(
+        plan(&one),
+        "Replay plan: 1 message of 1 transaction\n  t-1  registration.checked.v1  event e-2  \
+         from registrations → registrations\n"
+    );
+    let many = ReplayPlan {
+        transactions: 30,
+        messages: vec![message; 30],
+    };
+    let text = plan(&many);
+    assert!(text.contains("  … and 10 more\n  to registrations: 30 messages\n"));
+}
+
+#[test]
+fn progress_and_results() {
+    assert_eq!(
+        progress_line(45, 100),
+        "[#############-----------------] 45/100 messages  45%"
+    );
+    assert_eq!(
+        progress_line(0, 0),
+        "[------------------------------] 0/0 messages 100%"
+    );
+    assert_eq!(
+        replay_result(&replay()),
+        "replay id: r-1\nstate: done, 1 of 1 message published, 1 transaction\n"
+    );
+}
