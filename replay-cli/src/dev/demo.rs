@@ -19,12 +19,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
 
-pub const TOPICS: [&str; 4] = ["registrations", "validations", "certificates", "notifications"];
+pub const TOPICS: [&str; 4] = [
+    "registrations",
+    "validations",
+    "certificates",
+    "notifications",
+];
 
 const FIRST_NAMES: [&str; 8] = [
     "Amina", "Tomás", "Mei", "Kwame", "Sofia", "Arjun", "Leila", "Mateo",
 ];
-const DISTRICTS: [&str; 5] = ["Northfield", "Riverside", "Hillcrest", "Lakeside", "Old Town"];
+const DISTRICTS: [&str; 5] = [
+    "Northfield",
+    "Riverside",
+    "Hillcrest",
+    "Lakeside",
+    "Old Town",
+];
 
 /// One service of the flow: handles an event, publishes the next one.
 struct Stage {
@@ -39,7 +50,7 @@ struct Stage {
 impl EventHandler for Stage {
     async fn handle(&self, event: &ReceivedEvent) -> Result<(), HandlerError> {
         let envelope = &event.envelope;
-        let unlucky = fnv(&envelope.event_id) % 12 == 0;
+        let unlucky = fnv(&envelope.event_id).is_multiple_of(12);
         if let Some(error) = self.flaky
             && unlucky
             && envelope.replay.is_none()
@@ -133,7 +144,7 @@ async fn register(
         let district = DISTRICTS[number as usize % DISTRICTS.len()];
         let payload = serde_json::json!({
             "registration_number": format!("BR-2026-{number:06}"),
-            "child": { "given_name": child, "sex": if number % 2 == 0 { "F" } else { "M" } },
+            "child": { "given_name": child, "sex": if number.is_multiple_of(2) { "F" } else { "M" } },
             "district": district,
             "mother_id": format!("NID-{:08}", 10_000_000 + number * 7),
         });

@@ -84,14 +84,19 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         }
         None => {
             mock = MockCluster::<DefaultProducerContext>::new(3).map_err(|e| {
-                Failure::Server(format!("cannot start the in-process Kafka mock cluster: {e}"))
+                Failure::Server(format!(
+                    "cannot start the in-process Kafka mock cluster: {e}"
+                ))
             })?;
             for topic in demo::TOPICS.iter().chain([&retrace_proto::OUTCOMES_TOPIC]) {
                 mock.create_topic(topic, PARTITIONS, 1).map_err(|e| {
                     Failure::Server(format!("the mock cluster cannot create topic {topic}: {e}"))
                 })?;
             }
-            (mock.bootstrap_servers(), fresh_mock_archive(&args.data_dir)?)
+            (
+                mock.bootstrap_servers(),
+                fresh_mock_archive(&args.data_dir)?,
+            )
         }
     };
     let shutdown = CancellationToken::new();

@@ -8,7 +8,7 @@
 //! envelope, its `replay` field), so consumers and traces can tell the copy from the original.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -27,8 +27,8 @@ use crate::trace::{failed_event_ids, replay_id};
 
 /// How many messages a bulk replay keeps in flight; Kafka keeps each partition's order.
 const BULK_IN_FLIGHT: usize = 64;
-/// Progress is saved at least this often.
-const SAVE_EVERY: u64 = 200;
+/// Progress is saved at least this often, so whoever watches a replay sees it move.
+const SAVE_EVERY: Duration = Duration::from_millis(500);
 
 /// Which of a transaction's messages to replay.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +161,7 @@ impl Replayer {
         let mut pending = FuturesOrdered::new();
         let mut queue = messages.iter();
         let mut failure: Option<String> = None;
+        let mut saved_at = Instant::now();
         loop {
             let can_send = pending.len() < in_flight && failure.is_none();
             let next = if can_send { queue.next() } else { None };
@@ -183,8 +184,9 @@ impl Replayer {
             match delivered {
                 Ok(()) => {
                     replay.published += 1;
-                    if replay.published.is_multiple_of(SAVE_EVERY) {
+                    if saved_at.elapsed() >= SAVE_EVERY {
                         self.save(&replay);
+                        saved_at = Instant::now();
                     }
                 }
                 Err(error) => failure = failure.or(Some(error.to_string())),

@@ -805,21 +805,9 @@ fn required_reason(reason: &str) -> Result<String, ApiError> {
     Ok(reason.to_owned())
 }
 
-/// Kafka's own rule for topic names.
 fn check_topic(field: &str, topic: &str) -> Result<(), ApiError> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if topic.is_empty()
-        || topic.len() > 249
-        || !topic.chars().all(legal)
-        || topic == "."
-        || topic == ".."
-    {
-        return Err(ApiError::bad(
-            field,
-            format!("{topic:?} is not a valid Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
-        ));
-    }
-    Ok(())
+    retrace_sdk::check_topic_name(topic)
+        .map_err(|problem| ApiError::bad(field, format!("topic {topic:?} {problem}")))
 }
 
 async fn openapi() -> Response {

@@ -3,6 +3,7 @@
 
 mod archive;
 mod gateway;
+mod trace;
 
 use clap::Parser;
 
@@ -13,6 +14,8 @@ enum Area {
     Archive(archive::Options),
     /// HTTP gateway throughput, single-event and batched, against direct SDK publishing.
     Gateway(gateway::Options),
+    /// Trace latency over HTTP in an archive of a million messages, against the store read.
+    Trace(trace::Options),
 }
 
 #[tokio::main]
@@ -20,5 +23,6 @@ async fn main() -> anyhow::Result<()> {
     match Area::parse() {
         Area::Archive(options) => archive::run(options).await,
         Area::Gateway(options) => gateway::run(options).await,
+        Area::Trace(options) => trace::run(options).await,
     }
 }

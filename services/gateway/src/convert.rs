@@ -12,9 +12,6 @@ use serde_json::value::RawValue;
 /// The media type of an event's payload when it was sent as JSON.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 
-/// Longest topic name Kafka accepts.
-const MAX_TOPIC_LEN: usize = 249;
-
 const EVENT_FIELDS: &[&str] = &[
     "event_id",
     "transaction_id",
@@ -69,18 +66,8 @@ pub enum Shape {
 
 /// Checks a topic named in a URL: Kafka's rules, and not one Retrace or Kafka reserves.
 pub fn check_topic(topic: &str) -> Result<(), BadInput> {
-    let problem = if topic.is_empty() || topic == "." || topic == ".." {
-        "is not a valid Kafka topic name".to_owned()
-    } else if topic.len() > MAX_TOPIC_LEN {
-        format!(
-            "is {} characters long: Kafka allows {MAX_TOPIC_LEN}",
-            topic.len()
-        )
-    } else if let Some(bad) = topic
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        format!("contains {bad:?}: Kafka topic names use only a-z, A-Z, 0-9, '.', '_' and '-'")
+    let problem = if let Err(problem) = retrace_sdk::check_topic_name(topic) {
+        problem.to_string()
     } else if topic.starts_with("__") {
         "starts with `__`: such topics are Kafka's own".to_owned()
     } else if topic == OUTCOMES_TOPIC {

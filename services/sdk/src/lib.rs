@@ -12,7 +12,9 @@ mod consumer;
 mod events;
 mod kafka;
 mod publisher;
+mod topic;
 
 pub use consumer::{ConsumeError, EventHandler, HandlerError, ReceivedEvent, consume};
 pub use kafka::{KafkaSettings, SettingsError};
 pub use publisher::{Delivery, PublishError, Publisher, RawMessage};
+pub use topic::{MAX_TOPIC_LEN, TopicNameError, check_topic_name};

@@ -1,0 +1,258 @@
+//! `retrace-bench trace`: how long a support person waits for a transaction's trace, in an
+//! archive of a million messages. The baseline is the store read alone (the transaction's
+//! records, no trace building, no HTTP), measured in the same run on the same transactions.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use prost::Message as _;
+use rand::Rng as _;
+use rand::seq::SliceRandom as _;
+use retrace_archive::api::Trace;
+use retrace_archive::{Archive, ArchiveConfig};
+use retrace_log_store::{
+    ArchivedRecord, EventIds, LogStore, OutcomeRef, PreparedRecord, RecordKey, RecordKind,
+    StoreOptions,
+};
+use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_tests::Broker;
+use tokio_util::sync::CancellationToken;
+
+const TOPICS: [&str; 4] = [
+    "registrations",
+    "validations",
+    "certificates",
+    "notifications",
+];
+const PARTITIONS: i32 = 8;
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Messages in the archive (events and their outcomes).
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: usize,
+    /// Traces requested, each of a random transaction.
+    #[arg(long, default_value_t = 2_000)]
+    lookups: usize,
+    /// Transactions are written this many at a time, interleaved, as they arrive in Kafka.
+    #[arg(long, default_value_t = 200)]
+    in_flight: usize,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("creating a temporary archive directory")?;
+    let started = Instant::now();
+    let transactions = fill(dir.path(), &options)?;
+    println!("messages={}", options.messages);
+    println!("transactions={}", transactions.len());
+    println!("fill_seconds={:.1}", started.elapsed().as_secs_f64());
+
+    let mut sample = transactions.clone();
+    sample.shuffle(&mut rand::rng());
+    sample.truncate(options.lookups);
+
+    let reader = LogStore::open(dir.path(), &StoreOptions::default())?;
+    // One untimed pass first, for each of the two, so both are measured with a warm cache.
+    for (transaction, _) in &sample {
+        std::hint::black_box(reader.transaction(transaction)?);
+    }
+    let mut store_read = Vec::with_capacity(sample.len());
+    for (transaction, _) in &sample {
+        let began = Instant::now();
+        let records = reader.transaction(transaction)?;
+        store_read.push(began.elapsed());
+        std::hint::black_box(records);
+    }
+    drop(reader);
+
+    // The archive serves its API without consuming: nothing changes while it is measured.
+    let broker = Broker::mock();
+    let shutdown = CancellationToken::new();
+    let archive = Archive::open(
+        &ArchiveConfig::new(broker.bootstrap(), dir.path()),
+        shutdown,
+    )
+    .await
+    .context("opening the filled archive")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let http = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, archive.router()).await });
+
+    let client = reqwest::Client::new();
+    let mut over_http = Vec::with_capacity(sample.len());
+    for (transaction, _) in &sample {
+        let url = format!("http://{http}/v1/transactions/{transaction}");
+        client.get(url).send().await?.error_for_status()?;
+    }
+    let mut events_seen = 0;
+    for (transaction, messages) in &sample {
+        let began = Instant::now();
+        let body = client
+            .get(format!("http://{http}/v1/transactions/{transaction}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        over_http.push(began.elapsed());
+        // Checked after the clock stops: the caller's JSON parsing is not the server's time.
+        let trace: Trace = serde_json::from_slice(&body)?;
+        let outcomes: usize = trace.events.iter().map(|e| e.outcomes.len()).sum();
+        anyhow::ensure!(
+            trace.events.len() + outcomes == *messages,
+            "trace of {transaction} has {} events and {outcomes} outcomes, expected {messages} messages",
+            trace.events.len()
+        );
+        events_seen += trace.events.len();
+    }
+    server.abort();
+    let (store_p50, store_p99) = percentiles(&mut store_read);
+    let (http_p50, http_p99) = percentiles(&mut over_http);
+    println!("lookups={}", sample.len());
+    println!(
+        "events_per_trace_avg={:.1}",
+        events_seen as f64 / sample.len() as f64
+    );
+    println!("store_read_p50_ms={:.3}", ms(store_p50));
+    println!("store_read_p99_ms={:.3}", ms(store_p99));
+    println!("trace_http_p50_ms={:.3}", ms(http_p50));
+    println!(
+        "ratio_p99_http_to_store={:.2}",
+        ms(http_p99) / ms(store_p99)
+    );
+    println!("trace_http_p99_ms={:.3}", ms(http_p99));
+    Ok(())
+}
+
+/// Writes transactions of 10 to 25 events, each event with one outcome (20 to 50 messages
+/// a transaction), `in_flight` transactions interleaved. Returns each transaction's id and
+/// message count.
+fn fill(dir: &std::path::Path, options: &Options) -> anyhow::Result<Vec<(String, usize)>> {
+    let store = LogStore::open(dir, &StoreOptions::default())?;
+    let mut rng = rand::rng();
+    let mut offsets = vec![0_i64; TOPICS.len() * PARTITIONS as usize + PARTITIONS as usize];
+    let mut done = Vec::new();
+    let mut open: Vec<(Vec<Envelope>, usize, usize)> = Vec::new();
+    let mut batch = Vec::with_capacity(5000);
+    let mut written = 0;
+    let mut time_ms = 1_790_000_000_000_i64;
+    while written < options.messages {
+        while open.len() < options.in_flight {
+            open.push((Vec::new(), rng.random_range(10..=25), 0));
+        }
+        let slot = rng.random_range(0..open.len());
+        let (events, wanted, messages) = &mut open[slot];
+        let event = match events.last() {
+            None => Envelope::root("registration", "birth.registration.submitted.v1")
+                .with_subject(format!("beneficiary:{}", rng.random_range(0..100_000))),
+            Some(parent) => Envelope::caused_by(parent, "validation", "birth.step.v1"),
+        };
+        let event = event.with_payload("application/json", vec![b'x'; 300]);
+        time_ms += 1;
+        let topic = events.len() % TOPICS.len();
+        let partition = rng.random_range(0..PARTITIONS);
+        let slot_offset = &mut offsets[topic * PARTITIONS as usize + partition as usize];
+        batch.push(event_record(
+            &event,
+            TOPICS[topic],
+            partition,
+            *slot_offset,
+            time_ms,
+        ));
+        *slot_offset += 1;
+        let outcome_slot = &mut offsets[TOPICS.len() * PARTITIONS as usize + partition as usize];
+        batch.push(outcome_record(
+            &event,
+            partition,
+            *outcome_slot,
+            time_ms + 1,
+        ));
+        *outcome_slot += 1;
+        *messages += 2;
+        written += 2;
+        events.push(event);
+        if events.len() == *wanted {
+            let (events, _, messages) = open.swap_remove(slot);
+            done.push((events[0].transaction_id.clone(), messages));
+        }
+        if batch.len() >= 5000 {
+            store.append(&std::mem::take(&mut batch))?;
+        }
+    }
+    store.append(&batch)?;
+    store.flush()?;
+    Ok(done)
+}
+
+fn event_record(
+    event: &Envelope,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    time_ms: i64,
+) -> PreparedRecord {
+    let record = ArchivedRecord {
+        key: RecordKey {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        },
+        message_key: Some(event.transaction_id.clone().into_bytes()),
+        value: Some(event.encode_to_vec()),
+        headers: Vec::new(),
+        kafka_timestamp_ms: Some(time_ms),
+        time_ms,
+        kind: RecordKind::Envelope,
+        problem: None,
+        ids: Some(EventIds {
+            event_id: event.event_id.clone(),
+            transaction_id: event.transaction_id.clone(),
+            causation_id: event.causation_id.clone(),
+            subject_ids: event.subject_ids.clone(),
+            source: event.source.clone(),
+            event_type: event.r#type.clone(),
+        }),
+        outcome: None,
+        archived_at_ms: time_ms,
+    };
+    PreparedRecord::new(record).expect("bench records are indexable")
+}
+
+fn outcome_record(event: &Envelope, partition: i32, offset: i64, time_ms: i64) -> PreparedRecord {
+    let outcome = Outcome::of(event, "certificates", OutcomeStatus::Processed, None, 1);
+    let record = ArchivedRecord {
+        key: RecordKey {
+            topic: OUTCOMES_TOPIC.to_owned(),
+            partition,
+            offset,
+        },
+        message_key: Some(event.transaction_id.clone().into_bytes()),
+        value: Some(outcome.encode_to_vec()),
+        headers: Vec::new(),
+        kafka_timestamp_ms: Some(time_ms),
+        time_ms,
+        kind: RecordKind::Outcome,
+        problem: None,
+        ids: Some(EventIds {
+            transaction_id: event.transaction_id.clone(),
+            source: "certificates".into(),
+            ..EventIds::default()
+        }),
+        outcome: Some(OutcomeRef {
+            event_id: event.event_id.clone(),
+            failed: false,
+        }),
+        archived_at_ms: time_ms,
+    };
+    PreparedRecord::new(record).expect("bench records are indexable")
+}
+
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
