@@ -136,7 +136,7 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     };
     announce(&args.data_dir, &bootstrap, http, args.demo)?;
     let signals = async {
-        wait_for_signal().await;
+        retrace_telemetry::shutdown_signal().await;
         shutdown.cancel();
     };
     let archive_run = async {
@@ -239,14 +239,4 @@ fn announce(data_dir: &Path, bootstrap: &str, http: SocketAddr, demo: bool) -> R
     }
     println!("Ctrl-C stops everything.\n");
     Ok(())
-}
-
-/// SIGTERM or Ctrl-C.
-async fn wait_for_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler does not fail");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -1,4 +1,5 @@
-//! Logging, metrics and health endpoints for every Retrace service.
+//! The plumbing every Retrace service shares: logging, metrics, the health endpoint, and
+//! shutdown on a signal.
 //!
 //! Convention (after Vector's `internal_events`): each thing worth observing is a small typed
 //! event implementing [`InternalEvent`], which emits its log line and its metrics together,
@@ -12,6 +13,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// Something worth observing: emits its log line and its metrics in one place.
@@ -115,4 +117,28 @@ pub fn health_router(ready: Vec<Arc<AtomicBool>>) -> Router {
             }
         }),
     )
+}
+
+/// Resolves on SIGTERM (orchestrators) or Ctrl-C (people).
+pub async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler does not fail");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Runs `service` until it stops by itself, or a shutdown signal cancels `shutdown`; then
+/// waits for it to drain.
+pub async fn until_signalled<T>(
+    shutdown: &CancellationToken,
+    service: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(service);
+    tokio::select! {
+        result = &mut service => return result,
+        () = shutdown_signal() => shutdown.cancel(),
+    }
+    service.await
 }
