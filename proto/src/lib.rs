@@ -15,7 +15,7 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/retrace.v1.rs"));
 }
 
-pub use v1::{Envelope, Outcome, OutcomeStatus, Replay};
+pub use v1::{Envelope, Job, JobPriority, Outcome, OutcomeStatus, Replay};
 
 /// The topic every consumer's [`Outcome`]s are published on.
 pub const OUTCOMES_TOPIC: &str = "retrace.outcomes";
