@@ -1,11 +1,12 @@
 //! The archiver's configuration: defaults, then an optional TOML file, then `RETRACE_*`
 //! environment variables, then flags; each later source wins.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+pub use retrace_config::ConfigError;
+use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one};
 use retrace_log_store::StoreOptions;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
@@ -82,19 +83,8 @@ impl ArchiveConfig {
 /// Command-line flags; each also reads a `RETRACE_*` environment variable.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ArchiveArgs {
-    /// TOML configuration file (see README for its sections).
-    #[arg(long, env = "RETRACE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Kafka bootstrap servers, host:port[,host:port].
-    #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
-    pub kafka_bootstrap: Option<String>,
-    /// librdkafka property passed through, name=value (repeat, or comma-separate in the env).
-    #[arg(
-        long = "kafka-property",
-        env = "RETRACE_KAFKA_PROPERTIES",
-        value_delimiter = ','
-    )]
-    pub kafka_properties: Vec<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Topics to archive (comma-separated). Default: every topic but Kafka's internal ones.
     #[arg(
         long,
@@ -121,52 +111,17 @@ pub struct ArchiveArgs {
     /// Longest a record waits for its batch to fill, in milliseconds.
     #[arg(long, env = "RETRACE_ARCHIVE_BATCH_WAIT_MS")]
     pub batch_wait_ms: Option<u64>,
-    /// `json` or `text`.
-    #[arg(long, env = "RETRACE_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// Log filter, `RUST_LOG` syntax, e.g. `info,retrace_archive=debug`.
-    #[arg(long, env = "RETRACE_LOG")]
-    pub log: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("configuration file {path} is not valid: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
-    #[error(transparent)]
-    Kafka(#[from] retrace_sdk::SettingsError),
-    #[error("{field} must be {requirement}")]
-    Invalid {
-        field: &'static str,
-        requirement: &'static str,
-    },
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
-    kafka: FileKafka,
+    kafka: KafkaSection,
     #[serde(default)]
     archive: FileArchive,
     #[serde(default)]
-    log: FileLog,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileKafka {
-    bootstrap: Option<String>,
-    #[serde(default)]
-    properties: BTreeMap<String, String>,
+    log: LogSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,33 +136,17 @@ struct FileArchive {
     batch_wait_ms: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLog {
-    format: Option<LogFormat>,
-    filter: Option<String>,
-}
-
 impl ArchiveArgs {
     /// Layers defaults, the file, and these flags (which clap already merged with the env).
     pub fn resolve(self) -> Result<ArchiveConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let bootstrap = self
-            .kafka_bootstrap
-            .or(file.kafka.bootstrap)
-            .unwrap_or_else(|| "localhost:9092".to_owned());
+        let file: FileConfig = self.common.read_file()?;
         let data_dir = self
             .data_dir
             .or(file.archive.data_dir)
             .unwrap_or_else(|| PathBuf::from("retrace-data"));
-        let mut config = ArchiveConfig::new(bootstrap, data_dir);
-        config.kafka.properties = file.kafka.properties;
-        config.kafka = config
-            .kafka
-            .with_properties(self.kafka_properties.iter().map(String::as_str))?;
+        let kafka = self.common.kafka(file.kafka, &[])?;
+        let mut config = ArchiveConfig::new(kafka.bootstrap_servers.clone(), data_dir);
+        config.kafka = kafka;
         let names = Some(self.topics)
             .filter(|t| !t.is_empty())
             .or(file.archive.topics);
@@ -224,36 +163,15 @@ impl ArchiveArgs {
             config.http = http;
         }
         if let Some(max_records) = self.batch_records.or(file.archive.batch_records) {
-            if max_records == 0 {
-                return Err(ConfigError::Invalid {
-                    field: "batch_records",
-                    requirement: "at least 1",
-                });
-            }
-            config.batch.max_records = max_records;
+            config.batch.max_records = at_least_one("batch_records", max_records)?;
         }
         if let Some(wait) = self.batch_wait_ms.or(file.archive.batch_wait_ms) {
             config.batch.max_wait = Duration::from_millis(wait);
         }
-        if let Some(format) = self.log_format.or(file.log.format) {
-            config.log_format = format;
-        }
-        if let Some(filter) = self.log.or(file.log.filter) {
-            config.log_filter = filter;
-        }
+        self.common
+            .log(file.log, &mut config.log_format, &mut config.log_filter);
         Ok(config)
     }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
 }
 
 #[cfg(test)]
@@ -278,9 +196,12 @@ batch_records = 100
         )
         .unwrap();
         let config = ArchiveArgs {
-            config: Some(path),
-            kafka_bootstrap: Some("flag:9092".into()),
-            kafka_properties: vec!["sasl.mechanism=PLAIN".into()],
+            common: CommonArgs {
+                config: Some(path),
+                kafka_bootstrap: Some("flag:9092".into()),
+                kafka_properties: vec!["sasl.mechanism=PLAIN".into()],
+                ..CommonArgs::default()
+            },
             ..ArchiveArgs::default()
         }
         .resolve()
@@ -301,7 +222,10 @@ batch_records = 100
         let path = dir.path().join("retrace.toml");
         std::fs::write(&path, "[archive]\nbatch_recs = 5\n").unwrap();
         let error = ArchiveArgs {
-            config: Some(path),
+            common: CommonArgs {
+                config: Some(path),
+                ..CommonArgs::default()
+            },
             ..ArchiveArgs::default()
         }
         .resolve()

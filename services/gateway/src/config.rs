@@ -1,11 +1,11 @@
 //! The gateway's configuration: defaults, then an optional TOML file, then `RETRACE_*`
 //! environment variables, then flags; each later source wins.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use retrace_config::ConfigError;
+use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one};
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
@@ -63,20 +63,10 @@ impl GatewayConfig {
 /// Command-line flags; each also reads a `RETRACE_*` environment variable.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GatewayArgs {
-    /// TOML configuration file (see README for its sections).
-    #[arg(long, env = "RETRACE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Kafka bootstrap servers, host:port[,host:port].
-    #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
-    pub kafka_bootstrap: Option<String>,
-    /// librdkafka property passed through, name=value (repeat, or comma-separate in the env).
-    /// The gateway sets `message.timeout.ms=10000` unless given.
-    #[arg(
-        long = "kafka-property",
-        env = "RETRACE_KAFKA_PROPERTIES",
-        value_delimiter = ','
-    )]
-    pub kafka_properties: Vec<String>,
+    /// Kafka, log and config-file flags. The gateway sets the Kafka property
+    /// `message.timeout.ms=10000` unless given.
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Address of the HTTP server (/v1/..., /healthz, /metrics).
     #[arg(long, env = "RETRACE_HTTP")]
     pub http: Option<SocketAddr>,
@@ -89,52 +79,17 @@ pub struct GatewayArgs {
     /// Most Idempotency-Keys (and, separately, event ids) remembered; oldest forgotten first.
     #[arg(long, env = "RETRACE_GATEWAY_IDEMPOTENCY_CAPACITY")]
     pub idempotency_capacity: Option<usize>,
-    /// `json` or `text`.
-    #[arg(long, env = "RETRACE_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// Log filter, `RUST_LOG` syntax, e.g. `info,retrace_gateway=debug`.
-    #[arg(long, env = "RETRACE_LOG")]
-    pub log: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("configuration file {path} is not valid: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
-    #[error(transparent)]
-    Kafka(#[from] retrace_sdk::SettingsError),
-    #[error("{field} must be {requirement}")]
-    Invalid {
-        field: &'static str,
-        requirement: &'static str,
-    },
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
-    kafka: FileKafka,
+    kafka: KafkaSection,
     #[serde(default)]
     gateway: FileGateway,
     #[serde(default)]
-    log: FileLog,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileKafka {
-    bootstrap: Option<String>,
-    #[serde(default)]
-    properties: BTreeMap<String, String>,
+    log: LogSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,84 +101,39 @@ struct FileGateway {
     idempotency_capacity: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLog {
-    format: Option<LogFormat>,
-    filter: Option<String>,
-}
-
 impl GatewayArgs {
     /// Layers defaults, the file, and these flags (which clap already merged with the env).
     pub fn resolve(self) -> Result<GatewayConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let bootstrap = self
-            .kafka_bootstrap
-            .or(file.kafka.bootstrap)
-            .unwrap_or_else(|| "localhost:9092".to_owned());
-        let mut config = GatewayConfig::new(bootstrap);
-        config.kafka.properties.extend(file.kafka.properties);
-        config.kafka = config
-            .kafka
-            .with_properties(self.kafka_properties.iter().map(String::as_str))?;
+        let file: FileConfig = self.common.read_file()?;
+        let kafka = self.common.kafka(
+            file.kafka,
+            &[("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS)],
+        )?;
+        let mut config = GatewayConfig::new(kafka.bootstrap_servers.clone());
+        config.kafka = kafka;
         if let Some(http) = self.http.or(file.gateway.http) {
             config.http = http;
         }
         if let Some(max) = self.max_body_bytes.or(file.gateway.max_body_bytes) {
-            if max == 0 {
-                return Err(ConfigError::Invalid {
-                    field: "max_body_bytes",
-                    requirement: "at least 1",
-                });
-            }
-            config.max_body_bytes = max;
+            config.max_body_bytes = at_least_one("max_body_bytes", max)?;
         }
         let window = self
             .idempotency_window_s
             .or(file.gateway.idempotency_window_s);
         if let Some(window) = window {
-            if window == 0 {
-                return Err(ConfigError::Invalid {
-                    field: "idempotency_window_s",
-                    requirement: "at least 1",
-                });
-            }
-            config.idempotency.window = Duration::from_secs(window);
+            config.idempotency.window =
+                Duration::from_secs(at_least_one("idempotency_window_s", window)?);
         }
         let capacity = self
             .idempotency_capacity
             .or(file.gateway.idempotency_capacity);
         if let Some(capacity) = capacity {
-            if capacity == 0 {
-                return Err(ConfigError::Invalid {
-                    field: "idempotency_capacity",
-                    requirement: "at least 1",
-                });
-            }
-            config.idempotency.capacity = capacity;
+            config.idempotency.capacity = at_least_one("idempotency_capacity", capacity)?;
         }
-        if let Some(format) = self.log_format.or(file.log.format) {
-            config.log_format = format;
-        }
-        if let Some(filter) = self.log.or(file.log.filter) {
-            config.log_filter = filter;
-        }
+        self.common
+            .log(file.log, &mut config.log_format, &mut config.log_filter);
         Ok(config)
     }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
 }
 
 #[cfg(test)]
@@ -248,9 +158,12 @@ idempotency_window_s = 60
         )
         .unwrap();
         let config = GatewayArgs {
-            config: Some(path),
-            kafka_bootstrap: Some("flag:9092".into()),
-            kafka_properties: vec!["message.timeout.ms=2500".into()],
+            common: CommonArgs {
+                config: Some(path),
+                kafka_bootstrap: Some("flag:9092".into()),
+                kafka_properties: vec!["message.timeout.ms=2500".into()],
+                ..CommonArgs::default()
+            },
             idempotency_window_s: Some(30),
             ..GatewayArgs::default()
         }
@@ -286,7 +199,10 @@ idempotency_window_s = 60
         let path = dir.path().join("retrace.toml");
         std::fs::write(&path, "[gateway]\nmax_body = 5\n").unwrap();
         let error = GatewayArgs {
-            config: Some(path),
+            common: CommonArgs {
+                config: Some(path),
+                ..CommonArgs::default()
+            },
             ..GatewayArgs::default()
         }
         .resolve()
