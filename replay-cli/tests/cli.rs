@@ -2,17 +2,11 @@
 //! transaction whose second event failed is traced, listed, exported and replayed, and every
 //! way of failing exits with the code it promises.
 
-use std::time::Duration;
-
 use assert_cmd::Command;
-use retrace_archive::ArchiveConfig;
 use retrace_archive::api::{Trace, TransactionStatus};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, eventually, free_port, unique_topic};
-use tokio_util::sync::CancellationToken;
-
-const PATIENCE: Duration = Duration::from_secs(60);
+use retrace_tests::{Broker, PATIENCE, eventually, free_port, start_archive, unique_topic};
 
 /// What one run of `retrace` did.
 #[derive(Debug)]
@@ -76,14 +70,8 @@ async fn trace_list_export_and_replay_a_failed_transaction() {
     let topic = unique_topic("registrations");
     broker.create_topic(&topic, 3).await;
     broker.create_topic(OUTCOMES_TOPIC, 3).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ArchiveConfig::new(broker.bootstrap(), dir.path());
-    let port = free_port();
-    config.http = ([127, 0, 0, 1], port).into();
-    config.batch.max_wait = Duration::from_millis(20);
-    let shutdown = CancellationToken::new();
-    let archive = tokio::spawn(retrace_archive::run(config, shutdown.clone()));
-    let server = format!("http://127.0.0.1:{port}");
+    let archive = start_archive(&broker).await;
+    let server = archive.url("");
 
     let subject = format!("beneficiary:{}", std::process::id());
     let publisher = Publisher::new(&KafkaSettings::new(broker.bootstrap())).unwrap();
@@ -304,8 +292,7 @@ async fn trace_list_export_and_replay_a_failed_transaction() {
         nothing.stderr
     );
 
-    shutdown.cancel();
-    archive.await.unwrap().unwrap();
+    archive.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
