@@ -1,6 +1,320 @@
 //! The off-peak worker: runs jobs queued on Kafka (`retrace.jobs.<queue>`) when the system
 //! is quiet, so work that need not happen now never adds to a peak. Urgent jobs and near
-//! deadlines still run; failures retry through delayed retry topics, then dead-letter.
+//! deadlines still run; failures retry through a delayed retry topic, then dead-letter.
+//!
+//! # Topics of a queue
+//!
+//! | topic | what |
+//! |---|---|
+//! | `retrace.jobs.<q>` | normal jobs: run while the gate is open |
+//! | `retrace.jobs.<q>.urgent` | urgent jobs: never gated |
+//! | `retrace.jobs.<q>.bulk` | bulk jobs: run once the gate has been open `bulk_after_ms` |
+//! | `retrace.jobs.<q>.retry` | copies waiting for their next attempt, or their `not_before` |
+//! | `retrace.jobs.<q>.dlq` | jobs out of attempts, or failed permanently |
+//!
+//! Jobs are enqueued with [`enqueue`] (the lane follows `Envelope.job.priority`). One consumer
+//! per queue, in group `retrace-worker.<q>`, reads the three lanes and the retry topic;
+//! processes sharing a queue share its partitions.
+//!
+//! # Gating without holding jobs
+//!
+//! A job that may not run now (gate closed, bulk too early, retry not yet due) is not kept:
+//! its partition is paused and, when the job may run, sought back to its offset and resumed.
+//! So at most the head of each waiting partition has been read, and a head whose deadline
+//! comes near runs regardless (it is looked at again then). A target answering 429/503 with
+//! `Retry-After` pauses all three lanes of the queue for that long. Within an open gate,
+//! `concurrency` and `rate_per_s` limit the queue in each process.
+//!
+//! # Retries
+//!
+//! A failed attempt is re-published, with its original key, value and headers, to the retry
+//! topic with `retrace-job-attempt` (the next attempt), `retrace-job-due-at` (epoch ms) and
+//! one more `retrace-job-error` header (`attempt 2: HTTP 503 from http://…`). The delay is
+//! exponential with half jitter (`backoff`), at least the target's `Retry-After`. After
+//! `max_attempts` (the job's, else the queue's), or at once on a permanent failure (a 4xx),
+//! the copy goes to the dead-letter topic instead. [`redrive`] moves jobs back.
+//!
+//! **One retry topic, not delay tiers.** Copies on one retry partition are not in due order
+//! (backoffs differ). The runner never sleeps on a partition: a head not yet due pauses that
+//! partition until it is due. A copy due earlier, behind a later one, thus waits until the
+//! later one is due: at most the longest backoff (`backoff.max_ms`), and in practice little,
+//! since copies keyed by one transaction tend to share a partition and a schedule. Tiered
+//! topics (`.retry.5s`, `.retry.1m`, …) would make each partition FIFO in due time, at the
+//! cost of more topics to create and watch; a single topic keeps operations simple, and the
+//! bound above is documented instead.
+//!
+//! # At least once
+//!
+//! An offset is stored for commit only once its job is settled: done (outcome published),
+//! retried onward or dead-lettered (copy acknowledged by Kafka, then outcome), and only when
+//! every earlier offset of the partition is settled too. A worker killed mid-job loses
+//! nothing; the job runs again, and handlers receive the job id as idempotency key.
+//!
+//! # Outcomes
+//!
+//! Every attempt publishes an `Outcome` from consumer `worker:<q>`: `PROCESSED`, `RETRYING`,
+//! `FAILED` (permanent) or `DEAD_LETTERED` (out of attempts), with the attempt number and
+//! error, so a trace shows the job's attempts inside its transaction.
+//!
+//! # Metrics
+//!
+//! `retrace_worker_jobs_total{queue,status}` (`processed`, `retrying`, `failed`,
+//! `dead_lettered`, `deferred`), `retrace_worker_job_seconds{queue}`,
+//! `retrace_worker_running{queue}`, plus Kafka trouble, pauses and slow-downs
+//! (`events.rs`).
 
+mod admission;
+mod config;
+mod enqueue;
+mod events;
 pub mod gate;
+mod handler;
 pub mod job;
+mod offsets;
+mod redrive;
+mod retry;
+mod runner;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use rdkafka::error::KafkaError;
+use retrace_sdk::{PublishError, Publisher};
+use retrace_telemetry::InternalEvent;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use admission::{Admission, AdmissionPolicy, admits};
+pub use config::{ConfigError, KindConfig, QueueConfig, WorkerArgs, WorkerConfig};
+pub use enqueue::{EnqueueError, enqueue};
+pub use handler::{IDEMPOTENCY_KEY, JobError, JobHandler, ReceivedJob, Webhook, WebhookBody};
+pub use job::QueueTopics;
+pub use redrive::{RedriveError, RedriveReport, RedriveRequest, RedriveSelection, redrive};
+pub use retry::{ATTEMPT, Backoff, DUE_AT, ERROR, REDRIVE_REASON, REDRIVEN_BY};
+pub use status::QueueStatus;
+
+use crate::events::{HttpListening, WorkerStarted};
+use crate::gate::GateHandle;
+use crate::handler::SharedHandler;
+use crate::runner::{QueueHandlers, QueueRunner, RunnerParts};
+use crate::status::{QueueCounters, StatusBoard};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("{0}. Check the bootstrap servers and the Kafka properties (a misspelt name?)")]
+    Producer(#[source] PublishError),
+    #[error("cannot create the Kafka consumer of queue {queue} for {bootstrap}: {source}")]
+    Consumer {
+        queue: String,
+        bootstrap: String,
+        source: Box<KafkaError>,
+    },
+    #[error("cannot subscribe to the topics of queue {queue}: {source}")]
+    Subscribe {
+        queue: String,
+        source: Box<KafkaError>,
+    },
+    #[error("queue {queue} has no handler: configure queues.{queue}.webhook (or per kind)")]
+    NoHandler { queue: String },
+    #[error("a handler is given for queue {queue}, which is not configured: add [queues.{queue}]")]
+    UnknownQueue { queue: String },
+    #[error("cannot serve HTTP on {addr}: {source}. Is another process using that port?")]
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// In-process handlers, by queue and by (queue, kind). They win over webhooks.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    by_queue: HashMap<String, SharedHandler>,
+    by_kind: HashMap<(String, String), SharedHandler>,
+}
+
+impl Handlers {
+    pub fn new() -> Self {
+        Handlers::default()
+    }
+
+    /// Runs every job of `queue` without a kind handler.
+    pub fn queue(mut self, queue: &str, handler: impl JobHandler) -> Self {
+        self.by_queue.insert(queue.to_owned(), Arc::new(handler));
+        self
+    }
+
+    /// Runs the jobs of `kind` in `queue`.
+    pub fn kind(mut self, queue: &str, kind: &str, handler: impl JobHandler) -> Self {
+        self.by_kind
+            .insert((queue.to_owned(), kind.to_owned()), Arc::new(handler));
+        self
+    }
+}
+
+/// The worker: one runner per configured queue, and their status.
+pub struct Worker {
+    runners: Vec<QueueRunner>,
+    board: StatusBoard,
+    bootstrap: String,
+}
+
+impl Worker {
+    /// Creates the producer and each queue's consumer (they connect lazily). Every queue
+    /// needs a handler: a webhook in its configuration, or one in `handlers`.
+    pub fn new(config: &WorkerConfig, handlers: Handlers) -> Result<Worker, WorkerError> {
+        let gates = config
+            .queues
+            .keys()
+            .map(|queue| (queue.clone(), GateHandle::always_open()))
+            .collect();
+        Worker::with_gates(config, handlers, gates)
+    }
+
+    /// As [`Worker::new`], with each queue's gate given (a queue without one is never gated).
+    pub fn with_gates(
+        config: &WorkerConfig,
+        handlers: Handlers,
+        mut gates: HashMap<String, GateHandle>,
+    ) -> Result<Worker, WorkerError> {
+        for queue in handlers
+            .by_queue
+            .keys()
+            .chain(handlers.by_kind.keys().map(|(queue, _)| queue))
+        {
+            if !config.queues.contains_key(queue) {
+                return Err(WorkerError::UnknownQueue {
+                    queue: queue.clone(),
+                });
+            }
+        }
+        let publisher = Publisher::new(&config.kafka).map_err(WorkerError::Producer)?;
+        let mut runners = Vec::new();
+        let mut board = Vec::new();
+        for (queue, queue_config) in &config.queues {
+            let mut resolved = QueueHandlers::default();
+            for (kind, kind_config) in &queue_config.kinds {
+                if let Some(url) = &kind_config.webhook {
+                    let webhook: SharedHandler =
+                        Arc::new(Webhook::new(url.clone(), queue_config.timeout()));
+                    resolved.by_kind.insert(kind.clone(), webhook);
+                }
+            }
+            if let Some(url) = &queue_config.webhook {
+                resolved.fallback =
+                    Some(Arc::new(Webhook::new(url.clone(), queue_config.timeout())));
+            }
+            for ((handler_queue, kind), handler) in &handlers.by_kind {
+                if handler_queue == queue {
+                    resolved.by_kind.insert(kind.clone(), Arc::clone(handler));
+                }
+            }
+            if let Some(handler) = handlers.by_queue.get(queue) {
+                resolved.fallback = Some(Arc::clone(handler));
+            }
+            if resolved.fallback.is_none() && resolved.by_kind.is_empty() {
+                return Err(WorkerError::NoHandler {
+                    queue: queue.clone(),
+                });
+            }
+            let gate = gates.remove(queue).unwrap_or_else(GateHandle::always_open);
+            let counters = Arc::new(QueueCounters::default());
+            board.push((queue.clone(), gate.clone(), Arc::clone(&counters)));
+            let parts = RunnerParts {
+                publisher: publisher.clone(),
+                handlers: resolved,
+                gate,
+                counters,
+                grace: config.shutdown_grace,
+            };
+            runners.push(QueueRunner::new(&config.kafka, queue, queue_config, parts)?);
+        }
+        Ok(Worker {
+            runners,
+            board: StatusBoard {
+                queues: Arc::new(board),
+            },
+            bootstrap: config.kafka.bootstrap_servers.clone(),
+        })
+    }
+
+    /// `GET /v1/jobs/queues` only, to serve alone ([`run`]) or beside other services' routes.
+    pub fn router(&self) -> Router {
+        self.board.router()
+    }
+
+    /// Each queue's status now.
+    pub fn status(&self) -> Vec<QueueStatus> {
+        self.board.snapshot()
+    }
+
+    /// Runs every queue until `shutdown`; running jobs get the shutdown grace to finish.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let queues: Vec<&str> = self
+            .board
+            .queues
+            .iter()
+            .map(|(queue, _, _)| queue.as_str())
+            .collect();
+        WorkerStarted {
+            bootstrap: &self.bootstrap,
+            queues: &queues.join(","),
+        }
+        .emit();
+        let mut running = JoinSet::new();
+        for runner in self.runners {
+            running.spawn(runner.run(shutdown.clone()));
+        }
+        let mut first_error = None;
+        while let Some(result) = running.join_next().await {
+            let result =
+                result.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+            if let Err(error) = result {
+                // One queue that cannot run stops the worker: better loud than half-working.
+                shutdown.cancel();
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Runs the worker and serves `/v1/jobs/queues`, `/healthz` and `/metrics` on `config.http`
+/// until `shutdown` is cancelled.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    // Metrics recorded before the recorder exists are lost.
+    retrace_telemetry::prometheus();
+    let worker = Worker::new(&config, Handlers::new())?;
+    let listener = TcpListener::bind(config.http)
+        .await
+        .map_err(|source| WorkerError::Http {
+            addr: config.http,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| WorkerError::Http {
+        addr: config.http,
+        source,
+    })?;
+    HttpListening { addr }.emit();
+    let ready = Arc::new(AtomicBool::new(true));
+    let app = worker
+        .router()
+        .merge(retrace_telemetry::health_router(vec![Arc::clone(&ready)]))
+        .merge(retrace_telemetry::metrics_router());
+    let http_shutdown = shutdown.clone();
+    let stopping = async move {
+        http_shutdown.cancelled().await;
+        ready.store(false, Ordering::Release);
+    };
+    let serve = async {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopping)
+            .await
+            .map_err(|source| WorkerError::Http { addr, source })
+    };
+    let (served, ran) = tokio::join!(serve, worker.run(shutdown.clone()));
+    ran.and(served)
+}

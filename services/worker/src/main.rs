@@ -1,1 +1,25 @@
-fn main() {}
+//! `retrace-worker`: the off-peak worker service.
+
+use anyhow::Context;
+use clap::Parser;
+use retrace_worker::WorkerArgs;
+use tokio_util::sync::CancellationToken;
+
+/// Runs queued jobs when the system is quiet, with retries, dead-letters and redrive.
+#[derive(Parser)]
+#[command(name = "retrace-worker", version)]
+struct Cli {
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Cli::parse().worker.resolve()?;
+    retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    let shutdown = CancellationToken::new();
+    let worker = retrace_worker::run(config, shutdown.clone());
+    retrace_telemetry::until_signalled(&shutdown, worker)
+        .await
+        .context("the worker stopped")
+}

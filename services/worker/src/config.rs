@@ -1,0 +1,353 @@
+//! The worker's configuration: defaults, then an optional TOML file, then `RETRACE_*`
+//! environment variables, then flags; each later source wins. Queues are configured in the
+//! file only:
+//!
+//! ```toml
+//! [queues.certificates]
+//! webhook = "http://127.0.0.1:8080/jobs/certificates"
+//! concurrency = 4
+//! rate_per_s = 20.0
+//! max_attempts = 5
+//! timeout_ms = 10000
+//! backoff = { base_ms = 1000, factor = 2.0, max_ms = 600000 }
+//! kinds."certificate.render".webhook = "http://127.0.0.1:8080/jobs/render"
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use retrace_sdk::KafkaSettings;
+use retrace_telemetry::LogFormat;
+use serde::Deserialize;
+
+use crate::admission::AdmissionPolicy;
+use crate::retry::Backoff;
+
+/// One queue: its handlers and limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Webhook for every kind without its own.
+    pub webhook: Option<String>,
+    /// Per-kind handlers, which win over the queue's.
+    pub kinds: BTreeMap<String, KindConfig>,
+    /// Jobs running at once, in this process.
+    pub concurrency: usize,
+    /// Jobs started per second at most, in this process; unlimited when absent.
+    pub rate_per_s: Option<f64>,
+    /// Attempts before dead-lettering, for jobs that do not set their own.
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// How long a webhook call may take.
+    pub timeout_ms: u64,
+    /// Bulk jobs wait until the gate has been open this long.
+    pub bulk_after_ms: u64,
+    /// A job whose deadline is this close runs even while the gate is closed.
+    pub deadline_margin_ms: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            webhook: None,
+            kinds: BTreeMap::new(),
+            concurrency: 4,
+            rate_per_s: None,
+            max_attempts: 5,
+            backoff: Backoff::default(),
+            timeout_ms: 30_000,
+            bulk_after_ms: 600_000,
+            deadline_margin_ms: 300_000,
+        }
+    }
+}
+
+impl QueueConfig {
+    pub(crate) fn admission_policy(&self) -> AdmissionPolicy {
+        AdmissionPolicy {
+            bulk_after: Duration::from_millis(self.bulk_after_ms),
+            deadline_margin: Duration::from_millis(self.deadline_margin_ms),
+        }
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Refuses limits that would stop the queue, naming the setting.
+    pub fn check(&self, queue: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &str, requirement: &'static str| {
+            Err(ConfigError::Invalid {
+                field: format!("queues.{queue}.{field}"),
+                requirement,
+            })
+        };
+        if self.concurrency == 0 {
+            return invalid("concurrency", "at least 1");
+        }
+        if self
+            .rate_per_s
+            .is_some_and(|rate| rate.is_nan() || rate <= 0.0)
+        {
+            return invalid("rate_per_s", "above 0");
+        }
+        if self.max_attempts == 0 {
+            return invalid("max_attempts", "at least 1");
+        }
+        if self.timeout_ms == 0 {
+            return invalid("timeout_ms", "at least 1");
+        }
+        if self.backoff.factor.is_nan()
+            || self.backoff.factor < 1.0
+            || self.backoff.max_ms < self.backoff.base_ms
+        {
+            return invalid("backoff", "factor >= 1 and max_ms >= base_ms");
+        }
+        let webhooks = self
+            .webhook
+            .iter()
+            .map(|url| ("webhook".to_owned(), url))
+            .chain(self.kinds.iter().filter_map(|(kind, config)| {
+                Some((format!("kinds.{kind}.webhook"), config.webhook.as_ref()?))
+            }));
+        for (field, url) in webhooks {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    field: format!("queues.{queue}.{field}"),
+                    requirement: "an http:// or https:// URL",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One job kind's own handler.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindConfig {
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub kafka: KafkaSettings,
+    /// Address of the HTTP server (standalone binary).
+    pub http: SocketAddr,
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// How long jobs running at shutdown may take to finish; the rest run again elsewhere.
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+impl WorkerConfig {
+    /// The defaults, for a worker on `bootstrap` with no queues.
+    pub fn new(bootstrap: impl Into<String>) -> Self {
+        WorkerConfig {
+            kafka: KafkaSettings::new(bootstrap),
+            http: SocketAddr::from(([127, 0, 0, 1], 7072)),
+            queues: BTreeMap::new(),
+            shutdown_grace: Duration::from_secs(10),
+            log_format: LogFormat::Json,
+            log_filter: "info".to_owned(),
+        }
+    }
+}
+
+/// Command-line flags; each also reads a `RETRACE_*` environment variable.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WorkerArgs {
+    /// TOML configuration file (`[kafka]`, `[worker]`, `[log]`, `[queues.<name>]`).
+    #[arg(long, env = "RETRACE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port].
+    #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: Option<String>,
+    /// librdkafka property passed through, name=value (repeat, or comma-separate in the env).
+    #[arg(
+        long = "kafka-property",
+        env = "RETRACE_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
+    pub kafka_properties: Vec<String>,
+    /// Address of the HTTP server (/v1/jobs/queues, /healthz, /metrics).
+    #[arg(long, env = "RETRACE_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// `json` or `text`.
+    #[arg(long, env = "RETRACE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, `RUST_LOG` syntax, e.g. `info,retrace_worker=debug`.
+    #[arg(long, env = "RETRACE_LOG")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error(transparent)]
+    Kafka(#[from] retrace_sdk::SettingsError),
+    #[error("{field} must be {requirement}")]
+    Invalid {
+        field: String,
+        requirement: &'static str,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    kafka: FileKafka,
+    #[serde(default)]
+    worker: FileWorker,
+    #[serde(default)]
+    log: FileLog,
+    #[serde(default)]
+    queues: BTreeMap<String, QueueConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKafka {
+    bootstrap: Option<String>,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWorker {
+    http: Option<SocketAddr>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLog {
+    format: Option<LogFormat>,
+    filter: Option<String>,
+}
+
+impl WorkerArgs {
+    /// Layers defaults, the file, and these flags (which clap already merged with the env).
+    pub fn resolve(self) -> Result<WorkerConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let bootstrap = self
+            .kafka_bootstrap
+            .or(file.kafka.bootstrap)
+            .unwrap_or_else(|| "localhost:9092".to_owned());
+        let mut config = WorkerConfig::new(bootstrap);
+        config.kafka.properties.extend(file.kafka.properties);
+        config.kafka = config
+            .kafka
+            .with_properties(self.kafka_properties.iter().map(String::as_str))?;
+        if let Some(http) = self.http.or(file.worker.http) {
+            config.http = http;
+        }
+        if let Some(grace) = file.worker.shutdown_grace_ms {
+            config.shutdown_grace = Duration::from_millis(grace);
+        }
+        for (name, queue) in &file.queues {
+            retrace_sdk::check_topic_name(&crate::QueueTopics::of(name).dead_letter).map_err(
+                |_| ConfigError::Invalid {
+                    field: format!("queues.{name}"),
+                    requirement: "a name of letters, digits, '.', '_' or '-' (it names topics)",
+                },
+            )?;
+            queue.check(name)?;
+        }
+        config.queues = file.queues;
+        if let Some(format) = self.log_format.or(file.log.format) {
+            config.log_format = format;
+        }
+        if let Some(filter) = self.log.or(file.log.filter) {
+            config.log_filter = filter;
+        }
+        Ok(config)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(toml: &str) -> Result<WorkerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retrace.toml");
+        std::fs::write(&path, toml).unwrap();
+        WorkerArgs {
+            config: Some(path),
+            ..WorkerArgs::default()
+        }
+        .resolve()
+    }
+
+    #[test]
+    fn queues_come_from_the_file_with_defaults_filled_in() {
+        let config = resolve(
+            r#"
+[kafka]
+bootstrap = "file:9092"
+
+[queues.certificates]
+webhook = "http://127.0.0.1:8080/jobs"
+concurrency = 8
+backoff = { base_ms = 10, factor = 3.0, max_ms = 100 }
+kinds."certificate.render".webhook = "http://127.0.0.1:8080/render"
+
+[queues.notifications]
+webhook = "http://127.0.0.1:8080/notify"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.kafka.bootstrap_servers, "file:9092");
+        assert_eq!(config.http, SocketAddr::from(([127, 0, 0, 1], 7072)));
+        let certificates = &config.queues["certificates"];
+        assert_eq!(certificates.concurrency, 8);
+        assert_eq!(certificates.backoff.base_ms, 10);
+        assert_eq!(
+            certificates.kinds["certificate.render"].webhook.as_deref(),
+            Some("http://127.0.0.1:8080/render")
+        );
+        assert_eq!(config.queues["notifications"].max_attempts, 5);
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        let error = resolve("[queues.q]\nconcurrency = 0\n").unwrap_err();
+        assert!(
+            error.to_string().contains("queues.q.concurrency"),
+            "{error}"
+        );
+        let error = resolve("[queues.q]\nwebhok = \"http://x\"\n").unwrap_err();
+        assert!(error.to_string().contains("webhok"), "{error}");
+        let error = resolve("[queues.q]\nwebhook = \"ftp://x\"\n").unwrap_err();
+        assert!(error.to_string().contains("queues.q.webhook"), "{error}");
+    }
+}

@@ -1,0 +1,196 @@
+//! Everything the worker reports about itself: one typed event per observable thing, each
+//! emitting its log line and its metrics together.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use retrace_telemetry::InternalEvent;
+use tracing::{debug, info, warn};
+
+pub(crate) struct WorkerStarted<'a> {
+    pub bootstrap: &'a str,
+    pub queues: &'a str,
+}
+
+impl InternalEvent for WorkerStarted<'_> {
+    fn emit(self) {
+        info!(
+            bootstrap = self.bootstrap,
+            queues = self.queues,
+            "worker started"
+        );
+    }
+}
+
+pub(crate) struct HttpListening {
+    pub addr: std::net::SocketAddr,
+}
+
+impl InternalEvent for HttpListening {
+    fn emit(self) {
+        info!(http = %self.addr, "worker HTTP listening");
+    }
+}
+
+pub(crate) struct JobStarted<'a> {
+    pub queue: &'a str,
+}
+
+impl InternalEvent for JobStarted<'_> {
+    fn emit(self) {
+        debug!("job started");
+        gauge!("retrace_worker_running", "queue" => self.queue.to_owned()).increment(1.0);
+    }
+}
+
+/// How an attempt ended, as the `status` label of `retrace_worker_jobs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settlement {
+    Processed,
+    Retrying,
+    /// Permanent failure: dead-lettered at once.
+    Failed,
+    /// Out of attempts.
+    DeadLettered,
+    /// Its `not_before` is ahead: moved to the retry topic without an attempt.
+    Deferred,
+}
+
+impl Settlement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Settlement::Processed => "processed",
+            Settlement::Retrying => "retrying",
+            Settlement::Failed => "failed",
+            Settlement::DeadLettered => "dead_lettered",
+            Settlement::Deferred => "deferred",
+        }
+    }
+}
+
+pub(crate) struct JobSettled<'a> {
+    pub queue: &'a str,
+    pub settlement: Settlement,
+    pub attempt: u32,
+    /// Time in the handler; `None` when it did not run.
+    pub elapsed: Option<Duration>,
+    pub error: Option<&'a str>,
+}
+
+impl InternalEvent for JobSettled<'_> {
+    fn emit(self) {
+        let status = self.settlement.as_str();
+        match self.error {
+            Some(error) => warn!(status, attempt = self.attempt, error, "job attempt failed"),
+            None => debug!(status, attempt = self.attempt, "job settled"),
+        }
+        let queue = self.queue.to_owned();
+        counter!("retrace_worker_jobs_total", "queue" => queue.clone(), "status" => status)
+            .increment(1);
+        if let Some(elapsed) = self.elapsed {
+            gauge!("retrace_worker_running", "queue" => queue.clone()).decrement(1.0);
+            histogram!("retrace_worker_job_seconds", "queue" => queue)
+                .record(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// A message on a queue topic that is not a job: skipped (the archive keeps it).
+pub(crate) struct NotAJob<'a> {
+    pub queue: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub problem: &'a str,
+}
+
+impl InternalEvent for NotAJob<'_> {
+    fn emit(self) {
+        warn!(
+            queue = self.queue,
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            problem = self.problem,
+            "message is not a valid job; skipped"
+        );
+        counter!("retrace_worker_not_a_job_total", "queue" => self.queue.to_owned()).increment(1);
+    }
+}
+
+pub(crate) struct KafkaTrouble<'a> {
+    pub queue: &'a str,
+    pub during: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for KafkaTrouble<'_> {
+    fn emit(self) {
+        warn!(queue = self.queue, during = self.during, error = %self.error, "Kafka error; continuing");
+        counter!(
+            "retrace_worker_kafka_errors_total",
+            "queue" => self.queue.to_owned(),
+            "during" => self.during,
+        )
+        .increment(1);
+    }
+}
+
+pub(crate) struct PartitionsPaused<'a> {
+    pub queue: &'a str,
+    pub paused: usize,
+    pub resumed: usize,
+}
+
+impl InternalEvent for PartitionsPaused<'_> {
+    fn emit(self) {
+        debug!(
+            queue = self.queue,
+            paused = self.paused,
+            resumed = self.resumed,
+            "partitions paused or resumed"
+        );
+        counter!("retrace_worker_partition_pauses_total", "queue" => self.queue.to_owned())
+            .increment(self.paused as u64);
+    }
+}
+
+pub(crate) struct QueueSlowed<'a> {
+    pub queue: &'a str,
+    pub pause: Duration,
+}
+
+impl InternalEvent for QueueSlowed<'_> {
+    fn emit(self) {
+        info!(
+            queue = self.queue,
+            pause_ms = self.pause.as_millis() as u64,
+            "target asked to back off; queue paused"
+        );
+        counter!("retrace_worker_queue_slowed_total", "queue" => self.queue.to_owned())
+            .increment(1);
+    }
+}
+
+pub(crate) struct JobRedriven<'a> {
+    pub queue: &'a str,
+    pub job_id: &'a str,
+    pub lane: &'a str,
+    pub dry_run: bool,
+}
+
+impl InternalEvent for JobRedriven<'_> {
+    fn emit(self) {
+        info!(
+            queue = self.queue,
+            job_id = self.job_id,
+            lane = self.lane,
+            dry_run = self.dry_run,
+            "dead-lettered job redriven"
+        );
+        if !self.dry_run {
+            counter!("retrace_worker_redriven_total", "queue" => self.queue.to_owned())
+                .increment(1);
+        }
+    }
+}

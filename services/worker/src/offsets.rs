@@ -1,0 +1,66 @@
+//! Which offset of a partition may be committed when jobs finish out of order.
+
+use std::collections::BTreeSet;
+
+/// The jobs of one partition in flight. Offset `n` may be committed (as "next to read" =
+/// `n`) only once every job before it is settled, so a crash never skips an unfinished job.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionProgress {
+    in_flight: BTreeSet<i64>,
+    /// One past the highest offset settled so far.
+    settled_to: Option<i64>,
+}
+
+impl PartitionProgress {
+    pub fn started(&mut self, offset: i64) {
+        self.in_flight.insert(offset);
+    }
+
+    /// Marks `offset` settled; returns the offset to commit now, if it moved.
+    pub fn settled(&mut self, offset: i64) -> Option<i64> {
+        let before = self.commit_point();
+        self.in_flight.remove(&offset);
+        self.settled_to = Some(self.settled_to.unwrap_or(0).max(offset + 1));
+        let after = self.commit_point();
+        (after != before).then_some(after).flatten()
+    }
+
+    /// Everything before the returned offset is settled.
+    pub fn commit_point(&self) -> Option<i64> {
+        match self.in_flight.first() {
+            Some(first) => Some(*first).filter(|_| self.settled_to.is_some()),
+            None => self.settled_to,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_only_past_a_contiguous_settled_prefix() {
+        let mut p = PartitionProgress::default();
+        for offset in 10..14 {
+            p.started(offset);
+        }
+        assert_eq!(p.settled(12), Some(10), "10 and 11 still run");
+        assert_eq!(p.settled(11), None, "10 still runs");
+        assert_eq!(p.settled(10), Some(13));
+        assert_eq!(p.settled(13), Some(14));
+        assert_eq!(p.in_flight(), 0);
+    }
+
+    #[test]
+    fn nothing_to_commit_before_anything_settles() {
+        let mut p = PartitionProgress::default();
+        p.started(5);
+        assert_eq!(p.commit_point(), None);
+        assert_eq!(p.settled(5), Some(6));
+    }
+}

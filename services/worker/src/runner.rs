@@ -1,0 +1,828 @@
+//! One queue's runner: consume its lanes and retry topic, admit jobs through the gate, run
+//! them with a concurrency and rate limit, and settle each attempt (outcome, retry copy or
+//! dead letter) before its offset may be committed.
+//!
+//! Pausing is per partition and has two causes: a *held head* (the first message of a
+//! partition that may not run yet: gated, or a retry not yet due), and a queue *slowed* by
+//! its target (`Retry-After`), which pauses every lane. A held head is not kept: its offset
+//! is remembered, the partition paused, and on release the partition is sought back to it
+//! and resumed, so the message is fetched again and decided afresh.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::FutureExt as _;
+use prost::Message as _;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use retrace_proto::{Envelope, JobPriority, Outcome, OutcomeStatus};
+use retrace_sdk::{KafkaSettings, Publisher, RawMessage};
+use retrace_telemetry::InternalEvent;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::admission::{Admission, admits};
+use crate::config::QueueConfig;
+use crate::events::{
+    JobSettled, JobStarted, KafkaTrouble, NotAJob, PartitionsPaused, QueueSlowed, Settlement,
+};
+use crate::gate::GateHandle;
+use crate::handler::{JobError, ReceivedJob, SharedHandler};
+use crate::offsets::PartitionProgress;
+use crate::retry::{self, ERROR};
+use crate::status::QueueCounters;
+use crate::{QueueTopics, WorkerError};
+
+/// Offsets are stored only once a job is settled, and committed in the background (and at
+/// shutdown). Prefetch is kept small: the gate pauses partitions, and a paused partition's
+/// prefetched messages are dropped anyway.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("enable.auto.commit", "true"),
+    ("enable.auto.offset.store", "false"),
+    ("auto.commit.interval.ms", "1000"),
+    ("auto.offset.reset", "earliest"),
+    ("queued.max.messages.kbytes", "8192"),
+];
+
+/// How often held heads and the gate are looked at again even if nothing was signalled.
+const RECHECK: Duration = Duration::from_millis(500);
+
+type Tp = (String, i32);
+
+/// Which of a queue's topics a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Normal,
+    Urgent,
+    Bulk,
+    Retry,
+}
+
+/// Records assignments and revocations as they happen inside `recv`, for the runner to
+/// apply before it looks at the next message.
+#[derive(Default)]
+pub(crate) struct RebalanceLog {
+    changes: Mutex<Vec<(bool, Vec<Tp>)>>,
+}
+
+impl ClientContext for RebalanceLog {}
+
+impl ConsumerContext for RebalanceLog {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (assigned, list) = match rebalance {
+            Rebalance::Assign(list) => (true, list),
+            Rebalance::Revoke(list) => (false, list),
+            Rebalance::Error(_) => return,
+        };
+        let partitions = list
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        self.changes
+            .lock()
+            .expect("the rebalance log is never poisoned")
+            .push((assigned, partitions));
+    }
+}
+
+/// The handlers of one queue: per kind, and for every other kind.
+#[derive(Clone, Default)]
+pub(crate) struct QueueHandlers {
+    pub by_kind: HashMap<String, SharedHandler>,
+    pub fallback: Option<SharedHandler>,
+}
+
+impl QueueHandlers {
+    fn of(&self, kind: &str) -> Option<SharedHandler> {
+        self.by_kind
+            .get(kind)
+            .or(self.fallback.as_ref())
+            .map(Arc::clone)
+    }
+}
+
+/// What every job task of a queue shares.
+struct Shared {
+    queue: String,
+    consumer_name: String,
+    topics: QueueTopics,
+    config: QueueConfig,
+    publisher: Publisher,
+    handlers: QueueHandlers,
+    counters: Arc<QueueCounters>,
+    /// Cancelled when the shutdown grace is over: publishing stops retrying.
+    abandon: CancellationToken,
+}
+
+/// What a runner is given besides its configuration.
+pub(crate) struct RunnerParts {
+    pub publisher: Publisher,
+    pub handlers: QueueHandlers,
+    pub gate: GateHandle,
+    pub counters: Arc<QueueCounters>,
+    /// How long running jobs may take to finish at shutdown.
+    pub grace: Duration,
+}
+
+pub(crate) struct QueueRunner {
+    shared: Arc<Shared>,
+    consumer: StreamConsumer<RebalanceLog>,
+    gate: GateHandle,
+    grace: Duration,
+}
+
+/// Why a partition's head waits.
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// A retry copy, due at the time.
+    Due(SystemTime),
+    /// The gate said wait; look again when it changes, or at `until`.
+    Gate {
+        priority: JobPriority,
+        deadline: Option<SystemTime>,
+        until: Option<SystemTime>,
+    },
+}
+
+/// A finished job task.
+struct Settled {
+    tp: Tp,
+    offset: i64,
+    /// False when shutdown came before the attempt's copies and outcome were acknowledged:
+    /// the offset stays uncommitted and the job runs again.
+    done: bool,
+    slow_for: Option<Duration>,
+}
+
+#[derive(Default)]
+struct State {
+    assignment: HashSet<Tp>,
+    progress: HashMap<Tp, PartitionProgress>,
+    /// The next offset not yet taken, per partition.
+    next_expected: HashMap<Tp, i64>,
+    held: HashMap<Tp, (i64, Hold)>,
+    paused: HashSet<Tp>,
+    /// Sought back: the next message must be exactly the expected one (anything else was
+    /// fetched before the seek).
+    sought: HashSet<Tp>,
+    slowed_until: Option<Instant>,
+    next_start: Option<Instant>,
+}
+
+impl QueueRunner {
+    pub fn new(
+        kafka: &KafkaSettings,
+        queue: &str,
+        config: &QueueConfig,
+        parts: RunnerParts,
+    ) -> Result<Self, WorkerError> {
+        let RunnerParts {
+            publisher,
+            handlers,
+            gate,
+            counters,
+            grace,
+        } = parts;
+        let mut client = kafka.client_config(CONSUMER_DEFAULTS);
+        client.set("group.id", format!("retrace-worker.{queue}"));
+        let consumer = client
+            .create_with_context(RebalanceLog::default())
+            .map_err(|source| WorkerError::Consumer {
+                queue: queue.to_owned(),
+                bootstrap: kafka.bootstrap_servers.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(QueueRunner {
+            shared: Arc::new(Shared {
+                queue: queue.to_owned(),
+                consumer_name: format!("worker:{queue}"),
+                topics: QueueTopics::of(queue),
+                config: config.clone(),
+                publisher,
+                handlers,
+                counters,
+                abandon: CancellationToken::new(),
+            }),
+            consumer,
+            gate,
+            grace,
+        })
+    }
+
+    /// Runs until `shutdown`; then lets running jobs finish for the grace period, and
+    /// commits what is settled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let topics = &self.shared.topics;
+        let subscribed = [
+            topics.normal.as_str(),
+            topics.urgent.as_str(),
+            topics.bulk.as_str(),
+            topics.retry.as_str(),
+        ];
+        self.consumer
+            .subscribe(&subscribed)
+            .map_err(|source| WorkerError::Subscribe {
+                queue: self.shared.queue.clone(),
+                source: Box::new(source),
+            })?;
+        let mut state = State::default();
+        let mut jobs: JoinSet<Settled> = JoinSet::new();
+        let mut gate = self.gate.clone();
+        let mut gate_state = gate.state();
+        let mut gate_live = true;
+        let mut recheck = tokio::time::interval(RECHECK);
+        recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let concurrency = self.shared.config.concurrency;
+        loop {
+            self.apply_rebalances(&mut state);
+            let now = Instant::now();
+            let wake = self.next_wake(&state);
+            let rate_ok = state.next_start.is_none_or(|at| at <= now);
+            let take = jobs.len() < concurrency && rate_ok;
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(joined) = jobs.join_next() => self.settled(&mut state, joined),
+                () = gate.changed(), if gate_live => {
+                    let current = gate.state();
+                    // The sender is gone (a gate that never changes): stop listening.
+                    gate_live = current != gate_state;
+                    gate_state = current;
+                    self.reevaluate(&mut state);
+                }
+                _ = recheck.tick() => self.reevaluate(&mut state),
+                () = sleep_until(wake), if wake.is_some() => self.reevaluate(&mut state),
+                message = self.consumer.recv(), if take => match message {
+                    Ok(message) => {
+                        self.apply_rebalances(&mut state);
+                        self.take(&mut state, &mut jobs, &message);
+                    }
+                    Err(error) => KafkaTrouble {
+                        queue: &self.shared.queue,
+                        during: "consume",
+                        error: &error,
+                    }
+                    .emit(),
+                },
+            }
+        }
+        let drain_until = tokio::time::Instant::now() + self.grace;
+        while !jobs.is_empty() {
+            tokio::select! {
+                Some(joined) = jobs.join_next() => self.settled(&mut state, joined),
+                () = tokio::time::sleep_until(drain_until) => {
+                    self.shared.abandon.cancel();
+                    while let Some(joined) = jobs.join_next().await {
+                        self.settled(&mut state, joined);
+                    }
+                }
+            }
+        }
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last commit, or the group is gone: the next run
+            // resumes from the last committed offset, at worst running a few jobs again.
+            KafkaTrouble {
+                queue: &self.shared.queue,
+                during: "final commit",
+                error: &error,
+            }
+            .emit();
+        }
+        Ok(())
+    }
+
+    fn lane(&self, topic: &str) -> Option<Lane> {
+        let topics = &self.shared.topics;
+        [
+            (&topics.normal, Lane::Normal),
+            (&topics.urgent, Lane::Urgent),
+            (&topics.bulk, Lane::Bulk),
+            (&topics.retry, Lane::Retry),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.as_str() == topic)
+        .map(|(_, lane)| lane)
+    }
+
+    fn apply_rebalances(&self, state: &mut State) {
+        let changes = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .changes
+                .lock()
+                .expect("the rebalance log is never poisoned"),
+        );
+        if changes.is_empty() {
+            return;
+        }
+        for (assigned, partitions) in changes {
+            for tp in partitions {
+                // Either way, librdkafka starts the partition afresh (unpaused, from the
+                // committed offset): forget what we knew of it.
+                state.progress.remove(&tp);
+                state.next_expected.remove(&tp);
+                state.held.remove(&tp);
+                state.paused.remove(&tp);
+                state.sought.remove(&tp);
+                if assigned {
+                    state.assignment.insert(tp);
+                } else {
+                    state.assignment.remove(&tp);
+                }
+            }
+        }
+        self.reconcile(state);
+    }
+
+    /// The earliest time something held or slowed must be looked at again.
+    fn next_wake(&self, state: &State) -> Option<Instant> {
+        let now_sys = SystemTime::now();
+        let now = Instant::now();
+        let to_instant = |at: SystemTime| now + at.duration_since(now_sys).unwrap_or_default();
+        state
+            .held
+            .values()
+            .filter_map(|(_, hold)| match hold {
+                Hold::Due(due) => Some(to_instant(*due)),
+                Hold::Gate { until, .. } => until.map(to_instant),
+            })
+            .chain(state.slowed_until)
+            .chain(state.next_start)
+            .min()
+    }
+
+    /// Releases what may go now, then pauses and resumes partitions to match.
+    fn reevaluate(&self, state: &mut State) {
+        let now = SystemTime::now();
+        if state
+            .slowed_until
+            .is_some_and(|until| until <= Instant::now())
+        {
+            state.slowed_until = None;
+        }
+        let gate = self.gate.state();
+        let policy = self.shared.config.admission_policy();
+        state.held.retain(|_, (_, hold)| match hold {
+            Hold::Due(due) => *due > now,
+            Hold::Gate {
+                priority, deadline, ..
+            } => admits(&gate, *priority, *deadline, now, &policy) != Admission::Run,
+        });
+        self.reconcile(state);
+    }
+
+    fn should_pause(&self, state: &State, tp: &Tp) -> bool {
+        let slowed = state.slowed_until.is_some() && self.lane(&tp.0) != Some(Lane::Retry);
+        slowed || state.held.contains_key(tp)
+    }
+
+    /// Pauses the partitions that must wait and resumes the others, seeking each resumed
+    /// one back to the first offset not taken.
+    fn reconcile(&self, state: &mut State) {
+        let mut pause = TopicPartitionList::new();
+        let mut to_pause = Vec::new();
+        for tp in &state.assignment {
+            if self.should_pause(state, tp) && !state.paused.contains(tp) {
+                pause.add_partition(&tp.0, tp.1);
+                to_pause.push(tp.clone());
+            }
+        }
+        if !to_pause.is_empty() {
+            match self.consumer.pause(&pause) {
+                Ok(()) => state.paused.extend(to_pause.iter().cloned()),
+                Err(error) => self.trouble("pause", &error),
+            }
+        }
+        let to_resume: Vec<Tp> = state
+            .paused
+            .iter()
+            .filter(|tp| !self.should_pause(state, tp))
+            .cloned()
+            .collect();
+        let mut resumed = 0;
+        for tp in to_resume {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&tp.0, tp.1);
+            if let Some(next) = state.next_expected.get(&tp) {
+                let mut seek = TopicPartitionList::new();
+                if let Err(error) = seek
+                    .add_partition_offset(&tp.0, tp.1, Offset::Offset(*next))
+                    .and_then(|()| {
+                        self.consumer
+                            .seek_partitions(seek.clone(), Duration::from_secs(10))
+                    })
+                {
+                    // Stays paused; tried again at the next recheck.
+                    self.trouble("seek", &error);
+                    continue;
+                }
+                state.sought.insert(tp.clone());
+            }
+            match self.consumer.resume(&list) {
+                Ok(()) => {
+                    state.paused.remove(&tp);
+                    resumed += 1;
+                }
+                Err(error) => self.trouble("resume", &error),
+            }
+        }
+        if !to_pause.is_empty() || resumed > 0 {
+            PartitionsPaused {
+                queue: &self.shared.queue,
+                paused: to_pause.len(),
+                resumed,
+            }
+            .emit();
+        }
+    }
+
+    fn trouble(&self, during: &'static str, error: &dyn std::fmt::Display) {
+        KafkaTrouble {
+            queue: &self.shared.queue,
+            during,
+            error,
+        }
+        .emit();
+    }
+
+    fn hold(&self, state: &mut State, tp: Tp, offset: i64, hold: Hold) {
+        state.next_expected.insert(tp.clone(), offset);
+        state.held.insert(tp, (offset, hold));
+        self.reconcile(state);
+    }
+
+    /// Decides what to do with one consumed message.
+    fn take(&self, state: &mut State, jobs: &mut JoinSet<Settled>, message: &BorrowedMessage<'_>) {
+        let tp: Tp = (message.topic().to_owned(), message.partition());
+        let offset = message.offset();
+        let Some(lane) = self.lane(&tp.0) else {
+            return;
+        };
+        if state.paused.contains(&tp) {
+            // Fetched before the pause; fetched again after the seek that ends it.
+            return;
+        }
+        if let Some(next) = state.next_expected.get(&tp)
+            && (offset < *next || (state.sought.contains(&tp) && offset != *next))
+        {
+            return;
+        }
+        state.sought.remove(&tp);
+        state.next_expected.insert(tp.clone(), offset + 1);
+
+        let headers = retry::owned_headers(message);
+        let envelope = match decode_job(message.payload()) {
+            Ok(envelope) => envelope,
+            Err(problem) => {
+                NotAJob {
+                    queue: &self.shared.queue,
+                    topic: &tp.0,
+                    partition: tp.1,
+                    offset,
+                    problem: &problem,
+                }
+                .emit();
+                let progress = state.progress.entry(tp.clone()).or_default();
+                progress.started(offset);
+                let commit = progress.settled(offset);
+                self.store(&tp, commit);
+                return;
+            }
+        };
+        let job = envelope.job.clone().unwrap_or_default();
+        let now = SystemTime::now();
+        let not_before = job.not_before.and_then(|t| SystemTime::try_from(t).ok());
+        let deadline = job.deadline.and_then(|t| SystemTime::try_from(t).ok());
+        let priority = job.priority();
+        if lane == Lane::Retry
+            && let Some(due) = retry::due_at(&headers).filter(|due| *due > now)
+        {
+            self.hold(state, tp, offset, Hold::Due(due));
+            return;
+        }
+        let received = ReceivedJob {
+            attempt: retry::attempt_of(&headers),
+            errors: retry::all_headers(&headers, ERROR),
+            envelope,
+            job,
+            queue: self.shared.queue.clone(),
+            topic: tp.0.clone(),
+            partition: tp.1,
+            offset,
+        };
+        let raw = RawCopy {
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+        };
+        let span = tracing::info_span!(
+            "job",
+            queue = %self.shared.queue,
+            transaction_id = %received.envelope.transaction_id,
+            event_id = %received.envelope.event_id,
+            attempt = received.attempt,
+        );
+        if lane != Lane::Retry && not_before.is_some_and(|at| at > now) {
+            state
+                .progress
+                .entry(tp.clone())
+                .or_default()
+                .started(offset);
+            let shared = Arc::clone(&self.shared);
+            let due = not_before.expect("checked above");
+            jobs.spawn(defer(shared, received, raw, due, tp).instrument(span));
+            return;
+        }
+        let gate = self.gate.state();
+        let policy = self.shared.config.admission_policy();
+        if let Admission::Wait { until } = admits(&gate, priority, deadline, now, &policy) {
+            let hold = Hold::Gate {
+                priority,
+                deadline,
+                until,
+            };
+            self.hold(state, tp, offset, hold);
+            return;
+        }
+        if let Some(rate) = self.shared.config.rate_per_s {
+            let start = state
+                .next_start
+                .unwrap_or_else(Instant::now)
+                .max(Instant::now());
+            state.next_start = Some(start + Duration::from_secs_f64(1.0 / rate));
+        }
+        state
+            .progress
+            .entry(tp.clone())
+            .or_default()
+            .started(offset);
+        let shared = Arc::clone(&self.shared);
+        jobs.spawn(attempt(shared, received, raw, tp).instrument(span));
+    }
+
+    fn settled(&self, state: &mut State, joined: Result<Settled, tokio::task::JoinError>) {
+        let settled = match joined {
+            Ok(settled) => settled,
+            // Only cancellation at shutdown gets here (panics are caught in the task); the
+            // offset stays uncommitted.
+            Err(_) => return,
+        };
+        if let Some(pause) = settled.slow_for {
+            let until = Instant::now() + pause;
+            if state.slowed_until.is_none_or(|current| current < until) {
+                state.slowed_until = Some(until);
+                QueueSlowed {
+                    queue: &self.shared.queue,
+                    pause,
+                }
+                .emit();
+                self.reconcile(state);
+            }
+        }
+        if !settled.done {
+            return;
+        }
+        if let Some(progress) = state.progress.get_mut(&settled.tp) {
+            let commit = progress.settled(settled.offset);
+            self.store(&settled.tp, commit);
+        }
+    }
+
+    fn store(&self, tp: &Tp, commit: Option<i64>) {
+        let Some(next) = commit else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        let stored = list
+            .add_partition_offset(&tp.0, tp.1, Offset::Offset(next))
+            .and_then(|()| self.consumer.store_offsets(&list));
+        if let Err(error) = stored {
+            self.trouble("store offset", &error);
+        }
+    }
+}
+
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn decode_job(payload: Option<&[u8]>) -> Result<Envelope, String> {
+    let envelope = Envelope::decode(payload.unwrap_or_default())
+        .map_err(|e| format!("not a protobuf envelope: {e}"))?;
+    envelope.validate().map_err(|e| e.to_string())?;
+    match &envelope.job {
+        None => Err("field `job` is missing: a job's envelope must carry it".to_owned()),
+        Some(job) if job.kind.is_empty() => {
+            Err("field `job.kind` is missing: it selects the handler".to_owned())
+        }
+        Some(_) => Ok(envelope),
+    }
+}
+
+/// A consumed message as bytes, to publish a copy of it.
+struct RawCopy {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Runs one attempt and settles it: outcome, and a retry or dead-letter copy.
+async fn attempt(shared: Arc<Shared>, job: ReceivedJob, raw: RawCopy, tp: Tp) -> Settled {
+    shared
+        .counters
+        .running
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    JobStarted {
+        queue: &shared.queue,
+    }
+    .emit();
+    let started = Instant::now();
+    let result = match shared.handlers.of(&job.job.kind) {
+        Some(handler) => AssertUnwindSafe(handler.run_boxed(&job))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(JobError::Retry("the handler panicked".to_owned()))),
+        None => Err(JobError::Permanent(format!(
+            "no handler for kind {:?} in queue {:?}: configure queues.{}.webhook or \
+             queues.{}.kinds.\"{}\".webhook",
+            job.job.kind, shared.queue, shared.queue, shared.queue, job.job.kind
+        ))),
+    };
+    let elapsed = started.elapsed();
+    let max_attempts = match job.job.max_attempts {
+        0 => shared.config.max_attempts,
+        own => own,
+    };
+    let mut slow_for = None;
+    let (settlement, error, copy) = match result {
+        Ok(()) => (Settlement::Processed, None, None),
+        Err(JobError::Permanent(text)) => {
+            let headers = retry::next_headers(
+                &raw.headers,
+                job.attempt,
+                None,
+                Some(&format!("attempt {}: {text}", job.attempt)),
+            );
+            let dlq = shared.topics.dead_letter.clone();
+            (Settlement::Failed, Some(text), Some((dlq, headers)))
+        }
+        Err(failure) => {
+            let (after, text) = match failure {
+                JobError::RetryAfter(after, text) => {
+                    slow_for = Some(after);
+                    (after, text)
+                }
+                JobError::Retry(text) | JobError::Permanent(text) => (Duration::ZERO, text),
+            };
+            let line = format!("attempt {}: {text}", job.attempt);
+            if job.attempt >= max_attempts {
+                let headers = retry::next_headers(&raw.headers, job.attempt, None, Some(&line));
+                let dlq = shared.topics.dead_letter.clone();
+                (Settlement::DeadLettered, Some(text), Some((dlq, headers)))
+            } else {
+                let delay = shared.config.backoff.delay(job.attempt).max(after);
+                let due = SystemTime::now() + delay;
+                let headers =
+                    retry::next_headers(&raw.headers, job.attempt + 1, Some(due), Some(&line));
+                let topic = shared.topics.retry.clone();
+                (Settlement::Retrying, Some(text), Some((topic, headers)))
+            }
+        }
+    };
+    let mut done = true;
+    if let Some((topic, headers)) = copy {
+        done = publish_copy(&shared, &topic, &raw, &headers, job.id()).await;
+    }
+    if done {
+        let status = match settlement {
+            Settlement::Processed => OutcomeStatus::Processed,
+            Settlement::Retrying => OutcomeStatus::Retrying,
+            Settlement::Failed => OutcomeStatus::Failed,
+            Settlement::DeadLettered | Settlement::Deferred => OutcomeStatus::DeadLettered,
+        };
+        let outcome = Outcome::of(
+            &job.envelope,
+            shared.consumer_name.clone(),
+            status,
+            error.clone(),
+            job.attempt,
+        );
+        done = publish_outcome(&shared, &outcome).await;
+    }
+    JobSettled {
+        queue: &shared.queue,
+        settlement,
+        attempt: job.attempt,
+        elapsed: Some(elapsed),
+        error: error.as_deref(),
+    }
+    .emit();
+    shared.counters.settled(settlement, true);
+    Settled {
+        tp,
+        offset: job.offset,
+        done,
+        slow_for,
+    }
+}
+
+/// Moves a job whose `not_before` is ahead to the retry topic, due then, without an attempt.
+async fn defer(
+    shared: Arc<Shared>,
+    job: ReceivedJob,
+    raw: RawCopy,
+    due: SystemTime,
+    tp: Tp,
+) -> Settled {
+    let headers = retry::next_headers(&raw.headers, job.attempt, Some(due), None);
+    let topic = shared.topics.retry.clone();
+    let done = publish_copy(&shared, &topic, &raw, &headers, job.id()).await;
+    if done {
+        JobSettled {
+            queue: &shared.queue,
+            settlement: Settlement::Deferred,
+            attempt: job.attempt,
+            elapsed: None,
+            error: None,
+        }
+        .emit();
+        shared.counters.settled(Settlement::Deferred, false);
+    }
+    Settled {
+        tp,
+        offset: job.offset,
+        done,
+        slow_for: None,
+    }
+}
+
+/// Publishes a copy of a job until Kafka acknowledges it; false if abandoned first.
+async fn publish_copy(
+    shared: &Shared,
+    topic: &str,
+    raw: &RawCopy,
+    headers: &[(String, Option<Vec<u8>>)],
+    job_id: &str,
+) -> bool {
+    let headers: Vec<(&str, Option<&[u8]>)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_deref()))
+        .collect();
+    let message = RawMessage {
+        key: raw.key.as_deref(),
+        value: raw.value.as_deref(),
+        headers: &headers,
+    };
+    persist(shared, "publish a job copy", || {
+        shared.publisher.republish(topic, &message, job_id)
+    })
+    .await
+}
+
+async fn publish_outcome(shared: &Shared, outcome: &Outcome) -> bool {
+    persist(shared, "publish an outcome", || {
+        shared.publisher.publish_outcome(outcome)
+    })
+    .await
+}
+
+/// Retries `publish` with backoff until it succeeds (true) or the grace is over (false).
+async fn persist<F, T>(shared: &Shared, during: &'static str, publish: impl Fn() -> F) -> bool
+where
+    F: std::future::Future<Output = Result<T, retrace_sdk::PublishError>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result = tokio::select! {
+            () = shared.abandon.cancelled() => return false,
+            result = publish() => result,
+        };
+        match result {
+            Ok(_) => return true,
+            Err(error) => {
+                KafkaTrouble {
+                    queue: &shared.queue,
+                    during,
+                    error: &error,
+                }
+                .emit();
+                tokio::select! {
+                    () = shared.abandon.cancelled() => return false,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
