@@ -1,0 +1,76 @@
+//! Everything a gate reports about itself: one typed event per observable thing, each emitting
+//! its log line and its metrics together.
+
+use metrics::{counter, gauge};
+use retrace_telemetry::InternalEvent;
+use tracing::{info, warn};
+
+/// The gate opened or closed (or took its first state).
+pub(crate) struct GateChanged<'a> {
+    pub queue: &'a str,
+    pub open: bool,
+    pub reason: &'a str,
+}
+
+impl InternalEvent for GateChanged<'_> {
+    fn emit(self) {
+        if self.open {
+            info!(queue = self.queue, reason = self.reason, "gate opened");
+        } else {
+            info!(queue = self.queue, reason = self.reason, "gate closed");
+        }
+        gauge!("retrace_worker_gate_open", "queue" => self.queue.to_owned()).set(if self.open {
+            1.0
+        } else {
+            0.0
+        });
+        counter!(
+            "retrace_worker_gate_changes_total",
+            "queue" => self.queue.to_owned(),
+            "open" => if self.open { "true" } else { "false" },
+        )
+        .increment(1);
+    }
+}
+
+/// A signal was read; the gauge holds its latest reading (messages/s, messages, or seconds).
+pub(crate) struct SignalRead<'a> {
+    pub queue: &'a str,
+    pub signal: &'a str,
+    pub value: f64,
+}
+
+impl InternalEvent for SignalRead<'_> {
+    fn emit(self) {
+        gauge!(
+            "retrace_worker_gate_signal",
+            "queue" => self.queue.to_owned(),
+            "signal" => self.signal.to_owned(),
+        )
+        .set(self.value);
+    }
+}
+
+/// A signal could not be read; the gate keeps its previous reading of it.
+pub(crate) struct SignalUnreadable<'a> {
+    pub queue: &'a str,
+    pub signal: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for SignalUnreadable<'_> {
+    fn emit(self) {
+        warn!(
+            queue = self.queue,
+            signal = self.signal,
+            error = %self.error,
+            "gate signal could not be read; keeping its previous reading"
+        );
+        counter!(
+            "retrace_worker_gate_signal_errors_total",
+            "queue" => self.queue.to_owned(),
+            "signal" => self.signal.to_owned(),
+        )
+        .increment(1);
+    }
+}
