@@ -16,8 +16,8 @@ use retrace_worker::gate::{Gate, GateConfig, GateHandle, GateSpec, GateState};
 use tokio_util::sync::CancellationToken;
 
 on_every_broker!(
-    closes_under_load_and_reopens_after_the_hysteresis,
-    follows_consumer_lag
+    gate_closes_under_load_and_reopens_after_the_hysteresis,
+    gate_follows_consumer_lag
 );
 
 fn spec(section: &str) -> GateSpec {
@@ -72,7 +72,7 @@ fn generate_load(
     })
 }
 
-async fn closes_under_load_and_reopens_after_the_hysteresis(broker: Broker) {
+async fn gate_closes_under_load_and_reopens_after_the_hysteresis(broker: Broker) {
     let topic = unique_topic("gate-load");
     broker.create_topic(&topic, 2).await;
     let spec = spec(&format!(
@@ -128,7 +128,7 @@ async fn closes_under_load_and_reopens_after_the_hysteresis(broker: Broker) {
     gate.await.unwrap();
 }
 
-async fn follows_consumer_lag(broker: Broker) {
+async fn gate_follows_consumer_lag(broker: Broker) {
     let topic = unique_topic("gate-lag");
     let group = unique_topic("gate-lag-group");
     broker.create_topic(&topic, 1).await;
@@ -225,7 +225,7 @@ async fn slow_target(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closes_while_the_target_is_slow_and_reopens_when_it_is_fast() {
+async fn gate_closes_while_the_target_is_slow_and_reopens_when_it_is_fast() {
     let shutdown = CancellationToken::new();
     let delay_ms = Arc::new(AtomicU64::new(0));
     let (addr, server) = slow_target(Arc::clone(&delay_ms), shutdown.clone()).await;
@@ -273,7 +273,7 @@ async fn closes_while_the_target_is_slow_and_reopens_when_it_is_fast() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_target_counts_as_its_timeout() {
+async fn gate_counts_an_unreachable_target_as_its_timeout() {
     let port = retrace_tests::free_port();
     let spec = spec(&format!(
         r#"
