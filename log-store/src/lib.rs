@@ -6,6 +6,7 @@
 //! position of each partition, so a writer that restarts resumes exactly where the archive
 //! ends: no record lost, none stored twice.
 
+mod audit;
 mod codec;
 mod keys;
 mod replays;
@@ -14,6 +15,7 @@ mod store;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
 pub use replays::{ReplayRecord, ReplayState};
 pub use store::{LogStore, PreparedRecord, StoreOptions};
 

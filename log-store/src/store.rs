@@ -24,7 +24,7 @@ pub struct StoreOptions {
     /// Block cache for reads.
     pub cache_bytes: u64,
     /// Unflushed writes each keyspace holds in memory before they go to a disk table; the
-    /// archive has thirteen keyspaces, four of them written by every batch.
+    /// archive has fourteen keyspaces, four of them written by every batch.
     pub memtable_bytes: u64,
 }
 
@@ -44,9 +44,9 @@ pub struct LogStore {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     path: PathBuf,
-    db: Database,
+    pub(crate) db: Database,
     /// record key → encoded record.
     records: Keyspace,
     /// transaction \0 time record-key → ().
@@ -69,6 +69,10 @@ struct Inner {
     replays_by_transaction: Keyspace,
     /// caller's idempotency key → replay id.
     replay_keys: Keyspace,
+    /// sequence number → encoded, hash-chained audit record.
+    pub(crate) audit: Keyspace,
+    /// The newest audit record's number and hash; also the audit writers' lock.
+    pub(crate) audit_head: Mutex<Option<(u64, Vec<u8>)>>,
     /// topic \0 partition → next offset to archive.
     positions: Keyspace,
     meta: Keyspace,
@@ -106,6 +110,8 @@ impl LogStore {
             replays: keyspace("replays")?,
             replays_by_transaction: keyspace("replays_by_transaction")?,
             replay_keys: keyspace("replay_keys")?,
+            audit: keyspace("audit")?,
+            audit_head: Mutex::new(None),
             positions: keyspace("positions")?,
             meta: keyspace("meta")?,
             next_offsets: Mutex::new(HashMap::new()),
@@ -113,6 +119,10 @@ impl LogStore {
             path,
         };
         inner.check_format()?;
+        *inner
+            .audit_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = inner.read_audit_head()?;
         let next_offsets = inner.read_positions()?;
         *inner
             .next_offsets
@@ -128,6 +138,10 @@ impl LogStore {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     /// Writes `records` and the new position of each partition they come from, in one atomic,
@@ -682,6 +696,21 @@ impl Inner {
                 supported: FORMAT_VERSION,
             }),
         }
+    }
+
+    fn read_audit_head(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let Some(guard) = self.audit.last_key_value() else {
+            return Ok(None);
+        };
+        let (key, value) = guard
+            .into_inner()
+            .map_err(StoreError::engine("read the audit trail's head"))?;
+        let record =
+            crate::audit::AuditRecord::decode(&*value).map_err(|source| StoreError::Corrupt {
+                key: format!("audit record {}", keys::to_hex(&key)),
+                source,
+            })?;
+        Ok(Some((record.seq, record.hash)))
     }
 
     fn read_positions(&self) -> Result<Vec<Position>, StoreError> {
