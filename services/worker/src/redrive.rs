@@ -181,10 +181,14 @@ fn read_dead_letters(
         topic: topic.to_owned(),
         source,
     };
+    // librdkafka wants a group id even for assigned partitions; this one never joins a
+    // group (no subscribe) and never commits.
+    let group = format!("retrace-redrive-{}", retrace_proto::new_event_id());
     let consumer: BaseConsumer = settings
         .client_config(&[
+            ("group.id", group.as_str()),
             ("enable.auto.commit", "false"),
-            ("enable.partition.eof", "false"),
+            ("enable.auto.offset.store", "false"),
         ])
         .create()
         .map_err(read_error)?;

@@ -1,0 +1,349 @@
+//! The off-peak worker end to end: webhook statuses against a real local HTTP server, retry →
+//! dead-letter → redrive with the error history in headers and an outcome per attempt. (The
+//! SIGKILL test lives beside the binary: services/worker/tests/kill.rs.)
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use prost::Message as _;
+use rdkafka::Message as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers as _;
+use retrace_proto::{Envelope, Job, JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_sdk::{KafkaSettings, Publisher};
+use retrace_tests::{Broker, PATIENCE, eventually, free_port, on_every_broker, unique_topic};
+use retrace_worker::{
+    Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueStatus, QueueTopics, ReceivedJob,
+    RedriveRequest, RedriveSelection, WebhookBody, Worker, WorkerConfig, enqueue, redrive,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const FAST: Backoff = Backoff {
+    base_ms: 50,
+    factor: 2.0,
+    max_ms: 200,
+};
+
+async fn create_queue(broker: &Broker, queue: &str) {
+    let topics = QueueTopics::of(queue);
+    for topic in [
+        &topics.normal,
+        &topics.urgent,
+        &topics.bulk,
+        &topics.retry,
+        &topics.dead_letter,
+    ] {
+        broker.create_topic(topic, 2).await;
+    }
+    broker.create_topic(OUTCOMES_TOPIC, 1).await;
+}
+
+fn settings(broker: &Broker) -> KafkaSettings {
+    KafkaSettings::new(broker.bootstrap())
+        .with_properties(broker.producer_properties().iter().copied())
+        .unwrap()
+}
+
+fn job(kind: &str) -> Envelope {
+    let mut envelope = Envelope::root("worker-test", "job.requested.v1")
+        .with_subject("beneficiary:7")
+        .with_payload("application/json", br#"{"n":1}"#.to_vec());
+    envelope.job = Some(Job {
+        kind: kind.to_owned(),
+        priority: JobPriority::Normal as i32,
+        ..Job::default()
+    });
+    envelope
+}
+
+/// A worker running in the test, its `/v1/jobs/queues` served on a free port.
+struct Running {
+    worker: JoinHandle<()>,
+    server: JoinHandle<()>,
+    shutdown: CancellationToken,
+    status_url: String,
+}
+
+impl Running {
+    async fn start(worker: Worker) -> Running {
+        let (url, server) = serve(worker.router()).await;
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let worker = tokio::spawn(async move { worker.run(stop).await.unwrap() });
+        Running {
+            worker,
+            server,
+            shutdown,
+            status_url: url,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.worker.await.unwrap();
+        self.server.abort();
+    }
+
+    async fn status_when(&self, what: &str, ready: impl Fn(&QueueStatus) -> bool) -> QueueStatus {
+        eventually(what, PATIENCE, || async {
+            let statuses: Vec<QueueStatus> =
+                reqwest::get(format!("{}/v1/jobs/queues", self.status_url))
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+            statuses.into_iter().find(|s| ready(s))
+        })
+        .await
+    }
+}
+
+/// The outcomes of `event_id` on `retrace.outcomes`, once `ready` holds for them.
+async fn outcomes_when(
+    broker: &Broker,
+    event_id: &str,
+    ready: impl Fn(&[Outcome]) -> bool,
+) -> Vec<Outcome> {
+    let consumer: StreamConsumer = broker
+        .client_config()
+        .set("group.id", unique_topic("outcome-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[OUTCOMES_TOPIC]).unwrap();
+    let mut found = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while !ready(&found) {
+            let message = consumer.recv().await.unwrap();
+            let outcome = Outcome::decode(message.payload().unwrap_or_default()).unwrap();
+            if outcome.event_id == event_id {
+                found.push(outcome);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("outcomes of {event_id} so far: {found:?}"));
+    found
+}
+
+/// A target that answers by job kind, counting calls per job id.
+#[derive(Clone, Default)]
+struct Target {
+    calls: Arc<Mutex<HashMap<String, u32>>>,
+    keys_match: Arc<AtomicBool>,
+}
+
+async fn answer(
+    State(target): State<Target>,
+    headers: HeaderMap,
+    Json(body): Json<WebhookBody>,
+) -> axum::response::Response {
+    let key = headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if key != body.job_id {
+        target.keys_match.store(false, Ordering::SeqCst);
+    }
+    let calls = {
+        let mut calls = target.calls.lock().unwrap();
+        let count = calls.entry(body.job_id.clone()).or_default();
+        *count += 1;
+        *count
+    };
+    match (body.kind.as_str(), calls) {
+        ("ok", _) => StatusCode::NO_CONTENT.into_response(),
+        ("invalid", _) => StatusCode::UNPROCESSABLE_ENTITY.into_response(),
+        ("flaky", 1) => StatusCode::BAD_GATEWAY.into_response(),
+        ("busy", 1) => (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", "1")]).into_response(),
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+/// Serves `router` on a free loopback port; returns its base URL.
+async fn serve(router: axum::Router) -> (String, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (url, server)
+}
+
+async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
+    let queue = unique_topic("certificates");
+    create_queue(&broker, &queue).await;
+    let target = Target::default();
+    target.keys_match.store(true, Ordering::SeqCst);
+    let router = axum::Router::new()
+        .route("/jobs", axum::routing::post(answer))
+        .with_state(target.clone());
+    let (url, server) = serve(router).await;
+    let mut config = WorkerConfig::new(broker.bootstrap());
+    config.kafka = settings(&broker);
+    config.queues.insert(
+        queue.clone(),
+        QueueConfig {
+            webhook: Some(format!("{url}/jobs")),
+            backoff: FAST,
+            ..QueueConfig::default()
+        },
+    );
+    let running = Running::start(Worker::new(&config, Handlers::new()).unwrap()).await;
+    let publisher = Publisher::new(&settings(&broker)).unwrap();
+    let mut ids = HashMap::new();
+    for kind in ["ok", "invalid", "flaky", "busy"] {
+        let job = job(kind);
+        ids.insert(kind, job.event_id.clone());
+        enqueue(&publisher, &queue, job).await.unwrap();
+    }
+    let status = running
+        .status_when("three jobs done and one dead-lettered", |s| {
+            s.done == 3 && s.failed == 1
+        })
+        .await;
+    assert_eq!(
+        status.retrying, 2,
+        "flaky and busy retried once: {status:?}"
+    );
+    assert_eq!(status.dead_lettered, 0);
+    assert_eq!(status.running, 0);
+    let calls = target.calls.lock().unwrap().clone();
+    assert_eq!(calls[&ids["ok"]], 1);
+    assert_eq!(calls[&ids["invalid"]], 1, "a 4xx is not retried");
+    assert_eq!(calls[&ids["flaky"]], 2);
+    assert_eq!(calls[&ids["busy"]], 2);
+    assert!(
+        target.keys_match.load(Ordering::SeqCst),
+        "Idempotency-Key = job id"
+    );
+    let outcomes = outcomes_when(&broker, &ids["invalid"], |o| !o.is_empty()).await;
+    assert_eq!(outcomes[0].status(), OutcomeStatus::Failed);
+    assert_eq!(outcomes[0].consumer, format!("worker:{queue}"));
+    assert!(outcomes[0].error.contains("HTTP 422"), "{:?}", outcomes[0]);
+    running.stop().await;
+    server.abort();
+}
+
+/// Fails with a retryable error while `failing` is set.
+struct Flaky {
+    failing: Arc<AtomicBool>,
+}
+
+impl JobHandler for Flaky {
+    async fn run(&self, job: &ReceivedJob) -> Result<(), JobError> {
+        match self.failing.load(Ordering::SeqCst) {
+            true => Err(JobError::Retry(format!(
+                "renderer down (attempt {})",
+                job.attempt
+            ))),
+            false => Ok(()),
+        }
+    }
+}
+
+async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
+    let queue = unique_topic("notifications");
+    create_queue(&broker, &queue).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let mut config = WorkerConfig::new(broker.bootstrap());
+    config.kafka = settings(&broker);
+    config.queues.insert(
+        queue.clone(),
+        QueueConfig {
+            max_attempts: 3,
+            backoff: FAST,
+            ..QueueConfig::default()
+        },
+    );
+    let handlers = Handlers::new().queue(
+        &queue,
+        Flaky {
+            failing: Arc::clone(&failing),
+        },
+    );
+    let running = Running::start(Worker::new(&config, handlers).unwrap()).await;
+    let publisher = Publisher::new(&settings(&broker)).unwrap();
+    let job = job("notification.send");
+    let id = job.event_id.clone();
+    enqueue(&publisher, &queue, job).await.unwrap();
+    running
+        .status_when("the job dead-lettered", |s| s.dead_lettered == 1)
+        .await;
+    let outcomes = outcomes_when(&broker, &id, |o| o.len() >= 3).await;
+    let attempts: Vec<(OutcomeStatus, u32)> =
+        outcomes.iter().map(|o| (o.status(), o.attempt)).collect();
+    assert_eq!(
+        attempts,
+        vec![
+            (OutcomeStatus::Retrying, 1),
+            (OutcomeStatus::Retrying, 2),
+            (OutcomeStatus::DeadLettered, 3)
+        ]
+    );
+
+    let dlq: StreamConsumer = broker
+        .client_config()
+        .set("group.id", unique_topic("dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&QueueTopics::of(&queue).dead_letter])
+        .unwrap();
+    let message = tokio::time::timeout(PATIENCE, dlq.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let headers = message.headers().unwrap();
+    let errors: Vec<String> = headers
+        .iter()
+        .filter(|h| h.key == "retrace-job-error")
+        .map(|h| String::from_utf8(h.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            "attempt 1: renderer down (attempt 1)",
+            "attempt 2: renderer down (attempt 2)",
+            "attempt 3: renderer down (attempt 3)"
+        ]
+    );
+    assert!(
+        headers.iter().any(|h| h.key == "retrace-event-id"),
+        "original headers kept"
+    );
+
+    failing.store(false, Ordering::SeqCst);
+    let request = RedriveRequest {
+        selection: RedriveSelection::Jobs(BTreeSet::from([id.clone(), "missing".to_owned()])),
+        rate_per_s: Some(100.0),
+        dry_run: false,
+        requested_by: "ops@test".into(),
+        reason: "renderer back".into(),
+    };
+    let report = redrive(&settings(&broker), &queue, &request).await.unwrap();
+    assert_eq!(report.redriven.len(), 1, "{report:?}");
+    assert_eq!(report.not_found, vec!["missing".to_owned()]);
+    running
+        .status_when("the redriven job done", |s| s.done == 1)
+        .await;
+    let outcomes = outcomes_when(&broker, &id, |o| o.len() >= 4).await;
+    assert_eq!(
+        (outcomes[3].status(), outcomes[3].attempt),
+        (OutcomeStatus::Processed, 1),
+        "a fresh attempt count"
+    );
+    running.stop().await;
+}
+
+on_every_broker!(
+    webhook_statuses_decide_done_retry_or_dead_letter,
+    retries_then_dead_letters_then_redrive_completes,
+);
