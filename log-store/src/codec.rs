@@ -29,6 +29,8 @@ struct StoredRecord {
     archived_at_ms: i64,
     #[prost(bool, tag = "11")]
     outcome_failed: bool,
+    #[prost(int64, optional, tag = "12")]
+    erased_at_ms: Option<i64>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -83,6 +85,7 @@ pub(crate) fn encode(record: ArchivedRecord) -> Vec<u8> {
         outcome_failed: record.outcome.as_ref().is_some_and(|o| o.failed),
         outcome_of: record.outcome.map(|o| o.event_id),
         archived_at_ms: record.archived_at_ms,
+        erased_at_ms: record.erased_at_ms,
     }
     .encode_to_vec()
 }
@@ -118,5 +121,6 @@ pub(crate) fn decode(key: RecordKey, bytes: &[u8]) -> Result<ArchivedRecord, pro
             failed: stored.outcome_failed,
         }),
         archived_at_ms: stored.archived_at_ms,
+        erased_at_ms: stored.erased_at_ms,
     })
 }

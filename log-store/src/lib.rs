@@ -8,6 +8,7 @@
 
 mod audit;
 mod codec;
+mod compact;
 mod keys;
 mod replays;
 mod store;
@@ -16,6 +17,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
+pub use compact::{CompactionSummary, compact};
 pub use replays::{ReplayRecord, ReplayState};
 pub use store::{LogStore, PreparedRecord, StoreOptions};
 
@@ -114,6 +116,9 @@ pub struct ArchivedRecord {
     /// For outcomes: the event the outcome is about, and whether it reports a failure.
     pub outcome: Option<OutcomeRef>,
     pub archived_at_ms: i64,
+    /// When the record's payload was erased ([`LogStore::erase_subject`]): its value and
+    /// non-Retrace headers are gone, its ids, kind and times remain.
+    pub erased_at_ms: Option<i64>,
 }
 
 /// What an outcome record is about.
@@ -174,6 +179,16 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// What [`LogStore::erase_subject`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErasureSummary {
+    pub transactions: usize,
+    /// Records whose payload was removed by this erasure.
+    pub records: usize,
+    /// Records that were already erased.
+    pub already_erased: usize,
+}
+
 /// What [`LogStore::check_consistency`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsistencyReport {
@@ -219,6 +234,15 @@ pub enum StoreError {
     },
     #[error("cursor {0:?} was not issued by this listing: start again without a cursor")]
     BadCursor(String),
+    #[error(
+        "compaction could not {operation} at {path}: {source}. The archive itself is intact; \
+         free space or fix permissions and run the compaction again"
+    )]
+    Compaction {
+        operation: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{field} {value:?} contains a NUL byte and cannot be indexed")]
     InvalidId { field: &'static str, value: String },
 }

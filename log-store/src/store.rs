@@ -10,8 +10,9 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use prost::Message;
 
 use crate::{
-    AppendSummary, ArchivedRecord, ConsistencyReport, Mark, MarkedTransaction, Page, Position,
-    RecordKey, RecordKind, ReplayRecord, StoreError, SubjectTransaction, codec, keys,
+    AppendSummary, ArchivedRecord, ConsistencyReport, ErasureSummary, Mark, MarkedTransaction,
+    Page, Position, RecordKey, RecordKind, ReplayRecord, StoreError, SubjectTransaction, codec,
+    keys,
 };
 
 /// The on-disk format this build reads and writes.
@@ -84,6 +85,7 @@ impl LogStore {
     /// Opens the archive in `path`, creating it if needed.
     pub fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
+        crate::compact::finish_interrupted(&path)?;
         let open_error = |source| StoreError::Open {
             path: path.clone(),
             source,
@@ -506,6 +508,67 @@ impl LogStore {
         Ok(replays)
     }
 
+    /// Removes the payload of every record that names `subject_id` among its subjects: its
+    /// value, and every header but Retrace's own ids. Ids, kind, times and outcomes stay, so
+    /// traces still make sense. The old bytes remain on disk until the archive is compacted
+    /// ([`crate::compact`]).
+    pub fn erase_subject(
+        &self,
+        subject_id: &str,
+        erased_at_ms: i64,
+    ) -> Result<ErasureSummary, StoreError> {
+        let inner = &*self.inner;
+        let mut summary = ErasureSummary::default();
+        let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
+        for guard in inner.by_subject.prefix(keys::id_prefix(subject_id)) {
+            let key = guard
+                .key()
+                .map_err(StoreError::engine("list a subject's transactions"))?;
+            let transaction = keys::after_id(&key)
+                .map(|t| String::from_utf8_lossy(t).into_owned())
+                .ok_or_else(|| dangling("by_subject", &key))?;
+            summary.transactions += 1;
+            for record in self.transaction(&transaction)? {
+                let touches = record
+                    .ids
+                    .as_ref()
+                    .is_some_and(|ids| ids.subject_ids.iter().any(|s| s == subject_id));
+                if !touches {
+                    continue;
+                }
+                if record.erased_at_ms.is_some() {
+                    summary.already_erased += 1;
+                    continue;
+                }
+                let primary = keys::record(&record.key);
+                let erased = ArchivedRecord {
+                    value: None,
+                    headers: record
+                        .headers
+                        .into_iter()
+                        .filter(|h| h.name.starts_with("retrace-") || h.name == "traceparent")
+                        .collect(),
+                    erased_at_ms: Some(erased_at_ms),
+                    ..record
+                };
+                batch.insert(&inner.records, primary, codec::encode(erased));
+                summary.records += 1;
+            }
+        }
+        batch
+            .commit()
+            .map_err(StoreError::engine("erase a subject's payloads"))?;
+        Ok(summary)
+    }
+
+    /// Bytes the archive takes on disk.
+    pub fn disk_space(&self) -> Result<u64, StoreError> {
+        self.inner
+            .db
+            .disk_space()
+            .map_err(StoreError::engine("measure its size"))
+    }
+
     /// Untraceable and malformed records, in key order.
     pub fn flagged(
         &self,
@@ -677,6 +740,25 @@ impl Inner {
             Index::Flagged => &self.flagged,
             Index::Marks => &self.marks,
         }
+    }
+
+    pub(crate) fn all_keyspaces(&self) -> [&Keyspace; 14] {
+        [
+            &self.records,
+            &self.by_transaction,
+            &self.by_subject,
+            &self.by_event,
+            &self.by_time,
+            &self.outcomes,
+            &self.flagged,
+            &self.marks,
+            &self.positions,
+            &self.meta,
+            &self.replays,
+            &self.replays_by_transaction,
+            &self.replay_keys,
+            &self.audit,
+        ]
     }
 
     fn check_format(&self) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::{EventIds, Header, OutcomeRef, RecordKind, ReplayState};
+use crate::{ErasureSummary, EventIds, Header, OutcomeRef, RecordKind, ReplayState};
 
 fn open(dir: &tempfile::TempDir) -> LogStore {
     LogStore::open(dir.path(), &StoreOptions::default()).unwrap()
@@ -43,6 +43,7 @@ fn event(topic: &str, offset: i64, transaction: &str, time_ms: i64) -> ArchivedR
         }),
         outcome: None,
         archived_at_ms: time_ms,
+        erased_at_ms: None,
     }
 }
 
@@ -386,4 +387,104 @@ fn a_replay_is_found_by_id_by_transaction_and_by_request_key() {
     assert_eq!(store.transaction_replays("t2").unwrap(), [replay]);
     assert_eq!(store.transaction_replays("t3").unwrap(), []);
     assert_eq!(store.replay("r2").unwrap(), None);
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            pending.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn an_erased_subjects_payloads_are_gone_from_every_file_after_compaction() {
+    // The archive in a subdirectory: compaction's sibling directories are searched too.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("archive");
+    let store = LogStore::open(&path, &StoreOptions::default()).unwrap();
+    let marker = b"MARKER-Amina-Wanjiru-1987";
+    let mut touching = event("births", 0, "t1", 10);
+    touching.value = Some([b"child=".as_slice(), marker].concat());
+    touching.headers.push(Header {
+        name: "x-mother-name".into(),
+        value: Some(marker.to_vec()),
+    });
+    let mut other = event("births", 1, "t2", 20);
+    other.ids.as_mut().unwrap().subject_ids = vec!["beneficiary:7".into()];
+    append(&store, vec![touching, other.clone()]);
+    store.flush().unwrap();
+    assert!(!files_containing(dir.path(), marker).is_empty());
+
+    let summary = store.erase_subject("beneficiary:42", 99).unwrap();
+    assert_eq!(
+        summary,
+        ErasureSummary {
+            transactions: 1,
+            records: 1,
+            already_erased: 0
+        }
+    );
+    let erased = store.transaction("t1").unwrap().remove(0);
+    assert_eq!(erased.value, None);
+    assert_eq!(erased.erased_at_ms, Some(99));
+    assert_eq!(erased.ids.unwrap().event_id, "births-0", "ids stay");
+    let kept: Vec<&str> = erased.headers.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(kept, ["retrace-transaction-id"]);
+    assert_eq!(store.transaction("t2").unwrap()[0].value, other.value);
+    assert_eq!(
+        store
+            .erase_subject("beneficiary:42", 100)
+            .unwrap()
+            .already_erased,
+        1
+    );
+
+    drop(store);
+    let compacted = crate::compact(&path, &StoreOptions::default()).unwrap();
+    assert!(compacted.entries > 0);
+    assert_eq!(
+        files_containing(dir.path(), marker),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let store = LogStore::open(&path, &StoreOptions::default()).unwrap();
+    assert!(store.check_consistency().unwrap().problems.is_empty());
+    assert_eq!(store.transaction("t2").unwrap()[0].value, other.value);
+}
+
+#[test]
+fn a_compaction_interrupted_by_a_crash_is_finished_or_discarded_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("archive");
+    let at = |suffix: &str| dir.path().join(format!("archive.{suffix}"));
+    let with_record = |at: &std::path::Path, transaction: &str| {
+        let store = LogStore::open(at, &StoreOptions::default()).unwrap();
+        append(&store, vec![event("births", 0, transaction, 1)]);
+    };
+    let transaction_at = |at: &std::path::Path| {
+        let store = LogStore::open(at, &StoreOptions::default()).unwrap();
+        let page = store.records("births", Some(0), 0, 1, None).unwrap();
+        page.items[0].ids.clone().unwrap().transaction_id
+    };
+
+    // Crashed after the old archive was set aside: the complete copy takes its place.
+    with_record(&at("compacting"), "copy");
+    std::fs::write(at("compacting").join("COMPLETE"), b"").unwrap();
+    with_record(&at("old"), "old");
+    assert_eq!(transaction_at(&path), "copy");
+    assert!(!at("old").exists() && !at("compacting").exists());
+    assert!(!path.join("COMPLETE").exists());
+
+    // Crashed while copying: the copy is discarded, the archive is untouched.
+    with_record(&at("compacting"), "half-copy");
+    assert_eq!(transaction_at(&path), "copy");
+    assert!(!at("compacting").exists());
 }

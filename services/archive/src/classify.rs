@@ -52,6 +52,7 @@ pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
         ids: understood.ids,
         outcome: understood.outcome,
         archived_at_ms,
+        erased_at_ms: None,
     }
 }
 

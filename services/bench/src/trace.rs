@@ -214,6 +214,7 @@ fn event_record(
         }),
         outcome: None,
         archived_at_ms: time_ms,
+        erased_at_ms: None,
     };
     PreparedRecord::new(record).expect("bench records are indexable")
 }
@@ -243,6 +244,7 @@ fn outcome_record(event: &Envelope, partition: i32, offset: i64, time_ms: i64) -
             failed: false,
         }),
         archived_at_ms: time_ms,
+        erased_at_ms: None,
     };
     PreparedRecord::new(record).expect("bench records are indexable")
 }
