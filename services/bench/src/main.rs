@@ -4,6 +4,7 @@
 mod archive;
 mod gateway;
 mod trace;
+mod worker;
 
 use clap::Parser;
 
@@ -16,6 +17,8 @@ enum Area {
     Gateway(gateway::Options),
     /// Trace latency over HTTP in an archive of a million messages, against the store read.
     Trace(trace::Options),
+    /// Job throughput with a no-op handler, against raw consumption of the same jobs.
+    Worker(worker::Options),
 }
 
 #[tokio::main]
@@ -24,5 +27,6 @@ async fn main() -> anyhow::Result<()> {
         Area::Archive(options) => archive::run(options).await,
         Area::Gateway(options) => gateway::run(options).await,
         Area::Trace(options) => trace::run(options).await,
+        Area::Worker(options) => worker::run(options).await,
     }
 }
