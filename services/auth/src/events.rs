@@ -1,0 +1,185 @@
+//! Everything retrace-auth reports about itself: one typed event per observable thing, each
+//! emitting its log line and its metrics together. Denials are `category="security"`, token
+//! changes `category="audit"`.
+
+use std::time::Duration;
+
+use metrics::counter;
+use retrace_telemetry::InternalEvent;
+use tracing::{debug, error, info, warn};
+
+use crate::caller::Caller;
+use crate::token::TokenRecord;
+
+/// A request was refused: no valid credential (401), or not allowed (403).
+pub(crate) struct RequestDenied<'a> {
+    pub caller: Option<&'a Caller>,
+    pub actor: Option<&'a str>,
+    pub origin: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Short and fixed, for the metric label: `missing`, `expired`, `forbidden`, ...
+    pub reason: &'static str,
+    pub detail: &'a str,
+}
+
+impl InternalEvent for RequestDenied<'_> {
+    fn emit(self) {
+        warn!(
+            category = "security",
+            actor = self.actor,
+            credential = self.caller.map(|c| c.credential.as_str()),
+            origin = self.origin,
+            method = self.method,
+            path = self.path,
+            reason = self.reason,
+            detail = self.detail,
+            "request denied"
+        );
+        counter!("retrace_auth_denied_total", "reason" => self.reason).increment(1);
+    }
+}
+
+pub(crate) struct Authenticated<'a> {
+    pub caller: &'a Caller,
+}
+
+impl InternalEvent for Authenticated<'_> {
+    fn emit(self) {
+        debug!(
+            actor = self.caller.actor,
+            role = self.caller.role.as_str(),
+            origin = self.caller.origin,
+            credential = self.caller.credential.as_str(),
+            "caller authenticated"
+        );
+        counter!(
+            "retrace_auth_requests_total",
+            "credential" => self.caller.credential.as_str(),
+        )
+        .increment(1);
+    }
+}
+
+pub(crate) struct BootstrapAdminUsed<'a> {
+    pub origin: &'a str,
+}
+
+impl InternalEvent for BootstrapAdminUsed<'_> {
+    fn emit(self) {
+        warn!(
+            category = "security",
+            origin = self.origin,
+            "the bootstrap admin token was used; create named tokens and remove \
+             auth.bootstrap_admin_sha256"
+        );
+    }
+}
+
+pub(crate) struct AuthDisabled;
+
+impl InternalEvent for AuthDisabled {
+    fn emit(self) {
+        error!(
+            category = "security",
+            "AUTHENTICATION IS DISABLED (auth.enabled = false): every caller is an anonymous \
+             admin. Use this only for development and tests"
+        );
+        metrics::gauge!("retrace_auth_disabled").set(1.0);
+    }
+}
+
+pub(crate) struct TokenChanged<'a> {
+    pub change: &'static str,
+    pub record: &'a TokenRecord,
+    pub by: &'a str,
+}
+
+impl InternalEvent for TokenChanged<'_> {
+    fn emit(self) {
+        info!(
+            category = "audit",
+            change = self.change,
+            token_id = self.record.id,
+            token_name = self.record.name,
+            role = self.record.role.as_str(),
+            by = self.by,
+            expires_at = self.record.expires_at.map(|t| t.to_string()),
+            "API token {}",
+            self.change
+        );
+        counter!("retrace_auth_token_changes_total", "change" => self.change).increment(1);
+    }
+}
+
+pub(crate) struct RegistryCaughtUp {
+    pub tokens: usize,
+    pub elapsed: Duration,
+}
+
+impl InternalEvent for RegistryCaughtUp {
+    fn emit(self) {
+        info!(
+            tokens = self.tokens,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "token registry caught up; API tokens are accepted"
+        );
+        metrics::gauge!("retrace_auth_registry_caught_up").set(1.0);
+    }
+}
+
+pub(crate) struct RegistryRecordSkipped<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub problem: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for RegistryRecordSkipped<'_> {
+    fn emit(self) {
+        warn!(
+            partition = self.partition,
+            offset = self.offset,
+            problem = %self.problem,
+            "token record skipped: not a token record"
+        );
+        counter!("retrace_auth_registry_skipped_total").increment(1);
+    }
+}
+
+pub(crate) struct RegistryKafkaProblem<'a> {
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for RegistryKafkaProblem<'_> {
+    fn emit(self) {
+        warn!(error = %self.error, "token registry: Kafka problem; continuing");
+        counter!("retrace_auth_registry_errors_total").increment(1);
+    }
+}
+
+pub(crate) struct JwksLoaded<'a> {
+    pub source: &'a str,
+    pub keys: usize,
+}
+
+impl InternalEvent for JwksLoaded<'_> {
+    fn emit(self) {
+        info!(
+            source = self.source,
+            keys = self.keys,
+            "OIDC signing keys loaded"
+        );
+        counter!("retrace_auth_jwks_loads_total", "result" => "ok").increment(1);
+    }
+}
+
+pub(crate) struct JwksLoadFailed<'a> {
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for JwksLoadFailed<'_> {
+    fn emit(self) {
+        warn!(error = %self.error, "OIDC signing keys could not be refreshed; keeping the old ones");
+        counter!("retrace_auth_jwks_loads_total", "result" => "failed").increment(1);
+    }
+}
