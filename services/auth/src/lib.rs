@@ -12,7 +12,7 @@
 //!   puts a route behind a permission and reports every denial to a [`DenialSink`].
 //!
 //! ```no_run
-//! # async fn example(registry: retrace_auth::TokenRegistry) -> anyhow::Result<()> {
+//! # async fn example(registry: retrace_auth::TokenRegistry) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use axum::{Router, routing::get};
 //! use retrace_auth::{AuthConfig, Authenticator, Caller, Guard, LogOnly, Permission};
