@@ -343,7 +343,77 @@ async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
     running.stop().await;
 }
 
+/// Counts the jobs it runs.
+#[derive(Clone, Default)]
+struct Done(Arc<Mutex<Vec<String>>>);
+
+impl JobHandler for Done {
+    async fn run(&self, job: &ReceivedJob) -> Result<(), JobError> {
+        self.0.lock().unwrap().push(job.id().to_owned());
+        Ok(())
+    }
+}
+
+async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Broker) {
+    let queue = unique_topic("statistics");
+    create_queue(&broker, &queue).await;
+    // A window that starts in two hours: the gate is closed now, and stays closed.
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let at = |hours: i64| {
+        let time = now
+            .checked_add(jiff::SignedDuration::from_hours(hours))
+            .unwrap();
+        format!("{:02}:{:02}", time.hour(), time.minute())
+    };
+    let gate = format!(
+        "time_zone = \"UTC\"\nwindows = [{{ days = \"daily\", from = \"{}\", to = \"{}\" }}]\n",
+        at(2),
+        at(3)
+    );
+    let mut config = WorkerConfig::new(broker.bootstrap());
+    config.kafka = settings(&broker);
+    config.queues.insert(
+        queue.clone(),
+        QueueConfig {
+            gate: toml::from_str(&gate).unwrap(),
+            ..QueueConfig::default()
+        },
+    );
+    let done = Done::default();
+    let running =
+        Running::start(Worker::new(&config, Handlers::new().queue(&queue, done.clone())).unwrap())
+            .await;
+    let publisher = Publisher::new(&settings(&broker)).unwrap();
+    let waits = job("statistics.refresh");
+    let mut urgent = job("statistics.refresh");
+    urgent.job.as_mut().unwrap().priority = JobPriority::Urgent as i32;
+    let mut due_soon = job("statistics.refresh");
+    due_soon.job.as_mut().unwrap().deadline =
+        Some((std::time::SystemTime::now() + std::time::Duration::from_secs(60)).into());
+    // The near-deadline job goes first: a job behind a waiting head is not read (no job is
+    // pulled into memory just to wait), so only a head's deadline is seen.
+    for envelope in [&due_soon, &urgent, &waits] {
+        enqueue(&publisher, &queue, envelope.clone()).await.unwrap();
+    }
+    let status = running
+        .status_when("the urgent and the near-deadline job done", |s| s.done == 2)
+        .await;
+    assert!(!status.gate_open);
+    assert!(
+        status.gate_reason.contains("outside window until"),
+        "{status:?}"
+    );
+    let ran = done.0.lock().unwrap().clone();
+    assert_eq!(
+        ran.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([&urgent.event_id, &due_soon.event_id]),
+        "the normal job waits for the window"
+    );
+    running.stop().await;
+}
+
 on_every_broker!(
     webhook_statuses_decide_done_retry_or_dead_letter,
     retries_then_dead_letters_then_redrive_completes,
+    urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed,
 );

@@ -1,19 +1,25 @@
 //! The demo workload: a birth-registration flow across four services, as a civil
 //! registration platform runs it.
 //!
-//! registration → `registrations` → validation → `validations` → certificates →
-//! `certificates` → notifications → `notifications`.
+//! registration → `registrations` → validation → `validations`, which also queues a
+//! `certificate.render` job → the worker's `certificates` queue → `certificates`, and a
+//! `notification.sms` job → the `notifications` queue → `notifications`.
 //!
-//! Validation and certificate generation each fail for about one registration in twelve,
-//! with the kind of transient error real dependencies give (a register timing out, a
-//! renderer down). A replayed event succeeds, as it would once the dependency is back, so
-//! `retrace failed`, `retrace trace` and `retrace replay` have something to show.
+//! Validation fails for about one registration in twelve with the kind of transient error
+//! real dependencies give (a register timing out); a replayed event succeeds, as it would
+//! once the register is back. Certificate rendering fails a first attempt as often (the
+//! worker retries it), and for about one in forty every attempt fails until the job is
+//! dead-lettered; a redriven job succeeds (the renderer was fixed). So `retrace failed`,
+//! `retrace trace`, `retrace replay` and `retrace jobs` have something to show.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use retrace_proto::Envelope;
+use retrace_proto::{Envelope, Job, JobPriority};
 use retrace_sdk::{
     EventHandler, HandlerError, KafkaSettings, PublishError, Publisher, ReceivedEvent, consume,
+};
+use retrace_worker::{
+    Handlers, JobError, JobHandler, QueueConfig, QueueTopics, ReceivedJob, WorkerConfig, enqueue,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +31,23 @@ pub const TOPICS: [&str; 4] = [
     "certificates",
     "notifications",
 ];
+/// The worker's queues.
+pub const QUEUES: [&str; 2] = ["certificates", "notifications"];
+
+/// Every topic the demo needs: its event topics and each queue's lanes.
+pub fn topics() -> Vec<String> {
+    let lanes = QUEUES.iter().flat_map(|queue| {
+        let topics = QueueTopics::of(queue);
+        [
+            topics.normal,
+            topics.urgent,
+            topics.bulk,
+            topics.retry,
+            topics.dead_letter,
+        ]
+    });
+    TOPICS.iter().map(|t| t.to_string()).chain(lanes).collect()
+}
 
 const FIRST_NAMES: [&str; 8] = [
     "Amina", "Tomás", "Mei", "Kwame", "Sofia", "Arjun", "Leila", "Mateo",
@@ -37,92 +60,161 @@ const DISTRICTS: [&str; 5] = [
     "Old Town",
 ];
 
-/// One service of the flow: handles an event, publishes the next one.
-struct Stage {
-    name: &'static str,
-    next_topic: &'static str,
-    next_type: &'static str,
-    /// The transient error it gives about one time in twelve, or never.
-    flaky: Option<&'static str>,
+/// The validation service: checks a registration, then queues its certificate.
+struct Validation {
     publisher: Publisher,
 }
 
-impl EventHandler for Stage {
+impl EventHandler for Validation {
     async fn handle(&self, event: &ReceivedEvent) -> Result<(), HandlerError> {
-        let envelope = &event.envelope;
-        let unlucky = fnv(&envelope.event_id).is_multiple_of(12);
-        if let Some(error) = self.flaky
-            && unlucky
-            && envelope.replay.is_none()
-        {
-            return Err(HandlerError(error.to_owned()));
+        let submitted = &event.envelope;
+        if unlucky(&submitted.event_id, 12) && submitted.replay.is_none() {
+            return Err(HandlerError(
+                "population register did not answer within 2 s (timeout)".to_owned(),
+            ));
         }
-        let next = Envelope::caused_by(envelope, self.name, self.next_type)
-            .with_payload("application/json", envelope.payload.clone());
-        self.publisher
-            .publish(self.next_topic, &next)
-            .await
-            .map(|_| ())
-            .map_err(|e| HandlerError(e.to_string()))
+        let validated =
+            Envelope::caused_by(submitted, "validation", "birth.registration.validated.v1")
+                .with_payload("application/json", submitted.payload.clone());
+        let published = self.publisher.publish("validations", &validated).await;
+        published.map_err(|e| HandlerError(e.to_string()))?;
+        enqueue(
+            &self.publisher,
+            "certificates",
+            job_of(&validated, "certificate.render"),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| HandlerError(e.to_string()))
     }
 }
 
-/// Runs the four services until `shutdown`.
+/// The `certificates` queue: renders the certificate, then queues the SMS to the mother.
+struct RenderCertificate {
+    publisher: Publisher,
+}
+
+impl JobHandler for RenderCertificate {
+    async fn run(&self, job: &ReceivedJob) -> Result<(), JobError> {
+        let request = &job.envelope;
+        let renderer_down = job.redriven_by.is_none()
+            && (unlucky(&request.event_id, 40)
+                || (unlucky(&request.event_id, 12) && job.attempt == 1));
+        if renderer_down {
+            return Err(JobError::Retry(
+                "certificate renderer unavailable: HTTP 503 from pdf-renderer:8080".to_owned(),
+            ));
+        }
+        let generated =
+            Envelope::caused_by(request, "certificates", "birth.certificate.generated.v1")
+                .with_payload("application/json", request.payload.clone());
+        let published = self.publisher.publish("certificates", &generated).await;
+        published.map_err(|e| JobError::Retry(e.to_string()))?;
+        enqueue(
+            &self.publisher,
+            "notifications",
+            job_of(&generated, "notification.sms"),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| JobError::Retry(e.to_string()))
+    }
+}
+
+/// The `notifications` queue: sends the SMS.
+struct SendSms {
+    publisher: Publisher,
+}
+
+impl JobHandler for SendSms {
+    async fn run(&self, job: &ReceivedJob) -> Result<(), JobError> {
+        let sent = Envelope::caused_by(&job.envelope, "notifications", "notification.sms.sent.v1");
+        let published = self.publisher.publish("notifications", &sent).await;
+        published
+            .map(|_| ())
+            .map_err(|e| JobError::Retry(e.to_string()))
+    }
+}
+
+/// A job of `kind`, caused by `cause`, due within a day.
+fn job_of(cause: &Envelope, kind: &str) -> Envelope {
+    let mut job = Envelope::caused_by(cause, cause.source.clone(), format!("{kind}.requested.v1"))
+        .with_payload("application/json", cause.payload.clone());
+    job.job = Some(Job {
+        kind: kind.to_owned(),
+        priority: JobPriority::Normal as i32,
+        deadline: Some((SystemTime::now() + Duration::from_secs(24 * 3600)).into()),
+        max_attempts: 3,
+        ..Job::default()
+    });
+    job
+}
+
+/// The worker's configuration for the demo's queues: quick retries, and a gate that
+/// closes while registrations arrive faster than 20 a second (raise `--demo-rate` to see
+/// it close).
+pub fn worker_config(settings: &KafkaSettings) -> Result<WorkerConfig, Failure> {
+    let mut config = WorkerConfig::new(settings.bootstrap_servers.clone());
+    config.kafka = settings.clone();
+    let gate = r#"
+[[signals]]
+kind = "topic_rate"
+topics = ["registrations"]
+max_rate = 20
+interval_ms = 1000
+recover_after_ms = 5000
+"#;
+    for queue in QUEUES {
+        let mut queue_config = QueueConfig::default();
+        queue_config.backoff.base_ms = 500;
+        queue_config.backoff.max_ms = 5_000;
+        queue_config.gate = toml::from_str(gate)
+            .map_err(|e| Failure::Server(format!("the demo's gate configuration: {e}")))?;
+        config.queues.insert(queue.to_owned(), queue_config);
+    }
+    Ok(config)
+}
+
+/// The demo's in-process job handlers.
+pub fn handlers(publisher: &Publisher) -> Handlers {
+    Handlers::new()
+        .queue(
+            "certificates",
+            RenderCertificate {
+                publisher: publisher.clone(),
+            },
+        )
+        .queue(
+            "notifications",
+            SendSms {
+                publisher: publisher.clone(),
+            },
+        )
+}
+
+/// Runs the registration desk and the validation service until `shutdown`.
 pub async fn run(
     settings: &KafkaSettings,
+    publisher: &Publisher,
     rate: f64,
     shutdown: &CancellationToken,
 ) -> Result<(), Failure> {
-    let publisher = Publisher::new(settings).map_err(server)?;
-    let stage = |name, next_topic, next_type, flaky| Stage {
-        name,
-        next_topic,
-        next_type,
-        flaky,
+    let validation = Validation {
         publisher: publisher.clone(),
     };
-    let validation = stage(
-        "validation",
-        "validations",
-        "birth.registration.validated.v1",
-        Some("population register did not answer within 2 s (timeout)"),
+    let (validated, registered) = tokio::join!(
+        consume(
+            settings,
+            "validation",
+            "validation",
+            &["registrations"],
+            &validation,
+            publisher,
+            shutdown,
+        ),
+        register(publisher, rate, shutdown),
     );
-    let certificates = stage(
-        "certificates",
-        "certificates",
-        "birth.certificate.generated.v1",
-        Some("certificate renderer unavailable: HTTP 503 from pdf-renderer:8080"),
-    );
-    let notifications = stage(
-        "notifications",
-        "notifications",
-        "notification.sms.sent.v1",
-        None,
-    );
-    let service = |stage: &'static str, topic: &'static str, handler: Stage| {
-        let publisher = publisher.clone();
-        async move {
-            consume(
-                settings,
-                stage,
-                stage,
-                &[topic],
-                &handler,
-                &publisher,
-                shutdown,
-            )
-            .await
-        }
-    };
-    let (validated, certified, notified, registered) = tokio::join!(
-        service("validation", "registrations", validation),
-        service("certificates", "validations", certificates),
-        service("notifications", "certificates", notifications),
-        register(&publisher, rate, shutdown),
-    );
-    for result in [validated, certified, notified] {
-        result.map_err(server)?;
-    }
+    validated.map_err(server)?;
     registered.map_err(server)
 }
 
@@ -159,11 +251,15 @@ async fn register(
     }
 }
 
-/// FNV-1a: whether an event is unlucky depends on nothing but its id.
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// One event in `one_in` is unlucky; FNV-1a of its id decides, so it depends on nothing
+/// else.
+fn unlucky(event_id: &str, one_in: u64) -> bool {
+    let hash = event_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    hash.is_multiple_of(one_in)
 }
 
 fn server(error: impl std::fmt::Display) -> Failure {

@@ -1,5 +1,6 @@
-//! `retrace dev`: Kafka, the archive with its trace and replay API, and the gateway, in one
-//! process on one HTTP address, so a newcomer has the whole pipeline with one command.
+//! `retrace dev`: Kafka, the archive with its trace and replay API, the gateway, and the
+//! worker with the demo's queues, in one process on one HTTP address, so a newcomer has the
+//! whole pipeline with one command.
 //!
 //! Kafka is librdkafka's in-process mock cluster unless `--kafka` names a real one. The
 //! mock starts empty each time, so its archive starts afresh too (the previous one is kept
@@ -18,8 +19,9 @@ use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
 use retrace_archive::{Archive, ArchiveConfig};
 use retrace_gateway::{Gateway, GatewayConfig};
-use retrace_sdk::KafkaSettings;
+use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_telemetry::LogFormat;
+use retrace_worker::Worker;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -88,8 +90,8 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
                     "cannot start the in-process Kafka mock cluster: {e}"
                 ))
             })?;
-            for topic in demo::TOPICS.iter().chain([&retrace_proto::OUTCOMES_TOPIC]) {
-                mock.create_topic(topic, PARTITIONS, 1).map_err(|e| {
+            for topic in needed_topics() {
+                mock.create_topic(&topic, PARTITIONS, 1).map_err(|e| {
                     Failure::Server(format!("the mock cluster cannot create topic {topic}: {e}"))
                 })?;
             }
@@ -108,6 +110,10 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Server(e.to_string()))?;
     let gateway = Gateway::new(&GatewayConfig::new(&bootstrap))
         .map_err(|e| Failure::Server(e.to_string()))?;
+    let settings = KafkaSettings::new(&bootstrap);
+    let publisher = Publisher::new(&settings).map_err(|e| Failure::Server(e.to_string()))?;
+    let worker = Worker::new(&demo::worker_config(&settings)?, demo::handlers(&publisher))
+        .map_err(|e| Failure::Server(e.to_string()))?;
     let listener = TcpListener::bind(args.http).await.map_err(|e| {
         Failure::Server(format!(
             "cannot serve HTTP on {}: {e}. Is another `retrace dev` running? Pass --http \
@@ -121,18 +127,26 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     let app = archive
         .router()
         .merge(gateway.router())
+        .merge(worker.router())
         .merge(retrace_telemetry::health_router(vec![archive.ready()]))
         .merge(retrace_telemetry::metrics_router());
     let stop_http = shutdown.child_token();
     let serve =
         axum::serve(listener, app).with_graceful_shutdown(stop_http.clone().cancelled_owned());
-    let settings = KafkaSettings::new(&bootstrap);
     let demo_run = async {
-        if args.demo {
-            demo::run(&settings, args.demo_rate, &shutdown).await
-        } else {
-            Ok(())
+        if !args.demo {
+            return Ok(());
         }
+        let ran = demo::run(&settings, &publisher, args.demo_rate, &shutdown).await;
+        if ran.is_err() {
+            // Whatever stopped the demo stops the rest, rather than leaving it half-running.
+            shutdown.cancel();
+        }
+        ran
+    };
+    let worker_run = async {
+        let ran = worker.run(shutdown.clone()).await;
+        ran.map_err(|e| Failure::Server(format!("the worker stopped: {e}")))
     };
     announce(&args.data_dir, &bootstrap, http, args.demo)?;
     let signals = async {
@@ -143,9 +157,10 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         archive.run().await;
         stop_http.cancel();
     };
-    let (served, demo_result, (), ()) = tokio::join!(
+    let (served, demo_result, worked, (), ()) = tokio::join!(
         serve,
         demo_run,
+        worker_run,
         archive_run,
         // Stops on a signal, or when something else stopped and cancelled shutdown.
         async {
@@ -156,6 +171,7 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         }
     );
     served.map_err(|e| Failure::Server(format!("the HTTP server failed: {e}")))?;
+    worked?;
     demo_result
 }
 
@@ -179,15 +195,22 @@ fn fresh_mock_archive(data_dir: &Path) -> Result<PathBuf, Failure> {
     Ok(current)
 }
 
+/// The outcomes topic, and the demo's topics and queues.
+fn needed_topics() -> Vec<String> {
+    let mut topics = demo::topics();
+    topics.push(retrace_proto::OUTCOMES_TOPIC.to_owned());
+    topics
+}
+
 /// Some brokers do not create topics on first use; the archive and the demo need these.
 async fn create_missing_topics(bootstrap: &str) -> Result<(), Failure> {
     let admin: AdminClient<DefaultClientContext> = KafkaSettings::new(bootstrap)
         .client_config(&[])
         .create()
         .map_err(|e| Failure::Server(format!("cannot connect to Kafka at {bootstrap}: {e}")))?;
-    let topics: Vec<NewTopic> = demo::TOPICS
+    let names = needed_topics();
+    let topics: Vec<NewTopic> = names
         .iter()
-        .chain([&retrace_proto::OUTCOMES_TOPIC])
         .map(|topic| NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -72,11 +72,9 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Kafka(#[from] retrace_sdk::SettingsError),
+    /// `field` is the setting's path in the file, e.g. `queues.certificates.concurrency`.
     #[error("{field} must be {requirement}")]
-    Invalid {
-        field: &'static str,
-        requirement: &'static str,
-    },
+    Invalid { field: String, requirement: String },
 }
 
 impl CommonArgs {
@@ -129,17 +127,19 @@ impl CommonArgs {
 }
 
 /// `value`, unless it is zero.
-pub fn at_least_one<N: PartialEq + Default>(
-    field: &'static str,
-    value: N,
-) -> Result<N, ConfigError> {
+pub fn at_least_one<N: PartialEq + Default>(field: &str, value: N) -> Result<N, ConfigError> {
     if value == N::default() {
-        return Err(ConfigError::Invalid {
-            field,
-            requirement: "at least 1",
-        });
+        return Err(invalid(field, "at least 1"));
     }
     Ok(value)
+}
+
+/// The error for a setting at `field` that is not `requirement`.
+pub fn invalid(field: &str, requirement: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        requirement: requirement.into(),
+    }
 }
 
 #[cfg(test)]

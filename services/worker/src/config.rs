@@ -11,18 +11,23 @@
 //! timeout_ms = 10000
 //! backoff = { base_ms = 1000, factor = 2.0, max_ms = 600000 }
 //! kinds."certificate.render".webhook = "http://127.0.0.1:8080/jobs/render"
+//!
+//! [queues.certificates.gate]
+//! time_zone = "Africa/Nairobi"
+//! windows = [ { days = "mon-fri", from = "19:00", to = "07:00" } ]
 //! ```
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use retrace_config::ConfigError;
+use retrace_config::{CommonArgs, KafkaSection, LogSection, invalid};
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
 
-use crate::admission::AdmissionPolicy;
+use crate::gate::{GateConfig, GateSpec};
 use crate::retry::Backoff;
 
 /// One queue: its handlers and limits.
@@ -42,10 +47,8 @@ pub struct QueueConfig {
     pub backoff: Backoff,
     /// How long a webhook call may take.
     pub timeout_ms: u64,
-    /// Bulk jobs wait until the gate has been open this long.
-    pub bulk_after_ms: u64,
-    /// A job whose deadline is this close runs even while the gate is closed.
-    pub deadline_margin_ms: u64,
+    /// When the queue's jobs may run: schedule windows, load signals, admission rules.
+    pub gate: GateConfig,
 }
 
 impl Default for QueueConfig {
@@ -58,31 +61,21 @@ impl Default for QueueConfig {
             max_attempts: 5,
             backoff: Backoff::default(),
             timeout_ms: 30_000,
-            bulk_after_ms: 600_000,
-            deadline_margin_ms: 300_000,
+            gate: GateConfig::default(),
         }
     }
 }
 
 impl QueueConfig {
-    pub(crate) fn admission_policy(&self) -> AdmissionPolicy {
-        AdmissionPolicy {
-            bulk_after: Duration::from_millis(self.bulk_after_ms),
-            deadline_margin: Duration::from_millis(self.deadline_margin_ms),
-        }
-    }
-
     pub(crate) fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// Refuses limits that would stop the queue, naming the setting.
-    pub fn check(&self, queue: &str) -> Result<(), ConfigError> {
-        let invalid = |field: &str, requirement: &'static str| {
-            Err(ConfigError::Invalid {
-                field: format!("queues.{queue}.{field}"),
-                requirement,
-            })
+    /// Refuses limits that would stop the queue, naming the setting, and returns its
+    /// validated gate.
+    pub fn check(&self, queue: &str) -> Result<GateSpec, ConfigError> {
+        let invalid = |field: &str, requirement: &str| {
+            Err(invalid(&format!("queues.{queue}.{field}"), requirement))
         };
         if self.concurrency == 0 {
             return invalid("concurrency", "at least 1");
@@ -114,13 +107,12 @@ impl QueueConfig {
             }));
         for (field, url) in webhooks {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid {
-                    field: format!("queues.{queue}.{field}"),
-                    requirement: "an http:// or https:// URL",
-                });
+                return invalid(&field, "an http:// or https:// URL");
             }
         }
-        Ok(())
+        self.gate
+            .validate(&format!("queues.{queue}.gate"))
+            .map_err(|e| retrace_config::invalid(&e.field, e.problem))
     }
 }
 
@@ -160,70 +152,26 @@ impl WorkerConfig {
 /// Command-line flags; each also reads a `RETRACE_*` environment variable.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct WorkerArgs {
-    /// TOML configuration file (`[kafka]`, `[worker]`, `[log]`, `[queues.<name>]`).
-    #[arg(long, env = "RETRACE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Kafka bootstrap servers, host:port[,host:port].
-    #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
-    pub kafka_bootstrap: Option<String>,
-    /// librdkafka property passed through, name=value (repeat, or comma-separate in the env).
-    #[arg(
-        long = "kafka-property",
-        env = "RETRACE_KAFKA_PROPERTIES",
-        value_delimiter = ','
-    )]
-    pub kafka_properties: Vec<String>,
+    /// Kafka, log and config-file flags. Queues are configured in the file
+    /// (`[queues.<name>]`).
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Address of the HTTP server (/v1/jobs/queues, /healthz, /metrics).
     #[arg(long, env = "RETRACE_HTTP")]
     pub http: Option<SocketAddr>,
-    /// `json` or `text`.
-    #[arg(long, env = "RETRACE_LOG_FORMAT")]
-    pub log_format: Option<LogFormat>,
-    /// Log filter, `RUST_LOG` syntax, e.g. `info,retrace_worker=debug`.
-    #[arg(long, env = "RETRACE_LOG")]
-    pub log: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("configuration file {path} is not valid: {source}")]
-    Parse {
-        path: PathBuf,
-        source: Box<toml::de::Error>,
-    },
-    #[error(transparent)]
-    Kafka(#[from] retrace_sdk::SettingsError),
-    #[error("{field} must be {requirement}")]
-    Invalid {
-        field: String,
-        requirement: &'static str,
-    },
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
-    kafka: FileKafka,
+    kafka: KafkaSection,
     #[serde(default)]
     worker: FileWorker,
     #[serde(default)]
-    log: FileLog,
+    log: LogSection,
     #[serde(default)]
     queues: BTreeMap<String, QueueConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileKafka {
-    bootstrap: Option<String>,
-    #[serde(default)]
-    properties: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -233,29 +181,13 @@ struct FileWorker {
     shutdown_grace_ms: Option<u64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileLog {
-    format: Option<LogFormat>,
-    filter: Option<String>,
-}
-
 impl WorkerArgs {
     /// Layers defaults, the file, and these flags (which clap already merged with the env).
     pub fn resolve(self) -> Result<WorkerConfig, ConfigError> {
-        let file = match &self.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let bootstrap = self
-            .kafka_bootstrap
-            .or(file.kafka.bootstrap)
-            .unwrap_or_else(|| "localhost:9092".to_owned());
-        let mut config = WorkerConfig::new(bootstrap);
-        config.kafka.properties.extend(file.kafka.properties);
-        config.kafka = config
-            .kafka
-            .with_properties(self.kafka_properties.iter().map(String::as_str))?;
+        let file: FileConfig = self.common.read_file()?;
+        let kafka = self.common.kafka(file.kafka, &[])?;
+        let mut config = WorkerConfig::new(kafka.bootstrap_servers.clone());
+        config.kafka = kafka;
         if let Some(http) = self.http.or(file.worker.http) {
             config.http = http;
         }
@@ -264,33 +196,20 @@ impl WorkerArgs {
         }
         for (name, queue) in &file.queues {
             retrace_sdk::check_topic_name(&crate::QueueTopics::of(name).dead_letter).map_err(
-                |_| ConfigError::Invalid {
-                    field: format!("queues.{name}"),
-                    requirement: "a name of letters, digits, '.', '_' or '-' (it names topics)",
+                |_| {
+                    invalid(
+                        &format!("queues.{name}"),
+                        "a name of letters, digits, '.', '_' or '-' (it names topics)",
+                    )
                 },
             )?;
             queue.check(name)?;
         }
         config.queues = file.queues;
-        if let Some(format) = self.log_format.or(file.log.format) {
-            config.log_format = format;
-        }
-        if let Some(filter) = self.log.or(file.log.filter) {
-            config.log_filter = filter;
-        }
+        self.common
+            .log(file.log, &mut config.log_format, &mut config.log_filter);
         Ok(config)
     }
-}
-
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
-        path: path.to_owned(),
-        source: Box::new(source),
-    })
 }
 
 #[cfg(test)]
@@ -302,7 +221,10 @@ mod tests {
         let path = dir.path().join("retrace.toml");
         std::fs::write(&path, toml).unwrap();
         WorkerArgs {
-            config: Some(path),
+            common: CommonArgs {
+                config: Some(path),
+                ..CommonArgs::default()
+            },
             ..WorkerArgs::default()
         }
         .resolve()
@@ -349,5 +271,10 @@ webhook = "http://127.0.0.1:8080/notify"
         assert!(error.to_string().contains("webhok"), "{error}");
         let error = resolve("[queues.q]\nwebhook = \"ftp://x\"\n").unwrap_err();
         assert!(error.to_string().contains("queues.q.webhook"), "{error}");
+        let error = resolve("[queues.q.gate]\ntime_zone = \"UTC\"\nwindows = [{ days = \"mon\", from = \"25:00\", to = \"07:00\" }]\n").unwrap_err();
+        assert!(
+            error.to_string().contains("queues.q.gate.windows[0].from"),
+            "{error}"
+        );
     }
 }

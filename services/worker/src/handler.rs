@@ -20,6 +20,8 @@ pub struct ReceivedJob {
     pub attempt: u32,
     /// Errors of the earlier attempts, oldest first.
     pub errors: Vec<String>,
+    /// Who moved it back from the dead-letter topic, if someone did.
+    pub redriven_by: Option<String>,
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
@@ -252,6 +254,7 @@ mod tests {
             queue: "q".into(),
             attempt: 1,
             errors: vec![],
+            redriven_by: None,
             topic: "t".into(),
             partition: 0,
             offset: 0,

@@ -63,7 +63,6 @@
 //! `retrace_worker_running{queue}`, plus Kafka trouble, pauses and slow-downs
 //! (`events.rs`).
 
-mod admission;
 mod config;
 mod enqueue;
 mod events;
@@ -88,7 +87,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use admission::{Admission, AdmissionPolicy, admits};
 pub use config::{ConfigError, KindConfig, QueueConfig, WorkerArgs, WorkerConfig};
 pub use enqueue::{EnqueueError, enqueue};
 pub use handler::{IDEMPOTENCY_KEY, JobError, JobHandler, ReceivedJob, Webhook, WebhookBody};
@@ -98,7 +96,7 @@ pub use retry::{ATTEMPT, Backoff, DUE_AT, ERROR, REDRIVE_REASON, REDRIVEN_BY};
 pub use status::QueueStatus;
 
 use crate::events::{HttpListening, WorkerStarted};
-use crate::gate::GateHandle;
+use crate::gate::{Gate, GateError};
 use crate::handler::SharedHandler;
 use crate::runner::{QueueHandlers, QueueRunner, RunnerParts};
 use crate::status::{QueueCounters, StatusBoard};
@@ -122,6 +120,13 @@ pub enum WorkerError {
     NoHandler { queue: String },
     #[error("a handler is given for queue {queue}, which is not configured: add [queues.{queue}]")]
     UnknownQueue { queue: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot start the gate of queue {queue}: {source}")]
+    Gate {
+        queue: String,
+        source: Box<GateError>,
+    },
     #[error("cannot serve HTTP on {addr}: {source}. Is another process using that port?")]
     Http {
         addr: std::net::SocketAddr,
@@ -155,31 +160,18 @@ impl Handlers {
     }
 }
 
-/// The worker: one runner per configured queue, and their status.
+/// The worker: one runner and one gate per configured queue, and their status.
 pub struct Worker {
     runners: Vec<QueueRunner>,
+    gates: Vec<Gate>,
     board: StatusBoard,
     bootstrap: String,
 }
 
 impl Worker {
-    /// Creates the producer and each queue's consumer (they connect lazily). Every queue
-    /// needs a handler: a webhook in its configuration, or one in `handlers`.
+    /// Creates the producer, each queue's consumer and gate (they connect lazily). Every
+    /// queue needs a handler: a webhook in its configuration, or one in `handlers`.
     pub fn new(config: &WorkerConfig, handlers: Handlers) -> Result<Worker, WorkerError> {
-        let gates = config
-            .queues
-            .keys()
-            .map(|queue| (queue.clone(), GateHandle::always_open()))
-            .collect();
-        Worker::with_gates(config, handlers, gates)
-    }
-
-    /// As [`Worker::new`], with each queue's gate given (a queue without one is never gated).
-    pub fn with_gates(
-        config: &WorkerConfig,
-        handlers: Handlers,
-        mut gates: HashMap<String, GateHandle>,
-    ) -> Result<Worker, WorkerError> {
         for queue in handlers
             .by_queue
             .keys()
@@ -193,6 +185,7 @@ impl Worker {
         }
         let publisher = Publisher::new(&config.kafka).map_err(WorkerError::Producer)?;
         let mut runners = Vec::new();
+        let mut gates = Vec::new();
         let mut board = Vec::new();
         for (queue, queue_config) in &config.queues {
             let mut resolved = QueueHandlers::default();
@@ -220,13 +213,20 @@ impl Worker {
                     queue: queue.clone(),
                 });
             }
-            let gate = gates.remove(queue).unwrap_or_else(GateHandle::always_open);
+            let spec = queue_config.check(queue)?;
+            let (gate_task, gate) =
+                Gate::new(queue, &spec, &config.kafka).map_err(|source| WorkerError::Gate {
+                    queue: queue.clone(),
+                    source: Box::new(source),
+                })?;
+            gates.push(gate_task);
             let counters = Arc::new(QueueCounters::default());
             board.push((queue.clone(), gate.clone(), Arc::clone(&counters)));
             let parts = RunnerParts {
                 publisher: publisher.clone(),
                 handlers: resolved,
                 gate,
+                policy: spec.policy,
                 counters,
                 grace: config.shutdown_grace,
             };
@@ -234,6 +234,7 @@ impl Worker {
         }
         Ok(Worker {
             runners,
+            gates,
             board: StatusBoard {
                 queues: Arc::new(board),
             },
@@ -251,7 +252,8 @@ impl Worker {
         self.board.snapshot()
     }
 
-    /// Runs every queue until `shutdown`; running jobs get the shutdown grace to finish.
+    /// Runs every queue and its gate until `shutdown`; running jobs get the shutdown grace
+    /// to finish.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
         let queues: Vec<&str> = self
             .board
@@ -265,6 +267,13 @@ impl Worker {
         }
         .emit();
         let mut running = JoinSet::new();
+        for gate in self.gates {
+            let shutdown = shutdown.clone();
+            running.spawn(async move {
+                gate.run(shutdown).await;
+                Ok(())
+            });
+        }
         for runner in self.runners {
             running.spawn(runner.run(shutdown.clone()));
         }

@@ -27,15 +27,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::admission::{Admission, admits};
 use crate::config::QueueConfig;
 use crate::events::{
     JobSettled, JobStarted, KafkaTrouble, NotAJob, PartitionsPaused, QueueSlowed, Settlement,
 };
 use crate::gate::GateHandle;
+use crate::gate::{Admission, AdmissionPolicy, GateState, admits};
 use crate::handler::{JobError, ReceivedJob, SharedHandler};
 use crate::offsets::PartitionProgress;
-use crate::retry::{self, ERROR};
+use crate::retry::{self, ERROR, REDRIVEN_BY};
 use crate::status::QueueCounters;
 use crate::{QueueTopics, WorkerError};
 
@@ -116,6 +116,7 @@ struct Shared {
     config: QueueConfig,
     publisher: Publisher,
     handlers: QueueHandlers,
+    policy: AdmissionPolicy,
     counters: Arc<QueueCounters>,
     /// Cancelled when the shutdown grace is over: publishing stops retrying.
     abandon: CancellationToken,
@@ -126,6 +127,7 @@ pub(crate) struct RunnerParts {
     pub publisher: Publisher,
     pub handlers: QueueHandlers,
     pub gate: GateHandle,
+    pub policy: AdmissionPolicy,
     pub counters: Arc<QueueCounters>,
     /// How long running jobs may take to finish at shutdown.
     pub grace: Duration,
@@ -187,6 +189,7 @@ impl QueueRunner {
             publisher,
             handlers,
             gate,
+            policy,
             counters,
             grace,
         } = parts;
@@ -207,6 +210,7 @@ impl QueueRunner {
                 config: config.clone(),
                 publisher,
                 handlers,
+                policy,
                 counters,
                 abandon: CancellationToken::new(),
             }),
@@ -369,12 +373,12 @@ impl QueueRunner {
             state.slowed_until = None;
         }
         let gate = self.gate.state();
-        let policy = self.shared.config.admission_policy();
+        let policy = &self.shared.policy;
         state.held.retain(|_, (_, hold)| match hold {
             Hold::Due(due) => *due > now,
             Hold::Gate {
                 priority, deadline, ..
-            } => admits(&gate, *priority, *deadline, now, &policy) != Admission::Run,
+            } => must_wait(&gate, *priority, *deadline, now, policy).is_some(),
         });
         self.reconcile(state);
     }
@@ -511,6 +515,7 @@ impl QueueRunner {
         let received = ReceivedJob {
             attempt: retry::attempt_of(&headers),
             errors: retry::all_headers(&headers, ERROR),
+            redriven_by: retry::header(&headers, REDRIVEN_BY).map(str::to_owned),
             envelope,
             job,
             queue: self.shared.queue.clone(),
@@ -542,8 +547,7 @@ impl QueueRunner {
             return;
         }
         let gate = self.gate.state();
-        let policy = self.shared.config.admission_policy();
-        if let Admission::Wait { until } = admits(&gate, priority, deadline, now, &policy) {
+        if let Some(until) = must_wait(&gate, priority, deadline, now, &self.shared.policy) {
             let hold = Hold::Gate {
                 priority,
                 deadline,
@@ -607,6 +611,29 @@ impl QueueRunner {
         if let Err(error) = stored {
             self.trouble("store offset", &error);
         }
+    }
+}
+
+/// `None` when the job may start now; else when to ask again (`None` inside: only when the
+/// gate changes).
+fn must_wait(
+    gate: &GateState,
+    priority: JobPriority,
+    deadline: Option<SystemTime>,
+    now: SystemTime,
+    policy: &AdmissionPolicy,
+) -> Option<Option<SystemTime>> {
+    let stamp = |at: SystemTime| jiff::Timestamp::try_from(at).ok();
+    let admission = admits(
+        gate,
+        priority,
+        deadline.and_then(stamp),
+        stamp(now).unwrap_or_else(jiff::Timestamp::now),
+        policy,
+    );
+    match admission {
+        Admission::Run { .. } => None,
+        Admission::Wait { recheck_in, .. } => Some(recheck_in.map(|after| now + after)),
     }
 }
 
