@@ -62,6 +62,19 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// `entry`, chained after the trail's newest record `head` (number and hash).
+    pub(crate) fn after(head: &Option<(u64, Vec<u8>)>, entry: AuditEntry) -> Self {
+        match head {
+            Some((seq, hash)) => AuditRecord::chained(seq + 1, entry, hash.clone()),
+            None => AuditRecord::chained(1, entry, ZERO_HASH.to_vec()),
+        }
+    }
+
+    /// Its key in the audit keyspace: its number, big-endian, so keys sort in chain order.
+    pub(crate) fn key(&self) -> [u8; 8] {
+        self.seq.to_be_bytes()
+    }
+
     fn chained(seq: u64, entry: AuditEntry, prev_hash: Vec<u8>) -> Self {
         let mut record = AuditRecord {
             seq,
@@ -117,20 +130,16 @@ impl LogStore {
             .audit_head
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (seq, prev_hash) = match &*last {
-            Some((seq, hash)) => (seq + 1, hash.clone()),
-            None => (1, ZERO_HASH.to_vec()),
-        };
-        let record = AuditRecord::chained(seq, entry, prev_hash);
+        let record = AuditRecord::after(&last, entry);
         let mut batch = inner
             .db
             .batch()
             .durability(Some(fjall::PersistMode::SyncAll));
-        batch.insert(&inner.audit, seq.to_be_bytes(), record.encode_to_vec());
+        batch.insert(&inner.audit, record.key(), record.encode_to_vec());
         batch
             .commit()
             .map_err(StoreError::engine("append to the audit trail"))?;
-        *last = Some((seq, record.hash.clone()));
+        *last = Some((record.seq, record.hash.clone()));
         Ok(record)
     }
 

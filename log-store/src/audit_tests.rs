@@ -146,3 +146,51 @@ fn reordered_records_are_named() {
     );
     assert!(!problems.is_empty());
 }
+
+#[test]
+fn audit_events_archived_with_records_are_chained_once_with_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.append_audit(entry(1, "ana", "t1")).unwrap();
+    let archived = |offset: i64| crate::ArchivedRecord {
+        key: crate::RecordKey {
+            topic: "retrace.audit".into(),
+            partition: 0,
+            offset,
+        },
+        message_key: None,
+        value: Some(b"audit event".to_vec()),
+        headers: Vec::new(),
+        kafka_timestamp_ms: Some(2),
+        time_ms: 2,
+        kind: crate::RecordKind::Untraceable,
+        problem: None,
+        ids: None,
+        outcome: None,
+        archived_at_ms: 2,
+        erased_at_ms: None,
+        audit: Some(AuditEntry {
+            action: "denied".into(),
+            ..entry(2, "gateway-caller", "registrations")
+        }),
+    };
+    let prepared = || vec![crate::PreparedRecord::new(archived(0)).unwrap()];
+    store.append(&prepared()).unwrap();
+    store.append(&prepared()).unwrap();
+    store.append_audit(entry(3, "ben", "t1")).unwrap();
+    let all = store
+        .audit(&AuditFilter::default(), 10, None)
+        .unwrap()
+        .items;
+    let actions: Vec<(u64, &str)> = all.iter().map(|r| (r.seq, r.action.as_str())).collect();
+    assert_eq!(
+        actions,
+        [
+            (1, "transaction.read"),
+            (2, "denied"),
+            (3, "transaction.read")
+        ],
+        "the redelivered record is not chained again"
+    );
+    assert!(store.verify_audit().unwrap().problems.is_empty());
+}

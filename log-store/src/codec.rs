@@ -122,5 +122,6 @@ pub(crate) fn decode(key: RecordKey, bytes: &[u8]) -> Result<ArchivedRecord, pro
         }),
         archived_at_ms: stored.archived_at_ms,
         erased_at_ms: stored.erased_at_ms,
+        audit: None,
     })
 }

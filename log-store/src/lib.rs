@@ -56,6 +56,8 @@ pub enum RecordKind {
     /// Claims to be Retrace's (an envelope, an outcome, or `retrace-*` headers) but cannot be
     /// read; kept with the reason.
     Malformed = 5,
+    /// A service's audit event, from the audit topic; also in the audit trail.
+    Audit = 6,
 }
 
 impl RecordKind {
@@ -66,6 +68,7 @@ impl RecordKind {
             RecordKind::Outcome => "outcome",
             RecordKind::Untraceable => "untraceable",
             RecordKind::Malformed => "malformed",
+            RecordKind::Audit => "audit",
         }
     }
 
@@ -80,6 +83,7 @@ impl RecordKind {
             2 => RecordKind::HeadersOnly,
             3 => RecordKind::Outcome,
             4 => RecordKind::Untraceable,
+            6 => RecordKind::Audit,
             _ => RecordKind::Malformed,
         }
     }
@@ -119,6 +123,9 @@ pub struct ArchivedRecord {
     /// When the record's payload was erased ([`LogStore::erase_subject`]): its value and
     /// non-Retrace headers are gone, its ids, kind and times remain.
     pub erased_at_ms: Option<i64>,
+    /// An audit event another service published: appended to the audit trail in the same
+    /// atomic write as the record, so it is chained exactly once. Not stored in the record.
+    pub audit: Option<AuditEntry>,
 }
 
 /// What an outcome record is about.

@@ -10,9 +10,9 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use prost::Message;
 
 use crate::{
-    AppendSummary, ArchivedRecord, ConsistencyReport, ErasureSummary, Mark, MarkedTransaction,
-    Page, Position, RecordKey, RecordKind, ReplayRecord, StoreError, SubjectTransaction, codec,
-    keys,
+    AppendSummary, ArchivedRecord, AuditEntry, ConsistencyReport, ErasureSummary, Mark,
+    MarkedTransaction, Page, Position, RecordKey, RecordKind, ReplayRecord, StoreError,
+    SubjectTransaction, codec, keys,
 };
 
 /// The on-disk format this build reads and writes.
@@ -159,6 +159,11 @@ impl LogStore {
         let mut advanced: HashMap<(&str, i32), i64> = HashMap::new();
         let mut summary = AppendSummary::default();
         let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
+        let mut audit_head = inner
+            .audit_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut new_head = audit_head.clone();
         for record in records {
             let key = &record.key;
             let next = match advanced.get(&(key.topic.as_str(), key.partition)) {
@@ -183,6 +188,11 @@ impl LogStore {
                 record.primary.as_slice(),
                 record.encoded.as_slice(),
             );
+            if let Some(entry) = &record.audit {
+                let chained = crate::audit::AuditRecord::after(&new_head, entry.clone());
+                batch.insert(&inner.audit, chained.key(), chained.encode_to_vec());
+                new_head = Some((chained.seq, chained.hash));
+            }
             advanced.insert((key.topic.as_str(), key.partition), key.offset + 1);
             summary.appended += 1;
         }
@@ -196,6 +206,7 @@ impl LogStore {
         batch
             .commit()
             .map_err(StoreError::engine("write a batch"))?;
+        *audit_head = new_head;
         next_offsets.extend(
             advanced
                 .into_iter()
@@ -609,6 +620,7 @@ pub struct PreparedRecord {
     primary: Vec<u8>,
     encoded: Vec<u8>,
     index_entries: Vec<IndexEntry>,
+    audit: Option<AuditEntry>,
 }
 
 impl PreparedRecord {
@@ -623,6 +635,7 @@ impl PreparedRecord {
             index_entries,
             key: record.key.clone(),
             primary,
+            audit: record.audit.clone(),
             encoded: codec::encode(record),
         })
     }

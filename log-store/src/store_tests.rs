@@ -44,6 +44,7 @@ fn event(topic: &str, offset: i64, transaction: &str, time_ms: i64) -> ArchivedR
         outcome: None,
         archived_at_ms: time_ms,
         erased_at_ms: None,
+        audit: None,
     }
 }
 

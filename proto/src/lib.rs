@@ -15,10 +15,16 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/retrace.v1.rs"));
 }
 
-pub use v1::{Envelope, Job, JobPriority, Outcome, OutcomeStatus, Replay};
+pub use v1::{AuditEvent, Envelope, Job, JobPriority, Outcome, OutcomeStatus, Replay};
 
 /// The topic every consumer's [`Outcome`]s are published on.
 pub const OUTCOMES_TOPIC: &str = "retrace.outcomes";
+
+/// The topic services publish their [`AuditEvent`]s on, for the archive's audit trail.
+pub const AUDIT_TOPIC: &str = "retrace.audit";
+
+/// The `retrace-type` header of an audit message.
+pub const AUDIT_TYPE: &str = "retrace.audit.v1";
 
 /// The `retrace-type` header of an outcome message.
 pub const OUTCOME_TYPE: &str = "retrace.outcome.v1";

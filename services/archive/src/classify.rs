@@ -7,10 +7,10 @@ use prost_types::Timestamp;
 use rdkafka::Message;
 use rdkafka::message::Headers;
 use retrace_log_store::{
-    ArchivedRecord, EventIds, Header, OutcomeRef, PreparedRecord, RecordKey, RecordKind,
+    ArchivedRecord, AuditEntry, EventIds, Header, OutcomeRef, PreparedRecord, RecordKey, RecordKind,
 };
 use retrace_proto::headers::TraceHeaders;
-use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_proto::{AUDIT_TOPIC, AuditEvent, Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 
 /// Copies `message` out of Kafka's buffers and says what it is.
 pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
@@ -28,10 +28,10 @@ pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
         })
         .unwrap_or_default();
     let kafka_timestamp_ms = message.timestamp().to_millis();
-    let understood = if message.topic() == OUTCOMES_TOPIC {
-        outcome(value)
-    } else {
-        event(value.unwrap_or_default(), &headers)
+    let understood = match message.topic() {
+        OUTCOMES_TOPIC => outcome(value),
+        AUDIT_TOPIC => audit(value),
+        _ => event(value.unwrap_or_default(), &headers),
     };
     ArchivedRecord {
         key: RecordKey {
@@ -53,6 +53,7 @@ pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
         outcome: understood.outcome,
         archived_at_ms,
         erased_at_ms: None,
+        audit: understood.audit,
     }
 }
 
@@ -78,6 +79,7 @@ struct Understood {
     ids: Option<EventIds>,
     outcome: Option<OutcomeRef>,
     occurred_at_ms: Option<i64>,
+    audit: Option<AuditEntry>,
 }
 
 impl Understood {
@@ -88,6 +90,7 @@ impl Understood {
             ids: None,
             outcome: None,
             occurred_at_ms: None,
+            audit: None,
         }
     }
 }
@@ -121,9 +124,44 @@ fn outcome(value: Option<&[u8]>) -> Understood {
                     failed,
                     event_id: outcome.event_id,
                 }),
+                audit: None,
             }
         }
         Err(problem) => Understood::flagged(RecordKind::Malformed, problem),
+    }
+}
+
+/// A service's audit event: kept as a record and chained into the audit trail.
+fn audit(value: Option<&[u8]>) -> Understood {
+    match AuditEvent::decode(value.unwrap_or_default()) {
+        Ok(event) if !event.action.is_empty() => {
+            let at_ms = event.at.as_ref().map(millis);
+            Understood {
+                kind: RecordKind::Audit,
+                problem: None,
+                ids: None,
+                outcome: None,
+                occurred_at_ms: at_ms,
+                audit: Some(AuditEntry {
+                    at_ms: at_ms.unwrap_or_default(),
+                    actor: event.actor,
+                    role: event.role,
+                    origin: event.origin,
+                    action: format!("{}.{}", event.service, event.action),
+                    target: event.target,
+                    reason: event.reason,
+                    result: event.result,
+                }),
+            }
+        }
+        Ok(_) => Understood::flagged(
+            RecordKind::Malformed,
+            "audit event has no `action`".to_owned(),
+        ),
+        Err(error) => Understood::flagged(
+            RecordKind::Malformed,
+            format!("audit event cannot be decoded: {error}"),
+        ),
     }
 }
 
@@ -154,6 +192,7 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
                         event_type: envelope.r#type,
                     }),
                     outcome: None,
+                    audit: None,
                 },
                 Err(error) => Understood::flagged(
                     RecordKind::Malformed,
@@ -184,6 +223,7 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
                     event_type: trace.event_type,
                 }),
                 outcome: None,
+                audit: None,
             },
             Err(error) => Understood::flagged(
                 RecordKind::Malformed,

@@ -158,3 +158,37 @@ proptest::proptest! {
         let _ = prepare(record);
     }
 }
+
+#[test]
+fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
+    let event = retrace_proto::AuditEvent {
+        at: Some(prost_types::Timestamp {
+            seconds: 5,
+            nanos: 0,
+        }),
+        actor: "legacy-app".into(),
+        role: "publisher".into(),
+        origin: "10.1.2.3".into(),
+        action: "denied".into(),
+        target: "registrations".into(),
+        reason: String::new(),
+        result: "topic not allowed".into(),
+        service: "gateway".into(),
+    };
+    let record = classify(
+        &message(retrace_proto::AUDIT_TOPIC, Some(event.encode_to_vec()), &[]),
+        7,
+    );
+    assert_eq!(record.kind, RecordKind::Audit);
+    let entry = record.audit.unwrap();
+    assert_eq!(
+        (entry.action.as_str(), entry.actor.as_str(), entry.at_ms),
+        ("gateway.denied", "legacy-app", 5000)
+    );
+    let garbage = classify(
+        &message(retrace_proto::AUDIT_TOPIC, Some(vec![0xff; 3]), &[]),
+        7,
+    );
+    assert_eq!(garbage.kind, RecordKind::Malformed);
+    assert_eq!(garbage.audit, None);
+}

@@ -37,6 +37,7 @@ fn event(topic: &str, offset: i64, event_id: &str, cause: &str, time_ms: i64) ->
         outcome: None,
         archived_at_ms: time_ms,
         erased_at_ms: None,
+        audit: None,
     }
 }
 

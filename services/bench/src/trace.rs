@@ -215,6 +215,7 @@ fn event_record(
         outcome: None,
         archived_at_ms: time_ms,
         erased_at_ms: None,
+        audit: None,
     };
     PreparedRecord::new(record).expect("bench records are indexable")
 }
@@ -245,6 +246,7 @@ fn outcome_record(event: &Envelope, partition: i32, offset: i64, time_ms: i64) -
         }),
         archived_at_ms: time_ms,
         erased_at_ms: None,
+        audit: None,
     };
     PreparedRecord::new(record).expect("bench records are indexable")
 }

@@ -7,7 +7,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use retrace_proto::headers::TraceHeaders;
-use retrace_proto::{Envelope, EnvelopeError, OUTCOME_TYPE, OUTCOMES_TOPIC, Outcome};
+use retrace_proto::{
+    AUDIT_TOPIC, AUDIT_TYPE, AuditEvent, Envelope, EnvelopeError, OUTCOME_TYPE, OUTCOMES_TOPIC,
+    Outcome,
+};
 use retrace_telemetry::InternalEvent;
 
 use crate::KafkaSettings;
@@ -116,6 +119,23 @@ impl Publisher {
             &outcome.encode_to_vec(),
             &headers,
             &outcome.event_id,
+        )
+        .await
+    }
+
+    /// Publishes what a service let someone do, or refused, for the archive's audit trail.
+    pub async fn publish_audit(&self, event: &AuditEvent) -> Result<Delivery, PublishError> {
+        let headers = TraceHeaders {
+            source: event.service.clone(),
+            event_type: AUDIT_TYPE.to_owned(),
+            ..TraceHeaders::default()
+        };
+        self.send(
+            AUDIT_TOPIC,
+            &event.actor,
+            &event.encode_to_vec(),
+            &headers,
+            &event.action,
         )
         .await
     }
