@@ -6,7 +6,9 @@ use std::time::SystemTime;
 
 use prost::Message as _;
 use prost_types::Timestamp;
-use retrace_proto::{Envelope, EnvelopeError, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_proto::{
+    Envelope, EnvelopeError, Job, JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus,
+};
 use serde_json::value::RawValue;
 
 /// The media type of an event's payload when it was sent as JSON.
@@ -22,7 +24,10 @@ const EVENT_FIELDS: &[&str] = &[
     "attributes",
     "payload",
     "occurred_at",
+    "job",
 ];
+
+const JOB_FIELDS: &[&str] = &["kind", "priority", "not_before", "deadline", "max_attempts"];
 
 const OUTCOME_FIELDS: &[&str] = &[
     "event_id",
@@ -76,6 +81,33 @@ pub fn check_topic(topic: &str) -> Result<(), BadInput> {
         return Ok(());
     };
     Err(BadInput::at("topic", format!("topic {topic:?} {problem}")))
+}
+
+/// The lane of `queue` the jobs of one request go on: every event must be a job, and all
+/// of one priority.
+pub fn lane_of_jobs(queue: &str, shape: Shape, envelopes: &[Envelope]) -> Result<String, BadInput> {
+    let mut lane: Option<String> = None;
+    for (index, envelope) in envelopes.iter().enumerate() {
+        let field = match shape {
+            Shape::Single => "job".to_owned(),
+            Shape::Batch => format!("[{index}].job"),
+        };
+        let this = retrace_sdk::lane_of(queue, envelope).map_err(|error| match error {
+            retrace_sdk::EnqueueError::BadQueue { .. } => BadInput::at("queue", error.to_string()),
+            other => BadInput::at(&field, other.to_string()),
+        })?;
+        match &lane {
+            Some(first) if *first != this => {
+                return Err(BadInput::at(
+                    format!("{field}.priority"),
+                    "the jobs of one request share one priority: send jobs of another \
+                     priority in another request",
+                ));
+            }
+            _ => lane = Some(this),
+        }
+    }
+    lane.ok_or_else(|| BadInput::body("no job in the request"))
 }
 
 /// The events of a JSON body: one object, or an array of them (a batch). Every item is
@@ -246,6 +278,7 @@ fn event_from_json(item: &RawValue, prefix: &str, now: SystemTime) -> Result<Env
                     envelope.occurred_at = Some(timestamp(&text, &field)?);
                 }
             }
+            "job" => envelope.job = job(raw, &field)?,
             "payload" => {
                 // Stored as sent: the payload's JSON text, byte for byte.
                 if raw.get() != "null" {
@@ -357,6 +390,68 @@ fn attempt(raw: &RawValue) -> Result<Option<u32>, BadInput> {
         Ok(attempt) => Ok(attempt),
         Err(_) => Err(wrong_type(raw, "attempt", "a whole number from 1")),
     }
+}
+
+/// `"job": {"kind", "priority", "not_before", "deadline", "max_attempts"}`; `null` is none.
+fn job(raw: &RawValue, field: &str) -> Result<Option<Job>, BadInput> {
+    let fields: Option<BTreeMap<String, &RawValue>> =
+        serde_json::from_str(raw.get()).map_err(|_| {
+            wrong_type(
+                raw,
+                field,
+                "an object with kind, priority, not_before, deadline, max_attempts",
+            )
+        })?;
+    let Some(fields) = fields else {
+        return Ok(None);
+    };
+    let mut job = Job::default();
+    for (name, raw) in &fields {
+        let at = format!("{field}.{name}");
+        match name.as_str() {
+            "kind" => job.kind = string(raw, &at)?.unwrap_or_default(),
+            "priority" => {
+                let priority = match string(raw, &at)?.as_deref() {
+                    None | Some("normal") => JobPriority::Normal,
+                    Some("urgent") => JobPriority::Urgent,
+                    Some("bulk") => JobPriority::Bulk,
+                    Some(other) => {
+                        return Err(BadInput::at(
+                            &at,
+                            format!("`{at}` is {other:?}: use urgent, normal or bulk"),
+                        ));
+                    }
+                };
+                job.priority = priority as i32;
+            }
+            "not_before" | "deadline" => {
+                let time = match string(raw, &at)? {
+                    Some(text) => Some(timestamp(&text, &at)?),
+                    None => None,
+                };
+                if name == "deadline" {
+                    job.deadline = time;
+                } else {
+                    job.not_before = time;
+                }
+            }
+            "max_attempts" => {
+                job.max_attempts = serde_json::from_str::<Option<u32>>(raw.get())
+                    .map_err(|_| wrong_type(raw, &at, "a whole number"))?
+                    .unwrap_or_default();
+            }
+            _ => return Err(unknown_field(&at, JOB_FIELDS)),
+        }
+    }
+    if job.kind.is_empty() {
+        return Err(BadInput::at(
+            format!("{field}.kind"),
+            format!(
+                "`{field}.kind` is missing: it selects the handler, e.g. \"certificate.render\""
+            ),
+        ));
+    }
+    Ok(Some(job))
 }
 
 fn timestamp(text: &str, field: &str) -> Result<Timestamp, BadInput> {

@@ -302,3 +302,60 @@ fn topics_follow_kafka_rules_and_outcomes_have_their_own_route() {
     }
     assert!(check_topic(&"t".repeat(250)).is_err());
 }
+
+#[test]
+fn a_job_field_makes_the_event_a_job() {
+    let envelope = one(
+        r#"{"type": "t.v1", "source": "s", "job": {"kind": "certificate.render",
+            "priority": "bulk", "not_before": "2026-01-31T10:00:00Z", "max_attempts": 7}}"#,
+    )
+    .unwrap();
+    let job = envelope.job.unwrap();
+    assert_eq!(job.kind, "certificate.render");
+    assert_eq!(job.priority(), retrace_proto::JobPriority::Bulk);
+    assert_eq!(job.max_attempts, 7);
+    assert_eq!(job.not_before.unwrap().seconds, 1_769_853_600);
+    assert_eq!(
+        one(r#"{"type": "t.v1", "source": "s", "job": null}"#)
+            .unwrap()
+            .job,
+        None
+    );
+    for (body, field) in [
+        (
+            r#"{"type": "t.v1", "source": "s", "job": {"priority": "bulk"}}"#,
+            "job.kind",
+        ),
+        (
+            r#"{"type": "t.v1", "source": "s", "job": {"kind": "k", "priority": "soon"}}"#,
+            "job.priority",
+        ),
+        (
+            r#"{"type": "t.v1", "source": "s", "job": {"kind": "k", "deadline": "tomorrow"}}"#,
+            "job.deadline",
+        ),
+        (
+            r#"{"type": "t.v1", "source": "s", "job": {"kind": "k", "retries": 2}}"#,
+            "job.retries",
+        ),
+        (r#"{"type": "t.v1", "source": "s", "job": "render"}"#, "job"),
+    ] {
+        assert_eq!(field_of(body).0.as_deref(), Some(field), "{body}");
+    }
+}
+
+#[test]
+fn a_requests_jobs_go_on_one_lane() {
+    let (shape, jobs) = events_from_json(
+        br#"[{"type": "t.v1", "source": "s", "job": {"kind": "k", "priority": "urgent"}},
+            {"type": "t.v1", "source": "s", "job": {"kind": "k", "priority": "urgent"}}]"#,
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        lane_of_jobs("certificates", shape, &jobs).unwrap(),
+        "retrace.jobs.certificates.urgent"
+    );
+    let error = lane_of_jobs("bad queue", shape, &jobs).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("queue"));
+}

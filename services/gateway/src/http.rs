@@ -40,6 +40,7 @@ pub(crate) fn router(gateway: Gateway) -> Router {
     let limit = gateway.shared.max_body_bytes;
     Router::new()
         .route("/v1/topics/{topic}/events", post(publish_events))
+        .route("/v1/queues/{queue}/jobs", post(enqueue_jobs))
         .route("/v1/outcomes", post(publish_outcome))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
@@ -467,6 +468,44 @@ async fn publish_events(
         idempotently(
             &gateway,
             &format!("events\0{topic}"),
+            &headers,
+            format,
+            &body,
+            prepare,
+            publish,
+        )
+        .await
+    };
+    handled.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /v1/queues/{queue}/jobs`: JSON events with a `job`, published on the queue's lane
+/// for their priority. A request's jobs share one priority (one lane), so one answer says
+/// where all of them went.
+async fn enqueue_jobs(
+    State(gateway): State<Gateway>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let handled = async {
+        let body = body_of(&gateway, body)?;
+        let format = format_of(&headers, false)?;
+        let prepare = || {
+            let (shape, envelopes) = convert::events_from_json(&body, SystemTime::now())?;
+            convert::lane_of_jobs(&queue, shape, &envelopes)?;
+            Ok(Prepared::Events(shape, envelopes))
+        };
+        let publish = async |prepared| match prepared {
+            Prepared::Events(shape, envelopes) => {
+                let lane = convert::lane_of_jobs(&queue, shape, &envelopes)?;
+                gateway.publish_events(&lane, shape, &envelopes).await
+            }
+            Prepared::Outcome(_) => unreachable!("jobs are prepared for this route"),
+        };
+        idempotently(
+            &gateway,
+            &format!("jobs\0{queue}"),
             &headers,
             format,
             &body,

@@ -10,11 +10,13 @@
 
 mod consumer;
 mod events;
+mod jobs;
 mod kafka;
 mod publisher;
 mod topic;
 
 pub use consumer::{ConsumeError, EventHandler, HandlerError, ReceivedEvent, consume};
+pub use jobs::{EnqueueError, QueueTopics, enqueue, lane_of};
 pub use kafka::{KafkaSettings, SettingsError};
 pub use publisher::{Delivery, PublishError, Publisher, RawMessage};
 pub use topic::{MAX_TOPIC_LEN, TopicNameError, check_topic_name};
