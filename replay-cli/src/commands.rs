@@ -2,6 +2,8 @@
 //! `export`. Each one asks the API ([`client`]), and prints what it answered ([`render`]).
 
 mod client;
+pub mod jobs;
+mod operator;
 mod render;
 mod replay;
 

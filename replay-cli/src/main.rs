@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "retrace", version, about)]
 struct Cli {
-    /// The Retrace archive (trace and replay API) to talk to.
+    /// The Retrace server to talk to: the archive (trace and replay API; port 7070), or for
+    /// `retrace jobs` the worker (port 7072). `retrace dev` serves both on one address.
     #[arg(
         long,
         env = "RETRACE_SERVER",
@@ -38,6 +39,8 @@ enum Command {
     Replay(commands::ReplayArgs),
     /// Export a subject's transactions, or failed ones, as CSV or JSON.
     Export(commands::ExportArgs),
+    /// The off-peak worker's queues: their status, and redrive of dead-lettered jobs.
+    Jobs(commands::jobs::JobsArgs),
     /// Run Kafka (in-process mock), the archive and the gateway in one process.
     Dev(dev::DevArgs),
 }
@@ -75,6 +78,7 @@ async fn main() -> ExitCode {
         Command::Failed(args) => commands::failed(&cli.server, args).await,
         Command::Replay(args) => commands::replay(&cli.server, args).await,
         Command::Export(args) => commands::export(&cli.server, args).await,
+        Command::Jobs(args) => commands::jobs::run(&cli.server, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

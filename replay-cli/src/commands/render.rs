@@ -9,6 +9,7 @@ use retrace_archive::api::{
     FailedStep, OutcomeView, Payload, ReplayPlan, ReplayView, Trace, TraceEvent, TransactionStatus,
     TransactionSummary, TreeNode,
 };
+use retrace_worker::{QueueStatus, RedriveReport};
 use serde::Serialize;
 
 /// At most this many planned messages are listed one by one.
@@ -555,6 +556,109 @@ pub fn pretty_json(raw: &str) -> String {
             c if c.is_whitespace() => {}
             c => out.push(c),
         }
+    }
+    out
+}
+
+/// `retrace jobs status`: one line per queue, then what is unknown and what the numbers
+/// count.
+pub fn queue_statuses(statuses: &[QueueStatus]) -> String {
+    let mut rows = vec![header(&[
+        "QUEUE",
+        "GATE",
+        "PENDING",
+        "RUNNING",
+        "DONE",
+        "RETRYING",
+        "DEAD-LETTERED",
+        "FAILED",
+        "RATE/S",
+        "WHY",
+    ])];
+    rows.extend(statuses.iter().map(|s| {
+        vec![
+            s.queue.clone(),
+            if s.gate_open { "open" } else { "closed" }.to_owned(),
+            s.pending.map_or("?".to_owned(), |n| n.to_string()),
+            s.running.to_string(),
+            s.done.to_string(),
+            s.retrying.to_string(),
+            s.dead_lettered.to_string(),
+            s.failed.to_string(),
+            format!("{:.1}", s.rate_per_s),
+            s.gate_reason.clone(),
+        ]
+    }));
+    let mut out = lines(&rows);
+    for status in statuses {
+        if let Some(error) = &status.pending_error {
+            writeln!(out, "pending of {} unknown: {error}", status.queue).unwrap();
+        }
+    }
+    out.push_str(
+        "pending: jobs waiting in Kafka for all workers of the queue; other counts and the \
+         rate (attempts per second, last minute): this worker since it started\n",
+    );
+    out
+}
+
+/// What a redrive would move (`retrace jobs redrive`, before asking): each job and the lane
+/// it goes back to, and the selected jobs that are not dead-lettered.
+pub fn redrive_plan(queue: &str, report: &RedriveReport) -> String {
+    let count = report.redriven.len();
+    let mut out = format!(
+        "Redrive plan: {count} dead-lettered job{} of queue {queue}\n",
+        plural(count)
+    );
+    out.push_str(&redriven_jobs(report));
+    out
+}
+
+/// What a redrive moved.
+pub fn redrive_result(queue: &str, report: &RedriveReport) -> String {
+    let count = report.redriven.len();
+    let mut out = format!(
+        "redriven: {count} job{} of queue {queue}, back on {}\n",
+        plural(count),
+        if count == 1 {
+            "its lane"
+        } else {
+            "their lanes"
+        }
+    );
+    out.push_str(&redriven_jobs(report));
+    out
+}
+
+fn redriven_jobs(report: &RedriveReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .redriven
+        .iter()
+        .take(PLAN_LINES)
+        .map(|(job, lane)| vec![format!("job {job}"), format!("→ {lane}")])
+        .collect();
+    let mut out = String::new();
+    for line in table(&rows) {
+        writeln!(out, "  {line}").unwrap();
+    }
+    let count = report.redriven.len();
+    if count > PLAN_LINES {
+        writeln!(out, "  … and {} more", count - PLAN_LINES).unwrap();
+        let mut per_lane: std::collections::BTreeMap<&str, usize> = Default::default();
+        for lane in report.redriven.values() {
+            *per_lane.entry(lane).or_default() += 1;
+        }
+        for (lane, n) in per_lane {
+            writeln!(out, "  to {lane}: {n} job{}", plural(n)).unwrap();
+        }
+    }
+    if !report.not_found.is_empty() {
+        writeln!(
+            out,
+            "  not dead-lettered (not found): {}",
+            report.not_found.join(", ")
+        )
+        .unwrap();
     }
     out
 }

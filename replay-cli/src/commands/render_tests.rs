@@ -4,6 +4,8 @@ use retrace_archive::api::{
     TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
 };
 
+use retrace_worker::{QueueStatus, RedriveReport};
+
 use super::*;
 
 fn message(event_id: &str, event_type: &str, time: &str) -> MessageView {
@@ -347,4 +349,94 @@ fn progress_and_results() {
         replay_result(&replay()),
         "replay id: r-1\nstate: done, 1 of 1 message published, 1 transaction\n"
     );
+}
+
+fn queue(name: &str) -> QueueStatus {
+    QueueStatus {
+        queue: name.into(),
+        gate_open: true,
+        gate_reason: "no schedule or load signal configured".into(),
+        pending: Some(12),
+        pending_error: None,
+        running: 1,
+        done: 340,
+        retrying: 4,
+        failed: 0,
+        dead_lettered: 2,
+        deferred: 0,
+        rate_per_s: 2.35,
+    }
+}
+
+#[test]
+fn queue_statuses_are_a_table_with_the_gates_reason_last() {
+    let closed = QueueStatus {
+        gate_open: false,
+        gate_reason: "outside window until 19:00".into(),
+        pending: None,
+        pending_error: Some("Kafka did not say how many jobs wait within 2s".into()),
+        ..queue("notifications")
+    };
+    let text = queue_statuses(&[queue("certificates"), closed]);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "QUEUE          GATE    PENDING  RUNNING  DONE  RETRYING  DEAD-LETTERED  FAILED  \
+             RATE/S  WHY"
+        )
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "certificates   open    12       1        340   4         2              0       \
+             2.4     no schedule or load signal configured"
+        )
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            "notifications  closed  ?        1        340   4         2              0       \
+             2.4     outside window until 19:00"
+        )
+    );
+    assert_eq!(
+        lines.next(),
+        Some("pending of notifications unknown: Kafka did not say how many jobs wait within 2s")
+    );
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("pending: jobs waiting in Kafka")
+    );
+}
+
+#[test]
+fn redrive_plans_and_results_list_jobs_and_lanes() {
+    let report = RedriveReport {
+        redriven: [("j-1".to_owned(), "retrace.jobs.certificates".to_owned())].into(),
+        not_found: vec!["j-9".into()],
+        dry_run: true,
+    };
+    assert_eq!(
+        redrive_plan("certificates", &report),
+        "Redrive plan: 1 dead-lettered job of queue certificates\n  \
+         job j-1  → retrace.jobs.certificates\n  not dead-lettered (not found): j-9\n"
+    );
+    let many = RedriveReport {
+        redriven: (0..25)
+            .map(|n| {
+                let lane = if n < 20 { "q" } else { "q.urgent" };
+                (format!("j-{n:02}"), lane.to_owned())
+            })
+            .collect(),
+        not_found: vec![],
+        dry_run: false,
+    };
+    let text = redrive_result("q", &many);
+    assert!(
+        text.starts_with("redriven: 25 jobs of queue q, back on their lanes\n  job j-00  → q\n")
+    );
+    assert!(text.ends_with("  … and 5 more\n  to q: 20 jobs\n  to q.urgent: 5 jobs\n"));
 }

@@ -5,10 +5,11 @@ use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use retrace_archive::api::{
-    BulkReplayRequest, ReplayPlan, ReplayRequest, ReplayResponse, ReplayView, TransactionStatus,
+    BulkReplayRequest, ReplayRequest, ReplayResponse, ReplayView, TransactionStatus,
 };
 
 use super::client::{Client, Request};
+use super::operator::{Action, confirm, requester};
 use super::{print, render};
 use crate::Failure;
 
@@ -18,6 +19,12 @@ const POLL: Duration = Duration::from_millis(250);
 const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// Attempts at a request that may fail on the way (the idempotency key makes them safe).
 const ATTEMPTS: u32 = 3;
+
+const REPLAY: Action = Action {
+    verb: "replay",
+    doing: "replaying",
+    done: "replayed",
+};
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("selection").required(true).args(["transaction", "failed"])))]
@@ -76,7 +83,14 @@ pub async fn run(client: &Client, args: ReplayArgs) -> Result<(), Failure> {
     if args.dry_run {
         return print("dry run: nothing was replayed\n");
     }
-    confirm(args.yes, &planned.plan).await?;
+    let plan = &planned.plan;
+    let (messages, transactions) = (plan.messages.len(), plan.transactions);
+    let question = format!(
+        "Replay {messages} message{} of {transactions} transaction{}?",
+        if messages == 1 { "" } else { "s" },
+        if transactions == 1 { "" } else { "s" },
+    );
+    confirm(args.yes, &REPLAY, &question).await?;
     let key = uuid::Uuid::now_v7().to_string();
     let started = start(client, &args, &key).await?;
     print(&format!(
@@ -126,41 +140,6 @@ fn request(args: &ReplayArgs, dry_run: bool) -> Request {
                 requested_by,
             },
         ),
-    }
-}
-
-/// Asks on the terminal, unless `--yes`; refuses to guess when nobody can be asked.
-async fn confirm(yes: bool, plan: &ReplayPlan) -> Result<(), Failure> {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::Usage(
-            "standard input is not a terminal, so retrace cannot ask before replaying: pass \
-             --yes to replay without asking (or --dry-run to only see the plan)"
-                .into(),
-        ));
-    }
-    let messages = plan.messages.len();
-    eprint!(
-        "Replay {messages} message{} of {} transaction{}? [y/N] ",
-        if messages == 1 { "" } else { "s" },
-        plan.transactions,
-        if plan.transactions == 1 { "" } else { "s" },
-    );
-    let answer = tokio::task::spawn_blocking(|| {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map(|_| line)
-    })
-    .await
-    .map_err(|e| Failure::Server(format!("cannot read the answer: {e}")))?
-    .map_err(|e| Failure::Server(format!("cannot read the answer: {e}")))?;
-    if matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        Err(Failure::NothingToDo(
-            "not confirmed: nothing was replayed".into(),
-        ))
     }
 }
 
@@ -255,34 +234,5 @@ impl Progress {
                 render::progress_line(replay.published, replay.planned)
             );
         }
-    }
-}
-
-/// Who asks for the replay, until the API authenticates callers: `$USER@hostname`.
-fn requester() -> String {
-    let user = ["USER", "USERNAME", "LOGNAME"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned());
-    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("{user}@{host}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_requester_is_user_at_host() {
-        let who = requester();
-        let (user, host) = who.split_once('@').unwrap();
-        assert!(!user.is_empty() && !host.is_empty() && !host.contains('\n'));
     }
 }

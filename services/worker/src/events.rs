@@ -194,3 +194,65 @@ impl InternalEvent for JobRedriven<'_> {
         }
     }
 }
+
+/// A redrive asked for over HTTP, once it ended: who, why, which jobs, how many moved. The
+/// audit record of the redrive (`category="audit"`), dry runs included.
+pub(crate) struct RedriveAudited<'a> {
+    pub queue: &'a str,
+    pub request: &'a crate::RedriveRequest,
+    pub result: &'a Result<crate::RedriveReport, crate::RedriveError>,
+}
+
+impl InternalEvent for RedriveAudited<'_> {
+    fn emit(self) {
+        let request = self.request;
+        let selection = match &request.selection {
+            crate::RedriveSelection::All => "all".to_owned(),
+            crate::RedriveSelection::Jobs(ids) => {
+                format!("jobs {}", ids.iter().cloned().collect::<Vec<_>>().join(","))
+            }
+        };
+        let result = match self.result {
+            Ok(report) => {
+                let jobs: Vec<&str> = report.redriven.keys().map(String::as_str).collect();
+                info!(
+                    category = "audit",
+                    queue = self.queue,
+                    requested_by = request.requested_by,
+                    reason = request.reason,
+                    selection,
+                    dry_run = request.dry_run,
+                    jobs = ?jobs,
+                    redriven = jobs.len(),
+                    not_found = ?report.not_found,
+                    "dead-lettered jobs redriven"
+                );
+                "ok"
+            }
+            Err(error) => {
+                warn!(
+                    category = "audit",
+                    queue = self.queue,
+                    requested_by = request.requested_by,
+                    reason = request.reason,
+                    selection,
+                    dry_run = request.dry_run,
+                    redriven = match error {
+                        crate::RedriveError::Publish { redriven, .. } => *redriven,
+                        _ => 0,
+                    },
+                    error = %error,
+                    "redrive of dead-lettered jobs failed"
+                );
+                "failed"
+            }
+        };
+        counter!(
+            "retrace_worker_redrives_total",
+            "queue" => self.queue.to_owned(),
+            "dry_run" => if request.dry_run { "true" } else { "false" },
+            "result" => result,
+        )
+        .increment(1);
+    }
+}

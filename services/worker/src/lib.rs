@@ -60,8 +60,15 @@
 //!
 //! `retrace_worker_jobs_total{queue,status}` (`processed`, `retrying`, `failed`,
 //! `dead_lettered`, `deferred`), `retrace_worker_job_seconds{queue}`,
-//! `retrace_worker_running{queue}`, plus Kafka trouble, pauses and slow-downs
-//! (`events.rs`).
+//! `retrace_worker_running{queue}`, `retrace_worker_redrives_total{queue,dry_run,result}`,
+//! plus Kafka trouble, pauses and slow-downs (`events.rs`).
+//!
+//! # HTTP
+//!
+//! `GET /v1/jobs/queues`: per queue, the gate and why, `pending` (the group's backlog in
+//! Kafka), this process's counts and `rate_per_s` ([`QueueStatus`]).
+//! `POST /v1/jobs/queues/{queue}/redrive` with a [`RedriveBody`] answers a [`RedriveReport`];
+//! every redrive is logged with `category="audit"`.
 
 mod config;
 mod enqueue;
@@ -91,7 +98,9 @@ pub use config::{ConfigError, KindConfig, QueueConfig, WorkerArgs, WorkerConfig}
 pub use enqueue::{EnqueueError, enqueue};
 pub use handler::{IDEMPOTENCY_KEY, JobError, JobHandler, ReceivedJob, Webhook, WebhookBody};
 pub use job::QueueTopics;
-pub use redrive::{RedriveError, RedriveReport, RedriveRequest, RedriveSelection, redrive};
+pub use redrive::{
+    RedriveBody, RedriveError, RedriveReport, RedriveRequest, RedriveSelection, redrive,
+};
 pub use retry::{ATTEMPT, Backoff, DUE_AT, ERROR, REDRIVE_REASON, REDRIVEN_BY};
 pub use status::QueueStatus;
 
@@ -99,7 +108,7 @@ use crate::events::{HttpListening, WorkerStarted};
 use crate::gate::{Gate, GateError};
 use crate::handler::SharedHandler;
 use crate::runner::{QueueHandlers, QueueRunner, RunnerParts};
-use crate::status::{QueueCounters, StatusBoard};
+use crate::status::{Backlog, BoardQueue, QueueCounters, StatusBoard};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -221,7 +230,18 @@ impl Worker {
                 })?;
             gates.push(gate_task);
             let counters = Arc::new(QueueCounters::default());
-            board.push((queue.clone(), gate.clone(), Arc::clone(&counters)));
+            let backlog =
+                Backlog::new(&config.kafka, queue).map_err(|source| WorkerError::Consumer {
+                    queue: queue.clone(),
+                    bootstrap: config.kafka.bootstrap_servers.clone(),
+                    source: Box::new(source),
+                })?;
+            board.push(BoardQueue {
+                name: queue.clone(),
+                gate: gate.clone(),
+                counters: Arc::clone(&counters),
+                backlog: Arc::new(backlog),
+            });
             let parts = RunnerParts {
                 publisher: publisher.clone(),
                 handlers: resolved,
@@ -237,19 +257,22 @@ impl Worker {
             gates,
             board: StatusBoard {
                 queues: Arc::new(board),
+                kafka: config.kafka.clone(),
             },
             bootstrap: config.kafka.bootstrap_servers.clone(),
         })
     }
 
-    /// `GET /v1/jobs/queues` only, to serve alone ([`run`]) or beside other services' routes.
+    /// `GET /v1/jobs/queues` (each queue's status) and `POST /v1/jobs/queues/{queue}/redrive`
+    /// (dead-lettered jobs back to their lane), to serve alone ([`run`]) or beside other
+    /// services' routes.
     pub fn router(&self) -> Router {
         self.board.router()
     }
 
-    /// Each queue's status now.
-    pub fn status(&self) -> Vec<QueueStatus> {
-        self.board.snapshot()
+    /// Each queue's status now, its backlog read from Kafka.
+    pub async fn status(&self) -> Vec<QueueStatus> {
+        self.board.status().await
     }
 
     /// Runs every queue and its gate until `shutdown`; running jobs get the shutdown grace
@@ -259,7 +282,7 @@ impl Worker {
             .board
             .queues
             .iter()
-            .map(|(queue, _, _)| queue.as_str())
+            .map(|queue| queue.name.as_str())
             .collect();
         WorkerStarted {
             bootstrap: &self.bootstrap,
@@ -291,8 +314,8 @@ impl Worker {
     }
 }
 
-/// Runs the worker and serves `/v1/jobs/queues`, `/healthz` and `/metrics` on `config.http`
-/// until `shutdown` is cancelled.
+/// Runs the worker and serves `/v1/jobs/queues` (and redrive), `/healthz` and `/metrics` on
+/// `config.http` until `shutdown` is cancelled.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     // Metrics recorded before the recorder exists are lost.
     retrace_telemetry::prometheus();

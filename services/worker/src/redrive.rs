@@ -42,7 +42,8 @@ pub struct RedriveRequest {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+/// The answer of a redrive, and of `POST /v1/jobs/queues/{queue}/redrive`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RedriveReport {
     /// Job ids redriven (or that would be, in a dry run), with the lane each went to.
     pub redriven: BTreeMap<String, String>,
@@ -67,6 +68,30 @@ pub enum RedriveError {
     },
     #[error("redrive refused: {0}")]
     Invalid(&'static str),
+}
+
+/// The body of `POST /v1/jobs/queues/{queue}/redrive`: `jobs` or `all`, and a `reason`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveBody {
+    /// These job ids (event ids)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Vec<String>>,
+    /// ... or every dead-lettered job of the queue.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+    /// Jobs published per second at most; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Find and report, move nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Why, for the audit trail and the redriven copies' headers (required).
+    #[serde(default)]
+    pub reason: String,
+    /// Who asks; `anonymous` when absent (until callers are authenticated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 const READ_PATIENCE: Duration = Duration::from_secs(30);
@@ -268,4 +293,253 @@ fn read_dead_letters(
         }
     }
     Ok(found)
+}
+
+/// `POST /v1/jobs/queues/{queue}/redrive`: the body checked (400 naming the field), the
+/// redrive run to its end even if the caller goes away, audited, and its report answered.
+pub(crate) mod http {
+    use axum::Json;
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use retrace_sdk::KafkaSettings;
+    use retrace_telemetry::InternalEvent;
+
+    use super::{RedriveBody, RedriveError, RedriveRequest, RedriveSelection, redrive};
+    use crate::events::RedriveAudited;
+
+    /// An answer that is not a success: `{"error": "...", "field": "..."}`, the archive's
+    /// error document.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(crate) struct Refusal {
+        status: StatusCode,
+        error: String,
+        field: Option<String>,
+    }
+
+    impl Refusal {
+        fn bad(field: &str, error: impl Into<String>) -> Self {
+            Refusal {
+                status: StatusCode::BAD_REQUEST,
+                error: error.into(),
+                field: Some(field.to_owned()),
+            }
+        }
+    }
+
+    impl IntoResponse for Refusal {
+        fn into_response(self) -> Response {
+            let mut body = serde_json::json!({ "error": self.error });
+            if let Some(field) = self.field {
+                body["field"] = field.into();
+            }
+            (self.status, Json(body)).into_response()
+        }
+    }
+
+    pub(crate) fn unknown_queue(queue: &str, known: &[&str]) -> Response {
+        Refusal {
+            status: StatusCode::NOT_FOUND,
+            error: format!(
+                "no queue {queue:?} in this worker; its queues: {}",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+            field: None,
+        }
+        .into_response()
+    }
+
+    /// Checks `body` and runs the redrive it asks for on `queue`, a known queue.
+    pub(crate) async fn answer(kafka: &KafkaSettings, queue: &str, body: &[u8]) -> Response {
+        let request = match parse(body) {
+            // The caller's word for now; an authenticated caller will replace it.
+            Ok(body) => {
+                let requested_by = body
+                    .requested_by
+                    .clone()
+                    .filter(|who| !who.trim().is_empty())
+                    .unwrap_or_else(|| "anonymous".to_owned());
+                check(body, requested_by)
+            }
+            Err(refusal) => Err(refusal),
+        };
+        match request {
+            Ok(request) => match run(kafka.clone(), queue.to_owned(), request).await {
+                Ok(report) => Json(report).into_response(),
+                Err(refusal) => refusal.into_response(),
+            },
+            Err(refusal) => refusal.into_response(),
+        }
+    }
+
+    fn parse(body: &[u8]) -> Result<RedriveBody, Refusal> {
+        serde_json::from_slice(body).map_err(|e| {
+            let message = e.to_string();
+            // serde names the field in its message: "unknown field `job`, expected ...".
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.contains("field"))
+                .unwrap_or("body");
+            Refusal::bad(
+                field,
+                format!("the request body is not a valid redrive request: {message}"),
+            )
+        })
+    }
+
+    /// The redrive `body` asks for, or a refusal naming the field at fault.
+    pub(crate) fn check(
+        body: RedriveBody,
+        requested_by: String,
+    ) -> Result<RedriveRequest, Refusal> {
+        let reason = body.reason.trim();
+        if reason.is_empty() {
+            return Err(Refusal::bad(
+                "reason",
+                "reason is required: say why these jobs are redriven, for the audit trail",
+            ));
+        }
+        let selection = match (body.jobs, body.all) {
+            (Some(_), true) => {
+                return Err(Refusal::bad(
+                    "jobs",
+                    "give either jobs (a list of job ids) or all: true, not both",
+                ));
+            }
+            (None, false) => {
+                return Err(Refusal::bad(
+                    "jobs",
+                    "say which jobs: jobs (a list of job ids) or all: true",
+                ));
+            }
+            (None, true) => RedriveSelection::All,
+            (Some(jobs), false) => {
+                if jobs.is_empty() {
+                    return Err(Refusal::bad(
+                        "jobs",
+                        "jobs is empty: list job ids, or pass all: true",
+                    ));
+                }
+                if let Some(blank) = jobs.iter().position(|id| id.trim().is_empty()) {
+                    return Err(Refusal::bad(&format!("jobs[{blank}]"), "a job id is blank"));
+                }
+                RedriveSelection::Jobs(jobs.into_iter().collect())
+            }
+        };
+        if let Some(rate) = body.rate
+            && !(rate > 0.0 && rate.is_finite())
+        {
+            return Err(Refusal::bad(
+                "rate",
+                format!("rate {rate} must be a number of jobs per second above 0"),
+            ));
+        }
+        Ok(RedriveRequest {
+            selection,
+            rate_per_s: body.rate,
+            dry_run: body.dry_run,
+            requested_by,
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Runs the redrive on its own task, so a caller who hangs up does not stop it halfway,
+    /// and audits it when it ends.
+    async fn run(
+        kafka: KafkaSettings,
+        queue: String,
+        request: RedriveRequest,
+    ) -> Result<super::RedriveReport, Refusal> {
+        let task = tokio::spawn(async move {
+            let result = redrive(&kafka, &queue, &request).await;
+            RedriveAudited {
+                queue: &queue,
+                request: &request,
+                result: &result,
+            }
+            .emit();
+            result
+        });
+        let result = task.await.map_err(|panic| Refusal {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: format!("the redrive failed unexpectedly: {panic}"),
+            field: None,
+        })?;
+        result.map_err(|error| match error {
+            RedriveError::Invalid(_) => Refusal {
+                status: StatusCode::BAD_REQUEST,
+                error: error.to_string(),
+                field: None,
+            },
+            RedriveError::Read { .. } | RedriveError::TimedOut { .. } => Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: format!("{error}; nothing was redriven. Is Kafka reachable?"),
+                field: None,
+            },
+            RedriveError::Publish { .. } => Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                error: format!(
+                    "{error}. Those jobs are back on their lane; redriving the rest again \
+                     redrives those twice (handlers get the job id as idempotency key)"
+                ),
+                field: None,
+            },
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::collections::BTreeSet;
+
+        use super::*;
+
+        fn body(json: &str) -> Result<RedriveRequest, Refusal> {
+            check(parse(json.as_bytes())?, "ops@desk".to_owned())
+        }
+
+        fn field(json: &str) -> String {
+            body(json).unwrap_err().field.unwrap()
+        }
+
+        #[test]
+        fn a_good_body_becomes_a_request() {
+            let request =
+                body(r#"{"jobs":["a","b"],"rate":5,"reason":" renderer back "}"#).unwrap();
+            assert_eq!(
+                request,
+                RedriveRequest {
+                    selection: RedriveSelection::Jobs(BTreeSet::from(["a".into(), "b".into()])),
+                    rate_per_s: Some(5.0),
+                    dry_run: false,
+                    requested_by: "ops@desk".into(),
+                    reason: "renderer back".into(),
+                }
+            );
+            let all = body(r#"{"all":true,"dry_run":true,"reason":"x"}"#).unwrap();
+            assert_eq!(
+                (all.selection, all.dry_run, all.rate_per_s),
+                (RedriveSelection::All, true, None)
+            );
+        }
+
+        #[test]
+        fn a_bad_body_is_refused_naming_the_field() {
+            assert_eq!(field(r#"{"all":true}"#), "reason");
+            assert_eq!(field(r#"{"all":true,"reason":"  "}"#), "reason");
+            assert_eq!(field(r#"{"reason":"x"}"#), "jobs");
+            assert_eq!(field(r#"{"jobs":["a"],"all":true,"reason":"x"}"#), "jobs");
+            assert_eq!(field(r#"{"jobs":[],"reason":"x"}"#), "jobs");
+            assert_eq!(field(r#"{"jobs":["a"," "],"reason":"x"}"#), "jobs[1]");
+            assert_eq!(field(r#"{"all":true,"rate":0,"reason":"x"}"#), "rate");
+            assert_eq!(field(r#"{"job":["a"],"reason":"x"}"#), "job");
+            assert_eq!(field(r#"{"all":"yes","reason":"x"}"#), "body");
+            assert_eq!(field("not json"), "body");
+            let refusal = body(r#"{"reason":"x"}"#).unwrap_err();
+            assert_eq!(refusal.status, StatusCode::BAD_REQUEST);
+        }
+    }
 }
