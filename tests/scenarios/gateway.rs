@@ -12,6 +12,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use retrace_gateway::{GatewayConfig, GatewayError};
 use retrace_proto::headers::TraceHeaders;
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_sdk::KafkaSettings;
 use retrace_tests::{Broker, eventually, free_port, on_every_broker, unique_topic};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,9 @@ async fn start_gateway(
         .unwrap();
     let port = free_port();
     config.http = ([127, 0, 0, 1], port).into();
+    // Most scenarios are about publishing; `callers_need_a_token_and_a_topic_on_its_list`
+    // turns authentication on.
+    config.auth.enabled = false;
     configure(&mut config);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(retrace_gateway::run(config, shutdown.clone()));
@@ -678,7 +682,154 @@ async fn outcomes_are_published_on_the_outcomes_topic(broker: Broker) {
     gateway.stop().await;
 }
 
+async fn jobs_are_enqueued_on_the_lane_of_their_priority(broker: Broker) {
+    let queue = unique_topic("certificates");
+    let lanes = retrace_sdk::QueueTopics::of(&queue);
+    for lane in lanes.all() {
+        broker.create_topic(lane, 1).await;
+    }
+    let gateway = start_on(&broker, |_| {}).await;
+    let jobs = |priority: &str| {
+        json!([
+            {"type": "certificate.requested.v1", "source": "php-registry",
+             "subject_ids": ["beneficiary:9"],
+             "job": {"kind": "certificate.render", "priority": priority,
+                     "deadline": "2099-01-01T00:00:00Z", "max_attempts": 4},
+             "payload": {"registration": "BR-9"}},
+            {"type": "certificate.requested.v1", "source": "php-registry",
+             "job": {"kind": "certificate.render", "priority": priority}},
+        ])
+    };
+    let path = format!("/v1/queues/{queue}/jobs");
+    let post = |body: Value| {
+        gateway.post(
+            &path,
+            Some("application/json"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let answer = post(jobs("urgent")).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let results = answer.body["results"].as_array().unwrap().clone();
+    assert!(results.iter().all(|r| r["topic"] == lanes.urgent.as_str()));
+    let messages = read_topic(&broker, &lanes.urgent, 1, 2).await;
+    let (_, envelope) = message_at(&messages, &results[0]);
+    let job = envelope.job.unwrap();
+    assert_eq!(job.kind, "certificate.render");
+    assert_eq!(job.priority(), retrace_proto::JobPriority::Urgent);
+    assert_eq!(job.max_attempts, 4);
+    assert!(job.deadline.is_some());
+
+    let bulk = post(jobs("bulk")).await;
+    assert_eq!(bulk.body["results"][0]["topic"], lanes.bulk.as_str());
+    let mut mixed = jobs("bulk");
+    mixed[1]["job"]["priority"] = json!("urgent");
+    let refused = post(mixed).await;
+    assert_eq!(
+        (refused.status, refused.body["field"].as_str()),
+        (400, Some("[1].job.priority"))
+    );
+    let not_a_job = post(json!({"type": "x.v1", "source": "s"})).await;
+    assert_eq!(
+        (not_a_job.status, not_a_job.body["field"].as_str()),
+        (400, Some("job"))
+    );
+    let no_kind = post(json!({"type": "x.v1", "source": "s", "job": {"priority": "bulk"}})).await;
+    assert_eq!(no_kind.body["field"], "job.kind");
+    assert_eq!(messages_on(&broker, &lanes.normal, 1).await, 0);
+    gateway.stop().await;
+}
+
+async fn callers_need_a_token_and_a_topic_on_its_list(broker: Broker) {
+    let allowed = unique_topic("registrations");
+    let other = unique_topic("payments");
+    for topic in [
+        &allowed,
+        &other,
+        &retrace_auth::DEFAULT_TOKENS_TOPIC.to_owned(),
+    ] {
+        broker.create_topic(topic, 1).await;
+    }
+    broker.create_topic(retrace_proto::AUDIT_TOPIC, 1).await;
+    let settings = KafkaSettings::new(broker.bootstrap())
+        .with_properties(broker.producer_properties().iter().copied())
+        .unwrap();
+    let stop_registry = CancellationToken::new();
+    let (registry, registry_task) = retrace_auth::TokenRegistry::start(
+        &settings,
+        retrace_auth::DEFAULT_TOKENS_TOPIC,
+        stop_registry.clone(),
+    )
+    .await
+    .unwrap();
+    let token = |role, topics: Option<Vec<String>>| {
+        let registry = registry.clone();
+        let name = unique_topic("token");
+        async move {
+            let spec = retrace_auth::NewToken {
+                name,
+                role,
+                extra: vec![],
+                topics,
+                expires_in: None,
+            };
+            registry.create(spec, "test").await.unwrap().0
+        }
+    };
+    let publisher = token(retrace_auth::Role::Publisher, Some(vec![allowed.clone()])).await;
+    let analyst = token(retrace_auth::Role::Analyst, None).await;
+    let gateway = start_on(&broker, |config| config.auth.enabled = true).await;
+    let event = json!({"type": "registration.submitted.v1", "source": "php-registry"});
+    let send = |topic: &str, token: Option<&str>| {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let path = format!("/v1/topics/{topic}/events");
+        let gateway = &gateway;
+        let body = serde_json::to_vec(&event).unwrap();
+        async move {
+            let mut request = gateway
+                .client
+                .post(format!("{}{path}", gateway.url))
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(bearer) = bearer {
+                request = request.header("authorization", bearer);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    // The registry of the gateway catches up with the tokens made above.
+    eventually("the gateway to know the tokens", PATIENCE, || async {
+        (send(&allowed, Some(&publisher)).await == 202).then_some(())
+    })
+    .await;
+    assert_eq!(send(&allowed, None).await, 401);
+    assert_eq!(send(&allowed, Some("rtk_000000000000_00")).await, 401);
+    assert_eq!(send(&other, Some(&publisher)).await, 403, "not on its list");
+    assert_eq!(
+        send(&allowed, Some(&analyst)).await,
+        403,
+        "analysts do not publish"
+    );
+    assert_eq!(messages_on(&broker, &other, 1).await, 0);
+    let denials = read_topic(&broker, retrace_proto::AUDIT_TOPIC, 1, 4).await;
+    let audited: Vec<retrace_proto::AuditEvent> = denials
+        .iter()
+        .map(|m| retrace_proto::AuditEvent::decode(m.payload().unwrap()).unwrap())
+        .collect();
+    assert!(
+        audited
+            .iter()
+            .all(|e| e.action == "denied" && e.service == "gateway")
+    );
+    assert!(audited.iter().any(|e| e.target.contains(&other)));
+    gateway.stop().await;
+    stop_registry.cancel();
+    registry_task.await.unwrap();
+}
+
 on_every_broker!(
+    callers_need_a_token_and_a_topic_on_its_list,
+    jobs_are_enqueued_on_the_lane_of_their_priority,
     json_batches_and_protobuf_are_published_as_answered,
     a_repeated_request_or_event_is_published_once,
     bad_input_names_its_field_and_publishes_nothing,

@@ -183,3 +183,36 @@ impl InternalEvent for JwksLoadFailed<'_> {
         counter!("retrace_auth_jwks_loads_total", "result" => "failed").increment(1);
     }
 }
+
+/// The audit queue was full: the event is lost to the audit trail (still in this log).
+pub(crate) struct AuditEventDropped<'a> {
+    pub service: &'a str,
+}
+
+impl InternalEvent for AuditEventDropped<'_> {
+    fn emit(self) {
+        error!(
+            category = "security",
+            service = self.service,
+            "audit event dropped: the queue to Kafka is full"
+        );
+        counter!("retrace_auth_audit_dropped_total").increment(1);
+    }
+}
+
+pub(crate) struct AuditEventNotPublished<'a> {
+    pub action: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for AuditEventNotPublished<'_> {
+    fn emit(self) {
+        error!(
+            category = "security",
+            action = self.action,
+            error = %self.error,
+            "audit event not published to the audit topic"
+        );
+        counter!("retrace_auth_audit_unpublished_total").increment(1);
+    }
+}

@@ -36,6 +36,7 @@ mod middleware;
 mod oidc;
 mod permissions;
 mod registry;
+mod service;
 mod token;
 
 pub use authenticator::{
@@ -47,4 +48,5 @@ pub use middleware::{Denial, DenialSink, Guard, LogOnly, Require, RequireLayer};
 pub use oidc::{JwksError, OidcSetupError};
 pub use permissions::{Grant, GrantError, Permission, Role};
 pub use registry::{RegistryError, TokenRegistry};
+pub use service::{AuditSender, ServiceAuth, ServiceAuthError};
 pub use token::{NewToken, TOKEN_PREFIX, TokenFormatError, TokenRecord, generate, sha256_hex};

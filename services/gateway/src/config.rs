@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one};
 use retrace_sdk::KafkaSettings;
@@ -36,6 +37,8 @@ pub struct GatewayConfig {
     pub idempotency: IdempotencySettings,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// Who may publish: `[auth]`.
+    pub auth: AuthConfig,
 }
 
 impl GatewayConfig {
@@ -56,6 +59,7 @@ impl GatewayConfig {
             },
             log_format: LogFormat::Json,
             log_filter: "info".to_owned(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -90,6 +94,8 @@ struct FileConfig {
     gateway: FileGateway,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    auth: AuthConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +138,10 @@ impl GatewayArgs {
         }
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        file.auth
+            .validate()
+            .map_err(|e| retrace_config::invalid("auth", e.to_string()))?;
+        config.auth = file.auth;
         Ok(config)
     }
 }

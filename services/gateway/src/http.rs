@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use retrace_auth::{Caller, Permission};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome};
 use retrace_sdk::PublishError;
 use retrace_telemetry::InternalEvent;
@@ -38,12 +39,33 @@ const MAX_KEY_LEN: usize = 255;
 
 pub(crate) fn router(gateway: Gateway) -> Router {
     let limit = gateway.shared.max_body_bytes;
-    Router::new()
+    let guard = &gateway.shared.guard;
+    let publishing = Router::new()
         .route("/v1/topics/{topic}/events", post(publish_events))
         .route("/v1/queues/{queue}/jobs", post(enqueue_jobs))
+        .route_layer(guard.require(Permission::Publish));
+    let reporting = Router::new()
         .route("/v1/outcomes", post(publish_outcome))
+        .route_layer(guard.require(Permission::ReportOutcome));
+    publishing
+        .merge(reporting)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
+}
+
+/// A caller whose allow-list does not name `topic` is refused, and the refusal audited.
+fn check_allowed(gateway: &Gateway, caller: &Caller, path: &str, topic: &str) -> Option<Response> {
+    (!caller.can_publish_to(topic)).then(|| {
+        gateway.shared.guard.forbid(
+            caller,
+            "POST",
+            path,
+            format!(
+                "{} may not publish to topic {topic}: it is not on the token's topic list",
+                caller.actor
+            ),
+        )
+    })
 }
 
 /// One event's result: where Kafka put it, or why it is not there.
@@ -441,9 +463,14 @@ where
 async fn publish_events(
     State(gateway): State<Gateway>,
     Path(topic): Path<String>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let path = format!("/v1/topics/{topic}/events");
+    if let Some(refused) = check_allowed(&gateway, &caller, &path, &topic) {
+        return refused;
+    }
     let handled = async {
         convert::check_topic(&topic)?;
         let body = body_of(&gateway, body)?;
@@ -485,9 +512,16 @@ async fn publish_events(
 async fn enqueue_jobs(
     State(gateway): State<Gateway>,
     Path(queue): Path<String>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // The allow-list names a queue by its normal lane; that covers every lane of it.
+    let lanes = retrace_sdk::QueueTopics::of(&queue);
+    let path = format!("/v1/queues/{queue}/jobs");
+    if let Some(refused) = check_allowed(&gateway, &caller, &path, &lanes.normal) {
+        return refused;
+    }
     let handled = async {
         let body = body_of(&gateway, body)?;
         let format = format_of(&headers, false)?;

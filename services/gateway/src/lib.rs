@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use retrace_auth::{Guard, ServiceAuth};
 use retrace_sdk::{PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
 use tokio::net::TcpListener;
@@ -46,6 +47,8 @@ use crate::idempotency::Memory;
 pub enum GatewayError {
     #[error("{0}. Check the bootstrap servers and the Kafka properties (a misspelt name?)")]
     Kafka(#[source] PublishError),
+    #[error("cannot set up authentication: {0}")]
+    Auth(#[from] retrace_auth::ServiceAuthError),
     #[error("cannot serve HTTP on {addr}: {source}. Is another process using that port?")]
     Http {
         addr: std::net::SocketAddr,
@@ -62,6 +65,7 @@ pub struct Gateway {
 
 struct Shared {
     publisher: Publisher,
+    guard: Guard,
     max_body_bytes: usize,
     /// Event ids published, per topic, with their first result.
     events: Memory<EventResult>,
@@ -71,13 +75,14 @@ struct Shared {
 
 impl Gateway {
     /// Creates the Kafka producer (it connects lazily: an unreachable Kafka shows as `503`s,
-    /// not here).
-    pub fn new(config: &GatewayConfig) -> Result<Gateway, GatewayError> {
+    /// not here). `guard` decides who may publish.
+    pub fn new(config: &GatewayConfig, guard: Guard) -> Result<Gateway, GatewayError> {
         let publisher = Publisher::new(&config.kafka).map_err(GatewayError::Kafka)?;
         let idempotency = &config.idempotency;
         Ok(Gateway {
             shared: Arc::new(Shared {
                 publisher,
+                guard,
                 max_body_bytes: config.max_body_bytes,
                 events: Memory::new(idempotency.window, idempotency.capacity),
                 requests: Memory::new(idempotency.window, idempotency.capacity),
@@ -96,7 +101,8 @@ impl Gateway {
 pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(), GatewayError> {
     // Metrics recorded before the recorder exists are lost.
     retrace_telemetry::prometheus();
-    let gateway = Gateway::new(&config)?;
+    let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone()).await?;
+    let gateway = Gateway::new(&config, auth.guard.clone())?;
     let listener = TcpListener::bind(config.http)
         .await
         .map_err(|source| GatewayError::Http {
@@ -116,17 +122,23 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
     let ready = Arc::new(AtomicBool::new(true));
     let app = gateway
         .router()
-        .merge(retrace_telemetry::health_router(vec![Arc::clone(&ready)]))
-        .merge(retrace_telemetry::metrics_router());
+        .merge(retrace_telemetry::health_router(vec![
+            Arc::clone(&ready),
+            auth.ready(),
+        ]))
+        .merge(retrace_telemetry::metrics_router().route_layer(auth.guard.metrics()));
     let stopping = async move {
         shutdown.cancelled().await;
         ready.store(false, Ordering::Release);
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopping)
-        .await
-        .map_err(|source| GatewayError::Http {
-            addr: http_addr,
-            source,
-        })
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopping);
+    let (served, ()) = tokio::join!(served, auth.run());
+    served.map_err(|source| GatewayError::Http {
+        addr: http_addr,
+        source,
+    })
 }
