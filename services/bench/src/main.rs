@@ -17,7 +17,7 @@ enum Area {
     Gateway(gateway::Options),
     /// Trace latency over HTTP in an archive of a million messages, against the store read.
     Trace(trace::Options),
-    /// Job throughput with a no-op handler, against raw consumption of the same jobs.
+    /// User p99 during a peak with the off-peak gate off and on; no-op job throughput.
     Worker(worker::Options),
 }
 
