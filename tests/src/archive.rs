@@ -1,61 +1,109 @@
 //! An archive service running in the test's process, on a free port, over a temporary
 //! directory.
 
+use std::path::Path;
 use std::time::Duration;
 
 use retrace_archive::{ArchiveConfig, ArchiveError};
 use retrace_log_store::{LogStore, StoreOptions};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::{Broker, PATIENCE, archived_count, eventually, free_port};
+use crate::{Broker, PATIENCE, Position, eventually, free_port};
 
 pub struct RunningArchive {
     /// `host:port` of its HTTP API.
     pub http: String,
+    /// Sent as `Authorization: Bearer …` by the harness' own requests (positions), when the
+    /// archive authenticates callers.
+    pub token: Option<String>,
     shutdown: CancellationToken,
+    /// A test that panics drops the archive without stopping it: this stops it, so its
+    /// blocking tasks (the token registry's reader) end and the test's runtime can close.
+    _stop_on_drop: DropGuard,
     task: tokio::task::JoinHandle<Result<(), ArchiveError>>,
     dir: tempfile::TempDir,
 }
 
-/// Starts an archive of every topic of `broker`, and waits until its API answers.
+/// Starts an archive of every topic of `broker`, with authentication disabled (every caller
+/// is an anonymous admin), and waits until its API answers.
 pub async fn start_archive(broker: &Broker) -> RunningArchive {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ArchiveConfig::new(broker.bootstrap(), dir.path());
-    let port = free_port();
-    config.http = ([127, 0, 0, 1], port).into();
-    config.batch.max_wait = Duration::from_millis(20);
-    config.metadata_refresh = Duration::from_secs(1);
-    config.kafka = config
-        .kafka
-        .with_properties(broker.producer_properties().iter().copied())
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(retrace_archive::run(config, shutdown.clone()));
-    let archive = RunningArchive {
-        http: format!("127.0.0.1:{port}"),
-        shutdown,
-        task,
-        dir,
-    };
-    eventually("the archive's API to answer", PATIENCE, || async {
-        let health = reqwest::get(archive.url("/healthz")).await.ok()?;
-        health.status().is_success().then_some(())
-    })
-    .await;
-    archive
+    RunningArchive::start_with(broker, |_| {}).await
 }
 
 impl RunningArchive {
+    /// Starts an archive of every topic of `broker` with the harness' settings (short batch
+    /// waits, authentication disabled), then `configure`'s changes (e.g. `config.auth`), and
+    /// waits until `/healthz` answers 200: consuming, and with authentication on, the token
+    /// registry caught up.
+    pub async fn start_with(
+        broker: &Broker,
+        configure: impl FnOnce(&mut ArchiveConfig),
+    ) -> RunningArchive {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ArchiveConfig::new(broker.bootstrap(), dir.path());
+        let port = free_port();
+        config.http = ([127, 0, 0, 1], port).into();
+        config.batch.max_wait = Duration::from_millis(20);
+        config.metadata_refresh = Duration::from_secs(1);
+        config.kafka = config
+            .kafka
+            .with_properties(broker.producer_properties().iter().copied())
+            .unwrap();
+        config.auth.enabled = false;
+        configure(&mut config);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(retrace_archive::run(config, shutdown.clone()));
+        let archive = RunningArchive {
+            http: format!("127.0.0.1:{port}"),
+            token: None,
+            _stop_on_drop: shutdown.clone().drop_guard(),
+            shutdown,
+            task,
+            dir,
+        };
+        eventually("the archive's API to answer", PATIENCE, || async {
+            assert!(
+                !archive.task.is_finished(),
+                "the archive stopped while starting; its log says why"
+            );
+            let health = reqwest::get(archive.url("/healthz")).await.ok()?;
+            health.status().is_success().then_some(())
+        })
+        .await;
+        archive
+    }
+
     /// `http://host:port{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// The archive's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// How many records of `topic` the archive has stored.
+    pub async fn archived_count(&self, topic: &str) -> Option<i64> {
+        let mut request = reqwest::Client::new().get(self.url("/v1/positions"));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let positions: Vec<Position> = request.send().await.ok()?.json().await.ok()?;
+        Some(
+            positions
+                .iter()
+                .filter(|p| p.topic == topic)
+                .map(|p| p.next_offset)
+                .sum(),
+        )
     }
 
     pub async fn wait_for_records(&self, topic: &str, count: i64) {
         eventually(
             &format!("{count} records of {topic} archived"),
             PATIENCE,
-            || async { (archived_count(&self.http, topic).await? >= count).then_some(()) },
+            || async { (self.archived_count(topic).await? >= count).then_some(()) },
         )
         .await;
     }
@@ -71,9 +119,16 @@ impl RunningArchive {
 
     /// Stops the archive cleanly and opens what it stored.
     pub async fn stop(self) -> (LogStore, tempfile::TempDir) {
+        let dir = self.shut_down().await;
+        let store = LogStore::open(dir.path(), &StoreOptions::default()).unwrap();
+        (store, dir)
+    }
+
+    /// Stops the archive cleanly and hands over its directory, closed (to compact it, or
+    /// search its files).
+    pub async fn shut_down(self) -> tempfile::TempDir {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
-        let store = LogStore::open(self.dir.path(), &StoreOptions::default()).unwrap();
-        (store, self.dir)
+        self.dir
     }
 }

@@ -109,9 +109,14 @@ pub struct MessageView {
     /// Set on a copy re-published by a replay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_id: Option<String>,
-    /// Only when asked for (`?payload=true`).
+    /// Only when asked for (`?payload=true`). Callers without `payload:read` see configured
+    /// JSON paths, text and binary payloads, and non-Retrace header values as `"***"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Payload>,
+    /// When the payload was erased at the subject's request: the ids, times and outcomes
+    /// remain, the payload and non-Retrace headers are gone, and it cannot be replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<String>,
 }
 
 /// A message's payload: JSON when it is JSON, else text when it is UTF-8, else base64.
@@ -198,7 +203,8 @@ pub struct ReplayRequest {
     /// Publish every message here instead of to the topic it came from.
     #[serde(default)]
     pub target_topic: Option<String>,
-    /// Who asks (until callers are authenticated, the caller says who it is).
+    /// Refused when authentication is on: the replay is recorded under the authenticated
+    /// caller. Recorded as given only when `auth.enabled = false` (development).
     #[serde(default)]
     pub requested_by: Option<String>,
 }
@@ -233,6 +239,7 @@ pub struct BulkReplayRequest {
     /// Refuse, rather than start, a replay of more messages than this.
     #[serde(default = "default_max")]
     pub max: usize,
+    /// As in [`ReplayRequest::requested_by`].
     #[serde(default)]
     pub requested_by: Option<String>,
 }
@@ -295,6 +302,102 @@ pub struct ReplayView {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+}
+
+/// `POST /v1/subjects/{id}/erase`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EraseRequest {
+    /// Required: why (the request's reference), for the audit trail.
+    pub reason: String,
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErasureView {
+    pub subject_id: String,
+    pub erased_at: String,
+    /// Transactions that touched the subject.
+    pub transactions: usize,
+    /// Records whose payload this erasure removed.
+    pub records: usize,
+    /// Records an earlier erasure had already emptied.
+    pub already_erased: usize,
+    /// What still holds the bytes, and what removes them.
+    pub note: String,
+}
+
+/// One record of the audit trail (`GET /v1/audit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditView {
+    /// Its number in the chain, from 1.
+    pub seq: u64,
+    pub at: String,
+    pub actor: String,
+    pub role: String,
+    /// The caller's address.
+    pub origin: String,
+    /// `transaction.read`, `replay.start`, `subject.erase`, `token.create`, `denied`, ...
+    pub action: String,
+    /// The transaction, subject, query, token or request it was done to.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// `ok`, or why it failed or was refused.
+    pub result: String,
+    /// SHA-256 of the record and its predecessor's hash, hex.
+    pub hash: String,
+}
+
+/// `GET /v1/audit/verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditVerificationView {
+    pub records: u64,
+    /// No record altered, removed or moved.
+    pub intact: bool,
+    /// Each break in the chain, naming the record.
+    pub problems: Vec<String>,
+}
+
+/// `POST /v1/tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// Unique among live tokens: `billing-service`, `ci-replays`.
+    pub name: String,
+    /// `publisher`, `support`, `analyst` or `admin`.
+    pub role: String,
+    /// Permissions beyond the role, e.g. `payload:read`.
+    #[serde(default)]
+    pub extra: Vec<String>,
+    /// Topics a publisher may publish to; absent means any.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
+    /// Absent: the token never expires (revoke it instead).
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+}
+
+/// An API token as kept: never its secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub extra: Vec<String>,
+    pub topics: Option<Vec<String>>,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<String>,
+}
+
+/// The answer to `POST /v1/tokens`: the token text, shown this once, and its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: String,
+    pub record: TokenView,
 }
 
 /// Every error response.

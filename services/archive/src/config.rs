@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one};
+use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one, invalid};
 use retrace_log_store::StoreOptions;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
@@ -57,7 +58,27 @@ pub struct ArchiveConfig {
     pub metadata_refresh: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// `[auth]`: who may call the API. Enabled unless configured otherwise.
+    pub auth: AuthConfig,
+    /// Bulk replays planning more messages than this need the `replay:bulk` permission
+    /// (admins).
+    pub replay_bulk_admin_above: usize,
+    /// `[masking]`: what callers without `payload:read` see as `"***"`.
+    pub masking: MaskingConfig,
 }
+
+/// `[masking]` in the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingConfig {
+    /// Dotted paths into JSON payloads (`child.given_name`, `*.phone`): `*` matches any key
+    /// at one level, and a path applies to every element of an array it meets.
+    #[serde(default)]
+    pub json_paths: Vec<String>,
+}
+
+/// Bulk replays planning more messages than this need `replay:bulk` unless configured.
+pub const DEFAULT_REPLAY_BULK_ADMIN_ABOVE: usize = 100;
 
 impl ArchiveConfig {
     /// The defaults, for an archive of `bootstrap` kept in `data_dir`.
@@ -76,6 +97,9 @@ impl ArchiveConfig {
             metadata_refresh: Duration::from_secs(5),
             log_format: LogFormat::Json,
             log_filter: "info,fjall=warn,lsm_tree=warn".to_owned(),
+            auth: AuthConfig::default(),
+            replay_bulk_admin_above: DEFAULT_REPLAY_BULK_ADMIN_ABOVE,
+            masking: MaskingConfig::default(),
         }
     }
 }
@@ -122,6 +146,10 @@ struct FileConfig {
     archive: FileArchive,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    auth: AuthConfig,
+    #[serde(default)]
+    masking: MaskingConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +162,7 @@ struct FileArchive {
     http: Option<SocketAddr>,
     batch_records: Option<usize>,
     batch_wait_ms: Option<u64>,
+    replay_bulk_admin_above: Option<usize>,
 }
 
 impl ArchiveArgs {
@@ -168,6 +197,16 @@ impl ArchiveArgs {
         if let Some(wait) = self.batch_wait_ms.or(file.archive.batch_wait_ms) {
             config.batch.max_wait = Duration::from_millis(wait);
         }
+        if let Some(above) = file.archive.replay_bulk_admin_above {
+            config.replay_bulk_admin_above = above;
+        }
+        file.auth
+            .validate()
+            .map_err(|e| invalid("auth", format!("valid: {e}")))?;
+        config.auth = file.auth;
+        crate::masking::Masking::new(&file.masking.json_paths)
+            .map_err(|e| invalid("masking.json_paths", format!("valid: {e}")))?;
+        config.masking = file.masking;
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
         Ok(config)
@@ -214,6 +253,67 @@ batch_records = 100
         );
         assert_eq!(config.batch.max_records, 100);
         assert_eq!(config.group_id, "retrace-archive");
+    }
+
+    #[test]
+    fn auth_masking_and_the_bulk_threshold_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("retrace.toml");
+        std::fs::write(
+            &path,
+            r#"
+[archive]
+replay_bulk_admin_above = 20
+
+[auth]
+bootstrap_admin_sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+tokens_topic = "ops.tokens"
+
+[masking]
+json_paths = ["child.given_name", "*.phone"]
+"#,
+        )
+        .unwrap();
+        let config = ArchiveArgs {
+            common: CommonArgs {
+                config: Some(path.clone()),
+                ..CommonArgs::default()
+            },
+            ..ArchiveArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.replay_bulk_admin_above, 20);
+        assert!(config.auth.enabled);
+        assert_eq!(config.auth.tokens_topic, "ops.tokens");
+        assert_eq!(config.masking.json_paths.len(), 2);
+
+        let defaults = ArchiveArgs::default().resolve().unwrap();
+        assert!(
+            defaults.auth.enabled,
+            "authentication is on unless turned off"
+        );
+        assert_eq!(
+            defaults.replay_bulk_admin_above,
+            DEFAULT_REPLAY_BULK_ADMIN_ABOVE
+        );
+
+        std::fs::write(&path, "[auth]\nbootstrap_admin_sha256 = \"abc\"\n").unwrap();
+        let resolve = || {
+            ArchiveArgs {
+                common: CommonArgs {
+                    config: Some(path.clone()),
+                    ..CommonArgs::default()
+                },
+                ..ArchiveArgs::default()
+            }
+            .resolve()
+        };
+        let error = resolve().unwrap_err().to_string();
+        assert!(error.contains("bootstrap_admin_sha256"), "{error}");
+        std::fs::write(&path, "[masking]\njson_paths = [\"child..name\"]\n").unwrap();
+        let error = resolve().unwrap_err().to_string();
+        assert!(error.contains("child..name"), "{error}");
     }
 
     #[test]

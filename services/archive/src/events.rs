@@ -276,3 +276,69 @@ impl InternalEvent for QueryServed {
             .record(self.elapsed.as_secs_f64());
     }
 }
+
+/// An audit record was appended to the store's trail; the same facts as a log line.
+pub(crate) struct AuditRecorded<'a> {
+    pub entry: &'a retrace_log_store::AuditEntry,
+    pub seq: u64,
+}
+
+impl InternalEvent for AuditRecorded<'_> {
+    fn emit(self) {
+        let entry = self.entry;
+        info!(
+            category = "audit",
+            seq = self.seq,
+            at_ms = entry.at_ms,
+            actor = entry.actor,
+            role = entry.role,
+            origin = entry.origin,
+            action = entry.action,
+            target = entry.target,
+            reason = entry.reason,
+            result = entry.result,
+            "audit"
+        );
+        counter!("retrace_audit_records_total", "action" => entry.action.clone()).increment(1);
+    }
+}
+
+/// An audit record could not be written: the request it records is answered with an error.
+pub(crate) struct AuditNotRecorded<'a> {
+    pub entry: &'a retrace_log_store::AuditEntry,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for AuditNotRecorded<'_> {
+    fn emit(self) {
+        let entry = self.entry;
+        error!(
+            category = "audit",
+            actor = entry.actor,
+            origin = entry.origin,
+            action = entry.action,
+            target = entry.target,
+            result = entry.result,
+            error = %self.error,
+            "could not append to the audit trail; the request is refused"
+        );
+        counter!("retrace_audit_write_errors_total").increment(1);
+    }
+}
+
+/// The API tokens topic could not be created; the archive goes on if it exists already.
+pub(crate) struct TokensTopicNotCreated<'a> {
+    pub topic: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl InternalEvent for TokensTopicNotCreated<'_> {
+    fn emit(self) {
+        warn!(
+            topic = self.topic,
+            error = %self.error,
+            "could not create the API tokens topic (compacted); going on in case it exists. \
+             If it does not, create it with cleanup.policy=compact"
+        );
+    }
+}

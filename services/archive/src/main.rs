@@ -1,25 +1,69 @@
-//! `retrace-archive`: the archiver service.
+//! `retrace-archive`: the archiver service; `retrace-archive compact` rewrites a stopped
+//! archive so that erased payloads leave the disk.
+
+use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use retrace_archive::ArchiveArgs;
+use retrace_log_store::StoreOptions;
 use tokio_util::sync::CancellationToken;
 
 /// Keeps every Kafka record in Retrace's archive.
 #[derive(Parser)]
-#[command(name = "retrace-archive", version)]
+#[command(
+    name = "retrace-archive",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     archive: ArchiveArgs,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Rewrites a stopped archive into a fresh copy holding only live data, so nothing
+    /// overwritten or erased survives in any file under the data directory. Stop the archive
+    /// service first (the store refuses a second opener).
+    Compact {
+        /// The archive's directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Cli::parse().archive.resolve()?;
+    let cli = Cli::parse();
+    if let Some(Command::Compact { data_dir }) = cli.command {
+        return compact(data_dir);
+    }
+    let config = cli.archive.resolve()?;
     retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
     let shutdown = CancellationToken::new();
     let archive = retrace_archive::run(config, shutdown.clone());
     retrace_telemetry::until_signalled(&shutdown, archive)
         .await
         .context("the archive stopped")
+}
+
+fn compact(data_dir: PathBuf) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        data_dir.is_dir(),
+        "{} is not an archive directory; pass the archive's --data-dir",
+        data_dir.display()
+    );
+    let summary = retrace_log_store::compact(&data_dir, &StoreOptions::default())
+        .with_context(|| format!("cannot compact the archive at {}", data_dir.display()))?;
+    println!(
+        "compacted {}: {} entries, {} bytes before, {} bytes after",
+        data_dir.display(),
+        summary.entries,
+        summary.bytes_before,
+        summary.bytes_after
+    );
+    Ok(())
 }

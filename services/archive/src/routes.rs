@@ -1,10 +1,14 @@
 //! The trace and replay API: `/v1/transactions`, `/v1/subjects`, `/v1/events`,
-//! `/v1/messages`, `/v1/replays`, and the OpenAPI document that describes them.
+//! `/v1/messages`, `/v1/replays`, and the OpenAPI document that describes them; the
+//! erasure, audit and token routes are in `admin.rs`.
 //!
-//! Every handler reads the store on the blocking pool; every error is JSON naming the
-//! parameter at fault; every listing pages with an opaque cursor.
+//! Every route but the OpenAPI document is behind a permission (deny by default); every
+//! read and replay is answered only once its audit record is durable. Every handler reads
+//! the store on the blocking pool; every error is JSON naming the parameter at fault; every
+//! listing pages with an opaque cursor.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -13,18 +17,22 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use retrace_auth::{Caller, Guard, Permission, TokenRegistry};
 use retrace_log_store::{ArchivedRecord, LogStore, Mark, RecordKind, ReplayRecord, StoreError};
 use retrace_telemetry::InternalEvent;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::admin;
 use crate::api::{
     BulkReplayRequest, ErrorBody, EventView, Page, ReplayPlan, ReplayRequest, ReplayResponse,
     TransactionStatus, TransactionSummary,
 };
+use crate::audit::{Audit, Auditor};
 use crate::events::QueryServed;
+use crate::masking::Masking;
 use crate::replay::{Planned, Replayer, Selection, now_ms, plan};
-use crate::trace::{message_view, outcome_view, replay_view, summary, trace};
+use crate::trace::{message_view, outcome_view, replay_view, rfc3339, summary, trace};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -34,29 +42,89 @@ const MAX_SCAN: usize = 5_000;
 /// A bulk replay considers this many transactions at most.
 const MAX_BULK_TRANSACTIONS: usize = 100_000;
 
-pub(crate) fn router(replayer: Replayer) -> Router {
-    Router::new()
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub replayer: Replayer,
+    pub guard: Guard,
+    pub auditor: Auditor,
+    pub masking: Arc<Masking>,
+    /// Absent when authentication is disabled.
+    pub registry: Option<TokenRegistry>,
+    /// Bulk replays planning more messages need [`Permission::BulkReplay`].
+    pub bulk_admin_above: usize,
+}
+
+impl Api {
+    pub fn store(&self) -> &LogStore {
+        self.replayer.store()
+    }
+
+    /// The masking to apply for `caller`: none if it may read payloads.
+    fn masking_for(&self, caller: &Caller) -> Option<Arc<Masking>> {
+        (!caller.can(Permission::PayloadRead)).then(|| self.masking.clone())
+    }
+}
+
+/// Every route of the API, each behind the permission it needs (see the README's table).
+pub(crate) fn router(api: Api) -> Router {
+    let guard = api.guard.clone();
+    let read = Router::new()
         .route("/v1/transactions", get(list_transactions))
         .route("/v1/transactions/{id}", get(get_transaction))
-        .route("/v1/transactions/{id}/replay", post(replay_transaction))
         .route("/v1/subjects/{id}/transactions", get(subject_transactions))
         .route("/v1/events/{id}", get(get_event))
         .route("/v1/messages", get(messages))
-        .route("/v1/replays", post(bulk_replay))
         .route("/v1/replays/{id}", get(get_replay))
+        .route_layer(guard.require(Permission::TraceRead));
+    // Bulk replays above the threshold also need `replay:bulk`, checked once planned.
+    let replay = Router::new()
+        .route("/v1/transactions/{id}/replay", post(replay_transaction))
+        .route("/v1/replays", post(bulk_replay))
+        .route_layer(guard.require(Permission::Replay));
+    let erase = Router::new()
+        .route("/v1/subjects/{id}/erase", post(admin::erase_subject))
+        .route_layer(guard.require(Permission::Erase));
+    let audit = Router::new()
+        .route("/v1/audit", get(admin::audit_trail))
+        .route("/v1/audit/verify", get(admin::verify_audit))
+        .route_layer(guard.require(Permission::AuditRead));
+    let tokens = Router::new()
+        .route(
+            "/v1/tokens",
+            get(admin::list_tokens).post(admin::create_token),
+        )
+        .route("/v1/tokens/{id}/revoke", post(admin::revoke_token))
+        .route_layer(guard.require(Permission::TokenAdmin));
+    Router::new()
         .route("/v1/openapi.json", get(openapi))
-        .with_state(replayer)
+        .merge(read)
+        .merge(replay)
+        .merge(erase)
+        .merge(audit)
+        .merge(tokens)
+        .with_state(api)
 }
 
 /// A refusal: HTTP status, what is wrong, and which parameter.
 #[derive(Debug)]
 pub(crate) struct ApiError {
-    status: StatusCode,
-    body: ErrorBody,
+    pub(crate) status: StatusCode,
+    pub(crate) body: ErrorBody,
 }
 
 impl ApiError {
-    fn bad(field: &str, error: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                field: None,
+            },
+        }
+    }
+
+    pub(crate) fn bad(field: &str, error: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             body: ErrorBody {
@@ -66,7 +134,7 @@ impl ApiError {
         }
     }
 
-    fn not_found(error: impl Into<String>) -> Self {
+    pub(crate) fn not_found(error: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::NOT_FOUND,
             body: ErrorBody {
@@ -76,7 +144,7 @@ impl ApiError {
         }
     }
 
-    fn nothing_to_do(error: impl Into<String>) -> Self {
+    pub(crate) fn nothing_to_do(error: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::CONFLICT,
             body: ErrorBody {
@@ -85,6 +153,17 @@ impl ApiError {
             },
         }
     }
+}
+
+/// Nothing is answered that the audit trail cannot account for.
+fn unaudited(error: StoreError) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!(
+            "the request could not be recorded in the audit trail ({error}), so it is not \
+             answered; retry, and tell an operator if it persists"
+        ),
+    )
 }
 
 impl From<StoreError> for ApiError {
@@ -109,7 +188,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Answer<T> = Result<(StatusCode, T), ApiError>;
+pub(crate) type Answer<T> = Result<(StatusCode, T), ApiError>;
 
 /// Runs `read` on the blocking pool and answers with its JSON, recording the request.
 async fn answer<T: Serialize + Send + 'static>(
@@ -138,11 +217,45 @@ async fn answer<T: Serialize + Send + 'static>(
     response
 }
 
+/// Runs `read` like [`answer`], then appends `audit` with the result (`ok`, or the error)
+/// before answering; `read` may complete the record (the action, the reason). A 403 is left
+/// out: the guard's denial sink has recorded it.
+pub(crate) async fn answer_audited<T: Serialize + Send + 'static>(
+    api: &Api,
+    endpoint: &'static str,
+    mut audit: Audit,
+    read: impl FnOnce(&mut Audit) -> Answer<T> + Send + 'static,
+) -> Response {
+    let auditor = api.auditor.clone();
+    answer(endpoint, move || {
+        let answered = read(&mut audit);
+        let result = match &answered {
+            Ok(_) => "ok".to_owned(),
+            Err(error) if error.status == StatusCode::FORBIDDEN => return answered,
+            Err(error) => error.body.error.clone(),
+        };
+        auditor.record(&audit, &result).map_err(unaudited)?;
+        answered
+    })
+    .await
+}
+
+/// A query, as an audit record's target: `status=failed since=1h`, keys sorted.
+pub(crate) fn describe_query(raw: &HashMap<String, String>) -> String {
+    let sorted: BTreeMap<&String, &String> = raw.iter().collect();
+    let parts: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if parts.is_empty() {
+        "(everything)".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Query parameters, checked: unknown ones are refused, so a typo is not silently ignored.
-struct Params(HashMap<String, String>);
+pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
-    fn new(raw: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
+    pub(crate) fn new(raw: HashMap<String, String>, known: &[&str]) -> Result<Self, ApiError> {
         if let Some(unknown) = raw.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ApiError::bad(
                 unknown,
@@ -155,7 +268,7 @@ impl Params {
         Ok(Params(raw))
     }
 
-    fn text(&self, name: &str) -> Option<&str> {
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
             .map(String::as_str)
@@ -182,7 +295,7 @@ impl Params {
             .transpose()
     }
 
-    fn limit(&self) -> Result<usize, ApiError> {
+    pub(crate) fn limit(&self) -> Result<usize, ApiError> {
         match self.number::<usize>("limit")? {
             None => Ok(DEFAULT_LIMIT),
             Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
@@ -193,7 +306,7 @@ impl Params {
         }
     }
 
-    fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn time(&self, name: &str) -> Result<Option<i64>, ApiError> {
         self.text(name)
             .map(|v| parse_time(v).map_err(|e| ApiError::bad(name, e)))
             .transpose()
@@ -228,7 +341,7 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     }
 }
 
-fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         let message = e.to_string();
         // serde names the field in its message: "missing field `reason`".
@@ -245,30 +358,40 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 async fn get_transaction(
-    State(replayer): State<Replayer>,
+    State(api): State<Api>,
+    caller: Caller,
     Path(id): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
-    let store = replayer.store().clone();
-    answer("transaction", move || {
+    let store = api.store().clone();
+    let masking = api.masking_for(&caller);
+    let audit = Audit::new(&caller, "transaction.read", &id);
+    answer_audited(&api, "transaction", audit, move |_| {
         let params = Params::new(raw, &["payload"])?;
         let records = store.transaction(&id)?;
         let replays = store.transaction_replays(&id)?;
         let found = trace(&id, &records, &replays, params.flag("payload")?);
-        let trace = found.ok_or_else(|| {
+        let mut trace = found.ok_or_else(|| {
             ApiError::not_found(format!("no archived message belongs to transaction {id:?}"))
         })?;
+        if let Some(masking) = masking {
+            for event in &mut trace.events {
+                masking.message(&mut event.message);
+            }
+        }
         Ok((StatusCode::OK, trace))
     })
     .await
 }
 
 async fn list_transactions(
-    State(replayer): State<Replayer>,
+    State(api): State<Api>,
+    caller: Caller,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
-    let store = replayer.store().clone();
-    answer("transactions", move || {
+    let store = api.store().clone();
+    let audit = Audit::new(&caller, "transactions.list", describe_query(&raw));
+    answer_audited(&api, "transactions", audit, move |_| {
         let params = Params::new(
             raw,
             &[
@@ -407,12 +530,14 @@ fn mark_time(mark: Mark, records: &[ArchivedRecord]) -> Option<i64> {
 }
 
 async fn subject_transactions(
-    State(replayer): State<Replayer>,
+    State(api): State<Api>,
+    caller: Caller,
     Path(subject): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
-    let store = replayer.store().clone();
-    answer("subject", move || {
+    let store = api.store().clone();
+    let audit = Audit::new(&caller, "subject.read", &subject);
+    answer_audited(&api, "subject", audit, move |_| {
         let params = Params::new(raw, &["since", "until", "limit", "cursor"])?;
         let page = store.subject_transactions(
             &subject,
@@ -438,12 +563,15 @@ async fn subject_transactions(
 }
 
 async fn get_event(
-    State(replayer): State<Replayer>,
+    State(api): State<Api>,
+    caller: Caller,
     Path(event_id): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
-    let store = replayer.store().clone();
-    answer("event", move || {
+    let store = api.store().clone();
+    let masking = api.masking_for(&caller);
+    let audit = Audit::new(&caller, "event.read", &event_id);
+    answer_audited(&api, "event", audit, move |_| {
         let params = Params::new(raw, &["payload"])?;
         let with_payload = params.flag("payload")?;
         let copies = store.event(&event_id)?;
@@ -467,7 +595,7 @@ async fn get_event(
                 event_id,
                 copies: copies
                     .iter()
-                    .map(|r| message_view(r, with_payload))
+                    .map(|r| masked_view(r, with_payload, masking.as_deref()))
                     .collect(),
                 outcomes,
             },
@@ -477,11 +605,14 @@ async fn get_event(
 }
 
 async fn messages(
-    State(replayer): State<Replayer>,
+    State(api): State<Api>,
+    caller: Caller,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
-    let store = replayer.store().clone();
-    answer("messages", move || {
+    let store = api.store().clone();
+    let masking = api.masking_for(&caller);
+    let audit = Audit::new(&caller, "messages.read", describe_query(&raw));
+    answer_audited(&api, "messages", audit, move |_| {
         let params = Params::new(
             raw,
             &[
@@ -530,7 +661,7 @@ async fn messages(
                         .any(|h| h.name == name && h.value.as_deref() == Some(value.as_bytes()))
                 })
             })
-            .map(|r| message_view(r, with_payload))
+            .map(|r| masked_view(r, with_payload, masking.as_deref()))
             .collect();
         Ok((
             StatusCode::OK,
@@ -543,8 +674,21 @@ async fn messages(
     .await
 }
 
-async fn get_replay(State(replayer): State<Replayer>, Path(id): Path<String>) -> Response {
-    let store = replayer.store().clone();
+/// A message as `caller` may see it.
+fn masked_view(
+    record: &ArchivedRecord,
+    with_payload: bool,
+    masking: Option<&Masking>,
+) -> crate::api::MessageView {
+    let mut view = message_view(record, with_payload);
+    if let Some(masking) = masking {
+        masking.message(&mut view);
+    }
+    view
+}
+
+async fn get_replay(State(api): State<Api>, Path(id): Path<String>) -> Response {
+    let store = api.store().clone();
     answer("replay", move || {
         let replay = store
             .replay(&id)?
@@ -555,15 +699,24 @@ async fn get_replay(State(replayer): State<Replayer>, Path(id): Path<String>) ->
 }
 
 async fn replay_transaction(
-    State(replayer): State<Replayer>,
+    State(api): State<Api>,
+    caller: Caller,
     Path(transaction_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let request_key = idempotency_key(&headers);
-    answer("replay_transaction", move || {
+    let replayer = api.replayer.clone();
+    let auth_enabled = api.guard.authenticator().enabled();
+    let audit = Audit::new(&caller, "replay.start", &transaction_id);
+    answer_audited(&api, "replay_transaction", audit, move |audit| {
         let request: ReplayRequest = json_body(&body)?;
+        if request.dry_run {
+            audit.action = "replay.plan";
+        }
+        audit.reason = request.reason.trim().to_owned();
         let reason = required_reason(&request.reason)?;
+        let requested_by = requested_by(&caller, auth_enabled, request.requested_by)?;
         if let Some(topic) = &request.target_topic {
             check_topic("target_topic", topic)?;
         }
@@ -581,6 +734,7 @@ async fn replay_transaction(
         };
         let planned = plan(&records, &selection)
             .map_err(|e| ApiError::bad("from_event_id", e.to_string()))?;
+        refuse_erased(&planned)?;
         if planned.is_empty() {
             return Err(ApiError::nothing_to_do(format!(
                 "nothing to replay: transaction {transaction_id} has no {}",
@@ -610,7 +764,7 @@ async fn replay_transaction(
                     selection_text.join(" ")
                 },
                 reason,
-                requested_by: request.requested_by,
+                requested_by,
                 target_topic: request.target_topic,
                 request_key,
                 dry_run: request.dry_run,
@@ -622,14 +776,28 @@ async fn replay_transaction(
 }
 
 async fn bulk_replay(
-    State(replayer): State<Replayer>,
+    State(api): State<Api>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let request_key = idempotency_key(&headers);
-    answer("bulk_replay", move || {
+    let replayer = api.replayer.clone();
+    let guard = api.guard.clone();
+    let bulk_admin_above = api.bulk_admin_above;
+    let audit = Audit::new(&caller, "replay.start", "");
+    answer_audited(&api, "bulk_replay", audit, move |audit| {
         let request: BulkReplayRequest = json_body(&body)?;
+        if request.dry_run {
+            audit.action = "replay.plan";
+        }
+        audit.reason = request.reason.trim().to_owned();
         let reason = required_reason(&request.reason)?;
+        let requested_by = requested_by(
+            &caller,
+            guard.authenticator().enabled(),
+            request.requested_by.clone(),
+        )?;
         if let Some(topic) = &request.target_topic {
             check_topic("target_topic", topic)?;
         }
@@ -659,6 +827,7 @@ async fn bulk_replay(
             topic: request.topic.clone(),
             event_type: request.event_type.clone(),
         };
+        audit.target = format!("query {}", filter.describe());
         let store = replayer.store();
         let selected = select_transactions(
             store,
@@ -698,6 +867,20 @@ async fn bulk_replay(
                 filter.describe()
             )));
         }
+        if planned.len() > bulk_admin_above && !caller.can(Permission::BulkReplay) {
+            let message = format!(
+                "{} (role {}) may not replay {} messages at once: a bulk replay of more than \
+                 {bulk_admin_above} needs the `{}` permission (an admin); narrow the query \
+                 (since, until, topic, type) or ask an admin",
+                caller.actor,
+                caller.role,
+                planned.len(),
+                Permission::BulkReplay,
+            );
+            guard.forbid(&caller, "POST", "/v1/replays", message.clone());
+            return Err(ApiError::new(StatusCode::FORBIDDEN, message));
+        }
+        refuse_erased(&planned)?;
         respond_with_replay(
             &replayer,
             ReplayOrder {
@@ -713,7 +896,7 @@ async fn bulk_replay(
                     }
                 ),
                 reason,
-                requested_by: request.requested_by,
+                requested_by,
                 target_topic: request.target_topic,
                 request_key,
                 dry_run: request.dry_run,
@@ -730,7 +913,7 @@ struct ReplayOrder {
     transactions: Vec<String>,
     selection: String,
     reason: String,
-    requested_by: Option<String>,
+    requested_by: String,
     target_topic: Option<String>,
     request_key: Option<String>,
     dry_run: bool,
@@ -766,7 +949,7 @@ fn respond_with_replay(replayer: &Replayer, order: ReplayOrder) -> Answer<Replay
     }
     let replay = ReplayRecord {
         replay_id: uuid::Uuid::now_v7().to_string(),
-        requested_by: order.requested_by.unwrap_or_else(|| "anonymous".to_owned()),
+        requested_by: order.requested_by,
         reason: order.reason,
         requested_at_ms: now_ms(),
         transaction_ids: order.transactions,
@@ -794,7 +977,48 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn required_reason(reason: &str) -> Result<String, ApiError> {
+/// Who a replay is recorded under: the authenticated caller. A `requested_by` in the body is
+/// refused, unless authentication is disabled (development), where it is all there is.
+fn requested_by(
+    caller: &Caller,
+    auth_enabled: bool,
+    given: Option<String>,
+) -> Result<String, ApiError> {
+    match given.filter(|g| !g.trim().is_empty()) {
+        Some(_) if auth_enabled => Err(ApiError::bad(
+            "requested_by",
+            format!(
+                "requested_by is not accepted: the replay is recorded under the authenticated \
+                 caller ({}); remove the field",
+                caller.actor
+            ),
+        )),
+        Some(given) => Ok(given.trim().to_owned()),
+        None => Ok(caller.actor.clone()),
+    }
+}
+
+/// A replay must not bring back what a subject had erased.
+fn refuse_erased(planned: &[Planned]) -> Result<(), ApiError> {
+    let Some((record, at)) = planned
+        .iter()
+        .find_map(|p| Some((&p.original, p.original.erased_at_ms?)))
+    else {
+        return Ok(());
+    };
+    let event = record
+        .ids
+        .as_ref()
+        .map(|ids| ids.event_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| record.key.to_string());
+    Err(ApiError::nothing_to_do(format!(
+        "event {event} was erased on {} at the subject's request; it cannot be replayed",
+        rfc3339(at)
+    )))
+}
+
+pub(crate) fn required_reason(reason: &str) -> Result<String, ApiError> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(ApiError::bad(

@@ -79,3 +79,71 @@ fn a_bad_target_topic_is_refused_by_field() {
     assert_eq!(error.body.field.as_deref(), Some("target_topic"));
     assert!(error.body.error.contains("' '"), "{}", error.body.error);
 }
+
+#[test]
+fn the_openapi_document_names_every_route_and_its_permission() {
+    let document: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+    let expected = [
+        ("/v1/transactions/{id}", "get", "trace:read"),
+        ("/v1/transactions", "get", "trace:read"),
+        ("/v1/subjects/{id}/transactions", "get", "trace:read"),
+        ("/v1/events/{id}", "get", "trace:read"),
+        ("/v1/messages", "get", "trace:read"),
+        ("/v1/replays/{id}", "get", "trace:read"),
+        ("/v1/positions", "get", "trace:read"),
+        ("/v1/transactions/{id}/replay", "post", "replay"),
+        ("/v1/replays", "post", "replay"),
+        ("/v1/subjects/{id}/erase", "post", "erase"),
+        ("/v1/audit", "get", "audit:read"),
+        ("/v1/audit/verify", "get", "audit:read"),
+        ("/v1/tokens", "get", "token:admin"),
+        ("/v1/tokens", "post", "token:admin"),
+        ("/v1/tokens/{id}/revoke", "post", "token:admin"),
+    ];
+    for (path, method, permission) in expected {
+        let operation = &document["paths"][path][method];
+        let documented = operation["x-permission"].as_str().unwrap_or_default();
+        assert!(
+            documented.starts_with(permission),
+            "{method} {path}: {documented:?}"
+        );
+        assert!(operation["responses"].get("401").is_some(), "{path}");
+    }
+    assert_eq!(
+        document["paths"]["/v1/openapi.json"]["get"]["security"],
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn the_caller_says_who_replays_unless_authentication_is_off() {
+    let caller = Caller {
+        actor: "ana".into(),
+        role: retrace_auth::Role::Support,
+        extra: vec![],
+        topics: None,
+        origin: "127.0.0.1:1".into(),
+        credential: retrace_auth::CredentialKind::ApiToken,
+    };
+    assert_eq!(requested_by(&caller, true, None).unwrap(), "ana");
+    let refused = requested_by(&caller, true, Some("bob".into())).unwrap_err();
+    assert_eq!(refused.body.field.as_deref(), Some("requested_by"));
+    assert_eq!(
+        requested_by(&caller, false, Some(" bob ".into())).unwrap(),
+        "bob"
+    );
+    assert_eq!(
+        requested_by(&caller, true, Some("  ".into())).unwrap(),
+        "ana"
+    );
+}
+
+#[test]
+fn audit_targets_name_the_query_in_a_stable_order() {
+    let raw = HashMap::from([
+        ("status".to_owned(), "failed".to_owned()),
+        ("since".to_owned(), "1h".to_owned()),
+    ]);
+    assert_eq!(describe_query(&raw), "since=1h status=failed");
+    assert_eq!(describe_query(&HashMap::new()), "(everything)");
+}

@@ -259,6 +259,7 @@ pub fn message_view(record: &ArchivedRecord, with_payload: bool) -> MessageView 
         subject_ids: ids.subject_ids,
         replay_id: replay_id(record),
         payload: with_payload.then(|| payload(record)),
+        erased_at: record.erased_at_ms.map(rfc3339),
     }
 }
 
@@ -274,6 +275,16 @@ fn payload(record: &ArchivedRecord) -> Payload {
             (h.name.clone(), value)
         })
         .collect();
+    if record.erased_at_ms.is_some() {
+        // Nothing left to show but Retrace's own headers.
+        return Payload {
+            content_type: String::new(),
+            json: None,
+            text: None,
+            base64: None,
+            headers,
+        };
+    }
     let (content_type, bytes) = match record.kind {
         RecordKind::Envelope => {
             let envelope =

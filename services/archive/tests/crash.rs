@@ -17,8 +17,16 @@ const KILLS: usize = 20;
 const EVENTS_PER_ROUND: usize = 400;
 const PATIENCE: Duration = Duration::from_secs(120);
 
-fn spawn_archive(broker: &Broker, topic: &str, data_dir: &Path, http: &str) -> Child {
+fn spawn_archive(
+    broker: &Broker,
+    topic: &str,
+    data_dir: &Path,
+    http: &str,
+    config: &Path,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_retrace-archive"))
+        // Authentication is not what this test is about: `[auth] enabled = false`.
+        .env("RETRACE_CONFIG", config)
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
         // A killed member must leave the group quickly for the next one to get its partitions.
         .env(
@@ -42,6 +50,8 @@ async fn sigkilled_archive_loses_nothing_and_stores_nothing_twice(broker: Broker
         .unwrap();
     let publisher = Publisher::new(&settings).unwrap();
     let data = tempfile::tempdir().unwrap();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[auth]\nenabled = false\n").unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let mut published = HashSet::new();
     let mut rng = rand::rng();
@@ -58,7 +68,7 @@ async fn sigkilled_archive_loses_nothing_and_stores_nothing_twice(broker: Broker
         }
         published.extend(round.into_iter().map(|e| e.event_id));
 
-        let mut archive = spawn_archive(&broker, &topic, data.path(), &http);
+        let mut archive = spawn_archive(&broker, &topic, data.path(), &http, config.path());
         let total = published.len() as i64;
         let kill_at = rng.random_range(total - EVENTS_PER_ROUND as i64 + 1..=total);
         eventually(&format!("{kill_at} records archived"), PATIENCE, || async {
@@ -69,7 +79,7 @@ async fn sigkilled_archive_loses_nothing_and_stores_nothing_twice(broker: Broker
         archive.wait().unwrap();
     }
 
-    let mut archive = spawn_archive(&broker, &topic, data.path(), &http);
+    let mut archive = spawn_archive(&broker, &topic, data.path(), &http, config.path());
     let total = published.len() as i64;
     eventually("the whole stream archived", PATIENCE, || async {
         (archived_count(&http, &topic).await? == total).then_some(())

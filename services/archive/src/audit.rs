@@ -1,0 +1,129 @@
+//! The archive's side of the audit trail: every read, replay, erasure, token change and
+//! denial appended to the store's hash-chained trail ([`LogStore::append_audit`]) and logged
+//! as a `category="audit"` line.
+//!
+//! An API answer is given only once its audit record is durable: a read that cannot be
+//! accounted for is not served. Denials are recorded from the guard's [`DenialSink`] on the
+//! blocking pool, so refusing a request never waits for the disk.
+
+use retrace_auth::{Caller, Denial, DenialSink};
+use retrace_log_store::{AuditEntry, LogStore, StoreError};
+use retrace_telemetry::InternalEvent;
+use tokio::runtime::Handle;
+use tokio_util::task::TaskTracker;
+
+use crate::events::{AuditNotRecorded, AuditRecorded};
+use crate::replay::now_ms;
+
+/// What one request did, as its audit record will say.
+#[derive(Debug, Clone)]
+pub(crate) struct Audit {
+    pub caller: Caller,
+    /// `transaction.read`, `replay.start`, `subject.erase`, ...
+    pub action: &'static str,
+    /// The transaction, subject, query or token it was done to.
+    pub target: String,
+    /// Why, when the caller said.
+    pub reason: String,
+}
+
+impl Audit {
+    pub fn new(caller: &Caller, action: &'static str, target: impl Into<String>) -> Audit {
+        Audit {
+            caller: caller.clone(),
+            action,
+            target: target.into(),
+            reason: String::new(),
+        }
+    }
+}
+
+/// Appends audit records. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Auditor {
+    store: LogStore,
+    /// Denials being recorded in the background.
+    pending: TaskTracker,
+    runtime: Handle,
+}
+
+impl Auditor {
+    /// Must be called inside the Tokio runtime the API runs on.
+    pub fn new(store: LogStore) -> Auditor {
+        Auditor {
+            store,
+            pending: TaskTracker::new(),
+            runtime: Handle::current(),
+        }
+    }
+
+    /// Appends `audit` with its `result` (`ok`, or the error), durably. Blocks on the disk:
+    /// call it on the blocking pool.
+    pub fn record(&self, audit: &Audit, result: &str) -> Result<(), StoreError> {
+        self.append(AuditEntry {
+            at_ms: now_ms(),
+            actor: audit.caller.actor.clone(),
+            role: audit.caller.role.as_str().to_owned(),
+            origin: audit.caller.origin.clone(),
+            action: audit.action.to_owned(),
+            target: audit.target.clone(),
+            reason: audit.reason.clone(),
+            result: result.to_owned(),
+        })
+    }
+
+    fn append(&self, entry: AuditEntry) -> Result<(), StoreError> {
+        match self.store.append_audit(entry.clone()) {
+            Ok(record) => {
+                AuditRecorded {
+                    entry: &entry,
+                    seq: record.seq,
+                }
+                .emit();
+                Ok(())
+            }
+            Err(error) => {
+                AuditNotRecorded {
+                    entry: &entry,
+                    error: &error,
+                }
+                .emit();
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits for denials still being recorded.
+    pub async fn stopped(&self) {
+        self.pending.close();
+        self.pending.wait().await;
+    }
+}
+
+/// The guard's denials, into the audit trail: action `denied`, target the request, result
+/// the status, the reason and the sentence the caller was answered with.
+impl DenialSink for Auditor {
+    fn denied(&self, denial: &Denial) {
+        let entry = AuditEntry {
+            at_ms: now_ms(),
+            actor: denial
+                .actor
+                .clone()
+                .unwrap_or_else(|| "unauthenticated".to_owned()),
+            role: denial
+                .caller
+                .as_ref()
+                .map(|c| c.role.as_str().to_owned())
+                .unwrap_or_default(),
+            origin: denial.origin.clone(),
+            action: "denied".to_owned(),
+            target: format!("{} {}", denial.method, denial.path),
+            reason: String::new(),
+            result: format!("{} {}: {}", denial.status, denial.reason, denial.message),
+        };
+        let auditor = self.clone();
+        // A failure is logged by `append`; the caller is refused either way.
+        self.pending
+            .spawn_blocking_on(move || auditor.append(entry).ok(), &self.runtime);
+    }
+}

@@ -1,0 +1,557 @@
+//! Who may see and replay what, end to end: the archive authenticates every API call (API
+//! tokens created through its own `/v1/tokens`, from the bootstrap admin token), answers each
+//! role as the role matrix says, masks payloads for callers without `payload:read`, records
+//! every read, replay and denial in its hash-chained audit trail, and erases a subject's
+//! payloads so that, after the offline compaction, no byte of them is left on disk.
+
+use std::path::Path;
+
+use retrace_archive::MASK;
+use retrace_archive::api::{AuditVerificationView, AuditView, Page, Trace};
+use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_sdk::{KafkaSettings, Publisher};
+use retrace_tests::{Broker, PATIENCE, RunningArchive, eventually, on_every_broker, unique_topic};
+use serde_json::{Value, json};
+
+const TOKENS_TOPIC: &str = retrace_auth::DEFAULT_TOKENS_TOPIC;
+const ROLES: [&str; 4] = ["publisher", "analyst", "support", "admin"];
+
+/// An archive with authentication on, whose harness requests use the bootstrap admin token,
+/// over `topic` and the outcomes topic, created first.
+async fn start_secured(broker: &Broker, topic: &str) -> RunningArchive {
+    for name in [topic, OUTCOMES_TOPIC] {
+        broker.create_topic(name, 2).await;
+    }
+    if let Broker::Mock(_) = broker {
+        // The mock cluster has no admin API; elsewhere the archive creates the topic.
+        broker.create_topic(TOKENS_TOPIC, 1).await;
+    }
+    let (bootstrap, digest) = retrace_auth::generate();
+    let mut archive = RunningArchive::start_with(broker, |config| {
+        config.auth.enabled = true;
+        config.auth.bootstrap_admin_sha256 = Some(digest);
+        config.masking.json_paths = vec!["child.given_name".into(), "*.phone".into()];
+        config.replay_bulk_admin_above = 0;
+    })
+    .await;
+    archive.token = Some(bootstrap);
+    archive
+}
+
+async fn call(
+    archive: &RunningArchive,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = match method {
+        "GET" => client.get(archive.url(path)),
+        "POST" => client.post(archive.url(path)),
+        other => panic!("no {other} in this API"),
+    };
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Creates a token through the API as the bootstrap admin; returns its text.
+async fn create_token(archive: &RunningArchive, name: &str, role: &str, extra: &[&str]) -> String {
+    let body = json!({"name": name, "role": role, "extra": extra, "expires_in_s": 3600});
+    let (status, created) = call(
+        archive,
+        "POST",
+        "/v1/tokens",
+        archive.token.as_deref(),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["record"]["name"], name);
+    assert!(
+        created["record"].get("secret_sha256").is_none(),
+        "{created}"
+    );
+    created["token"].as_str().unwrap().to_owned()
+}
+
+/// A birth registration whose certificate step failed, with personal data in its payload.
+async fn publish_failed_registration(
+    broker: &Broker,
+    topic: &str,
+    subject: &str,
+    payload: &Value,
+) -> Envelope {
+    let settings = KafkaSettings::new(broker.bootstrap())
+        .with_properties(broker.producer_properties().iter().copied())
+        .unwrap();
+    let publisher = Publisher::new(&settings).unwrap();
+    let submitted = Envelope::root("registration", "birth.registration.submitted.v1")
+        .with_subject(subject)
+        .with_payload("application/json", serde_json::to_vec(payload).unwrap());
+    publisher.publish(topic, &submitted).await.unwrap();
+    publisher
+        .publish_outcome(&Outcome::of(
+            &submitted,
+            "certificates",
+            OutcomeStatus::Failed,
+            Some("renderer down".into()),
+            1,
+        ))
+        .await
+        .unwrap();
+    submitted
+}
+
+async fn trace_when(
+    archive: &RunningArchive,
+    path: &str,
+    token: Option<&str>,
+    ready: impl Fn(&Trace) -> bool,
+) -> Trace {
+    eventually(&format!("{path} to be traced"), PATIENCE, || async {
+        let (status, body) = call(archive, "GET", path, token, None).await;
+        let trace: Trace = (status == 200).then(|| serde_json::from_value(body).unwrap())?;
+        ready(&trace).then_some(trace)
+    })
+    .await
+}
+
+async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
+    let topic = unique_topic("births");
+    let archive = start_secured(&broker, &topic).await;
+    let payload = json!({
+        "child": {"given_name": "Amina", "sex": "F"},
+        "mother": {"phone": "+254700000001", "town": "Kisumu"},
+    });
+    let event = publish_failed_registration(&broker, &topic, "beneficiary:7", &payload).await;
+    let transaction = event.transaction_id.clone();
+    let admin_token = archive.token.clone();
+    trace_when(
+        &archive,
+        &format!("/v1/transactions/{transaction}"),
+        admin_token.as_deref(),
+        |t| t.failure.is_some() && t.events.len() == 1,
+    )
+    .await;
+
+    let mut tokens: Vec<(&str, Option<String>)> = Vec::new();
+    for role in ROLES {
+        tokens.push((role, Some(create_token(&archive, role, role, &[]).await)));
+    }
+    tokens.push(("none", None));
+
+    let replay = json!({"reason": "renderer back", "only_failed": true, "dry_run": true});
+    let bulk = json!({"reason": "renderer back", "since": "1h", "dry_run": true});
+    let erase = json!({"reason": "request #1"});
+    let new_token = json!({"name": "made-in-matrix", "role": "publisher"});
+    let endpoints: Vec<(&str, String, Option<&Value>)> = vec![
+        ("GET", format!("/v1/transactions/{transaction}"), None),
+        ("GET", "/v1/transactions?since=1h".into(), None),
+        (
+            "GET",
+            "/v1/subjects/beneficiary:7/transactions".into(),
+            None,
+        ),
+        ("GET", format!("/v1/events/{}", event.event_id), None),
+        (
+            "GET",
+            format!("/v1/messages?topic={topic}&from_offset=0"),
+            None,
+        ),
+        ("GET", "/v1/positions".into(), None),
+        ("GET", "/v1/replays/no-such-replay".into(), None),
+        (
+            "POST",
+            format!("/v1/transactions/{transaction}/replay"),
+            Some(&replay),
+        ),
+        ("POST", "/v1/replays".into(), Some(&bulk)),
+        (
+            "POST",
+            "/v1/subjects/beneficiary:nobody/erase".into(),
+            Some(&erase),
+        ),
+        ("GET", "/v1/audit?limit=5".into(), None),
+        ("GET", "/v1/audit/verify".into(), None),
+        ("GET", "/v1/tokens".into(), None),
+        ("POST", "/v1/tokens".into(), Some(&new_token)),
+        ("POST", "/v1/tokens/000000000000/revoke".into(), None),
+        ("GET", "/v1/openapi.json".into(), None),
+        ("GET", "/healthz".into(), None),
+        ("GET", "/metrics".into(), None),
+    ];
+    // Columns: publisher, analyst, support, admin, no token. A bulk replay above the
+    // threshold (0 here) needs `replay:bulk`: admins only. The erase and revoke targets do
+    // not exist: an admin gets 404.
+    let expected: [[u16; 5]; 18] = [
+        [403, 200, 200, 200, 401],
+        [403, 200, 200, 200, 401],
+        [403, 200, 200, 200, 401],
+        [403, 200, 200, 200, 401],
+        [403, 200, 200, 200, 401],
+        [403, 200, 200, 200, 401],
+        [403, 404, 404, 404, 401],
+        [403, 403, 200, 200, 401],
+        [403, 403, 403, 200, 401],
+        [403, 403, 403, 404, 401],
+        [403, 403, 403, 200, 401],
+        [403, 403, 403, 200, 401],
+        [403, 403, 403, 200, 401],
+        [403, 403, 403, 201, 401],
+        [403, 403, 403, 404, 401],
+        [200, 200, 200, 200, 200],
+        [200, 200, 200, 200, 200],
+        [200, 200, 200, 200, 200],
+    ];
+    let mut actual = Vec::new();
+    for (method, path, body) in &endpoints {
+        let mut row = [0u16; 5];
+        for (column, (_, token)) in tokens.iter().enumerate() {
+            row[column] = call(&archive, method, path, token.as_deref(), *body)
+                .await
+                .0;
+        }
+        actual.push(row);
+    }
+    let table = |rows: &[[u16; 5]]| {
+        endpoints
+            .iter()
+            .zip(rows)
+            .map(|((method, path, _), row)| format!("{method} {path}: {row:?}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        actual,
+        expected,
+        "role matrix (publisher, analyst, support, admin, none)\nactual:\n{}\nexpected:\n{}",
+        table(&actual),
+        table(&expected)
+    );
+
+    // Masking: the analyst sees "***" at the configured paths, support the values, and an
+    // analyst granted payload:read the values too.
+    let path = format!("/v1/transactions/{transaction}?payload=true");
+    let token_of = |role: &str| tokens.iter().find(|(r, _)| *r == role).unwrap().1.clone();
+    let analyst = token_of("analyst");
+    let support = token_of("support");
+    let payload_of = |trace: &Trace| {
+        trace.events[0]
+            .message
+            .payload
+            .clone()
+            .unwrap()
+            .json
+            .unwrap()
+    };
+    let masked = trace_when(&archive, &path, analyst.as_deref(), |_| true).await;
+    let seen = payload_of(&masked);
+    assert_eq!(seen["child"]["given_name"], MASK, "{seen}");
+    assert_eq!(seen["mother"]["phone"], MASK, "{seen}");
+    assert_eq!(seen["child"]["sex"], "F", "{seen}");
+    assert_eq!(seen["mother"]["town"], "Kisumu", "{seen}");
+    let (status, event_view) = call(
+        &archive,
+        "GET",
+        &format!("/v1/events/{}?payload=true", event.event_id),
+        analyst.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        event_view["copies"][0]["payload"]["json"]["child"]["given_name"],
+        MASK
+    );
+    let plain = trace_when(&archive, &path, support.as_deref(), |_| true).await;
+    assert_eq!(payload_of(&plain), payload);
+    let pii = create_token(&archive, "analyst-pii", "analyst", &["payload:read"]).await;
+    let granted = trace_when(&archive, &path, Some(&pii), |_| true).await;
+    assert_eq!(payload_of(&granted), payload);
+
+    // The caller, not the body, says who replays.
+    let (status, refused) = call(
+        &archive,
+        "POST",
+        &format!("/v1/transactions/{transaction}/replay"),
+        support.as_deref(),
+        Some(&json!({"reason": "x", "requested_by": "someone-else"})),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("requested_by"))
+    );
+    let (status, started) = call(
+        &archive,
+        "POST",
+        &format!("/v1/transactions/{transaction}/replay"),
+        support.as_deref(),
+        Some(&json!({"reason": "renderer back", "only_failed": true})),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["replay"]["requested_by"], "support");
+
+    // The audit trail: reads, plans, replays and denials, with actor and action.
+    let audit = |query: &str| {
+        let query = query.to_owned();
+        let archive = &archive;
+        let admin = admin_token.clone();
+        async move {
+            let (status, body) = call(
+                archive,
+                "GET",
+                &format!("/v1/audit?{query}"),
+                admin.as_deref(),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_value::<Page<AuditView>>(body)
+                .unwrap()
+                .items
+        }
+    };
+    let by_support = audit("actor=support&limit=500").await;
+    let actions: Vec<&str> = by_support.iter().map(|r| r.action.as_str()).collect();
+    for action in [
+        "transaction.read",
+        "transactions.list",
+        "subject.read",
+        "event.read",
+        "messages.read",
+        "replay.plan",
+        "replay.start",
+        "denied",
+    ] {
+        assert!(
+            actions.contains(&action),
+            "{action} by support in {actions:?}"
+        );
+    }
+    let started_record = by_support
+        .iter()
+        .find(|r| r.action == "replay.start" && r.result == "ok")
+        .unwrap();
+    assert_eq!(
+        (
+            started_record.target.as_str(),
+            started_record.reason.as_str(),
+            started_record.role.as_str()
+        ),
+        (transaction.as_str(), "renderer back", "support")
+    );
+    assert!(
+        started_record.origin.starts_with("127.0.0.1:"),
+        "{started_record:?}"
+    );
+    let bulk_denied = by_support
+        .iter()
+        .find(|r| r.action == "denied" && r.target == "POST /v1/replays")
+        .unwrap();
+    assert!(
+        bulk_denied.result.contains("replay:bulk"),
+        "{bulk_denied:?}"
+    );
+    let anonymous = audit("actor=unauthenticated&limit=500").await;
+    assert!(
+        anonymous
+            .iter()
+            .all(|r| r.action == "denied" && r.result.starts_with("401 missing")),
+        "{anonymous:?}"
+    );
+    assert_eq!(
+        anonymous.len(),
+        15,
+        "every call without a token to a guarded route"
+    );
+    let by_target = audit(&format!("actor=analyst&target={transaction}")).await;
+    assert!(
+        by_target
+            .iter()
+            .any(|r| r.action == "transaction.read" && r.actor == "analyst")
+    );
+    let tokens_made = audit("actor=bootstrap-admin&limit=500").await;
+    assert!(
+        tokens_made
+            .iter()
+            .any(|r| r.action == "token.create" && r.target.contains("analyst-pii"))
+    );
+
+    let (status, verified) = call(
+        &archive,
+        "GET",
+        "/v1/audit/verify",
+        admin_token.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let verified: AuditVerificationView = serde_json::from_value(verified).unwrap();
+    assert!(
+        verified.intact && verified.problems.is_empty(),
+        "{verified:?}"
+    );
+    assert!(verified.records >= 60, "{verified:?}");
+
+    // A revoked token is refused at once.
+    let (status, listed) = call(&archive, "GET", "/v1/tokens", admin_token.as_deref(), None).await;
+    assert_eq!(status, 200);
+    let analyst_id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "analyst")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, revoked) = call(
+        &archive,
+        "POST",
+        &format!("/v1/tokens/{analyst_id}/revoke"),
+        admin_token.as_deref(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["revoked_by"], "bootstrap-admin");
+    let (status, answer) = call(&archive, "GET", &path, analyst.as_deref(), None).await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("revoked"),
+        "{answer}"
+    );
+    archive.stop().await;
+}
+
+/// Every occurrence of `marker` in any file under `dir`.
+fn occurrences(dir: &Path, marker: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(occurrences(&path, marker));
+        } else {
+            // A running archive's engine may remove a file between listing and reading.
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let hits = bytes.windows(marker.len()).filter(|w| *w == marker).count();
+            if hits > 0 {
+                found.push(format!("{} ({hits})", path.display()));
+            }
+        }
+    }
+    found
+}
+
+async fn an_erased_subject_is_gone_from_answers_replays_and_disk(broker: Broker) {
+    let topic = unique_topic("births");
+    let archive = start_secured(&broker, &topic).await;
+    let admin = archive.token.clone();
+    let marker = format!("ERASE-ME-{}", retrace_proto::new_event_id());
+    let subject = format!("beneficiary:{}", retrace_proto::new_event_id());
+    let payload = json!({"child": {"given_name": marker}, "note": "born at home"});
+    let event = publish_failed_registration(&broker, &topic, &subject, &payload).await;
+    let trace_path = format!("/v1/transactions/{}?payload=true", event.transaction_id);
+    let before = trace_when(&archive, &trace_path, admin.as_deref(), |t| {
+        t.failure.is_some() && t.events.len() == 1
+    })
+    .await;
+    assert_eq!(before.events[0].message.erased_at, None);
+    assert!(
+        !occurrences(archive.data_dir(), marker.as_bytes()).is_empty(),
+        "the marker is on disk before the erasure (the search can find it)"
+    );
+
+    let (status, missing) = call(
+        &archive,
+        "POST",
+        &format!("/v1/subjects/{subject}/erase"),
+        admin.as_deref(),
+        Some(&json!({"reason": " "})),
+    )
+    .await;
+    assert_eq!((status, missing["field"].as_str()), (400, Some("reason")));
+    let (status, erased) = call(
+        &archive,
+        "POST",
+        &format!("/v1/subjects/{subject}/erase"),
+        admin.as_deref(),
+        Some(&json!({"reason": "subject request #77"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["records"], 1, "{erased}");
+    assert!(
+        erased["note"].as_str().unwrap().contains("compact"),
+        "{erased}"
+    );
+
+    let after = trace_when(&archive, &trace_path, admin.as_deref(), |_| true).await;
+    let message = &after.events[0].message;
+    assert!(message.erased_at.is_some(), "{message:?}");
+    assert_eq!(message.event_id, event.event_id, "ids stay");
+    let shown = message.payload.clone().unwrap();
+    assert_eq!((shown.json, shown.text, shown.base64), (None, None, None));
+    assert_eq!(
+        after.failure.unwrap().error,
+        "renderer down",
+        "outcomes stay"
+    );
+    let (status, refused) = call(
+        &archive,
+        "POST",
+        &format!("/v1/transactions/{}/replay", event.transaction_id),
+        admin.as_deref(),
+        Some(&json!({"reason": "try again"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    let refusal = refused["error"].as_str().unwrap();
+    assert!(
+        refusal.contains(&event.event_id) && refusal.contains("erased on"),
+        "{refusal}"
+    );
+    let (_, trail) = call(
+        &archive,
+        "GET",
+        &format!("/v1/audit?target={subject}"),
+        admin.as_deref(),
+        None,
+    )
+    .await;
+    let trail: Page<AuditView> = serde_json::from_value(trail).unwrap();
+    let erasure = trail
+        .items
+        .iter()
+        .find(|r| r.action == "subject.erase" && r.result == "ok");
+    assert_eq!(erasure.unwrap().reason, "subject request #77");
+
+    let dir = archive.shut_down().await;
+    let summary =
+        retrace_log_store::compact(dir.path(), &retrace_log_store::StoreOptions::default())
+            .unwrap();
+    assert!(summary.entries > 0, "{summary:?}");
+    let left = occurrences(dir.path(), marker.as_bytes());
+    assert!(left.is_empty(), "erased bytes still on disk in {left:?}");
+}
+
+on_every_broker!(
+    every_endpoint_answers_each_role_as_the_matrix_says,
+    an_erased_subject_is_gone_from_answers_replays_and_disk,
+);
