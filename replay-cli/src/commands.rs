@@ -13,6 +13,7 @@ use jiff::tz::TimeZone;
 use retrace_archive::api::{Page, Trace, TransactionSummary};
 
 use crate::Failure;
+pub use client::Server;
 use client::{Client, Request};
 
 /// The server's largest page.
@@ -108,7 +109,7 @@ enum ExportFormat {
     Json,
 }
 
-pub async fn trace(server: &str, args: TraceArgs) -> Result<(), Failure> {
+pub async fn trace(server: &Server, args: TraceArgs) -> Result<(), Failure> {
     let client = Client::new(server)?;
     let path = ["v1", "transactions", &args.transaction];
     let request = Request::get(&path).query("payload", args.payload.then_some("true"));
@@ -120,7 +121,7 @@ pub async fn trace(server: &str, args: TraceArgs) -> Result<(), Failure> {
     print(&render::trace(&trace, &TimeZone::system()))
 }
 
-pub async fn subject(server: &str, args: SubjectArgs) -> Result<(), Failure> {
+pub async fn subject(server: &Server, args: SubjectArgs) -> Result<(), Failure> {
     let client = Client::new(server)?;
     let path = ["v1", "subjects", &args.subject, "transactions"];
     let query = [("since", args.since.clone()), ("until", args.until.clone())];
@@ -143,7 +144,7 @@ pub async fn subject(server: &str, args: SubjectArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn failed(server: &str, args: FailedArgs) -> Result<(), Failure> {
+pub async fn failed(server: &Server, args: FailedArgs) -> Result<(), Failure> {
     let client = Client::new(server)?;
     let query = failed_query(
         Some(args.since.clone()),
@@ -181,11 +182,11 @@ pub async fn failed(server: &str, args: FailedArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn replay(server: &str, args: ReplayArgs) -> Result<(), Failure> {
+pub async fn replay(server: &Server, args: ReplayArgs) -> Result<(), Failure> {
     replay::run(&Client::new(server)?, args).await
 }
 
-pub async fn export(server: &str, args: ExportArgs) -> Result<(), Failure> {
+pub async fn export(server: &Server, args: ExportArgs) -> Result<(), Failure> {
     let client = Client::new(server)?;
     let limit = args.limit.map(|l| l as usize);
     let listing = match &args.subject {

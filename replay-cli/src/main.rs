@@ -23,6 +23,10 @@ struct Cli {
         global = true
     )]
     server: String,
+    /// API token for the server. Without one, a local `retrace dev` server's token is read
+    /// from its dev.json (under --data-dir, ./retrace-data by default).
+    #[arg(long, env = "RETRACE_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,14 +75,18 @@ impl Failure {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let server = commands::Server {
+        token: cli.token.or_else(|| dev::token_for(&cli.server)),
+        url: cli.server,
+    };
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).await,
-        Command::Trace(args) => commands::trace(&cli.server, args).await,
-        Command::Subject(args) => commands::subject(&cli.server, args).await,
-        Command::Failed(args) => commands::failed(&cli.server, args).await,
-        Command::Replay(args) => commands::replay(&cli.server, args).await,
-        Command::Export(args) => commands::export(&cli.server, args).await,
-        Command::Jobs(args) => commands::jobs::run(&cli.server, args).await,
+        Command::Trace(args) => commands::trace(&server, args).await,
+        Command::Subject(args) => commands::subject(&server, args).await,
+        Command::Failed(args) => commands::failed(&server, args).await,
+        Command::Replay(args) => commands::replay(&server, args).await,
+        Command::Export(args) => commands::export(&server, args).await,
+        Command::Jobs(args) => commands::jobs::run(&server, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,12 +29,16 @@ fn start(data_dir: &Path, port: u16) -> Dev {
         .expect("the retrace binary starts"))
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Option<T> {
+fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async { reqwest::get(url).await.ok()?.json().await.ok() })
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let response = client.get(url).bearer_auth(token).send().await.ok()?;
+        response.error_for_status().ok()?.json().await.ok()
+    })
 }
 
 #[test]
@@ -50,13 +54,15 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly() {
     let http = info["http"].as_str().unwrap().to_owned();
     assert_eq!(http, format!("http://127.0.0.1:{port}"));
     assert!(!info["kafka_bootstrap"].as_str().unwrap().is_empty());
+    let token = info["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("rtk_"), "an API token: {token}");
 
     let failed: Page<TransactionSummary> = wait_for(
         "the demo to produce a failed transaction",
         Duration::from_secs(120),
         || {
             let page: Page<TransactionSummary> =
-                get_json(&format!("{http}/v1/transactions?status=failed"))?;
+                get_json(&format!("{http}/v1/transactions?status=failed"), &token)?;
             (!page.items.is_empty()).then_some(page)
         },
     );
@@ -67,6 +73,22 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly() {
         ["validation", "certificates"].contains(&failure.consumer.as_str()),
         "{failure:?}"
     );
+
+    // The CLI finds the dev server's token in its dev.json: no --token needed.
+    let listed = Command::new(env!("CARGO_BIN_EXE_retrace"))
+        .args(["failed", "--since", "1h"])
+        .env("RETRACE_SERVER", &http)
+        .env("RETRACE_DATA_DIR", dir.path())
+        .env_remove("RETRACE_TOKEN")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(stdout.contains(&first.transaction_id), "{stdout}");
 
     let pid = dev.0.id().to_string();
     let signalled = Command::new("kill").args(["-TERM", &pid]).status().unwrap();

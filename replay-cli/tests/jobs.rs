@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use assert_cmd::Command;
 use retrace_proto::{Envelope, Job, JobPriority, OUTCOMES_TOPIC};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, PATIENCE, eventually, free_port, unique_topic};
+use retrace_tests::{Broker, PATIENCE, auth_off, eventually, free_port, unique_topic};
 use retrace_worker::{
     Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueStatus, QueueTopics, ReceivedJob,
     Worker, WorkerConfig, enqueue,
@@ -190,8 +190,9 @@ async fn status_dead_letter_and_redrive() {
         .queue(&queue, flaky())
         .queue(&closed, flaky());
     let worker = Worker::new(&config, handlers).unwrap();
-    let (server, http) = serve(worker.router()).await;
     let shutdown = CancellationToken::new();
+    let (guard, audit, auditing) = auth_off(&broker.bootstrap(), shutdown.clone()).await;
+    let (server, http) = serve(worker.router(&guard, audit)).await;
     let running = tokio::spawn(worker.run(shutdown.clone()));
 
     // Both queues, their gates and why.
@@ -350,6 +351,7 @@ async fn status_dead_letter_and_redrive() {
 
     shutdown.cancel();
     running.await.unwrap().unwrap();
+    auditing.await.unwrap();
     http.abort();
 }
 

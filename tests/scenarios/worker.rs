@@ -16,7 +16,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers as _;
 use retrace_proto::{Envelope, Job, JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, PATIENCE, eventually, free_port, on_every_broker, unique_topic};
+use retrace_tests::{
+    Broker, PATIENCE, auth_off, eventually, free_port, on_every_broker, unique_topic,
+};
 use retrace_worker::{
     Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueStatus, QueueTopics, ReceivedJob,
     RedriveRequest, RedriveSelection, WebhookBody, Worker, WorkerConfig, enqueue, redrive,
@@ -66,19 +68,22 @@ fn job(kind: &str) -> Envelope {
 struct Running {
     worker: JoinHandle<()>,
     server: JoinHandle<()>,
+    audit: JoinHandle<()>,
     shutdown: CancellationToken,
     status_url: String,
 }
 
 impl Running {
-    async fn start(worker: Worker) -> Running {
-        let (url, server) = serve(worker.router()).await;
+    async fn start(broker: &Broker, worker: Worker) -> Running {
         let shutdown = CancellationToken::new();
+        let (guard, audit_sender, audit) = auth_off(&broker.bootstrap(), shutdown.clone()).await;
+        let (url, server) = serve(worker.router(&guard, audit_sender)).await;
         let stop = shutdown.clone();
         let worker = tokio::spawn(async move { worker.run(stop).await.unwrap() });
         Running {
             worker,
             server,
+            audit,
             shutdown,
             status_url: url,
         }
@@ -88,6 +93,7 @@ impl Running {
         self.shutdown.cancel();
         self.worker.await.unwrap();
         self.server.abort();
+        self.audit.await.unwrap();
     }
 
     async fn status_when(&self, what: &str, ready: impl Fn(&QueueStatus) -> bool) -> QueueStatus {
@@ -196,7 +202,7 @@ async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
             ..QueueConfig::default()
         },
     );
-    let running = Running::start(Worker::new(&config, Handlers::new()).unwrap()).await;
+    let running = Running::start(&broker, Worker::new(&config, Handlers::new()).unwrap()).await;
     let publisher = Publisher::new(&settings(&broker)).unwrap();
     let mut ids = HashMap::new();
     for kind in ["ok", "invalid", "flaky", "busy"] {
@@ -269,7 +275,7 @@ async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
             failing: Arc::clone(&failing),
         },
     );
-    let running = Running::start(Worker::new(&config, handlers).unwrap()).await;
+    let running = Running::start(&broker, Worker::new(&config, handlers).unwrap()).await;
     let publisher = Publisher::new(&settings(&broker)).unwrap();
     let job = job("notification.send");
     let id = job.event_id.clone();
@@ -380,9 +386,11 @@ async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Bro
         },
     );
     let done = Done::default();
-    let running =
-        Running::start(Worker::new(&config, Handlers::new().queue(&queue, done.clone())).unwrap())
-            .await;
+    let running = Running::start(
+        &broker,
+        Worker::new(&config, Handlers::new().queue(&queue, done.clone())).unwrap(),
+    )
+    .await;
     let publisher = Publisher::new(&settings(&broker)).unwrap();
     let waits = job("statistics.refresh");
     let mut urgent = job("statistics.refresh");

@@ -246,3 +246,26 @@ pub async fn archived_count(http: &str, topic: &str) -> Option<i64> {
             .sum(),
     )
 }
+
+/// Authentication switched off (every caller is an anonymous admin), for scenarios about
+/// something else: the guard and audit sender a service's router takes, and the task that
+/// forwards audit events until `shutdown`.
+pub async fn auth_off(
+    bootstrap: &str,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> (
+    retrace_auth::Guard,
+    retrace_auth::AuditSender,
+    tokio::task::JoinHandle<()>,
+) {
+    let config = retrace_auth::AuthConfig {
+        enabled: false,
+        ..retrace_auth::AuthConfig::default()
+    };
+    let settings = retrace_sdk::KafkaSettings::new(bootstrap);
+    let auth = retrace_auth::ServiceAuth::start(&config, &settings, "test", shutdown)
+        .await
+        .expect("authentication switched off starts");
+    let (guard, audit) = (auth.guard.clone(), auth.audit());
+    (guard, audit, tokio::spawn(auth.run()))
+}

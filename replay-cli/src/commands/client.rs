@@ -15,9 +15,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request may take; a large trace or bulk replay plan can take a while.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Where the server is, and the API token to show it.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub url: String,
+    pub token: Option<String>,
+}
+
 /// A Retrace server at one base URL.
 pub struct Client {
     base: Url,
+    token: Option<String>,
     http: reqwest::Client,
 }
 
@@ -65,13 +73,14 @@ impl Request {
 }
 
 impl Client {
-    pub fn new(server: &str) -> Result<Self, Failure> {
-        let base = Url::parse(server)
+    pub fn new(server: &Server) -> Result<Self, Failure> {
+        let base = Url::parse(&server.url)
             .ok()
             .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
             .ok_or_else(|| {
                 Failure::Usage(format!(
-                    "--server {server:?} is not a server URL such as http://127.0.0.1:7070"
+                    "--server {:?} is not a server URL such as http://127.0.0.1:7070",
+                    server.url
                 ))
             })?;
         let http = reqwest::Client::builder()
@@ -80,7 +89,11 @@ impl Client {
             .user_agent(concat!("retrace/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Failure::Server(format!("cannot start an HTTP client: {e}")))?;
-        Ok(Client { base, http })
+        Ok(Client {
+            base,
+            token: server.token.clone(),
+            http,
+        })
     }
 
     /// Sends `request` and decodes a successful answer's JSON.
@@ -101,6 +114,9 @@ impl Client {
         let mut builder = self.http.request(request.method, url);
         if let Some(body) = &request.body {
             builder = builder.json(body);
+        }
+        if let Some(token) = &self.token {
+            builder = builder.bearer_auth(token);
         }
         if let Some(key) = &request.idempotency_key {
             builder = builder.header("Idempotency-Key", key);
@@ -171,6 +187,11 @@ pub fn refusal(status: StatusCode, body: &str) -> Failure {
             Some(field) => format!("the server refused {field}: {error}"),
             None => format!("the server refused the request: {error}"),
         }),
+        StatusCode::UNAUTHORIZED => Failure::Usage(format!(
+            "the server did not accept the API token: {error}. Pass one with --token or \
+             RETRACE_TOKEN (`retrace dev` prints one and writes it to dev.json)"
+        )),
+        StatusCode::FORBIDDEN => Failure::Usage(format!("not allowed: {error}")),
         StatusCode::NOT_FOUND | StatusCode::CONFLICT => Failure::NothingToDo(error),
         _ => Failure::Server(format!("the Retrace server failed: {error}")),
     }
@@ -179,6 +200,13 @@ pub fn refusal(status: StatusCode, body: &str) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server(url: &str) -> Server {
+        Server {
+            url: url.to_owned(),
+            token: None,
+        }
+    }
 
     fn message(failure: Failure) -> (u8, String) {
         match failure {
@@ -218,7 +246,7 @@ mod tests {
 
     #[test]
     fn ids_are_percent_encoded_in_paths() {
-        let client = Client::new("http://127.0.0.1:7070/").unwrap();
+        let client = Client::new(&server("http://127.0.0.1:7070/")).unwrap();
         let url = client.url(
             &["v1", "subjects", "beneficiary:4 2/x", "transactions"],
             &[("limit", "5".to_owned())],
@@ -231,7 +259,13 @@ mod tests {
 
     #[test]
     fn a_server_that_is_not_a_url_is_a_usage_error() {
-        assert_eq!(message(Client::new("localhost:7070").err().unwrap()).0, 2);
-        assert_eq!(message(Client::new("nonsense").err().unwrap()).0, 2);
+        assert_eq!(
+            message(Client::new(&server("localhost:7070")).err().unwrap()).0,
+            2
+        );
+        assert_eq!(
+            message(Client::new(&server("nonsense")).err().unwrap()).0,
+            2
+        );
     }
 }

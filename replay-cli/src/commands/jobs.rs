@@ -4,8 +4,8 @@
 
 use retrace_worker::{QueueStatus, RedriveBody, RedriveReport};
 
-use super::client::{Client, Request};
-use super::operator::{Action, confirm, requester};
+use super::client::{Client, Request, Server};
+use super::operator::{Action, confirm};
 use super::{print, render};
 use crate::Failure;
 
@@ -72,11 +72,11 @@ struct RedriveArgs {
     yes: bool,
 }
 
-pub async fn run(server: &str, args: JobsArgs) -> Result<(), Failure> {
+pub async fn run(server: &Server, args: JobsArgs) -> Result<(), Failure> {
     let client = Client::new(server)?;
     match args.command {
-        JobsCommand::Status(args) => status(&client, server, args).await,
-        JobsCommand::Redrive(args) => redrive(&client, server, args).await,
+        JobsCommand::Status(args) => status(&client, &server.url, args).await,
+        JobsCommand::Redrive(args) => redrive(&client, &server.url, args).await,
     }
 }
 
@@ -125,7 +125,6 @@ async fn redrive(client: &Client, server: &str, args: RedriveArgs) -> Result<(),
         rate: args.rate.map(f64::from),
         dry_run,
         reason: reason.to_owned(),
-        requested_by: Some(requester()),
     };
     let planned = send(client, queue, &body(selected, true)).await?;
     print(&render::redrive_plan(queue, &planned))?;

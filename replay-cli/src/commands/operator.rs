@@ -1,6 +1,5 @@
-//! The person at the terminal: who they are ([`requester`]), and asking them before an
-//! action that moves messages ([`confirm`]). Shared by `retrace replay` and `retrace jobs
-//! redrive`.
+//! The person at the terminal: asking them before an action that moves messages
+//! ([`confirm`]). Shared by `retrace replay` and `retrace jobs redrive`.
 
 use std::io::IsTerminal as _;
 
@@ -41,34 +40,5 @@ pub async fn confirm(yes: bool, action: &Action, question: &str) -> Result<(), F
             "not confirmed: nothing was {}",
             action.done
         )))
-    }
-}
-
-/// Who asks, until the API authenticates callers: `$USER@hostname`.
-pub fn requester() -> String {
-    let user = ["USER", "USERNAME", "LOGNAME"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown".to_owned());
-    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("{user}@{host}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_requester_is_user_at_host() {
-        let who = requester();
-        let (user, host) = who.split_once('@').unwrap();
-        assert!(!user.is_empty() && !host.is_empty() && !host.contains('\n'));
     }
 }

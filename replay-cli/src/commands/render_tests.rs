@@ -23,6 +23,7 @@ fn message(event_id: &str, event_type: &str, time: &str) -> MessageView {
         source: "registration".into(),
         subject_ids: vec!["beneficiary:42".into()],
         replay_id: None,
+        erased_at: None,
         payload: None,
     }
 }

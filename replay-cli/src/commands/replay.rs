@@ -9,7 +9,7 @@ use retrace_archive::api::{
 };
 
 use super::client::{Client, Request};
-use super::operator::{Action, confirm, requester};
+use super::operator::{Action, confirm};
 use super::{print, render};
 use crate::Failure;
 
@@ -110,7 +110,6 @@ pub async fn run(client: &Client, args: ReplayArgs) -> Result<(), Failure> {
 
 /// The POST that plans (`dry_run`) or starts the replay `args` ask for.
 fn request(args: &ReplayArgs, dry_run: bool) -> Request {
-    let requested_by = Some(requester());
     match &args.transaction {
         Some(transaction) => Request::post(
             &["v1", "transactions", transaction, "replay"],
@@ -120,7 +119,7 @@ fn request(args: &ReplayArgs, dry_run: bool) -> Request {
                 from_event_id: args.from_event_id.clone(),
                 only_failed: args.only_failed,
                 target_topic: args.to_topic.clone(),
-                requested_by,
+                requested_by: None,
             },
         ),
         None => Request::post(
@@ -137,7 +136,7 @@ fn request(args: &ReplayArgs, dry_run: bool) -> Request {
                 target_topic: args.to_topic.clone(),
                 rate: args.rate,
                 max: args.max,
-                requested_by,
+                requested_by: None,
             },
         ),
     }

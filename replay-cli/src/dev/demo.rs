@@ -38,13 +38,7 @@ pub const QUEUES: [&str; 2] = ["certificates", "notifications"];
 pub fn topics() -> Vec<String> {
     let lanes = QUEUES.iter().flat_map(|queue| {
         let topics = QueueTopics::of(queue);
-        [
-            topics.normal,
-            topics.urgent,
-            topics.bulk,
-            topics.retry,
-            topics.dead_letter,
-        ]
+        topics.all().map(str::to_owned)
     });
     TOPICS.iter().map(|t| t.to_string()).chain(lanes).collect()
 }

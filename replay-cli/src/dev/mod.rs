@@ -18,6 +18,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
 use retrace_archive::{Archive, ArchiveConfig};
+use retrace_auth::{AuthConfig, ServiceAuth};
 use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_telemetry::LogFormat;
@@ -60,11 +61,23 @@ pub struct DevArgs {
     log: String,
 }
 
+/// The admin token of the `retrace dev` serving `server`, from its dev.json in
+/// `RETRACE_DATA_DIR` (default `retrace-data`), when there is one.
+pub fn token_for(server: &str) -> Option<String> {
+    let data_dir = std::env::var_os("RETRACE_DATA_DIR").unwrap_or_else(|| "retrace-data".into());
+    let text = std::fs::read_to_string(Path::new(&data_dir).join("dev.json")).ok()?;
+    let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let same_server = info["http"].as_str()? == server.trim_end_matches('/');
+    same_server.then(|| info["token"].as_str().map(str::to_owned))?
+}
+
 /// What scripts read to connect: `DIR/dev.json`.
 #[derive(serde::Serialize)]
 struct DevInfo<'a> {
     kafka_bootstrap: &'a str,
     http: String,
+    /// An admin API token for this run: `retrace` uses it for a local dev server.
+    token: &'a str,
 }
 
 pub async fn run(args: DevArgs) -> Result<(), Failure> {
@@ -102,15 +115,25 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         }
     };
     let shutdown = CancellationToken::new();
+    // One admin token for this run, accepted by every service as the bootstrap credential.
+    let (token, token_sha256) = retrace_auth::generate();
+    let auth = AuthConfig {
+        bootstrap_admin_sha256: Some(token_sha256),
+        ..AuthConfig::default()
+    };
     let mut archive_config = ArchiveConfig::new(&bootstrap, &archive_dir);
+    archive_config.auth = auth.clone();
     archive_config.metadata_refresh = Duration::from_secs(1);
     archive_config.batch.max_wait = Duration::from_millis(20);
     let archive = Archive::open(&archive_config, shutdown.clone())
         .await
         .map_err(|e| Failure::Server(e.to_string()))?;
-    let gateway = Gateway::new(&GatewayConfig::new(&bootstrap))
-        .map_err(|e| Failure::Server(e.to_string()))?;
     let settings = KafkaSettings::new(&bootstrap);
+    let services_auth = ServiceAuth::start(&auth, &settings, "dev", shutdown.clone())
+        .await
+        .map_err(|e| Failure::Server(e.to_string()))?;
+    let gateway = Gateway::new(&GatewayConfig::new(&bootstrap), services_auth.guard.clone())
+        .map_err(|e| Failure::Server(e.to_string()))?;
     let publisher = Publisher::new(&settings).map_err(|e| Failure::Server(e.to_string()))?;
     let worker = Worker::new(&demo::worker_config(&settings)?, demo::handlers(&publisher))
         .map_err(|e| Failure::Server(e.to_string()))?;
@@ -127,12 +150,21 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     let app = archive
         .router()
         .merge(gateway.router())
-        .merge(worker.router())
-        .merge(retrace_telemetry::health_router(vec![archive.ready()]))
-        .merge(retrace_telemetry::metrics_router());
+        .merge(worker.router(&services_auth.guard, services_auth.audit()))
+        .merge(retrace_telemetry::health_router(
+            archive
+                .readiness()
+                .into_iter()
+                .chain([services_auth.ready()])
+                .collect(),
+        ))
+        .merge(retrace_telemetry::metrics_router().route_layer(services_auth.guard.metrics()));
     let stop_http = shutdown.child_token();
-    let serve =
-        axum::serve(listener, app).with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_http.clone().cancelled_owned());
     let demo_run = async {
         if !args.demo {
             return Ok(());
@@ -148,7 +180,7 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         let ran = worker.run(shutdown.clone()).await;
         ran.map_err(|e| Failure::Server(format!("the worker stopped: {e}")))
     };
-    announce(&args.data_dir, &bootstrap, http, args.demo)?;
+    announce(&args.data_dir, &bootstrap, http, &token, args.demo)?;
     let signals = async {
         retrace_telemetry::shutdown_signal().await;
         shutdown.cancel();
@@ -157,11 +189,12 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         archive.run().await;
         stop_http.cancel();
     };
-    let (served, demo_result, worked, (), ()) = tokio::join!(
+    let (served, demo_result, worked, (), (), ()) = tokio::join!(
         serve,
         demo_run,
         worker_run,
         archive_run,
+        services_auth.run(),
         // Stops on a signal, or when something else stopped and cancelled shutdown.
         async {
             tokio::select! {
@@ -195,10 +228,17 @@ fn fresh_mock_archive(data_dir: &Path) -> Result<PathBuf, Failure> {
     Ok(current)
 }
 
-/// The outcomes topic, and the demo's topics and queues.
+/// The outcomes, audit and tokens topics, and the demo's topics and queues.
 fn needed_topics() -> Vec<String> {
     let mut topics = demo::topics();
-    topics.push(retrace_proto::OUTCOMES_TOPIC.to_owned());
+    topics.extend(
+        [
+            retrace_proto::OUTCOMES_TOPIC,
+            retrace_proto::AUDIT_TOPIC,
+            retrace_auth::DEFAULT_TOKENS_TOPIC,
+        ]
+        .map(str::to_owned),
+    );
     topics
 }
 
@@ -233,10 +273,17 @@ async fn create_missing_topics(bootstrap: &str) -> Result<(), Failure> {
 }
 
 /// Prints the banner and writes `dev.json`, once the API is listening.
-fn announce(data_dir: &Path, bootstrap: &str, http: SocketAddr, demo: bool) -> Result<(), Failure> {
+fn announce(
+    data_dir: &Path,
+    bootstrap: &str,
+    http: SocketAddr,
+    token: &str,
+    demo: bool,
+) -> Result<(), Failure> {
     let info = DevInfo {
         kafka_bootstrap: bootstrap,
         http: format!("http://{http}"),
+        token,
     };
     let path = data_dir.join("dev.json");
     let json = serde_json::to_string_pretty(&info).expect("dev info serialises");

@@ -115,7 +115,10 @@ mod tests {
         let lane = |priority| lane_of("certificates", &job(priority)).unwrap();
         assert_eq!(lane(JobPriority::Normal), "retrace.jobs.certificates");
         assert_eq!(lane(JobPriority::Unspecified), "retrace.jobs.certificates");
-        assert_eq!(lane(JobPriority::Urgent), "retrace.jobs.certificates.urgent");
+        assert_eq!(
+            lane(JobPriority::Urgent),
+            "retrace.jobs.certificates.urgent"
+        );
         assert_eq!(lane(JobPriority::Bulk), "retrace.jobs.certificates.bulk");
         assert!(matches!(
             lane_of("certificates", &Envelope::default()),

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{CommonArgs, KafkaSection, LogSection, invalid};
 use retrace_sdk::KafkaSettings;
@@ -133,6 +134,8 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// Who may read the queues and redrive: `[auth]`.
+    pub auth: AuthConfig,
 }
 
 impl WorkerConfig {
@@ -145,6 +148,7 @@ impl WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             log_format: LogFormat::Json,
             log_filter: "info".to_owned(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -172,6 +176,8 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     queues: BTreeMap<String, QueueConfig>,
+    #[serde(default)]
+    auth: AuthConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +212,10 @@ impl WorkerArgs {
             queue.check(name)?;
         }
         config.queues = file.queues;
+        file.auth
+            .validate()
+            .map_err(|e| invalid("auth", e.to_string()))?;
+        config.auth = file.auth;
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
         Ok(config)

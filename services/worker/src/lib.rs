@@ -71,11 +71,9 @@
 //! every redrive is logged with `category="audit"`.
 
 mod config;
-mod enqueue;
 mod events;
 pub mod gate;
 mod handler;
-pub mod job;
 mod offsets;
 mod redrive;
 mod retry;
@@ -88,6 +86,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use rdkafka::error::KafkaError;
+use retrace_auth::{AuditSender, Guard, ServiceAuth};
 use retrace_sdk::{PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
 use tokio::net::TcpListener;
@@ -95,12 +94,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ConfigError, KindConfig, QueueConfig, WorkerArgs, WorkerConfig};
-pub use enqueue::{EnqueueError, enqueue};
 pub use handler::{IDEMPOTENCY_KEY, JobError, JobHandler, ReceivedJob, Webhook, WebhookBody};
-pub use job::QueueTopics;
 pub use redrive::{
     RedriveBody, RedriveError, RedriveReport, RedriveRequest, RedriveSelection, redrive,
 };
+/// Jobs are enqueued with the SDK; re-exported for the worker's users.
+pub use retrace_sdk::{EnqueueError, QueueTopics, enqueue};
 pub use retry::{ATTEMPT, Backoff, DUE_AT, ERROR, REDRIVE_REASON, REDRIVEN_BY};
 pub use status::QueueStatus;
 
@@ -131,6 +130,8 @@ pub enum WorkerError {
     UnknownQueue { queue: String },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("cannot set up authentication: {0}")]
+    Auth(#[from] retrace_auth::ServiceAuthError),
     #[error("cannot start the gate of queue {queue}: {source}")]
     Gate {
         queue: String,
@@ -266,8 +267,8 @@ impl Worker {
     /// `GET /v1/jobs/queues` (each queue's status) and `POST /v1/jobs/queues/{queue}/redrive`
     /// (dead-lettered jobs back to their lane), to serve alone ([`run`]) or beside other
     /// services' routes.
-    pub fn router(&self) -> Router {
-        self.board.router()
+    pub fn router(&self, guard: &Guard, audit: AuditSender) -> Router {
+        self.board.router(guard, audit)
     }
 
     /// Each queue's status now, its backlog read from Kafka.
@@ -320,6 +321,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     // Metrics recorded before the recorder exists are lost.
     retrace_telemetry::prometheus();
     let worker = Worker::new(&config, Handlers::new())?;
+    let auth = ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone()).await?;
     let listener = TcpListener::bind(config.http)
         .await
         .map_err(|source| WorkerError::Http {
@@ -333,20 +335,26 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     HttpListening { addr }.emit();
     let ready = Arc::new(AtomicBool::new(true));
     let app = worker
-        .router()
-        .merge(retrace_telemetry::health_router(vec![Arc::clone(&ready)]))
-        .merge(retrace_telemetry::metrics_router());
+        .router(&auth.guard, auth.audit())
+        .merge(retrace_telemetry::health_router(vec![
+            Arc::clone(&ready),
+            auth.ready(),
+        ]))
+        .merge(retrace_telemetry::metrics_router().route_layer(auth.guard.metrics()));
     let http_shutdown = shutdown.clone();
     let stopping = async move {
         http_shutdown.cancelled().await;
         ready.store(false, Ordering::Release);
     };
     let serve = async {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stopping)
-            .await
-            .map_err(|source| WorkerError::Http { addr, source })
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stopping)
+        .await
+        .map_err(|source| WorkerError::Http { addr, source })
     };
-    let (served, ran) = tokio::join!(serve, worker.run(shutdown.clone()));
+    let (served, ran, ()) = tokio::join!(serve, worker.run(shutdown.clone()), auth.run());
     ran.and(served)
 }

@@ -86,12 +86,10 @@ pub struct RedriveBody {
     /// Find and report, move nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Why, for the audit trail and the redriven copies' headers (required).
+    /// Why, for the audit trail and the redriven copies' headers (required). Who asks is
+    /// the authenticated caller.
     #[serde(default)]
     pub reason: String,
-    /// Who asks; `anonymous` when absent (until callers are authenticated).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_by: Option<String>,
 }
 
 const READ_PATIENCE: Duration = Duration::from_secs(30);
@@ -305,6 +303,8 @@ pub(crate) mod http {
     use retrace_telemetry::InternalEvent;
 
     use super::{RedriveBody, RedriveError, RedriveRequest, RedriveSelection, redrive};
+    use retrace_auth::{AuditSender, Caller};
+
     use crate::events::RedriveAudited;
 
     /// An answer that is not a success: `{"error": "...", "field": "..."}`, the archive's
@@ -352,26 +352,35 @@ pub(crate) mod http {
         .into_response()
     }
 
-    /// Checks `body` and runs the redrive it asks for on `queue`, a known queue.
-    pub(crate) async fn answer(kafka: &KafkaSettings, queue: &str, body: &[u8]) -> Response {
-        let request = match parse(body) {
-            // The caller's word for now; an authenticated caller will replace it.
-            Ok(body) => {
-                let requested_by = body
-                    .requested_by
-                    .clone()
-                    .filter(|who| !who.trim().is_empty())
-                    .unwrap_or_else(|| "anonymous".to_owned());
-                check(body, requested_by)
-            }
-            Err(refusal) => Err(refusal),
+    /// Checks `body` and runs the redrive `caller` asks for on `queue`, a known queue; the
+    /// redrive goes to the archive's audit trail through `audit`.
+    pub(crate) async fn answer(
+        kafka: &KafkaSettings,
+        queue: &str,
+        body: &[u8],
+        caller: &Caller,
+        audit: &AuditSender,
+    ) -> Response {
+        let request = match parse(body).and_then(|body| check(body, caller.actor.clone())) {
+            Ok(request) => request,
+            Err(refusal) => return refusal.into_response(),
         };
-        match request {
-            Ok(request) => match run(kafka.clone(), queue.to_owned(), request).await {
-                Ok(report) => Json(report).into_response(),
-                Err(refusal) => refusal.into_response(),
-            },
-            Err(refusal) => refusal.into_response(),
+        let reason = request.reason.clone();
+        let action = if request.dry_run {
+            "redrive.plan"
+        } else {
+            "redrive"
+        };
+        match run(kafka.clone(), queue.to_owned(), request).await {
+            Ok(report) => {
+                let result = format!("ok: {} jobs", report.redriven.len());
+                audit.record(caller, action, queue, &reason, &result);
+                Json(report).into_response()
+            }
+            Err(refusal) => {
+                audit.record(caller, action, queue, &reason, &refusal.error);
+                refusal.into_response()
+            }
         }
     }
 

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
+use retrace_auth::{AuditSender, Caller, Guard, Permission};
 use retrace_sdk::KafkaSettings;
 
 use crate::QueueTopics;
@@ -219,11 +220,18 @@ impl StatusBoard {
         statuses
     }
 
-    pub fn router(&self) -> Router {
-        Router::new()
+    /// Reading the queues needs `trace:read`, redriving `redrive`; redrives are audited.
+    pub fn router(&self, guard: &Guard, audit: AuditSender) -> Router {
+        let reading = Router::new()
             .route("/v1/jobs/queues", get(queues))
+            .route_layer(guard.require(Permission::TraceRead));
+        let redriving = Router::new()
             .route("/v1/jobs/queues/{queue}/redrive", post(redrive))
-            .with_state(self.clone())
+            .route_layer(guard.require(Permission::Redrive));
+        reading.merge(redriving).with_state(Api {
+            board: self.clone(),
+            audit,
+        })
     }
 
     fn has_queue(&self, queue: &str) -> bool {
@@ -235,19 +243,27 @@ impl StatusBoard {
     }
 }
 
-async fn queues(State(board): State<StatusBoard>) -> Json<Vec<QueueStatus>> {
-    Json(board.status().await)
+/// What the routes share.
+#[derive(Clone)]
+struct Api {
+    board: StatusBoard,
+    audit: AuditSender,
+}
+
+async fn queues(State(api): State<Api>) -> Json<Vec<QueueStatus>> {
+    Json(api.board.status().await)
 }
 
 async fn redrive(
-    State(board): State<StatusBoard>,
+    State(api): State<Api>,
     Path(queue): Path<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Response {
-    if !board.has_queue(&queue) {
-        return crate::redrive::http::unknown_queue(&queue, &board.queue_names());
+    if !api.board.has_queue(&queue) {
+        return crate::redrive::http::unknown_queue(&queue, &api.board.queue_names());
     }
-    crate::redrive::http::answer(&board.kafka, &queue, &body).await
+    crate::redrive::http::answer(&api.board.kafka, &queue, &body, &caller, &api.audit).await
 }
 
 /// Reads how many jobs wait for one queue's consumer group: a consumer with the group's id

@@ -111,9 +111,10 @@ async fn sigkilled_worker_loses_no_job(broker: Broker) {
     let config = dir.path().join("worker.toml");
     std::fs::write(
         &config,
+        // Authentication is about who may call the worker's API, not what this test is about.
         format!(
-            "[queues.{queue}]\nwebhook = \"{url}/jobs\"\nconcurrency = 2\n\
-             backoff = {{ base_ms = 50, factor = 2.0, max_ms = 200 }}\n"
+            "[auth]\nenabled = false\n\n[queues.{queue}]\nwebhook = \"{url}/jobs\"\n\
+             concurrency = 2\nbackoff = {{ base_ms = 50, factor = 2.0, max_ms = 200 }}\n"
         ),
     )
     .unwrap();
