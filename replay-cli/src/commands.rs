@@ -1,6 +1,7 @@
 //! The commands that talk to a Retrace server: `trace`, `subject`, `failed`, `replay` and
 //! `export`. Each one asks the API ([`client`]), and prints what it answered ([`render`]).
 
+pub mod admin;
 mod client;
 pub mod jobs;
 mod operator;

@@ -45,6 +45,14 @@ enum Command {
     Export(commands::ExportArgs),
     /// The off-peak worker's queues: their status, and redrive of dead-lettered jobs.
     Jobs(commands::jobs::JobsArgs),
+    /// API tokens (admin): create one, list them, revoke one.
+    Token(commands::admin::TokenArgs),
+    /// The audit trail (admin): who did what, when, from where and why; `verify` checks its
+    /// hash chain.
+    Audit(commands::admin::AuditArgs),
+    /// Erase a subject's payloads from the archive (admin); the bytes leave the disk at the
+    /// next `retrace-archive compact`.
+    Erase(commands::admin::EraseArgs),
     /// Run Kafka (in-process mock), the archive and the gateway in one process.
     Dev(dev::DevArgs),
 }
@@ -87,6 +95,9 @@ async fn main() -> ExitCode {
         Command::Replay(args) => commands::replay(&server, args).await,
         Command::Export(args) => commands::export(&server, args).await,
         Command::Jobs(args) => commands::jobs::run(&server, args).await,
+        Command::Token(args) => commands::admin::token(&server, args).await,
+        Command::Audit(args) => commands::admin::audit(&server, args).await,
+        Command::Erase(args) => commands::admin::erase(&server, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
 use retrace_archive::api::{
-    FailedStep, OutcomeView, Payload, ReplayPlan, ReplayView, Trace, TraceEvent, TransactionStatus,
-    TransactionSummary, TreeNode,
+    AuditVerificationView, AuditView, ErasureView, FailedStep, OutcomeView, Payload, ReplayPlan,
+    ReplayView, TokenView, Trace, TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
 };
 use retrace_worker::{QueueStatus, RedriveReport};
 use serde::Serialize;
@@ -661,6 +661,176 @@ fn redriven_jobs(report: &RedriveReport) -> String {
         .unwrap();
     }
     out
+}
+
+/// What `retrace token create` says on stderr; the token itself goes alone to stdout.
+pub fn token_created(record: &TokenView, tz: &TimeZone) -> String {
+    let mut out = format!(
+        "created token {} ({}), role {}{}{}, {}\n",
+        record.id,
+        record.name,
+        record.role,
+        list_words(" with ", &record.extra),
+        record
+            .topics
+            .as_ref()
+            .map(|t| list_words(", publishing to ", t))
+            .unwrap_or_default(),
+        match &record.expires_at {
+            Some(at) => format!("expires {}", local_time(at, tz, false)),
+            None => "never expires".to_owned(),
+        }
+    );
+    out.push_str("the token is shown this once, on the next line: keep it now\n");
+    out
+}
+
+fn list_words(prefix: &str, items: &[String]) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}{}", items.join(", "))
+    }
+}
+
+/// `retrace token list`: one line per token; never a secret (the server keeps none).
+pub fn token_listing(tokens: &[TokenView], tz: &TimeZone) -> String {
+    let zone = zone_name(tz);
+    let mut rows = vec![vec![
+        "ID".to_owned(),
+        "NAME".to_owned(),
+        "ROLE".to_owned(),
+        "EXTRA".to_owned(),
+        "TOPICS".to_owned(),
+        format!("CREATED ({zone})"),
+        "EXPIRES".to_owned(),
+        "REVOKED".to_owned(),
+    ]];
+    rows.extend(tokens.iter().map(|t| {
+        vec![
+            t.id.clone(),
+            t.name.clone(),
+            t.role.clone(),
+            or_dash(t.extra.join(",")),
+            t.topics.as_ref().map_or("any".to_owned(), |t| t.join(",")),
+            local_time(&t.created_at, tz, false),
+            t.expires_at
+                .as_ref()
+                .map_or("never".to_owned(), |at| local_time(at, tz, false)),
+            t.revoked_at.as_ref().map_or("-".to_owned(), |at| {
+                let by = t
+                    .revoked_by
+                    .as_ref()
+                    .map(|by| format!(" by {by}"))
+                    .unwrap_or_default();
+                format!("{}{by}", local_time(at, tz, false))
+            }),
+        ]
+    }));
+    lines(&rows)
+}
+
+/// What `retrace token revoke` did.
+pub fn token_revoked(record: &TokenView, tz: &TimeZone) -> String {
+    format!(
+        "revoked token {} ({}, role {}){}{}\n",
+        record.id,
+        record.name,
+        record.role,
+        record
+            .revoked_at
+            .as_ref()
+            .map(|at| format!(" at {}", local_time(at, tz, false)))
+            .unwrap_or_default(),
+        record
+            .revoked_by
+            .as_ref()
+            .map(|by| format!(" by {by}"))
+            .unwrap_or_default()
+    )
+}
+
+/// `retrace audit`: one line per record, oldest first, in local time.
+pub fn audit_listing(records: &[AuditView], tz: &TimeZone) -> String {
+    let mut rows = vec![vec![
+        format!("TIME ({})", zone_name(tz)),
+        "ACTOR".to_owned(),
+        "ROLE".to_owned(),
+        "ORIGIN".to_owned(),
+        "ACTION".to_owned(),
+        "TARGET".to_owned(),
+        "REASON".to_owned(),
+        "RESULT".to_owned(),
+    ]];
+    rows.extend(records.iter().map(|r| {
+        vec![
+            local_time(&r.at, tz, false),
+            or_dash(r.actor.clone()),
+            or_dash(r.role.clone()),
+            or_dash(r.origin.clone()),
+            r.action.clone(),
+            or_dash(r.target.clone()),
+            or_dash(r.reason.clone()),
+            r.result.clone(),
+        ]
+    }));
+    lines(&rows)
+}
+
+/// `retrace audit verify`: intact, or each problem.
+pub fn audit_verification(report: &AuditVerificationView) -> String {
+    if report.intact && report.problems.is_empty() {
+        return format!("audit trail intact: {} records\n", report.records);
+    }
+    let mut out = format!(
+        "audit trail NOT intact: {} problem{} in {} records\n",
+        report.problems.len(),
+        plural(report.problems.len()),
+        report.records
+    );
+    for problem in &report.problems {
+        writeln!(out, "  {problem}").unwrap();
+    }
+    out
+}
+
+/// What `retrace erase` did, and when the bytes leave the disk.
+pub fn erasure(erased: &ErasureView, tz: &TimeZone) -> String {
+    let mut out = format!(
+        "erased subject {} at {}: the payloads of {} record{} in {} transaction{}",
+        erased.subject_id,
+        local_time(&erased.erased_at, tz, false),
+        erased.records,
+        plural(erased.records),
+        erased.transactions,
+        plural(erased.transactions),
+    );
+    if erased.already_erased > 0 {
+        write!(
+            out,
+            " ({} record{} already erased before)",
+            erased.already_erased,
+            plural(erased.already_erased)
+        )
+        .unwrap();
+    }
+    out.push('\n');
+    out.push_str(
+        "reminder: the bytes leave the archive's disk at the next `retrace-archive compact` \
+         (stop the archive, then run it)\n",
+    );
+    if !erased.note.is_empty() {
+        writeln!(out, "note: {}", erased.note).unwrap();
+    }
+    out
+}
+
+fn or_dash(text: String) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        text
+    }
 }
 
 fn header(names: &[&str]) -> Vec<String> {

@@ -441,3 +441,135 @@ fn redrive_plans_and_results_list_jobs_and_lanes() {
     );
     assert!(text.ends_with("  … and 5 more\n  to q: 20 jobs\n  to q.urgent: 5 jobs\n"));
 }
+
+fn token_view(revoked: bool) -> retrace_archive::api::TokenView {
+    retrace_archive::api::TokenView {
+        id: "k1".into(),
+        name: "ana".into(),
+        role: "analyst".into(),
+        extra: vec!["payload:read".into()],
+        topics: None,
+        created_at: "2026-03-02T09:00:00Z".into(),
+        created_by: "bootstrap".into(),
+        expires_at: Some("2026-04-01T09:00:00Z".into()),
+        revoked_at: revoked.then(|| "2026-03-03T10:00:00Z".into()),
+        revoked_by: revoked.then(|| "bootstrap".into()),
+    }
+}
+
+#[test]
+fn tokens_are_listed_without_secrets() {
+    let listing = token_listing(&[token_view(false), token_view(true)], &TimeZone::UTC);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert!(lines[0].starts_with("ID  NAME  ROLE"), "{listing}");
+    assert!(lines[0].contains("CREATED (UTC)"), "{listing}");
+    assert!(
+        lines[1].contains("ana")
+            && lines[1].contains("payload:read")
+            && lines[1].contains("any")
+            && lines[1].contains("2026-04-01 09:00:00")
+            && lines[1].ends_with('-'),
+        "{listing}"
+    );
+    assert!(
+        lines[2].ends_with("2026-03-03 10:00:00 by bootstrap"),
+        "{listing}"
+    );
+
+    let created = token_created(&token_view(false), &TimeZone::UTC);
+    assert!(
+        created.starts_with(
+            "created token k1 (ana), role analyst with payload:read, expires 2026-04-01 09:00:00"
+        ),
+        "{created}"
+    );
+    assert_eq!(
+        token_revoked(&token_view(true), &TimeZone::UTC),
+        "revoked token k1 (ana, role analyst) at 2026-03-03 10:00:00 by bootstrap\n"
+    );
+}
+
+#[test]
+fn audit_records_are_a_table_in_local_time() {
+    let record = retrace_archive::api::AuditView {
+        seq: 1,
+        at: "2026-03-02T09:15:00.123Z".into(),
+        actor: "ana".into(),
+        role: "analyst".into(),
+        origin: "127.0.0.1".into(),
+        action: "transaction.read".into(),
+        target: "t-1".into(),
+        reason: String::new(),
+        result: "ok".into(),
+        hash: "ab".into(),
+    };
+    let listing = audit_listing(&[record], &TimeZone::fixed(jiff::tz::offset(1)));
+    let lines: Vec<&str> = listing.lines().collect();
+    assert!(lines[0].starts_with("TIME ("), "{listing}");
+    for column in [
+        "ACTOR", "ROLE", "ORIGIN", "ACTION", "TARGET", "REASON", "RESULT",
+    ] {
+        assert!(lines[0].contains(column), "{listing}");
+    }
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        [
+            "2026-03-02",
+            "10:15:00",
+            "ana",
+            "analyst",
+            "127.0.0.1",
+            "transaction.read",
+            "t-1",
+            "-",
+            "ok"
+        ]
+    );
+}
+
+#[test]
+fn audit_verification_says_intact_or_names_each_problem() {
+    let intact = retrace_archive::api::AuditVerificationView {
+        records: 7,
+        intact: true,
+        problems: vec![],
+    };
+    assert_eq!(
+        audit_verification(&intact),
+        "audit trail intact: 7 records\n"
+    );
+    let broken = retrace_archive::api::AuditVerificationView {
+        records: 7,
+        intact: false,
+        problems: vec!["record 3 altered".into(), "record 5 missing".into()],
+    };
+    assert_eq!(
+        audit_verification(&broken),
+        "audit trail NOT intact: 2 problems in 7 records\n  record 3 altered\n  record 5 missing\n"
+    );
+}
+
+#[test]
+fn an_erasure_says_what_and_when_the_bytes_leave() {
+    let erased = retrace_archive::api::ErasureView {
+        subject_id: "beneficiary:42".into(),
+        erased_at: "2026-03-02T09:15:00Z".into(),
+        transactions: 2,
+        records: 5,
+        already_erased: 1,
+        note: "Kafka keeps its own copies".into(),
+    };
+    let text = erasure(&erased, &TimeZone::UTC);
+    assert!(
+        text.starts_with(
+            "erased subject beneficiary:42 at 2026-03-02 09:15:00: the payloads of 5 records \
+             in 2 transactions (1 record already erased before)\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("next `retrace-archive compact`"), "{text}");
+    assert!(
+        text.ends_with("note: Kafka keeps its own copies\n"),
+        "{text}"
+    );
+}
