@@ -3,46 +3,10 @@
 //! created, listed and revoked, the audit trail is read and verified, a token without the
 //! permission is refused, and an erasure of a subject with nothing archived says so.
 
-use assert_cmd::Command;
-use retrace_tests::{Broker, PATIENCE, RunningArchive};
+mod common;
 
-/// What one run of `retrace` did.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `retrace args…` against `server` with `token`, stdin not a terminal, times in UTC.
-async fn retrace(server: &str, token: &str, args: &[&str]) -> Run {
-    let (server, token) = (server.to_owned(), token.to_owned());
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let output = Command::cargo_bin("retrace")
-            .unwrap()
-            .env("RETRACE_SERVER", server)
-            .env("RETRACE_TOKEN", token)
-            .env("TZ", "UTC")
-            .args(&args)
-            .write_stdin("")
-            .timeout(PATIENCE)
-            .output()
-            .unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-#[track_caller]
-fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(run.code, code, "unexpected exit code: {run:#?}");
-}
+use common::{assert_exit, retrace_as};
+use retrace_tests::{Broker, RunningArchive};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_audit_and_erasure_as_admin_and_analyst() {
@@ -60,7 +24,7 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
     let server = archive.url("");
 
     // Without a token, or with a wrong one: refused, a usage error.
-    let refused = retrace(&server, "rtk_nope_nope", &["audit"]).await;
+    let refused = retrace_as(&server, "rtk_nope_nope", &["audit"]).await;
     assert_exit(&refused, 2);
     assert!(
         refused.stderr.contains("did not accept the API token"),
@@ -68,7 +32,7 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
     );
 
     // Create: the summary on stderr, the token alone on stdout's last line.
-    let created = retrace(
+    let created = retrace_as(
         &server,
         &admin,
         &[
@@ -96,7 +60,7 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
     );
 
     // A second token with the same name is refused (409: nothing to do).
-    let again = retrace(
+    let again = retrace_as(
         &server,
         &admin,
         &["token", "create", "--name", "ana", "--role", "analyst"],
@@ -105,7 +69,7 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
     assert_exit(&again, 1);
 
     // List: ana, live, and never a secret.
-    let list = retrace(&server, &admin, &["token", "list"]).await;
+    let list = retrace_as(&server, &admin, &["token", "list"]).await;
     assert_exit(&list, 0);
     let row = list
         .stdout
@@ -117,13 +81,13 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
         "{list:#?}"
     );
     assert!(!list.stdout.contains(&ana), "{list:#?}");
-    let json = retrace(&server, &admin, &["token", "list", "--json"]).await;
+    let json = retrace_as(&server, &admin, &["token", "list", "--json"]).await;
     assert_exit(&json, 0);
     let tokens: Vec<serde_json::Value> = serde_json::from_str(&json.stdout).unwrap();
     assert!(tokens.iter().any(|t| t["name"] == "ana"), "{json:#?}");
 
     // The analyst may not read the audit trail: 403, a usage error.
-    let denied = retrace(&server, &ana, &["audit"]).await;
+    let denied = retrace_as(&server, &ana, &["audit"]).await;
     assert_exit(&denied, 2);
     assert!(
         denied.stderr.starts_with("retrace: not allowed"),
@@ -131,20 +95,20 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
     );
 
     // The admin reads it: the token's creation, and the analyst's denial, are in it.
-    let trail = retrace(&server, &admin, &["audit"]).await;
+    let trail = retrace_as(&server, &admin, &["audit"]).await;
     assert_exit(&trail, 0);
     assert!(trail.stdout.starts_with("TIME (UTC)"), "{trail:#?}");
     assert!(trail.stdout.contains("token.create"), "{trail:#?}");
     assert!(trail.stdout.contains("denied"), "{trail:#?}");
-    let one = retrace(&server, &admin, &["audit", "--limit", "1", "--json"]).await;
+    let one = retrace_as(&server, &admin, &["audit", "--limit", "1", "--json"]).await;
     assert_exit(&one, 0);
     let records: Vec<serde_json::Value> = serde_json::from_str(&one.stdout).unwrap();
     assert_eq!(records.len(), 1, "{one:#?}");
-    let by_actor = retrace(&server, &admin, &["audit", "--actor", "nobody-at-all"]).await;
+    let by_actor = retrace_as(&server, &admin, &["audit", "--actor", "nobody-at-all"]).await;
     assert_exit(&by_actor, 0);
     assert_eq!(by_actor.stdout, "no audit records matched\n");
 
-    let verify = retrace(&server, &admin, &["audit", "verify"]).await;
+    let verify = retrace_as(&server, &admin, &["audit", "verify"]).await;
     assert_exit(&verify, 0);
     assert!(
         verify.stdout.starts_with("audit trail intact: "),
@@ -156,17 +120,17 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
     );
 
     // Revoke by name: ana's token is refused from then on.
-    let revoked = retrace(&server, &admin, &["token", "revoke", "ana"]).await;
+    let revoked = retrace_as(&server, &admin, &["token", "revoke", "ana"]).await;
     assert_exit(&revoked, 0);
     assert!(revoked.stdout.starts_with("revoked token "), "{revoked:#?}");
-    let gone = retrace(&server, &ana, &["subject", "beneficiary:1"]).await;
+    let gone = retrace_as(&server, &ana, &["subject", "beneficiary:1"]).await;
     assert_exit(&gone, 2);
-    let twice = retrace(&server, &admin, &["token", "revoke", "ana"]).await;
+    let twice = retrace_as(&server, &admin, &["token", "revoke", "ana"]).await;
     assert_exit(&twice, 1);
 
     // Erasure asks first; with nothing archived for the subject the server answers 404:
     // nothing to do, exit 1, saying nothing was erased.
-    let unasked = retrace(
+    let unasked = retrace_as(
         &server,
         &admin,
         &["erase", "--subject", "beneficiary:1", "--reason", "x"],
@@ -174,7 +138,7 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
     .await;
     assert_exit(&unasked, 2);
     assert!(unasked.stderr.contains("--yes"), "{unasked:#?}");
-    let erase = retrace(
+    let erase = retrace_as(
         &server,
         &admin,
         &[

@@ -2,48 +2,13 @@
 //! transaction whose second event failed is traced, listed, exported and replayed, and every
 //! way of failing exits with the code it promises.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{assert_exit, retrace};
 use retrace_archive::api::{Trace, TransactionStatus};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_tests::{Broker, PATIENCE, eventually, free_port, start_archive, unique_topic};
-
-/// What one run of `retrace` did.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `retrace args…` against `server`, stdin not a terminal, times in UTC. Blocking, so
-/// on the blocking pool: the archive keeps serving meanwhile.
-async fn retrace(server: &str, args: &[&str]) -> Run {
-    let server = server.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let output = Command::cargo_bin("retrace")
-            .unwrap()
-            .env("RETRACE_SERVER", server)
-            .env("TZ", "UTC")
-            .args(&args)
-            .write_stdin("")
-            .timeout(PATIENCE)
-            .output()
-            .unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(run.code, code, "unexpected exit code: {run:#?}");
-}
 
 /// Waits until the archive's trace of `transaction` satisfies `done`.
 async fn trace_when(server: &str, transaction: &str, done: impl Fn(&Trace) -> bool) -> Trace {

@@ -3,10 +3,12 @@
 //! dry run, redrive), the backlog of a closed queue, and every way of failing with its exit
 //! code.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use assert_cmd::Command;
+use common::{assert_exit, retrace};
 use retrace_proto::{Envelope, Job, JobPriority, OUTCOMES_TOPIC};
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_tests::{Broker, PATIENCE, auth_off, eventually, free_port, unique_topic};
@@ -16,42 +18,6 @@ use retrace_worker::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `retrace args…` against `server`, stdin not a terminal, on the blocking pool (the
-/// worker keeps serving meanwhile).
-async fn retrace(server: &str, args: &[&str]) -> Run {
-    let server = server.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let output = Command::cargo_bin("retrace")
-            .unwrap()
-            .env("RETRACE_SERVER", server)
-            .env("USER", "tester")
-            .args(&args)
-            .write_stdin("")
-            .timeout(PATIENCE)
-            .output()
-            .unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(run.code, code, "unexpected exit code: {run:#?}");
-}
 
 /// The cells of `queue`'s row in the status table (the reason, last, split too).
 fn row(table: &str, queue: &str) -> Vec<String> {
