@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{assert_exit, retrace};
-use retrace_proto::{Envelope, Job, JobPriority, OUTCOMES_TOPIC};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, PATIENCE, auth_off, eventually, free_port, unique_topic};
+use retrace_tests::{
+    Broker, PATIENCE, auth_off, closed_gate, eventually, free_port, job, serve, unique_topic,
+};
 use retrace_worker::{
     Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueStatus, QueueTopics, ReceivedJob,
     Worker, WorkerConfig, enqueue,
 };
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The cells of `queue`'s row in the status table (the reason, last, split too).
@@ -50,58 +50,6 @@ impl JobHandler for Flaky {
     }
 }
 
-async fn create_queue(broker: &Broker, queue: &str) {
-    let topics = QueueTopics::of(queue);
-    for topic in [
-        &topics.normal,
-        &topics.urgent,
-        &topics.bulk,
-        &topics.retry,
-        &topics.dead_letter,
-    ] {
-        broker.create_topic(topic, 2).await;
-    }
-}
-
-fn job() -> Envelope {
-    let mut envelope = Envelope::root("jobs-test", "certificate.requested.v1")
-        .with_subject("beneficiary:7")
-        .with_payload("application/json", br#"{"n":1}"#.to_vec());
-    envelope.job = Some(Job {
-        kind: "certificate.render".to_owned(),
-        priority: JobPriority::Normal as i32,
-        ..Job::default()
-    });
-    envelope
-}
-
-/// A gate whose only window starts in two hours: closed now, and for the whole test.
-fn closed_gate() -> retrace_worker::gate::GateConfig {
-    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
-    let at = |hours: i64| {
-        let time = now
-            .checked_add(jiff::SignedDuration::from_hours(hours))
-            .unwrap();
-        format!("{:02}:{:02}", time.hour(), time.minute())
-    };
-    toml::from_str(&format!(
-        "time_zone = \"UTC\"\nwindows = [{{ days = \"daily\", from = \"{}\", to = \"{}\" }}]\n",
-        at(2),
-        at(3)
-    ))
-    .unwrap()
-}
-
-/// Serves `router` on a free loopback port; returns its base URL.
-async fn serve(router: axum::Router) -> (String, JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
-        .await
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (url, server)
-}
-
 /// The worker's status of `queue`, once `ready` holds for it.
 async fn status_when(
     server: &str,
@@ -122,9 +70,8 @@ async fn status_dead_letter_and_redrive() {
     let broker = Broker::mock();
     let queue = unique_topic("certificates");
     let closed = unique_topic("statistics");
-    create_queue(&broker, &queue).await;
-    create_queue(&broker, &closed).await;
-    broker.create_topic(OUTCOMES_TOPIC, 1).await;
+    broker.create_queue(&queue).await;
+    broker.create_queue(&closed).await;
     let settings = KafkaSettings::new(broker.bootstrap());
     let mut config = WorkerConfig::new(broker.bootstrap());
     config.kafka = settings.clone();
@@ -177,7 +124,9 @@ async fn status_dead_letter_and_redrive() {
     // The closed queue's jobs wait in Kafka: its backlog.
     let publisher = Publisher::new(&settings).unwrap();
     for _ in 0..3 {
-        enqueue(&publisher, &closed, job()).await.unwrap();
+        enqueue(&publisher, &closed, job("jobs-test", "certificate.render"))
+            .await
+            .unwrap();
     }
     status_when(&server, &closed, "three jobs pending", |s| {
         s.pending == Some(3)
@@ -185,7 +134,7 @@ async fn status_dead_letter_and_redrive() {
     .await;
 
     // A job that fails twice dead-letters.
-    let dead = job();
+    let dead = job("jobs-test", "certificate.render");
     let id = dead.event_id.clone();
     enqueue(&publisher, &queue, dead).await.unwrap();
     status_when(&server, &queue, "the job dead-lettered", |s| {

@@ -14,10 +14,10 @@ use prost::Message as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Headers as _;
-use retrace_proto::{Envelope, Job, JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
-use retrace_sdk::{KafkaSettings, Publisher};
+use retrace_proto::{JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, PATIENCE, auth_off, eventually, free_port, on_every_broker, unique_topic,
+    Broker, PATIENCE, auth_off, closed_gate, eventually, job, on_every_broker, serve, unique_topic,
 };
 use retrace_worker::{
     Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueStatus, QueueTopics, ReceivedJob,
@@ -31,38 +31,6 @@ const FAST: Backoff = Backoff {
     factor: 2.0,
     max_ms: 200,
 };
-
-async fn create_queue(broker: &Broker, queue: &str) {
-    let topics = QueueTopics::of(queue);
-    for topic in [
-        &topics.normal,
-        &topics.urgent,
-        &topics.bulk,
-        &topics.retry,
-        &topics.dead_letter,
-    ] {
-        broker.create_topic(topic, 2).await;
-    }
-    broker.create_topic(OUTCOMES_TOPIC, 1).await;
-}
-
-fn settings(broker: &Broker) -> KafkaSettings {
-    KafkaSettings::new(broker.bootstrap())
-        .with_properties(broker.producer_properties().iter().copied())
-        .unwrap()
-}
-
-fn job(kind: &str) -> Envelope {
-    let mut envelope = Envelope::root("worker-test", "job.requested.v1")
-        .with_subject("beneficiary:7")
-        .with_payload("application/json", br#"{"n":1}"#.to_vec());
-    envelope.job = Some(Job {
-        kind: kind.to_owned(),
-        priority: JobPriority::Normal as i32,
-        ..Job::default()
-    });
-    envelope
-}
 
 /// A worker running in the test, its `/v1/jobs/queues` served on a free port.
 struct Running {
@@ -173,19 +141,9 @@ async fn answer(
     }
 }
 
-/// Serves `router` on a free loopback port; returns its base URL.
-async fn serve(router: axum::Router) -> (String, JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
-        .await
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (url, server)
-}
-
 async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
     let queue = unique_topic("certificates");
-    create_queue(&broker, &queue).await;
+    broker.create_queue(&queue).await;
     let target = Target::default();
     target.keys_match.store(true, Ordering::SeqCst);
     let router = axum::Router::new()
@@ -193,7 +151,7 @@ async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
         .with_state(target.clone());
     let (url, server) = serve(router).await;
     let mut config = WorkerConfig::new(broker.bootstrap());
-    config.kafka = settings(&broker);
+    config.kafka = broker.settings();
     config.queues.insert(
         queue.clone(),
         QueueConfig {
@@ -203,10 +161,10 @@ async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
         },
     );
     let running = Running::start(&broker, Worker::new(&config, Handlers::new()).unwrap()).await;
-    let publisher = Publisher::new(&settings(&broker)).unwrap();
+    let publisher = Publisher::new(&broker.settings()).unwrap();
     let mut ids = HashMap::new();
     for kind in ["ok", "invalid", "flaky", "busy"] {
-        let job = job(kind);
+        let job = job("worker-test", kind);
         ids.insert(kind, job.event_id.clone());
         enqueue(&publisher, &queue, job).await.unwrap();
     }
@@ -257,10 +215,10 @@ impl JobHandler for Flaky {
 
 async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
     let queue = unique_topic("notifications");
-    create_queue(&broker, &queue).await;
+    broker.create_queue(&queue).await;
     let failing = Arc::new(AtomicBool::new(true));
     let mut config = WorkerConfig::new(broker.bootstrap());
-    config.kafka = settings(&broker);
+    config.kafka = broker.settings();
     config.queues.insert(
         queue.clone(),
         QueueConfig {
@@ -276,8 +234,8 @@ async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
         },
     );
     let running = Running::start(&broker, Worker::new(&config, handlers).unwrap()).await;
-    let publisher = Publisher::new(&settings(&broker)).unwrap();
-    let job = job("notification.send");
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let job = job("worker-test", "notification.send");
     let id = job.event_id.clone();
     enqueue(&publisher, &queue, job).await.unwrap();
     running
@@ -334,7 +292,7 @@ async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
         requested_by: "ops@test".into(),
         reason: "renderer back".into(),
     };
-    let report = redrive(&settings(&broker), &queue, &request).await.unwrap();
+    let report = redrive(&broker.settings(), &queue, &request).await.unwrap();
     assert_eq!(report.redriven.len(), 1, "{report:?}");
     assert_eq!(report.not_found, vec!["missing".to_owned()]);
     running
@@ -362,26 +320,13 @@ impl JobHandler for Done {
 
 async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Broker) {
     let queue = unique_topic("statistics");
-    create_queue(&broker, &queue).await;
-    // A window that starts in two hours: the gate is closed now, and stays closed.
-    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
-    let at = |hours: i64| {
-        let time = now
-            .checked_add(jiff::SignedDuration::from_hours(hours))
-            .unwrap();
-        format!("{:02}:{:02}", time.hour(), time.minute())
-    };
-    let gate = format!(
-        "time_zone = \"UTC\"\nwindows = [{{ days = \"daily\", from = \"{}\", to = \"{}\" }}]\n",
-        at(2),
-        at(3)
-    );
+    broker.create_queue(&queue).await;
     let mut config = WorkerConfig::new(broker.bootstrap());
-    config.kafka = settings(&broker);
+    config.kafka = broker.settings();
     config.queues.insert(
         queue.clone(),
         QueueConfig {
-            gate: toml::from_str(&gate).unwrap(),
+            gate: closed_gate(),
             ..QueueConfig::default()
         },
     );
@@ -391,11 +336,11 @@ async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Bro
         Worker::new(&config, Handlers::new().queue(&queue, done.clone())).unwrap(),
     )
     .await;
-    let publisher = Publisher::new(&settings(&broker)).unwrap();
-    let waits = job("statistics.refresh");
-    let mut urgent = job("statistics.refresh");
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let waits = job("worker-test", "statistics.refresh");
+    let mut urgent = job("worker-test", "statistics.refresh");
     urgent.job.as_mut().unwrap().priority = JobPriority::Urgent as i32;
-    let mut due_soon = job("statistics.refresh");
+    let mut due_soon = job("worker-test", "statistics.refresh");
     due_soon.job.as_mut().unwrap().deadline =
         Some((std::time::SystemTime::now() + std::time::Duration::from_secs(60)).into());
     // The near-deadline job goes first: a job behind a waiting head is not read (no job is

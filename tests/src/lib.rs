@@ -6,6 +6,7 @@
 //! Kafka named by `RETRACE_TEST_KAFKA=host:port`.
 
 mod archive;
+mod jobs;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -20,6 +21,7 @@ use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 pub use archive::{RunningArchive, start_archive};
+pub use jobs::{closed_gate, job, serve};
 
 /// How long a scenario waits for what it expects before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -85,9 +87,13 @@ impl Broker {
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
         match self {
             // The mock has no admin API.
-            Broker::Mock(cluster) => cluster
-                .create_topic(topic, partitions, 1)
-                .expect("the mock creates a topic"),
+            Broker::Mock(cluster) => match cluster.create_topic(topic, partitions, 1) {
+                Ok(())
+                | Err(rdkafka::error::KafkaError::MockCluster(
+                    RDKafkaErrorCode::TopicAlreadyExists,
+                )) => {}
+                Err(error) => panic!("the mock cannot create topic {topic}: {error}"),
+            },
             _ => {
                 let admin: AdminClient<DefaultClientContext> =
                     self.client_config().create().unwrap();
@@ -115,6 +121,13 @@ impl Broker {
             Broker::Tansu { .. } => &["batch.num.messages=1"],
             Broker::Mock(_) | Broker::External(_) => &[],
         }
+    }
+
+    /// Kafka settings for a Retrace client in a test on this broker.
+    pub fn settings(&self) -> retrace_sdk::KafkaSettings {
+        retrace_sdk::KafkaSettings::new(self.bootstrap())
+            .with_properties(self.producer_properties().iter().copied())
+            .expect("the broker's properties are name=value")
     }
 
     pub fn client_config(&self) -> ClientConfig {

@@ -9,50 +9,11 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use retrace_proto::{Envelope, Job, JobPriority, OUTCOMES_TOPIC};
-use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, PATIENCE, eventually, free_port, on_every_broker, unique_topic};
-use retrace_worker::{QueueTopics, WebhookBody, enqueue};
-use tokio::task::JoinHandle;
-
-async fn create_queue(broker: &Broker, queue: &str) {
-    let topics = QueueTopics::of(queue);
-    for topic in [
-        &topics.normal,
-        &topics.urgent,
-        &topics.bulk,
-        &topics.retry,
-        &topics.dead_letter,
-    ] {
-        broker.create_topic(topic, 2).await;
-    }
-    broker.create_topic(OUTCOMES_TOPIC, 1).await;
-}
-
-fn settings(broker: &Broker) -> KafkaSettings {
-    KafkaSettings::new(broker.bootstrap())
-        .with_properties(broker.producer_properties().iter().copied())
-        .unwrap()
-}
-
-fn job(kind: &str) -> Envelope {
-    let mut envelope = Envelope::root("kill-test", "job.requested.v1");
-    envelope.job = Some(Job {
-        kind: kind.to_owned(),
-        priority: JobPriority::Normal as i32,
-        ..Job::default()
-    });
-    envelope
-}
-
-async fn serve(router: axum::Router) -> (String, JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
-        .await
-        .unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (url, server)
-}
+use retrace_sdk::Publisher;
+use retrace_tests::{
+    Broker, PATIENCE, eventually, free_port, job, on_every_broker, serve, unique_topic,
+};
+use retrace_worker::{WebhookBody, enqueue};
 
 fn spawn_worker(broker: &Broker, config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_retrace-worker"))
@@ -100,7 +61,7 @@ async fn blocking_answer(
 async fn sigkilled_worker_loses_no_job(broker: Broker) {
     const JOBS: usize = 20;
     let queue = unique_topic("kill");
-    create_queue(&broker, &queue).await;
+    broker.create_queue(&queue).await;
     let target = Blocking::default();
     target.blocking.store(true, Ordering::SeqCst);
     let router = axum::Router::new()
@@ -118,10 +79,10 @@ async fn sigkilled_worker_loses_no_job(broker: Broker) {
         ),
     )
     .unwrap();
-    let publisher = Publisher::new(&settings(&broker)).unwrap();
+    let publisher = Publisher::new(&broker.settings()).unwrap();
     let mut ids = BTreeSet::new();
     for _ in 0..JOBS {
-        let job = job("certificate.render");
+        let job = job("kill-test", "certificate.render");
         ids.insert(job.event_id.clone());
         enqueue(&publisher, &queue, job).await.unwrap();
     }
