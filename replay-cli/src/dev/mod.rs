@@ -296,7 +296,8 @@ fn announce(
     };
     println!(
         "\nRetrace dev is running.\n  Kafka bootstrap: {bootstrap}\n  HTTP (API, gateway, \
-         /metrics): {}\n  Connection details: {}\n",
+         worker, /metrics): {}\n  Admin API token (retrace reads it from the file below): \
+         {token}\n  Connection details: {}\n",
         info.http,
         path.display()
     );
