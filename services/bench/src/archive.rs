@@ -50,7 +50,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!("envelope_bytes={}", envelopes[0].encoded_len());
     println!("batch_records={}", config.batch.max_records);
 
-    let raw = raw_consume(&broker, options.messages, options.partitions)?;
+    let raw = raw_consume(&broker, TOPIC, options.messages, options.partitions)?;
     println!("raw_consume_msgs_per_s={raw:.0}");
     let store_only = store_only(&envelopes, config.batch.max_records)?;
     println!("store_only_msgs_per_s={store_only:.0}");
@@ -111,8 +111,14 @@ fn produce(broker: &Broker, envelopes: &[Envelope]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A consumer that reads every partition from the start and keeps nothing.
-fn raw_consume(broker: &Broker, messages: usize, partitions: i32) -> anyhow::Result<f64> {
+/// Messages per second of a consumer that reads every partition of `topic` from the start
+/// and keeps nothing: the transport ceiling every consuming benchmark is measured against.
+pub(crate) fn raw_consume(
+    broker: &Broker,
+    topic: &str,
+    messages: usize,
+    partitions: i32,
+) -> anyhow::Result<f64> {
     let consumer: BaseConsumer = broker
         .client_config()
         .set("group.id", "bench-raw")
@@ -120,7 +126,7 @@ fn raw_consume(broker: &Broker, messages: usize, partitions: i32) -> anyhow::Res
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
-        assignment.add_partition_offset(TOPIC, partition, Offset::Beginning)?;
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
     let mut received = 0;

@@ -147,7 +147,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!("partitions={}", options.partitions);
     println!("concurrency={}", options.concurrency);
 
-    let raw = raw_consume(&broker, &topics.normal, options.jobs, options.partitions)?;
+    let raw =
+        crate::archive::raw_consume(&broker, &topics.normal, options.jobs, options.partitions)?;
     println!("raw_consume_msgs_per_s={raw:.0}");
     let noop = noop_jobs(&broker, &options).await?;
     println!("noop_jobs_per_s={noop:.0}");
@@ -633,34 +634,6 @@ fn produce(broker: &Broker, topic: &str, jobs: usize) -> anyhow::Result<()> {
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(())
-}
-
-/// A consumer that reads every partition from the start and keeps nothing.
-fn raw_consume(broker: &Broker, topic: &str, jobs: usize, partitions: i32) -> anyhow::Result<f64> {
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "bench-raw")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let mut received = 0;
-    let mut started = None;
-    while received < jobs {
-        match consumer.poll(Duration::from_secs(10)) {
-            Some(Ok(_)) => {
-                started.get_or_insert_with(Instant::now);
-                received += 1;
-            }
-            Some(Err(error)) => return Err(error.into()),
-            None => anyhow::bail!("the raw consumer saw only {received} of {jobs} jobs"),
-        }
-    }
-    let started = started.context("no job consumed")?;
-    Ok(received as f64 / started.elapsed().as_secs_f64())
 }
 
 /// The worker with a no-op handler, from the first job run to the last one settled.
