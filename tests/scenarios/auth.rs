@@ -8,10 +8,18 @@ use std::path::Path;
 
 use retrace_archive::MASK;
 use retrace_archive::api::{AuditVerificationView, AuditView, Page, Trace};
+use retrace_auth::{AuthConfig, ServiceAuth};
+use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, PATIENCE, RunningArchive, eventually, on_every_broker, unique_topic};
+use retrace_tests::{
+    Broker, PATIENCE, RunningArchive, eventually, on_every_broker, serve, unique_topic,
+};
+use retrace_worker::{Handlers, QueueConfig, Worker, WorkerConfig};
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 const TOKENS_TOPIC: &str = retrace_auth::DEFAULT_TOKENS_TOPIC;
 const ROLES: [&str; 4] = ["publisher", "analyst", "support", "admin"];
@@ -28,14 +36,68 @@ async fn start_secured(broker: &Broker, topic: &str) -> RunningArchive {
     }
     let (bootstrap, digest) = retrace_auth::generate();
     let mut archive = RunningArchive::start_with(broker, |config| {
-        config.auth.enabled = true;
-        config.auth.bootstrap_admin_sha256 = Some(digest);
+        config.auth = secured(digest);
         config.masking.json_paths = vec!["child.given_name".into(), "*.phone".into()];
         config.replay_bulk_admin_above = 0;
     })
     .await;
     archive.token = Some(bootstrap);
     archive
+}
+
+/// Authentication on, with `bootstrap_admin_sha256` the digest of the bootstrap admin token.
+fn secured(bootstrap_admin_sha256: String) -> AuthConfig {
+    AuthConfig {
+        enabled: true,
+        bootstrap_admin_sha256: Some(bootstrap_admin_sha256),
+        ..AuthConfig::default()
+    }
+}
+
+/// The gateway's and the worker's APIs on one address (as `retrace dev` serves them), with
+/// authentication on: their guard knows the tokens the archive made, through the tokens
+/// topic. Answers the base URL, the server's task, and the task forwarding audit events
+/// until `shutdown`.
+async fn serve_gateway_and_worker(
+    broker: &Broker,
+    queue: &str,
+    shutdown: CancellationToken,
+) -> (String, JoinHandle<()>, JoinHandle<()>) {
+    let settings = broker.settings();
+    // The archive's bootstrap admin is not needed here: its tokens were made through the API.
+    let (_, digest) = retrace_auth::generate();
+    let auth_config = secured(digest);
+    let auth = ServiceAuth::start(&auth_config, &settings, "matrix", shutdown)
+        .await
+        .unwrap();
+    let mut gateway = GatewayConfig::new(broker.bootstrap());
+    gateway.kafka = settings.clone();
+    gateway.auth = auth_config;
+    let gateway = Gateway::new(&gateway, auth.guard.clone()).unwrap();
+    let mut worker = WorkerConfig::new(broker.bootstrap());
+    worker.kafka = settings;
+    // The worker is not run: its API is what is tested, so the webhook is never called.
+    let queue_config = QueueConfig {
+        webhook: Some("http://127.0.0.1:9/never-called".into()),
+        ..QueueConfig::default()
+    };
+    worker.queues.insert(queue.to_owned(), queue_config);
+    let worker = Worker::new(&worker, Handlers::new()).unwrap();
+    let router = gateway
+        .router()
+        .merge(worker.router(&auth.guard, auth.audit()));
+    let (url, server) = serve(router).await;
+    let ready = auth.ready();
+    eventually(
+        "the tokens to reach the gateway and worker",
+        PATIENCE,
+        || {
+            let caught_up = ready.load(Ordering::Acquire);
+            async move { caught_up.then_some(()) }
+        },
+    )
+    .await;
+    (url, server, tokio::spawn(auth.run()))
 }
 
 async fn call(
@@ -45,10 +107,20 @@ async fn call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, Value) {
+    request(method, archive.url(path), token, body).await
+}
+
+/// Calls any of the services; answers the status and the body (JSON, else the text).
+async fn request(
+    method: &str,
+    url: String,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let client = reqwest::Client::new();
     let mut request = match method {
-        "GET" => client.get(archive.url(path)),
-        "POST" => client.post(archive.url(path)),
+        "GET" => client.get(url),
+        "POST" => client.post(url),
         other => panic!("no {other} in this API"),
     };
     if let Some(token) = token {
@@ -151,12 +223,23 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         tokens.push((role, Some(create_token(&archive, role, role, &[]).await)));
     }
     tokens.push(("none", None));
+    let queue = unique_topic("matrix-queue");
+    broker.create_queue(&queue).await;
+    let stop_services = CancellationToken::new();
+    let (services, server, audit_forwarder) =
+        serve_gateway_and_worker(&broker, &queue, stop_services.clone()).await;
 
     let replay = json!({"reason": "renderer back", "only_failed": true, "dry_run": true});
     let bulk = json!({"reason": "renderer back", "since": "1h", "dry_run": true});
     let erase = json!({"reason": "request #1"});
     let new_token = json!({"name": "made-in-matrix", "role": "publisher"});
-    let endpoints: Vec<(&str, String, Option<&Value>)> = vec![
+    let new_event = json!({"type": "birth.registration.submitted.v1", "source": "matrix"});
+    let new_job = json!({"type": "certificate.requested.v1", "source": "matrix",
+                         "job": {"kind": "certificate.render"}});
+    let new_outcome = json!({"event_id": event.event_id, "transaction_id": transaction,
+                             "consumer": "matrix", "status": "processed"});
+    let redrive = json!({"reason": "renderer back", "all": true, "dry_run": true});
+    let archive_endpoints: Vec<(&str, String, Option<&Value>)> = vec![
         ("GET", format!("/v1/transactions/{transaction}"), None),
         ("GET", "/v1/transactions?since=1h".into(), None),
         (
@@ -192,10 +275,34 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         ("GET", "/healthz".into(), None),
         ("GET", "/metrics".into(), None),
     ];
+    let service_endpoints: Vec<(&str, String, Option<&Value>)> = vec![
+        (
+            "POST",
+            format!("/v1/topics/{topic}/events"),
+            Some(&new_event),
+        ),
+        ("POST", format!("/v1/queues/{queue}/jobs"), Some(&new_job)),
+        ("POST", "/v1/outcomes".into(), Some(&new_outcome)),
+        ("GET", "/v1/jobs/queues".into(), None),
+        (
+            "POST",
+            "/v1/jobs/queues/no-such-queue/redrive".into(),
+            Some(&redrive),
+        ),
+    ];
+    let endpoints: Vec<(&str, String, Option<&Value>)> = archive_endpoints
+        .into_iter()
+        .map(|(method, path, body)| (method, archive.url(&path), body))
+        .chain(
+            service_endpoints
+                .into_iter()
+                .map(|(method, path, body)| (method, format!("{services}{path}"), body)),
+        )
+        .collect();
     // Columns: publisher, analyst, support, admin, no token. A bulk replay above the
-    // threshold (0 here) needs `replay:bulk`: admins only. The erase and revoke targets do
-    // not exist: an admin gets 404.
-    let expected: [[u16; 5]; 18] = [
+    // threshold (0 here) needs `replay:bulk`: admins only. The erase, revoke and redrive
+    // targets do not exist: a caller allowed to act on them gets 404.
+    let expected: [[u16; 5]; 23] = [
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
@@ -214,22 +321,30 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
+        [202, 403, 403, 202, 401],
+        [202, 403, 403, 202, 401],
+        [202, 403, 403, 202, 401],
+        [403, 200, 200, 200, 401],
+        [403, 403, 404, 404, 401],
     ];
     let mut actual = Vec::new();
-    for (method, path, body) in &endpoints {
+    for (method, url, body) in &endpoints {
         let mut row = [0u16; 5];
         for (column, (_, token)) in tokens.iter().enumerate() {
-            row[column] = call(&archive, method, path, token.as_deref(), *body)
+            row[column] = request(method, url.clone(), token.as_deref(), *body)
                 .await
                 .0;
         }
         actual.push(row);
     }
+    stop_services.cancel();
+    server.abort();
+    audit_forwarder.await.unwrap();
     let table = |rows: &[[u16; 5]]| {
         endpoints
             .iter()
             .zip(rows)
-            .map(|((method, path, _), row)| format!("{method} {path}: {row:?}"))
+            .map(|((method, url, _), row)| format!("{method} {url}: {row:?}"))
             .collect::<Vec<_>>()
             .join("\n")
     };
