@@ -27,6 +27,10 @@ struct Cli {
     /// from its dev.json (under --data-dir, ./retrace-data by default).
     #[arg(long, env = "RETRACE_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// A PEM certificate (or bundle) to trust for an `https://` server, besides the system's
+    /// trust store: for a server whose certificate a private CA issued.
+    #[arg(long, env = "RETRACE_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,6 +90,7 @@ async fn main() -> ExitCode {
     let server = commands::Server {
         token: cli.token.or_else(|| dev::token_for(&cli.server)),
         url: cli.server,
+        ca_cert: cli.ca_cert,
     };
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).await,

@@ -1,6 +1,7 @@
 //! The one HTTP client of the trace and replay API: builds URLs, sends requests, and turns
 //! every answer that is not a success into the [`Failure`] (and exit code) it means.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -20,6 +21,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct Server {
     pub url: String,
     pub token: Option<String>,
+    /// Trusted besides the system's roots (`--ca-cert`).
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// A Retrace server at one base URL.
@@ -72,6 +75,23 @@ impl Request {
     }
 }
 
+/// The certificates of a PEM file given with `--ca-cert`.
+fn trusted_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, Failure> {
+    let unusable = |problem: String| {
+        Failure::Usage(format!(
+            "--ca-cert {}: {problem}; give a PEM file of CA certificates",
+            path.display()
+        ))
+    };
+    let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unusable(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(unusable("it holds no certificate".into()));
+    }
+    Ok(certificates)
+}
+
 impl Client {
     pub fn new(server: &Server) -> Result<Self, Failure> {
         let base = Url::parse(&server.url)
@@ -83,10 +103,16 @@ impl Client {
                     server.url
                 ))
             })?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("retrace/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("retrace/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &server.ca_cert {
+            for certificate in trusted_certificates(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| Failure::Server(format!("cannot start an HTTP client: {e}")))?;
         Ok(Client {
@@ -205,6 +231,7 @@ mod tests {
         Server {
             url: url.to_owned(),
             token: None,
+            ca_cert: None,
         }
     }
 

@@ -23,7 +23,6 @@ use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_telemetry::LogFormat;
 use retrace_worker::Worker;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
@@ -137,16 +136,13 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     let publisher = Publisher::new(&settings).map_err(|e| Failure::Server(e.to_string()))?;
     let worker = Worker::new(&demo::worker_config(&settings)?, demo::handlers(&publisher))
         .map_err(|e| Failure::Server(e.to_string()))?;
-    let listener = TcpListener::bind(args.http).await.map_err(|e| {
+    // Local only: plain HTTP.
+    let listener = retrace_http::bind(args.http, None).await.map_err(|e| {
         Failure::Server(format!(
-            "cannot serve HTTP on {}: {e}. Is another `retrace dev` running? Pass --http \
-             127.0.0.1:<port>",
-            args.http
+            "{e}. Is another `retrace dev` running? Pass --http 127.0.0.1:<port>"
         ))
     })?;
-    let http = listener
-        .local_addr()
-        .map_err(|e| Failure::Server(e.to_string()))?;
+    let http = listener.local_addr();
     let app = archive
         .router()
         .merge(gateway.router())
@@ -160,11 +156,7 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         ))
         .merge(retrace_telemetry::metrics_router().route_layer(services_auth.guard.metrics()));
     let stop_http = shutdown.child_token();
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let serve = listener.serve(app, stop_http.clone().cancelled_owned());
     let demo_run = async {
         if !args.demo {
             return Ok(());

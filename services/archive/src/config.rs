@@ -8,6 +8,7 @@ use std::time::Duration;
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one, invalid};
+use retrace_http::TlsFiles;
 use retrace_log_store::StoreOptions;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
@@ -51,6 +52,8 @@ pub struct ArchiveConfig {
     pub group_id: String,
     pub data_dir: PathBuf,
     pub http: SocketAddr,
+    /// Serve HTTPS with these (`[tls]`, `--tls-cert`/`--tls-key`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
     pub batch: BatchSettings,
     pub store: StoreOptions,
     /// How often topic metadata is refreshed, so new topics are archived soon after they
@@ -89,6 +92,7 @@ impl ArchiveConfig {
             group_id: "retrace-archive".to_owned(),
             data_dir: data_dir.into(),
             http: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            tls: None,
             batch: BatchSettings {
                 max_records: 5000,
                 max_wait: Duration::from_millis(50),
@@ -142,6 +146,7 @@ pub struct ArchiveArgs {
 struct FileConfig {
     #[serde(default)]
     kafka: KafkaSection,
+    tls: Option<TlsFiles>,
     #[serde(default)]
     archive: FileArchive,
     #[serde(default)]
@@ -209,6 +214,7 @@ impl ArchiveArgs {
         config.masking = file.masking;
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        config.tls = self.common.tls(file.tls)?;
         Ok(config)
     }
 }

@@ -28,13 +28,13 @@ impl InternalEvent for ArchiveStarted<'_> {
     }
 }
 
-pub(crate) struct ApiListening {
-    pub addr: std::net::SocketAddr,
+pub(crate) struct ApiListening<'a> {
+    pub url: &'a str,
 }
 
-impl InternalEvent for ApiListening {
+impl InternalEvent for ApiListening<'_> {
     fn emit(self) {
-        info!(http = %self.addr, "archive API listening");
+        info!(url = self.url, "archive API listening");
     }
 }
 

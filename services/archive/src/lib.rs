@@ -23,7 +23,6 @@ mod replay;
 mod routes;
 mod trace;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -39,7 +38,6 @@ use retrace_auth::{
 use retrace_log_store::{LogStore, ReplayState, StoreError};
 use retrace_sdk::{KafkaSettings, PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -71,11 +69,8 @@ pub enum ArchiveError {
     },
     #[error("cannot create the producer replays publish with: {0}")]
     Publisher(#[from] PublishError),
-    #[error("cannot serve HTTP on {addr}: {source}. Is another process using that port?")]
-    Http {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Http(#[from] retrace_http::HttpError),
     #[error("cannot read API tokens: {0}")]
     Tokens(#[from] RegistryError),
     #[error("cannot set up authentication: {0}")]
@@ -245,37 +240,24 @@ async fn ensure_tokens_topic(kafka: &KafkaSettings, topic: &str) {
 /// cancelled.
 pub async fn run(config: ArchiveConfig, shutdown: CancellationToken) -> Result<(), ArchiveError> {
     let archive = Archive::open(&config, shutdown.clone()).await?;
-    let listener = TcpListener::bind(config.http)
-        .await
-        .map_err(|source| ArchiveError::Http {
-            addr: config.http,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| ArchiveError::Http {
-        addr: config.http,
-        source,
-    })?;
+    let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
     let app = archive
         .router()
         .merge(retrace_telemetry::health_router(archive.readiness()))
         .merge(retrace_telemetry::metrics_router().route_layer(archive.guard().metrics()));
-    ApiListening { addr: http_addr }.emit();
+    ApiListening {
+        url: &listener.url(),
+    }
+    .emit();
     // The server stops when the archive does, whatever stopped it.
     let stop_http = shutdown.child_token();
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let serve = listener.serve(app, stop_http.clone().cancelled_owned());
     let archive = async {
         archive.run().await;
         stop_http.cancel();
     };
     let ((), served) = tokio::join!(archive, serve);
-    served.map_err(|source| ArchiveError::Http {
-        addr: http_addr,
-        source,
-    })
+    Ok(served?)
 }
 
 fn fail_interrupted_replays(store: &LogStore) -> Result<(), StoreError> {

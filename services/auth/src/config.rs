@@ -54,6 +54,10 @@ pub struct OidcConfig {
     /// ...or at a URL (the provider's `jwks_uri`). Exactly one of the two.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// PEM CA certificates trusted for an `https` `jwks_url` besides the system's: for a
+    /// provider whose certificate a private CA issued.
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
     /// Dotted path of the claim holding the person's roles or groups:
     /// `realm_access.roles` (Keycloak), `roles`, `groups`.
     #[serde(default = "default_roles_claim")]
@@ -199,6 +203,7 @@ mod tests {
             audience: "a".into(),
             jwks_file: None,
             jwks_url: None,
+            jwks_ca_file: None,
             roles_claim: "roles".into(),
             role_map: BTreeMap::from([("ops".into(), "root".into())]),
             leeway_seconds: 0,

@@ -31,6 +31,13 @@ pub enum JwksError {
     },
     #[error("cannot fetch the JWKS from {url}: {source}")]
     Fetch { url: String, source: reqwest::Error },
+    #[error(
+        "cannot use {path} (auth.oidc.jwks_ca_file) as CA certificates: {problem}; give a \
+         PEM file of certificates"
+    )]
+    CaFile { path: PathBuf, problem: String },
+    #[error("cannot start the HTTP client that fetches the JWKS: {0}")]
+    Client(reqwest::Error),
     #[error("the JWKS from {source_name} is not a JSON key set (`{{\"keys\": [...]}}`): {problem}")]
     NotAKeySet {
         source_name: String,
@@ -74,6 +81,27 @@ pub enum OidcSetupError {
     Jwks(#[from] JwksError),
 }
 
+/// The client fetching a `jwks_url`: the system's trust store, plus `ca_file`'s certificates.
+fn jwks_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, JwksError> {
+    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    if let Some(path) = ca_file {
+        let unusable = |problem: String| JwksError::CaFile {
+            path: path.to_owned(),
+            problem,
+        };
+        let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unusable(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(unusable("it holds no certificate".into()));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().map_err(JwksError::Client)
+}
+
 impl OidcVerifier {
     /// Loads the provider's keys once; a provider unreachable at start is an error.
     pub(crate) async fn new(config: &OidcConfig) -> Result<Self, OidcSetupError> {
@@ -89,10 +117,7 @@ impl OidcVerifier {
             grants: config.role_grants()?,
             leeway: config.leeway_seconds,
             source,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("an HTTP client without TLS builds"),
+            http: jwks_client(config.jwks_ca_file.as_deref())?,
             keys: RwLock::default(),
             last_load: Mutex::new(Instant::now()),
             refreshing: tokio::sync::Mutex::new(()),

@@ -1,5 +1,5 @@
-//! Real ES256 tokens, signed in the test with keys generated in the test, checked against a
-//! JWKS file.
+//! Real ES256 and RS256 tokens, signed in the test with keys generated in the test, checked
+//! against a JWKS file or a JWKS served over HTTPS.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::EncodePrivateKey;
+use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::json;
 
 use super::*;
@@ -17,8 +18,22 @@ const AUDIENCE: &str = "retrace";
 
 struct Key {
     kid: String,
+    algorithm: Algorithm,
     encoding: EncodingKey,
     jwk: Jwk,
+}
+
+impl Key {
+    fn new(kid: &str, algorithm: Algorithm, encoding: EncodingKey) -> Key {
+        let mut jwk = Jwk::from_encoding_key(&encoding, algorithm).unwrap();
+        jwk.common.key_id = Some(kid.to_owned());
+        Key {
+            kid: kid.to_owned(),
+            algorithm,
+            encoding,
+            jwk,
+        }
+    }
 }
 
 fn new_key(kid: &str) -> Key {
@@ -31,14 +46,22 @@ fn new_key(kid: &str) -> Key {
     let der = signing
         .to_pkcs8_der()
         .expect("a P-256 key encodes as PKCS#8");
-    let encoding = EncodingKey::from_ec_der(der.as_bytes());
-    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::ES256).unwrap();
-    jwk.common.key_id = Some(kid.to_owned());
-    Key {
-        kid: kid.to_owned(),
-        encoding,
-        jwk,
-    }
+    Key::new(
+        kid,
+        Algorithm::ES256,
+        EncodingKey::from_ec_der(der.as_bytes()),
+    )
+}
+
+/// An RSA key, as Keycloak signs with by default (RS256).
+fn new_rsa_key(kid: &str) -> Key {
+    let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
+    let der = private.to_pkcs1_der().unwrap();
+    Key::new(
+        kid,
+        Algorithm::RS256,
+        EncodingKey::from_rsa_der(der.as_bytes()),
+    )
 }
 
 fn write_jwks(path: &std::path::Path, keys: &[&Key]) {
@@ -65,7 +88,7 @@ fn claims(roles: &[&str]) -> Value {
 }
 
 fn sign(key: &Key, kid: &str, claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::ES256);
+    let mut header = Header::new(key.algorithm);
     header.kid = Some(kid.to_owned());
     jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
 }
@@ -76,6 +99,7 @@ fn config(jwks: &std::path::Path) -> OidcConfig {
         audience: AUDIENCE.into(),
         jwks_file: Some(jwks.to_owned()),
         jwks_url: None,
+        jwks_ca_file: None,
         roles_claim: "realm_access.roles".into(),
         role_map: BTreeMap::from([
             ("retrace-support".into(), "support".into()),
@@ -333,4 +357,53 @@ async fn keys_retrace_cannot_use_are_skipped() {
     std::fs::write(&jwks, "{}").unwrap();
     let error = OidcVerifier::new(&config(&jwks)).await.err().unwrap();
     assert!(error.to_string().contains("no `keys` array"), "{error}");
+}
+
+/// The provider's keys at an `https` URL whose certificate a private CA issued (made here),
+/// trusted through `jwks_ca_file`; an RS256 token verifies against them.
+#[tokio::test]
+async fn an_rs256_token_verifies_against_keys_fetched_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = retrace_http::TlsFiles {
+        cert: dir.path().join("sso.crt"),
+        key: dir.path().join("sso.key"),
+    };
+    std::fs::write(&tls.cert, made.cert.pem()).unwrap();
+    std::fs::write(&tls.key, made.signing_key.serialize_pem()).unwrap();
+    let key = new_rsa_key("rsa-1");
+    let set = JwkSet {
+        keys: vec![key.jwk.clone()],
+    };
+    let app = axum::Router::new().route(
+        "/certs",
+        axum::routing::get(move || async move { axum::Json(set) }),
+    );
+    let listener = retrace_http::bind(([127, 0, 0, 1], 0).into(), Some(&tls))
+        .await
+        .unwrap();
+    let port = listener.local_addr().port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(listener.serve(app, stop.clone().cancelled_owned()));
+
+    let mut config = config(&dir.path().join("unused.json"));
+    config.jwks_file = None;
+    config.jwks_url = Some(format!("https://localhost:{port}/certs"));
+    let untrusted = OidcVerifier::new(&config).await.err().expect("untrusted");
+    assert!(
+        untrusted
+            .to_string()
+            .contains("cannot fetch the JWKS from https://localhost"),
+        "{untrusted}"
+    );
+    config.jwks_ca_file = Some(tls.cert.clone());
+    let verifier = OidcVerifier::new(&config).await.unwrap();
+    let token = sign(&key, &key.kid, &claims(&["retrace-analyst"]));
+    let caller = verifier.verify(&token, "10.1.2.3:4").await.unwrap();
+    assert_eq!(
+        (caller.actor.as_str(), caller.role),
+        ("amina", Role::Analyst)
+    );
+    stop.cancel();
+    server.await.unwrap().unwrap();
 }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use retrace_http::TlsFiles;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
@@ -39,6 +40,12 @@ pub struct CommonArgs {
     /// Log filter, `RUST_LOG` syntax, e.g. `info,retrace_archive=debug`.
     #[arg(long, env = "RETRACE_LOG")]
     pub log: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, env = "RETRACE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (with `--tls-cert`).
+    #[arg(long, env = "RETRACE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[kafka]` in a configuration file.
@@ -115,6 +122,23 @@ impl CommonArgs {
         Ok(kafka.with_properties(self.kafka_properties.iter().map(String::as_str))?)
     }
 
+    /// The certificate and key to serve HTTPS with: the flags', else the file's `[tls]`;
+    /// `None` serves plain HTTP.
+    pub fn tls(&self, file: Option<TlsFiles>) -> Result<Option<TlsFiles>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(file),
+            _ => Err(invalid(
+                "tls",
+                "both a certificate and a key (--tls-cert with --tls-key, or RETRACE_TLS_CERT \
+                 with RETRACE_TLS_KEY)",
+            )),
+        }
+    }
+
     /// Overrides the service's log defaults with the file's, then the flags'.
     pub fn log(&self, file: LogSection, format: &mut LogFormat, filter: &mut String) {
         if let Some(chosen) = self.log_format.or(file.format) {
@@ -153,6 +177,7 @@ mod tests {
         kafka: KafkaSection,
         #[serde(default)]
         log: LogSection,
+        tls: Option<TlsFiles>,
     }
 
     fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -227,5 +252,29 @@ filter = "debug"
         assert_eq!(at_least_one("batch_records", 5_usize).unwrap(), 5);
         let error = at_least_one("batch_records", 0_usize).unwrap_err();
         assert_eq!(error.to_string(), "batch_records must be at least 1");
+    }
+
+    #[test]
+    fn tls_comes_from_the_flags_else_the_file_and_needs_both_halves() {
+        let (_dir, path) = file("[tls]\ncert = \"file.crt\"\nkey = \"file.key\"\n");
+        let mut args = CommonArgs {
+            config: Some(path),
+            ..CommonArgs::default()
+        };
+        let from_file = args.read_file::<File>().unwrap().tls;
+        assert_eq!(
+            args.tls(from_file.clone()).unwrap().unwrap().cert,
+            PathBuf::from("file.crt")
+        );
+        args.tls_cert = Some("flag.crt".into());
+        let error = args.tls(from_file.clone()).unwrap_err().to_string();
+        assert!(error.starts_with("tls must be both"), "{error}");
+        args.tls_key = Some("flag.key".into());
+        let chosen = args.tls(from_file).unwrap().unwrap();
+        assert_eq!(
+            (chosen.cert, chosen.key),
+            ("flag.crt".into(), "flag.key".into())
+        );
+        assert_eq!(CommonArgs::default().tls(None).unwrap(), None);
     }
 }

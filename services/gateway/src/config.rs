@@ -7,6 +7,7 @@ use std::time::Duration;
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one};
+use retrace_http::TlsFiles;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
@@ -32,6 +33,8 @@ pub struct GatewayConfig {
     pub kafka: KafkaSettings,
     /// Address of the HTTP server.
     pub http: SocketAddr,
+    /// Serve HTTPS with these (`[tls]`, `--tls-cert`/`--tls-key`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
     /// Largest request body accepted; a larger one is answered 413.
     pub max_body_bytes: usize,
     pub idempotency: IdempotencySettings,
@@ -52,6 +55,7 @@ impl GatewayConfig {
         GatewayConfig {
             kafka,
             http: SocketAddr::from(([127, 0, 0, 1], 7071)),
+            tls: None,
             max_body_bytes: 1 << 20,
             idempotency: IdempotencySettings {
                 window: Duration::from_secs(600),
@@ -90,6 +94,7 @@ pub struct GatewayArgs {
 struct FileConfig {
     #[serde(default)]
     kafka: KafkaSection,
+    tls: Option<TlsFiles>,
     #[serde(default)]
     gateway: FileGateway,
     #[serde(default)]
@@ -138,6 +143,7 @@ impl GatewayArgs {
         }
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        config.tls = self.common.tls(file.tls)?;
         file.auth
             .validate()
             .map_err(|e| retrace_config::invalid("auth", e.to_string()))?;

@@ -1,7 +1,6 @@
 //! Everything the gateway reports about itself: one typed event per observable thing, each
 //! emitting its log line and its metrics together.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{counter, histogram};
@@ -10,12 +9,16 @@ use tracing::{debug, info, warn};
 
 pub(crate) struct GatewayStarted<'a> {
     pub bootstrap: &'a str,
-    pub http: SocketAddr,
+    pub url: &'a str,
 }
 
 impl InternalEvent for GatewayStarted<'_> {
     fn emit(self) {
-        info!(bootstrap = self.bootstrap, http = %self.http, "gateway started");
+        info!(
+            bootstrap = self.bootstrap,
+            url = self.url,
+            "gateway started"
+        );
     }
 }
 

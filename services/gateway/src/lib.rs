@@ -31,7 +31,6 @@ use axum::Router;
 use retrace_auth::{Guard, ServiceAuth};
 use retrace_sdk::{PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
@@ -49,11 +48,8 @@ pub enum GatewayError {
     Kafka(#[source] PublishError),
     #[error("cannot set up authentication: {0}")]
     Auth(#[from] retrace_auth::ServiceAuthError),
-    #[error("cannot serve HTTP on {addr}: {source}. Is another process using that port?")]
-    Http {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Http(#[from] retrace_http::HttpError),
 }
 
 /// The gateway's routes and what they share. Cheap to clone; clones share one producer and
@@ -103,19 +99,10 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
     retrace_telemetry::prometheus();
     let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone()).await?;
     let gateway = Gateway::new(&config, auth.guard.clone())?;
-    let listener = TcpListener::bind(config.http)
-        .await
-        .map_err(|source| GatewayError::Http {
-            addr: config.http,
-            source,
-        })?;
-    let http_addr = listener.local_addr().map_err(|source| GatewayError::Http {
-        addr: config.http,
-        source,
-    })?;
+    let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
     GatewayStarted {
         bootstrap: &config.kafka.bootstrap_servers,
-        http: http_addr,
+        url: &listener.url(),
     }
     .emit();
     // Not ready once shutting down, so a load balancer stops sending while requests drain.
@@ -131,14 +118,6 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
         shutdown.cancelled().await;
         ready.store(false, Ordering::Release);
     };
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopping);
-    let (served, ()) = tokio::join!(served, auth.run());
-    served.map_err(|source| GatewayError::Http {
-        addr: http_addr,
-        source,
-    })
+    let (served, ()) = tokio::join!(listener.serve(app, stopping), auth.run());
+    Ok(served?)
 }

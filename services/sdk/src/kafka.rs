@@ -80,4 +80,38 @@ mod tests {
             .unwrap_err();
         assert!(error.to_string().contains("sasl.mechanism"));
     }
+
+    /// librdkafka is built with OpenSSL and Cyrus SASL: the settings of a secured cluster
+    /// (SCRAM or PLAIN over TLS, Kerberos) make a client instead of "not available at build
+    /// time".
+    #[test]
+    fn ssl_and_sasl_settings_make_a_client() {
+        let cases: [&[&str]; 3] = [
+            &[
+                "sasl.mechanism=SCRAM-SHA-512",
+                "sasl.username=retrace",
+                "sasl.password=s",
+            ],
+            &[
+                "sasl.mechanism=PLAIN",
+                "sasl.username=retrace",
+                "sasl.password=s",
+            ],
+            &[
+                "sasl.mechanism=GSSAPI",
+                "sasl.kerberos.service.name=kafka",
+                "sasl.kerberos.principal=retrace@EXAMPLE.GOV",
+                "sasl.kerberos.keytab=/etc/retrace/retrace.keytab",
+            ],
+        ];
+        for mechanism in cases {
+            let settings = KafkaSettings::new("kafka.example.gov:9093")
+                .with_properties(["security.protocol=SASL_SSL", "ssl.ca.location=probe"])
+                .and_then(|s| s.with_properties(mechanism.iter().copied()))
+                .unwrap();
+            let created: Result<rdkafka::producer::BaseProducer, _> =
+                settings.client_config(&[]).create();
+            assert!(created.is_ok(), "{mechanism:?}: {:?}", created.err());
+        }
+    }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{CommonArgs, KafkaSection, LogSection, invalid};
+use retrace_http::TlsFiles;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
@@ -129,6 +130,8 @@ pub struct WorkerConfig {
     pub kafka: KafkaSettings,
     /// Address of the HTTP server (standalone binary).
     pub http: SocketAddr,
+    /// Serve HTTPS with these (`[tls]`, `--tls-cert`/`--tls-key`); plain HTTP when `None`.
+    pub tls: Option<TlsFiles>,
     pub queues: BTreeMap<String, QueueConfig>,
     /// How long jobs running at shutdown may take to finish; the rest run again elsewhere.
     pub shutdown_grace: Duration,
@@ -144,6 +147,7 @@ impl WorkerConfig {
         WorkerConfig {
             kafka: KafkaSettings::new(bootstrap),
             http: SocketAddr::from(([127, 0, 0, 1], 7072)),
+            tls: None,
             queues: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(10),
             log_format: LogFormat::Json,
@@ -170,6 +174,7 @@ pub struct WorkerArgs {
 struct FileConfig {
     #[serde(default)]
     kafka: KafkaSection,
+    tls: Option<TlsFiles>,
     #[serde(default)]
     worker: FileWorker,
     #[serde(default)]
@@ -218,6 +223,7 @@ impl WorkerArgs {
         config.auth = file.auth;
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        config.tls = self.common.tls(file.tls)?;
         Ok(config)
     }
 }

@@ -22,13 +22,13 @@ impl InternalEvent for WorkerStarted<'_> {
     }
 }
 
-pub(crate) struct HttpListening {
-    pub addr: std::net::SocketAddr,
+pub(crate) struct HttpListening<'a> {
+    pub url: &'a str,
 }
 
-impl InternalEvent for HttpListening {
+impl InternalEvent for HttpListening<'_> {
     fn emit(self) {
-        info!(http = %self.addr, "worker HTTP listening");
+        info!(url = self.url, "worker HTTP listening");
     }
 }
 

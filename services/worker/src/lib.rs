@@ -89,7 +89,6 @@ use rdkafka::error::KafkaError;
 use retrace_auth::{AuditSender, Guard, ServiceAuth};
 use retrace_sdk::{PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
-use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -137,11 +136,8 @@ pub enum WorkerError {
         queue: String,
         source: Box<GateError>,
     },
-    #[error("cannot serve HTTP on {addr}: {source}. Is another process using that port?")]
-    Http {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Http(#[from] retrace_http::HttpError),
 }
 
 /// In-process handlers, by queue and by (queue, kind). They win over webhooks.
@@ -322,17 +318,11 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     retrace_telemetry::prometheus();
     let worker = Worker::new(&config, Handlers::new())?;
     let auth = ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone()).await?;
-    let listener = TcpListener::bind(config.http)
-        .await
-        .map_err(|source| WorkerError::Http {
-            addr: config.http,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| WorkerError::Http {
-        addr: config.http,
-        source,
-    })?;
-    HttpListening { addr }.emit();
+    let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
+    HttpListening {
+        url: &listener.url(),
+    }
+    .emit();
     let ready = Arc::new(AtomicBool::new(true));
     let app = worker
         .router(&auth.guard, auth.audit())
@@ -346,15 +336,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         http_shutdown.cancelled().await;
         ready.store(false, Ordering::Release);
     };
-    let serve = async {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stopping)
-        .await
-        .map_err(|source| WorkerError::Http { addr, source })
-    };
+    let serve = async { Ok(listener.serve(app, stopping).await?) };
     let (served, ran, ()) = tokio::join!(serve, worker.run(shutdown.clone()), auth.run());
     ran.and(served)
 }
