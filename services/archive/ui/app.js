@@ -17,7 +17,7 @@ const state = {
   view: 0,
   home: { since: '1h', topic: '', type: '', service: '', cursors: [null] },
   subject: { id: null, cursors: [null] },
-  audit: { since: '24h', actor: '', cursors: [null] },
+  audit: { since: '24h', actor: '', target: '', cursors: [null] },
 };
 
 // ---------------------------------------------------------------- helpers
@@ -138,14 +138,15 @@ function download(name, type, text) {
   setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
-function pager(cursors, nextCursor, onMove) {
+/// Listings page forward with the server's cursor; going back replays the cursors seen.
+function pager(cursors, nextCursor, onMove, [back, forward] = ['← Newer', 'Older →']) {
   const page = cursors.length;
   return h('nav', { class: 'pager', 'aria-label': 'Pages' },
     h('button', { type: 'button', class: 'secondary', disabled: page <= 1,
-      onclick: () => { cursors.pop(); onMove(); } }, '← Newer'),
+      onclick: () => { cursors.pop(); onMove(); } }, back),
     h('span', {}, `Page ${page}`),
     h('button', { type: 'button', class: 'secondary', disabled: !nextCursor,
-      onclick: () => { cursors.push(nextCursor); onMove(); } }, 'Older →'));
+      onclick: () => { cursors.push(nextCursor); onMove(); } }, forward));
 }
 
 // ---------------------------------------------------------------- sign-in
@@ -390,7 +391,7 @@ function renderTrace(page) {
         : null,
       h('button', { type: 'button', class: 'secondary', onclick: () => reloadTrace(page) }, 'Refresh'),
       page.waiting ? h('span', { id: 'replay-progress', role: 'status' }, page.waiting.text) : null));
-  page.sections.timeline.replaceChildren(h('h2', { id: 'timeline-title' }, 'Timeline'), waterfall(page));
+  page.sections.timeline.replaceChildren(h('h2', { id: 'timeline-title' }, 'Timeline'), ...waterfall(page));
   page.sections.tree.replaceChildren(h('h2', { id: 'tree-title' }, 'Causation'), causationTree(t));
   page.sections.replays.replaceChildren(h('h2', { id: 'replays-title' }, 'Replays'),
     t.replays.length
@@ -428,6 +429,7 @@ function waterfall(page) {
       h('span', { class: 'gap', title: 'time since the previous event' }, `+${duration(e.since_previous_ms)}`),
       h('span', {}, h('span', { class: 'mono' }, e.type || e.kind), e.replay_id ? [' ', badge('replay', 'replayed')] : null),
       h('span', {}, e.topic, e.source ? [' · ', e.source] : ''),
+      h('span', {}, worst ? badge(worst) : h('span', { class: 'gap' }, 'no outcome')),
       h('span', { class: 'track', role: 'img', 'aria-label': `${label}, ${duration(last - at)} from publication to last outcome` },
         h('span', { class: `bar ${worst}`, 'data-left': left.toFixed(2), 'data-width': width.toFixed(2) }))),
     eventDetail(page, e));
@@ -491,7 +493,8 @@ function replayPanel(page) {
     h('input', { type: 'radio', name: 'scope', value, checked: value === (page.trace.failure ? 'failed' : 'whole') }), ' ', label, extra || '');
   const fromEvent = h('select', { name: 'from', 'aria-label': 'Event to replay from' },
     originals.map((e) => h('option', { value: e.event_id }, `${e.type} (${e.topic}, ${TIME_FORMAT.format(new Date(e.time))})`)));
-  const reason = h('textarea', { id: 'replay-reason', name: 'reason', rows: 2, required: true, 'aria-describedby': 'reason-help' });
+  // aria-required, not required: the page explains a missing reason itself, in words.
+  const reason = h('textarea', { id: 'replay-reason', name: 'reason', rows: 2, 'aria-required': 'true', 'aria-describedby': 'reason-help' });
   const plan = h('div', { id: 'replay-plan', 'aria-live': 'polite' });
   const form = h('form', { class: 'replay-form panel', id: 'replay-form' },
     h('fieldset', {}, h('legend', {}, 'What to replay'),
@@ -719,7 +722,7 @@ async function queueCard(q) {
 }
 
 function redriveForm(queue, letters) {
-  const reason = h('textarea', { rows: 2, id: `redrive-reason-${queue}`, required: true });
+  const reason = h('textarea', { rows: 2, id: `redrive-reason-${queue}`, 'aria-required': 'true' });
   const out = h('div', { 'aria-live': 'polite' });
   const section = h('div', { class: 'replay-form' },
     h('label', { for: `redrive-reason-${queue}` }, 'Reason for the redrive (required)'), reason,
@@ -767,12 +770,14 @@ async function auditPage(view) {
   const filters = state.audit;
   const form = h('form', { class: 'filters', 'aria-label': 'Filters' },
     h('label', {}, 'Within', h('select', { name: 'since' }, ['1h', '24h', '7d', '30d', '365d'].map((v) => h('option', { value: v, selected: v === filters.since }, v)))),
-    h('label', {}, 'Actor', h('input', { name: 'actor', value: filters.actor })),
+    h('label', {}, 'Actor', h('input', { name: 'actor', value: filters.actor, spellcheck: 'false' })),
+    h('label', {}, 'Target (transaction, subject, query)', h('input', { name: 'target', value: filters.target, spellcheck: 'false' })),
     h('button', { type: 'submit' }, 'Apply'));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     filters.since = form.elements.since.value;
     filters.actor = form.elements.actor.value.trim();
+    filters.target = form.elements.target.value.trim();
     filters.cursors = [null];
     route();
   });
@@ -784,14 +789,15 @@ async function auditPage(view) {
       verdict.textContent = v.intact ? `Chain intact: ${v.records} records.` : `Chain broken: ${v.problems.join('; ')}`;
     } catch (error) { verdict.textContent = error.message; }
   } }, 'Verify the hash chain');
-  const page = await api('/v1/audit', { query: { since: filters.since, actor: filters.actor, limit: PAGE_SIZE, cursor: filters.cursors[filters.cursors.length - 1] } });
-  show(view, h('h1', {}, 'Audit trail'), form, h('div', { class: 'actions' }, verify, verdict),
+  const page = await api('/v1/audit', { query: { since: filters.since, actor: filters.actor, target: filters.target, limit: PAGE_SIZE, cursor: filters.cursors[filters.cursors.length - 1] } });
+  show(view, h('h1', {}, 'Audit trail'),
+    h('p', { class: 'meta' }, `Oldest first, in the order the chain records them. Times in ${TIME_ZONE}.`), form, h('div', { class: 'actions' }, verify, verdict),
     h('table', { id: 'audit' },
       h('thead', {}, h('tr', {}, ['#', 'When', 'Who', 'From', 'Action', 'Target', 'Reason', 'Result'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, page.items.map((r) => h('tr', {},
         h('td', {}, r.seq), h('td', {}, when(r.at)), h('td', {}, `${r.actor} (${r.role})`), h('td', { class: 'mono' }, r.origin),
         h('td', {}, r.action), h('td', { class: 'mono' }, r.target), h('td', {}, r.reason || ''), h('td', {}, r.result))))),
-    pager(filters.cursors, page.next_cursor, route));
+    pager(filters.cursors, page.next_cursor, route, ['← Earlier', 'Later →']));
 }
 
 // ---------------------------------------------------------------- start
