@@ -141,7 +141,14 @@ impl Console<'_> {
         self.click("#sign-in").await;
     }
 
+    /// Saves a screenshot of the page, after checking it shows no trace of a value the
+    /// script failed to render (`null`, `undefined`, `[object …]`).
     async fn screenshot(&self, name: &str) {
+        let text = self.wait_for("main").await.text().await.unwrap();
+        let leaked = text
+            .split_whitespace()
+            .find(|word| ["null", "undefined"].contains(word) || word.starts_with("[object"));
+        assert_eq!(leaked, None, "the {name} page shows a placeholder:\n{text}");
         let png = self.browser.screenshot().await.unwrap();
         std::fs::write(self.screenshots.join(format!("{name}.png")), png).unwrap();
     }

@@ -38,6 +38,8 @@ function h(tag, attrs, ...children) {
 }
 
 const $ = (selector, root = document) => root.querySelector(selector);
+/// Replaces an element's children, leaving out the absent ones (`cond ? node : null`).
+const put = (el, ...children) => el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
 const enc = encodeURIComponent;
 const can = (permission) => !!state.me && state.me.permissions.includes(permission);
 const current = (view) => view === state.view;
@@ -125,7 +127,7 @@ async function api(path, { method = 'GET', query, body, headers = {} } = {}) {
 /// Builds a page's content and shows it, unless the person has moved on meanwhile.
 function show(view, ...nodes) {
   if (!current(view)) return false;
-  $('#main').replaceChildren(...nodes);
+  put($('#main'), ...nodes);
   return true;
 }
 
@@ -180,7 +182,7 @@ function loginPage(message) {
     state.me = null;
     await route();
   });
-  $('#main').replaceChildren(form);
+  put($('#main'), form);
   input.focus();
 }
 
@@ -231,12 +233,14 @@ async function route() {
       if (link.getAttribute('href') === (location.hash || '#/')) link.setAttribute('aria-current', 'page');
       else link.removeAttribute('aria-current');
     }
-    main.replaceChildren(h('p', {}, 'Loading…'));
+    put(main, h('p', {}, 'Loading…'));
     try {
       await page(view, ...match.slice(1).map((part) => part && decodeURIComponent(part)));
     } catch (error) {
       if (error.status !== 401) show(view, errorBox(error));
     }
+    // A new page: keyboard and screen-reader users start at its content, not where they were.
+    if (current(view) && !main.contains(document.activeElement)) main.focus({ preventScroll: true });
     return;
   }
   show(view, h('h1', {}, 'No such page'), h('p', {}, h('a', { href: '#/' }, 'Back to failed transactions')));
@@ -370,7 +374,7 @@ function renderTrace(page) {
   // Keep open the rows the person opened.
   for (const row of document.querySelectorAll('#timeline details[open]')) page.open.add(row.dataset.key);
   const subjects = [...new Set(t.events.flatMap((e) => e.subject_ids || []))];
-  page.sections.summary.replaceChildren(
+  put(page.sections.summary,
     h('h1', {}, 'Transaction ', h('span', { class: 'mono' }, t.transaction_id), ' ', badge(t.status)),
     h('div', { class: 'meta' },
       h('span', {}, 'Started ', h('b', {}, when(t.started_at))),
@@ -391,9 +395,9 @@ function renderTrace(page) {
         : null,
       h('button', { type: 'button', class: 'secondary', onclick: () => reloadTrace(page) }, 'Refresh'),
       page.waiting ? h('span', { id: 'replay-progress', role: 'status' }, page.waiting.text) : null));
-  page.sections.timeline.replaceChildren(h('h2', { id: 'timeline-title' }, 'Timeline'), ...waterfall(page));
-  page.sections.tree.replaceChildren(h('h2', { id: 'tree-title' }, 'Causation'), causationTree(t));
-  page.sections.replays.replaceChildren(h('h2', { id: 'replays-title' }, 'Replays'),
+  put(page.sections.timeline, h('h2', { id: 'timeline-title' }, 'Timeline'), ...waterfall(page));
+  put(page.sections.tree, h('h2', { id: 'tree-title' }, 'Causation'), causationTree(t));
+  put(page.sections.replays, h('h2', { id: 'replays-title' }, 'Replays'),
     t.replays.length
       ? h('table', {},
         h('thead', {}, h('tr', {}, ['Requested', 'By', 'Reason', 'What', 'State', 'Published'].map((c) => h('th', { scope: 'col' }, c)))),
@@ -514,11 +518,11 @@ function replayPanel(page) {
     };
   };
   // A plan shown is the plan confirmed: any change of choice asks for a new one.
-  form.addEventListener('input', () => plan.replaceChildren());
+  form.addEventListener('input', () => put(plan));
   page.replayFrom = (eventId) => {
     form.elements.scope.value = 'from';
     fromEvent.value = eventId;
-    plan.replaceChildren();
+    put(plan);
     form.scrollIntoView({ block: 'center' });
     reason.focus();
   };
@@ -526,7 +530,7 @@ function replayPanel(page) {
     event.preventDefault();
     const dry = request(true);
     if (!dry.reason) {
-      plan.replaceChildren(errorBox({ message: 'Give a reason: say why these messages are replayed, for the audit trail.' }));
+      put(plan, errorBox({ message: 'Give a reason: say why these messages are replayed, for the audit trail.' }));
       reason.focus();
       return;
     }
@@ -534,14 +538,14 @@ function replayPanel(page) {
     try {
       answer = await api(`/v1/transactions/${enc(page.id)}/replay`, { method: 'POST', body: dry });
     } catch (error) {
-      plan.replaceChildren(errorBox(error));
+      put(plan, errorBox(error));
       return;
     }
     const messages = answer.plan.messages;
     const confirm = h('button', { type: 'button', id: 'confirm-replay', class: 'danger' },
       `Replay ${messages.length} message${messages.length === 1 ? '' : 's'}`);
     confirm.addEventListener('click', () => startReplay(page, request(false), plan, confirm));
-    plan.replaceChildren(
+    put(plan,
       h('h3', {}, 'Plan (nothing is published yet)'),
       h('table', { id: 'plan-table' },
         h('thead', {}, h('tr', {}, ['#', 'Event', 'Type', 'From', 'To topic'].map((c) => h('th', { scope: 'col' }, c)))),
@@ -549,7 +553,7 @@ function replayPanel(page) {
           h('td', {}, i + 1), h('td', { class: 'mono' }, m.event_id), h('td', {}, m.type),
           h('td', {}, `${m.topic} ${m.partition}:${m.offset}`), h('td', {}, m.target_topic))))),
       h('div', { class: 'actions' }, confirm,
-        h('button', { type: 'button', class: 'secondary', onclick: () => plan.replaceChildren() }, 'Cancel')));
+        h('button', { type: 'button', class: 'secondary', onclick: () => put(plan) }, 'Cancel')));
     confirm.focus();
     announce(`Plan: ${messages.length} messages would be replayed. Confirm to replay.`);
   });
@@ -571,7 +575,7 @@ async function startReplay(page, request, plan, confirm) {
     return;
   }
   const replay = answer.replay;
-  plan.replaceChildren(h('p', { class: 'note', id: 'replay-started' },
+  put(plan, h('p', { class: 'note', id: 'replay-started' },
     `Replay ${replay.replay_id} started: ${replay.planned} messages. The timeline shows the replayed events as they arrive.`));
   await followReplay(page, replay.replay_id, replay.planned);
 }
@@ -705,7 +709,7 @@ async function queueCard(q) {
   return h('section', { class: 'panel', 'aria-labelledby': `queue-${q.queue}` },
     h('h2', { id: `queue-${q.queue}` }, q.queue, ' ', badge(q.gate_open ? 'ok' : 'failed', q.gate_open ? 'gate open' : 'gate closed')),
     h('p', {}, q.gate_reason),
-    h('dl', { class: 'meta' },
+    h('dl', { class: 'stats' },
       stat('Pending', q.pending === null ? `unknown (${q.pending_error || 'Kafka did not answer'})` : q.pending),
       stat('Running', q.running), stat('Done', q.done), stat('Retrying', q.retrying),
       stat('Dead-lettered', q.dead_lettered), stat('Failed', q.failed), stat('Per second', q.rate_per_s.toFixed(2))),
@@ -737,8 +741,8 @@ function redriveForm(queue, letters) {
   const send = (request) => api(`/v1/jobs/queues/${enc(queue)}/redrive`, { method: 'POST', body: request });
   async function plan(all) {
     const request = body(all, true);
-    if (!request.reason) { out.replaceChildren(errorBox({ message: 'Give a reason: say why these jobs are redriven, for the audit trail.' })); reason.focus(); return; }
-    if (!all && !request.jobs.length) { out.replaceChildren(errorBox({ message: 'Pick at least one job, or plan a redrive of all.' })); return; }
+    if (!request.reason) { put(out, errorBox({ message: 'Give a reason: say why these jobs are redriven, for the audit trail.' })); reason.focus(); return; }
+    if (!all && !request.jobs.length) { put(out, errorBox({ message: 'Pick at least one job, or plan a redrive of all.' })); return; }
     try {
       const report = await send(request);
       const moving = Object.entries(report.redriven);
@@ -747,15 +751,15 @@ function redriveForm(queue, letters) {
         confirm.disabled = true;
         try {
           const done = await send({ ...request, dry_run: false });
-          out.replaceChildren(h('p', { class: 'note' }, `Redriven: ${Object.keys(done.redriven).length} jobs.`,
+          put(out, h('p', { class: 'note' }, `Redriven: ${Object.keys(done.redriven).length} jobs.`,
             done.not_found.length ? ` Not found: ${done.not_found.join(', ')}.` : ''));
         } catch (error) { out.append(errorBox(error)); }
       });
-      out.replaceChildren(h('p', {}, moving.length ? 'Would move (nothing moved yet):' : 'Nothing to move.'),
+      put(out, h('p', {}, moving.length ? 'Would move (nothing moved yet):' : 'Nothing to move.'),
         h('ul', {}, moving.map(([job, lane]) => h('li', {}, h('span', { class: 'mono' }, job), ` → ${lane}`))),
         report.not_found.length ? h('p', {}, `Not found in the dead-letter topic: ${report.not_found.join(', ')}`) : null,
         h('div', { class: 'actions' }, confirm));
-    } catch (error) { out.replaceChildren(errorBox(error)); }
+    } catch (error) { put(out, errorBox(error)); }
   }
   return section;
 }
