@@ -1,7 +1,7 @@
 //! The web console in a real browser: headless Chromium, driven through chromedriver, against
 //! `retrace dev --demo`. A support person finds a failed transaction, sees where it failed,
 //! plans and runs a replay and sees the replayed event arrive; exports a subject's history;
-//! an analyst sees neither payloads nor the replay button, and the server refuses the replay
+//! redrives a dead-lettered job; an analyst sees neither payloads nor the replay button, and the server refuses the replay
 //! when the analyst's token asks for it anyway.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian; `.ci/run` installs them). Screenshots of
@@ -166,7 +166,7 @@ async fn api<T: serde::de::DeserializeOwned>(
 async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_cannot() {
     let data = tempfile::tempdir().unwrap();
     let downloads = tempfile::tempdir().unwrap();
-    let dev = DevServer::start(data.path());
+    let dev = DevServer::start(data.path(), 10);
     let (http, admin) = (dev.http().to_owned(), dev.token().to_owned());
     let client = reqwest::Client::new();
 
@@ -266,6 +266,13 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     .unwrap();
     assert_eq!(trace.replays.len(), 1, "one replay, recorded by the server");
 
+    // An event id finds its transaction, opened at that event.
+    let event = failed.failure.as_ref().unwrap().event_id.clone();
+    page.fill("#search-box", &event).await;
+    page.click("#search button").await;
+    page.wait_for(&format!("#timeline details[open][data-event-id='{event}']"))
+        .await;
+
     // The subject's history, exported as CSV.
     let subject = failed
         .subject_ids
@@ -291,10 +298,25 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     assert!(csv.starts_with("transaction_id,status,started_at"), "{csv}");
     assert!(csv.contains(&transaction), "{csv}");
 
-    // Jobs and audit pages.
+    // A certificate job the renderer kept failing, redriven from the jobs page.
     browser.goto(&format!("{http}/ui/#/jobs")).await.unwrap();
-    page.wait_text("main", "certificates").await;
+    let queue = "section[aria-labelledby=queue-certificates]";
+    eventually("a dead-lettered certificate job", DEMO_PATIENCE, || async {
+        browser.refresh().await.ok()?;
+        page.wait_for(queue).await;
+        (page.count(&format!("{queue} input.pick-job")).await > 0).then_some(())
+    })
+    .await;
+    page.click(&format!("{queue} input.pick-job")).await;
+    page.fill(&format!("{queue} textarea"), "console test: renderer fixed")
+        .await;
+    page.click(&format!("{queue} .replay-form button")).await;
+    page.wait_text(queue, "Would move").await;
+    page.click(&format!("{queue} button.danger")).await;
+    page.wait_text(queue, "Redriven 1 job.").await;
     page.screenshot("jobs").await;
+
+    // The audit trail, by target.
     browser.goto(&format!("{http}/ui/#/audit")).await.unwrap();
     page.fill("form[aria-label=Filters] input[name=target]", &transaction)
         .await;

@@ -25,7 +25,7 @@ fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T>
 #[test]
 fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut dev = DevServer::start(dir.path());
+    let mut dev = DevServer::start(dir.path(), 20);
 
     let http = dev.http().to_owned();
     assert_eq!(http, format!("http://127.0.0.1:{}", dev.port));

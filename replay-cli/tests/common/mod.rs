@@ -60,7 +60,7 @@ pub fn assert_exit(run: &Run, code: i32) {
     assert_eq!(run.code, code, "unexpected exit code: {run:#?}");
 }
 
-/// `retrace dev --demo` (20 registrations a second) on a free port, killed when dropped.
+/// `retrace dev --demo` on a free port, killed when dropped.
 pub struct DevServer {
     pub child: Child,
     pub port: u16,
@@ -69,11 +69,14 @@ pub struct DevServer {
 }
 
 impl DevServer {
-    /// Starts it with its data in `data_dir`, and waits until it has written `dev.json`.
-    pub fn start(data_dir: &Path) -> DevServer {
+    /// Starts it with its data in `data_dir` and `rate` registrations a second, and waits
+    /// until it has written `dev.json`. The demo's job gate closes at 20 a second and over:
+    /// below it jobs run, and some dead-letter.
+    pub fn start(data_dir: &Path, rate: u32) -> DevServer {
         let port = free_port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_retrace"))
-            .args(["dev", "--demo", "--demo-rate", "20", "--log", "warn"])
+            .args(["dev", "--demo", "--log", "warn"])
+            .args(["--demo-rate", &rate.to_string()])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--http", &format!("127.0.0.1:{port}")])

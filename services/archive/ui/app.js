@@ -751,7 +751,8 @@ function redriveForm(queue, letters) {
         confirm.disabled = true;
         try {
           const done = await send({ ...request, dry_run: false });
-          put(out, h('p', { class: 'note' }, `Redriven: ${Object.keys(done.redriven).length} jobs.`,
+          const moved = Object.keys(done.redriven).length;
+          put(out, h('p', { class: 'note' }, `Redriven ${moved} job${moved === 1 ? '' : 's'}.`,
             done.not_found.length ? ` Not found: ${done.not_found.join(', ')}.` : ''));
         } catch (error) { out.append(errorBox(error)); }
       });
