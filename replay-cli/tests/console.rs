@@ -250,7 +250,7 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     page.screenshot("replay-plan").await;
     page.click("#confirm-replay").await;
     page.wait_for("#replay-started").await;
-    page.wait_text("#replay-progress", "All 1 replayed events arrived")
+    page.wait_text("#replay-progress", "Replay done: 1 replayed event")
         .await;
     assert!(page.count("#timeline details.replayed-copy").await >= 1);
     let replays = page

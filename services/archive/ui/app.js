@@ -71,6 +71,15 @@ function duration(ms) {
   return `${(ms / 3600000).toFixed(1)} h`;
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/// A key for one replay request. crypto.randomUUID exists only on HTTPS and loopback pages;
+/// until TLS lands the console may be served over plain HTTP elsewhere.
+function requestKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
 const badge = (status, text) => h('span', { class: `badge ${status}` }, text || status.replace('_', ' '));
 const txLink = (id) => h('a', { href: `#/tx/${enc(id)}`, class: 'mono' }, id);
 const subjectLink = (id) => h('a', { href: `#/subject/${enc(id)}`, class: 'mono' }, id);
@@ -80,10 +89,9 @@ function errorBox(error) {
 }
 
 class ApiError extends Error {
-  constructor(status, message, field) {
+  constructor(status, message) {
     super(message);
     this.status = status;
-    this.field = field;
   }
 }
 
@@ -119,7 +127,7 @@ async function api(path, { method = 'GET', query, body, headers = {} } = {}) {
   }
   if (!response.ok) {
     const message = data && data.error ? data.error : `${method} ${url.pathname} answered HTTP ${response.status}`;
-    throw new ApiError(response.status, message, data && data.field);
+    throw new ApiError(response.status, message);
   }
   return data;
 }
@@ -224,6 +232,11 @@ async function route() {
       return;
     }
     renderWho();
+  }
+  if (!can('trace:read')) {
+    show(view, h('h1', {}, 'Nothing to show'), h('p', { class: 'note' },
+      `${state.me.actor} (role ${state.me.role}) may not read traces; the console needs the trace:read permission. Ask an admin, or sign out and use another token.`));
+    return;
   }
   for (const [pattern, page, title] of ROUTES) {
     const match = location.hash.match(pattern);
@@ -364,8 +377,12 @@ async function transactionPage(view, id, focusEvent) {
   }
 }
 
-async function reloadTrace(page) {
+async function fetchTrace(page) {
   page.trace = await api(`/v1/transactions/${enc(page.id)}`, { query: { payload: page.payloads ? 'true' : null } });
+}
+
+async function reloadTrace(page) {
+  await fetchTrace(page);
   if (current(page.view)) renderTrace(page);
 }
 
@@ -543,7 +560,7 @@ function replayPanel(page) {
     }
     const messages = answer.plan.messages;
     const confirm = h('button', { type: 'button', id: 'confirm-replay', class: 'danger' },
-      `Replay ${messages.length} message${messages.length === 1 ? '' : 's'}`);
+      `Replay ${plural(messages.length, 'message')}`);
     confirm.addEventListener('click', () => startReplay(page, request(false), plan, confirm));
     put(plan,
       h('h3', {}, 'Plan (nothing is published yet)'),
@@ -555,7 +572,7 @@ function replayPanel(page) {
       h('div', { class: 'actions' }, confirm,
         h('button', { type: 'button', class: 'secondary', onclick: () => put(plan) }, 'Cancel')));
     confirm.focus();
-    announce(`Plan: ${messages.length} messages would be replayed. Confirm to replay.`);
+    announce(`Plan: ${plural(messages.length, 'message')} would be replayed. Confirm to replay.`);
   });
   return h('section', { 'aria-labelledby': 'replay-title' }, h('h2', { id: 'replay-title' }, 'Replay'), form);
 }
@@ -567,7 +584,7 @@ async function startReplay(page, request, plan, confirm) {
     answer = await api(`/v1/transactions/${enc(page.id)}/replay`, {
       method: 'POST', body: request,
       // A double click, or a retry after a lost answer, starts one replay, not two.
-      headers: { 'Idempotency-Key': confirm.dataset.key || (confirm.dataset.key = crypto.randomUUID()) },
+      headers: { 'Idempotency-Key': confirm.dataset.key || (confirm.dataset.key = requestKey()) },
     });
   } catch (error) {
     confirm.disabled = false;
@@ -576,35 +593,41 @@ async function startReplay(page, request, plan, confirm) {
   }
   const replay = answer.replay;
   put(plan, h('p', { class: 'note', id: 'replay-started' },
-    `Replay ${replay.replay_id} started: ${replay.planned} messages. The timeline shows the replayed events as they arrive.`));
+    `Replay ${replay.replay_id} started: ${plural(replay.planned, 'message')}. The timeline shows the replayed events as they arrive.`));
   await followReplay(page, replay.replay_id, replay.planned);
 }
 
-/// Asks for the trace until the replay's copies are all in it, then stops.
+/// Asks for the trace until the replay's copies are all in it and the consumers have
+/// reported on them (the status is no longer `replayed`), or for POLL_FOR_MS at most.
 async function followReplay(page, replayId, planned) {
   const until = Date.now() + POLL_FOR_MS;
-  page.waiting = { text: `Waiting for the replayed events (0/${planned})…` };
+  const copies = () => page.trace.events.filter((e) => e.replay_id === replayId).length;
+  const progress = () => (copies() < planned
+    ? `Waiting for the replayed events (${copies()}/${planned})…`
+    : `${plural(planned, 'replayed event')} in the timeline; waiting for the consumers' outcomes…`);
+  page.waiting = { text: progress() };
   renderTrace(page);
   while (current(page.view) && Date.now() < until) {
     await delay(POLL_MS);
     if (!current(page.view)) return;
-    const arrived = page.trace.events.filter((e) => e.replay_id === replayId).length;
-    page.waiting.text = `Waiting for the replayed events (${arrived}/${planned})…`;
     try {
-      await reloadTrace(page);
+      await fetchTrace(page);
+      page.waiting = { text: progress() };
+      if (copies() >= planned && page.trace.status !== 'replayed') {
+        page.waiting = { text: `Replay done: ${plural(planned, 'replayed event')} in the timeline; status is now ${page.trace.status.replace('_', ' ')}.` };
+        renderTrace(page);
+        announce(page.waiting.text);
+        return;
+      }
     } catch (error) {
-      page.waiting.text = `Could not refresh the trace: ${error.message}`;
+      page.waiting = { text: `Could not refresh the trace (${error.message}); still trying.` };
     }
-    const now = page.trace.events.filter((e) => e.replay_id === replayId).length;
-    if (now >= planned) {
-      page.waiting = { text: `All ${planned} replayed events arrived; status is now ${page.trace.status}.` };
-      renderTrace(page);
-      announce(page.waiting.text);
-      return;
-    }
+    renderTrace(page);
   }
   if (current(page.view)) {
-    page.waiting = { text: 'The replayed events have not all arrived yet; press Refresh to look again.' };
+    page.waiting = { text: copies() < planned
+      ? 'The replayed events have not all arrived yet; press Refresh to look again.'
+      : 'The replayed events are in the timeline, but not every consumer has reported on them yet; press Refresh to look again.' };
     renderTrace(page);
   }
 }
@@ -746,13 +769,12 @@ function redriveForm(queue, letters) {
     try {
       const report = await send(request);
       const moving = Object.entries(report.redriven);
-      const confirm = h('button', { type: 'button', class: 'danger', disabled: !moving.length }, `Redrive ${moving.length} job${moving.length === 1 ? '' : 's'}`);
+      const confirm = h('button', { type: 'button', class: 'danger', disabled: !moving.length }, `Redrive ${plural(moving.length, 'job')}`);
       confirm.addEventListener('click', async () => {
         confirm.disabled = true;
         try {
           const done = await send({ ...request, dry_run: false });
-          const moved = Object.keys(done.redriven).length;
-          put(out, h('p', { class: 'note' }, `Redriven ${moved} job${moved === 1 ? '' : 's'}.`,
+          put(out, h('p', { class: 'note' }, `Redriven ${plural(Object.keys(done.redriven).length, 'job')}.`,
             done.not_found.length ? ` Not found: ${done.not_found.join(', ')}.` : ''));
         } catch (error) { out.append(errorBox(error)); }
       });
