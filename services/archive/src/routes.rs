@@ -1,6 +1,7 @@
 //! The trace and replay API: `/v1/transactions`, `/v1/subjects`, `/v1/events`,
-//! `/v1/messages`, `/v1/replays`, and the OpenAPI document that describes them; the
-//! erasure, audit and token routes are in `admin.rs`.
+//! `/v1/messages`, `/v1/replays`, `/v1/whoami` (what the caller may do, for clients such as
+//! the web console), and the OpenAPI document that describes them; the erasure, audit and
+//! token routes are in `admin.rs`.
 //!
 //! Every route but the OpenAPI document is behind a permission (deny by default); every
 //! read and replay is answered only once its audit record is durable. Every handler reads

@@ -178,7 +178,7 @@ function loginPage(message) {
     h('p', { id: 'token-help' },
       'Paste an API token (rtk_…) or an OIDC bearer token (a JWT from your identity provider). ',
       'It is kept in this browser tab only and sent with each request; closing the tab forgets it. ',
-      '`retrace dev` prints an admin token and writes it to retrace-data/dev.json.'),
+      h('code', {}, 'retrace dev'), ' prints an admin token and writes it to ', h('code', {}, 'retrace-data/dev.json'), '.'),
     h('label', { for: 'token' }, 'Token'), ' ', input, ' ',
     h('button', { type: 'submit', id: 'sign-in' }, 'Sign in'),
     problem);
@@ -704,7 +704,7 @@ async function jobsPage(view) {
     if (error.status !== 404) throw error;
     show(view, h('h1', {}, 'Jobs'), h('div', { class: 'note', id: 'no-worker' },
       h('p', {}, `No worker answers on this address (${location.origin}): the worker serves its queues on its own address, port 7072 by default. `,
-        'With `retrace dev` everything shares one address; in production, run ',
+        'With ', h('code', {}, 'retrace dev'), ' everything shares one address; in production, run ',
         h('code', {}, 'retrace jobs status --server http://<worker-host>:7072'), '.')));
     return;
   }
