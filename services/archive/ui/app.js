@@ -312,7 +312,7 @@ async function homePage(view) {
         h('option', { value: v, selected: v === filters.since }, v)))),
     field('topic', 'Topic', 'registrations'),
     field('type', 'Event type', 'birth.registration.submitted.v1'),
-    field('service', 'Service', 'validation'),
+    field('service', 'Service (published or handled an event)', 'validation'),
     h('button', { type: 'submit' }, 'Apply'));
   form.addEventListener('submit', (event) => {
     event.preventDefault();
