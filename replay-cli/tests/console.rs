@@ -10,6 +10,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use serde_json::json;
 /// How long the demo may take to produce a transaction failed at validation.
 const DEMO_PATIENCE: Duration = Duration::from_secs(120);
 
-/// chromedriver on a free port, stopped when dropped.
+/// chromedriver on a free port, stopped with the browsers it started when dropped.
 struct Chromedriver {
     child: Child,
     url: String,
@@ -35,6 +36,9 @@ impl Chromedriver {
         let port = free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            // Its own process group, which its Chromium joins: a test that fails before
+            // closing the session still takes the browser down with the driver.
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -82,7 +86,8 @@ impl Chromedriver {
 
 impl Drop for Chromedriver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
