@@ -1,33 +1,14 @@
 //! `retrace dev --demo`, the README's first command, run as a newcomer would: it comes up,
 //! says where it is, has failed transactions to show, and stops cleanly on SIGTERM.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
+use common::DevServer;
 use retrace_archive::api::{Page, TransactionStatus, TransactionSummary};
-use retrace_tests::{PATIENCE, free_port, wait_for};
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data_dir: &Path, port: u16) -> Dev {
-    Dev(Command::new(env!("CARGO_BIN_EXE_retrace"))
-        .args(["dev", "--demo", "--demo-rate", "20", "--log", "warn"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the retrace binary starts"))
-}
+use retrace_tests::{PATIENCE, wait_for};
 
 fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -44,17 +25,12 @@ fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T>
 #[test]
 fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut dev = start(dir.path(), port);
+    let mut dev = DevServer::start(dir.path(), 20);
 
-    let info: serde_json::Value = wait_for("dev.json", PATIENCE, || {
-        let text = std::fs::read_to_string(dir.path().join("dev.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    });
-    let http = info["http"].as_str().unwrap().to_owned();
-    assert_eq!(http, format!("http://127.0.0.1:{port}"));
-    assert!(!info["kafka_bootstrap"].as_str().unwrap().is_empty());
-    let token = info["token"].as_str().unwrap().to_owned();
+    let http = dev.http().to_owned();
+    assert_eq!(http, format!("http://127.0.0.1:{}", dev.port));
+    assert!(!dev.info["kafka_bootstrap"].as_str().unwrap().is_empty());
+    let token = dev.token().to_owned();
     assert!(token.starts_with("rtk_"), "an API token: {token}");
 
     let failed: Page<TransactionSummary> = wait_for(
@@ -90,11 +66,11 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly() {
     );
     assert!(stdout.contains(&first.transaction_id), "{stdout}");
 
-    let pid = dev.0.id().to_string();
+    let pid = dev.child.id().to_string();
     let signalled = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(signalled.success());
     let status = wait_for("dev mode to stop after SIGTERM", PATIENCE, || {
-        dev.0.try_wait().unwrap()
+        dev.child.try_wait().unwrap()
     });
     assert!(status.success(), "dev mode exited with {status}");
     assert!(

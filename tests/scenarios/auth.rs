@@ -271,9 +271,11 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         ("GET", "/v1/tokens".into(), None),
         ("POST", "/v1/tokens".into(), Some(&new_token)),
         ("POST", "/v1/tokens/000000000000/revoke".into(), None),
+        ("GET", "/v1/whoami".into(), None),
         ("GET", "/v1/openapi.json".into(), None),
         ("GET", "/healthz".into(), None),
         ("GET", "/metrics".into(), None),
+        ("GET", "/ui/".into(), None),
     ];
     let service_endpoints: Vec<(&str, String, Option<&Value>)> = vec![
         (
@@ -301,8 +303,9 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         .collect();
     // Columns: publisher, analyst, support, admin, no token. A bulk replay above the
     // threshold (0 here) needs `replay:bulk`: admins only. The erase, revoke and redrive
-    // targets do not exist: a caller allowed to act on them gets 404.
-    let expected: [[u16; 5]; 23] = [
+    // targets do not exist: a caller allowed to act on them gets 404. The console's files
+    // hold no data: open to all.
+    let expected: [[u16; 5]; 25] = [
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
@@ -318,6 +321,8 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         [403, 403, 403, 200, 401],
         [403, 403, 403, 201, 401],
         [403, 403, 403, 404, 401],
+        [200, 200, 200, 200, 401],
+        [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
@@ -362,6 +367,13 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     let token_of = |role: &str| tokens.iter().find(|(r, _)| *r == role).unwrap().1.clone();
     let analyst = token_of("analyst");
     let support = token_of("support");
+    // What a client (the console) asks to know what to show.
+    let (_, me) = call(&archive, "GET", "/v1/whoami", analyst.as_deref(), None).await;
+    assert_eq!(
+        me,
+        json!({"actor": "analyst", "role": "analyst", "credential": "api_token",
+               "permissions": ["trace:read", "export"]})
+    );
     let payload_of = |trace: &Trace| {
         trace.events[0]
             .message
@@ -490,7 +502,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     );
     assert_eq!(
         anonymous.len(),
-        15,
+        16,
         "every call without a token to a guarded route"
     );
     let by_target = audit(&format!("actor=analyst&target={transaction}")).await;

@@ -31,6 +31,10 @@ pub const TOPICS: [&str; 4] = [
     "certificates",
     "notifications",
 ];
+/// The demo's personal data, as `[masking] json_paths`: callers without `payload:read` (an
+/// analyst) see these values as `"***"`.
+pub const PERSONAL_DATA: [&str; 2] = ["child.given_name", "mother_id"];
+
 /// The worker's queues.
 pub const QUEUES: [&str; 2] = ["certificates", "notifications"];
 

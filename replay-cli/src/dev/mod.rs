@@ -17,7 +17,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::RDKafkaErrorCode;
-use retrace_archive::{Archive, ArchiveConfig};
+use retrace_archive::{Archive, ArchiveConfig, MaskingConfig};
 use retrace_auth::{AuthConfig, ServiceAuth};
 use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_sdk::{KafkaSettings, Publisher};
@@ -122,6 +122,9 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     };
     let mut archive_config = ArchiveConfig::new(&bootstrap, &archive_dir);
     archive_config.auth = auth.clone();
+    archive_config.masking = MaskingConfig {
+        json_paths: demo::PERSONAL_DATA.map(str::to_owned).to_vec(),
+    };
     archive_config.metadata_refresh = Duration::from_secs(1);
     archive_config.batch.max_wait = Duration::from_millis(20);
     let archive = Archive::open(&archive_config, shutdown.clone())

@@ -1,8 +1,11 @@
 //! Running the real `retrace` binary from a test. Each test binary uses part of this.
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::process::{Child, Stdio};
+
 use assert_cmd::Command;
-use retrace_tests::PATIENCE;
+use retrace_tests::{PATIENCE, free_port, wait_for};
 
 /// What one run of `retrace` did.
 #[derive(Debug)]
@@ -55,4 +58,60 @@ async fn run(server: &str, token: Option<&str>, args: &[&str]) -> Run {
 #[track_caller]
 pub fn assert_exit(run: &Run, code: i32) {
     assert_eq!(run.code, code, "unexpected exit code: {run:#?}");
+}
+
+/// `retrace dev --demo` on a free port, killed when dropped.
+pub struct DevServer {
+    pub child: Child,
+    pub port: u16,
+    /// Its `dev.json`: `http`, `kafka_bootstrap`, `token`.
+    pub info: serde_json::Value,
+}
+
+impl DevServer {
+    /// Starts it with its data in `data_dir` and `rate` registrations a second, and waits
+    /// until it has written `dev.json`. The demo's job gate closes at 20 a second and over:
+    /// below it jobs run, and some dead-letter.
+    pub fn start(data_dir: &Path, rate: u32) -> DevServer {
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_retrace"))
+            .args(["dev", "--demo", "--log", "warn"])
+            .args(["--demo-rate", &rate.to_string()])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the retrace binary starts");
+        let mut server = DevServer {
+            child,
+            port,
+            info: serde_json::Value::Null,
+        };
+        server.info = wait_for("dev.json", PATIENCE, || {
+            let text = std::fs::read_to_string(data_dir.join("dev.json")).ok()?;
+            serde_json::from_str(&text).ok()
+        });
+        server
+    }
+
+    pub fn http(&self) -> &str {
+        self.info["http"]
+            .as_str()
+            .expect("dev.json names the HTTP address")
+    }
+
+    pub fn token(&self) -> &str {
+        self.info["token"]
+            .as_str()
+            .expect("dev.json holds the admin token")
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

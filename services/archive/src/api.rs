@@ -400,6 +400,21 @@ pub struct CreatedToken {
     pub record: TokenView,
 }
 
+/// `GET /v1/whoami`: the authenticated caller, so a client shows only what it may do (the
+/// server checks every request anyway).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// The name audit records give the caller: the token's name, or the person's username.
+    pub actor: String,
+    /// `publisher`, `analyst`, `support` or `admin`.
+    pub role: String,
+    /// `api_token`, `jwt`, or `anonymous` (authentication disabled).
+    pub credential: String,
+    /// Every permission the caller holds, through its role or granted beyond it, e.g.
+    /// `trace:read`, `payload:read`, `replay`.
+    pub permissions: Vec<String>,
+}
+
 /// Every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -22,6 +22,7 @@ mod masking;
 mod replay;
 mod routes;
 mod trace;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,15 +161,18 @@ impl Archive {
     }
 
     /// The trace, replay, erasure, audit and token API and `/v1/positions`, each route behind
-    /// its permission; health and metrics are left to the caller, which may serve several
-    /// services on one address. Serve it with
+    /// its permission, and the web console at `/ui/` (static, open, data only through the
+    /// API); health and metrics are left to the caller, which may serve several services on
+    /// one address. Serve it with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so audit records name the
     /// caller's address.
     pub fn router(&self) -> Router {
-        routes::router(self.api.clone()).merge(
-            http::router(self.api.store().clone())
-                .route_layer(self.api.guard.require(Permission::TraceRead)),
-        )
+        routes::router(self.api.clone())
+            .merge(
+                http::router(self.api.store().clone())
+                    .route_layer(self.api.guard.require(Permission::TraceRead)),
+            )
+            .merge(ui::router())
     }
 
     /// The guard in front of the API, for other routes served beside it (`/metrics`:

@@ -1,6 +1,7 @@
 //! The trace and replay API: `/v1/transactions`, `/v1/subjects`, `/v1/events`,
-//! `/v1/messages`, `/v1/replays`, and the OpenAPI document that describes them; the
-//! erasure, audit and token routes are in `admin.rs`.
+//! `/v1/messages`, `/v1/replays`, `/v1/whoami` (what the caller may do, for clients such as
+//! the web console), and the OpenAPI document that describes them; the erasure, audit and
+//! token routes are in `admin.rs`.
 //!
 //! Every route but the OpenAPI document is behind a permission (deny by default); every
 //! read and replay is answered only once its audit record is durable. Every handler reads
@@ -26,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::admin;
 use crate::api::{
     BulkReplayRequest, ErrorBody, EventView, Page, ReplayPlan, ReplayRequest, ReplayResponse,
-    TransactionStatus, TransactionSummary,
+    TransactionStatus, TransactionSummary, WhoAmI,
 };
 use crate::audit::{Audit, Auditor};
 use crate::events::QueryServed;
@@ -96,8 +97,13 @@ pub(crate) fn router(api: Api) -> Router {
         )
         .route("/v1/tokens/{id}/revoke", post(admin::revoke_token))
         .route_layer(guard.require(Permission::TokenAdmin));
+    // Any authenticated caller may ask what it may do.
+    let me = Router::new()
+        .route("/v1/whoami", get(whoami))
+        .route_layer(guard.authenticated());
     Router::new()
         .route("/v1/openapi.json", get(openapi))
+        .merge(me)
         .merge(read)
         .merge(replay)
         .merge(erase)
@@ -384,6 +390,27 @@ async fn get_transaction(
     .await
 }
 
+/// Not audited: it reads nothing from the archive, only the caller's own credential.
+async fn whoami(caller: Caller) -> Response {
+    answer("whoami", move || {
+        let permissions = Permission::ALL
+            .into_iter()
+            .filter(|p| caller.can(*p))
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        Ok((
+            StatusCode::OK,
+            WhoAmI {
+                actor: caller.actor,
+                role: caller.role.as_str().to_owned(),
+                credential: caller.credential.as_str().to_owned(),
+                permissions,
+            },
+        ))
+    })
+    .await
+}
+
 async fn list_transactions(
     State(api): State<Api>,
     caller: Caller,
@@ -395,7 +422,7 @@ async fn list_transactions(
         let params = Params::new(
             raw,
             &[
-                "status", "since", "until", "topic", "type", "limit", "cursor",
+                "status", "since", "until", "topic", "type", "service", "limit", "cursor",
             ],
         )?;
         let filter = Filter {
@@ -406,6 +433,7 @@ async fn list_transactions(
             window: params.window("since", "until")?,
             topic: params.text("topic").map(str::to_owned),
             event_type: params.text("type").map(str::to_owned),
+            service: params.text("service").map(str::to_owned),
         };
         let page = select_transactions(
             &store,
@@ -425,6 +453,9 @@ struct Filter {
     window: (i64, i64),
     topic: Option<String>,
     event_type: Option<String>,
+    /// A service that published one of the transaction's events or reported an outcome on
+    /// one: where a transaction failed is a consumer, which may have published nothing.
+    service: Option<String>,
 }
 
 impl Filter {
@@ -441,6 +472,7 @@ impl Filter {
         }
         parts.extend(self.topic.iter().map(|t| format!("topic={t}")));
         parts.extend(self.event_type.iter().map(|t| format!("type={t}")));
+        parts.extend(self.service.iter().map(|s| format!("service={s}")));
         parts.join(" ")
     }
 }
@@ -496,7 +528,13 @@ fn select_transactions(
             && filter
                 .event_type
                 .as_ref()
-                .is_none_or(|t| found.events.iter().any(|e| e.message.event_type == *t));
+                .is_none_or(|t| found.events.iter().any(|e| e.message.event_type == *t))
+            && filter.service.as_ref().is_none_or(|s| {
+                found
+                    .events
+                    .iter()
+                    .any(|e| e.message.source == *s || e.outcomes.iter().any(|o| o.consumer == *s))
+            });
         if matches {
             items.push(summary(found));
         }
@@ -826,6 +864,7 @@ async fn bulk_replay(
             window: (window.0.unwrap_or(i64::MIN), window.1.unwrap_or(i64::MAX)),
             topic: request.topic.clone(),
             event_type: request.event_type.clone(),
+            service: None,
         };
         audit.target = format!("query {}", filter.describe());
         let store = replayer.store();

@@ -99,6 +99,7 @@ fn the_openapi_document_names_every_route_and_its_permission() {
         ("/v1/tokens", "get", "token:admin"),
         ("/v1/tokens", "post", "token:admin"),
         ("/v1/tokens/{id}/revoke", "post", "token:admin"),
+        ("/v1/whoami", "get", "any authenticated caller"),
     ];
     for (path, method, permission) in expected {
         let operation = &document["paths"][path][method];

@@ -1,0 +1,397 @@
+//! The web console in a real browser: headless Chromium, driven through chromedriver, against
+//! `retrace dev --demo`. A support person finds a failed transaction, sees where it failed,
+//! plans and runs a replay and sees the replayed event arrive; exports a subject's history;
+//! redrives a dead-lettered job; an analyst sees neither payloads nor the replay button, and the server refuses the replay
+//! when the analyst's token asks for it anyway.
+//!
+//! Needs `chromium` and `chromium-driver` (Debian; `.ci/run` installs them). Screenshots of
+//! the main pages are written under the cargo target directory (the path is printed);
+//! `docs/screenshots/` holds copies for the README.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::DevServer;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use retrace_archive::api::{CreatedToken, Page, Trace, TransactionSummary, WhoAmI};
+use retrace_tests::{PATIENCE, eventually, free_port};
+use serde_json::json;
+
+/// How long the demo may take to produce a transaction failed at validation.
+const DEMO_PATIENCE: Duration = Duration::from_secs(120);
+
+/// chromedriver on a free port, stopped with the browsers it started when dropped.
+struct Chromedriver {
+    child: Child,
+    url: String,
+}
+
+impl Chromedriver {
+    async fn start() -> Chromedriver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            // Its own process group, which its Chromium joins: a test that fails before
+            // closing the session still takes the browser down with the driver.
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start chromedriver ({e}): install Chromium and its driver \
+                     (`apt-get install -y chromium chromium-driver`), as .ci/run does"
+                )
+            });
+        let driver = Chromedriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let status = format!("{}/status", driver.url);
+        eventually("chromedriver to be ready", PATIENCE, || async {
+            let answer: serde_json::Value = reqwest::get(&status).await.ok()?.json().await.ok()?;
+            answer["value"]["ready"].as_bool()?.then_some(())
+        })
+        .await;
+        driver
+    }
+
+    async fn browser(&self, downloads: &Path) -> Client {
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                // --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1366,900", "--lang=en-GB"],
+                "prefs": {
+                    "download.default_directory": downloads.to_str().unwrap(),
+                    "download.prompt_for_download": false,
+                },
+            },
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object")
+        };
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("chromedriver starts a headless Chromium session")
+    }
+}
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The page as a person sees it, with waits that give up after a deadline.
+struct Console<'a> {
+    browser: &'a Client,
+    screenshots: PathBuf,
+}
+
+impl Console<'_> {
+    /// The text of the first element matching `css` once it contains `wanted`.
+    async fn wait_text(&self, css: &str, wanted: &str) -> String {
+        eventually(&format!("{css} to show {wanted:?}"), PATIENCE, || async {
+            let text = self
+                .browser
+                .find(Locator::Css(css))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains(wanted).then_some(text)
+        })
+        .await
+    }
+
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        self.browser
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} did not appear within {PATIENCE:?}: {e}"))
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.browser
+            .find_all(Locator::Css(css))
+            .await
+            .map_or(0, |found| found.len())
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.wait_for(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.wait_for(css).await.click().await.unwrap();
+    }
+
+    async fn sign_in(&self, token: &str) {
+        self.fill("#token", token).await;
+        self.click("#sign-in").await;
+    }
+
+    /// Saves a screenshot of the page, after checking it shows no trace of a value the
+    /// script failed to render (`null`, `undefined`, `[object …]`).
+    async fn screenshot(&self, name: &str) {
+        let text = self.wait_for("main").await.text().await.unwrap();
+        let leaked = text
+            .split_whitespace()
+            .find(|word| ["null", "undefined"].contains(word) || word.starts_with("[object"));
+        assert_eq!(leaked, None, "the {name} page shows a placeholder:\n{text}");
+        let png = self.browser.screenshot().await.unwrap();
+        std::fs::write(self.screenshots.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+async fn api<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    token: &str,
+) -> Option<T> {
+    let response = request.bearer_auth(token).send().await.ok()?;
+    response.error_for_status().ok()?.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_cannot() {
+    let data = tempfile::tempdir().unwrap();
+    let downloads = tempfile::tempdir().unwrap();
+    let dev = DevServer::start(data.path(), 10);
+    let (http, admin) = (dev.http().to_owned(), dev.token().to_owned());
+    let client = reqwest::Client::new();
+
+    // A registration the population register timed out on: a replay makes it through.
+    let failed: TransactionSummary = eventually(
+        "the demo to fail a registration at validation",
+        DEMO_PATIENCE,
+        || async {
+            let page: Page<TransactionSummary> = api(
+                client.get(format!(
+                    "{http}/v1/transactions?status=failed&service=validation"
+                )),
+                &admin,
+            )
+            .await?;
+            page.items.into_iter().find(|t| {
+                t.failure
+                    .as_ref()
+                    .is_some_and(|f| f.consumer == "validation")
+            })
+        },
+    )
+    .await;
+    let transaction = failed.transaction_id.clone();
+    let analyst: CreatedToken = api(
+        client
+            .post(format!("{http}/v1/tokens"))
+            .json(&json!({"name": "console-analyst", "role": "analyst"})),
+        &admin,
+    )
+    .await
+    .expect("the admin creates an analyst token");
+
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let driver = Chromedriver::start().await;
+    let browser = driver.browser(downloads.path()).await;
+    let page = Console {
+        browser: &browser,
+        screenshots: screenshots.clone(),
+    };
+
+    // Sign in with the admin token; the home page lists failed transactions.
+    browser.goto(&format!("{http}/ui/")).await.unwrap();
+    page.screenshot("sign-in").await;
+    page.sign_in(&admin).await;
+    page.wait_text("#who", "admin").await;
+    page.wait_text("#failed", "validation").await;
+    page.screenshot("failed").await;
+
+    // Search the transaction; its page says where it failed and why.
+    page.fill("#search-box", &transaction).await;
+    page.click("#search button").await;
+    let failure = page.wait_text("#failure", "Failed at validation").await;
+    assert!(
+        failure.contains("population register did not answer"),
+        "{failure}"
+    );
+    assert!(
+        page.count("#timeline details[data-outcome=failed]").await >= 1,
+        "the failed step is red in the timeline"
+    );
+    page.click("#toggle-payloads").await;
+    page.wait_text("#toggle-payloads", "Hide payloads").await;
+    page.click("#timeline details[data-outcome=failed] summary")
+        .await;
+    let payload = page
+        .wait_text("#timeline details[open] pre.payload", "mother_id")
+        .await;
+    assert!(!payload.contains("***"), "support sees payloads: {payload}");
+    page.screenshot("transaction").await;
+
+    // Replay only the failed event: the plan first, then the replay.
+    page.click("#plan-replay").await;
+    page.wait_text("#replay-plan", "Give a reason").await;
+    page.fill("#replay-reason", "console test: the register is back")
+        .await;
+    page.click("#plan-replay").await;
+    let plan = page.wait_text("#plan-table", "registrations").await;
+    assert_eq!(page.count("#plan-table tbody tr").await, 1, "{plan}");
+    page.screenshot("replay-plan").await;
+    page.click("#confirm-replay").await;
+    page.wait_for("#replay-started").await;
+    page.wait_text("#replay-progress", "Replay done: 1 replayed event")
+        .await;
+    assert!(page.count("#timeline details.replayed-copy").await >= 1);
+    let replays = page
+        .wait_text("#replays", "console test: the register is back")
+        .await;
+    assert!(replays.contains("done"), "{replays}");
+    page.screenshot("replayed").await;
+    let trace: Trace = api(
+        client.get(format!("{http}/v1/transactions/{transaction}")),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(trace.replays.len(), 1, "one replay, recorded by the server");
+
+    // An event id finds its transaction, opened at that event.
+    let event = failed.failure.as_ref().unwrap().event_id.clone();
+    page.fill("#search-box", &event).await;
+    page.click("#search button").await;
+    page.wait_for(&format!("#timeline details[open][data-event-id='{event}']"))
+        .await;
+
+    // The subject's history, exported as CSV.
+    let subject = failed
+        .subject_ids
+        .iter()
+        .find(|s| s.starts_with("beneficiary:"))
+        .unwrap()
+        .clone();
+    page.fill("#search-box", &subject).await;
+    page.click("#search button").await;
+    page.wait_text("#subject-transactions", &transaction).await;
+    page.screenshot("subject").await;
+    page.click("#export-csv").await;
+    page.wait_text("#export-status", "Exported").await;
+    let file = downloads
+        .path()
+        .join(format!("retrace-{}.csv", subject.replace(':', "_")));
+    let csv = eventually("the CSV download", PATIENCE, || async {
+        std::fs::read_to_string(&file)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    })
+    .await;
+    assert!(csv.starts_with("transaction_id,status,started_at"), "{csv}");
+    assert!(csv.contains(&transaction), "{csv}");
+
+    // A certificate job the renderer kept failing, redriven from the jobs page.
+    browser.goto(&format!("{http}/ui/#/jobs")).await.unwrap();
+    let queue = "section[aria-labelledby=queue-certificates]";
+    eventually("a dead-lettered certificate job", DEMO_PATIENCE, || async {
+        browser.refresh().await.ok()?;
+        page.wait_for(queue).await;
+        (page.count(&format!("{queue} input.pick-job")).await > 0).then_some(())
+    })
+    .await;
+    page.click(&format!("{queue} input.pick-job")).await;
+    page.fill(&format!("{queue} textarea"), "console test: renderer fixed")
+        .await;
+    page.click(&format!("{queue} .replay-form button")).await;
+    page.wait_text(queue, "Would move").await;
+    page.click(&format!("{queue} button.danger")).await;
+    page.wait_text(queue, "Redriven 1 job.").await;
+    page.screenshot("jobs").await;
+
+    // The audit trail, by target.
+    browser.goto(&format!("{http}/ui/#/audit")).await.unwrap();
+    page.fill("form[aria-label=Filters] input[name=target]", &transaction)
+        .await;
+    page.click("form[aria-label=Filters] button").await;
+    page.wait_text("#audit", "replay.start").await;
+    page.screenshot("audit").await;
+
+    // An analyst: no payloads, no replay, no audit page.
+    page.click("#sign-out").await;
+    page.sign_in(&analyst.token).await;
+    page.wait_text("#who", "analyst").await;
+    browser
+        .goto(&format!("{http}/ui/#/tx/{transaction}"))
+        .await
+        .unwrap();
+    page.wait_for("#timeline details").await;
+    assert_eq!(page.count("#toggle-payloads").await, 0, "no payload button");
+    assert_eq!(page.count("#replay-form").await, 0, "no replay form");
+    assert_eq!(
+        page.count("#timeline button.secondary").await,
+        0,
+        "no 'replay from this event'"
+    );
+    let audit_link_shown = browser
+        .execute(
+            "return document.querySelector(\"#nav a[href='#/audit']\").offsetParent !== null",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit_link_shown, json!(false), "no audit link for analysts");
+    page.screenshot("analyst").await;
+
+    // What the page does not offer, the server refuses: the replay, from this very session.
+    let forged = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/v1/transactions/' + arguments[0] + '/replay', {
+               method: 'POST',
+               headers: { Authorization: 'Bearer ' + sessionStorage.getItem('retrace.token'),
+                          'Content-Type': 'application/json' },
+               body: JSON.stringify({ reason: 'forged', only_failed: false }),
+             }).then((r) => done(r.status), (e) => done(String(e)));",
+            vec![json!(transaction)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged, json!(403), "the server refuses an analyst's replay");
+    let me: WhoAmI = api(client.get(format!("{http}/v1/whoami")), &analyst.token)
+        .await
+        .unwrap();
+    assert_eq!(me.role, "analyst");
+    assert!(
+        !me.permissions
+            .iter()
+            .any(|p| p == "replay" || p == "payload:read")
+    );
+    let masked: Trace = api(
+        client.get(format!("{http}/v1/transactions/{transaction}?payload=true")),
+        &analyst.token,
+    )
+    .await
+    .unwrap();
+    let first = masked.events[0].message.payload.as_ref().unwrap();
+    assert_eq!(
+        first.json.as_ref().unwrap()["mother_id"],
+        json!("***"),
+        "payloads asked for anyway come masked"
+    );
+
+    browser.close().await.unwrap();
+    println!("console screenshots: {}", screenshots.display());
+}
