@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one};
+use retrace_config::{
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, at_least_one,
+};
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
@@ -108,41 +110,54 @@ struct FileGateway {
 }
 
 impl GatewayArgs {
-    /// Layers defaults, the file, and these flags (which clap already merged with the env).
+    /// Layers defaults, the file, and these flags (which clap already merged with the env);
+    /// refuses the result naming every problem found.
     pub fn resolve(self) -> Result<GatewayConfig, ConfigError> {
         let file: FileConfig = self.common.read_file()?;
+        let mut problems = Problems::default();
+        let mut config = GatewayConfig::new(DEFAULT_BOOTSTRAP);
         let kafka = self.common.kafka(
             file.kafka,
             &[("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS)],
-        )?;
-        let mut config = GatewayConfig::new(kafka.bootstrap_servers.clone());
-        config.kafka = kafka;
+        );
+        if let Some(kafka) = problems.check(kafka) {
+            config.kafka = kafka;
+        }
         if let Some(http) = self.http.or(file.gateway.http) {
             config.http = http;
         }
-        if let Some(max) = self.max_body_bytes.or(file.gateway.max_body_bytes) {
-            config.max_body_bytes = at_least_one("max_body_bytes", max)?;
+        let positive = |field: &str, flag: Option<usize>, file: Option<usize>| {
+            flag.or(file).map(|value| at_least_one(field, value))
+        };
+        let max_body = positive(
+            "gateway.max_body_bytes",
+            self.max_body_bytes,
+            file.gateway.max_body_bytes,
+        );
+        if let Some(max) = max_body.and_then(|max| problems.check(max)) {
+            config.max_body_bytes = max;
         }
         let window = self
             .idempotency_window_s
-            .or(file.gateway.idempotency_window_s);
-        if let Some(window) = window {
-            config.idempotency.window =
-                Duration::from_secs(at_least_one("idempotency_window_s", window)?);
+            .or(file.gateway.idempotency_window_s)
+            .map(|window| at_least_one("gateway.idempotency_window_s", window));
+        if let Some(window) = window.and_then(|window| problems.check(window)) {
+            config.idempotency.window = Duration::from_secs(window);
         }
-        let capacity = self
-            .idempotency_capacity
-            .or(file.gateway.idempotency_capacity);
-        if let Some(capacity) = capacity {
-            config.idempotency.capacity = at_least_one("idempotency_capacity", capacity)?;
+        let capacity = positive(
+            "gateway.idempotency_capacity",
+            self.idempotency_capacity,
+            file.gateway.idempotency_capacity,
+        );
+        if let Some(capacity) = capacity.and_then(|capacity| problems.check(capacity)) {
+            config.idempotency.capacity = capacity;
         }
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
-        file.auth
-            .validate()
-            .map_err(|e| retrace_config::invalid("auth", e.to_string()))?;
-        config.auth = file.auth;
-        Ok(config)
+        if let Some(auth) = problems.check(self.common.auth(file.auth)) {
+            config.auth = auth;
+        }
+        problems.finish(config)
     }
 }
 
