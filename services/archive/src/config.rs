@@ -8,7 +8,7 @@ use std::time::Duration;
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, at_least_one, invalid,
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, at_least_one, wrong,
 };
 use retrace_log_store::StoreOptions;
 use retrace_sdk::KafkaSettings;
@@ -213,7 +213,7 @@ impl ArchiveArgs {
         }
         problems.check(
             crate::masking::Masking::new(&file.masking.json_paths)
-                .map_err(|e| invalid("masking.json_paths", format!("valid: {e}"))),
+                .map_err(|e| wrong("masking.json_paths", e.to_string())),
         );
         config.masking = file.masking;
         self.common

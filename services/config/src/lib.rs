@@ -73,8 +73,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// `field` is where in the file serde stopped, e.g. `archive.batch_recs`.
-    #[error("configuration file {path} is not valid at {field}: {source}")]
+    /// `field` is where in the file serde stopped, e.g. `archive.batch_recs`, or `syntax`.
+    #[error("configuration file {path} is not valid: {field}: {source}")]
     Parse {
         path: PathBuf,
         field: String,
@@ -85,8 +85,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
     /// `field` is the setting's path in the file, e.g. `queues.certificates.concurrency`.
-    #[error("{field}: must be {requirement}")]
-    Invalid { field: String, requirement: String },
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
     /// More than one of the above, in the order they were found.
     #[error("{} problems in the configuration: {}", .0.len(), list(.0))]
     Several(Vec<ConfigError>),
@@ -148,7 +148,7 @@ impl CommonArgs {
             source: Box::new(source),
         };
         let deserializer =
-            toml::Deserializer::parse(&text).map_err(|e| parse_error("(syntax)".to_owned(), e))?;
+            toml::Deserializer::parse(&text).map_err(|e| parse_error("syntax".to_owned(), e))?;
         serde_path_to_error::deserialize(deserializer)
             .map_err(|e| parse_error(e.path().to_string(), e.into_inner()))
     }
@@ -237,10 +237,15 @@ pub fn at_least_one<N: PartialEq + Default>(field: &str, value: N) -> Result<N, 
 }
 
 /// The error for a setting at `field` that is not `requirement`.
-pub fn invalid(field: &str, requirement: impl Into<String>) -> ConfigError {
+pub fn invalid(field: &str, requirement: impl std::fmt::Display) -> ConfigError {
+    wrong(field, format!("must be {requirement}"))
+}
+
+/// The error for a setting at `field` with `problem` (a sentence saying what is wrong).
+pub fn wrong(field: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.to_owned(),
-        requirement: requirement.into(),
+        problem: problem.into(),
     }
 }
 

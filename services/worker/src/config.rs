@@ -113,7 +113,7 @@ impl QueueConfig {
         }
         self.gate
             .validate(&format!("queues.{queue}.gate"))
-            .map_err(|e| retrace_config::invalid(&e.field, e.problem))
+            .map_err(|e| retrace_config::wrong(&e.field, e.problem))
     }
 }
 
