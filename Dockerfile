@@ -3,7 +3,8 @@
 # the `retrace` CLI (for `retrace config check` and admin commands inside the container).
 # compose.yaml picks the binary per service.
 
-FROM rust:1.90-bookworm AS builder
+# The toolchain developers and CI use (the workspace needs at least its rust-version, 1.90).
+FROM rust:1.95-bookworm AS builder
 # librdkafka is compiled from source by rdkafka-sys: it needs a C toolchain (in the image),
 # cmake, and the headers of the TLS and SASL libraries it links when those features are on.
 RUN apt-get update \

@@ -1,7 +1,7 @@
-//! compose.yaml against the code: every Retrace service it runs is a real binary, every
-//! `RETRACE_*` variable it sets is one that service reads, and each service's configuration
-//! (its environment, and the file `RETRACE_CONFIG` mounts) resolves with the service's own
-//! configuration type.
+//! compose.yaml and the Dockerfile against the code: every Retrace service compose runs is a
+//! real binary, every `RETRACE_*` variable it or the image sets is one that service reads, and
+//! each service's configuration (its environment, and the file `RETRACE_CONFIG` mounts)
+//! resolves with the service's own configuration type.
 //!
 //! This binary holds one test on purpose: it sets process environment variables, which is
 //! only sound while no other thread reads them.
@@ -85,6 +85,29 @@ fn services() -> Vec<Service> {
         .collect()
 }
 
+/// The `RETRACE_*` variables the image's `ENV` instructions set: every service inherits them.
+fn image_env_vars() -> Vec<String> {
+    let dockerfile = std::fs::read_to_string(workspace().join("Dockerfile"))
+        .expect("the Dockerfile is at the workspace root");
+    let mut names = Vec::new();
+    let mut in_env = false;
+    for line in dockerfile.lines() {
+        let line = line.trim();
+        let rest = match line.strip_prefix("ENV ") {
+            Some(rest) => rest,
+            None if in_env => line,
+            None => continue,
+        };
+        in_env = line.ends_with('\\');
+        names.extend(
+            rest.split_whitespace()
+                .filter_map(|word| word.split_once('=').map(|(name, _)| name.to_owned()))
+                .filter(|name| name.starts_with("RETRACE_")),
+        );
+    }
+    names
+}
+
 /// The value compose gives `${NAME:-default}` when NAME is unset; a plain value as is.
 fn interpolate(service: &str, key: &str, text: &str) -> String {
     let Some(inner) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}')) else {
@@ -106,11 +129,11 @@ fn problems_with<A: Args + FromArgMatches>(
     binary: &str,
     resolve: impl FnOnce(A) -> Result<(), String>,
 ) -> Vec<String> {
-    let mut problems: Vec<String> =
-        retrace_config::unknown_env_vars::<A>(service.environment.keys().cloned())
-            .into_iter()
-            .map(|name| format!("{}: {binary} does not read {name}", service.name))
-            .collect();
+    let names = service.environment.keys().cloned().chain(image_env_vars());
+    let mut problems: Vec<String> = retrace_config::unknown_env_vars::<A>(names)
+        .into_iter()
+        .map(|name| format!("{}: {binary} does not read {name}", service.name))
+        .collect();
     // Pass-through variables are checked by name only: their values live elsewhere.
     let mut environment: BTreeMap<&str, String> = service
         .environment
@@ -197,7 +220,7 @@ fn every_retrace_service_in_compose_reads_all_its_environment() {
     }
     assert!(
         problems.is_empty(),
-        "compose.yaml:\n{}",
+        "compose.yaml and the Dockerfile:\n{}",
         problems.join("\n")
     );
     checked.sort();
