@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, at_least_one, wrong,
-};
+use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, wrong};
 use retrace_log_store::StoreOptions;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
@@ -196,10 +194,8 @@ impl ArchiveArgs {
         if let Some(http) = self.http.or(file.archive.http) {
             config.http = http;
         }
-        if let Some(max_records) = self.batch_records.or(file.archive.batch_records)
-            && let Some(max_records) =
-                problems.check(at_least_one("archive.batch_records", max_records))
-        {
+        let max_records = self.batch_records.or(file.archive.batch_records);
+        if let Some(max_records) = problems.at_least_one("archive.batch_records", max_records) {
             config.batch.max_records = max_records;
         }
         if let Some(wait) = self.batch_wait_ms.or(file.archive.batch_wait_ms) {

@@ -121,6 +121,15 @@ impl Problems {
         result.map_err(|error| self.0.push(error)).ok()
     }
 
+    /// `value` if given and not zero; a zero is noted as a problem at `field`.
+    pub fn at_least_one<N: PartialEq + Default>(
+        &mut self,
+        field: &str,
+        value: Option<N>,
+    ) -> Option<N> {
+        self.check(at_least_one(field, value?))
+    }
+
     /// `value` when nothing was noted, else the problem (or [`ConfigError::Several`]).
     pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
         let mut errors = self.0;

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, at_least_one,
-};
+use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems};
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
@@ -126,30 +124,20 @@ impl GatewayArgs {
         if let Some(http) = self.http.or(file.gateway.http) {
             config.http = http;
         }
-        let positive = |field: &str, flag: Option<usize>, file: Option<usize>| {
-            flag.or(file).map(|value| at_least_one(field, value))
-        };
-        let max_body = positive(
-            "gateway.max_body_bytes",
-            self.max_body_bytes,
-            file.gateway.max_body_bytes,
-        );
-        if let Some(max) = max_body.and_then(|max| problems.check(max)) {
+        let max_body = self.max_body_bytes.or(file.gateway.max_body_bytes);
+        if let Some(max) = problems.at_least_one("gateway.max_body_bytes", max_body) {
             config.max_body_bytes = max;
         }
         let window = self
             .idempotency_window_s
-            .or(file.gateway.idempotency_window_s)
-            .map(|window| at_least_one("gateway.idempotency_window_s", window));
-        if let Some(window) = window.and_then(|window| problems.check(window)) {
+            .or(file.gateway.idempotency_window_s);
+        if let Some(window) = problems.at_least_one("gateway.idempotency_window_s", window) {
             config.idempotency.window = Duration::from_secs(window);
         }
-        let capacity = positive(
-            "gateway.idempotency_capacity",
-            self.idempotency_capacity,
-            file.gateway.idempotency_capacity,
-        );
-        if let Some(capacity) = capacity.and_then(|capacity| problems.check(capacity)) {
+        let capacity = self
+            .idempotency_capacity
+            .or(file.gateway.idempotency_capacity);
+        if let Some(capacity) = problems.at_least_one("gateway.idempotency_capacity", capacity) {
             config.idempotency.capacity = capacity;
         }
         self.common
