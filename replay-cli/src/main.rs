@@ -5,6 +5,7 @@
 //! Errors are one plain sentence on stderr.
 
 mod commands;
+mod config;
 mod dev;
 
 use std::process::ExitCode;
@@ -59,6 +60,8 @@ enum Command {
     Erase(commands::admin::EraseArgs),
     /// Run Kafka (in-process mock), the archive and the gateway in one process.
     Dev(dev::DevArgs),
+    /// Service configuration files: `check` validates one offline.
+    Config(config::ConfigArgs),
 }
 
 /// How a command failed, and the exit code that says so.
@@ -66,6 +69,8 @@ enum Command {
 pub enum Failure {
     /// Not found, or nothing to do: exit 1.
     NothingToDo(String),
+    /// What was checked is not valid (`retrace config check`): exit 1.
+    Invalid(String),
     /// The command was used wrongly: exit 2.
     Usage(String),
     /// The server, Kafka, or the machine failed: exit 3.
@@ -73,12 +78,17 @@ pub enum Failure {
 }
 
 impl Failure {
-    fn exit(self) -> ExitCode {
-        let (code, message) = match self {
-            Failure::NothingToDo(m) => (1, m),
+    /// The exit code, and the sentence for stderr.
+    fn code_and_message(self) -> (u8, String) {
+        match self {
+            Failure::NothingToDo(m) | Failure::Invalid(m) => (1, m),
             Failure::Usage(m) => (2, m),
             Failure::Server(m) => (3, m),
-        };
+        }
+    }
+
+    fn exit(self) -> ExitCode {
+        let (code, message) = self.code_and_message();
         eprintln!("retrace: {message}");
         ExitCode::from(code)
     }
@@ -94,6 +104,7 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Config(args) => config::run(args),
         Command::Trace(args) => commands::trace(&server, args).await,
         Command::Subject(args) => commands::subject(&server, args).await,
         Command::Failed(args) => commands::failed(&server, args).await,

@@ -236,11 +236,7 @@ mod tests {
     }
 
     fn message(failure: Failure) -> (u8, String) {
-        match failure {
-            Failure::NothingToDo(m) => (1, m),
-            Failure::Usage(m) => (2, m),
-            Failure::Server(m) => (3, m),
-        }
+        failure.code_and_message()
     }
 
     #[test]

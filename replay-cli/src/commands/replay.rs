@@ -190,9 +190,9 @@ async fn follow(client: &Client, mut replay: ReplayView) -> Result<ReplayView, F
 fn lost_track(replay_id: &str, failure: Failure) -> Failure {
     let say = |m: String| format!("replay {replay_id} was started, but {m}");
     match failure {
-        Failure::NothingToDo(m) => Failure::Server(say(m)),
-        Failure::Usage(m) => Failure::Server(say(m)),
-        Failure::Server(m) => Failure::Server(say(m)),
+        Failure::NothingToDo(m) | Failure::Invalid(m) | Failure::Usage(m) | Failure::Server(m) => {
+            Failure::Server(say(m))
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one, invalid};
+use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, wrong};
 use retrace_http::TlsFiles;
 use retrace_log_store::StoreOptions;
 use retrace_sdk::KafkaSettings;
@@ -171,16 +171,19 @@ struct FileArchive {
 }
 
 impl ArchiveArgs {
-    /// Layers defaults, the file, and these flags (which clap already merged with the env).
+    /// Layers defaults, the file, and these flags (which clap already merged with the env);
+    /// refuses the result naming every problem found.
     pub fn resolve(self) -> Result<ArchiveConfig, ConfigError> {
         let file: FileConfig = self.common.read_file()?;
+        let mut problems = Problems::default();
         let data_dir = self
             .data_dir
             .or(file.archive.data_dir)
             .unwrap_or_else(|| PathBuf::from("retrace-data"));
-        let kafka = self.common.kafka(file.kafka, &[])?;
-        let mut config = ArchiveConfig::new(kafka.bootstrap_servers.clone(), data_dir);
-        config.kafka = kafka;
+        let mut config = ArchiveConfig::new(DEFAULT_BOOTSTRAP, data_dir);
+        if let Some(kafka) = problems.check(self.common.kafka(file.kafka, &[])) {
+            config.kafka = kafka;
+        }
         let names = Some(self.topics)
             .filter(|t| !t.is_empty())
             .or(file.archive.topics);
@@ -196,8 +199,9 @@ impl ArchiveArgs {
         if let Some(http) = self.http.or(file.archive.http) {
             config.http = http;
         }
-        if let Some(max_records) = self.batch_records.or(file.archive.batch_records) {
-            config.batch.max_records = at_least_one("batch_records", max_records)?;
+        let max_records = self.batch_records.or(file.archive.batch_records);
+        if let Some(max_records) = problems.at_least_one("archive.batch_records", max_records) {
+            config.batch.max_records = max_records;
         }
         if let Some(wait) = self.batch_wait_ms.or(file.archive.batch_wait_ms) {
             config.batch.max_wait = Duration::from_millis(wait);
@@ -205,17 +209,20 @@ impl ArchiveArgs {
         if let Some(above) = file.archive.replay_bulk_admin_above {
             config.replay_bulk_admin_above = above;
         }
-        file.auth
-            .validate()
-            .map_err(|e| invalid("auth", format!("valid: {e}")))?;
-        config.auth = file.auth;
-        crate::masking::Masking::new(&file.masking.json_paths)
-            .map_err(|e| invalid("masking.json_paths", format!("valid: {e}")))?;
+        if let Some(auth) = problems.check(self.common.auth(file.auth)) {
+            config.auth = auth;
+        }
+        problems.check(
+            crate::masking::Masking::new(&file.masking.json_paths)
+                .map_err(|e| wrong("masking.json_paths", e.to_string())),
+        );
         config.masking = file.masking;
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
-        config.tls = self.common.tls(file.tls)?;
-        Ok(config)
+        if let Some(tls) = problems.check(self.common.tls(file.tls)) {
+            config.tls = tls;
+        }
+        problems.finish(config)
     }
 }
 

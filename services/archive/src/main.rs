@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = cli.archive.resolve()?;
     retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_config::warn_unknown_env_vars::<ArchiveArgs>("retrace-archive");
     let shutdown = CancellationToken::new();
     let archive = retrace_archive::run(config, shutdown.clone());
     retrace_telemetry::until_signalled(&shutdown, archive)

@@ -4,14 +4,18 @@
 //! A service flattens [`CommonArgs`] into its own clap arguments, reads its file type (which
 //! embeds [`KafkaSection`] and [`LogSection`] as `[kafka]` and `[log]`) with
 //! [`CommonArgs::read_file`], and layers the common settings with [`CommonArgs::kafka`] and
-//! [`CommonArgs::log`]; its own settings it layers itself.
+//! [`CommonArgs::log`]; its own settings it layers itself, noting every problem in
+//! [`Problems`] so that all of them are reported at once.
+
+mod events;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use retrace_auth::{AuthConfig, AuthConfigError};
 use retrace_http::TlsFiles;
 use retrace_sdk::KafkaSettings;
-use retrace_telemetry::LogFormat;
+use retrace_telemetry::{InternalEvent, LogFormat};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -46,6 +50,10 @@ pub struct CommonArgs {
     /// The certificate's PEM private key (with `--tls-cert`).
     #[arg(long, env = "RETRACE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// SHA-256 (64 lowercase hex digits) of the bootstrap admin token; wins over
+    /// `[auth] bootstrap_admin_sha256`.
+    #[arg(long, env = "RETRACE_AUTH_BOOTSTRAP_ADMIN_SHA256")]
+    pub auth_bootstrap_admin_sha256: Option<String>,
 }
 
 /// `[kafka]` in a configuration file.
@@ -72,16 +80,72 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("configuration file {path} is not valid: {source}")]
+    /// `field` is where in the file serde stopped, e.g. `archive.batch_recs`, or `syntax`.
+    #[error("configuration file {path} is not valid: {field}: {source}")]
     Parse {
         path: PathBuf,
+        field: String,
         source: Box<toml::de::Error>,
     },
     #[error(transparent)]
     Kafka(#[from] retrace_sdk::SettingsError),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
     /// `field` is the setting's path in the file, e.g. `queues.certificates.concurrency`.
-    #[error("{field} must be {requirement}")]
-    Invalid { field: String, requirement: String },
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+    /// More than one of the above, in the order they were found.
+    #[error("{} problems in the configuration: {}", .0.len(), list(.0))]
+    Several(Vec<ConfigError>),
+}
+
+fn list(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConfigError {
+    /// Each problem on its own, `Several` taken apart.
+    pub fn problems(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Several(errors) => errors.iter().flat_map(ConfigError::problems).collect(),
+            one => vec![one],
+        }
+    }
+}
+
+/// The problems found while layering a configuration, collected so that one refusal names
+/// them all instead of one per attempt.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    /// `result`'s value, or `None` once its error is noted.
+    pub fn check<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|error| self.0.push(error)).ok()
+    }
+
+    /// `value` if given and not zero; a zero is noted as a problem at `field`.
+    pub fn at_least_one<N: PartialEq + Default>(
+        &mut self,
+        field: &str,
+        value: Option<N>,
+    ) -> Option<N> {
+        self.check(at_least_one(field, value?))
+    }
+
+    /// `value` when nothing was noted, else the problem (or [`ConfigError::Several`]).
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        let mut errors = self.0;
+        match errors.len() {
+            0 => Ok(value),
+            1 => Err(errors.remove(0)),
+            _ => Err(ConfigError::Several(errors)),
+        }
+    }
 }
 
 impl CommonArgs {
@@ -94,10 +158,15 @@ impl CommonArgs {
             path: path.clone(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let parse_error = |field: String, source| ConfigError::Parse {
             path: path.clone(),
+            field,
             source: Box::new(source),
-        })
+        };
+        let deserializer =
+            toml::Deserializer::parse(&text).map_err(|e| parse_error("syntax".to_owned(), e))?;
+        serde_path_to_error::deserialize(deserializer)
+            .map_err(|e| parse_error(e.path().to_string(), e.into_inner()))
     }
 
     /// Where Kafka is (flag or env, else the file, else [`DEFAULT_BOOTSTRAP`]), and its
@@ -139,6 +208,16 @@ impl CommonArgs {
         }
     }
 
+    /// The file's `[auth]`, with the bootstrap admin hash from the flag or env if given,
+    /// validated.
+    pub fn auth(&self, mut file: AuthConfig) -> Result<AuthConfig, ConfigError> {
+        if let Some(hash) = &self.auth_bootstrap_admin_sha256 {
+            file.bootstrap_admin_sha256 = Some(hash.clone());
+        }
+        file.validate()?;
+        Ok(file)
+    }
+
     /// Overrides the service's log defaults with the file's, then the flags'.
     pub fn log(&self, file: LogSection, format: &mut LogFormat, filter: &mut String) {
         if let Some(chosen) = self.log_format.or(file.format) {
@@ -147,6 +226,38 @@ impl CommonArgs {
         if let Some(chosen) = self.log.clone().or(file.filter) {
             *filter = chosen;
         }
+    }
+}
+
+/// The environment variables a service whose flags are `A` reads, e.g.
+/// `RETRACE_KAFKA_BOOTSTRAP`.
+pub fn env_vars<A: clap::Args>() -> Vec<String> {
+    A::augment_args(clap::Command::new("service"))
+        .get_arguments()
+        .filter_map(|arg| Some(arg.get_env()?.to_str()?.to_owned()))
+        .collect()
+}
+
+/// Of `names`, the `RETRACE_*` ones a service whose flags are `A` does not read: clap
+/// ignores them, so a misspelt variable would otherwise be silently without effect.
+pub fn unknown_env_vars<A: clap::Args>(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let known = env_vars::<A>();
+    names
+        .into_iter()
+        .filter(|name| name.starts_with("RETRACE_") && !known.contains(name))
+        .collect()
+}
+
+/// Logs a warning for each `RETRACE_*` variable of this process that `service` (whose flags
+/// are `A`) does not read. Call it once logging is set up.
+pub fn warn_unknown_env_vars<A: clap::Args>(service: &str) {
+    let names = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    for name in unknown_env_vars::<A>(names) {
+        events::UnknownEnvVar {
+            name: &name,
+            service,
+        }
+        .emit();
     }
 }
 
@@ -159,10 +270,15 @@ pub fn at_least_one<N: PartialEq + Default>(field: &str, value: N) -> Result<N, 
 }
 
 /// The error for a setting at `field` that is not `requirement`.
-pub fn invalid(field: &str, requirement: impl Into<String>) -> ConfigError {
+pub fn invalid(field: &str, requirement: impl std::fmt::Display) -> ConfigError {
+    wrong(field, format!("must be {requirement}"))
+}
+
+/// The error for a setting at `field` with `problem` (a sentence saying what is wrong).
+pub fn wrong(field: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.to_owned(),
-        requirement: requirement.into(),
+        problem: problem.into(),
     }
 }
 
@@ -251,7 +367,63 @@ filter = "debug"
     fn zero_is_refused_by_name() {
         assert_eq!(at_least_one("batch_records", 5_usize).unwrap(), 5);
         let error = at_least_one("batch_records", 0_usize).unwrap_err();
-        assert_eq!(error.to_string(), "batch_records must be at least 1");
+        assert_eq!(error.to_string(), "batch_records: must be at least 1");
+    }
+
+    #[test]
+    fn a_bad_file_names_the_setting_at_fault() {
+        let (_dir, path) = file("[log]\nformat = \"xml\"\n");
+        let args = CommonArgs {
+            config: Some(path),
+            ..CommonArgs::default()
+        };
+        let error = args.read_file::<File>().unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Parse { field, .. } if field == "log.format"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_kept_in_order() {
+        let mut problems = Problems::default();
+        assert_eq!(problems.check(at_least_one("a", 1)), Some(1));
+        assert_eq!(problems.check(at_least_one("b", 0)), None);
+        assert_eq!(problems.check(at_least_one("c", 0)), None);
+        let error = problems.finish(()).unwrap_err();
+        let lines: Vec<String> = error.problems().iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines, ["b: must be at least 1", "c: must be at least 1"]);
+        assert!(Problems::default().finish(7).is_ok());
+    }
+
+    #[test]
+    fn the_bootstrap_hash_from_the_environment_wins_and_is_checked() {
+        let hash = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+        let args = CommonArgs {
+            auth_bootstrap_admin_sha256: Some(hash.into()),
+            ..CommonArgs::default()
+        };
+        let auth = args.auth(AuthConfig::default()).unwrap();
+        assert_eq!(auth.bootstrap_admin_sha256.as_deref(), Some(hash));
+        let bad = CommonArgs {
+            auth_bootstrap_admin_sha256: Some("abc".into()),
+            ..CommonArgs::default()
+        };
+        let error = bad.auth(AuthConfig::default()).unwrap_err().to_string();
+        assert!(error.contains("auth.bootstrap_admin_sha256"), "{error}");
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_told_from_the_ones_read() {
+        let read = env_vars::<CommonArgs>();
+        assert!(
+            read.contains(&"RETRACE_KAFKA_BOOTSTRAP".to_owned()),
+            "{read:?}"
+        );
+        let unknown = unknown_env_vars::<CommonArgs>(
+            ["RETRACE_KAFKA_BOOTSRAP", "RETRACE_LOG", "PATH"].map(str::to_owned),
+        );
+        assert_eq!(unknown, ["RETRACE_KAFKA_BOOTSRAP"]);
     }
 
     #[test]
@@ -268,7 +440,7 @@ filter = "debug"
         );
         args.tls_cert = Some("flag.crt".into());
         let error = args.tls(from_file.clone()).unwrap_err().to_string();
-        assert!(error.starts_with("tls must be both"), "{error}");
+        assert!(error.starts_with("tls: must be both"), "{error}");
         args.tls_key = Some("flag.key".into());
         let chosen = args.tls(from_file).unwrap().unwrap();
         assert_eq!(

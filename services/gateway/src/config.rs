@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, KafkaSection, LogSection, at_least_one};
+use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems};
 use retrace_http::TlsFiles;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
@@ -113,42 +113,47 @@ struct FileGateway {
 }
 
 impl GatewayArgs {
-    /// Layers defaults, the file, and these flags (which clap already merged with the env).
+    /// Layers defaults, the file, and these flags (which clap already merged with the env);
+    /// refuses the result naming every problem found.
     pub fn resolve(self) -> Result<GatewayConfig, ConfigError> {
         let file: FileConfig = self.common.read_file()?;
+        let mut problems = Problems::default();
+        let mut config = GatewayConfig::new(DEFAULT_BOOTSTRAP);
         let kafka = self.common.kafka(
             file.kafka,
             &[("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS)],
-        )?;
-        let mut config = GatewayConfig::new(kafka.bootstrap_servers.clone());
-        config.kafka = kafka;
+        );
+        if let Some(kafka) = problems.check(kafka) {
+            config.kafka = kafka;
+        }
         if let Some(http) = self.http.or(file.gateway.http) {
             config.http = http;
         }
-        if let Some(max) = self.max_body_bytes.or(file.gateway.max_body_bytes) {
-            config.max_body_bytes = at_least_one("max_body_bytes", max)?;
+        let max_body = self.max_body_bytes.or(file.gateway.max_body_bytes);
+        if let Some(max) = problems.at_least_one("gateway.max_body_bytes", max_body) {
+            config.max_body_bytes = max;
         }
         let window = self
             .idempotency_window_s
             .or(file.gateway.idempotency_window_s);
-        if let Some(window) = window {
-            config.idempotency.window =
-                Duration::from_secs(at_least_one("idempotency_window_s", window)?);
+        if let Some(window) = problems.at_least_one("gateway.idempotency_window_s", window) {
+            config.idempotency.window = Duration::from_secs(window);
         }
         let capacity = self
             .idempotency_capacity
             .or(file.gateway.idempotency_capacity);
-        if let Some(capacity) = capacity {
-            config.idempotency.capacity = at_least_one("idempotency_capacity", capacity)?;
+        if let Some(capacity) = problems.at_least_one("gateway.idempotency_capacity", capacity) {
+            config.idempotency.capacity = capacity;
         }
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
-        config.tls = self.common.tls(file.tls)?;
-        file.auth
-            .validate()
-            .map_err(|e| retrace_config::invalid("auth", e.to_string()))?;
-        config.auth = file.auth;
-        Ok(config)
+        if let Some(tls) = problems.check(self.common.tls(file.tls)) {
+            config.tls = tls;
+        }
+        if let Some(auth) = problems.check(self.common.auth(file.auth)) {
+            config.auth = auth;
+        }
+        problems.finish(config)
     }
 }
 

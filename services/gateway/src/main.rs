@@ -17,6 +17,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let config = Cli::parse().gateway.resolve()?;
     retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_config::warn_unknown_env_vars::<GatewayArgs>("retrace-gateway");
     let shutdown = CancellationToken::new();
     let gateway = retrace_gateway::run(config, shutdown.clone());
     retrace_telemetry::until_signalled(&shutdown, gateway)

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, KafkaSection, LogSection, invalid};
+use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, invalid};
 use retrace_http::TlsFiles;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
@@ -114,7 +114,7 @@ impl QueueConfig {
         }
         self.gate
             .validate(&format!("queues.{queue}.gate"))
-            .map_err(|e| retrace_config::invalid(&e.field, e.problem))
+            .map_err(|e| retrace_config::wrong(&e.field, e.problem))
     }
 }
 
@@ -193,12 +193,15 @@ struct FileWorker {
 }
 
 impl WorkerArgs {
-    /// Layers defaults, the file, and these flags (which clap already merged with the env).
+    /// Layers defaults, the file, and these flags (which clap already merged with the env);
+    /// refuses the result naming every problem found (the first of each queue).
     pub fn resolve(self) -> Result<WorkerConfig, ConfigError> {
         let file: FileConfig = self.common.read_file()?;
-        let kafka = self.common.kafka(file.kafka, &[])?;
-        let mut config = WorkerConfig::new(kafka.bootstrap_servers.clone());
-        config.kafka = kafka;
+        let mut problems = Problems::default();
+        let mut config = WorkerConfig::new(DEFAULT_BOOTSTRAP);
+        if let Some(kafka) = problems.check(self.common.kafka(file.kafka, &[])) {
+            config.kafka = kafka;
+        }
         if let Some(http) = self.http.or(file.worker.http) {
             config.http = http;
         }
@@ -206,25 +209,25 @@ impl WorkerArgs {
             config.shutdown_grace = Duration::from_millis(grace);
         }
         for (name, queue) in &file.queues {
-            retrace_sdk::check_topic_name(&crate::QueueTopics::of(name).dead_letter).map_err(
-                |_| {
+            let named = retrace_sdk::check_topic_name(&crate::QueueTopics::of(name).dead_letter)
+                .map_err(|_| {
                     invalid(
                         &format!("queues.{name}"),
                         "a name of letters, digits, '.', '_' or '-' (it names topics)",
                     )
-                },
-            )?;
-            queue.check(name)?;
+                });
+            problems.check(named.and_then(|()| queue.check(name)));
         }
         config.queues = file.queues;
-        file.auth
-            .validate()
-            .map_err(|e| invalid("auth", e.to_string()))?;
-        config.auth = file.auth;
+        if let Some(auth) = problems.check(self.common.auth(file.auth)) {
+            config.auth = auth;
+        }
         self.common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
-        config.tls = self.common.tls(file.tls)?;
-        Ok(config)
+        if let Some(tls) = problems.check(self.common.tls(file.tls)) {
+            config.tls = tls;
+        }
+        problems.finish(config)
     }
 }
 
@@ -274,6 +277,29 @@ webhook = "http://127.0.0.1:8080/notify"
             Some("http://127.0.0.1:8080/render")
         );
         assert_eq!(config.queues["notifications"].max_attempts, 5);
+    }
+
+    #[test]
+    fn every_bad_queue_and_section_is_named_at_once() {
+        let error = resolve(
+            "[queues.a]\nconcurrency = 0\n[queues.b]\ntimeout_ms = 0\n\
+             [auth]\nbootstrap_admin_sha256 = \"abc\"\n",
+        )
+        .unwrap_err();
+        let problems: Vec<String> = error.problems().iter().map(|e| e.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[0].starts_with("queues.a.concurrency:"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("queues.b.timeout_ms:"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].starts_with("auth.bootstrap_admin_sha256"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let config = Cli::parse().worker.resolve()?;
     retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_config::warn_unknown_env_vars::<WorkerArgs>("retrace-worker");
     let shutdown = CancellationToken::new();
     let worker = retrace_worker::run(config, shutdown.clone());
     retrace_telemetry::until_signalled(&shutdown, worker)

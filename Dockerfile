@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1
+# One image for every Retrace service: retrace-archive, retrace-gateway, retrace-worker, and
+# the `retrace` CLI (for `retrace config check` and admin commands inside the container).
+# compose.yaml picks the binary per service.
+
+# The toolchain developers and CI use (the workspace needs at least its rust-version, 1.90).
+FROM rust:1.95-bookworm AS builder
+# librdkafka is compiled from source by rdkafka-sys: it needs a C toolchain (in the image),
+# cmake, and the headers of the TLS and SASL libraries it links when those features are on.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+# The cache mounts keep the registry and the target directory between builds, so a code change
+# does not rebuild every dependency; the binaries are copied out because the target directory
+# is not part of the image.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+        --bin retrace-archive --bin retrace-gateway --bin retrace-worker --bin retrace \
+    && mkdir -p /out \
+    && cp target/release/retrace-archive target/release/retrace-gateway \
+          target/release/retrace-worker target/release/retrace /out/
+
+FROM debian:bookworm-slim AS runtime
+# libssl3 and libsasl2-2: librdkafka's TLS and SASL; ca-certificates: TLS to a managed Kafka
+# or an OIDC provider; curl: the health check.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 libsasl2-2 zlib1g \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 retrace \
+    && useradd --system --uid 10001 --gid retrace --home-dir /var/lib/retrace --shell /usr/sbin/nologin retrace \
+    && mkdir -p /var/lib/retrace /etc/retrace \
+    && chown retrace:retrace /var/lib/retrace
+COPY --from=builder /out/ /usr/local/bin/
+USER 10001:10001
+WORKDIR /var/lib/retrace
+# Inside a container the services must listen beyond loopback; the archive keeps its data under
+# the working directory, the volume (compose sets RETRACE_HTTP and RETRACE_DATA_DIR per service).
+ENV RETRACE_HTTP=0.0.0.0:7070
+VOLUME ["/var/lib/retrace"]
+EXPOSE 7070 7071 7072
+# Every service answers /healthz on the port of RETRACE_HTTP: 200 once it is ready.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["/bin/sh", "-c", "curl -fsS \"http://127.0.0.1:${RETRACE_HTTP##*:}/healthz\" || exit 1"]
+CMD ["retrace-archive"]
