@@ -51,6 +51,7 @@ pub use config::{
 pub use masking::{MASK, MaskingError};
 pub use retrace_auth::AuthConfig;
 pub use routes::parse_time;
+pub use trace::trace;
 
 use crate::archiver::Archiver;
 use crate::audit::Auditor;
