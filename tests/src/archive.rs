@@ -8,7 +8,7 @@ use retrace_archive::{ArchiveConfig, ArchiveError};
 use retrace_log_store::{LogStore, StoreOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::{Broker, PATIENCE, Position, eventually, free_port};
+use crate::{Broker, PATIENCE, eventually, free_port};
 
 pub struct RunningArchive {
     /// `host:port` of its HTTP API.
@@ -85,18 +85,7 @@ impl RunningArchive {
 
     /// How many records of `topic` the archive has stored.
     pub async fn archived_count(&self, topic: &str) -> Option<i64> {
-        let mut request = reqwest::Client::new().get(self.url("/v1/positions"));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let positions: Vec<Position> = request.send().await.ok()?.json().await.ok()?;
-        Some(
-            positions
-                .iter()
-                .filter(|p| p.topic == topic)
-                .map(|p| p.next_offset)
-                .sum(),
-        )
+        crate::archived_count(&self.http, self.token.as_deref(), topic).await
     }
 
     pub async fn wait_for_records(&self, topic: &str, count: i64) {

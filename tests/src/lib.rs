@@ -243,14 +243,14 @@ pub struct Position {
     pub next_offset: i64,
 }
 
-/// How many records of `topic` the archive at `http` has stored (offsets start at 0).
-pub async fn archived_count(http: &str, topic: &str) -> Option<i64> {
-    let positions: Vec<Position> = reqwest::get(format!("http://{http}/v1/positions"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+/// How many records of `topic` the archive at `http` has stored (offsets start at 0), asked
+/// with `token` when its API needs one.
+pub async fn archived_count(http: &str, token: Option<&str>, topic: &str) -> Option<i64> {
+    let mut request = reqwest::Client::new().get(format!("http://{http}/v1/positions"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let positions: Vec<Position> = request.send().await.ok()?.json().await.ok()?;
     Some(
         positions
             .iter()

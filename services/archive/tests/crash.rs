@@ -72,7 +72,7 @@ async fn sigkilled_archive_loses_nothing_and_stores_nothing_twice(broker: Broker
         let total = published.len() as i64;
         let kill_at = rng.random_range(total - EVENTS_PER_ROUND as i64 + 1..=total);
         eventually(&format!("{kill_at} records archived"), PATIENCE, || async {
-            (archived_count(&http, &topic).await? >= kill_at).then_some(())
+            (archived_count(&http, None, &topic).await? >= kill_at).then_some(())
         })
         .await;
         archive.kill().unwrap();
@@ -82,7 +82,7 @@ async fn sigkilled_archive_loses_nothing_and_stores_nothing_twice(broker: Broker
     let mut archive = spawn_archive(&broker, &topic, data.path(), &http, config.path());
     let total = published.len() as i64;
     eventually("the whole stream archived", PATIENCE, || async {
-        (archived_count(&http, &topic).await? == total).then_some(())
+        (archived_count(&http, None, &topic).await? == total).then_some(())
     })
     .await;
     let terminated = Command::new("kill")

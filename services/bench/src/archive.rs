@@ -185,7 +185,7 @@ async fn archive(mut config: ArchiveConfig, messages: usize) -> anyhow::Result<f
     let mut started = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let archived = archived_count(&http, TOPIC).await.unwrap_or(0) as usize;
+        let archived = archived_count(&http, None, TOPIC).await.unwrap_or(0) as usize;
         if archived > 0 {
             started.get_or_insert_with(Instant::now);
         }
