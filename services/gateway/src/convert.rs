@@ -481,3 +481,7 @@ fn kind(value: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 #[path = "convert_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "convert_fuzz_tests.rs"]
+mod fuzz_tests;
