@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use prost::Message as _;
-use prost_types::Timestamp;
 use proptest::prelude::*;
 use proptest::sample::Index;
+use prost::Message as _;
+use prost_types::Timestamp;
 
 use crate::{Envelope, Job, Outcome, Replay};
 

@@ -5,8 +5,8 @@
 //! CI runs proptest's default 256 cases per property; `PROPTEST_CASES=100000 cargo test -p
 //! retrace-proto fuzz` runs a long local session (docs/reliability.md).
 
-use prost::Message as _;
 use proptest::prelude::*;
+use prost::Message as _;
 
 use crate::arbitrary::{damaged_envelope_bytes, damaged_outcome_bytes, valid_envelope};
 use crate::headers::{self, HeaderError, TraceHeaders};
@@ -34,7 +34,10 @@ fn check_envelope_bytes(bytes: &[u8]) -> Result<(), TestCaseError> {
             names_a_field(&error, ENVELOPE_FIELDS)?;
         }
         // Whatever decoded encodes again to something that decodes the same.
-        prop_assert_eq!(Envelope::decode(&*envelope.encode_to_vec()).unwrap(), envelope);
+        prop_assert_eq!(
+            Envelope::decode(&*envelope.encode_to_vec()).unwrap(),
+            envelope
+        );
     }
     Ok(())
 }

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use prost::Message as _;
 use proptest::prelude::*;
+use prost::Message as _;
 use retrace_proto::Envelope;
 use retrace_proto::arbitrary::{damaged_envelope_bytes, valid_envelope};
 use serde_json::{Value, json};
