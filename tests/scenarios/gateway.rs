@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::Message;
+use rdkafka::message::{Headers, OwnedMessage};
 use retrace_proto::headers::TraceHeaders;
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::KafkaSettings;

@@ -58,7 +58,10 @@ pub async fn start_gateway(
     gateway
 }
 
-pub async fn start_gateway_on(broker: &Broker, configure: impl FnOnce(&mut GatewayConfig)) -> RunningGateway {
+pub async fn start_gateway_on(
+    broker: &Broker,
+    configure: impl FnOnce(&mut GatewayConfig),
+) -> RunningGateway {
     start_gateway(&broker.bootstrap(), broker.producer_properties(), configure).await
 }
 

@@ -85,10 +85,7 @@ impl Broker {
         let broker = Broker::Tansu {
             process,
             bootstrap: relay_address.to_string(),
-            relay: outage::Relay::start(
-                relay_listener,
-                ([127, 0, 0, 1], port).into(),
-            ),
+            relay: outage::Relay::start(relay_listener, ([127, 0, 0, 1], port).into()),
         };
         broker.wait_until_serving();
         broker

@@ -61,4 +61,3 @@ pub async fn messages_on(broker: &Broker, topic: &str, partitions: i32) -> i64 {
     .await
     .unwrap()
 }
-
