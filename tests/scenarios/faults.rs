@@ -240,3 +240,65 @@ async fn publishing_and_archiving_survive_a_broker_outage(broker: Broker) {
 }
 
 on_every_broker!(publishing_and_archiving_survive_a_broker_outage);
+
+/// Faults only the mock cluster injects: a slow broker (one second a round trip) and a
+/// produce request refused with an error that is fatal to an idempotent producer. The SDK's
+/// publisher replaces the failed producer and carries on: the same `Publisher` keeps
+/// publishing, and each acknowledged event is archived exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_recovers_from_a_fatal_producer_error_and_a_slow_broker() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let broker = Broker::mock();
+    let cluster = broker.mock_cluster().expect("the mock cluster");
+    let topic = unique_topic("fatal");
+    broker.create_topic(&topic, PARTITIONS).await;
+    let archive = start_archive(&broker).await;
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    let mut publish = async |acked: &mut Vec<String>| {
+        let event = Envelope::root("fatal-loop", "fault.published.v1");
+        match publisher.publish(&topic, &event).await {
+            Ok(_) => acked.push(event.event_id),
+            Err(_) => failed += 1,
+        }
+    };
+    for _ in 0..10 {
+        publish(&mut acked).await;
+    }
+    for broker_id in 1..=3 {
+        cluster
+            .broker_round_trip_time(broker_id, Duration::from_secs(1))
+            .unwrap();
+    }
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    for _ in 0..5 {
+        publish(&mut acked).await;
+    }
+    for broker_id in 1..=3 {
+        cluster
+            .broker_round_trip_time(broker_id, Duration::ZERO)
+            .unwrap();
+    }
+    for _ in 0..10 {
+        publish(&mut acked).await;
+    }
+    assert!(failed >= 1, "the injected error failed a publish");
+    assert!(
+        acked.len() >= 20,
+        "publishing resumed: {} acked",
+        acked.len()
+    );
+    wait_until_archived(&broker, &archive, &topic).await;
+    let (store, _dir) = archive.stop().await;
+    let on_kafka = messages_on(&broker, &topic, PARTITIONS).await;
+    check_exactly_once(&acked, &in_archive(&store, &topic, on_kafka));
+    eprintln!(
+        "fatal producer error: {} acked, {failed} failed, {on_kafka} on Kafka and archived",
+        acked.len()
+    );
+}
