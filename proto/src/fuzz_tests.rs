@@ -92,10 +92,8 @@ proptest! {
     fn damaged_outcomes_never_panic_and_rejections_name_a_field(
         bytes in damaged_outcome_bytes(),
     ) {
-        if let Ok(outcome) = Outcome::decode(&*bytes) {
-            if let Err(error) = outcome.validate() {
-                names_a_field(&error, &["event_id", "transaction_id", "consumer"])?;
-            }
+        if let Err(error) = Outcome::decode(&*bytes).map(|outcome| outcome.validate()) .unwrap_or(Ok(())) {
+            names_a_field(&error, &["event_id", "transaction_id", "consumer"])?;
         }
     }
 

@@ -71,7 +71,7 @@ fn malformed(n: usize, runner: &mut TestRunner) -> Bad {
         }
         // Wrong types: an outcome where an envelope belongs (its field 4 is a number, the
         // envelope's a string), or JSON.
-        4 if n % 2 == 0 => {
+        4 if n.is_multiple_of(2) => {
             let outcome = Outcome::of(&valid(), "c", OutcomeStatus::Failed, None, 1);
             bad(outcome.encode_to_vec(), RecordKind::Untraceable)
         }
@@ -151,7 +151,7 @@ async fn malformed_messages_are_kept_flagged_and_counted_beside_valid_traffic(br
         let (value, headers, key) = if n % (MIX + 1) == MIX {
             // Valid traffic: transactions of a root and the events it caused.
             let envelope = match &root {
-                Some(root) if transactions.len() % EVENTS_PER_TRANSACTION != 0 => {
+                Some(root) if !transactions.len().is_multiple_of(EVENTS_PER_TRANSACTION) => {
                     Envelope::caused_by(root, "corpus", "corpus.caused.v1")
                 }
                 _ => {

@@ -91,13 +91,10 @@ impl Publisher {
         if current.0 != generation {
             return;
         }
-        match create(&self.settings) {
-            Ok(fresh) => {
-                *current = (generation + 1, fresh);
-                ProducerReplaced { error: &reason }.emit();
-            }
-            // The next failure tries again.
-            Err(_) => {}
+        // If a new one cannot be created either, the next failure tries again.
+        if let Ok(fresh) = create(&self.settings) {
+            *current = (generation + 1, fresh);
+            ProducerReplaced { error: &reason }.emit();
         }
     }
 
