@@ -649,6 +649,19 @@ async fn get_event(
     .await
 }
 
+/// What `/v1/messages` takes.
+const MESSAGES_PARAMETERS: &[&str] = &[
+    "topic",
+    "partition",
+    "from_offset",
+    "from_time",
+    "until_time",
+    "header",
+    "limit",
+    "cursor",
+    "payload",
+];
+
 async fn messages(
     State(api): State<Api>,
     caller: Caller,
@@ -658,20 +671,7 @@ async fn messages(
     let masking = api.masking_for(&caller);
     let audit = Audit::new(&caller, "messages.read", describe_query(&raw));
     answer_audited(&api, "messages", audit, move |_| {
-        let params = Params::new(
-            raw,
-            &[
-                "topic",
-                "partition",
-                "from_offset",
-                "from_time",
-                "until_time",
-                "header",
-                "limit",
-                "cursor",
-                "payload",
-            ],
-        )?;
+        let params = Params::new(raw, MESSAGES_PARAMETERS)?;
         let topic = params
             .text("topic")
             .ok_or_else(|| ApiError::bad("topic", "topic is required"))?;

@@ -67,6 +67,18 @@ async fn archive() -> (Archive, tempfile::TempDir) {
     (archive, dir)
 }
 
+/// A runtime, and the router of an [`archive`] (kept alive by the last item).
+fn served() -> (
+    tokio::runtime::Runtime,
+    Router,
+    (Archive, tempfile::TempDir),
+) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let archive = runtime.block_on(archive());
+    let router = archive.0.router();
+    (runtime, router, archive)
+}
+
 /// (path, the parameters it takes): every listing and lookup of the read API.
 const ENDPOINTS: &[(&str, &[&str])] = &[
     (
@@ -81,20 +93,7 @@ const ENDPOINTS: &[(&str, &[&str])] = &[
         &["since", "until", "limit", "cursor"],
     ),
     ("/v1/events/{id}", &["payload"]),
-    (
-        "/v1/messages",
-        &[
-            "topic",
-            "partition",
-            "from_offset",
-            "from_time",
-            "until_time",
-            "header",
-            "limit",
-            "cursor",
-            "payload",
-        ],
-    ),
+    ("/v1/messages", MESSAGES_PARAMETERS),
     (
         "/v1/audit",
         &["since", "actor", "target", "limit", "cursor"],
@@ -167,9 +166,7 @@ async fn get(router: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
 
 #[test]
 fn any_request_is_answered_or_refused_by_parameter() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (archive, _dir) = runtime.block_on(archive());
-    let router = archive.router();
+    let (runtime, router, _archive) = served();
     TestRunner::default()
         .run(&request(), |uri| {
             let (status, body) = runtime.block_on(get(&router, &uri));
@@ -191,9 +188,7 @@ fn any_request_is_answered_or_refused_by_parameter() {
 /// cursor damaged, is refused as `cursor` or resumes somewhere in the same listing.
 #[test]
 fn damaged_cursors_are_refused_by_name() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (archive, _dir) = runtime.block_on(archive());
-    let router = archive.router();
+    let (runtime, router, _archive) = served();
     let listings = [
         format!("/v1/messages?topic={TOPIC}&limit=3"),
         format!("/v1/messages?topic={TOPIC}&partition=1&limit=3"),
@@ -243,9 +238,7 @@ fn damaged_cursors_are_refused_by_name() {
 /// size.
 #[test]
 fn pages_list_every_record_once() {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (archive, _dir) = runtime.block_on(archive());
-    let router = archive.router();
+    let (runtime, router, _archive) = served();
     let listing = (1usize..=12, prop::option::of(0..2i32));
     TestRunner::default()
         .run(&listing, |(limit, partition)| {
