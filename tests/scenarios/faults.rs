@@ -239,7 +239,75 @@ async fn publishing_and_archiving_survive_a_broker_outage(broker: Broker) {
     );
 }
 
-on_every_broker!(publishing_and_archiving_survive_a_broker_outage);
+/// A replay started while every broker is down: it is recorded at once (202), waits out the
+/// outage, and finishes by itself; every message of the transaction then has exactly one
+/// replayed copy on Kafka and in the archive.
+async fn a_replay_started_during_an_outage_finishes_once_the_brokers_are_back(broker: Broker) {
+    const EVENTS: usize = 5;
+    let topic = unique_topic("replayed");
+    broker.create_topic(&topic, PARTITIONS).await;
+    let archive = start_archive(&broker).await;
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let root = Envelope::root("replay-loop", "fault.root.v1");
+    publisher.publish(&topic, &root).await.unwrap();
+    for _ in 1..EVENTS {
+        let event = Envelope::caused_by(&root, "replay-loop", "fault.caused.v1");
+        publisher.publish(&topic, &event).await.unwrap();
+    }
+    archive.wait_for_records(&topic, EVENTS as i64).await;
+
+    if !broker.take_down() {
+        eprintln!("skipped: an external Kafka cannot be taken down by the test");
+        return;
+    }
+    let client = reqwest::Client::new();
+    let started: serde_json::Value = {
+        let response = client
+            .post(archive.url(&format!("/v1/transactions/{}/replay", root.transaction_id)))
+            .json(&json!({"reason": "broker outage drill"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        response.json().await.unwrap()
+    };
+    let replay_id = started["replay"]["replay_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(OUTAGE).await;
+    broker.bring_up();
+
+    let done: serde_json::Value = eventually("the replay to finish", PATIENCE, || async {
+        let view: serde_json::Value = client
+            .get(archive.url(&format!("/v1/replays/{replay_id}")))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (view["state"] != "running").then_some(view)
+    })
+    .await;
+    assert_eq!(
+        (done["state"].as_str(), done["published"].as_u64()),
+        (Some("done"), Some(EVENTS as u64)),
+        "{done}"
+    );
+    wait_until_archived(&broker, &archive, &topic).await;
+    let (store, _dir) = archive.stop().await;
+    let on_kafka = messages_on(&broker, &topic, PARTITIONS).await;
+    let archived = in_archive(&store, &topic, on_kafka);
+    // Each event twice: the original and its one replayed copy (a replay keeps event ids).
+    assert_eq!(archived.len(), EVENTS);
+    assert!(archived.values().all(|n| *n == 2), "{archived:?}");
+    eprintln!(
+        "replay through an outage of {OUTAGE:?}: {EVENTS} replayed, {on_kafka} on Kafka and archived"
+    );
+}
+
+on_every_broker!(
+    publishing_and_archiving_survive_a_broker_outage,
+    a_replay_started_during_an_outage_finishes_once_the_brokers_are_back,
+);
 
 /// Faults only the mock cluster injects: a slow broker (one second a round trip) and a
 /// produce request refused with an error that is fatal to an idempotent producer. The SDK's
