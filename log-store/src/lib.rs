@@ -250,7 +250,7 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{field} {value:?} contains a NUL byte and cannot be indexed")]
+    #[error("{field} {value:?} contains a NUL byte, which no id may contain")]
     InvalidId { field: &'static str, value: String },
 }
 

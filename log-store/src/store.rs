@@ -236,6 +236,7 @@ impl LogStore {
 
     /// Every record of a transaction, outcomes included, in time order.
     pub fn transaction(&self, transaction_id: &str) -> Result<Vec<ArchivedRecord>, StoreError> {
+        check_id("transaction_id", transaction_id)?;
         let inner = &*self.inner;
         inner
             .by_transaction
@@ -252,11 +253,13 @@ impl LogStore {
 
     /// Every archived copy of an event (more than one: it was published more than once).
     pub fn event(&self, event_id: &str) -> Result<Vec<ArchivedRecord>, StoreError> {
+        check_id("event_id", event_id)?;
         self.inner.by_id(&self.inner.by_event, "by_event", event_id)
     }
 
     /// The outcomes reported for an event, in archive order.
     pub fn outcomes(&self, event_id: &str) -> Result<Vec<ArchivedRecord>, StoreError> {
+        check_id("event_id", event_id)?;
         self.inner.by_id(&self.inner.outcomes, "outcomes", event_id)
     }
 
@@ -269,6 +272,7 @@ impl LogStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<SubjectTransaction>, StoreError> {
+        check_id("subject_id", subject_id)?;
         let after = cursor.map(parse_subject_cursor).transpose()?;
         let mut found = Vec::new();
         for guard in self.inner.by_subject.prefix(keys::id_prefix(subject_id)) {
@@ -310,6 +314,7 @@ impl LogStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<ArchivedRecord>, StoreError> {
+        check_id("topic", topic)?;
         let start = keys::id_time(topic, from_ms);
         let end = keys::id_time(topic, until_ms);
         self.inner
@@ -326,6 +331,7 @@ impl LogStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<ArchivedRecord>, StoreError> {
+        check_id("topic", topic)?;
         let key = |partition: i32, offset: i64| {
             keys::record(&RecordKey {
                 topic: topic.to_owned(),
@@ -500,6 +506,7 @@ impl LogStore {
         &self,
         transaction_id: &str,
     ) -> Result<Vec<ReplayRecord>, StoreError> {
+        check_id("transaction_id", transaction_id)?;
         let mut replays = Vec::new();
         for guard in self
             .inner
@@ -528,6 +535,7 @@ impl LogStore {
         subject_id: &str,
         erased_at_ms: i64,
     ) -> Result<ErasureSummary, StoreError> {
+        check_id("subject_id", subject_id)?;
         let inner = &*self.inner;
         let mut summary = ErasureSummary::default();
         let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));

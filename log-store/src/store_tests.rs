@@ -489,3 +489,32 @@ fn a_compaction_interrupted_by_a_crash_is_finished_or_discarded_at_open() {
     assert_eq!(transaction_at(&path), "copy");
     assert!(!at("compacting").exists());
 }
+
+#[test]
+fn a_lookup_by_an_id_with_nul_is_refused_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let refused = |result: Result<(), StoreError>| match result {
+        Err(StoreError::InvalidId { field, .. }) => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        refused(store.transaction("t\0").map(drop)),
+        "transaction_id"
+    );
+    assert_eq!(refused(store.event("\0").map(drop)), "event_id");
+    assert_eq!(refused(store.outcomes("\0").map(drop)), "event_id");
+    let all = (i64::MIN, i64::MAX);
+    assert_eq!(
+        refused(store.subject_transactions("\0", all, 1, None).map(drop)),
+        "subject_id"
+    );
+    assert_eq!(
+        refused(store.records("a\0", None, 0, 1, None).map(drop)),
+        "topic"
+    );
+    assert_eq!(
+        refused(store.records_by_time("a\0", 0, 1, 1, None).map(drop)),
+        "topic"
+    );
+}

@@ -26,6 +26,18 @@ pub enum EnvelopeError {
     },
 }
 
+impl EnvelopeError {
+    /// The field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            EnvelopeError::Missing { field }
+            | EnvelopeError::NotUuid { field, .. }
+            | EnvelopeError::ControlCharacter { field }
+            | EnvelopeError::TooLong { field, .. } => field,
+        }
+    }
+}
+
 /// Longest id (transaction, subject, source, type) accepted, in bytes.
 pub const MAX_ID_LEN: usize = 512;
 

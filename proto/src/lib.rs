@@ -5,7 +5,11 @@
 //! Everything that publishes or reads Retrace messages goes through this crate, so the
 //! contract has one definition. Evolution rules are in `proto/README.md`.
 
+#[cfg(any(test, feature = "arbitrary"))]
+pub mod arbitrary;
 mod envelope;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod headers;
 
 pub use envelope::{EnvelopeError, new_event_id};

@@ -6,190 +6,19 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use prost::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::Message;
 use rdkafka::message::{Headers, OwnedMessage};
-use rdkafka::{Message, Offset, TopicPartitionList};
-use retrace_gateway::{GatewayConfig, GatewayError};
 use retrace_proto::headers::TraceHeaders;
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::KafkaSettings;
-use retrace_tests::{Broker, eventually, free_port, on_every_broker, unique_topic};
+use retrace_tests::{
+    Broker, eventually, free_port, messages_on, on_every_broker, read_topic, start_gateway,
+    start_gateway_on, unique_topic,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-struct RunningGateway {
-    url: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), GatewayError>>,
-}
-
-/// A response as a test looks at it.
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-async fn start_gateway(
-    bootstrap: &str,
-    properties: &[&str],
-    configure: impl FnOnce(&mut GatewayConfig),
-) -> RunningGateway {
-    let mut config = GatewayConfig::new(bootstrap);
-    config.kafka = config
-        .kafka
-        .with_properties(properties.iter().copied())
-        .unwrap();
-    let port = free_port();
-    config.http = ([127, 0, 0, 1], port).into();
-    // Most scenarios are about publishing; `callers_need_a_token_and_a_topic_on_its_list`
-    // turns authentication on.
-    config.auth.enabled = false;
-    configure(&mut config);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(retrace_gateway::run(config, shutdown.clone()));
-    let gateway = RunningGateway {
-        url: format!("http://127.0.0.1:{port}"),
-        client: reqwest::Client::new(),
-        shutdown,
-        task,
-    };
-    eventually("the gateway to serve /healthz", PATIENCE, || async {
-        let response = gateway
-            .client
-            .get(format!("{}/healthz", gateway.url))
-            .send()
-            .await
-            .ok()?;
-        response.status().is_success().then_some(())
-    })
-    .await;
-    gateway
-}
-
-async fn start_on(broker: &Broker, configure: impl FnOnce(&mut GatewayConfig)) -> RunningGateway {
-    start_gateway(&broker.bootstrap(), broker.producer_properties(), configure).await
-}
-
-impl RunningGateway {
-    async fn post(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
-        self.post_with(path, content_type, body, &[]).await
-    }
-
-    async fn post_with(
-        &self,
-        path: &str,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-        headers: &[(&str, &str)],
-    ) -> Answer {
-        let mut request = self.client.post(format!("{}{path}", self.url)).body(body);
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn events(&self, topic: &str, body: &Value) -> Answer {
-        self.events_with(topic, body, &[]).await
-    }
-
-    async fn events_with(&self, topic: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
-        self.post_with(
-            &format!("/v1/topics/{topic}/events"),
-            Some("application/json"),
-            serde_json::to_vec(body).unwrap(),
-            headers,
-        )
-        .await
-    }
-
-    async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-/// Reads `count` messages of `topic` from the beginning of its `partitions`.
-async fn read_topic(
-    broker: &Broker,
-    topic: &str,
-    partitions: i32,
-    count: usize,
-) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = broker
-        .client_config()
-        .set("group.id", unique_topic("gateway-test-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut messages = Vec::new();
-    while messages.len() < count {
-        let message = tokio::time::timeout(PATIENCE, consumer.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {count} messages on {topic}", messages.len()))
-            .unwrap();
-        messages.push(message.detach());
-    }
-    messages
-}
-
-/// How many messages `topic` holds: the sum of its partitions' high watermarks.
-async fn messages_on(broker: &Broker, topic: &str, partitions: i32) -> i64 {
-    let consumer: StreamConsumer = broker
-        .client_config()
-        .set("group.id", unique_topic("gateway-test-counter"))
-        .create()
-        .unwrap();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        (0..partitions)
-            .map(|partition| {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, partition, Duration::from_secs(30))
-                    .unwrap();
-                assert_eq!(low, 0);
-                high
-            })
-            .sum()
-    })
-    .await
-    .unwrap()
-}
 
 fn headers_of(message: &OwnedMessage) -> TraceHeaders {
     let headers = message.headers().expect("the message has headers");
@@ -225,7 +54,7 @@ fn message_at<'a>(messages: &'a [OwnedMessage], result: &Value) -> (&'a OwnedMes
 async fn json_batches_and_protobuf_are_published_as_answered(broker: Broker) {
     let topic = unique_topic("registrations");
     broker.create_topic(&topic, 3).await;
-    let gateway = start_on(&broker, |_| {}).await;
+    let gateway = start_gateway_on(&broker, |_| {}).await;
 
     let single = gateway
         .events(
@@ -318,7 +147,7 @@ async fn json_batches_and_protobuf_are_published_as_answered(broker: Broker) {
 async fn a_repeated_request_or_event_is_published_once(broker: Broker) {
     let topic = unique_topic("payments");
     broker.create_topic(&topic, 2).await;
-    let gateway = start_on(&broker, |_| {}).await;
+    let gateway = start_gateway_on(&broker, |_| {}).await;
     let event = json!({"type": "payment.requested.v1", "source": "payments",
                        "subject_ids": ["beneficiary:9"]});
     let key = [("Idempotency-Key", "payment-9-2026-01")];
@@ -395,7 +224,7 @@ async fn bad_input_names_its_field_and_publishes_nothing(broker: Broker) {
     let topic = unique_topic("intake");
     broker.create_topic(&topic, 1).await;
     broker.create_topic(OUTCOMES_TOPIC, 1).await;
-    let gateway = start_on(&broker, |config| config.max_body_bytes = 16 * 1024).await;
+    let gateway = start_gateway_on(&broker, |config| config.max_body_bytes = 16 * 1024).await;
     let events = format!("/v1/topics/{topic}/events");
     let json = Some("application/json");
     let protobuf = Some("application/x-protobuf");
@@ -644,7 +473,7 @@ async fn a_batch_answers_which_events_went_through(broker: Broker) {
 
 async fn outcomes_are_published_on_the_outcomes_topic(broker: Broker) {
     broker.create_topic(OUTCOMES_TOPIC, 2).await;
-    let gateway = start_on(&broker, |_| {}).await;
+    let gateway = start_gateway_on(&broker, |_| {}).await;
     let event_id = retrace_proto::new_event_id();
     let answer = gateway
         .post(
@@ -688,7 +517,7 @@ async fn jobs_are_enqueued_on_the_lane_of_their_priority(broker: Broker) {
     for lane in lanes.all() {
         broker.create_topic(lane, 1).await;
     }
-    let gateway = start_on(&broker, |_| {}).await;
+    let gateway = start_gateway_on(&broker, |_| {}).await;
     let jobs = |priority: &str| {
         json!([
             {"type": "certificate.requested.v1", "source": "php-registry",
@@ -778,7 +607,7 @@ async fn callers_need_a_token_and_a_topic_on_its_list(broker: Broker) {
     };
     let publisher = token(retrace_auth::Role::Publisher, Some(vec![allowed.clone()])).await;
     let analyst = token(retrace_auth::Role::Analyst, None).await;
-    let gateway = start_on(&broker, |config| config.auth.enabled = true).await;
+    let gateway = start_gateway_on(&broker, |config| config.auth.enabled = true).await;
     let event = json!({"type": "registration.submitted.v1", "source": "php-registry"});
     let send = |topic: &str, token: Option<&str>| {
         let bearer = token.map(|t| format!("Bearer {t}"));

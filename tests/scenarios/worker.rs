@@ -365,7 +365,88 @@ async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Bro
     running.stop().await;
 }
 
+/// Every broker down for a few seconds while jobs are enqueued and run: each job whose enqueue
+/// was acknowledged is run (the webhook called) and counted done, by the same worker, once the
+/// brokers are back. (docs/reliability.md, "Broker outage".)
+async fn jobs_enqueued_through_a_broker_outage_all_run(broker: Broker) {
+    const JOBS: usize = 20;
+    let queue = unique_topic("outage-jobs");
+    broker.create_queue(&queue).await;
+    let target = Target::default();
+    let router = axum::Router::new()
+        .route("/jobs", axum::routing::post(answer))
+        .with_state(target.clone());
+    let (url, server) = serve(router).await;
+    let mut config = WorkerConfig::new(broker.bootstrap());
+    config.kafka = broker.settings();
+    config.queues.insert(
+        queue.clone(),
+        QueueConfig {
+            webhook: Some(format!("{url}/jobs")),
+            backoff: FAST,
+            ..QueueConfig::default()
+        },
+    );
+    let running = Running::start(&broker, Worker::new(&config, Handlers::new()).unwrap()).await;
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let mut acked = Vec::new();
+    for _ in 0..JOBS {
+        let job = job("outage-test", "ok");
+        acked.push(job.event_id.clone());
+        enqueue(&publisher, &queue, job).await.unwrap();
+    }
+    running
+        .status_when("the first jobs done", |s| s.done as usize >= JOBS)
+        .await;
+
+    if !broker.take_down() {
+        eprintln!("skipped: an external Kafka cannot be taken down by the test");
+        return;
+    }
+    // Enqueued during the outage: each call returns once the brokers are back and ack it.
+    let during = tokio::spawn({
+        let (publisher, queue) = (publisher.clone(), queue.clone());
+        async move {
+            let mut acked = Vec::new();
+            for _ in 0..JOBS {
+                let job = job("outage-test", "ok");
+                let id = job.event_id.clone();
+                if enqueue(&publisher, &queue, job).await.is_ok() {
+                    acked.push(id);
+                }
+            }
+            acked
+        }
+    });
+    tokio::time::sleep(OUTAGE).await;
+    broker.bring_up();
+    acked.extend(during.await.unwrap());
+    let status = running
+        .status_when("every acknowledged job done", |s| {
+            s.done as usize >= acked.len()
+        })
+        .await;
+    let calls = target.calls.lock().unwrap().clone();
+    for id in &acked {
+        assert!(calls.get(id).is_some_and(|n| *n >= 1), "job {id} never ran");
+    }
+    eprintln!(
+        "jobs through an outage of {OUTAGE:?}: {} acked, {} done, webhook calls {} (at most {} \
+         for one job), lost 0",
+        acked.len(),
+        status.done,
+        calls.values().sum::<u32>(),
+        calls.values().max().copied().unwrap_or_default(),
+    );
+    running.stop().await;
+    server.abort();
+}
+
+/// How long [`jobs_enqueued_through_a_broker_outage_all_run`] keeps the brokers down.
+const OUTAGE: std::time::Duration = std::time::Duration::from_secs(5);
+
 on_every_broker!(
+    jobs_enqueued_through_a_broker_outage_all_run,
     webhook_statuses_decide_done_retry_or_dead_letter,
     retries_then_dead_letters_then_redrive_completes,
     urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed,

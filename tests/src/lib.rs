@@ -6,7 +6,10 @@
 //! Kafka named by `RETRACE_TEST_KAFKA=host:port`.
 
 mod archive;
+mod gateway;
 mod jobs;
+mod outage;
+mod topic;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -21,7 +24,9 @@ use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 pub use archive::{RunningArchive, start_archive};
+pub use gateway::{Answer, RunningGateway, start_gateway, start_gateway_on};
 pub use jobs::{closed_gate, job, serve};
+pub use topic::{messages_on, read_topic};
 
 /// How long a scenario waits for what it expects before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -29,14 +34,19 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 /// A Kafka-protocol broker for one test.
 pub enum Broker {
     Mock(MockCluster<'static, DefaultProducerContext>),
-    Tansu { process: Child, bootstrap: String },
+    Tansu {
+        process: Child,
+        bootstrap: String,
+        /// What clients connect through, so a scenario can cut them off.
+        relay: outage::Relay,
+    },
     External(String),
 }
 
 impl Broker {
     /// librdkafka's mock cluster, three brokers, in this process.
     pub fn mock() -> Self {
-        Broker::Mock(MockCluster::new(3).expect("the mock cluster starts"))
+        Broker::Mock(MockCluster::new(outage::MOCK_BROKERS).expect("the mock cluster starts"))
     }
 
     /// `RETRACE_TEST_KAFKA` if set, else a tansu broker started for this test.
@@ -47,9 +57,13 @@ impl Broker {
         }
     }
 
+    /// tansu on a free port, advertising its relay's port (see [`outage`]).
     fn tansu() -> Self {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let relay_listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let relay_address = relay_listener.local_addr().expect("a bound address");
+        let advertised = format!("tcp://{relay_address}");
         let process = Command::new(
             std::env::var("RETRACE_TANSU").unwrap_or_else(|_| "tansu".into()),
         )
@@ -58,7 +72,7 @@ impl Broker {
             "--listener-url",
             &url,
             "--advertised-listener-url",
-            &url,
+            &advertised,
         ])
         .args(["--storage-engine", "memory://tansu/", "--silent"])
         .stdout(Stdio::null())
@@ -70,7 +84,8 @@ impl Broker {
         );
         let broker = Broker::Tansu {
             process,
-            bootstrap: format!("127.0.0.1:{port}"),
+            bootstrap: relay_address.to_string(),
+            relay: outage::Relay::start(relay_listener, ([127, 0, 0, 1], port).into()),
         };
         broker.wait_until_serving();
         broker

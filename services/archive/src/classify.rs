@@ -113,7 +113,7 @@ fn outcome(value: Option<&[u8]>) -> Understood {
             Understood {
                 kind: RecordKind::Outcome,
                 problem: None,
-                occurred_at_ms: outcome.at.as_ref().map(millis),
+                occurred_at_ms: outcome.at.as_ref().and_then(millis),
                 ids: Some(EventIds {
                     transaction_id: outcome.transaction_id,
                     source: outcome.consumer,
@@ -135,7 +135,7 @@ fn outcome(value: Option<&[u8]>) -> Understood {
 fn audit(value: Option<&[u8]>) -> Understood {
     match AuditEvent::decode(value.unwrap_or_default()) {
         Ok(event) if !event.action.is_empty() => {
-            let at_ms = event.at.as_ref().map(millis);
+            let at_ms = event.at.as_ref().and_then(millis);
             Understood {
                 kind: RecordKind::Audit,
                 problem: None,
@@ -182,7 +182,7 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
                         .occurred_at
                         .as_ref()
                         .filter(|_| envelope.replay.is_none())
-                        .map(millis),
+                        .and_then(millis),
                     ids: Some(EventIds {
                         event_id: envelope.event_id,
                         transaction_id: envelope.transaction_id,
@@ -240,8 +240,13 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
     }
 }
 
-fn millis(timestamp: &Timestamp) -> i64 {
-    timestamp.seconds * 1000 + i64::from(timestamp.nanos / 1_000_000)
+/// A protobuf time as milliseconds since the epoch; `None` for one no clock can show (a
+/// publisher's bug, or damaged bytes), so the record's time falls back to Kafka's.
+fn millis(timestamp: &Timestamp) -> Option<i64> {
+    timestamp
+        .seconds
+        .checked_mul(1000)?
+        .checked_add(i64::from(timestamp.nanos / 1_000_000))
 }
 
 #[cfg(test)]

@@ -150,12 +150,79 @@ fn a_record_without_value_or_headers_is_kept_untraceable() {
     assert_eq!(record.value, None);
 }
 
-proptest::proptest! {
-    #[test]
-    fn any_bytes_are_classified_without_panic(value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
-        let record = classify(&message("t", Some(value.clone()), &[]), 7);
-        proptest::prop_assert_eq!(record.value.as_ref(), Some(&value));
-        let _ = prepare(record);
+/// Fuzzing: whatever a topic carries, classifying it never panics, keeps the bytes whole,
+/// and says what is wrong with what it could not trace. `PROPTEST_CASES` sets how many cases
+/// (256 by default; docs/reliability.md has the long run).
+mod fuzz {
+    use proptest::prelude::*;
+    use retrace_proto::arbitrary::{damaged_envelope_bytes, damaged_outcome_bytes, valid_envelope};
+
+    use super::*;
+
+    fn check(topic: &str, value: Vec<u8>, headers: &[(&str, &[u8])]) -> Result<(), TestCaseError> {
+        let record = classify(&message(topic, Some(value.clone()), headers), 7);
+        prop_assert_eq!(record.value.as_ref(), Some(&value));
+        let flagged = matches!(record.kind, RecordKind::Malformed | RecordKind::Untraceable);
+        // Headers-only records keep a problem too: why the value was not an envelope.
+        prop_assert!(!flagged || record.problem.is_some());
+        prop_assert_eq!(flagged, record.ids.is_none());
+        // A record the store cannot index is kept as malformed: preparing never fails.
+        prepare(record);
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_classified_without_panic(value in prop::collection::vec(any::<u8>(), 0..512)) {
+            check("t", value, &[])?;
+        }
+
+        #[test]
+        fn damaged_envelopes_are_kept_and_flagged(value in damaged_envelope_bytes()) {
+            check("registrations", value, &[])?;
+        }
+
+        #[test]
+        fn damaged_envelopes_with_headers_are_kept(
+            value in damaged_envelope_bytes(),
+            event_id in "[ -~]{0,40}",
+            transaction_id in prop::collection::vec(any::<u8>(), 0..40),
+        ) {
+            check(
+                "registrations",
+                value,
+                &[("retrace-event-id", event_id.as_bytes()), ("retrace-transaction-id", &transaction_id)],
+            )?;
+        }
+
+        #[test]
+        fn damaged_outcomes_and_audit_events_are_kept(value in damaged_outcome_bytes()) {
+            check(OUTCOMES_TOPIC, value.clone(), &[])?;
+            check(retrace_proto::AUDIT_TOPIC, value, &[])?;
+        }
+
+        #[test]
+        fn any_time_is_kept_without_overflow(
+            envelope in valid_envelope(),
+            seconds in any::<i64>(),
+            nanos in any::<i32>(),
+        ) {
+            let mut envelope = envelope;
+            envelope.replay = None;
+            envelope.occurred_at = Some(prost_types::Timestamp { seconds, nanos });
+            check("registrations", envelope.encode_to_vec(), &[])?;
+        }
+
+        #[test]
+        fn valid_envelopes_are_traced_by_their_ids(envelope in valid_envelope()) {
+            let record = classify(&message("registrations", Some(envelope.encode_to_vec()), &[]), 7);
+            prop_assert_eq!(record.kind, RecordKind::Envelope);
+            let ids = record.ids.clone().unwrap();
+            prop_assert_eq!(&ids.event_id, &envelope.event_id);
+            prop_assert_eq!(&ids.transaction_id, &envelope.transaction_id);
+            prop_assert_eq!(&ids.subject_ids, &envelope.subject_ids);
+            prepare(record);
+        }
     }
 }
 

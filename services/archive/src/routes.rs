@@ -335,11 +335,18 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         return Ok(time.as_millisecond());
     }
     let back = match text.strip_suffix('d').map(str::parse::<i64>) {
-        Some(Ok(days)) => Ok(jiff::SignedDuration::from_hours(days.saturating_mul(24))),
-        _ => text.parse::<jiff::SignedDuration>(),
+        // Checked: `since=99999999999999999d` is a typo to refuse, not an overflow.
+        Some(Ok(days)) => days
+            .checked_mul(86_400)
+            .map(jiff::SignedDuration::from_secs)
+            .ok_or(()),
+        _ => text.parse::<jiff::SignedDuration>().map_err(drop),
     };
     match back {
-        Ok(back) if !back.is_negative() => Ok(now_ms() - back.as_millis() as i64),
+        Ok(back) if !back.is_negative() => i64::try_from(back.as_millis())
+            .ok()
+            .and_then(|back_ms| now_ms().checked_sub(back_ms))
+            .ok_or_else(|| format!("{text:?} reaches back further than any time: use a shorter duration, or an RFC 3339 time")),
         _ => Err(format!(
             "{text:?} is neither an RFC 3339 time (2026-11-23T08:00:00Z) nor a duration back \
              from now (90s, 15m, 2h, 7d)"
@@ -642,6 +649,19 @@ async fn get_event(
     .await
 }
 
+/// What `/v1/messages` takes.
+const MESSAGES_PARAMETERS: &[&str] = &[
+    "topic",
+    "partition",
+    "from_offset",
+    "from_time",
+    "until_time",
+    "header",
+    "limit",
+    "cursor",
+    "payload",
+];
+
 async fn messages(
     State(api): State<Api>,
     caller: Caller,
@@ -651,20 +671,7 @@ async fn messages(
     let masking = api.masking_for(&caller);
     let audit = Audit::new(&caller, "messages.read", describe_query(&raw));
     answer_audited(&api, "messages", audit, move |_| {
-        let params = Params::new(
-            raw,
-            &[
-                "topic",
-                "partition",
-                "from_offset",
-                "from_time",
-                "until_time",
-                "header",
-                "limit",
-                "cursor",
-                "payload",
-            ],
-        )?;
+        let params = Params::new(raw, MESSAGES_PARAMETERS)?;
         let topic = params
             .text("topic")
             .ok_or_else(|| ApiError::bad("topic", "topic is required"))?;
@@ -1084,3 +1091,7 @@ async fn openapi() -> Response {
 #[cfg(test)]
 #[path = "routes_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "routes_fuzz_tests.rs"]
+mod fuzz_tests;

@@ -310,13 +310,7 @@ fn complete(envelope: &mut Envelope, now: SystemTime) {
 
 /// An envelope's own validation error, at its place in the body.
 fn invalid(prefix: &str, error: &EnvelopeError) -> BadInput {
-    let field = match error {
-        EnvelopeError::Missing { field }
-        | EnvelopeError::NotUuid { field, .. }
-        | EnvelopeError::ControlCharacter { field }
-        | EnvelopeError::TooLong { field, .. } => field,
-    };
-    BadInput::at(path(prefix, field), error.to_string())
+    BadInput::at(path(prefix, error.field()), error.to_string())
 }
 
 fn path(prefix: &str, field: &str) -> String {
@@ -487,3 +481,7 @@ fn kind(value: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 #[path = "convert_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "convert_fuzz_tests.rs"]
+mod fuzz_tests;

@@ -97,3 +97,20 @@ impl InternalEvent for ConsumerError<'_> {
             .increment(1);
     }
 }
+
+/// The producer hit a fatal error (an idempotent producer fenced or out of sequence after a
+/// broker outage) and was replaced: without this, every later publish would fail until the
+/// service restarted.
+pub(crate) struct ProducerReplaced<'a> {
+    pub error: &'a str,
+}
+
+impl InternalEvent for ProducerReplaced<'_> {
+    fn emit(self) {
+        warn!(
+            error = self.error,
+            "the Kafka producer failed fatally; replaced by a new one"
+        );
+        counter!("retrace_sdk_producer_replaced_total").increment(1);
+    }
+}

@@ -1,11 +1,12 @@
 //! [`Publisher`]: envelopes and outcomes onto Kafka, acknowledged by the broker.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prost::Message;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use retrace_proto::headers::TraceHeaders;
 use retrace_proto::{
     AUDIT_TOPIC, AUDIT_TYPE, AuditEvent, Envelope, EnvelopeError, OUTCOME_TYPE, OUTCOMES_TOPIC,
@@ -14,7 +15,7 @@ use retrace_proto::{
 use retrace_telemetry::InternalEvent;
 
 use crate::KafkaSettings;
-use crate::events::EventPublished;
+use crate::events::{EventPublished, ProducerReplaced};
 
 /// Durability first: every in-sync replica acknowledges, and retries never duplicate.
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
@@ -60,22 +61,41 @@ pub struct RawMessage<'a> {
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
 }
 
-/// Publishes Retrace messages. Cheap to clone; clones share one producer.
+/// Publishes Retrace messages. Cheap to clone; clones share one producer, and a producer that
+/// failed fatally is replaced for all of them.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    /// The producer in use and how many it replaced, so concurrent failures replace it once.
+    producer: Arc<RwLock<(u64, FutureProducer)>>,
+    settings: KafkaSettings,
 }
 
 impl Publisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, PublishError> {
-        let producer = settings
-            .client_config(PRODUCER_DEFAULTS)
-            .create()
-            .map_err(|source| PublishError::Create {
-                bootstrap: settings.bootstrap_servers.clone(),
-                source: Box::new(source),
-            })?;
-        Ok(Publisher { producer })
+        Ok(Publisher {
+            producer: Arc::new(RwLock::new((0, create(settings)?))),
+            settings: settings.clone(),
+        })
+    }
+
+    /// Replaces the producer of `generation` if it failed fatally. Its messages in flight
+    /// have failed (their callers were told); later ones go through the new producer.
+    fn replace_if_fatal(&self, generation: u64, producer: &FutureProducer) {
+        let Some((_, reason)) = producer.client().fatal_error() else {
+            return;
+        };
+        let mut current = self
+            .producer
+            .write()
+            .expect("the producer lock is not poisoned");
+        if current.0 != generation {
+            return;
+        }
+        // If a new one cannot be created either, the next failure tries again.
+        if let Ok(fresh) = create(&self.settings) {
+            *current = (generation + 1, fresh);
+            ProducerReplaced { error: &reason }.emit();
+        }
     }
 
     /// Publishes `envelope` on `topic`, keyed by its transaction id, with its ids also in
@@ -204,7 +224,16 @@ impl Publisher {
         let topic = record.topic.to_owned();
         // The producer queue is bounded; waiting for room is the backpressure a caller feels.
         let queue_timeout = Duration::from_secs(30);
-        match self.producer.send(record, queue_timeout).await {
+        let (generation, producer) = self
+            .producer
+            .read()
+            .expect("the producer lock is not poisoned")
+            .clone();
+        let sent = producer.send(record, queue_timeout).await;
+        if sent.is_err() {
+            self.replace_if_fatal(generation, &producer);
+        }
+        match sent {
             Ok(delivery) => Ok(Delivery {
                 topic,
                 partition: delivery.partition,
@@ -217,4 +246,14 @@ impl Publisher {
             }),
         }
     }
+}
+
+fn create(settings: &KafkaSettings) -> Result<FutureProducer, PublishError> {
+    settings
+        .client_config(PRODUCER_DEFAULTS)
+        .create()
+        .map_err(|source| PublishError::Create {
+            bootstrap: settings.bootstrap_servers.clone(),
+            source: Box::new(source),
+        })
 }

@@ -1,0 +1,372 @@
+//! Broker outages: every broker taken down for a few seconds (the mock cluster's fault
+//! injection; tansu cut off behind its relay) while services publish, archive, replay and run
+//! jobs. Afterwards: every event that was acknowledged (an SDK ack, a 2xx) is on Kafka and in
+//! the archive exactly once, nothing is archived twice, the services carried on without a
+//! restart, and the outage shows in their metrics.
+//!
+//! An outage lasts [`OUTAGE`]: long enough for every client to see its connections fail and
+//! retry (librdkafka reconnects within a second), short enough for CI. The duration is a
+//! property of the scenario; everything else waits on a condition.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use retrace_log_store::{LogStore, RecordKind};
+use retrace_proto::Envelope;
+use retrace_sdk::Publisher;
+use retrace_tests::{
+    Broker, PATIENCE, RunningArchive, eventually, messages_on, on_every_broker, start_archive,
+    start_gateway_on, unique_topic,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const OUTAGE: Duration = Duration::from_secs(5);
+const PARTITIONS: i32 = 3;
+
+/// What a publishing loop saw: the events acknowledged, and how many attempts failed.
+#[derive(Default)]
+struct Published {
+    acked: Vec<String>,
+    failed: usize,
+    last_error: Option<String>,
+}
+
+impl Published {
+    /// A client backs off after a failure rather than spinning.
+    async fn failed(tally: &Tally, error: String) {
+        {
+            let mut seen = tally.lock().unwrap();
+            seen.failed += 1;
+            seen.last_error = Some(error);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+type Tally = Arc<Mutex<Published>>;
+
+fn acked(tally: &Tally) -> usize {
+    tally.lock().unwrap().acked.len()
+}
+
+/// Publishes events through the SDK, one after the other, until `stop`.
+fn publish_with_sdk(broker: &Broker, topic: &str, stop: CancellationToken) -> Tally {
+    let tally = Tally::default();
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let (topic, seen) = (topic.to_owned(), tally.clone());
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            let event = Envelope::root("sdk-loop", "fault.published.v1");
+            match publisher.publish(&topic, &event).await {
+                Ok(_) => seen.lock().unwrap().acked.push(event.event_id),
+                Err(error) => Published::failed(&seen, error.to_string()).await,
+            }
+        }
+    });
+    tally
+}
+
+/// Posts events to the gateway, one after the other, until `stop`; a 2xx is an ack.
+fn publish_with_gateway(url: String, topic: &str, stop: CancellationToken) -> Tally {
+    let tally = Tally::default();
+    let (topic, seen) = (topic.to_owned(), tally.clone());
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        while !stop.is_cancelled() {
+            let event_id = retrace_proto::new_event_id();
+            let answer = client
+                .post(format!("{url}/v1/topics/{topic}/events"))
+                .json(&json!({"event_id": event_id, "type": "fault.posted.v1",
+                              "source": "gateway-loop"}))
+                .send()
+                .await;
+            match answer {
+                Ok(answer) if answer.status().is_success() => {
+                    seen.lock().unwrap().acked.push(event_id)
+                }
+                Ok(answer) => {
+                    let status = answer.status();
+                    let body = answer.text().await.unwrap_or_default();
+                    Published::failed(&seen, format!("{status} {body}")).await
+                }
+                Err(error) => Published::failed(&seen, error.to_string()).await,
+            }
+        }
+    });
+    tally
+}
+
+/// Waits until every tally has `more` acks beyond what it had: publishing has resumed.
+async fn wait_for_acks(what: &str, tallies: &[&Tally], more: usize) {
+    let from: Vec<usize> = tallies.iter().map(|t| acked(t)).collect();
+    let started = std::time::Instant::now();
+    eventually(what, PATIENCE, || async {
+        if started.elapsed() > PATIENCE - Duration::from_secs(1) {
+            for tally in tallies {
+                let seen = tally.lock().unwrap();
+                eprintln!(
+                    "{what}: {} acked, {} failed, last error {:?}",
+                    seen.acked.len(),
+                    seen.failed,
+                    seen.last_error
+                );
+            }
+        }
+        tallies
+            .iter()
+            .zip(&from)
+            .all(|(tally, from)| acked(tally) >= from + more)
+            .then_some(())
+    })
+    .await;
+}
+
+/// The event ids of every record of `topic` in `store`, with how many times each is there.
+/// The archive keeps one record per Kafka offset; that its offsets run without a gap from 0
+/// to each partition's end (`on_kafka` records in all) makes it a copy of the topic, so the
+/// counts are Kafka's too.
+fn in_archive(store: &LogStore, topic: &str, on_kafka: i64) -> HashMap<String, usize> {
+    let mut ids = HashMap::new();
+    let mut next_offset: HashMap<i32, i64> = HashMap::new();
+    let mut records = 0;
+    let mut cursor = None;
+    loop {
+        let page = store
+            .records(topic, None, 0, 500, cursor.as_deref())
+            .unwrap();
+        for record in &page.items {
+            assert_eq!(record.kind, RecordKind::Envelope, "{}", record.key);
+            let next = next_offset.entry(record.key.partition).or_default();
+            assert_eq!(
+                record.key.offset, *next,
+                "no gap, no repeat: {}",
+                record.key
+            );
+            *next += 1;
+            records += 1;
+            let id = record.ids.as_ref().unwrap().event_id.clone();
+            *ids.entry(id).or_default() += 1;
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => {
+                assert_eq!(records, on_kafka, "every offset of the topic archived");
+                return ids;
+            }
+        }
+    }
+}
+
+/// Waits until the archive holds as many records of `topic` as Kafka does.
+async fn wait_until_archived(broker: &Broker, archive: &RunningArchive, topic: &str) {
+    eventually("the archive to catch up with Kafka", PATIENCE, || async {
+        let on_kafka = messages_on(broker, topic, PARTITIONS).await;
+        (archive.archived_count(topic).await? == on_kafka).then_some(())
+    })
+    .await;
+}
+
+/// `name{labels} N` summed over every series of `name` whose labels contain `label`.
+fn metric_sum(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Each acknowledged event exactly once on Kafka and in the archive (see [`in_archive`]), and
+/// no event twice.
+fn check_exactly_once(acked: &[String], archived: &HashMap<String, usize>) {
+    for event_id in acked {
+        assert_eq!(archived.get(event_id), Some(&1), "acked {event_id} once");
+    }
+    assert!(archived.values().all(|n| *n == 1), "an event twice");
+}
+
+async fn publishing_and_archiving_survive_a_broker_outage(broker: Broker) {
+    let topic = unique_topic("outage");
+    broker.create_topic(&topic, PARTITIONS).await;
+    let archive = start_archive(&broker).await;
+    let gateway = start_gateway_on(&broker, |_| {}).await;
+    let stop = CancellationToken::new();
+    let sdk = publish_with_sdk(&broker, &topic, stop.clone());
+    let posted = publish_with_gateway(gateway.url.clone(), &topic, stop.clone());
+    wait_for_acks("publishing before the outage", &[&sdk, &posted], 20).await;
+
+    if !broker.take_down() {
+        eprintln!("skipped: an external Kafka cannot be taken down by the test");
+        return;
+    }
+    tokio::time::sleep(OUTAGE).await;
+    broker.bring_up();
+
+    // The same clients, the same archive: no restart.
+    wait_for_acks("publishing after the outage", &[&sdk, &posted], 20).await;
+    stop.cancel();
+    wait_until_archived(&broker, &archive, &topic).await;
+    let archive_metrics = archive.metrics().await;
+    let gateway_metrics = gateway.metrics().await;
+    let stopping = std::time::Instant::now();
+    gateway.stop().await;
+    eprintln!("gateway stopped in {:?}", stopping.elapsed());
+    let (store, _dir) = archive.stop().await;
+
+    let on_kafka = messages_on(&broker, &topic, PARTITIONS).await;
+    let archived = in_archive(&store, &topic, on_kafka);
+    let (sdk, posted) = (sdk.lock().unwrap(), posted.lock().unwrap());
+    let acked: Vec<String> = sdk.acked.iter().chain(&posted.acked).cloned().collect();
+    check_exactly_once(&acked, &archived);
+    assert!(
+        metric_sum(&archive_metrics, "retrace_archive_kafka_errors_total", "") > 0.0,
+        "the archive's metrics show the outage:\n{archive_metrics}"
+    );
+    eprintln!(
+        "outage of {OUTAGE:?}: {} events acked ({} by the SDK, {} through the gateway), {} \
+         attempts failed, {on_kafka} on Kafka and archived, lost 0, duplicates 0; gateway \
+         metrics:\n{}",
+        acked.len(),
+        sdk.acked.len(),
+        posted.acked.len(),
+        sdk.failed + posted.failed,
+        gateway_metrics
+            .lines()
+            .filter(|l| l.starts_with("retrace_gateway_events"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+}
+
+/// A replay started while every broker is down: it is recorded at once (202), waits out the
+/// outage, and finishes by itself; every message of the transaction then has exactly one
+/// replayed copy on Kafka and in the archive.
+async fn a_replay_started_during_an_outage_finishes_once_the_brokers_are_back(broker: Broker) {
+    const EVENTS: usize = 5;
+    let topic = unique_topic("replayed");
+    broker.create_topic(&topic, PARTITIONS).await;
+    let archive = start_archive(&broker).await;
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let root = Envelope::root("replay-loop", "fault.root.v1");
+    publisher.publish(&topic, &root).await.unwrap();
+    for _ in 1..EVENTS {
+        let event = Envelope::caused_by(&root, "replay-loop", "fault.caused.v1");
+        publisher.publish(&topic, &event).await.unwrap();
+    }
+    archive.wait_for_records(&topic, EVENTS as i64).await;
+
+    if !broker.take_down() {
+        eprintln!("skipped: an external Kafka cannot be taken down by the test");
+        return;
+    }
+    let client = reqwest::Client::new();
+    let started: serde_json::Value = {
+        let response = client
+            .post(archive.url(&format!("/v1/transactions/{}/replay", root.transaction_id)))
+            .json(&json!({"reason": "broker outage drill"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+        response.json().await.unwrap()
+    };
+    let replay_id = started["replay"]["replay_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(OUTAGE).await;
+    broker.bring_up();
+
+    let done: serde_json::Value = eventually("the replay to finish", PATIENCE, || async {
+        let view: serde_json::Value = client
+            .get(archive.url(&format!("/v1/replays/{replay_id}")))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (view["state"] != "running").then_some(view)
+    })
+    .await;
+    assert_eq!(
+        (done["state"].as_str(), done["published"].as_u64()),
+        (Some("done"), Some(EVENTS as u64)),
+        "{done}"
+    );
+    wait_until_archived(&broker, &archive, &topic).await;
+    let (store, _dir) = archive.stop().await;
+    let on_kafka = messages_on(&broker, &topic, PARTITIONS).await;
+    let archived = in_archive(&store, &topic, on_kafka);
+    // Each event twice: the original and its one replayed copy (a replay keeps event ids).
+    assert_eq!(archived.len(), EVENTS);
+    assert!(archived.values().all(|n| *n == 2), "{archived:?}");
+    eprintln!(
+        "replay through an outage of {OUTAGE:?}: {EVENTS} replayed, {on_kafka} on Kafka and archived"
+    );
+}
+
+on_every_broker!(
+    publishing_and_archiving_survive_a_broker_outage,
+    a_replay_started_during_an_outage_finishes_once_the_brokers_are_back,
+);
+
+/// Faults only the mock cluster injects: a slow broker (one second a round trip) and a
+/// produce request refused with an error that is fatal to an idempotent producer. The SDK's
+/// publisher replaces the failed producer and carries on: the same `Publisher` keeps
+/// publishing, and each acknowledged event is archived exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_recovers_from_a_fatal_producer_error_and_a_slow_broker() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let broker = Broker::mock();
+    let cluster = broker.mock_cluster().expect("the mock cluster");
+    let topic = unique_topic("fatal");
+    broker.create_topic(&topic, PARTITIONS).await;
+    let archive = start_archive(&broker).await;
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    let mut publish = async |acked: &mut Vec<String>| {
+        let event = Envelope::root("fatal-loop", "fault.published.v1");
+        match publisher.publish(&topic, &event).await {
+            Ok(_) => acked.push(event.event_id),
+            Err(_) => failed += 1,
+        }
+    };
+    for _ in 0..10 {
+        publish(&mut acked).await;
+    }
+    for broker_id in 1..=3 {
+        cluster
+            .broker_round_trip_time(broker_id, Duration::from_secs(1))
+            .unwrap();
+    }
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    for _ in 0..5 {
+        publish(&mut acked).await;
+    }
+    for broker_id in 1..=3 {
+        cluster
+            .broker_round_trip_time(broker_id, Duration::ZERO)
+            .unwrap();
+    }
+    for _ in 0..10 {
+        publish(&mut acked).await;
+    }
+    assert!(failed >= 1, "the injected error failed a publish");
+    assert!(
+        acked.len() >= 20,
+        "publishing resumed: {} acked",
+        acked.len()
+    );
+    wait_until_archived(&broker, &archive, &topic).await;
+    let (store, _dir) = archive.stop().await;
+    let on_kafka = messages_on(&broker, &topic, PARTITIONS).await;
+    check_exactly_once(&acked, &in_archive(&store, &topic, on_kafka));
+    eprintln!(
+        "fatal producer error: {} acked, {failed} failed, {on_kafka} on Kafka and archived",
+        acked.len()
+    );
+}
