@@ -879,3 +879,21 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 #[path = "render_tests.rs"]
 mod tests;
+
+/// A backup's manifest, after `what` was done with it; for a restore, what happens next.
+pub fn backup_manifest(what: &str, manifest: &retrace_archive::api::BackupManifest) -> String {
+    let mut text = format!(
+        "{what}: {} records, format {}, taken {}\n",
+        manifest.records, manifest.format_version, manifest.created_at
+    );
+    for position in &manifest.positions {
+        text.push_str(&format!(
+            "  {}/{} resumes at offset {}\n",
+            position.topic, position.partition, position.next_offset
+        ));
+    }
+    if what.starts_with("restored") {
+        text.push_str("start the archive on it: it resumes reading Kafka from these positions\n");
+    }
+    text
+}

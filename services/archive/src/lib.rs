@@ -14,6 +14,7 @@ mod admin;
 pub mod api;
 mod archiver;
 mod audit;
+mod backup;
 mod classify;
 mod config;
 mod events;
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use admin::ERASURE_NOTE;
+pub use backup::{BackupError, backup, restore};
 pub use classify::{classify, prepare};
 pub use config::{
     ALL_TOPICS_PATTERN, ArchiveArgs, ArchiveConfig, BatchSettings, ConfigError,
