@@ -506,8 +506,15 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     );
     assert_eq!(
         anonymous.len(),
-        16,
+        17,
         "every call without a token to a guarded route"
+    );
+    let backups = audit("actor=admin&limit=500").await;
+    assert!(
+        backups.iter().any(|r| r.action == "archive.backup"
+            && r.result == "ok"
+            && r.target.ends_with("backup")),
+        "{backups:?}"
     );
     let by_target = audit(&format!("actor=analyst&target={transaction}")).await;
     assert!(

@@ -1,11 +1,12 @@
-//! Backup and restore end to end: an archive backed up while it ingests, killed, restored
-//! from the backup and resumed ends up equal, record for record and index for index, to an
-//! archive that ran without interruption over the same topic.
+//! Backup, restore and rebuild end to end: an archive backed up while it ingests, killed,
+//! restored from the backup and resumed (or its gap rebuilt from Kafka) ends up equal,
+//! record for record and index for index, to an archive that ran without interruption over
+//! the same topic.
 
 use std::collections::BTreeSet;
 
-use retrace_archive::TopicSelection;
 use retrace_archive::api::BackupManifest;
+use retrace_archive::{ArchiveConfig, RebuildProgress, TopicSelection};
 use retrace_log_store::{ArchivedRecord, LogStore, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
@@ -51,6 +52,18 @@ async fn archive_of(
         }
     })
     .await
+}
+
+/// `POST /v1/admin/backups` into `dir`.
+async fn back_up(archive: &RunningArchive, dir: &std::path::Path) -> BackupManifest {
+    let response = reqwest::Client::new()
+        .post(archive.url("/v1/admin/backups"))
+        .json(&serde_json::json!({ "directory": dir }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
 }
 
 /// Every record of `topic`, without the moment it was archived (which differs between two
@@ -104,18 +117,12 @@ async fn a_restored_backup_resumes_into_the_archive_an_uninterrupted_run_builds(
     archive.wait_for_records(&topic, 40).await;
     let backups = tempfile::tempdir().unwrap();
     let backup_dir = backups.path().join("mid-stream");
-    let (more, response) = tokio::join!(
+    let (more, manifest) = tokio::join!(
         // Ingestion goes on while the backup is taken.
         publish(&publisher, &topic, 20..40),
-        reqwest::Client::new()
-            .post(archive.url("/v1/admin/backups"))
-            .json(&serde_json::json!({"directory": backup_dir}))
-            .send(),
+        back_up(&archive, &backup_dir),
     );
     published.extend(more);
-    let response = response.unwrap();
-    assert_eq!(response.status(), 201);
-    let manifest: BackupManifest = response.json().await.unwrap();
     assert!(manifest.records >= 40, "{manifest:?}");
     let backed_up: i64 = manifest.positions.iter().map(|p| p.next_offset).sum();
     assert_eq!(backed_up as u64, manifest.records);
@@ -148,4 +155,72 @@ async fn a_restored_backup_resumes_into_the_archive_an_uninterrupted_run_builds(
     assert!(resumed.check_consistency().unwrap().problems.is_empty());
 }
 
-on_every_broker!(a_restored_backup_resumes_into_the_archive_an_uninterrupted_run_builds);
+/// The archive of `topic` with `backup_dir` restored into it, then filled from Kafka by
+/// `rebuild`: the progress it reported, and what it did.
+fn restore_and_rebuild(
+    broker: &Broker,
+    topic: &str,
+    backup_dir: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> (Vec<RebuildProgress>, RebuildProgress) {
+    retrace_archive::restore(backup_dir, data_dir, false).unwrap();
+    let mut config = ArchiveConfig::new(broker.bootstrap(), data_dir);
+    config.topics = TopicSelection::Names(vec![topic.to_owned()]);
+    config.batch.max_records = 7;
+    let mut reported = Vec::new();
+    let done = retrace_archive::rebuild(&config, None, |p| reported.push(p)).unwrap();
+    let again = retrace_archive::rebuild(&config, None, |_| {}).unwrap();
+    assert_eq!(
+        again,
+        RebuildProgress::default(),
+        "a second rebuild finds nothing to do"
+    );
+    (reported, done)
+}
+
+async fn a_gap_is_rebuilt_from_kafka_into_the_archive_an_uninterrupted_run_builds(broker: Broker) {
+    let topic = unique_topic("rebuild");
+    broker.create_topic(&topic, 2).await;
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let mut published = publish(&publisher, &topic, 0..10).await;
+    let archive = archive_of(&broker, &topic, None).await;
+    archive.wait_for_records(&topic, 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backup_dir = dir.path().join("backup");
+    back_up(&archive, &backup_dir).await;
+    published.extend(publish(&publisher, &topic, 10..25).await);
+    archive.wait_for_records(&topic, 50).await;
+    drop(archive);
+
+    let data_dir = dir.path().join("rebuilt");
+    let (reported, done) = tokio::task::block_in_place(|| {
+        restore_and_rebuild(&broker, &topic, &backup_dir, &data_dir)
+    });
+    assert_eq!(
+        (done.read, done.total, done.appended),
+        (30, 30, 30),
+        "{done:?}"
+    );
+    assert_eq!(reported.first().map(|p| p.read), Some(0));
+    assert_eq!(reported.last(), Some(&done));
+    assert!(
+        reported.len() >= 5,
+        "progress after every batch of 7: {reported:?}"
+    );
+    let rebuilt = LogStore::open(&data_dir, &StoreOptions::default()).unwrap();
+
+    let uninterrupted = archive_of(&broker, &topic, None).await;
+    uninterrupted.wait_for_records(&topic, 50).await;
+    let (uninterrupted, _dir) = uninterrupted.stop().await;
+    assert_eq!(rebuilt.record_count(), 50);
+    assert_eq!(records(&rebuilt, &topic), records(&uninterrupted, &topic));
+    assert_eq!(
+        indexes(&rebuilt, &published),
+        indexes(&uninterrupted, &published)
+    );
+}
+
+on_every_broker!(
+    a_restored_backup_resumes_into_the_archive_an_uninterrupted_run_builds,
+    a_gap_is_rebuilt_from_kafka_into_the_archive_an_uninterrupted_run_builds,
+);

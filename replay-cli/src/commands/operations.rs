@@ -1,8 +1,10 @@
 //! Operating the archive's data: `retrace backup` (online, through the archive's API),
-//! `retrace restore` (offline, on the archive's host).
+//! `retrace restore` and `retrace rebuild --from-kafka` (offline, on the archive's host).
 
 use std::path::PathBuf;
 
+use indicatif::{ProgressBar, ProgressStyle};
+use retrace_archive::ArchiveArgs;
 use retrace_archive::api::{BackupManifest, BackupRequest};
 
 use super::client::{Client, Request};
@@ -28,6 +30,19 @@ pub struct RestoreArgs {
     /// Replace the archive already in --data-dir (it is kept as `<data-dir>.replaced`).
     #[arg(long)]
     force: bool,
+}
+
+#[derive(clap::Args)]
+pub struct RebuildArgs {
+    /// Read the archive back from Kafka (what its topics still retain).
+    #[arg(long, required = true)]
+    from_kafka: bool,
+    /// Only messages at or after this time: RFC 3339, or a duration back from now (2h, 7d).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// The archive's own configuration: --data-dir, --topics, Kafka settings, --config.
+    #[command(flatten)]
+    archive: ArchiveArgs,
 }
 
 pub async fn backup(server: &Server, args: BackupArgs) -> Result<(), Failure> {
@@ -61,4 +76,34 @@ pub fn restore(args: RestoreArgs) -> Result<(), Failure> {
         ),
         &manifest,
     ))
+}
+
+pub async fn rebuild(args: RebuildArgs) -> Result<(), Failure> {
+    let since_ms = args
+        .since
+        .as_deref()
+        .map(retrace_archive::parse_time)
+        .transpose()
+        .map_err(|error| Failure::Usage(format!("--since: {error}")))?;
+    let config = args
+        .archive
+        .resolve()
+        .map_err(|error| Failure::Usage(error.to_string()))?;
+    let data_dir = config.data_dir.clone();
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} messages, {per_sec}, eta {eta}")
+            .expect("the template is valid"),
+    );
+    let shown = bar.clone();
+    let rebuilt = tokio::task::spawn_blocking(move || {
+        retrace_archive::rebuild(&config, since_ms, |progress| {
+            shown.set_length(progress.total);
+            shown.set_position(progress.read);
+        })
+    })
+    .await
+    .map_err(|error| Failure::Server(format!("the rebuild stopped: {error}")))?
+    .map_err(|error| Failure::Server(error.to_string()))?;
+    bar.finish_and_clear();
+    print(&render::rebuilt(&data_dir, &rebuilt))
 }

@@ -897,3 +897,14 @@ pub fn backup_manifest(what: &str, manifest: &retrace_archive::api::BackupManife
     }
     text
 }
+
+/// What `retrace rebuild` did.
+pub fn rebuilt(data_dir: &std::path::Path, done: &retrace_archive::RebuildProgress) -> String {
+    format!(
+        "rebuilt {} from Kafka: {} messages read, {} stored, {} already archived\n",
+        data_dir.display(),
+        done.read,
+        done.appended,
+        done.already_archived
+    )
+}

@@ -20,6 +20,7 @@ mod config;
 mod events;
 mod http;
 mod masking;
+mod rebuild;
 mod replay;
 mod routes;
 mod trace;
@@ -51,6 +52,7 @@ pub use config::{
     DEFAULT_REPLAY_BULK_ADMIN_ABOVE, MaskingConfig, TopicSelection,
 };
 pub use masking::{MASK, MaskingError};
+pub use rebuild::{RebuildError, RebuildProgress, rebuild};
 pub use retrace_auth::AuthConfig;
 pub use routes::parse_time;
 pub use trace::trace;
