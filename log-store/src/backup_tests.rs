@@ -40,7 +40,7 @@ fn a_backup_refuses_a_directory_that_holds_files() {
     let dir = tempfile::tempdir().unwrap();
     let live = open(&dir.path().join("live"));
     std::fs::write(dir.path().join("note"), b"x").unwrap();
-    let error = live.backup(dir.path()).err().expect("refused").to_string();
+    let error = live.backup(dir.path()).expect_err("refused").to_string();
     assert!(error.contains("is not empty"), "{error}");
 }
 
@@ -54,14 +54,12 @@ fn a_restore_refuses_a_running_archive_and_replaces_a_stopped_one_only_when_forc
     let running = open(&target);
     running.append(&prepared(0..2)).unwrap();
     let error = restore(&dir.path().join("backup"), &target, true)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(error.contains("running archive"), "{error}");
     drop(running);
     let error = restore(&dir.path().join("backup"), &target, false)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(error.contains("--force"), "{error}");
     assert_eq!(

@@ -85,7 +85,7 @@ mod tests {
 
         let read = LogStore::open(dir.path(), &StoreOptions::default())
             .and_then(|store| store.get(&archived(3).key));
-        let error = read.err().expect("the damage is reported");
+        let error = read.expect_err("the damage is reported");
         assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
         let message = error.to_string();
         assert!(message.contains(&table.display().to_string()), "{message}");

@@ -100,10 +100,11 @@ pub async fn rebuild(args: RebuildArgs) -> Result<(), Failure> {
             shown.set_length(progress.total);
             shown.set_position(progress.read);
         })
+        .map_err(|error| error.to_string())
     })
     .await
     .map_err(|error| Failure::Server(format!("the rebuild stopped: {error}")))?
-    .map_err(|error| Failure::Server(error.to_string()))?;
+    .map_err(Failure::Server)?;
     bar.finish_and_clear();
     print(&render::rebuilt(&data_dir, &rebuilt))
 }

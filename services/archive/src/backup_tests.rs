@@ -35,8 +35,7 @@ fn a_backup_restores_with_the_manifest_it_was_written_with() {
 fn a_restore_refuses_what_is_not_a_backup_and_a_newer_format() {
     let dir = tempfile::tempdir().unwrap();
     let error = restore(dir.path(), &dir.path().join("restored"), false)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(
         error.contains("is not a Retrace backup") && error.contains("manifest.json"),
@@ -59,8 +58,7 @@ fn a_restore_refuses_what_is_not_a_backup_and_a_newer_format() {
         &dir.path().join("restored"),
         false,
     )
-    .err()
-    .expect("refused")
+    .expect_err("refused")
     .to_string();
     assert!(
         error.contains(&format!("format version {}", FORMAT_VERSION + 1)),
