@@ -96,16 +96,21 @@ mod tests {
     use super::*;
     use crate::{LogStore, StoreOptions};
 
-    #[test]
-    fn an_archive_of_a_newer_format_is_refused_naming_both_versions() {
+    /// The refusal to open an archive marked with format `version`.
+    fn refusal(version: &str) -> String {
         let dir = tempfile::tempdir().unwrap();
         let store = LogStore::open(dir.path(), &StoreOptions::default()).unwrap();
-        store.inner().meta.insert(FORMAT_KEY, "3").unwrap();
+        store.inner().meta.insert(FORMAT_KEY, version).unwrap();
         drop(store);
-        let error = LogStore::open(dir.path(), &StoreOptions::default())
+        LogStore::open(dir.path(), &StoreOptions::default())
             .err()
             .expect("refused")
-            .to_string();
+            .to_string()
+    }
+
+    #[test]
+    fn an_archive_of_a_newer_format_is_refused_naming_both_versions() {
+        let error = refusal("3");
         assert!(error.contains("format version 3"), "{error}");
         assert!(error.contains("versions 1 to 2"), "{error}");
         assert!(error.contains("newer Retrace"), "{error}");
@@ -113,14 +118,7 @@ mod tests {
 
     #[test]
     fn an_archive_of_an_unknown_older_format_is_refused_with_the_rebuild_advice() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LogStore::open(dir.path(), &StoreOptions::default()).unwrap();
-        store.inner().meta.insert(FORMAT_KEY, "0").unwrap();
-        drop(store);
-        let error = LogStore::open(dir.path(), &StoreOptions::default())
-            .err()
-            .expect("refused")
-            .to_string();
+        let error = refusal("0");
         assert!(error.contains("format version 0"), "{error}");
         assert!(error.contains("retrace rebuild"), "{error}");
     }
