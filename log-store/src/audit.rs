@@ -138,7 +138,7 @@ impl LogStore {
         batch.insert(&inner.audit, record.key(), record.encode_to_vec());
         batch
             .commit()
-            .map_err(StoreError::engine("append to the audit trail"))?;
+            .map_err(self.error("append to the audit trail"))?;
         *last = Some((record.seq, record.hash.clone()));
         Ok(record)
     }
@@ -162,7 +162,7 @@ impl LogStore {
         for guard in self.inner().audit.range((after, Bound::Unbounded)) {
             let (key, value) = guard
                 .into_inner()
-                .map_err(StoreError::engine("read the audit trail"))?;
+                .map_err(self.error("read the audit trail"))?;
             let record = decode(&key, &value)?;
             let matches = filter.since_ms.is_none_or(|since| record.at_ms >= since)
                 && filter.actor.as_ref().is_none_or(|a| *a == record.actor)
@@ -195,7 +195,7 @@ impl LogStore {
         for guard in self.inner().audit.iter() {
             let (key, value) = guard
                 .into_inner()
-                .map_err(StoreError::engine("read the audit trail"))?;
+                .map_err(self.error("read the audit trail"))?;
             report.records += 1;
             let record = match decode(&key, &value) {
                 Ok(record) => record,

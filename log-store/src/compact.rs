@@ -38,37 +38,10 @@ pub fn compact(path: &Path, options: &StoreOptions) -> Result<CompactionSummary,
         bytes_before: source.disk_space()?,
         ..CompactionSummary::default()
     };
-    for (from, to) in source
-        .inner()
-        .all_keyspaces()
-        .into_iter()
-        .zip(target.inner().all_keyspaces())
-    {
-        let mut batch = target.inner().db.batch();
-        let mut pending = 0;
-        for guard in from.iter() {
-            let (key, value) = guard
-                .into_inner()
-                .map_err(StoreError::engine("read the archive to compact it"))?;
-            batch.insert(to, key, value);
-            pending += 1;
-            summary.entries += 1;
-            if pending == COPY_BATCH {
-                let full = std::mem::replace(&mut batch, target.inner().db.batch());
-                full.commit()
-                    .map_err(StoreError::engine("write the compacted copy"))?;
-                pending = 0;
-            }
-        }
-        batch
-            .commit()
-            .map_err(StoreError::engine("write the compacted copy"))?;
-    }
-    target
-        .inner()
-        .db
-        .persist(PersistMode::SyncAll)
-        .map_err(StoreError::engine("flush the compacted copy"))?;
+    summary.entries = copy_keyspaces(
+        source.inner().all_keyspaces().map(fjall::Keyspace::iter),
+        &target,
+    )?;
     summary.bytes_after = target.disk_space()?;
     drop((source, target));
     let marker = staging.join(COMPLETE);
@@ -78,6 +51,40 @@ pub fn compact(path: &Path, options: &StoreOptions) -> Result<CompactionSummary,
         .map_err(io(&marker, "mark the copy complete"))?;
     swap(path)?;
     Ok(summary)
+}
+
+/// Copies every entry of `sources` (one iterator per keyspace, in
+/// [`all_keyspaces`](crate::store::Inner::all_keyspaces) order) into `target`'s keyspaces,
+/// in atomic batches, then makes the copy durable. Returns the entries copied.
+pub(crate) fn copy_keyspaces(
+    sources: [fjall::Iter; 14],
+    target: &LogStore,
+) -> Result<u64, StoreError> {
+    let mut entries = 0;
+    for (from, to) in sources.into_iter().zip(target.inner().all_keyspaces()) {
+        let mut batch = target.inner().db.batch();
+        let mut pending = 0;
+        for guard in from {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(target.error("read the archive to copy it"))?;
+            batch.insert(to, key, value);
+            pending += 1;
+            entries += 1;
+            if pending == COPY_BATCH {
+                let full = std::mem::replace(&mut batch, target.inner().db.batch());
+                full.commit().map_err(target.error("write the copy"))?;
+                pending = 0;
+            }
+        }
+        batch.commit().map_err(target.error("write the copy"))?;
+    }
+    target
+        .inner()
+        .db
+        .persist(PersistMode::SyncAll)
+        .map_err(target.error("flush the copy"))?;
+    Ok(entries)
 }
 
 /// Completes a compaction a crash interrupted after its copy was whole, or discards one
@@ -112,7 +119,7 @@ fn swap(path: &Path) -> Result<(), StoreError> {
     finish_interrupted(path)
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{suffix}"));
     path.with_file_name(name)

@@ -7,17 +7,24 @@
 //! ends: no record lost, none stored twice.
 
 mod audit;
+mod backup;
 mod codec;
 mod compact;
+mod damage;
+mod format;
 mod keys;
 mod replays;
 mod store;
+#[cfg(test)]
+mod test_records;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
+pub use backup::{BackupSummary, restore};
 pub use compact::{CompactionSummary, compact};
+pub use format::FORMAT_VERSION;
 pub use replays::{ReplayRecord, ReplayState};
 pub use store::{LogStore, PreparedRecord, StoreOptions};
 
@@ -231,13 +238,37 @@ pub enum StoreError {
     )]
     Dangling { index: &'static str, key: String },
     #[error(
-        "the archive at {path} has format version {found}, this build reads version \
-         {supported}: upgrade Retrace, or restore a backup made by this version"
+        "the archive at {path} has format version {found}; this build reads versions \
+         {oldest} to {supported} (older ones are migrated when opened): {advice}"
     )]
     UnsupportedFormat {
         path: PathBuf,
         found: String,
+        oldest: u32,
         supported: u32,
+        advice: &'static str,
+    },
+    #[error(
+        "the archive is damaged: {file} failed its checksum while trying to {operation} \
+         ({source}). Nothing from it is served. Stop the archive and restore the latest \
+         backup (`retrace restore --from BACKUP --data-dir DIR --force`) or rebuild it from \
+         Kafka (`retrace rebuild --from-kafka --data-dir DIR`); see README, \"Operations\""
+    )]
+    Damaged {
+        /// The damaged file when it could be found, else the archive's directory.
+        file: PathBuf,
+        operation: &'static str,
+        source: fjall::Error,
+    },
+    #[error("cannot back the archive up into {path}: {reason}. Choose an empty or new directory")]
+    BackupTarget { path: PathBuf, reason: String },
+    #[error("cannot restore into {path}: {reason}")]
+    RestoreTarget { path: PathBuf, reason: String },
+    #[error("cannot {operation} at {path}: {source}")]
+    Io {
+        operation: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("cursor {0:?} was not issued by this listing: start again without a cursor")]
     BadCursor(String),
@@ -252,10 +283,4 @@ pub enum StoreError {
     },
     #[error("{field} {value:?} contains a NUL byte, which no id may contain")]
     InvalidId { field: &'static str, value: String },
-}
-
-impl StoreError {
-    fn engine(operation: &'static str) -> impl FnOnce(fjall::Error) -> StoreError {
-        move |source| StoreError::Engine { operation, source }
-    }
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -14,10 +15,6 @@ use crate::{
     MarkedTransaction, Page, Position, RecordKey, RecordKind, ReplayRecord, StoreError,
     SubjectTransaction, codec, keys,
 };
-
-/// The on-disk format this build reads and writes.
-const FORMAT_VERSION: u32 = 1;
-const FORMAT_KEY: &str = "format_version";
 
 /// Memory the engine may use, whatever the archive's size.
 #[derive(Debug, Clone)]
@@ -46,10 +43,10 @@ pub struct LogStore {
 }
 
 pub(crate) struct Inner {
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     pub(crate) db: Database,
     /// record key → encoded record.
-    records: Keyspace,
+    pub(crate) records: Keyspace,
     /// transaction \0 time record-key → ().
     by_transaction: Keyspace,
     /// subject \0 transaction → time last seen.
@@ -76,9 +73,12 @@ pub(crate) struct Inner {
     pub(crate) audit_head: Mutex<Option<(u64, Vec<u8>)>>,
     /// topic \0 partition → next offset to archive.
     positions: Keyspace,
-    meta: Keyspace,
+    /// The format version and the record count.
+    pub(crate) meta: Keyspace,
     /// The `positions` keyspace, in memory; also the writers' lock.
     next_offsets: Mutex<HashMap<(String, i32), i64>>,
+    /// `meta/record_count`, in memory; changed under the writers' lock.
+    record_count: AtomicU64,
 }
 
 impl LogStore {
@@ -86,9 +86,19 @@ impl LogStore {
     pub fn open(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         crate::compact::finish_interrupted(&path)?;
-        let open_error = |source| StoreError::Open {
-            path: path.clone(),
-            source,
+        let open_error = |source| {
+            if crate::damage::is_damage(&source) {
+                StoreError::Damaged {
+                    file: path.clone(),
+                    operation: "open",
+                    source,
+                }
+            } else {
+                StoreError::Open {
+                    path: path.clone(),
+                    source,
+                }
+            }
         };
         let db = Database::builder(&path)
             .cache_size(options.cache_bytes)
@@ -117,10 +127,12 @@ impl LogStore {
             positions: keyspace("positions")?,
             meta: keyspace("meta")?,
             next_offsets: Mutex::new(HashMap::new()),
+            record_count: AtomicU64::new(0),
             db,
             path,
         };
-        inner.check_format()?;
+        let records = crate::format::open(&inner)?;
+        inner.record_count.store(records, Ordering::Relaxed);
         *inner
             .audit_head
             .lock()
@@ -144,6 +156,10 @@ impl LogStore {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    pub(crate) fn error(&self, operation: &'static str) -> impl FnOnce(fjall::Error) -> StoreError {
+        self.inner.error(operation)
     }
 
     /// Writes `records` and the new position of each partition they come from, in one atomic,
@@ -196,6 +212,14 @@ impl LogStore {
             advanced.insert((key.topic.as_str(), key.partition), key.offset + 1);
             summary.appended += 1;
         }
+        let record_count = inner.record_count.load(Ordering::Relaxed) + summary.appended as u64;
+        if summary.appended > 0 {
+            batch.insert(
+                &inner.meta,
+                crate::format::RECORD_COUNT_KEY,
+                record_count.to_be_bytes(),
+            );
+        }
         for ((topic, partition), next) in &advanced {
             batch.insert(
                 &inner.positions,
@@ -203,10 +227,9 @@ impl LogStore {
                 next.to_be_bytes().to_vec(),
             );
         }
-        batch
-            .commit()
-            .map_err(StoreError::engine("write a batch"))?;
+        batch.commit().map_err(self.error("write a batch"))?;
         *audit_head = new_head;
+        inner.record_count.store(record_count, Ordering::Relaxed);
         next_offsets.extend(
             advanced
                 .into_iter()
@@ -223,6 +246,11 @@ impl LogStore {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(topic.to_owned(), partition))
             .copied()
+    }
+
+    /// How many records the archive holds.
+    pub fn record_count(&self) -> u64 {
+        self.inner.record_count.load(Ordering::Relaxed)
     }
 
     /// Every partition's position, as stored.
@@ -242,7 +270,7 @@ impl LogStore {
             .by_transaction
             .prefix(keys::id_prefix(transaction_id))
             .map(|guard| {
-                let key = guard.key().map_err(StoreError::engine("read a trace"))?;
+                let key = guard.key().map_err(self.error("read a trace"))?;
                 let record = keys::after_id(&key)
                     .and_then(keys::split_time)
                     .map(|(_, record)| record.to_vec());
@@ -278,7 +306,7 @@ impl LogStore {
         for guard in self.inner.by_subject.prefix(keys::id_prefix(subject_id)) {
             let (key, value) = guard
                 .into_inner()
-                .map_err(StoreError::engine("list a subject's transactions"))?;
+                .map_err(self.error("list a subject's transactions"))?;
             let transaction = keys::after_id(&key)
                 .and_then(|t| String::from_utf8(t.to_vec()).ok())
                 .ok_or_else(|| dangling("by_subject", &key))?;
@@ -347,9 +375,7 @@ impl LogStore {
         let inner = &*self.inner;
         let mut items = Vec::new();
         for guard in inner.records.range((lower, Bound::Included(end))) {
-            let (key, value) = guard
-                .into_inner()
-                .map_err(StoreError::engine("read records"))?;
+            let (key, value) = guard.into_inner().map_err(inner.error("read records"))?;
             let record_key = keys::parse_record(&key).ok_or_else(|| dangling("records", &key))?;
             if partition.is_none() && record_key.offset < from_offset {
                 continue;
@@ -395,10 +421,9 @@ impl LogStore {
             .marks
             .range((Bound::Included(start), upper))
             .rev();
-        Ok(entries.map(|guard| {
-            let key = guard
-                .key()
-                .map_err(StoreError::engine("list transactions"))?;
+        let store = self.clone();
+        Ok(entries.map(move |guard| {
+            let key = guard.key().map_err(store.error("list transactions"))?;
             let (time_ms, transaction) = keys::split_mark(&key)
                 .and_then(|(_, time, transaction)| {
                     Some((time, String::from_utf8(transaction.to_vec()).ok()?))
@@ -438,9 +463,7 @@ impl LogStore {
                 replay.replay_id.as_bytes(),
             );
         }
-        batch
-            .commit()
-            .map_err(StoreError::engine("record a replay"))
+        batch.commit().map_err(self.error("record a replay"))
     }
 
     /// Saves a replay's progress.
@@ -448,7 +471,7 @@ impl LogStore {
         self.inner
             .replays
             .insert(replay.replay_id.as_bytes(), replay.encode_to_vec())
-            .map_err(StoreError::engine("save a replay's progress"))
+            .map_err(self.error("save a replay's progress"))
     }
 
     pub fn replay(&self, replay_id: &str) -> Result<Option<ReplayRecord>, StoreError> {
@@ -456,7 +479,7 @@ impl LogStore {
             .inner
             .replays
             .get(replay_id)
-            .map_err(StoreError::engine("read a replay"))?
+            .map_err(self.error("read a replay"))?
         else {
             return Ok(None);
         };
@@ -477,7 +500,7 @@ impl LogStore {
             .inner
             .replay_keys
             .get(request_key)
-            .map_err(StoreError::engine("look up a replay request"))?
+            .map_err(self.error("look up a replay request"))?
         else {
             return Ok(None);
         };
@@ -490,9 +513,7 @@ impl LogStore {
             .replays
             .iter()
             .map(|guard| {
-                let (key, value) = guard
-                    .into_inner()
-                    .map_err(StoreError::engine("list replays"))?;
+                let (key, value) = guard.into_inner().map_err(self.error("list replays"))?;
                 ReplayRecord::decode(&*value).map_err(|source| StoreError::Corrupt {
                     key: format!("replay {}", String::from_utf8_lossy(&key)),
                     source,
@@ -513,7 +534,7 @@ impl LogStore {
             .replays_by_transaction
             .prefix(keys::id_prefix(transaction_id))
         {
-            let key = guard.key().map_err(StoreError::engine("list replays"))?;
+            let key = guard.key().map_err(self.error("list replays"))?;
             let replay_id = keys::after_id(&key)
                 .map(|id| String::from_utf8_lossy(id).into_owned())
                 .ok_or_else(|| dangling("replays_by_transaction", &key))?;
@@ -542,7 +563,7 @@ impl LogStore {
         for guard in inner.by_subject.prefix(keys::id_prefix(subject_id)) {
             let key = guard
                 .key()
-                .map_err(StoreError::engine("list a subject's transactions"))?;
+                .map_err(self.error("list a subject's transactions"))?;
             let transaction = keys::after_id(&key)
                 .map(|t| String::from_utf8_lossy(t).into_owned())
                 .ok_or_else(|| dangling("by_subject", &key))?;
@@ -576,7 +597,7 @@ impl LogStore {
         }
         batch
             .commit()
-            .map_err(StoreError::engine("erase a subject's payloads"))?;
+            .map_err(self.error("erase a subject's payloads"))?;
         Ok(summary)
     }
 
@@ -585,7 +606,7 @@ impl LogStore {
         self.inner
             .db
             .disk_space()
-            .map_err(StoreError::engine("measure its size"))
+            .map_err(self.error("measure its size"))
     }
 
     /// Untraceable and malformed records, in key order.
@@ -615,7 +636,7 @@ impl LogStore {
         self.inner
             .db
             .persist(PersistMode::SyncAll)
-            .map_err(StoreError::engine("flush to disk"))
+            .map_err(self.error("flush to disk"))
     }
 }
 
@@ -751,6 +772,12 @@ fn mark_byte(mark: Mark) -> u8 {
 }
 
 impl Inner {
+    /// The error for a failed `operation`: [`StoreError::Damaged`], naming the file, when
+    /// the engine found bytes that are not what was written.
+    pub(crate) fn error(&self, operation: &'static str) -> impl FnOnce(fjall::Error) -> StoreError {
+        move |source| crate::damage::classify(&self.path, &self.all_keyspaces(), operation, source)
+    }
+
     fn keyspace(&self, index: Index) -> &Keyspace {
         match index {
             Index::ByTransaction => &self.by_transaction,
@@ -782,32 +809,13 @@ impl Inner {
         ]
     }
 
-    fn check_format(&self) -> Result<(), StoreError> {
-        let found = self
-            .meta
-            .get(FORMAT_KEY)
-            .map_err(StoreError::engine("read its format version"))?;
-        match found {
-            None => self
-                .meta
-                .insert(FORMAT_KEY, FORMAT_VERSION.to_string())
-                .map_err(StoreError::engine("record its format version")),
-            Some(found) if *found == *FORMAT_VERSION.to_string().as_bytes() => Ok(()),
-            Some(found) => Err(StoreError::UnsupportedFormat {
-                path: self.path.clone(),
-                found: String::from_utf8_lossy(&found).into_owned(),
-                supported: FORMAT_VERSION,
-            }),
-        }
-    }
-
     fn read_audit_head(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let Some(guard) = self.audit.last_key_value() else {
             return Ok(None);
         };
         let (key, value) = guard
             .into_inner()
-            .map_err(StoreError::engine("read the audit trail's head"))?;
+            .map_err(self.error("read the audit trail's head"))?;
         let record =
             crate::audit::AuditRecord::decode(&*value).map_err(|source| StoreError::Corrupt {
                 key: format!("audit record {}", keys::to_hex(&key)),
@@ -822,18 +830,14 @@ impl Inner {
             .map(|guard| {
                 let (key, value) = guard
                     .into_inner()
-                    .map_err(StoreError::engine("read partition positions"))?;
+                    .map_err(self.error("read partition positions"))?;
                 parse_position(&key, &value).ok_or_else(|| dangling("positions", &key))
             })
             .collect()
     }
 
     fn load(&self, key: &[u8]) -> Result<Option<ArchivedRecord>, StoreError> {
-        let Some(bytes) = self
-            .records
-            .get(key)
-            .map_err(StoreError::engine("read a record"))?
-        else {
+        let Some(bytes) = self.records.get(key).map_err(self.error("read a record"))? else {
             return Ok(None);
         };
         let record_key = keys::parse_record(key).ok_or_else(|| dangling("records", key))?;
@@ -861,7 +865,7 @@ impl Inner {
         index
             .prefix(keys::id_prefix(id))
             .map(|guard| {
-                let key = guard.key().map_err(StoreError::engine("read an index"))?;
+                let key = guard.key().map_err(self.error("read an index"))?;
                 let record = keys::after_id(&key).map(<[u8]>::to_vec);
                 self.load_indexed(name, &key, record)
             })
@@ -883,7 +887,7 @@ impl Inner {
         let mut items = Vec::new();
         let mut last_key: Option<Vec<u8>> = None;
         for guard in index.range((lower, Bound::Excluded(end))) {
-            let key = guard.key().map_err(StoreError::engine("read an index"))?;
+            let key = guard.key().map_err(self.error("read an index"))?;
             if items.len() == limit {
                 return Ok(Page {
                     items,
@@ -912,9 +916,7 @@ impl Inner {
         let mut report = ConsistencyReport::default();
         let mut last_offsets: HashMap<(String, i32), i64> = HashMap::new();
         for guard in self.records.iter() {
-            let (key, value) = guard
-                .into_inner()
-                .map_err(StoreError::engine("scan records"))?;
+            let (key, value) = guard.into_inner().map_err(self.error("scan records"))?;
             report.records += 1;
             let Some(record_key) = keys::parse_record(&key) else {
                 report
@@ -939,7 +941,7 @@ impl Inner {
                 let index = self.keyspace(index);
                 let present = index
                     .contains_key(&index_key)
-                    .map_err(StoreError::engine("check an index entry"))?;
+                    .map_err(self.error("check an index entry"))?;
                 if !present {
                     report.problems.push(format!(
                         "record {record_key} is missing from index {}",
@@ -957,14 +959,14 @@ impl Inner {
         ];
         for (index, name) in pointing_indexes {
             for guard in index.iter() {
-                let key = guard.key().map_err(StoreError::engine("scan an index"))?;
+                let key = guard.key().map_err(self.error("scan an index"))?;
                 report.index_entries += 1;
                 let target = record_key_suffix(name, &key);
                 let present = match target {
                     Some(target) => self
                         .records
                         .contains_key(target)
-                        .map_err(StoreError::engine("check a record"))?,
+                        .map_err(self.error("check a record"))?,
                     None => false,
                 };
                 if !present {
@@ -993,7 +995,7 @@ impl Inner {
                 )
             }));
         for (name, guard, transaction_of) in transactions_named_by {
-            let key = guard.key().map_err(StoreError::engine("scan an index"))?;
+            let key = guard.key().map_err(self.error("scan an index"))?;
             report.index_entries += 1;
             let transaction = transaction_of(&key).map(|t| String::from_utf8_lossy(t).into_owned());
             let known = match &transaction {

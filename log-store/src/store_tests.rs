@@ -252,17 +252,6 @@ fn an_id_with_a_nul_byte_is_refused_not_indexed_wrongly() {
     assert_eq!(store.next_offset("r", 0), None);
 }
 
-#[test]
-fn an_archive_of_another_format_is_refused_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
-    open(&dir).inner.meta.insert(FORMAT_KEY, "999").unwrap();
-    let error = LogStore::open(dir.path(), &StoreOptions::default())
-        .err()
-        .unwrap();
-    assert!(matches!(error, StoreError::UnsupportedFormat { .. }));
-    assert!(error.to_string().contains("format version 999"));
-}
-
 fn caused_by(mut record: ArchivedRecord, cause: &str) -> ArchivedRecord {
     if let Some(ids) = record.ids.as_mut() {
         ids.causation_id = cause.into();

@@ -4,6 +4,7 @@
 pub mod admin;
 mod client;
 pub mod jobs;
+pub mod operations;
 mod operator;
 mod render;
 mod replay;

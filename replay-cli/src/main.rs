@@ -58,6 +58,12 @@ enum Command {
     /// Erase a subject's payloads from the archive (admin); the bytes leave the disk at the
     /// next `retrace-archive compact`.
     Erase(commands::admin::EraseArgs),
+    /// Back the running archive up into a directory on its host (admin), while it ingests.
+    Backup(commands::operations::BackupArgs),
+    /// Restore a backup into a stopped archive's data directory (on the archive's host).
+    Restore(commands::operations::RestoreArgs),
+    /// Rebuild a stopped archive (or fill a gap in it) from what Kafka still retains.
+    Rebuild(commands::operations::RebuildArgs),
     /// Run Kafka (in-process mock), the archive and the gateway in one process.
     Dev(dev::DevArgs),
     /// Service configuration files: `check` validates one offline.
@@ -114,6 +120,9 @@ async fn main() -> ExitCode {
         Command::Token(args) => commands::admin::token(&server, args).await,
         Command::Audit(args) => commands::admin::audit(&server, args).await,
         Command::Erase(args) => commands::admin::erase(&server, args).await,
+        Command::Backup(args) => commands::operations::backup(&server, args).await,
+        Command::Restore(args) => commands::operations::restore(args),
+        Command::Rebuild(args) => commands::operations::rebuild(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -239,6 +239,8 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     let new_outcome = json!({"event_id": event.event_id, "transaction_id": transaction,
                              "consumer": "matrix", "status": "processed"});
     let redrive = json!({"reason": "renderer back", "all": true, "dry_run": true});
+    let backups = tempfile::tempdir().unwrap();
+    let backup = json!({"directory": backups.path().join("backup")});
     let archive_endpoints: Vec<(&str, String, Option<&Value>)> = vec![
         ("GET", format!("/v1/transactions/{transaction}"), None),
         ("GET", "/v1/transactions?since=1h".into(), None),
@@ -271,6 +273,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         ("GET", "/v1/tokens".into(), None),
         ("POST", "/v1/tokens".into(), Some(&new_token)),
         ("POST", "/v1/tokens/000000000000/revoke".into(), None),
+        ("POST", "/v1/admin/backups".into(), Some(&backup)),
         ("GET", "/v1/whoami".into(), None),
         ("GET", "/v1/openapi.json".into(), None),
         ("GET", "/healthz".into(), None),
@@ -303,9 +306,9 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         .collect();
     // Columns: publisher, analyst, support, admin, no token. A bulk replay above the
     // threshold (0 here) needs `replay:bulk`: admins only. The erase, revoke and redrive
-    // targets do not exist: a caller allowed to act on them gets 404. The console's files
-    // hold no data: open to all.
-    let expected: [[u16; 5]; 25] = [
+    // targets do not exist: a caller allowed to act on them gets 404. Only admins back up
+    // (into a new directory: 201). The console's files hold no data: open to all.
+    let expected: [[u16; 5]; 26] = [
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
@@ -321,6 +324,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         [403, 403, 403, 200, 401],
         [403, 403, 403, 201, 401],
         [403, 403, 403, 404, 401],
+        [403, 403, 403, 201, 401],
         [200, 200, 200, 200, 401],
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
@@ -502,8 +506,15 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     );
     assert_eq!(
         anonymous.len(),
-        16,
+        17,
         "every call without a token to a guarded route"
+    );
+    let backups = audit("actor=admin&limit=500").await;
+    assert!(
+        backups.iter().any(|r| r.action == "archive.backup"
+            && r.result == "ok"
+            && r.target.ends_with("backup")),
+        "{backups:?}"
     );
     let by_target = audit(&format!("actor=analyst&target={transaction}")).await;
     assert!(

@@ -879,3 +879,32 @@ fn plural(n: usize) -> &'static str {
 #[cfg(test)]
 #[path = "render_tests.rs"]
 mod tests;
+
+/// A backup's manifest, after `what` was done with it; for a restore, what happens next.
+pub fn backup_manifest(what: &str, manifest: &retrace_archive::api::BackupManifest) -> String {
+    let mut text = format!(
+        "{what}: {} records, format {}, taken {}\n",
+        manifest.records, manifest.format_version, manifest.created_at
+    );
+    for position in &manifest.positions {
+        text.push_str(&format!(
+            "  {}/{} resumes at offset {}\n",
+            position.topic, position.partition, position.next_offset
+        ));
+    }
+    if what.starts_with("restored") {
+        text.push_str("start the archive on it: it resumes reading Kafka from these positions\n");
+    }
+    text
+}
+
+/// What `retrace rebuild` did.
+pub fn rebuilt(data_dir: &std::path::Path, done: &retrace_archive::RebuildProgress) -> String {
+    format!(
+        "rebuilt {} from Kafka: {} messages read, {} stored, {} already archived\n",
+        data_dir.display(),
+        done.read,
+        done.appended,
+        done.already_archived
+    )
+}

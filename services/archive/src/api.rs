@@ -327,6 +327,35 @@ pub struct ErasureView {
     pub note: String,
 }
 
+/// `POST /v1/admin/backups`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// Where to write the backup, on the archive's host: a new or empty directory.
+    pub directory: String,
+}
+
+/// A backup's `manifest.json`, also the answer to `POST /v1/admin/backups` and what
+/// `retrace restore` checks and prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupManifest {
+    /// The store format the backup was written in.
+    pub format_version: u32,
+    pub created_at: String,
+    /// Records in the backup.
+    pub records: u64,
+    /// Where a restored archive resumes reading each partition.
+    pub positions: Vec<PositionView>,
+}
+
+/// The next offset the archive stores in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionView {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
 /// One record of the audit trail (`GET /v1/audit`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditView {

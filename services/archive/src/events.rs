@@ -342,3 +342,43 @@ impl InternalEvent for TokensTopicNotCreated<'_> {
         );
     }
 }
+
+pub(crate) struct BackupWritten<'a> {
+    pub directory: &'a std::path::Path,
+    pub records: u64,
+    pub entries: u64,
+    pub elapsed: Duration,
+}
+
+impl InternalEvent for BackupWritten<'_> {
+    fn emit(self) {
+        info!(
+            category = "audit",
+            directory = %self.directory.display(),
+            records = self.records,
+            entries = self.entries,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "archive backed up"
+        );
+        counter!("retrace_archive_backups_total").increment(1);
+        histogram!("retrace_archive_backup_seconds").record(self.elapsed.as_secs_f64());
+    }
+}
+
+pub(crate) struct ArchiveRestored<'a> {
+    pub from: &'a std::path::Path,
+    pub data_dir: &'a std::path::Path,
+    pub records: u64,
+}
+
+impl InternalEvent for ArchiveRestored<'_> {
+    fn emit(self) {
+        info!(
+            category = "audit",
+            from = %self.from.display(),
+            data_dir = %self.data_dir.display(),
+            records = self.records,
+            "archive restored from a backup"
+        );
+    }
+}

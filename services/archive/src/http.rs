@@ -6,19 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use retrace_log_store::LogStore;
-use serde::Serialize;
+
+use crate::api::PositionView;
 
 pub(crate) fn router(store: LogStore) -> Router {
     Router::new()
         .route("/v1/positions", get(positions))
         .with_state(store)
-}
-
-#[derive(Serialize)]
-struct PositionView {
-    topic: String,
-    partition: i32,
-    next_offset: i64,
 }
 
 /// The next offset the archive will store, per partition: compare with Kafka's high
@@ -32,11 +26,7 @@ async fn positions(State(store): State<LogStore>) -> Response {
         Ok(positions) => Json(
             positions
                 .into_iter()
-                .map(|p| PositionView {
-                    topic: p.topic,
-                    partition: p.partition,
-                    next_offset: p.next_offset,
-                })
+                .map(PositionView::from)
                 .collect::<Vec<_>>(),
         )
         .into_response(),

@@ -14,11 +14,13 @@ mod admin;
 pub mod api;
 mod archiver;
 mod audit;
+mod backup;
 mod classify;
 mod config;
 mod events;
 mod http;
 mod masking;
+mod rebuild;
 mod replay;
 mod routes;
 mod trace;
@@ -43,12 +45,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use admin::ERASURE_NOTE;
+pub use backup::{BackupError, backup, restore};
 pub use classify::{classify, prepare};
 pub use config::{
     ALL_TOPICS_PATTERN, ArchiveArgs, ArchiveConfig, BatchSettings, ConfigError,
     DEFAULT_REPLAY_BULK_ADMIN_ABOVE, MaskingConfig, TopicSelection,
 };
 pub use masking::{MASK, MaskingError};
+pub use rebuild::{RebuildError, RebuildProgress, rebuild};
 pub use retrace_auth::AuthConfig;
 pub use routes::parse_time;
 pub use trace::trace;

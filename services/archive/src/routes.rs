@@ -97,6 +97,9 @@ pub(crate) fn router(api: Api) -> Router {
         )
         .route("/v1/tokens/{id}/revoke", post(admin::revoke_token))
         .route_layer(guard.require(Permission::TokenAdmin));
+    let backups = Router::new()
+        .route("/v1/admin/backups", post(crate::backup::create_backup))
+        .route_layer(guard.require(Permission::Backup));
     // Any authenticated caller may ask what it may do.
     let me = Router::new()
         .route("/v1/whoami", get(whoami))
@@ -109,6 +112,7 @@ pub(crate) fn router(api: Api) -> Router {
         .merge(erase)
         .merge(audit)
         .merge(tokens)
+        .merge(backups)
         .with_state(api)
 }
 

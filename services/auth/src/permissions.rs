@@ -33,11 +33,13 @@ pub enum Permission {
     TokenAdmin,
     /// Change configuration; see protected metrics.
     ConfigAdmin,
+    /// Write a backup of the archive to a directory on its host.
+    Backup,
 }
 
 impl Permission {
     /// Every permission, in declaration order.
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::Publish,
         Permission::ReportOutcome,
         Permission::TraceRead,
@@ -50,6 +52,7 @@ impl Permission {
         Permission::Erase,
         Permission::TokenAdmin,
         Permission::ConfigAdmin,
+        Permission::Backup,
     ];
 
     /// The permission's name in configuration, on credentials and in log lines.
@@ -67,6 +70,7 @@ impl Permission {
             Permission::Erase => "erase",
             Permission::TokenAdmin => "token:admin",
             Permission::ConfigAdmin => "config:admin",
+            Permission::Backup => "backup",
         }
     }
 }
@@ -118,7 +122,7 @@ pub enum GrantError {
     #[error(
         "permission {0:?} is not known: use one of publish, outcome:report, trace:read, \
          payload:read, export, replay, replay:bulk, redrive, audit:read, erase, token:admin, \
-         config:admin"
+         config:admin, backup"
     )]
     UnknownPermission(String),
     #[error(

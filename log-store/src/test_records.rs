@@ -1,0 +1,41 @@
+//! Records for the crate's tests: one transaction per ten offsets of topic `registrations`.
+
+use crate::{ArchivedRecord, EventIds, PreparedRecord, RecordKey, RecordKind};
+
+pub(crate) fn archived(offset: i64) -> ArchivedRecord {
+    let transaction = format!("tx-{}", offset / 10);
+    ArchivedRecord {
+        key: RecordKey {
+            topic: "registrations".into(),
+            partition: 0,
+            offset,
+        },
+        message_key: Some(transaction.clone().into_bytes()),
+        value: Some(format!("payload {offset}").into_bytes()),
+        headers: Vec::new(),
+        kafka_timestamp_ms: Some(1_000 + offset),
+        time_ms: 1_000 + offset,
+        kind: RecordKind::Envelope,
+        problem: None,
+        ids: Some(EventIds {
+            event_id: format!("ev-{offset}"),
+            transaction_id: transaction,
+            subject_ids: vec!["beneficiary:7".into()],
+            ..EventIds::default()
+        }),
+        outcome: None,
+        archived_at_ms: 2_000,
+        erased_at_ms: None,
+        audit: None,
+    }
+}
+
+pub(crate) fn prepared(offsets: std::ops::Range<i64>) -> Vec<PreparedRecord> {
+    offsets
+        .map(|offset| {
+            PreparedRecord::new(archived(offset))
+                .map_err(|(error, _)| error)
+                .unwrap()
+        })
+        .collect()
+}
