@@ -6,8 +6,12 @@
 //! [`CommonArgs::read_file`], and layers the common settings with [`CommonArgs::kafka`] and
 //! [`CommonArgs::log`]; its own settings it layers itself, noting every problem in
 //! [`Problems`] so that all of them are reported at once.
+//!
+//! [`reload`] re-resolves the same layering on SIGHUP or a change of the file, and publishes
+//! the result to the parts of a service that apply it without a restart.
 
 mod events;
+pub mod reload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +22,11 @@ use retrace_sdk::KafkaSettings;
 use retrace_telemetry::{InternalEvent, LogFormat};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+
+pub use events::ConsumerRecreated;
+pub use reload::{
+    ConfigDocument, Loaded, ReloadOutcome, Reloadable, Reloader, Trigger, topic_set_hash,
+};
 
 /// Kafka's address when nothing says otherwise.
 pub const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
@@ -259,6 +268,14 @@ pub fn warn_unknown_env_vars<A: clap::Args>(service: &str) {
         }
         .emit();
     }
+}
+
+/// Serializes a duration as whole milliseconds, as the files write them (`*_ms`).
+pub fn serialize_ms<S: serde::Serializer>(
+    duration: &std::time::Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis() as u64)
 }
 
 /// `value`, unless it is zero.
