@@ -33,11 +33,13 @@ pub enum Permission {
     TokenAdmin,
     /// Change configuration; see protected metrics.
     ConfigAdmin,
+    /// Read a service's effective configuration (`GET /v1/config`, secrets redacted).
+    ConfigRead,
 }
 
 impl Permission {
     /// Every permission, in declaration order.
-    pub const ALL: [Permission; 12] = [
+    pub const ALL: [Permission; 13] = [
         Permission::Publish,
         Permission::ReportOutcome,
         Permission::TraceRead,
@@ -50,6 +52,7 @@ impl Permission {
         Permission::Erase,
         Permission::TokenAdmin,
         Permission::ConfigAdmin,
+        Permission::ConfigRead,
     ];
 
     /// The permission's name in configuration, on credentials and in log lines.
@@ -67,6 +70,7 @@ impl Permission {
             Permission::Erase => "erase",
             Permission::TokenAdmin => "token:admin",
             Permission::ConfigAdmin => "config:admin",
+            Permission::ConfigRead => "config:read",
         }
     }
 }
@@ -118,7 +122,7 @@ pub enum GrantError {
     #[error(
         "permission {0:?} is not known: use one of publish, outcome:report, trace:read, \
          payload:read, export, replay, replay:bulk, redrive, audit:read, erase, token:admin, \
-         config:admin"
+         config:admin, config:read"
     )]
     UnknownPermission(String),
     #[error(
@@ -209,7 +213,7 @@ mod tests {
 
     /// The role matrix, written out: one row per permission, one column per role
     /// (publisher, analyst, support, admin).
-    const MATRIX: [(Permission, [bool; 4]); 12] = [
+    const MATRIX: [(Permission, [bool; 4]); 13] = [
         (Permission::Publish, [true, false, false, true]),
         (Permission::ReportOutcome, [true, false, false, true]),
         (Permission::TraceRead, [false, true, true, true]),
@@ -222,6 +226,7 @@ mod tests {
         (Permission::Erase, [false, false, false, true]),
         (Permission::TokenAdmin, [false, false, false, true]),
         (Permission::ConfigAdmin, [false, false, false, true]),
+        (Permission::ConfigRead, [false, false, false, true]),
     ];
 
     #[test]

@@ -168,8 +168,8 @@ impl InternalEvent for NoHangupSignal<'_> {
 /// A service re-created a Kafka consumer because its topic set changed.
 pub struct ConsumerRecreated<'a> {
     pub service: &'a str,
-    /// Which consumer: `archive`, or the worker's queue name.
-    pub consumer: &'a str,
+    /// The consumer's group (`retrace-archive`, `retrace-worker.<queue>`).
+    pub group: &'a str,
     /// The topic set's hash before and after ([`crate::topic_set_hash`]).
     pub from: &'a str,
     pub to: &'a str,
@@ -180,14 +180,14 @@ impl InternalEvent for ConsumerRecreated<'_> {
     fn emit(self) {
         info!(
             service = self.service,
-            consumer = self.consumer,
+            group = self.group,
             from_topics_hash = self.from,
             topics_hash = self.to,
             topics = self.topics,
-            "consumer {} re-created: its topics are now {}",
-            self.consumer,
+            "consumer of group {} re-created: its topics are now {}",
+            self.group,
             self.topics
         );
-        counter!("retrace_consumer_recreated_total", "service" => self.service.to_owned(), "consumer" => self.consumer.to_owned()).increment(1);
+        counter!("retrace_consumer_recreated_total", "service" => self.service.to_owned(), "group" => self.group.to_owned()).increment(1);
     }
 }

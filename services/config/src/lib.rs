@@ -11,6 +11,7 @@
 //! the result to the parts of a service that apply it without a restart.
 
 mod events;
+pub mod http;
 pub mod reload;
 
 use std::collections::BTreeMap;
@@ -37,6 +38,10 @@ pub struct CommonArgs {
     /// TOML configuration file (see README for its sections).
     #[arg(long, env = "RETRACE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// How often the configuration file is checked for changes, in milliseconds; 0 reloads
+    /// on SIGHUP only.
+    #[arg(long, env = "RETRACE_CONFIG_POLL_MS")]
+    pub config_poll_ms: Option<u64>,
     /// Kafka bootstrap servers, host:port[,host:port].
     #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
@@ -158,6 +163,21 @@ impl Problems {
 }
 
 impl CommonArgs {
+    /// A [`Reloader`] of the configuration `resolve` layers from these arguments, watching
+    /// the file as `--config-poll-ms` says.
+    pub fn reloader<C: Reloadable>(
+        &self,
+        service: &'static str,
+        resolve: impl Fn() -> Result<C, ConfigError> + Send + Sync + 'static,
+    ) -> Result<Reloader<C>, ConfigError> {
+        let poll = match self.config_poll_ms {
+            Some(0) => None,
+            Some(ms) => Some(std::time::Duration::from_millis(ms)),
+            None => Some(reload::POLL_INTERVAL),
+        };
+        Ok(Reloader::new(service, self.config.clone(), resolve)?.poll_every(poll))
+    }
+
     /// The file named by `--config`, or `F::default()` when there is none.
     pub fn read_file<F: DeserializeOwned + Default>(&self) -> Result<F, ConfigError> {
         let Some(path) = &self.config else {

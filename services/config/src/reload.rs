@@ -117,6 +117,8 @@ pub struct Reloader<C> {
     resolve: Resolve<C>,
     current: watch::Sender<Arc<Loaded<C>>>,
     tls: std::sync::Mutex<Option<TlsReload>>,
+    /// How often the files are looked at; `None`: only SIGHUP reloads.
+    poll: Option<Duration>,
 }
 
 impl<C: Reloadable> Reloader<C> {
@@ -134,6 +136,7 @@ impl<C: Reloadable> Reloader<C> {
             resolve: Box::new(resolve),
             current: watch::Sender::new(Arc::new(loaded(config))),
             tls: std::sync::Mutex::new(None),
+            poll: Some(POLL_INTERVAL),
         };
         reloader.announce();
         Ok(reloader)
@@ -145,6 +148,13 @@ impl<C: Reloadable> Reloader<C> {
         let again = config.clone();
         Reloader::new(service, None, move || Ok(again.clone()))
             .expect("a fixed configuration resolves")
+    }
+
+    /// Looks at the files every `poll` ([`POLL_INTERVAL`] unless told); `None` leaves
+    /// reloading to SIGHUP alone.
+    pub fn poll_every(mut self, poll: Option<Duration>) -> Self {
+        self.poll = poll;
+        self
     }
 
     /// The TLS listener to hand new certificates to on each reload.
@@ -242,11 +252,6 @@ impl<C: Reloadable> Reloader<C> {
 
     /// Reloads on SIGHUP, and when the file or its TLS files change, until `shutdown`.
     pub async fn run(&self, shutdown: CancellationToken) {
-        self.run_polling(shutdown, POLL_INTERVAL).await;
-    }
-
-    /// [`run`](Self::run), looking at the files every `poll`.
-    pub async fn run_polling(&self, shutdown: CancellationToken, poll: Duration) {
         let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             Ok(signal) => Some(signal),
@@ -257,7 +262,7 @@ impl<C: Reloadable> Reloader<C> {
         };
         let mut seen = self.fingerprint();
         let mut candidate: Option<[u8; 32]> = None;
-        let mut ticks = tokio::time::interval(poll);
+        let mut ticks = tokio::time::interval(self.poll.unwrap_or(POLL_INTERVAL));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let hung_up = async {
@@ -273,7 +278,7 @@ impl<C: Reloadable> Reloader<C> {
                     candidate = None;
                     self.reload(Trigger::Signal);
                 }
-                _ = ticks.tick() => {
+                _ = ticks.tick(), if self.poll.is_some() => {
                     let now = self.fingerprint();
                     if now == seen {
                         candidate = None;

@@ -147,12 +147,12 @@ async fn an_edited_file_is_reloaded_by_the_running_task() {
     let setup = setup("batch = 5\n");
     let mut following = setup.reloader.subscribe();
     following.mark_unchanged();
+    let path = setup.path.clone();
+    let reloader = setup.reloader.poll_every(Some(Duration::from_millis(20)));
     let shutdown = CancellationToken::new();
-    let watching = setup
-        .reloader
-        .run_polling(shutdown.clone(), Duration::from_millis(20));
+    let watching = reloader.run(shutdown.clone());
     let edit = async {
-        std::fs::write(&setup.path, "batch = 9\n").unwrap();
+        std::fs::write(&path, "batch = 9\n").unwrap();
         following.changed().await.unwrap();
         assert_eq!(following.borrow().config.batch, 9);
         shutdown.cancel();
