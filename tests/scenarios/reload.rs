@@ -2,14 +2,19 @@
 //! runs. A new topic list starts archiving the new topic (its consumer re-created once), an
 //! unrelated change leaves the consumer alone, new masking rules mask the next answer, and an
 //! invalid file is refused and reported while the running configuration goes on; `/v1/config`
-//! shows each new version.
+//! shows each new version. A worker's reloaded gate window shows on `/v1/jobs/queues`.
 
 use std::path::Path;
 
+use retrace_config::CommonArgs;
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
-use retrace_tests::{Broker, PATIENCE, RunningArchive, eventually, on_every_broker, unique_topic};
+use retrace_tests::{
+    Broker, PATIENCE, RunningArchive, eventually, free_port, on_every_broker, unique_topic,
+};
+use retrace_worker::{QueueStatus, WorkerArgs};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 /// The value of the first sample of `name` whose labels include every one of `labels`
 /// (`group="…"`), 0 when there is none yet.
@@ -238,8 +243,97 @@ async fn new_masking_rules_mask_the_next_answer(broker: Broker) {
     archive.shut_down().await;
 }
 
+/// A `[queues.<queue>]` section whose gate, with `window`, is open only then.
+fn worker_file(queue: &str, window: Option<(&str, &str)>) -> String {
+    let windows = window.map_or_else(String::new, |(from, to)| {
+        format!(
+            "time_zone = \"UTC\"\nwindows = [{{ days = \"daily\", from = \"{from}\", to = \
+             \"{to}\" }}]\n"
+        )
+    });
+    format!(
+        "[auth]\nenabled = false\n\n[queues.{queue}]\nwebhook = \"http://127.0.0.1:9/never\"\n\n\
+         [queues.{queue}.gate]\n{windows}"
+    )
+}
+
+async fn a_reloaded_gate_window_shows_on_the_queue_status(broker: Broker) {
+    let queue = unique_topic("reload-queue");
+    broker.create_queue(&queue).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("worker.toml");
+    // A window starting in two hours: closed for the whole test.
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    let at = |hours: i64| {
+        let time = now
+            .checked_add(jiff::SignedDuration::from_hours(hours))
+            .unwrap();
+        format!("{:02}:{:02}", time.hour(), time.minute())
+    };
+    write(&file, &worker_file(&queue, Some((&at(2), &at(3)))));
+    let port = free_port();
+    let args = WorkerArgs {
+        common: CommonArgs {
+            config: Some(file.clone()),
+            config_poll_ms: Some(50),
+            kafka_bootstrap: Some(broker.bootstrap()),
+            ..CommonArgs::default()
+        },
+        http: Some(([127, 0, 0, 1], port).into()),
+    };
+    let reloader = args
+        .common
+        .clone()
+        .reloader("worker", move || args.clone().resolve())
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let worker = tokio::spawn(retrace_worker::serve(reloader, shutdown.clone()));
+    let base = format!("http://127.0.0.1:{port}");
+    let status = || async {
+        let statuses: Vec<QueueStatus> = reqwest::get(format!("{base}/v1/jobs/queues"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        statuses.into_iter().find(|status| status.queue == queue)
+    };
+    let config = || async {
+        reqwest::get(format!("{base}/v1/config"))
+            .await
+            .ok()?
+            .json::<Value>()
+            .await
+            .ok()
+    };
+    let closed = eventually("the queue's status", PATIENCE, status).await;
+    assert!(!closed.gate_open, "{}", closed.gate_reason);
+    let before = eventually("the worker's configuration", PATIENCE, config).await;
+    assert_eq!(before["service"], "worker");
+
+    write(&file, &worker_file(&queue, None));
+    let opened = eventually("the reloaded gate to open", PATIENCE, || async {
+        status().await.filter(|status| status.gate_open)
+    })
+    .await;
+    assert!(
+        opened.gate_reason.starts_with("open"),
+        "{}",
+        opened.gate_reason
+    );
+    let after = config().await.unwrap();
+    assert_ne!(after["version"], before["version"]);
+    assert_eq!(
+        after["config"]["queues"][&queue]["gate"]["windows"],
+        json!([])
+    );
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+}
+
 on_every_broker!(
     a_new_topic_list_reloads_and_only_it_recreates_the_consumer,
     an_invalid_file_is_refused_and_the_running_configuration_stays,
     new_masking_rules_mask_the_next_answer,
+    a_reloaded_gate_window_shows_on_the_queue_status,
 );
