@@ -9,6 +9,7 @@ use std::path::Path;
 use retrace_archive::MASK;
 use retrace_archive::api::{AuditVerificationView, AuditView, Page, Trace};
 use retrace_auth::{AuthConfig, ServiceAuth};
+use retrace_config::Reloader;
 use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
@@ -82,10 +83,16 @@ async fn serve_gateway_and_worker(
         ..QueueConfig::default()
     };
     worker.queues.insert(queue.to_owned(), queue_config);
+    let config = Reloader::fixed("worker", worker.clone());
     let worker = Worker::new(&worker, Handlers::new()).unwrap();
     let router = gateway
         .router()
-        .merge(worker.router(&auth.guard, auth.audit()));
+        .merge(worker.router(&auth.guard, auth.audit()))
+        .merge(retrace_config::http::router(
+            &auth.guard,
+            config.documents(),
+            retrace_config::http::audit_to(auth.audit()),
+        ));
     let (url, server) = serve(router).await;
     let ready = auth.ready();
     eventually(
@@ -272,6 +279,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         ("POST", "/v1/tokens".into(), Some(&new_token)),
         ("POST", "/v1/tokens/000000000000/revoke".into(), None),
         ("GET", "/v1/whoami".into(), None),
+        ("GET", "/v1/config".into(), None),
         ("GET", "/v1/openapi.json".into(), None),
         ("GET", "/healthz".into(), None),
         ("GET", "/metrics".into(), None),
@@ -291,6 +299,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
             "/v1/jobs/queues/no-such-queue/redrive".into(),
             Some(&redrive),
         ),
+        ("GET", "/v1/config".into(), None),
     ];
     let endpoints: Vec<(&str, String, Option<&Value>)> = archive_endpoints
         .into_iter()
@@ -304,8 +313,8 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     // Columns: publisher, analyst, support, admin, no token. A bulk replay above the
     // threshold (0 here) needs `replay:bulk`: admins only. The erase, revoke and redrive
     // targets do not exist: a caller allowed to act on them gets 404. The console's files
-    // hold no data: open to all.
-    let expected: [[u16; 5]; 25] = [
+    // hold no data: open to all. Only admins read a service's configuration.
+    let expected: [[u16; 5]; 27] = [
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
@@ -322,6 +331,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         [403, 403, 403, 201, 401],
         [403, 403, 403, 404, 401],
         [200, 200, 200, 200, 401],
+        [403, 403, 403, 200, 401],
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
@@ -331,6 +341,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         [202, 403, 403, 202, 401],
         [403, 200, 200, 200, 401],
         [403, 403, 404, 404, 401],
+        [403, 403, 403, 200, 401],
     ];
     let mut actual = Vec::new();
     for (method, url, body) in &endpoints {
@@ -502,7 +513,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     );
     assert_eq!(
         anonymous.len(),
-        16,
+        17,
         "every call without a token to a guarded route"
     );
     let by_target = audit(&format!("actor=analyst&target={transaction}")).await;
