@@ -241,8 +241,8 @@ impl Worker {
                     queue: queue.clone(),
                     source: Box::new(source),
                 })?;
-            let (specs, following) = watch::channel(spec.clone());
-            gates.push(gate_task.following(following));
+            let (specs, following) = watch::channel(spec);
+            gates.push(gate_task.following(following.clone()));
             gate_specs.insert(queue.clone(), specs);
             let counters = Arc::new(QueueCounters::default());
             let backlog =
@@ -261,7 +261,7 @@ impl Worker {
                 publisher: publisher.clone(),
                 handlers: resolved,
                 gate,
-                policy: spec.policy,
+                spec: following,
                 counters,
                 grace: config.shutdown_grace,
             };
