@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use retrace_config::CommonArgs;
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
@@ -273,12 +272,7 @@ async fn a_reloaded_gate_window_shows_on_the_queue_status(broker: Broker) {
     write(&file, &worker_file(&queue, Some((&at(2), &at(3)))));
     let port = free_port();
     let args = WorkerArgs {
-        common: CommonArgs {
-            config: Some(file.clone()),
-            config_poll_ms: Some(50),
-            kafka_bootstrap: Some(broker.bootstrap()),
-            ..CommonArgs::default()
-        },
+        common: broker.config_args(&file),
         http: Some(([127, 0, 0, 1], port).into()),
     };
     let reloader = args

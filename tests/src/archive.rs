@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use retrace_archive::{ArchiveArgs, ArchiveConfig, ArchiveError};
-use retrace_config::{CommonArgs, Reloader};
+use retrace_config::Reloader;
 use retrace_log_store::{LogStore, StoreOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -62,17 +62,7 @@ impl RunningArchive {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let args = ArchiveArgs {
-            common: CommonArgs {
-                config: Some(config.to_owned()),
-                config_poll_ms: Some(50),
-                kafka_bootstrap: Some(broker.bootstrap()),
-                kafka_properties: broker
-                    .producer_properties()
-                    .iter()
-                    .map(|p| (*p).to_owned())
-                    .collect(),
-                ..CommonArgs::default()
-            },
+            common: broker.config_args(config),
             http: Some(([127, 0, 0, 1], port).into()),
             data_dir: Some(dir.path().to_owned()),
             batch_wait_ms: Some(20),

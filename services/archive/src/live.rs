@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use retrace_config::Loaded;
+use retrace_config::{Loaded, next_config};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -35,12 +35,7 @@ pub(crate) async fn follow(
     live: watch::Sender<Arc<Live>>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = config.changed() => if changed.is_err() { return },
-        }
-        let loaded = Arc::clone(&config.borrow_and_update());
+    while let Some(loaded) = next_config(&mut config, &shutdown).await {
         // The reload checked the masking paths already; should they fail here anyway, the
         // API keeps the rules it has rather than masking nothing.
         match Live::of(&loaded.config) {

@@ -26,7 +26,8 @@ use serde::de::DeserializeOwned;
 
 pub use events::ConsumerRecreated;
 pub use reload::{
-    ConfigDocument, Loaded, ReloadOutcome, Reloadable, Reloader, Trigger, topic_set_hash,
+    ConfigDocument, Loaded, ReloadOutcome, Reloadable, Reloader, Trigger, next_config,
+    topic_set_hash,
 };
 
 /// Kafka's address when nothing says otherwise.

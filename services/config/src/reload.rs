@@ -331,6 +331,21 @@ impl<C: Reloadable> Reloader<C> {
     }
 }
 
+/// The next configuration `config` publishes, marked seen; `None` once `shutdown` is
+/// cancelled or the reloader is gone. What a part that follows reloads loops on.
+pub async fn next_config<C>(
+    config: &mut watch::Receiver<Arc<Loaded<C>>>,
+    shutdown: &CancellationToken,
+) -> Option<Arc<Loaded<C>>> {
+    tokio::select! {
+        () = shutdown.cancelled() => None,
+        changed = config.changed() => {
+            changed.ok()?;
+            Some(Arc::clone(&config.borrow_and_update()))
+        }
+    }
+}
+
 fn loaded<C: Reloadable>(config: C) -> Loaded<C> {
     let version = version_of(&to_value(&config));
     Loaded {

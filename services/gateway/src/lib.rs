@@ -111,7 +111,7 @@ pub async fn serve(
     let loaded = reloader.current();
     let config = &loaded.config;
     let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone()).await?;
-    let gateway = Gateway::new(&config, auth.guard.clone())?;
+    let gateway = Gateway::new(config, auth.guard.clone())?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
     reloader.reload_tls_of(listener.tls_reload());
     GatewayStarted {

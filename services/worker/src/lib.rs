@@ -352,12 +352,7 @@ async fn follow_gates(
     gates: BTreeMap<String, watch::Sender<GateSpec>>,
     shutdown: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = config.changed() => if changed.is_err() { return },
-        }
-        let loaded = Arc::clone(&config.borrow_and_update());
+    while let Some(loaded) = retrace_config::next_config(&mut config, &shutdown).await {
         let queues = &loaded.config.queues;
         for (queue, specs) in &gates {
             // A reload already checked every queue; a queue now gone keeps its gate.
