@@ -1,7 +1,7 @@
 //! Live configuration reload, end to end: an archive configured by a file is edited while it
 //! runs. A new topic list starts archiving the new topic (its consumer re-created once), an
-//! unrelated change leaves the consumer alone, new masking rules mask the next answer, and an
-//! invalid file is refused and reported while the running configuration goes on; `/v1/config`
+//! unrelated change leaves the consumer alone, new masking rules mask the next answer, a
+//! rotated bootstrap admin token replaces the old one, and an invalid file is refused and reported while the running configuration goes on; `/v1/config`
 //! shows each new version. A worker's reloaded gate window shows on `/v1/jobs/queues`.
 
 use std::path::Path;
@@ -239,6 +239,35 @@ async fn new_masking_rules_mask_the_next_answer(broker: Broker) {
         json!(["child.given_name"])
     );
     assert_eq!(given_name().await.unwrap(), retrace_archive::MASK);
+
+    // [auth] reloads too: a new bootstrap admin token replaces the old one.
+    let (rotated, rotated_digest) = retrace_auth::generate();
+    write(
+        &file,
+        &configured("[\"child.given_name\"]").replace(&digest, &rotated_digest),
+    );
+    let old_token = archive.token.replace(rotated);
+    eventually(
+        "the rotated bootstrap token to be accepted",
+        PATIENCE,
+        || async {
+            let response = client
+                .get(archive.url("/v1/config"))
+                .bearer_auth(archive.token.as_deref().unwrap())
+                .send()
+                .await
+                .ok()?;
+            (response.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let refused = client
+        .get(archive.url("/v1/config"))
+        .bearer_auth(old_token.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     archive.shut_down().await;
 }
 

@@ -11,8 +11,9 @@
 //! denial is appended to the store's hash-chained audit trail.
 //!
 //! Its configuration reloads live ([`serve`] with a [`Reloader`]): the topics archived (the
-//! consumer is re-created only when the topic set changes), batch limits, masking rules and
-//! the bulk replay threshold apply without a restart; `GET /v1/config` shows what runs.
+//! consumer is re-created only when the topic set changes), batch limits, masking rules,
+//! the bulk replay threshold and `[auth]`'s role map and OIDC settings apply without a
+//! restart; `GET /v1/config` shows what runs.
 
 mod admin;
 pub mod api;
@@ -225,8 +226,15 @@ impl Archive {
     /// offsets committed, running replays stopped and their progress saved, denials still
     /// being recorded written, the token reader stopped, the store flushed.
     pub async fn run(self) {
+        let auth = retrace_config::follow_auth(
+            self.config.clone(),
+            self.api.guard.clone(),
+            "archive",
+            |config: &ArchiveConfig| &config.auth,
+            self.shutdown.clone(),
+        );
         let following = live::follow(self.config, self.live, self.shutdown.clone());
-        tokio::join!(self.archiver.run(&self.shutdown), following);
+        tokio::join!(self.archiver.run(&self.shutdown), following, auth);
         self.ready.store(false, Ordering::Release);
         self.api.replayer.stopped().await;
         self.api.auditor.stopped().await;

@@ -191,3 +191,60 @@ impl InternalEvent for ConsumerRecreated<'_> {
         counter!("retrace_consumer_recreated_total", "service" => self.service.to_owned(), "group" => self.group.to_owned()).increment(1);
     }
 }
+
+/// A reloaded `[auth]` checks the next requests.
+pub(crate) struct AuthReloaded<'a> {
+    pub service: &'a str,
+    pub version: &'a str,
+}
+
+impl InternalEvent for AuthReloaded<'_> {
+    fn emit(self) {
+        info!(
+            service = self.service,
+            version = self.version,
+            category = "security",
+            "authentication reloaded (configuration {}): the role map and OIDC settings apply \
+             to the next request",
+            self.version
+        );
+    }
+}
+
+/// A reloaded `[auth]` changes a setting the service was built with.
+pub(crate) struct AuthNeedsRestart<'a> {
+    pub service: &'a str,
+    pub field: &'a str,
+}
+
+impl InternalEvent for AuthNeedsRestart<'_> {
+    fn emit(self) {
+        warn!(
+            service = self.service,
+            field = self.field,
+            category = "security",
+            "{} changed: restart {} for it (and the rest of [auth]) to take effect; the \
+             running authentication stays",
+            self.field,
+            self.service
+        );
+    }
+}
+
+/// A reloaded `[auth]` could not be set up (its OIDC keys could not be loaded).
+pub(crate) struct AuthNotReloaded<'a> {
+    pub service: &'a str,
+    pub error: &'a retrace_auth::AuthSetupError,
+}
+
+impl InternalEvent for AuthNotReloaded<'_> {
+    fn emit(self) {
+        error!(
+            service = self.service,
+            error = %self.error,
+            category = "security",
+            "the reloaded [auth] cannot be applied ({}); the running authentication stays",
+            self.error
+        );
+    }
+}

@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 
 pub use events::ConsumerRecreated;
 pub use reload::{
-    ConfigDocument, Loaded, ReloadOutcome, Reloadable, Reloader, Trigger, next_config,
+    ConfigDocument, Loaded, ReloadOutcome, Reloadable, Reloader, Trigger, follow_auth, next_config,
     topic_set_hash,
 };
 

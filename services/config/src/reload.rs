@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use retrace_auth::{AuthConfig, Guard};
 use retrace_http::{TlsFiles, TlsReload};
 use retrace_telemetry::InternalEvent;
 use serde::Serialize;
@@ -29,7 +30,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::ConfigError;
-use crate::events::{ConfigApplied, ConfigRefused, ConfigUnchanged, TlsReloaded};
+use crate::events::{
+    AuthNeedsRestart, AuthNotReloaded, AuthReloaded, ConfigApplied, ConfigRefused, ConfigUnchanged,
+    TlsReloaded,
+};
 
 /// How often the configuration file is looked at.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -342,6 +346,56 @@ pub async fn next_config<C>(
         changed = config.changed() => {
             changed.ok()?;
             Some(Arc::clone(&config.borrow_and_update()))
+        }
+    }
+}
+
+/// Applies each reloaded `[auth]` (what `auth_of` finds in the configuration) to `guard`:
+/// the OIDC role map, issuer, audience, keys and the bootstrap hash apply to the next request.
+/// `enabled`, `tokens_topic` and `metrics_public` shape how the service was built, so a change
+/// to one of them is reported as needing a restart and nothing of that `[auth]` applies.
+pub async fn follow_auth<C>(
+    mut config: watch::Receiver<Arc<Loaded<C>>>,
+    guard: Guard,
+    service: &'static str,
+    auth_of: impl Fn(&C) -> &AuthConfig,
+    shutdown: CancellationToken,
+) {
+    let mut running = auth_of(&config.borrow_and_update().config).clone();
+    while let Some(loaded) = next_config(&mut config, &shutdown).await {
+        let wanted = auth_of(&loaded.config);
+        if *wanted == running {
+            continue;
+        }
+        let fixed = [
+            ("auth.enabled", wanted.enabled != running.enabled),
+            (
+                "auth.tokens_topic",
+                wanted.tokens_topic != running.tokens_topic,
+            ),
+            (
+                "auth.metrics_public",
+                wanted.metrics_public != running.metrics_public,
+            ),
+        ];
+        if let Some((field, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            AuthNeedsRestart { service, field }.emit();
+            continue;
+        }
+        match guard.reload(wanted).await {
+            Ok(()) => {
+                running = wanted.clone();
+                AuthReloaded {
+                    service,
+                    version: &loaded.version,
+                }
+                .emit();
+            }
+            Err(error) => AuthNotReloaded {
+                service,
+                error: &error,
+            }
+            .emit(),
         }
     }
 }

@@ -100,8 +100,8 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
 }
 
 /// [`run`], answering `GET /v1/config` and reloading on SIGHUP and when the file changes:
-/// the TLS certificate is read again; the gateway has no other setting that changes without
-/// a restart.
+/// the TLS certificate is read again, and `[auth]`'s role map and OIDC settings apply to the
+/// next request.
 pub async fn serve(
     reloader: Reloader<GatewayConfig>,
     shutdown: CancellationToken,
@@ -138,10 +138,18 @@ pub async fn serve(
         shutdown.cancelled().await;
         ready.store(false, Ordering::Release);
     };
-    let (served, (), ()) = tokio::join!(
+    let follow_auth = retrace_config::follow_auth(
+        reloader.subscribe(),
+        auth.guard.clone(),
+        "gateway",
+        |config: &GatewayConfig| &config.auth,
+        stop_reloading.clone(),
+    );
+    let (served, (), (), ()) = tokio::join!(
         listener.serve(app, stopping),
         auth.run(),
-        reloader.run(stop_reloading)
+        reloader.run(stop_reloading),
+        follow_auth
     );
     Ok(served?)
 }

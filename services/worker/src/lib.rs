@@ -430,11 +430,19 @@ pub async fn serve(
         ready.store(false, Ordering::Release);
     };
     let serve = async { Ok(listener.serve(app, stopping).await?) };
-    let (served, ran, (), ()) = tokio::join!(
+    let follow_auth = retrace_config::follow_auth(
+        reloader.subscribe(),
+        auth.guard.clone(),
+        "worker",
+        |config: &WorkerConfig| &config.auth,
+        shutdown.clone(),
+    );
+    let (served, ran, (), (), ()) = tokio::join!(
         serve,
         worker.run(shutdown.clone()),
         auth.run(),
-        reloader.run(shutdown.clone())
+        reloader.run(shutdown.clone()),
+        follow_auth
     );
     ran.and(served)
 }
