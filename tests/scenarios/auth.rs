@@ -9,6 +9,7 @@ use std::path::Path;
 use retrace_archive::MASK;
 use retrace_archive::api::{AuditVerificationView, AuditView, Page, Trace};
 use retrace_auth::{AuthConfig, ServiceAuth};
+use retrace_config::Reloader;
 use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
@@ -82,10 +83,16 @@ async fn serve_gateway_and_worker(
         ..QueueConfig::default()
     };
     worker.queues.insert(queue.to_owned(), queue_config);
+    let config = Reloader::fixed("worker", worker.clone());
     let worker = Worker::new(&worker, Handlers::new()).unwrap();
     let router = gateway
         .router()
-        .merge(worker.router(&auth.guard, auth.audit()));
+        .merge(worker.router(&auth.guard, auth.audit()))
+        .merge(retrace_config::http::router(
+            &auth.guard,
+            config.documents(),
+            retrace_config::http::audit_to(auth.audit()),
+        ));
     let (url, server) = serve(router).await;
     let ready = auth.ready();
     eventually(
@@ -275,6 +282,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         ("POST", "/v1/tokens/000000000000/revoke".into(), None),
         ("POST", "/v1/admin/backups".into(), Some(&backup)),
         ("GET", "/v1/whoami".into(), None),
+        ("GET", "/v1/config".into(), None),
         ("GET", "/v1/openapi.json".into(), None),
         ("GET", "/healthz".into(), None),
         ("GET", "/metrics".into(), None),
@@ -294,6 +302,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
             "/v1/jobs/queues/no-such-queue/redrive".into(),
             Some(&redrive),
         ),
+        ("GET", "/v1/config".into(), None),
     ];
     let endpoints: Vec<(&str, String, Option<&Value>)> = archive_endpoints
         .into_iter()
@@ -307,8 +316,9 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     // Columns: publisher, analyst, support, admin, no token. A bulk replay above the
     // threshold (0 here) needs `replay:bulk`: admins only. The erase, revoke and redrive
     // targets do not exist: a caller allowed to act on them gets 404. Only admins back up
-    // (into a new directory: 201). The console's files hold no data: open to all.
-    let expected: [[u16; 5]; 26] = [
+    // (into a new directory: 201). The console's files hold no data: open to all. Only admins
+    // read a service's configuration.
+    let expected: [[u16; 5]; 28] = [
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
@@ -326,6 +336,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         [403, 403, 403, 404, 401],
         [403, 403, 403, 201, 401],
         [200, 200, 200, 200, 401],
+        [403, 403, 403, 200, 401],
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
         [200, 200, 200, 200, 200],
@@ -335,6 +346,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         [202, 403, 403, 202, 401],
         [403, 200, 200, 200, 401],
         [403, 403, 404, 404, 401],
+        [403, 403, 403, 200, 401],
     ];
     let mut actual = Vec::new();
     for (method, url, body) in &endpoints {

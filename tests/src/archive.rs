@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use retrace_archive::{ArchiveConfig, ArchiveError};
+use retrace_archive::{ArchiveArgs, ArchiveConfig, ArchiveError};
+use retrace_config::Reloader;
 use retrace_log_store::{LogStore, StoreOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -51,8 +52,37 @@ impl RunningArchive {
             .unwrap();
         config.auth.enabled = false;
         configure(&mut config);
+        RunningArchive::serve(Reloader::fixed("archive", config), dir, port).await
+    }
+
+    /// Starts an archive configured by the file `config` (TOML, written by the test), with
+    /// the harness' broker, address and batch wait as flags, reloading the file when it
+    /// changes (every 50 ms); waits until `/healthz` answers 200.
+    pub async fn start_from_file(broker: &Broker, config: &Path) -> RunningArchive {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let args = ArchiveArgs {
+            common: broker.config_args(config),
+            http: Some(([127, 0, 0, 1], port).into()),
+            data_dir: Some(dir.path().to_owned()),
+            batch_wait_ms: Some(20),
+            ..ArchiveArgs::default()
+        };
+        let reloader = args
+            .common
+            .clone()
+            .reloader("archive", move || args.clone().resolve())
+            .unwrap();
+        RunningArchive::serve(reloader, dir, port).await
+    }
+
+    async fn serve(
+        reloader: Reloader<ArchiveConfig>,
+        dir: tempfile::TempDir,
+        port: u16,
+    ) -> RunningArchive {
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(retrace_archive::run(config, shutdown.clone()));
+        let task = tokio::spawn(retrace_archive::serve(reloader, shutdown.clone()));
         let archive = RunningArchive {
             http: format!("127.0.0.1:{port}"),
             token: None,
@@ -95,6 +125,30 @@ impl RunningArchive {
             || async { (self.archived_count(topic).await? >= count).then_some(()) },
         )
         .await;
+    }
+
+    /// `GET /v1/config`'s answer, with the harness' token if any.
+    pub async fn config(&self) -> serde_json::Value {
+        let mut request = reqwest::Client::new().get(self.url("/v1/config"));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET /v1/config");
+        response.json().await.unwrap()
+    }
+
+    /// Waits until `/v1/config` shows a version other than `version`; answers the document.
+    pub async fn config_after(&self, version: &str) -> serde_json::Value {
+        eventually(
+            &format!("a configuration version other than {version}"),
+            PATIENCE,
+            || async {
+                let document = self.config().await;
+                (document["version"] != version).then_some(document)
+            },
+        )
+        .await
     }
 
     pub async fn metrics(&self) -> String {

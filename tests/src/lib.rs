@@ -145,6 +145,22 @@ impl Broker {
             .expect("the broker's properties are name=value")
     }
 
+    /// A service's common flags for a test on this broker: `file` as its configuration,
+    /// checked for changes every 50 ms, and this broker with its producer properties.
+    pub fn config_args(&self, file: &std::path::Path) -> retrace_config::CommonArgs {
+        retrace_config::CommonArgs {
+            config: Some(file.to_owned()),
+            config_poll_ms: Some(50),
+            kafka_bootstrap: Some(self.bootstrap()),
+            kafka_properties: self
+                .producer_properties()
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+            ..retrace_config::CommonArgs::default()
+        }
+    }
+
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", self.bootstrap());

@@ -4,6 +4,11 @@
 //! Kafka, decides where each partition resumes: on assignment every partition is sought to
 //! the position stored with its records. While one batch is written the next is collected,
 //! so the disk and the CPU work at the same time.
+//!
+//! A reloaded configuration is followed between batches: new batch limits apply at once; a
+//! new topic set (compared by [`topic_set_hash`]) writes the batch in hand, then replaces the
+//! consumer, which resumes every partition from the archive's positions like any
+//! assignment. Any other change leaves the consumer alone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,13 +17,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use retrace_config::{ConsumerRecreated, Loaded, topic_set_hash};
 use retrace_log_store::{LogStore, PreparedRecord};
 use retrace_telemetry::InternalEvent;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::classify::{classify, prepare};
-use crate::config::{ArchiveConfig, BatchSettings};
+use crate::config::{ArchiveConfig, BatchSettings, TopicSelection};
 use crate::events::{
     BatchArchived, ConsumptionPaused, KafkaProblem, PartitionsAssigned, RecordConsumed,
     ShutdownWithUnwrittenBatch, StoreWriteFailed,
@@ -93,10 +100,16 @@ impl ArchiveContext {
 
 pub(crate) struct Archiver {
     consumer: StreamConsumer<ArchiveContext>,
+    /// What a re-created consumer is made with: Kafka and the group do not reload.
+    client: ClientConfig,
+    group_id: String,
     store: LogStore,
     batch: BatchSettings,
+    topics: TopicSelection,
+    config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
 }
 
+#[derive(Default)]
 struct Batch {
     records: Arc<Vec<PreparedRecord>>,
     /// Next offset per partition, to commit once the batch is durable.
@@ -104,7 +117,26 @@ struct Batch {
 }
 
 impl Archiver {
-    pub(crate) fn new(config: &ArchiveConfig, store: LogStore) -> KafkaResult<Self> {
+    /// An archiver of `config`'s topics, following the configurations `config` publishes.
+    pub(crate) fn new(
+        config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
+        store: LogStore,
+    ) -> KafkaResult<Self> {
+        let current = Arc::clone(&config.borrow());
+        let client = Self::client(&current.config);
+        let consumer = subscribed(&client, &store, &current.config.topics)?;
+        Ok(Archiver {
+            consumer,
+            client,
+            group_id: current.config.group_id.clone(),
+            store,
+            batch: current.config.batch.clone(),
+            topics: current.config.topics.clone(),
+            config,
+        })
+    }
+
+    fn client(config: &ArchiveConfig) -> ClientConfig {
         let refresh = config.metadata_refresh.as_millis().to_string();
         let defaults = [
             ("enable.auto.commit", "false"),
@@ -114,24 +146,30 @@ impl Archiver {
         ];
         let mut client = config.kafka.client_config(&defaults);
         client.set("group.id", &config.group_id);
-        let consumer: StreamConsumer<ArchiveContext> =
-            client.create_with_context(ArchiveContext {
-                store: store.clone(),
-            })?;
-        let subscription = config.topics.subscription();
-        let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
-        Ok(Archiver {
-            consumer,
-            store,
-            batch: config.batch.clone(),
-        })
+        client
     }
 
     /// Archives until `shutdown`, then writes what it holds and flushes the store.
-    pub(crate) async fn run(self, shutdown: &CancellationToken) {
+    pub(crate) async fn run(mut self, shutdown: &CancellationToken) {
         let mut batch = self.collect(shutdown).await;
-        while !batch.records.is_empty() {
+        loop {
+            if self.config.has_changed().unwrap_or(false) {
+                // What the consumer gave is written (and committed) before it may go.
+                if !batch.records.is_empty() {
+                    if !self.write(batch, shutdown).await {
+                        break;
+                    }
+                    batch = Batch::default();
+                }
+                self.follow_configuration();
+            }
+            if batch.records.is_empty() {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                batch = self.collect(shutdown).await;
+                continue;
+            }
             let (written, next) = tokio::join!(self.write(batch, shutdown), self.collect(shutdown));
             if !written {
                 break;
@@ -147,9 +185,56 @@ impl Archiver {
         }
     }
 
+    /// Applies the configuration last published: batch limits, and a consumer of the new
+    /// topic set if the set changed.
+    fn follow_configuration(&mut self) {
+        let loaded = Arc::clone(&self.config.borrow_and_update());
+        self.batch = loaded.config.batch.clone();
+        let wanted = &loaded.config.topics;
+        let before = topic_set_hash(self.topics.subscription().iter().map(String::as_str));
+        let after = topic_set_hash(wanted.subscription().iter().map(String::as_str));
+        if before == after {
+            return;
+        }
+        // The old consumer leaves the group before the new one joins, so the partitions move
+        // once.
+        let replacement = self.client.create_with_context(ArchiveContext {
+            store: self.store.clone(),
+        });
+        let consumer = match replacement {
+            Ok(consumer) => consumer,
+            Err(error) => {
+                KafkaProblem {
+                    during: "re-create the consumer for the new topics (the old topics are still archived)",
+                    error: &error,
+                }
+                .emit();
+                return;
+            }
+        };
+        drop(std::mem::replace(&mut self.consumer, consumer));
+        if let Err(error) = subscribe(&self.consumer, wanted) {
+            KafkaProblem {
+                during: "subscribe to the new topics",
+                error: &error,
+            }
+            .emit();
+        }
+        self.topics = wanted.clone();
+        ConsumerRecreated {
+            service: "archive",
+            group: &self.group_id,
+            from: &before,
+            to: &after,
+            topics: &wanted.subscription().join(","),
+        }
+        .emit();
+    }
+
     /// Waits for a first record, then gathers more until the batch is full or its time is up.
-    /// Returns early, possibly empty, on shutdown.
+    /// Returns early, possibly empty, on shutdown or when a new configuration is published.
     async fn collect(&self, shutdown: &CancellationToken) -> Batch {
+        let mut updates = self.config.clone();
         let mut records = Vec::new();
         let mut commit = HashMap::new();
         let mut deadline = None;
@@ -163,6 +248,7 @@ impl Archiver {
             let message = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                Ok(()) = updates.changed() => break,
                 _ = until => break,
                 message = self.consumer.recv() => message,
             };
@@ -287,6 +373,28 @@ impl Archiver {
             .emit();
         }
     }
+}
+
+/// A consumer made from `client`, subscribed to `topics`.
+fn subscribed(
+    client: &ClientConfig,
+    store: &LogStore,
+    topics: &TopicSelection,
+) -> KafkaResult<StreamConsumer<ArchiveContext>> {
+    let consumer = client.create_with_context(ArchiveContext {
+        store: store.clone(),
+    })?;
+    subscribe(&consumer, topics)?;
+    Ok(consumer)
+}
+
+fn subscribe(
+    consumer: &StreamConsumer<ArchiveContext>,
+    topics: &TopicSelection,
+) -> KafkaResult<()> {
+    let subscription = topics.subscription();
+    let topics: Vec<&str> = subscription.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)
 }
 
 fn now_ms() -> i64 {

@@ -7,19 +7,23 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, wrong};
+use retrace_config::{
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, serialize_ms,
+    wrong,
+};
 use retrace_http::TlsFiles;
 use retrace_log_store::StoreOptions;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Every topic except Kafka's internal `__*` ones (librdkafka regexes are POSIX: no
 /// look-ahead, hence the spelled-out alternatives).
 pub const ALL_TOPICS_PATTERN: &str = "^([^_]|_[^_]).*";
 
 /// Which topics to archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TopicSelection {
     Names(Vec<String>),
     /// A POSIX regex over topic names; topics created later are picked up when they appear.
@@ -38,14 +42,16 @@ impl TopicSelection {
 }
 
 /// How records are grouped into one durable write.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BatchSettings {
     pub max_records: usize,
     /// How long the first record of a batch may wait for others.
+    #[serde(rename = "max_wait_ms", serialize_with = "serialize_ms")]
     pub max_wait: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// What `GET /v1/config` shows, and what a reload compares.
+#[derive(Debug, Clone, Serialize)]
 pub struct ArchiveConfig {
     pub kafka: KafkaSettings,
     pub topics: TopicSelection,
@@ -55,9 +61,12 @@ pub struct ArchiveConfig {
     /// Serve HTTPS with these (`[tls]`, `--tls-cert`/`--tls-key`); plain HTTP when `None`.
     pub tls: Option<TlsFiles>,
     pub batch: BatchSettings,
+    /// Not configurable: the engine's memory caps.
+    #[serde(skip)]
     pub store: StoreOptions,
     /// How often topic metadata is refreshed, so new topics are archived soon after they
     /// appear.
+    #[serde(rename = "metadata_refresh_ms", serialize_with = "serialize_ms")]
     pub metadata_refresh: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -71,13 +80,19 @@ pub struct ArchiveConfig {
 }
 
 /// `[masking]` in the configuration file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MaskingConfig {
     /// Dotted paths into JSON payloads (`child.given_name`, `*.phone`): `*` matches any key
     /// at one level, and a path applies to every element of an array it meets.
     #[serde(default)]
     pub json_paths: Vec<String>,
+}
+
+impl Reloadable for ArchiveConfig {
+    fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
 }
 
 /// Bulk replays planning more messages than this need `replay:bulk` unless configured.

@@ -382,3 +382,22 @@ impl InternalEvent for ArchiveRestored<'_> {
         );
     }
 }
+
+/// A reloaded configuration's API settings could not be built: the previous ones stay.
+pub(crate) struct LiveSettingsKept<'a> {
+    pub version: &'a str,
+    pub error: &'a crate::masking::MaskingError,
+}
+
+impl InternalEvent for LiveSettingsKept<'_> {
+    fn emit(self) {
+        error!(
+            version = self.version,
+            error = %self.error,
+            "configuration {} not applied to the API ({}); the previous masking rules and \
+             replay threshold stay",
+            self.version,
+            self.error
+        );
+    }
+}

@@ -9,6 +9,11 @@
 //! Every API route is behind a permission of `retrace-auth` (API tokens from the compacted
 //! tokens topic, OIDC bearer tokens), and every read, replay, erasure, token change and
 //! denial is appended to the store's hash-chained audit trail.
+//!
+//! Its configuration reloads live ([`serve`] with a [`Reloader`]): the topics archived (the
+//! consumer is re-created only when the topic set changes), batch limits, masking rules,
+//! the bulk replay threshold and `[auth]`'s role map and OIDC settings apply without a
+//! restart; `GET /v1/config` shows what runs.
 
 mod admin;
 pub mod api;
@@ -19,6 +24,7 @@ mod classify;
 mod config;
 mod events;
 mod http;
+mod live;
 mod masking;
 mod rebuild;
 mod replay;
@@ -38,9 +44,11 @@ use rdkafka::types::RDKafkaErrorCode;
 use retrace_auth::{
     AuthSetupError, Authenticator, Guard, Permission, RegistryError, TokenRegistry,
 };
+use retrace_config::{Loaded, Reloader};
 use retrace_log_store::{LogStore, ReplayState, StoreError};
 use retrace_sdk::{KafkaSettings, PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -58,9 +66,9 @@ pub use routes::parse_time;
 pub use trace::trace;
 
 use crate::archiver::Archiver;
-use crate::audit::Auditor;
+use crate::audit::{Audit, Auditor};
 use crate::events::{ApiListening, ArchiveStarted, TokensTopicNotCreated};
-use crate::masking::Masking;
+use crate::live::Live;
 use crate::replay::{Replayer, now_ms};
 use crate::routes::Api;
 
@@ -89,6 +97,9 @@ pub enum ArchiveError {
 pub struct Archive {
     archiver: Archiver,
     api: Api,
+    /// The configurations to follow, and where the API's share of them is published.
+    config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
+    live: watch::Sender<Arc<Live>>,
     ready: Arc<AtomicBool>,
     /// Reads the tokens topic until the archive stops; absent when auth is disabled.
     registry_task: Option<JoinHandle<()>>,
@@ -104,6 +115,19 @@ impl Archive {
         config: &ArchiveConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, ArchiveError> {
+        let fixed = Reloader::fixed("archive", config.clone());
+        Archive::following(fixed.subscribe(), shutdown).await
+    }
+
+    /// [`open`](Self::open) with the configuration `config` holds, following the ones it
+    /// publishes later.
+    pub async fn following(
+        config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, ArchiveError> {
+        let updates = config.clone();
+        let loaded = Arc::clone(&config.borrow());
+        let config = &loaded.config;
         // Metrics recorded before the recorder exists are lost.
         retrace_telemetry::prometheus();
         let data_dir = config.data_dir.clone();
@@ -115,13 +139,14 @@ impl Archive {
         })
         .await
         .expect("opening the store does not panic")?;
-        let archiver =
-            Archiver::new(config, store.clone()).map_err(|source| ArchiveError::Kafka {
+        let archiver = Archiver::new(updates.clone(), store.clone()).map_err(|source| {
+            ArchiveError::Kafka {
                 bootstrap: config.kafka.bootstrap_servers.clone(),
                 source,
-            })?;
+            }
+        })?;
         let publisher = Publisher::new(&config.kafka)?;
-        let masking = Masking::new(&config.masking.json_paths)?;
+        let live = watch::Sender::new(Arc::new(Live::of(config)?));
         let stop_registry = shutdown.child_token();
         // Whatever fails below stops the registry's reader with it.
         let stop_on_error = stop_registry.clone().drop_guard();
@@ -154,10 +179,11 @@ impl Archive {
                 replayer: Replayer::new(store, publisher, shutdown.clone()),
                 guard,
                 auditor,
-                masking: Arc::new(masking),
+                live: live.subscribe(),
                 registry,
-                bulk_admin_above: config.replay_bulk_admin_above,
             },
+            config: updates,
+            live,
             ready: Arc::new(AtomicBool::new(true)),
             registry_task,
             stop_registry,
@@ -204,7 +230,15 @@ impl Archive {
     /// offsets committed, running replays stopped and their progress saved, denials still
     /// being recorded written, the token reader stopped, the store flushed.
     pub async fn run(self) {
-        self.archiver.run(&self.shutdown).await;
+        let auth = retrace_config::follow_auth(
+            self.config.clone(),
+            self.api.guard.clone(),
+            "archive",
+            |config: &ArchiveConfig| &config.auth,
+            self.shutdown.clone(),
+        );
+        let following = live::follow(self.config, self.live, self.shutdown.clone());
+        tokio::join!(self.archiver.run(&self.shutdown), following, auth);
         self.ready.store(false, Ordering::Release);
         self.api.replayer.stopped().await;
         self.api.auditor.stopped().await;
@@ -246,12 +280,35 @@ async fn ensure_tokens_topic(kafka: &KafkaSettings, topic: &str) {
 }
 
 /// Runs the archive and its HTTP server (API, `/healthz`, `/metrics`) until `shutdown` is
-/// cancelled.
+/// cancelled, with `config` for good.
 pub async fn run(config: ArchiveConfig, shutdown: CancellationToken) -> Result<(), ArchiveError> {
-    let archive = Archive::open(&config, shutdown.clone()).await?;
-    let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
+    serve(Reloader::fixed("archive", config), shutdown).await
+}
+
+/// [`run`], reloading the configuration on SIGHUP and when its file changes, and answering
+/// `GET /v1/config`.
+pub async fn serve(
+    reloader: Reloader<ArchiveConfig>,
+    shutdown: CancellationToken,
+) -> Result<(), ArchiveError> {
+    let archive = Archive::following(reloader.subscribe(), shutdown.clone()).await?;
+    let config = reloader.current();
+    let listener = retrace_http::bind(config.config.http, config.config.tls.as_ref()).await?;
+    reloader.reload_tls_of(listener.tls_reload());
+    let auditor = archive.api.auditor.clone();
+    let audit_read = move |caller: &retrace_auth::Caller| {
+        let read = Audit::new(caller, retrace_config::http::CONFIG_READ, "/v1/config");
+        auditor
+            .record(&read, "ok")
+            .map_err(|error| error.to_string())
+    };
     let app = archive
         .router()
+        .merge(retrace_config::http::router(
+            archive.guard(),
+            reloader.documents(),
+            audit_read,
+        ))
         .merge(retrace_telemetry::health_router(archive.readiness()))
         .merge(retrace_telemetry::metrics_router().route_layer(archive.guard().metrics()));
     ApiListening {
@@ -265,7 +322,8 @@ pub async fn run(config: ArchiveConfig, shutdown: CancellationToken) -> Result<(
         archive.run().await;
         stop_http.cancel();
     };
-    let ((), served) = tokio::join!(archive, serve);
+    let reloading = reloader.run(stop_http.clone());
+    let ((), served, ()) = tokio::join!(archive, serve, reloading);
     Ok(served?)
 }
 

@@ -41,11 +41,16 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Compact { data_dir }) = cli.command {
         return compact(data_dir);
     }
-    let config = cli.archive.resolve()?;
+    let args = cli.archive;
+    let reloader = args
+        .common
+        .clone()
+        .reloader("archive", move || args.clone().resolve())?;
+    let config = &reloader.current().config;
     retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
     retrace_config::warn_unknown_env_vars::<ArchiveArgs>("retrace-archive");
     let shutdown = CancellationToken::new();
-    let archive = retrace_archive::run(config, shutdown.clone());
+    let archive = retrace_archive::serve(reloader, shutdown.clone());
     retrace_telemetry::until_signalled(&shutdown, archive)
         .await
         .context("the archive stopped")

@@ -23,6 +23,7 @@ use retrace_log_store::{ArchivedRecord, LogStore, Mark, RecordKind, ReplayRecord
 use retrace_telemetry::InternalEvent;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::admin;
 use crate::api::{
@@ -31,6 +32,7 @@ use crate::api::{
 };
 use crate::audit::{Audit, Auditor};
 use crate::events::QueryServed;
+use crate::live::Live;
 use crate::masking::Masking;
 use crate::replay::{Planned, Replayer, Selection, now_ms, plan};
 use crate::trace::{message_view, outcome_view, replay_view, rfc3339, summary, trace};
@@ -49,11 +51,10 @@ pub(crate) struct Api {
     pub replayer: Replayer,
     pub guard: Guard,
     pub auditor: Auditor,
-    pub masking: Arc<Masking>,
+    /// Masking rules and the bulk replay threshold, as last reloaded.
+    pub live: watch::Receiver<Arc<Live>>,
     /// Absent when authentication is disabled.
     pub registry: Option<TokenRegistry>,
-    /// Bulk replays planning more messages need [`Permission::BulkReplay`].
-    pub bulk_admin_above: usize,
 }
 
 impl Api {
@@ -63,7 +64,7 @@ impl Api {
 
     /// The masking to apply for `caller`: none if it may read payloads.
     fn masking_for(&self, caller: &Caller) -> Option<Arc<Masking>> {
-        (!caller.can(Permission::PayloadRead)).then(|| self.masking.clone())
+        (!caller.can(Permission::PayloadRead)).then(|| self.live.borrow().masking.clone())
     }
 }
 
@@ -833,7 +834,7 @@ async fn bulk_replay(
     let request_key = idempotency_key(&headers);
     let replayer = api.replayer.clone();
     let guard = api.guard.clone();
-    let bulk_admin_above = api.bulk_admin_above;
+    let bulk_admin_above = api.live.borrow().bulk_admin_above;
     let audit = Audit::new(&caller, "replay.start", "");
     answer_audited(&api, "bulk_replay", audit, move |audit| {
         let request: BulkReplayRequest = json_body(&body)?;

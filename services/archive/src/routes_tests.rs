@@ -100,6 +100,7 @@ fn the_openapi_document_names_every_route_and_its_permission() {
         ("/v1/tokens", "post", "token:admin"),
         ("/v1/tokens/{id}/revoke", "post", "token:admin"),
         ("/v1/whoami", "get", "any authenticated caller"),
+        ("/v1/config", "get", "config:read"),
     ];
     for (path, method, permission) in expected {
         let operation = &document["paths"][path][method];

@@ -140,6 +140,11 @@ impl Authenticator {
         self.metrics_public
     }
 
+    /// The registry API tokens are checked against, when there is one.
+    pub fn registry(&self) -> Option<&TokenRegistry> {
+        self.registry.as_ref()
+    }
+
     /// The caller behind `headers`' `Authorization: Bearer …`; `origin` is the remote address.
     pub async fn authenticate(
         &self,

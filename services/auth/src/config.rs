@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::permissions::{Grant, GrantError};
 use crate::token::{from_hex_32, is_lower_hex};
@@ -12,7 +12,7 @@ use crate::token::{from_hex_32, is_lower_hex};
 pub const DEFAULT_TOKENS_TOPIC: &str = "retrace.tokens";
 
 /// `[auth]`: who may call this service.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// `false` makes every caller an anonymous admin: development and tests only.
@@ -41,7 +41,7 @@ impl Default for AuthConfig {
 }
 
 /// `[auth.oidc]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// The `iss` every token must carry, e.g. `https://sso.example.gov/realms/retrace`.

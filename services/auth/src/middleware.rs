@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use axum::Json;
@@ -17,8 +17,9 @@ use futures::future::BoxFuture;
 use retrace_telemetry::InternalEvent;
 use tower::{Layer, Service};
 
-use crate::authenticator::{AuthError, Authenticator};
+use crate::authenticator::{AuthError, AuthSetupError, Authenticator};
 use crate::caller::Caller;
+use crate::config::AuthConfig;
 use crate::events::RequestDenied;
 use crate::permissions::Permission;
 
@@ -60,10 +61,11 @@ struct ErrorBody<'a> {
     field: Option<&'a str>,
 }
 
-/// Checks callers for a service's routes. Cheap to clone.
+/// Checks callers for a service's routes. Cheap to clone; clones share the authenticator,
+/// which [`Guard::reload`] replaces for all of them.
 #[derive(Clone)]
 pub struct Guard {
-    authenticator: Arc<Authenticator>,
+    authenticator: Arc<RwLock<Arc<Authenticator>>>,
     sink: Arc<dyn DenialSink>,
 }
 
@@ -77,13 +79,32 @@ enum Need {
 impl Guard {
     pub fn new(authenticator: Arc<Authenticator>, sink: Arc<dyn DenialSink>) -> Guard {
         Guard {
-            authenticator,
+            authenticator: Arc::new(RwLock::new(authenticator)),
             sink,
         }
     }
 
-    pub fn authenticator(&self) -> &Authenticator {
-        &self.authenticator
+    /// The authenticator checking requests now.
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        Arc::clone(
+            &self
+                .authenticator
+                .read()
+                .expect("the authenticator lock is never poisoned"),
+        )
+    }
+
+    /// Checks the next requests with `config` (a reloaded `[auth]`: its OIDC role map, issuer,
+    /// keys, bootstrap hash), keeping the token registry; requests being checked finish with
+    /// the authenticator they started with. On an error the current one stays.
+    pub async fn reload(&self, config: &AuthConfig) -> Result<(), AuthSetupError> {
+        let registry = self.authenticator().registry().cloned();
+        let fresh = Arc::new(Authenticator::new(config, registry).await?);
+        *self
+            .authenticator
+            .write()
+            .expect("the authenticator lock is never poisoned") = fresh;
+        Ok(())
     }
 
     /// A layer admitting only callers holding `permission`.
@@ -99,7 +120,7 @@ impl Guard {
     /// The layer for `/metrics`: open when `auth.metrics_public`, else any authenticated
     /// caller. (`/healthz` stays open: put no layer on it.)
     pub fn metrics(&self) -> RequireLayer {
-        if self.authenticator.metrics_public() {
+        if self.authenticator().metrics_public() {
             self.layer(Need::Nothing)
         } else {
             self.layer(Need::Caller)
@@ -159,11 +180,8 @@ impl Guard {
             .unwrap_or_else(|| "unknown".to_owned());
         let method = request.method().to_string();
         let path = request.uri().path().to_owned();
-        match self
-            .authenticator
-            .authenticate(request.headers(), &origin)
-            .await
-        {
+        let authenticator = self.authenticator();
+        match authenticator.authenticate(request.headers(), &origin).await {
             Ok(caller) => {
                 if let Need::Permission(permission) = need
                     && !caller.can(permission)

@@ -11,7 +11,8 @@ use rsa::pkcs1::EncodeRsaPrivateKey;
 use serde_json::json;
 
 use super::*;
-use crate::Permission;
+use crate::{AuthConfig, Authenticator, Permission};
+use std::sync::Arc;
 
 const ISSUER: &str = "https://sso.example.gov/realms/retrace";
 const AUDIENCE: &str = "retrace";
@@ -406,4 +407,43 @@ async fn an_rs256_token_verifies_against_keys_fetched_over_https() {
     );
     stop.cancel();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_reloaded_role_map_applies_to_the_next_request_and_a_bad_one_is_refused() {
+    let f = fixture().await;
+    let auth = |oidc: OidcConfig| AuthConfig {
+        oidc: Some(oidc),
+        ..AuthConfig::default()
+    };
+    let authenticator = Authenticator::new(&auth(config(&f.jwks)), None)
+        .await
+        .unwrap();
+    let guard = crate::Guard::new(Arc::new(authenticator), Arc::new(crate::LogOnly));
+    let token = sign(&f.key, &f.key.kid, &claims(&["retrace-support"]));
+    let role = || async {
+        guard
+            .authenticator()
+            .authenticate_bearer(&token, "10.1.2.3:4")
+            .await
+            .unwrap()
+            .role
+    };
+    assert_eq!(role().await, Role::Support);
+
+    let mut demoted = config(&f.jwks);
+    demoted
+        .role_map
+        .insert("retrace-support".into(), "analyst".into());
+    guard.reload(&auth(demoted.clone())).await.unwrap();
+    assert_eq!(role().await, Role::Analyst);
+
+    let mut unreadable = demoted;
+    unreadable.jwks_file = Some(f.jwks.with_file_name("absent.json"));
+    assert!(guard.reload(&auth(unreadable)).await.is_err());
+    assert_eq!(
+        role().await,
+        Role::Analyst,
+        "the running authenticator stays"
+    );
 }

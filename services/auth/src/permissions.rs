@@ -35,6 +35,8 @@ pub enum Permission {
     ConfigAdmin,
     /// Write a backup of the archive to a directory on its host.
     Backup,
+    /// Read a service's effective configuration (`GET /v1/config`, secrets redacted).
+    ConfigRead,
 }
 
 impl Permission {
@@ -53,6 +55,7 @@ impl Permission {
         Permission::TokenAdmin,
         Permission::ConfigAdmin,
         Permission::Backup,
+        Permission::ConfigRead,
     ];
 
     /// The permission's name in configuration, on credentials and in log lines.
@@ -71,6 +74,7 @@ impl Permission {
             Permission::TokenAdmin => "token:admin",
             Permission::ConfigAdmin => "config:admin",
             Permission::Backup => "backup",
+            Permission::ConfigRead => "config:read",
         }
     }
 }
@@ -122,7 +126,7 @@ pub enum GrantError {
     #[error(
         "permission {0:?} is not known: use one of publish, outcome:report, trace:read, \
          payload:read, export, replay, replay:bulk, redrive, audit:read, erase, token:admin, \
-         config:admin, backup"
+         config:admin, backup, config:read"
     )]
     UnknownPermission(String),
     #[error(
@@ -213,7 +217,7 @@ mod tests {
 
     /// The role matrix, written out: one row per permission, one column per role
     /// (publisher, analyst, support, admin).
-    const MATRIX: [(Permission, [bool; 4]); 12] = [
+    const MATRIX: [(Permission, [bool; 4]); 13] = [
         (Permission::Publish, [true, false, false, true]),
         (Permission::ReportOutcome, [true, false, false, true]),
         (Permission::TraceRead, [false, true, true, true]),
@@ -226,6 +230,7 @@ mod tests {
         (Permission::Erase, [false, false, false, true]),
         (Permission::TokenAdmin, [false, false, false, true]),
         (Permission::ConfigAdmin, [false, false, false, true]),
+        (Permission::ConfigRead, [false, false, false, true]),
     ];
 
     #[test]

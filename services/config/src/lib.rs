@@ -6,8 +6,13 @@
 //! [`CommonArgs::read_file`], and layers the common settings with [`CommonArgs::kafka`] and
 //! [`CommonArgs::log`]; its own settings it layers itself, noting every problem in
 //! [`Problems`] so that all of them are reported at once.
+//!
+//! [`reload`] re-resolves the same layering on SIGHUP or a change of the file, and publishes
+//! the result to the parts of a service that apply it without a restart.
 
 mod events;
+pub mod http;
+pub mod reload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +24,12 @@ use retrace_telemetry::{InternalEvent, LogFormat};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use events::ConsumerRecreated;
+pub use reload::{
+    ConfigDocument, Loaded, ReloadOutcome, Reloadable, Reloader, Trigger, follow_auth, next_config,
+    topic_set_hash,
+};
+
 /// Kafka's address when nothing says otherwise.
 pub const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
 
@@ -28,6 +39,10 @@ pub struct CommonArgs {
     /// TOML configuration file (see README for its sections).
     #[arg(long, env = "RETRACE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// How often the configuration file is checked for changes, in milliseconds; 0 reloads
+    /// on SIGHUP only.
+    #[arg(long, env = "RETRACE_CONFIG_POLL_MS")]
+    pub config_poll_ms: Option<u64>,
     /// Kafka bootstrap servers, host:port[,host:port].
     #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
     pub kafka_bootstrap: Option<String>,
@@ -149,6 +164,21 @@ impl Problems {
 }
 
 impl CommonArgs {
+    /// A [`Reloader`] of the configuration `resolve` layers from these arguments, watching
+    /// the file as `--config-poll-ms` says.
+    pub fn reloader<C: Reloadable>(
+        &self,
+        service: &'static str,
+        resolve: impl Fn() -> Result<C, ConfigError> + Send + Sync + 'static,
+    ) -> Result<Reloader<C>, ConfigError> {
+        let poll = match self.config_poll_ms {
+            Some(0) => None,
+            Some(ms) => Some(std::time::Duration::from_millis(ms)),
+            None => Some(reload::POLL_INTERVAL),
+        };
+        Ok(Reloader::new(service, self.config.clone(), resolve)?.poll_every(poll))
+    }
+
     /// The file named by `--config`, or `F::default()` when there is none.
     pub fn read_file<F: DeserializeOwned + Default>(&self) -> Result<F, ConfigError> {
         let Some(path) = &self.config else {
@@ -259,6 +289,14 @@ pub fn warn_unknown_env_vars<A: clap::Args>(service: &str) {
         }
         .emit();
     }
+}
+
+/// Serializes a duration as whole milliseconds, as the files write them (`*_ms`).
+pub fn serialize_ms<S: serde::Serializer>(
+    duration: &std::time::Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis() as u64)
 }
 
 /// `value`, unless it is zero.

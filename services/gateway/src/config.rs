@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems};
+use retrace_config::{
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, serialize_ms,
+};
 use retrace_http::TlsFiles;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How long the gateway's producer waits for Kafka to acknowledge a message before the
 /// request fails with 503. Shorter than the SDK's 30 s: an HTTP client should hear back
@@ -18,17 +20,18 @@ use serde::Deserialize;
 pub const DEFAULT_MESSAGE_TIMEOUT_MS: &str = "10000";
 
 /// What the gateway remembers to answer a repeated request instead of publishing twice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdempotencySettings {
     /// How long a key (an `Idempotency-Key`, or an event id on a topic) is remembered after
     /// its first use.
+    #[serde(rename = "window_ms", serialize_with = "serialize_ms")]
     pub window: Duration,
     /// Most keys remembered, per kind (request keys; event ids); the oldest are forgotten
     /// first when full.
     pub capacity: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct GatewayConfig {
     pub kafka: KafkaSettings,
     /// Address of the HTTP server.
@@ -65,6 +68,12 @@ impl GatewayConfig {
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
         }
+    }
+}
+
+impl Reloadable for GatewayConfig {
+    fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 }
 

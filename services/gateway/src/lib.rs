@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use retrace_auth::{Guard, ServiceAuth};
+use retrace_config::Reloader;
 use retrace_sdk::{PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
 use tokio_util::sync::CancellationToken;
@@ -93,13 +94,26 @@ impl Gateway {
 }
 
 /// Serves the gateway's routes, `/healthz` and `/metrics` on `config.http` until `shutdown`
-/// is cancelled; requests in flight are answered first.
+/// is cancelled; requests in flight are answered first. `config` holds for good.
 pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    serve(Reloader::fixed("gateway", config), shutdown).await
+}
+
+/// [`run`], answering `GET /v1/config` and reloading on SIGHUP and when the file changes:
+/// the TLS certificate is read again, and `[auth]`'s role map and OIDC settings apply to the
+/// next request.
+pub async fn serve(
+    reloader: Reloader<GatewayConfig>,
+    shutdown: CancellationToken,
+) -> Result<(), GatewayError> {
     // Metrics recorded before the recorder exists are lost.
     retrace_telemetry::prometheus();
+    let loaded = reloader.current();
+    let config = &loaded.config;
     let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone()).await?;
-    let gateway = Gateway::new(&config, auth.guard.clone())?;
+    let gateway = Gateway::new(config, auth.guard.clone())?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
+    reloader.reload_tls_of(listener.tls_reload());
     GatewayStarted {
         bootstrap: &config.kafka.bootstrap_servers,
         url: &listener.url(),
@@ -109,15 +123,33 @@ pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(
     let ready = Arc::new(AtomicBool::new(true));
     let app = gateway
         .router()
+        .merge(retrace_config::http::router(
+            &auth.guard,
+            reloader.documents(),
+            retrace_config::http::audit_to(auth.audit()),
+        ))
         .merge(retrace_telemetry::health_router(vec![
             Arc::clone(&ready),
             auth.ready(),
         ]))
         .merge(retrace_telemetry::metrics_router().route_layer(auth.guard.metrics()));
+    let stop_reloading = shutdown.clone();
     let stopping = async move {
         shutdown.cancelled().await;
         ready.store(false, Ordering::Release);
     };
-    let (served, ()) = tokio::join!(listener.serve(app, stopping), auth.run());
+    let follow_auth = retrace_config::follow_auth(
+        reloader.subscribe(),
+        auth.guard.clone(),
+        "gateway",
+        |config: &GatewayConfig| &config.auth,
+        stop_reloading.clone(),
+    );
+    let (served, (), (), ()) = tokio::join!(
+        listener.serve(app, stopping),
+        auth.run(),
+        reloader.run(stop_reloading),
+        follow_auth
+    );
     Ok(served?)
 }

@@ -15,11 +15,16 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Cli::parse().gateway.resolve()?;
+    let args = Cli::parse().gateway;
+    let reloader = args
+        .common
+        .clone()
+        .reloader("gateway", move || args.clone().resolve())?;
+    let config = &reloader.current().config;
     retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
     retrace_config::warn_unknown_env_vars::<GatewayArgs>("retrace-gateway");
     let shutdown = CancellationToken::new();
-    let gateway = retrace_gateway::run(config, shutdown.clone());
+    let gateway = retrace_gateway::serve(reloader, shutdown.clone());
     retrace_telemetry::until_signalled(&shutdown, gateway)
         .await
         .context("the gateway stopped")

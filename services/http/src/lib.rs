@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The server's certificate chain and private key, PEM files (`[tls]` in a configuration
 /// file, or `--tls-cert` / `--tls-key`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// Certificate chain, leaf first.
@@ -87,6 +87,11 @@ impl Listener {
         if self.tls.is_some() { "https" } else { "http" }
     }
 
+    /// What reloads the certificate this listener serves, when it serves HTTPS.
+    pub fn tls_reload(&self) -> Option<TlsReload> {
+        self.tls.clone().map(TlsReload)
+    }
+
     /// `scheme://addr`, what a client of this listener calls.
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme(), self.addr)
@@ -128,6 +133,21 @@ impl Listener {
         serving
             .await
             .map_err(|source| HttpError::Serve { addr, source })
+    }
+}
+
+/// Replaces the certificate and key of a serving HTTPS listener: connections accepted after
+/// [`reload`](Self::reload) get the new certificate; those open keep theirs.
+#[derive(Clone)]
+pub struct TlsReload(RustlsConfig);
+
+impl TlsReload {
+    /// Reads and checks `files` as [`bind`] does; on any problem the listener keeps serving
+    /// the certificate it has.
+    pub fn reload(&self, files: &TlsFiles) -> Result<(), HttpError> {
+        let fresh = server_config(files)?;
+        self.0.reload_from_config(fresh.get_inner());
+        Ok(())
     }
 }
 

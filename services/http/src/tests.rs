@@ -107,3 +107,42 @@ async fn a_bad_key_file_is_refused_at_bind_naming_the_file() {
     assert!(message.contains("not-a-key.pem"), "{message}");
     assert!(message.contains("private key"), "{message}");
 }
+
+#[tokio::test]
+async fn a_reloaded_certificate_is_served_to_new_connections_and_a_bad_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, old) = certificate(dir.path());
+    let listener = bind(([127, 0, 0, 1], 0).into(), Some(&files))
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let reload = listener.tls_reload().expect("an HTTPS listener reloads");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(listener.serve(who_is_calling(), async {
+        let _ = stopped.await;
+    }));
+    let trusting = |root: reqwest::Certificate| {
+        reqwest::Client::builder()
+            .add_root_certificate(root)
+            .resolve("localhost", addr)
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://localhost:{}/who", addr.port());
+    // The same paths, new content: only a client trusting the new certificate gets in.
+    let (_, new) = certificate(dir.path());
+    assert!(trusting(new.clone()).get(&url).send().await.is_err());
+    reload.reload(&files).unwrap();
+    assert_eq!(trusting(new).get(&url).send().await.unwrap().status(), 200);
+    assert!(trusting(old).get(&url).send().await.is_err());
+
+    let broken = TlsFiles {
+        cert: files.cert.clone(),
+        key: dir.path().join("absent.pem"),
+    };
+    let error = reload.reload(&broken).unwrap_err().to_string();
+    assert!(error.contains("absent.pem"), "{error}");
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -6,7 +6,7 @@ use rdkafka::ClientConfig;
 
 /// Where Kafka is, and any librdkafka properties to pass through unchanged
 /// (`security.protocol`, `sasl.*`, `ssl.*`, ...), so Retrace works against a secured cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub properties: BTreeMap<String, String>,

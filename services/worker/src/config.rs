@@ -23,17 +23,20 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, invalid};
+use retrace_config::{
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, invalid,
+    serialize_ms,
+};
 use retrace_http::TlsFiles;
 use retrace_sdk::KafkaSettings;
 use retrace_telemetry::LogFormat;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::gate::{GateConfig, GateSpec};
 use crate::retry::Backoff;
 
 /// One queue: its handlers and limits.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Webhook for every kind without its own.
@@ -119,13 +122,13 @@ impl QueueConfig {
 }
 
 /// One job kind's own handler.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindConfig {
     pub webhook: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct WorkerConfig {
     pub kafka: KafkaSettings,
     /// Address of the HTTP server (standalone binary).
@@ -134,6 +137,7 @@ pub struct WorkerConfig {
     pub tls: Option<TlsFiles>,
     pub queues: BTreeMap<String, QueueConfig>,
     /// How long jobs running at shutdown may take to finish; the rest run again elsewhere.
+    #[serde(rename = "shutdown_grace_ms", serialize_with = "serialize_ms")]
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
@@ -154,6 +158,12 @@ impl WorkerConfig {
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
         }
+    }
+}
+
+impl Reloadable for WorkerConfig {
+    fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 }
 

@@ -256,3 +256,22 @@ impl InternalEvent for RedriveAudited<'_> {
         .increment(1);
     }
 }
+
+/// A reloaded configuration adds or removes queues: that takes a restart.
+pub(crate) struct QueuesNeedRestart<'a> {
+    pub added: &'a str,
+    pub removed: &'a str,
+}
+
+impl InternalEvent for QueuesNeedRestart<'_> {
+    fn emit(self) {
+        warn!(
+            added = self.added,
+            removed = self.removed,
+            "the reloaded configuration adds queues [{}] and removes [{}]: queues start and \
+             stop with the worker, so restart it for this to take effect",
+            self.added,
+            self.removed
+        );
+    }
+}

@@ -46,7 +46,7 @@ pub use config::{GateConfig, GateConfigError, GateSpec, SignalConfig, WindowConf
 pub use schedule::{Days, Schedule, TimeOfDay, Window};
 pub use signals::{GateError, Hysteresis, SampleError, SignalKind, SignalSpec};
 
-use events::{GateChanged, SignalRead, SignalUnreadable};
+use events::{GateChanged, GateNotReconfigured, GateReconfigured, SignalRead, SignalUnreadable};
 use signals::Sampler;
 
 /// What a queue's gate says right now, and why.
@@ -180,6 +180,9 @@ pub struct Gate {
     spec: GateSpec,
     samplers: Vec<Sampler>,
     publisher: watch::Sender<Published>,
+    kafka: KafkaSettings,
+    /// Reloaded specs, when the gate follows the configuration.
+    specs: Option<watch::Receiver<GateSpec>>,
 }
 
 /// The longest the gate waits before evaluating again, whatever it expects: bounds the
@@ -194,11 +197,7 @@ impl Gate {
         spec: &GateSpec,
         kafka: &KafkaSettings,
     ) -> Result<(Gate, GateHandle), GateError> {
-        let samplers = spec
-            .signals
-            .iter()
-            .map(|signal| Sampler::new(signal, kafka))
-            .collect::<Result<Vec<_>, _>>()?;
+        let samplers = samplers(spec, kafka)?;
         let histories = vec![Hysteresis::default(); spec.signals.len()];
         let verdict = evaluate(&spec.schedule, &spec.signals, &histories, Timestamp::now());
         let (publisher, state) = watch::channel(Published {
@@ -215,8 +214,17 @@ impl Gate {
             spec: spec.clone(),
             samplers,
             publisher,
+            kafka: kafka.clone(),
+            specs: None,
         };
         Ok((gate, GateHandle { state }))
+    }
+
+    /// Makes the gate take each spec `specs` publishes (a reloaded schedule, new signals or
+    /// thresholds) while it runs. Readings start afresh with a new spec.
+    pub fn following(mut self, specs: watch::Receiver<GateSpec>) -> Gate {
+        self.specs = Some(specs);
+        self
     }
 
     /// [`Gate::new`], with [`Gate::run`] on a task whose handle the caller keeps and joins
@@ -232,116 +240,160 @@ impl Gate {
     }
 
     /// Samples every signal at its interval and publishes the gate's state until `shutdown`
-    /// is cancelled. A sample in flight then finishes (within its timeout) before this
-    /// returns.
+    /// is cancelled; with [`following`](Self::following), starts over with each new spec. A
+    /// sample in flight then finishes (within its timeout) before this returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let Gate {
             queue,
-            spec,
-            samplers,
+            mut spec,
+            mut samplers,
             publisher,
+            kafka,
+            mut specs,
         } = self;
-        let (readings_tx, mut readings) = mpsc::channel(16);
-        let sampling = futures::future::join_all(samplers.into_iter().enumerate().map(
-            |(index, mut sampler)| {
-                let readings = readings_tx.clone();
-                let shutdown = shutdown.clone();
-                let interval = spec.signals[index].interval;
-                async move {
-                    let mut ticks = tokio::time::interval(interval);
-                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            _ = ticks.tick() => {}
-                        }
-                        let reading = sampler.sample().await;
-                        if readings
-                            .send((index, reading, Timestamp::now()))
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
+        loop {
+            let next = async {
+                match specs.as_mut() {
+                    Some(specs) => match specs.changed().await {
+                        Ok(()) => specs.borrow_and_update().clone(),
+                        Err(_) => std::future::pending().await,
+                    },
+                    None => std::future::pending().await,
                 }
-            },
-        ));
-        // Owns the receiver: when it returns at shutdown, a sampler waiting to send ends too.
-        let deciding = async move {
-            // Held so that `recv` waits (rather than ends) when there are no signals.
-            let _sender = readings_tx;
-            let labels: Vec<String> = spec.signals.iter().map(SignalSpec::label).collect();
-            let mut histories = vec![Hysteresis::default(); spec.signals.len()];
-            let mut announced: Option<bool> = None;
-            let mut opened_at = match publisher.borrow().since {
-                OpenSince::At(at) => Some(at),
-                _ => None,
             };
-            loop {
-                let now = Timestamp::now();
-                let verdict = evaluate(&spec.schedule, &spec.signals, &histories, now);
-                if announced != Some(verdict.open) {
-                    GateChanged {
-                        queue: &queue,
-                        open: verdict.open,
-                        reason: &verdict.reason,
-                    }
-                    .emit();
-                    announced = Some(verdict.open);
+            let next = tokio::select! {
+                () = decide(&queue, &spec, &mut samplers, &publisher, &shutdown) => return,
+                next = next => next,
+            };
+            match self::samplers(&next, &kafka) {
+                Ok(fresh) => {
+                    samplers = fresh;
+                    spec = next;
+                    GateReconfigured { queue: &queue }.emit();
                 }
-                let since = if verdict.open {
-                    OpenSince::At(*opened_at.get_or_insert_with(Instant::now))
-                } else {
-                    opened_at = None;
-                    OpenSince::Closed
-                };
-                let next = Published {
-                    open: verdict.open,
-                    reason: verdict.reason,
-                    since,
-                };
-                publisher.send_if_modified(|published| {
-                    let modified = *published != next;
-                    if modified {
-                        *published = next;
+                Err(error) => GateNotReconfigured {
+                    queue: &queue,
+                    error: &error,
+                }
+                .emit(),
+            }
+        }
+    }
+}
+
+fn samplers(spec: &GateSpec, kafka: &KafkaSettings) -> Result<Vec<Sampler>, GateError> {
+    spec.signals
+        .iter()
+        .map(|signal| Sampler::new(signal, kafka))
+        .collect()
+}
+
+/// Samples `spec`'s signals and publishes the verdicts until `shutdown`.
+async fn decide(
+    queue: &str,
+    spec: &GateSpec,
+    samplers: &mut [Sampler],
+    publisher: &watch::Sender<Published>,
+    shutdown: &CancellationToken,
+) {
+    let (readings_tx, mut readings) = mpsc::channel(16);
+    let sampling =
+        futures::future::join_all(samplers.iter_mut().enumerate().map(|(index, sampler)| {
+            let readings = readings_tx.clone();
+            let interval = spec.signals[index].interval;
+            async move {
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        _ = ticks.tick() => {}
                     }
-                    modified
-                });
-                let wait = verdict
-                    .next_check
-                    .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
-                    .unwrap_or(MAX_WAIT)
-                    .clamp(Duration::from_millis(10), MAX_WAIT);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    Some((index, reading, at)) = readings.recv() => {
-                        let index: usize = index;
-                        match reading {
-                            Ok(Some(value)) => {
-                                histories[index].record(&spec.signals[index], value, at);
-                                SignalRead {
-                                    queue: &queue,
-                                    signal: &labels[index],
-                                    value: spec.signals[index].metric_value(value),
-                                }
-                                .emit();
-                            }
-                            Ok(None) => {}
-                            Err(error) => SignalUnreadable {
-                                queue: &queue,
-                                signal: &labels[index],
-                                error: &error,
-                            }
-                            .emit(),
-                        }
+                    let reading = sampler.sample().await;
+                    if readings
+                        .send((index, reading, Timestamp::now()))
+                        .await
+                        .is_err()
+                    {
+                        return;
                     }
-                    () = tokio::time::sleep(wait) => {}
                 }
             }
+        }));
+    // Owns the receiver: when it returns at shutdown, a sampler waiting to send ends too.
+    let deciding = async move {
+        // Held so that `recv` waits (rather than ends) when there are no signals.
+        let _sender = readings_tx;
+        let labels: Vec<String> = spec.signals.iter().map(SignalSpec::label).collect();
+        let mut histories = vec![Hysteresis::default(); spec.signals.len()];
+        let mut announced: Option<bool> = None;
+        let mut opened_at = match publisher.borrow().since {
+            OpenSince::At(at) => Some(at),
+            _ => None,
         };
-        tokio::join!(sampling, deciding);
-    }
+        loop {
+            let now = Timestamp::now();
+            let verdict = evaluate(&spec.schedule, &spec.signals, &histories, now);
+            if announced != Some(verdict.open) {
+                GateChanged {
+                    queue,
+                    open: verdict.open,
+                    reason: &verdict.reason,
+                }
+                .emit();
+                announced = Some(verdict.open);
+            }
+            let since = if verdict.open {
+                OpenSince::At(*opened_at.get_or_insert_with(Instant::now))
+            } else {
+                opened_at = None;
+                OpenSince::Closed
+            };
+            let next = Published {
+                open: verdict.open,
+                reason: verdict.reason,
+                since,
+            };
+            publisher.send_if_modified(|published| {
+                let modified = *published != next;
+                if modified {
+                    *published = next;
+                }
+                modified
+            });
+            let wait = verdict
+                .next_check
+                .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
+                .unwrap_or(MAX_WAIT)
+                .clamp(Duration::from_millis(10), MAX_WAIT);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                Some((index, reading, at)) = readings.recv() => {
+                    let index: usize = index;
+                    match reading {
+                        Ok(Some(value)) => {
+                            histories[index].record(&spec.signals[index], value, at);
+                            SignalRead {
+                                queue,
+                                signal: &labels[index],
+                                value: spec.signals[index].metric_value(value),
+                            }
+                            .emit();
+                        }
+                        Ok(None) => {}
+                        Err(error) => SignalUnreadable {
+                            queue,
+                            signal: &labels[index],
+                            error: &error,
+                        }
+                        .emit(),
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    };
+    tokio::join!(sampling, deciding);
 }
 
 #[cfg(test)]

@@ -67,6 +67,15 @@
 //!
 //! `GET /v1/jobs/queues`: per queue, the gate and why, `pending` (the group's backlog in
 //! Kafka), this process's counts and `rate_per_s` ([`QueueStatus`]).
+//! `GET /v1/config`: the configuration running ([`serve`]).
+//!
+//! # Reload
+//!
+//! [`serve`] follows a [`Reloader`]: each queue's `[queues.<q>.gate]` (windows, signals,
+//! thresholds) applies to its running gate at once. A queue's consumer reads topics named
+//! after the queue, so no setting changes its topic set, and no reload re-creates it; queues
+//! added or removed, and a queue's other settings, take effect at the next start (the reload
+//! says so in its log).
 //! `POST /v1/jobs/queues/{queue}/redrive` with a [`RedriveBody`] answers a [`RedriveReport`];
 //! every redrive is logged with `category="audit"`.
 
@@ -80,15 +89,17 @@ mod retry;
 mod runner;
 mod status;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use rdkafka::error::KafkaError;
 use retrace_auth::{AuditSender, Guard, ServiceAuth};
+use retrace_config::{Loaded, Reloader};
 use retrace_sdk::{PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -102,8 +113,8 @@ pub use retrace_sdk::{EnqueueError, QueueTopics, enqueue};
 pub use retry::{ATTEMPT, Backoff, DUE_AT, ERROR, REDRIVE_REASON, REDRIVEN_BY};
 pub use status::QueueStatus;
 
-use crate::events::{HttpListening, WorkerStarted};
-use crate::gate::{Gate, GateError};
+use crate::events::{HttpListening, QueuesNeedRestart, WorkerStarted};
+use crate::gate::{Gate, GateError, GateSpec};
 use crate::handler::SharedHandler;
 use crate::runner::{QueueHandlers, QueueRunner, RunnerParts};
 use crate::status::{Backlog, BoardQueue, QueueCounters, StatusBoard};
@@ -170,6 +181,10 @@ impl Handlers {
 pub struct Worker {
     runners: Vec<QueueRunner>,
     gates: Vec<Gate>,
+    /// Where each queue's gate takes reloaded specs from.
+    gate_specs: BTreeMap<String, watch::Sender<GateSpec>>,
+    /// The configurations to follow, when reloading.
+    config: Option<watch::Receiver<Arc<Loaded<WorkerConfig>>>>,
     board: StatusBoard,
     bootstrap: String,
 }
@@ -192,6 +207,7 @@ impl Worker {
         let publisher = Publisher::new(&config.kafka).map_err(WorkerError::Producer)?;
         let mut runners = Vec::new();
         let mut gates = Vec::new();
+        let mut gate_specs = BTreeMap::new();
         let mut board = Vec::new();
         for (queue, queue_config) in &config.queues {
             let mut resolved = QueueHandlers::default();
@@ -225,7 +241,9 @@ impl Worker {
                     queue: queue.clone(),
                     source: Box::new(source),
                 })?;
-            gates.push(gate_task);
+            let (specs, following) = watch::channel(spec);
+            gates.push(gate_task.following(following.clone()));
+            gate_specs.insert(queue.clone(), specs);
             let counters = Arc::new(QueueCounters::default());
             let backlog =
                 Backlog::new(&config.kafka, queue).map_err(|source| WorkerError::Consumer {
@@ -243,7 +261,7 @@ impl Worker {
                 publisher: publisher.clone(),
                 handlers: resolved,
                 gate,
-                policy: spec.policy,
+                spec: following,
                 counters,
                 grace: config.shutdown_grace,
             };
@@ -252,12 +270,21 @@ impl Worker {
         Ok(Worker {
             runners,
             gates,
+            gate_specs,
+            config: None,
             board: StatusBoard {
                 queues: Arc::new(board),
                 kafka: config.kafka.clone(),
             },
             bootstrap: config.kafka.bootstrap_servers.clone(),
         })
+    }
+
+    /// Makes the worker apply the configurations `config` publishes while it runs (each
+    /// queue's gate; the rest at the next start).
+    pub fn following(mut self, config: watch::Receiver<Arc<Loaded<WorkerConfig>>>) -> Worker {
+        self.config = Some(config);
+        self
     }
 
     /// `GET /v1/jobs/queues` (each queue's status) and `POST /v1/jobs/queues/{queue}/redrive`
@@ -287,6 +314,13 @@ impl Worker {
         }
         .emit();
         let mut running = JoinSet::new();
+        if let Some(config) = self.config {
+            let follow = follow_gates(config, self.gate_specs, shutdown.clone());
+            running.spawn(async move {
+                follow.await;
+                Ok(())
+            });
+        }
         for gate in self.gates {
             let shutdown = shutdown.clone();
             running.spawn(async move {
@@ -311,14 +345,68 @@ impl Worker {
     }
 }
 
+/// Hands each queue's reloaded gate to its gate task, until `shutdown`; says which changes
+/// wait for a restart.
+async fn follow_gates(
+    mut config: watch::Receiver<Arc<Loaded<WorkerConfig>>>,
+    gates: BTreeMap<String, watch::Sender<GateSpec>>,
+    shutdown: CancellationToken,
+) {
+    while let Some(loaded) = retrace_config::next_config(&mut config, &shutdown).await {
+        let queues = &loaded.config.queues;
+        for (queue, specs) in &gates {
+            // A reload already checked every queue; a queue now gone keeps its gate.
+            let Some(spec) = queues.get(queue).and_then(|q| q.check(queue).ok()) else {
+                continue;
+            };
+            specs.send_if_modified(|running| {
+                let changed = *running != spec;
+                if changed {
+                    *running = spec;
+                }
+                changed
+            });
+        }
+        let added: Vec<&str> = queues
+            .keys()
+            .filter(|queue| !gates.contains_key(*queue))
+            .map(String::as_str)
+            .collect();
+        let removed: Vec<&str> = gates
+            .keys()
+            .filter(|queue| !queues.contains_key(*queue))
+            .map(String::as_str)
+            .collect();
+        if !added.is_empty() || !removed.is_empty() {
+            QueuesNeedRestart {
+                added: &added.join(","),
+                removed: &removed.join(","),
+            }
+            .emit();
+        }
+    }
+}
+
 /// Runs the worker and serves `/v1/jobs/queues` (and redrive), `/healthz` and `/metrics` on
-/// `config.http` until `shutdown` is cancelled.
+/// `config.http` until `shutdown` is cancelled, with `config` for good.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    serve(Reloader::fixed("worker", config), shutdown).await
+}
+
+/// [`run`], reloading the configuration on SIGHUP and when its file changes, and answering
+/// `GET /v1/config`.
+pub async fn serve(
+    reloader: Reloader<WorkerConfig>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     // Metrics recorded before the recorder exists are lost.
     retrace_telemetry::prometheus();
-    let worker = Worker::new(&config, Handlers::new())?;
+    let loaded = reloader.current();
+    let config = &loaded.config;
+    let worker = Worker::new(config, Handlers::new())?.following(reloader.subscribe());
     let auth = ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone()).await?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
+    reloader.reload_tls_of(listener.tls_reload());
     HttpListening {
         url: &listener.url(),
     }
@@ -326,6 +414,11 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     let ready = Arc::new(AtomicBool::new(true));
     let app = worker
         .router(&auth.guard, auth.audit())
+        .merge(retrace_config::http::router(
+            &auth.guard,
+            reloader.documents(),
+            retrace_config::http::audit_to(auth.audit()),
+        ))
         .merge(retrace_telemetry::health_router(vec![
             Arc::clone(&ready),
             auth.ready(),
@@ -337,6 +430,19 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         ready.store(false, Ordering::Release);
     };
     let serve = async { Ok(listener.serve(app, stopping).await?) };
-    let (served, ran, ()) = tokio::join!(serve, worker.run(shutdown.clone()), auth.run());
+    let follow_auth = retrace_config::follow_auth(
+        reloader.subscribe(),
+        auth.guard.clone(),
+        "worker",
+        |config: &WorkerConfig| &config.auth,
+        shutdown.clone(),
+    );
+    let (served, ran, (), (), ()) = tokio::join!(
+        serve,
+        worker.run(shutdown.clone()),
+        auth.run(),
+        reloader.run(shutdown.clone()),
+        follow_auth
+    );
     ran.and(served)
 }

@@ -15,11 +15,16 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Cli::parse().worker.resolve()?;
+    let args = Cli::parse().worker;
+    let reloader = args
+        .common
+        .clone()
+        .reloader("worker", move || args.clone().resolve())?;
+    let config = &reloader.current().config;
     retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
     retrace_config::warn_unknown_env_vars::<WorkerArgs>("retrace-worker");
     let shutdown = CancellationToken::new();
-    let worker = retrace_worker::run(config, shutdown.clone());
+    let worker = retrace_worker::serve(reloader, shutdown.clone());
     retrace_telemetry::until_signalled(&shutdown, worker)
         .await
         .context("the worker stopped")

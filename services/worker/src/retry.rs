@@ -19,7 +19,7 @@ pub const REDRIVEN_BY: &str = "retrace-job-redriven-by";
 pub const REDRIVE_REASON: &str = "retrace-job-redrive-reason";
 
 /// Exponential backoff with full jitter between attempts.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// Delay before the second attempt, before jitter.

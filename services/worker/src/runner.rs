@@ -23,6 +23,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use retrace_proto::{Envelope, JobPriority, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher, RawMessage};
 use retrace_telemetry::InternalEvent;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -31,8 +32,7 @@ use crate::config::QueueConfig;
 use crate::events::{
     JobSettled, JobStarted, KafkaTrouble, NotAJob, PartitionsPaused, QueueSlowed, Settlement,
 };
-use crate::gate::GateHandle;
-use crate::gate::{Admission, AdmissionPolicy, GateState, admits};
+use crate::gate::{Admission, AdmissionPolicy, GateHandle, GateSpec, GateState, admits};
 use crate::handler::{JobError, ReceivedJob, SharedHandler};
 use crate::offsets::PartitionProgress;
 use crate::retry::{self, ERROR, REDRIVEN_BY};
@@ -116,10 +116,18 @@ struct Shared {
     config: QueueConfig,
     publisher: Publisher,
     handlers: QueueHandlers,
-    policy: AdmissionPolicy,
+    /// The gate's spec as last reloaded: its admission rules apply to the next job.
+    spec: watch::Receiver<GateSpec>,
     counters: Arc<QueueCounters>,
     /// Cancelled when the shutdown grace is over: publishing stops retrying.
     abandon: CancellationToken,
+}
+
+impl Shared {
+    /// The admission rules of the gate's latest spec.
+    fn policy(&self) -> AdmissionPolicy {
+        self.spec.borrow().policy
+    }
 }
 
 /// What a runner is given besides its configuration.
@@ -127,7 +135,7 @@ pub(crate) struct RunnerParts {
     pub publisher: Publisher,
     pub handlers: QueueHandlers,
     pub gate: GateHandle,
-    pub policy: AdmissionPolicy,
+    pub spec: watch::Receiver<GateSpec>,
     pub counters: Arc<QueueCounters>,
     /// How long running jobs may take to finish at shutdown.
     pub grace: Duration,
@@ -189,7 +197,7 @@ impl QueueRunner {
             publisher,
             handlers,
             gate,
-            policy,
+            spec,
             counters,
             grace,
         } = parts;
@@ -210,7 +218,7 @@ impl QueueRunner {
                 config: config.clone(),
                 publisher,
                 handlers,
-                policy,
+                spec,
                 counters,
                 abandon: CancellationToken::new(),
             }),
@@ -373,12 +381,12 @@ impl QueueRunner {
             state.slowed_until = None;
         }
         let gate = self.gate.state();
-        let policy = &self.shared.policy;
+        let policy = self.shared.policy();
         state.held.retain(|_, (_, hold)| match hold {
             Hold::Due(due) => *due > now,
             Hold::Gate {
                 priority, deadline, ..
-            } => must_wait(&gate, *priority, *deadline, now, policy).is_some(),
+            } => must_wait(&gate, *priority, *deadline, now, &policy).is_some(),
         });
         self.reconcile(state);
     }
@@ -547,7 +555,7 @@ impl QueueRunner {
             return;
         }
         let gate = self.gate.state();
-        if let Some(until) = must_wait(&gate, priority, deadline, now, &self.shared.policy) {
+        if let Some(until) = must_wait(&gate, priority, deadline, now, &self.shared.policy()) {
             let hold = Hold::Gate {
                 priority,
                 deadline,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::admission::AdmissionPolicy;
 use super::schedule::{Days, Schedule, TimeOfDay, Window};
@@ -29,7 +29,7 @@ use super::signals::{SignalKind, SignalSpec};
 /// topics = ["registrations"]
 /// max_rate = 800
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GateConfig {
     /// IANA name, e.g. "Africa/Nairobi"; required with `windows`.
@@ -62,7 +62,7 @@ impl Default for GateConfig {
 
 /// One schedule window: `{ days = "mon-fri", from = "19:00", to = "07:00" }`. A window whose
 /// `to` is not after its `from` crosses midnight.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
     /// `mon-fri`, `sat-sun`, `mon,wed,fri`, `daily`.
@@ -76,7 +76,7 @@ pub struct WindowConfig {
 /// One load signal, `[[queues.<name>.gate.signals]]`, chosen by `kind`. Each closes the gate
 /// as soon as a reading is above its maximum, and keeps it closed until readings have stayed
 /// at or below it for `recover_after_ms`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SignalConfig {
     /// Messages per second published to `topics` (together): the peak-traffic measure.

@@ -74,3 +74,35 @@ impl InternalEvent for SignalUnreadable<'_> {
         .increment(1);
     }
 }
+
+/// The gate took a reloaded spec: its schedule, signals and thresholds apply from now.
+pub(crate) struct GateReconfigured<'a> {
+    pub queue: &'a str,
+}
+
+impl InternalEvent for GateReconfigured<'_> {
+    fn emit(self) {
+        info!(
+            queue = self.queue,
+            "gate reconfigured: the reloaded schedule, signals and thresholds apply"
+        );
+    }
+}
+
+/// A reloaded spec's signals could not be set up: the gate keeps the spec it has.
+pub(crate) struct GateNotReconfigured<'a> {
+    pub queue: &'a str,
+    pub error: &'a super::GateError,
+}
+
+impl InternalEvent for GateNotReconfigured<'_> {
+    fn emit(self) {
+        warn!(
+            queue = self.queue,
+            error = %self.error,
+            "gate of queue {} keeps its previous settings: the reloaded signals cannot be set              up ({})",
+            self.queue,
+            self.error
+        );
+    }
+}
