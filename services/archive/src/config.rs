@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, wrong};
+use retrace_config::{
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, TopicsSection, wrong,
+};
 use retrace_http::TlsFiles;
 use retrace_log_store::StoreOptions;
-use retrace_sdk::KafkaSettings;
+use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
 
@@ -63,6 +65,8 @@ pub struct ArchiveConfig {
     pub log_filter: String,
     /// `[auth]`: who may call the API. Enabled unless configured otherwise.
     pub auth: AuthConfig,
+    /// `[topics]`: how the topics it needs are created at start.
+    pub provisioning: TopicSettings,
     /// Bulk replays planning more messages than this need the `replay:bulk` permission
     /// (admins).
     pub replay_bulk_admin_above: usize,
@@ -102,9 +106,18 @@ impl ArchiveConfig {
             log_format: LogFormat::Json,
             log_filter: "info,fjall=warn,lsm_tree=warn".to_owned(),
             auth: AuthConfig::default(),
+            provisioning: TopicSettings::default(),
             replay_bulk_admin_above: DEFAULT_REPLAY_BULK_ADMIN_ABOVE,
             masking: MaskingConfig::default(),
         }
+    }
+}
+
+impl ArchiveConfig {
+    /// The topics the archive creates when missing: Retrace's own, and `[topics] extra`.
+    pub fn topics_needed(&self) -> Vec<TopicSpec> {
+        self.provisioning
+            .retrace_topics(&self.auth.tokens_topic, [])
     }
 }
 
@@ -153,6 +166,8 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    topics: TopicsSection,
     #[serde(default)]
     masking: MaskingConfig,
 }
@@ -208,6 +223,9 @@ impl ArchiveArgs {
         }
         if let Some(above) = file.archive.replay_bulk_admin_above {
             config.replay_bulk_admin_above = above;
+        }
+        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
+            config.provisioning = topics;
         }
         if let Some(auth) = problems.check(self.common.auth(file.auth)) {
             config.auth = auth;

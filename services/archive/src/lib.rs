@@ -26,18 +26,13 @@ mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::Router;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use retrace_auth::{
     AuthSetupError, Authenticator, Guard, Permission, RegistryError, TokenRegistry,
 };
 use retrace_log_store::{LogStore, ReplayState, StoreError};
-use retrace_sdk::{KafkaSettings, PublishError, Publisher};
+use retrace_sdk::{PublishError, Publisher, provision_at_start};
 use retrace_telemetry::InternalEvent;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +50,7 @@ pub use trace::trace;
 
 use crate::archiver::Archiver;
 use crate::audit::Auditor;
-use crate::events::{ApiListening, ArchiveStarted, TokensTopicNotCreated};
+use crate::events::{ApiListening, ArchiveStarted};
 use crate::masking::Masking;
 use crate::replay::{Replayer, now_ms};
 use crate::routes::Api;
@@ -121,8 +116,14 @@ impl Archive {
         let stop_registry = shutdown.child_token();
         // Whatever fails below stops the registry's reader with it.
         let stop_on_error = stop_registry.clone().drop_guard();
+        provision_at_start(
+            &config.kafka,
+            &config.provisioning,
+            &config.topics_needed(),
+            "retrace-archive",
+        )
+        .await;
         let (registry, registry_task) = if config.auth.enabled {
-            ensure_tokens_topic(&config.kafka, &config.auth.tokens_topic).await;
             let (registry, task) = TokenRegistry::start(
                 &config.kafka,
                 &config.auth.tokens_topic,
@@ -209,35 +210,6 @@ impl Archive {
             task.await
                 .expect("the token registry's reader does not panic");
         }
-    }
-}
-
-/// Creates the compacted tokens topic unless it exists. Failing is not fatal here (the mock
-/// cluster has no admin API; a locked-down cluster may refuse): the registry then says
-/// clearly whether the topic is missing.
-async fn ensure_tokens_topic(kafka: &KafkaSettings, topic: &str) {
-    let created = async {
-        let admin: AdminClient<DefaultClientContext> = kafka.client_config(&[]).create()?;
-        // -1: the cluster's default replication factor.
-        let new =
-            NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
-        let options = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(10)))
-            .request_timeout(Some(Duration::from_secs(10)));
-        for result in admin.create_topics([&new], &options).await? {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(KafkaError::AdminOp(code)),
-            }
-        }
-        Ok::<_, KafkaError>(())
-    };
-    if let Err(error) = created.await {
-        TokensTopicNotCreated {
-            topic,
-            error: &error,
-        }
-        .emit();
     }
 }
 

@@ -2,9 +2,10 @@
 //! then `RETRACE_*` environment variables, then flags; each later source wins.
 //!
 //! A service flattens [`CommonArgs`] into its own clap arguments, reads its file type (which
-//! embeds [`KafkaSection`] and [`LogSection`] as `[kafka]` and `[log]`) with
+//! embeds [`KafkaSection`], [`LogSection`] and [`TopicsSection`] as `[kafka]`, `[log]` and
+//! `[topics]`) with
 //! [`CommonArgs::read_file`], and layers the common settings with [`CommonArgs::kafka`] and
-//! [`CommonArgs::log`]; its own settings it layers itself, noting every problem in
+//! [`CommonArgs::log`] and [`CommonArgs::topics`]; its own settings it layers itself, noting every problem in
 //! [`Problems`] so that all of them are reported at once.
 
 mod events;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 
 use retrace_auth::{AuthConfig, AuthConfigError};
 use retrace_http::TlsFiles;
-use retrace_sdk::KafkaSettings;
+use retrace_sdk::{KafkaSettings, TopicSettings};
 use retrace_telemetry::{InternalEvent, LogFormat};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -54,6 +55,18 @@ pub struct CommonArgs {
     /// `[auth] bootstrap_admin_sha256`.
     #[arg(long, env = "RETRACE_AUTH_BOOTSTRAP_ADMIN_SHA256")]
     pub auth_bootstrap_admin_sha256: Option<String>,
+    /// Create the topics the service needs when they are missing (`true` or `false`).
+    #[arg(long, env = "RETRACE_TOPICS_CREATE")]
+    pub topics_create: Option<bool>,
+    /// Partitions of each topic created (the tokens topic always has 1).
+    #[arg(long, env = "RETRACE_TOPICS_PARTITIONS")]
+    pub topics_partitions: Option<i32>,
+    /// Replication factor of each topic created. Default: the cluster's.
+    #[arg(long, env = "RETRACE_TOPICS_REPLICATION")]
+    pub topics_replication: Option<i32>,
+    /// Further topics to create (comma-separated), e.g. your services' own.
+    #[arg(long, env = "RETRACE_TOPICS_EXTRA", value_delimiter = ',')]
+    pub topics_extra: Vec<String>,
 }
 
 /// `[kafka]` in a configuration file.
@@ -71,6 +84,16 @@ pub struct KafkaSection {
 pub struct LogSection {
     pub format: Option<LogFormat>,
     pub filter: Option<String>,
+}
+
+/// `[topics]` in a configuration file: how the topics the service needs are created.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsSection {
+    pub create: Option<bool>,
+    pub partitions: Option<i32>,
+    pub replication: Option<i32>,
+    pub extra: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +241,35 @@ impl CommonArgs {
         Ok(file)
     }
 
+    /// `[topics]` over [`TopicSettings::default`], then the flags; each count is at least 1
+    /// and each extra topic a valid name.
+    pub fn topics(&self, file: TopicsSection) -> Result<TopicSettings, ConfigError> {
+        let mut problems = Problems::default();
+        let mut topics = TopicSettings::default();
+        if let Some(create) = self.topics_create.or(file.create) {
+            topics.create = create;
+        }
+        let partitions = self.topics_partitions.or(file.partitions);
+        if let Some(partitions) = problems.check(positive("topics.partitions", partitions)) {
+            topics.partitions = partitions.unwrap_or(topics.partitions);
+        }
+        let replication = self.topics_replication.or(file.replication);
+        topics.replication = problems
+            .check(positive("topics.replication", replication))
+            .flatten();
+        topics.extra = Some(self.topics_extra.clone())
+            .filter(|extra| !extra.is_empty())
+            .or(file.extra)
+            .unwrap_or_default();
+        for (index, topic) in topics.extra.iter().enumerate() {
+            problems.check(
+                retrace_sdk::check_topic_name(topic)
+                    .map_err(|e| wrong(&format!("topics.extra[{index}]"), e.to_string())),
+            );
+        }
+        problems.finish(topics)
+    }
+
     /// Overrides the service's log defaults with the file's, then the flags'.
     pub fn log(&self, file: LogSection, format: &mut LogFormat, filter: &mut String) {
         if let Some(chosen) = self.log_format.or(file.format) {
@@ -261,6 +313,14 @@ pub fn warn_unknown_env_vars<A: clap::Args>(service: &str) {
     }
 }
 
+/// `value` if it is absent or above zero.
+fn positive(field: &str, value: Option<i32>) -> Result<Option<i32>, ConfigError> {
+    match value {
+        Some(count) if count < 1 => Err(invalid(field, "at least 1")),
+        other => Ok(other),
+    }
+}
+
 /// `value`, unless it is zero.
 pub fn at_least_one<N: PartialEq + Default>(field: &str, value: N) -> Result<N, ConfigError> {
     if value == N::default() {
@@ -294,6 +354,8 @@ mod tests {
         #[serde(default)]
         log: LogSection,
         tls: Option<TlsFiles>,
+        #[serde(default)]
+        topics: TopicsSection,
     }
 
     fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -424,6 +486,39 @@ filter = "debug"
             ["RETRACE_KAFKA_BOOTSRAP", "RETRACE_LOG", "PATH"].map(str::to_owned),
         );
         assert_eq!(unknown, ["RETRACE_KAFKA_BOOTSRAP"]);
+    }
+
+    #[test]
+    fn topics_come_from_the_flags_else_the_file_and_bad_values_are_named() {
+        let (_dir, path) = file("[topics]\npartitions = 6\nreplication = 3\nextra = [\"a\"]\n");
+        let mut args = CommonArgs {
+            config: Some(path),
+            ..CommonArgs::default()
+        };
+        let from_file = |args: &CommonArgs| args.read_file::<File>().unwrap().topics;
+        let topics = args.topics(from_file(&args)).unwrap();
+        assert_eq!(
+            (topics.create, topics.partitions, topics.replication),
+            (true, 6, Some(3))
+        );
+        assert_eq!(topics.extra, ["a"]);
+        args.topics_partitions = Some(12);
+        args.topics_create = Some(false);
+        let topics = args.topics(from_file(&args)).unwrap();
+        assert_eq!((topics.create, topics.partitions), (false, 12));
+        args.topics_partitions = Some(0);
+        args.topics_extra = vec!["bad topic".into()];
+        let error = args.topics(from_file(&args)).unwrap_err();
+        let lines: Vec<String> = error.problems().iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], "topics.partitions: must be at least 1");
+        assert!(lines[1].starts_with("topics.extra[0]: "), "{lines:?}");
+        assert_eq!(
+            CommonArgs::default()
+                .topics(TopicsSection::default())
+                .unwrap(),
+            TopicSettings::default()
+        );
     }
 
     #[test]

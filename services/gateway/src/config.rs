@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems};
+use retrace_config::{
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, TopicsSection,
+};
 use retrace_http::TlsFiles;
-use retrace_sdk::KafkaSettings;
+use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
 
@@ -42,6 +44,17 @@ pub struct GatewayConfig {
     pub log_filter: String,
     /// Who may publish: `[auth]`.
     pub auth: AuthConfig,
+    /// `[topics]`: how the topics it needs are created at start.
+    pub provisioning: TopicSettings,
+}
+
+impl GatewayConfig {
+    /// The topics the gateway creates when missing: Retrace's own (it publishes outcomes and
+    /// audit records), and `[topics] extra`.
+    pub fn topics_needed(&self) -> Vec<TopicSpec> {
+        self.provisioning
+            .retrace_topics(&self.auth.tokens_topic, [])
+    }
 }
 
 impl GatewayConfig {
@@ -64,6 +77,7 @@ impl GatewayConfig {
             log_format: LogFormat::Json,
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
+            provisioning: TopicSettings::default(),
         }
     }
 }
@@ -101,6 +115,8 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    topics: TopicsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +165,9 @@ impl GatewayArgs {
             .log(file.log, &mut config.log_format, &mut config.log_filter);
         if let Some(tls) = problems.check(self.common.tls(file.tls)) {
             config.tls = tls;
+        }
+        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
+            config.provisioning = topics;
         }
         if let Some(auth) = problems.check(self.common.auth(file.auth)) {
             config.auth = auth;

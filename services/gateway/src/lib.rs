@@ -97,6 +97,13 @@ impl Gateway {
 pub async fn run(config: GatewayConfig, shutdown: CancellationToken) -> Result<(), GatewayError> {
     // Metrics recorded before the recorder exists are lost.
     retrace_telemetry::prometheus();
+    retrace_sdk::provision_at_start(
+        &config.kafka,
+        &config.provisioning,
+        &config.topics_needed(),
+        "retrace-gateway",
+    )
+    .await;
     let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone()).await?;
     let gateway = Gateway::new(&config, auth.guard.clone())?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;

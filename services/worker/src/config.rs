@@ -23,9 +23,11 @@ use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
-use retrace_config::{CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, invalid};
+use retrace_config::{
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, TopicsSection, invalid,
+};
 use retrace_http::TlsFiles;
-use retrace_sdk::KafkaSettings;
+use retrace_sdk::{KafkaSettings, QueueTopics, TopicSettings, TopicSpec};
 use retrace_telemetry::LogFormat;
 use serde::Deserialize;
 
@@ -139,6 +141,19 @@ pub struct WorkerConfig {
     pub log_filter: String,
     /// Who may read the queues and redrive: `[auth]`.
     pub auth: AuthConfig,
+    /// `[topics]`: how the topics it needs are created at start.
+    pub provisioning: TopicSettings,
+}
+
+impl WorkerConfig {
+    /// The topics the worker creates when missing: Retrace's own, every lane of each queue,
+    /// and `[topics] extra`.
+    pub fn topics_needed(&self) -> Vec<TopicSpec> {
+        let lanes: Vec<QueueTopics> = self.queues.keys().map(|q| QueueTopics::of(q)).collect();
+        let own = lanes.iter().flat_map(QueueTopics::all);
+        self.provisioning
+            .retrace_topics(&self.auth.tokens_topic, own)
+    }
 }
 
 impl WorkerConfig {
@@ -153,6 +168,7 @@ impl WorkerConfig {
             log_format: LogFormat::Json,
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
+            provisioning: TopicSettings::default(),
         }
     }
 }
@@ -183,6 +199,8 @@ struct FileConfig {
     queues: BTreeMap<String, QueueConfig>,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    topics: TopicsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +237,9 @@ impl WorkerArgs {
             problems.check(named.and_then(|()| queue.check(name)));
         }
         config.queues = file.queues;
+        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
+            config.provisioning = topics;
+        }
         if let Some(auth) = problems.check(self.common.auth(file.auth)) {
             config.auth = auth;
         }

@@ -316,6 +316,13 @@ impl Worker {
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     // Metrics recorded before the recorder exists are lost.
     retrace_telemetry::prometheus();
+    retrace_sdk::provision_at_start(
+        &config.kafka,
+        &config.provisioning,
+        &config.topics_needed(),
+        "retrace-worker",
+    )
+    .await;
     let worker = Worker::new(&config, Handlers::new())?;
     let auth = ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone()).await?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
