@@ -116,13 +116,6 @@ impl Archive {
         let stop_registry = shutdown.child_token();
         // Whatever fails below stops the registry's reader with it.
         let stop_on_error = stop_registry.clone().drop_guard();
-        provision_at_start(
-            &config.kafka,
-            &config.provisioning,
-            &config.topics_needed(),
-            "retrace-archive",
-        )
-        .await;
         let (registry, registry_task) = if config.auth.enabled {
             let (registry, task) = TokenRegistry::start(
                 &config.kafka,
@@ -216,6 +209,13 @@ impl Archive {
 /// Runs the archive and its HTTP server (API, `/healthz`, `/metrics`) until `shutdown` is
 /// cancelled.
 pub async fn run(config: ArchiveConfig, shutdown: CancellationToken) -> Result<(), ArchiveError> {
+    provision_at_start(
+        &config.kafka,
+        &config.provisioning,
+        &config.topics_needed(),
+        "retrace-archive",
+    )
+    .await;
     let archive = Archive::open(&config, shutdown.clone()).await?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
     let app = archive
