@@ -13,7 +13,7 @@ use retrace_config::{
 use retrace_http::TlsFiles;
 use retrace_log_store::StoreOptions;
 use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
-use retrace_telemetry::LogFormat;
+use retrace_telemetry::{LogFormat, LogSinks};
 use serde::Deserialize;
 
 /// Every topic except Kafka's internal `__*` ones (librdkafka regexes are POSIX: no
@@ -63,6 +63,8 @@ pub struct ArchiveConfig {
     pub metadata_refresh: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// `[log.sinks]`: where each log category goes.
+    pub log_sinks: LogSinks,
     /// `[auth]`: who may call the API. Enabled unless configured otherwise.
     pub auth: AuthConfig,
     /// `[topics]`: how the topics it needs are created at start.
@@ -103,7 +105,8 @@ impl ArchiveConfig {
             },
             store: StoreOptions::default(),
             metadata_refresh: Duration::from_secs(5),
-            log_format: LogFormat::Json,
+            log_format: LogFormat::Auto,
+            log_sinks: LogSinks::default(),
             log_filter: "info,fjall=warn,lsm_tree=warn".to_owned(),
             auth: AuthConfig::default(),
             provisioning: TopicSettings::default(),
@@ -235,8 +238,12 @@ impl ArchiveArgs {
                 .map_err(|e| wrong("masking.json_paths", e.to_string())),
         );
         config.masking = file.masking;
-        self.common
+        let log = self
+            .common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        if let Some(sinks) = problems.check(log) {
+            config.log_sinks = sinks;
+        }
         if let Some(tls) = problems.check(self.common.tls(file.tls)) {
             config.tls = tls;
         }

@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         return compact(data_dir);
     }
     let config = cli.archive.resolve()?;
-    retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
     retrace_config::warn_unknown_env_vars::<ArchiveArgs>("retrace-archive");
     let shutdown = CancellationToken::new();
     let archive = retrace_archive::run(config, shutdown.clone());

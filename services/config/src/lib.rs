@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use retrace_auth::{AuthConfig, AuthConfigError};
 use retrace_http::TlsFiles;
 use retrace_sdk::{KafkaSettings, TopicSettings};
-use retrace_telemetry::{InternalEvent, LogFormat};
+use retrace_telemetry::{
+    Category, FileSink, InternalEvent, LogFormat, LogSink, LogSinks, Rotation,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -55,6 +57,24 @@ pub struct CommonArgs {
     /// `[auth] bootstrap_admin_sha256`.
     #[arg(long, env = "RETRACE_AUTH_BOOTSTRAP_ADMIN_SHA256")]
     pub auth_bootstrap_admin_sha256: Option<String>,
+    /// Write `audit` log lines to this file (rotated) instead of stderr.
+    #[arg(long, env = "RETRACE_LOG_AUDIT_FILE")]
+    pub log_audit_file: Option<PathBuf>,
+    /// Write `security` log lines to this file (rotated) instead of stderr.
+    #[arg(long, env = "RETRACE_LOG_SECURITY_FILE")]
+    pub log_security_file: Option<PathBuf>,
+    /// Write `app` log lines to this file (rotated) instead of stderr.
+    #[arg(long, env = "RETRACE_LOG_APP_FILE")]
+    pub log_app_file: Option<PathBuf>,
+    /// Write `debug` log lines to this file (rotated) instead of stderr.
+    #[arg(long, env = "RETRACE_LOG_DEBUG_FILE")]
+    pub log_debug_file: Option<PathBuf>,
+    /// Rotation of every log file without its own: `never`, `hourly` or `daily`.
+    #[arg(long, env = "RETRACE_LOG_ROTATION")]
+    pub log_rotation: Option<Rotation>,
+    /// Rotated log files kept, for every log file without its own setting.
+    #[arg(long, env = "RETRACE_LOG_MAX_FILES")]
+    pub log_max_files: Option<usize>,
     /// Create the topics the service needs when they are missing (`true` or `false`).
     #[arg(long, env = "RETRACE_TOPICS_CREATE")]
     pub topics_create: Option<bool>,
@@ -84,6 +104,30 @@ pub struct KafkaSection {
 pub struct LogSection {
     pub format: Option<LogFormat>,
     pub filter: Option<String>,
+    /// `[log.sinks.<category>]`: where `debug`, `app`, `audit` and `security` lines go.
+    #[serde(default)]
+    pub sinks: SinksSection,
+}
+
+/// `[log.sinks]`: one optional sink per category; a category without one goes to stderr.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksSection {
+    pub debug: Option<SinkSection>,
+    pub app: Option<SinkSection>,
+    pub audit: Option<SinkSection>,
+    pub security: Option<SinkSection>,
+}
+
+/// `[log.sinks.audit]` and its like: a file, rotated; stderr without `file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    pub file: Option<PathBuf>,
+    /// `never`, `hourly` or `daily` (the default).
+    pub rotation: Option<Rotation>,
+    /// Rotated files kept; all when unset.
+    pub max_files: Option<usize>,
 }
 
 /// `[topics]` in a configuration file: how the topics the service needs are created.
@@ -270,14 +314,56 @@ impl CommonArgs {
         problems.finish(topics)
     }
 
-    /// Overrides the service's log defaults with the file's, then the flags'.
-    pub fn log(&self, file: LogSection, format: &mut LogFormat, filter: &mut String) {
+    /// Each log category's sink: the flags' file, else the file's `[log.sinks.<category>]`,
+    /// else stderr; rotation and files kept from the sink's section, else the flags, else daily
+    /// and all.
+    pub fn log_sinks(&self, file: SinksSection) -> Result<LogSinks, ConfigError> {
+        let mut problems = Problems::default();
+        let mut sinks = LogSinks::default();
+        let sections = [
+            (Category::Debug, file.debug, &self.log_debug_file),
+            (Category::App, file.app, &self.log_app_file),
+            (Category::Audit, file.audit, &self.log_audit_file),
+            (Category::Security, file.security, &self.log_security_file),
+        ];
+        for (category, section, flag) in sections {
+            let section = section.unwrap_or_default();
+            let Some(path) = flag.clone().or(section.file) else {
+                continue;
+            };
+            let field = format!("log.sinks.{}.max_files", category.name());
+            let max_files = problems.at_least_one(&field, section.max_files.or(self.log_max_files));
+            if path.file_name().is_none() {
+                problems.check::<()>(Err(wrong(
+                    &format!("log.sinks.{}.file", category.name()),
+                    format!("{} names no file", path.display()),
+                )));
+                continue;
+            }
+            *sinks.sink_mut(category) = LogSink::File(FileSink {
+                path,
+                rotation: section.rotation.or(self.log_rotation).unwrap_or_default(),
+                max_files,
+            });
+        }
+        problems.finish(sinks)
+    }
+
+    /// Overrides the service's log defaults with the file's, then the flags'; returns each
+    /// category's sink ([`log_sinks`](Self::log_sinks)).
+    pub fn log(
+        &self,
+        file: LogSection,
+        format: &mut LogFormat,
+        filter: &mut String,
+    ) -> Result<LogSinks, ConfigError> {
         if let Some(chosen) = self.log_format.or(file.format) {
             *format = chosen;
         }
         if let Some(chosen) = self.log.clone().or(file.filter) {
             *filter = chosen;
         }
+        self.log_sinks(file.sinks)
     }
 }
 
@@ -393,7 +479,8 @@ filter = "debug"
         assert_eq!(kafka.properties["acks"], "all");
         assert_eq!(kafka.properties["security.protocol"], "SASL_SSL");
         let (mut format, mut filter) = (LogFormat::Json, "info".to_owned());
-        args.log(parsed.log, &mut format, &mut filter);
+        let sinks = args.log(parsed.log, &mut format, &mut filter).unwrap();
+        assert_eq!(sinks, LogSinks::default());
         assert_eq!((format, filter.as_str()), (LogFormat::Text, "warn"));
     }
 
@@ -518,6 +605,81 @@ filter = "debug"
                 .topics(TopicsSection::default())
                 .unwrap(),
             TopicSettings::default()
+        );
+    }
+
+    #[test]
+    fn log_sinks_take_rotation_from_the_file_and_files_from_the_flags() {
+        let (_dir, path) = file(
+            "[log.sinks.audit]\nfile = \"/var/log/retrace/audit.log\"\nrotation = \"hourly\"\n\
+             max_files = 48\n\n[log.sinks.security]\nfile = \"/var/log/retrace/security.log\"\n",
+        );
+        let args = CommonArgs {
+            config: Some(path),
+            log_app_file: Some("/var/log/retrace/app.log".into()),
+            log_max_files: Some(7),
+            ..CommonArgs::default()
+        };
+        let parsed: File = args.read_file().unwrap();
+        let (mut format, mut filter) = (LogFormat::Auto, "info".to_owned());
+        let sinks = args.log(parsed.log, &mut format, &mut filter).unwrap();
+        let sink = |path: &str, rotation, max_files| {
+            LogSink::File(FileSink {
+                path: path.into(),
+                rotation,
+                max_files: Some(max_files),
+            })
+        };
+        assert_eq!(
+            sinks.audit,
+            sink("/var/log/retrace/audit.log", Rotation::Hourly, 48)
+        );
+        assert_eq!(
+            sinks.security,
+            sink("/var/log/retrace/security.log", Rotation::Daily, 7)
+        );
+        assert_eq!(
+            sinks.app,
+            sink("/var/log/retrace/app.log", Rotation::Daily, 7)
+        );
+        assert_eq!(sinks.debug, LogSink::Stderr);
+    }
+
+    #[test]
+    fn a_bad_log_sink_is_refused_naming_its_field() {
+        let (_dir, path) = file("[log.sinks.audit]\nfile = \"a.log\"\nrotation = \"weekly\"\n");
+        let args = CommonArgs {
+            config: Some(path),
+            ..CommonArgs::default()
+        };
+        let error = args.read_file::<File>().unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Parse { field, .. } if field == "log.sinks.audit.rotation"),
+            "{error}"
+        );
+        let (_dir, path) = file("[log.sinks.security]\nfile = \"s.log\"\nmax_files = 0\n");
+        let args = CommonArgs {
+            config: Some(path),
+            ..CommonArgs::default()
+        };
+        let parsed: File = args.read_file().unwrap();
+        let error = args.log_sinks(parsed.log.sinks).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "log.sinks.security.max_files: must be at least 1"
+        );
+        let error = args
+            .log_sinks(SinksSection {
+                app: Some(SinkSection {
+                    file: Some("/var/log/..".into()),
+                    ..SinkSection::default()
+                }),
+                ..SinksSection::default()
+            })
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with("log.sinks.app.file: "),
+            "{error}"
         );
     }
 

@@ -11,7 +11,7 @@ use retrace_config::{
 };
 use retrace_http::TlsFiles;
 use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
-use retrace_telemetry::LogFormat;
+use retrace_telemetry::{LogFormat, LogSinks};
 use serde::Deserialize;
 
 /// How long the gateway's producer waits for Kafka to acknowledge a message before the
@@ -42,6 +42,8 @@ pub struct GatewayConfig {
     pub idempotency: IdempotencySettings,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// `[log.sinks]`: where each log category goes.
+    pub log_sinks: LogSinks,
     /// Who may publish: `[auth]`.
     pub auth: AuthConfig,
     /// `[topics]`: how the topics it needs are created at start.
@@ -74,7 +76,8 @@ impl GatewayConfig {
                 window: Duration::from_secs(600),
                 capacity: 100_000,
             },
-            log_format: LogFormat::Json,
+            log_format: LogFormat::Auto,
+            log_sinks: LogSinks::default(),
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
             provisioning: TopicSettings::default(),
@@ -161,8 +164,12 @@ impl GatewayArgs {
         if let Some(capacity) = problems.at_least_one("gateway.idempotency_capacity", capacity) {
             config.idempotency.capacity = capacity;
         }
-        self.common
+        let log = self
+            .common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        if let Some(sinks) = problems.check(log) {
+            config.log_sinks = sinks;
+        }
         if let Some(tls) = problems.check(self.common.tls(file.tls)) {
             config.tls = tls;
         }

@@ -16,7 +16,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Cli::parse().gateway.resolve()?;
-    retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
     retrace_config::warn_unknown_env_vars::<GatewayArgs>("retrace-gateway");
     let shutdown = CancellationToken::new();
     let gateway = retrace_gateway::run(config, shutdown.clone());

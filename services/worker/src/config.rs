@@ -28,7 +28,7 @@ use retrace_config::{
 };
 use retrace_http::TlsFiles;
 use retrace_sdk::{KafkaSettings, QueueTopics, TopicSettings, TopicSpec};
-use retrace_telemetry::LogFormat;
+use retrace_telemetry::{LogFormat, LogSinks};
 use serde::Deserialize;
 
 use crate::gate::{GateConfig, GateSpec};
@@ -139,6 +139,8 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// `[log.sinks]`: where each log category goes.
+    pub log_sinks: LogSinks,
     /// Who may read the queues and redrive: `[auth]`.
     pub auth: AuthConfig,
     /// `[topics]`: how the topics it needs are created at start.
@@ -165,7 +167,8 @@ impl WorkerConfig {
             tls: None,
             queues: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(10),
-            log_format: LogFormat::Json,
+            log_format: LogFormat::Auto,
+            log_sinks: LogSinks::default(),
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
             provisioning: TopicSettings::default(),
@@ -243,8 +246,12 @@ impl WorkerArgs {
         if let Some(auth) = problems.check(self.common.auth(file.auth)) {
             config.auth = auth;
         }
-        self.common
+        let log = self
+            .common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        if let Some(sinks) = problems.check(log) {
+            config.log_sinks = sinks;
+        }
         if let Some(tls) = problems.check(self.common.tls(file.tls)) {
             config.tls = tls;
         }

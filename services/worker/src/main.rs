@@ -16,7 +16,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Cli::parse().worker.resolve()?;
-    retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
     retrace_config::warn_unknown_env_vars::<WorkerArgs>("retrace-worker");
     let shutdown = CancellationToken::new();
     let worker = retrace_worker::run(config, shutdown.clone());
