@@ -52,7 +52,7 @@ async fn missing_topics_are_created_and_a_different_existing_one_is_left_and_rep
         expected: 2,
         actual: 1,
     };
-    assert_eq!(provisioned.drift, [partition_drift.clone()]);
+    assert_eq!(provisioned.drift, std::slice::from_ref(&partition_drift));
     let missing: BTreeSet<String> = needed
         .iter()
         .map(|spec| spec.name.clone())
