@@ -30,14 +30,14 @@ struct CheckArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Service {
+pub(crate) enum Service {
     Archive,
     Gateway,
     Worker,
 }
 
 impl Service {
-    fn binary(self) -> &'static str {
+    pub(crate) fn binary(self) -> &'static str {
         match self {
             Service::Archive => "retrace-archive",
             Service::Gateway => "retrace-gateway",

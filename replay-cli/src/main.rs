@@ -7,6 +7,7 @@
 mod commands;
 mod config;
 mod dev;
+mod topics;
 
 use std::process::ExitCode;
 
@@ -68,6 +69,9 @@ enum Command {
     Dev(dev::DevArgs),
     /// Service configuration files: `check` validates one offline.
     Config(config::ConfigArgs),
+    /// Kafka topics: `check` lists the ones a service needs that are missing or differ from
+    /// its configuration (partitions, replication).
+    Topics(topics::TopicsArgs),
 }
 
 /// How a command failed, and the exit code that says so.
@@ -111,6 +115,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Config(args) => config::run(args),
+        Command::Topics(args) => topics::run(args).await,
         Command::Trace(args) => commands::trace(&server, args).await,
         Command::Subject(args) => commands::subject(&server, args).await,
         Command::Failed(args) => commands::failed(&server, args).await,

@@ -8,13 +8,13 @@ use std::time::Duration;
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, serialize_ms,
-    wrong,
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, TopicsSection,
+    serialize_ms, wrong,
 };
 use retrace_http::TlsFiles;
 use retrace_log_store::StoreOptions;
-use retrace_sdk::KafkaSettings;
-use retrace_telemetry::LogFormat;
+use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
+use retrace_telemetry::{LogFormat, LogSinks};
 use serde::{Deserialize, Serialize};
 
 /// Every topic except Kafka's internal `__*` ones (librdkafka regexes are POSIX: no
@@ -70,8 +70,12 @@ pub struct ArchiveConfig {
     pub metadata_refresh: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// `[log.sinks]`: where each log category goes.
+    pub log_sinks: LogSinks,
     /// `[auth]`: who may call the API. Enabled unless configured otherwise.
     pub auth: AuthConfig,
+    /// `[topics]`: how the topics it needs are created at start.
+    pub provisioning: TopicSettings,
     /// Bulk replays planning more messages than this need the `replay:bulk` permission
     /// (admins).
     pub replay_bulk_admin_above: usize,
@@ -114,12 +118,22 @@ impl ArchiveConfig {
             },
             store: StoreOptions::default(),
             metadata_refresh: Duration::from_secs(5),
-            log_format: LogFormat::Json,
+            log_format: LogFormat::Auto,
+            log_sinks: LogSinks::default(),
             log_filter: "info,fjall=warn,lsm_tree=warn".to_owned(),
             auth: AuthConfig::default(),
+            provisioning: TopicSettings::default(),
             replay_bulk_admin_above: DEFAULT_REPLAY_BULK_ADMIN_ABOVE,
             masking: MaskingConfig::default(),
         }
+    }
+}
+
+impl ArchiveConfig {
+    /// The topics the archive creates when missing: Retrace's own, and `[topics] extra`.
+    pub fn topics_needed(&self) -> Vec<TopicSpec> {
+        self.provisioning
+            .retrace_topics(&self.auth.tokens_topic, [])
     }
 }
 
@@ -168,6 +182,8 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    topics: TopicsSection,
     #[serde(default)]
     masking: MaskingConfig,
 }
@@ -224,6 +240,9 @@ impl ArchiveArgs {
         if let Some(above) = file.archive.replay_bulk_admin_above {
             config.replay_bulk_admin_above = above;
         }
+        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
+            config.provisioning = topics;
+        }
         if let Some(auth) = problems.check(self.common.auth(file.auth)) {
             config.auth = auth;
         }
@@ -232,8 +251,12 @@ impl ArchiveArgs {
                 .map_err(|e| wrong("masking.json_paths", e.to_string())),
         );
         config.masking = file.masking;
-        self.common
+        let log = self
+            .common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        if let Some(sinks) = problems.check(log) {
+            config.log_sinks = sinks;
+        }
         if let Some(tls) = problems.check(self.common.tls(file.tls)) {
             config.tls = tls;
         }

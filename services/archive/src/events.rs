@@ -326,23 +326,6 @@ impl InternalEvent for AuditNotRecorded<'_> {
     }
 }
 
-/// The API tokens topic could not be created; the archive goes on if it exists already.
-pub(crate) struct TokensTopicNotCreated<'a> {
-    pub topic: &'a str,
-    pub error: &'a dyn std::fmt::Display,
-}
-
-impl InternalEvent for TokensTopicNotCreated<'_> {
-    fn emit(self) {
-        warn!(
-            topic = self.topic,
-            error = %self.error,
-            "could not create the API tokens topic (compacted); going on in case it exists. \
-             If it does not, create it with cleanup.policy=compact"
-        );
-    }
-}
-
 pub(crate) struct BackupWritten<'a> {
     pub directory: &'a std::path::Path,
     pub records: u64,

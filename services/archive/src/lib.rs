@@ -34,19 +34,14 @@ mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use axum::Router;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use retrace_auth::{
     AuthSetupError, Authenticator, Guard, Permission, RegistryError, TokenRegistry,
 };
 use retrace_config::{Loaded, Reloader};
 use retrace_log_store::{LogStore, ReplayState, StoreError};
-use retrace_sdk::{KafkaSettings, PublishError, Publisher};
+use retrace_sdk::{PublishError, Publisher, provision_at_start};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -67,7 +62,7 @@ pub use trace::trace;
 
 use crate::archiver::Archiver;
 use crate::audit::{Audit, Auditor};
-use crate::events::{ApiListening, ArchiveStarted, TokensTopicNotCreated};
+use crate::events::{ApiListening, ArchiveStarted};
 use crate::live::Live;
 use crate::replay::{Replayer, now_ms};
 use crate::routes::Api;
@@ -151,7 +146,6 @@ impl Archive {
         // Whatever fails below stops the registry's reader with it.
         let stop_on_error = stop_registry.clone().drop_guard();
         let (registry, registry_task) = if config.auth.enabled {
-            ensure_tokens_topic(&config.kafka, &config.auth.tokens_topic).await;
             let (registry, task) = TokenRegistry::start(
                 &config.kafka,
                 &config.auth.tokens_topic,
@@ -250,35 +244,6 @@ impl Archive {
     }
 }
 
-/// Creates the compacted tokens topic unless it exists. Failing is not fatal here (the mock
-/// cluster has no admin API; a locked-down cluster may refuse): the registry then says
-/// clearly whether the topic is missing.
-async fn ensure_tokens_topic(kafka: &KafkaSettings, topic: &str) {
-    let created = async {
-        let admin: AdminClient<DefaultClientContext> = kafka.client_config(&[]).create()?;
-        // -1: the cluster's default replication factor.
-        let new =
-            NewTopic::new(topic, 1, TopicReplication::Fixed(-1)).set("cleanup.policy", "compact");
-        let options = AdminOptions::new()
-            .operation_timeout(Some(Duration::from_secs(10)))
-            .request_timeout(Some(Duration::from_secs(10)));
-        for result in admin.create_topics([&new], &options).await? {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(KafkaError::AdminOp(code)),
-            }
-        }
-        Ok::<_, KafkaError>(())
-    };
-    if let Err(error) = created.await {
-        TokensTopicNotCreated {
-            topic,
-            error: &error,
-        }
-        .emit();
-    }
-}
-
 /// Runs the archive and its HTTP server (API, `/healthz`, `/metrics`) until `shutdown` is
 /// cancelled, with `config` for good.
 pub async fn run(config: ArchiveConfig, shutdown: CancellationToken) -> Result<(), ArchiveError> {
@@ -291,8 +256,15 @@ pub async fn serve(
     reloader: Reloader<ArchiveConfig>,
     shutdown: CancellationToken,
 ) -> Result<(), ArchiveError> {
-    let archive = Archive::following(reloader.subscribe(), shutdown.clone()).await?;
     let config = reloader.current();
+    provision_at_start(
+        &config.config.kafka,
+        &config.config.provisioning,
+        &config.config.topics_needed(),
+        "retrace-archive",
+    )
+    .await;
+    let archive = Archive::following(reloader.subscribe(), shutdown.clone()).await?;
     let listener = retrace_http::bind(config.config.http, config.config.tls.as_ref()).await?;
     reloader.reload_tls_of(listener.tls_reload());
     let auditor = archive.api.auditor.clone();

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .reloader("archive", move || args.clone().resolve())?;
     let config = &reloader.current().config;
-    retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
     retrace_config::warn_unknown_env_vars::<ArchiveArgs>("retrace-archive");
     let shutdown = CancellationToken::new();
     let archive = retrace_archive::serve(reloader, shutdown.clone());

@@ -34,6 +34,9 @@ fn spawn_archive(
             "session.timeout.ms=6000,heartbeat.interval.ms=500",
         )
         .env("RETRACE_ARCHIVE_TOPICS", topic)
+        // The test creates the topics it uses; librdkafka's mock cluster has no CreateTopics
+        // API, and each start would wait for it to time out.
+        .env("RETRACE_TOPICS_CREATE", "false")
         .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
         .env("RETRACE_DATA_DIR", data_dir)
         .env("RETRACE_HTTP", http)

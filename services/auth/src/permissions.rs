@@ -41,7 +41,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in declaration order.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Permission::Publish,
         Permission::ReportOutcome,
         Permission::TraceRead,

@@ -26,6 +26,9 @@
 //! admit, run, publish the outcome, store the offset), as a ratio to a plain consumer
 //! reading the same jobs in the same process.
 //!
+//! **Scaling** (`worker/scale.rs`): jobs/s with one `retrace-worker` process and with two on
+//! the same queue, a webhook holding each job a fixed time; `worker_scale_2_over_1`.
+//!
 //! The last line is the headline, `peak_p99_ratio_gate_off_over_on`: how much worse the
 //! users' p99 is when the backlog runs during the peak.
 
@@ -54,6 +57,8 @@ use retrace_worker::{
 };
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+mod scale;
 
 const QUEUE: &str = "bench";
 
@@ -98,6 +103,18 @@ pub struct Options {
     /// Peak: how long the worker runs before the peak begins, in milliseconds.
     #[arg(long, default_value_t = 0)]
     lead_ms: u64,
+    /// Scaling: jobs per run (one process, then two).
+    #[arg(long, default_value_t = 4_000)]
+    scale_jobs: usize,
+    /// Scaling: how long the webhook holds each job, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    scale_work_ms: u64,
+    /// Scaling: jobs running at once in each worker process.
+    #[arg(long, default_value_t = 8)]
+    scale_concurrency: usize,
+    /// Scaling: partitions of the queue the processes share.
+    #[arg(long, default_value_t = 8)]
+    scale_partitions: i32,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -156,6 +173,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "raw_consume_msgs_per_s={raw:.0} ratio={:.3} noop_jobs_per_s={noop:.0}",
         noop / raw
     );
+    scale::run(&broker, &options).await?;
     println!(
         "peak_p99_ratio_gate_off_over_on={:.2}",
         ms(off.p99) / ms(on.p99)

@@ -2,9 +2,10 @@
 //! then `RETRACE_*` environment variables, then flags; each later source wins.
 //!
 //! A service flattens [`CommonArgs`] into its own clap arguments, reads its file type (which
-//! embeds [`KafkaSection`] and [`LogSection`] as `[kafka]` and `[log]`) with
+//! embeds [`KafkaSection`], [`LogSection`] and [`TopicsSection`] as `[kafka]`, `[log]` and
+//! `[topics]`) with
 //! [`CommonArgs::read_file`], and layers the common settings with [`CommonArgs::kafka`] and
-//! [`CommonArgs::log`]; its own settings it layers itself, noting every problem in
+//! [`CommonArgs::log`] and [`CommonArgs::topics`]; its own settings it layers itself, noting every problem in
 //! [`Problems`] so that all of them are reported at once.
 //!
 //! [`reload`] re-resolves the same layering on SIGHUP or a change of the file, and publishes
@@ -19,8 +20,10 @@ use std::path::PathBuf;
 
 use retrace_auth::{AuthConfig, AuthConfigError};
 use retrace_http::TlsFiles;
-use retrace_sdk::KafkaSettings;
-use retrace_telemetry::{InternalEvent, LogFormat};
+use retrace_sdk::{KafkaSettings, TopicSettings};
+use retrace_telemetry::{
+    Category, FileSink, InternalEvent, LogFormat, LogSink, LogSinks, Rotation,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -69,6 +72,36 @@ pub struct CommonArgs {
     /// `[auth] bootstrap_admin_sha256`.
     #[arg(long, env = "RETRACE_AUTH_BOOTSTRAP_ADMIN_SHA256")]
     pub auth_bootstrap_admin_sha256: Option<String>,
+    /// Write `audit` log lines to this file (rotated) instead of stderr.
+    #[arg(long, env = "RETRACE_LOG_AUDIT_FILE")]
+    pub log_audit_file: Option<PathBuf>,
+    /// Write `security` log lines to this file (rotated) instead of stderr.
+    #[arg(long, env = "RETRACE_LOG_SECURITY_FILE")]
+    pub log_security_file: Option<PathBuf>,
+    /// Write `app` log lines to this file (rotated) instead of stderr.
+    #[arg(long, env = "RETRACE_LOG_APP_FILE")]
+    pub log_app_file: Option<PathBuf>,
+    /// Write `debug` log lines to this file (rotated) instead of stderr.
+    #[arg(long, env = "RETRACE_LOG_DEBUG_FILE")]
+    pub log_debug_file: Option<PathBuf>,
+    /// Rotation of every log file without its own: `never`, `hourly` or `daily`.
+    #[arg(long, env = "RETRACE_LOG_ROTATION")]
+    pub log_rotation: Option<Rotation>,
+    /// Rotated log files kept, for every log file without its own setting.
+    #[arg(long, env = "RETRACE_LOG_MAX_FILES")]
+    pub log_max_files: Option<usize>,
+    /// Create the topics the service needs when they are missing (`true` or `false`).
+    #[arg(long, env = "RETRACE_TOPICS_CREATE")]
+    pub topics_create: Option<bool>,
+    /// Partitions of each topic created (the tokens topic always has 1).
+    #[arg(long, env = "RETRACE_TOPICS_PARTITIONS")]
+    pub topics_partitions: Option<i32>,
+    /// Replication factor of each topic created. Default: the cluster's.
+    #[arg(long, env = "RETRACE_TOPICS_REPLICATION")]
+    pub topics_replication: Option<i32>,
+    /// Further topics to create (comma-separated), e.g. your services' own.
+    #[arg(long, env = "RETRACE_TOPICS_EXTRA", value_delimiter = ',')]
+    pub topics_extra: Vec<String>,
 }
 
 /// `[kafka]` in a configuration file.
@@ -86,6 +119,40 @@ pub struct KafkaSection {
 pub struct LogSection {
     pub format: Option<LogFormat>,
     pub filter: Option<String>,
+    /// `[log.sinks.<category>]`: where `debug`, `app`, `audit` and `security` lines go.
+    #[serde(default)]
+    pub sinks: SinksSection,
+}
+
+/// `[log.sinks]`: one optional sink per category; a category without one goes to stderr.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinksSection {
+    pub debug: Option<SinkSection>,
+    pub app: Option<SinkSection>,
+    pub audit: Option<SinkSection>,
+    pub security: Option<SinkSection>,
+}
+
+/// `[log.sinks.audit]` and its like: a file, rotated; stderr without `file`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSection {
+    pub file: Option<PathBuf>,
+    /// `never`, `hourly` or `daily` (the default).
+    pub rotation: Option<Rotation>,
+    /// Rotated files kept; all when unset.
+    pub max_files: Option<usize>,
+}
+
+/// `[topics]` in a configuration file: how the topics the service needs are created.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsSection {
+    pub create: Option<bool>,
+    pub partitions: Option<i32>,
+    pub replication: Option<i32>,
+    pub extra: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -248,14 +315,85 @@ impl CommonArgs {
         Ok(file)
     }
 
-    /// Overrides the service's log defaults with the file's, then the flags'.
-    pub fn log(&self, file: LogSection, format: &mut LogFormat, filter: &mut String) {
+    /// `[topics]` over [`TopicSettings::default`], then the flags; each count is at least 1
+    /// and each extra topic a valid name.
+    pub fn topics(&self, file: TopicsSection) -> Result<TopicSettings, ConfigError> {
+        let mut problems = Problems::default();
+        let mut topics = TopicSettings::default();
+        if let Some(create) = self.topics_create.or(file.create) {
+            topics.create = create;
+        }
+        let partitions = self.topics_partitions.or(file.partitions);
+        if let Some(partitions) = problems.check(positive("topics.partitions", partitions)) {
+            topics.partitions = partitions.unwrap_or(topics.partitions);
+        }
+        let replication = self.topics_replication.or(file.replication);
+        topics.replication = problems
+            .check(positive("topics.replication", replication))
+            .flatten();
+        topics.extra = Some(self.topics_extra.clone())
+            .filter(|extra| !extra.is_empty())
+            .or(file.extra)
+            .unwrap_or_default();
+        for (index, topic) in topics.extra.iter().enumerate() {
+            problems.check(
+                retrace_sdk::check_topic_name(topic)
+                    .map_err(|e| wrong(&format!("topics.extra[{index}]"), e.to_string())),
+            );
+        }
+        problems.finish(topics)
+    }
+
+    /// Each log category's sink: the flags' file, else the file's `[log.sinks.<category>]`,
+    /// else stderr; rotation and files kept from the sink's section, else the flags, else daily
+    /// and all.
+    pub fn log_sinks(&self, file: SinksSection) -> Result<LogSinks, ConfigError> {
+        let mut problems = Problems::default();
+        let mut sinks = LogSinks::default();
+        let sections = [
+            (Category::Debug, file.debug, &self.log_debug_file),
+            (Category::App, file.app, &self.log_app_file),
+            (Category::Audit, file.audit, &self.log_audit_file),
+            (Category::Security, file.security, &self.log_security_file),
+        ];
+        for (category, section, flag) in sections {
+            let section = section.unwrap_or_default();
+            let Some(path) = flag.clone().or(section.file) else {
+                continue;
+            };
+            let field = format!("log.sinks.{}.max_files", category.name());
+            let max_files = problems.at_least_one(&field, section.max_files.or(self.log_max_files));
+            if path.file_name().is_none() {
+                problems.check::<()>(Err(wrong(
+                    &format!("log.sinks.{}.file", category.name()),
+                    format!("{} names no file", path.display()),
+                )));
+                continue;
+            }
+            *sinks.sink_mut(category) = LogSink::File(FileSink {
+                path,
+                rotation: section.rotation.or(self.log_rotation).unwrap_or_default(),
+                max_files,
+            });
+        }
+        problems.finish(sinks)
+    }
+
+    /// Overrides the service's log defaults with the file's, then the flags'; returns each
+    /// category's sink ([`log_sinks`](Self::log_sinks)).
+    pub fn log(
+        &self,
+        file: LogSection,
+        format: &mut LogFormat,
+        filter: &mut String,
+    ) -> Result<LogSinks, ConfigError> {
         if let Some(chosen) = self.log_format.or(file.format) {
             *format = chosen;
         }
         if let Some(chosen) = self.log.clone().or(file.filter) {
             *filter = chosen;
         }
+        self.log_sinks(file.sinks)
     }
 }
 
@@ -299,6 +437,14 @@ pub fn serialize_ms<S: serde::Serializer>(
     serializer.serialize_u64(duration.as_millis() as u64)
 }
 
+/// `value` if it is absent or above zero.
+fn positive(field: &str, value: Option<i32>) -> Result<Option<i32>, ConfigError> {
+    match value {
+        Some(count) if count < 1 => Err(invalid(field, "at least 1")),
+        other => Ok(other),
+    }
+}
+
 /// `value`, unless it is zero.
 pub fn at_least_one<N: PartialEq + Default>(field: &str, value: N) -> Result<N, ConfigError> {
     if value == N::default() {
@@ -332,6 +478,8 @@ mod tests {
         #[serde(default)]
         log: LogSection,
         tls: Option<TlsFiles>,
+        #[serde(default)]
+        topics: TopicsSection,
     }
 
     fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
@@ -369,7 +517,8 @@ filter = "debug"
         assert_eq!(kafka.properties["acks"], "all");
         assert_eq!(kafka.properties["security.protocol"], "SASL_SSL");
         let (mut format, mut filter) = (LogFormat::Json, "info".to_owned());
-        args.log(parsed.log, &mut format, &mut filter);
+        let sinks = args.log(parsed.log, &mut format, &mut filter).unwrap();
+        assert_eq!(sinks, LogSinks::default());
         assert_eq!((format, filter.as_str()), (LogFormat::Text, "warn"));
     }
 
@@ -462,6 +611,114 @@ filter = "debug"
             ["RETRACE_KAFKA_BOOTSRAP", "RETRACE_LOG", "PATH"].map(str::to_owned),
         );
         assert_eq!(unknown, ["RETRACE_KAFKA_BOOTSRAP"]);
+    }
+
+    #[test]
+    fn topics_come_from_the_flags_else_the_file_and_bad_values_are_named() {
+        let (_dir, path) = file("[topics]\npartitions = 6\nreplication = 3\nextra = [\"a\"]\n");
+        let mut args = CommonArgs {
+            config: Some(path),
+            ..CommonArgs::default()
+        };
+        let from_file = |args: &CommonArgs| args.read_file::<File>().unwrap().topics;
+        let topics = args.topics(from_file(&args)).unwrap();
+        assert_eq!(
+            (topics.create, topics.partitions, topics.replication),
+            (true, 6, Some(3))
+        );
+        assert_eq!(topics.extra, ["a"]);
+        args.topics_partitions = Some(12);
+        args.topics_create = Some(false);
+        let topics = args.topics(from_file(&args)).unwrap();
+        assert_eq!((topics.create, topics.partitions), (false, 12));
+        args.topics_partitions = Some(0);
+        args.topics_extra = vec!["bad topic".into()];
+        let error = args.topics(from_file(&args)).unwrap_err();
+        let lines: Vec<String> = error.problems().iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0], "topics.partitions: must be at least 1");
+        assert!(lines[1].starts_with("topics.extra[0]: "), "{lines:?}");
+        assert_eq!(
+            CommonArgs::default()
+                .topics(TopicsSection::default())
+                .unwrap(),
+            TopicSettings::default()
+        );
+    }
+
+    #[test]
+    fn log_sinks_take_rotation_from_the_file_and_files_from_the_flags() {
+        let (_dir, path) = file(
+            "[log.sinks.audit]\nfile = \"/var/log/retrace/audit.log\"\nrotation = \"hourly\"\n\
+             max_files = 48\n\n[log.sinks.security]\nfile = \"/var/log/retrace/security.log\"\n",
+        );
+        let args = CommonArgs {
+            config: Some(path),
+            log_app_file: Some("/var/log/retrace/app.log".into()),
+            log_max_files: Some(7),
+            ..CommonArgs::default()
+        };
+        let parsed: File = args.read_file().unwrap();
+        let (mut format, mut filter) = (LogFormat::Auto, "info".to_owned());
+        let sinks = args.log(parsed.log, &mut format, &mut filter).unwrap();
+        let sink = |path: &str, rotation, max_files| {
+            LogSink::File(FileSink {
+                path: path.into(),
+                rotation,
+                max_files: Some(max_files),
+            })
+        };
+        assert_eq!(
+            sinks.audit,
+            sink("/var/log/retrace/audit.log", Rotation::Hourly, 48)
+        );
+        assert_eq!(
+            sinks.security,
+            sink("/var/log/retrace/security.log", Rotation::Daily, 7)
+        );
+        assert_eq!(
+            sinks.app,
+            sink("/var/log/retrace/app.log", Rotation::Daily, 7)
+        );
+        assert_eq!(sinks.debug, LogSink::Stderr);
+    }
+
+    #[test]
+    fn a_bad_log_sink_is_refused_naming_its_field() {
+        let (_dir, path) = file("[log.sinks.audit]\nfile = \"a.log\"\nrotation = \"weekly\"\n");
+        let args = CommonArgs {
+            config: Some(path),
+            ..CommonArgs::default()
+        };
+        let error = args.read_file::<File>().unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Parse { field, .. } if field == "log.sinks.audit.rotation"),
+            "{error}"
+        );
+        let (_dir, path) = file("[log.sinks.security]\nfile = \"s.log\"\nmax_files = 0\n");
+        let args = CommonArgs {
+            config: Some(path),
+            ..CommonArgs::default()
+        };
+        let parsed: File = args.read_file().unwrap();
+        let error = args.log_sinks(parsed.log.sinks).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "log.sinks.security.max_files: must be at least 1"
+        );
+        let error = args
+            .log_sinks(SinksSection {
+                app: Some(SinkSection {
+                    file: Some("/var/log/..".into()),
+                    ..SinkSection::default()
+                }),
+                ..SinksSection::default()
+            })
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with("log.sinks.app.file: "),
+            "{error}"
+        );
     }
 
     #[test]

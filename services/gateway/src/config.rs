@@ -7,11 +7,12 @@ use std::time::Duration;
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, serialize_ms,
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, TopicsSection,
+    serialize_ms,
 };
 use retrace_http::TlsFiles;
-use retrace_sdk::KafkaSettings;
-use retrace_telemetry::LogFormat;
+use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
+use retrace_telemetry::{LogFormat, LogSinks};
 use serde::{Deserialize, Serialize};
 
 /// How long the gateway's producer waits for Kafka to acknowledge a message before the
@@ -43,8 +44,21 @@ pub struct GatewayConfig {
     pub idempotency: IdempotencySettings,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// `[log.sinks]`: where each log category goes.
+    pub log_sinks: LogSinks,
     /// Who may publish: `[auth]`.
     pub auth: AuthConfig,
+    /// `[topics]`: how the topics it needs are created at start.
+    pub provisioning: TopicSettings,
+}
+
+impl GatewayConfig {
+    /// The topics the gateway creates when missing: Retrace's own (it publishes outcomes and
+    /// audit records), and `[topics] extra`.
+    pub fn topics_needed(&self) -> Vec<TopicSpec> {
+        self.provisioning
+            .retrace_topics(&self.auth.tokens_topic, [])
+    }
 }
 
 impl GatewayConfig {
@@ -64,9 +78,11 @@ impl GatewayConfig {
                 window: Duration::from_secs(600),
                 capacity: 100_000,
             },
-            log_format: LogFormat::Json,
+            log_format: LogFormat::Auto,
+            log_sinks: LogSinks::default(),
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
+            provisioning: TopicSettings::default(),
         }
     }
 }
@@ -110,6 +126,8 @@ struct FileConfig {
     log: LogSection,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    topics: TopicsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,10 +172,17 @@ impl GatewayArgs {
         if let Some(capacity) = problems.at_least_one("gateway.idempotency_capacity", capacity) {
             config.idempotency.capacity = capacity;
         }
-        self.common
+        let log = self
+            .common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        if let Some(sinks) = problems.check(log) {
+            config.log_sinks = sinks;
+        }
         if let Some(tls) = problems.check(self.common.tls(file.tls)) {
             config.tls = tls;
+        }
+        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
+            config.provisioning = topics;
         }
         if let Some(auth) = problems.check(self.common.auth(file.auth)) {
             config.auth = auth;

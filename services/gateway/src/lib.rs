@@ -110,6 +110,13 @@ pub async fn serve(
     retrace_telemetry::prometheus();
     let loaded = reloader.current();
     let config = &loaded.config;
+    retrace_sdk::provision_at_start(
+        &config.kafka,
+        &config.provisioning,
+        &config.topics_needed(),
+        "retrace-gateway",
+    )
+    .await;
     let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone()).await?;
     let gateway = Gateway::new(config, auth.guard.clone())?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;

@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .reloader("gateway", move || args.clone().resolve())?;
     let config = &reloader.current().config;
-    retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
     retrace_config::warn_unknown_env_vars::<GatewayArgs>("retrace-gateway");
     let shutdown = CancellationToken::new();
     let gateway = retrace_gateway::serve(reloader, shutdown.clone());

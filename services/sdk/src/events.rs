@@ -2,9 +2,10 @@
 
 use metrics::counter;
 use retrace_telemetry::InternalEvent;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::Delivery;
+use crate::provision::{Drift, ProvisionError};
 
 pub(crate) struct EventPublished<'a> {
     pub delivery: &'a Delivery,
@@ -112,5 +113,84 @@ impl InternalEvent for ProducerReplaced<'_> {
             "the Kafka producer failed fatally; replaced by a new one"
         );
         counter!("retrace_sdk_producer_replaced_total").increment(1);
+    }
+}
+
+/// A topic a service needs was missing and is now created.
+pub(crate) struct TopicCreated<'a> {
+    pub topic: &'a str,
+    pub service: &'a str,
+}
+
+impl InternalEvent for TopicCreated<'_> {
+    fn emit(self) {
+        info!(topic = self.topic, service = self.service, "topic created");
+        counter!("retrace_topics_created_total", "service" => self.service.to_owned()).increment(1);
+    }
+}
+
+/// A topic a service needs is missing and could not be created.
+pub(crate) struct TopicNotCreated<'a> {
+    pub topic: &'a str,
+    pub service: &'a str,
+    pub reason: &'a str,
+}
+
+impl InternalEvent for TopicNotCreated<'_> {
+    fn emit(self) {
+        warn!(
+            topic = self.topic,
+            service = self.service,
+            reason = self.reason,
+            "topic {} is missing and could not be created ({}); create it, or allow {} to \
+             (CREATE on the cluster), or set [topics] create = false if it is created elsewhere",
+            self.topic,
+            self.reason,
+            self.service
+        );
+        counter!("retrace_topics_create_failures_total", "service" => self.service.to_owned())
+            .increment(1);
+    }
+}
+
+/// An existing topic differs from the configuration; it is left as it is.
+pub(crate) struct TopicDrifted<'a> {
+    pub drift: &'a Drift,
+    pub service: &'a str,
+}
+
+impl InternalEvent for TopicDrifted<'_> {
+    fn emit(self) {
+        warn!(
+            topic = self.drift.topic(),
+            service = self.service,
+            drift = self.drift.kind(),
+            "topic drift: {}",
+            self.drift
+        );
+        counter!(
+            "retrace_topics_drift_total",
+            "service" => self.service.to_owned(),
+            "kind" => self.drift.kind()
+        )
+        .increment(1);
+    }
+}
+
+/// A service could not compare its topics with Kafka's at start.
+pub(crate) struct TopicsNotChecked<'a> {
+    pub service: &'a str,
+    pub error: &'a ProvisionError,
+}
+
+impl InternalEvent for TopicsNotChecked<'_> {
+    fn emit(self) {
+        warn!(
+            service = self.service,
+            "topics not provisioned: {}; missing topics are not created until the next start",
+            self.error
+        );
+        counter!("retrace_topics_create_failures_total", "service" => self.service.to_owned())
+            .increment(1);
     }
 }

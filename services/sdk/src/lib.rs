@@ -12,11 +12,16 @@ mod consumer;
 mod events;
 mod jobs;
 mod kafka;
+mod provision;
 mod publisher;
 mod topic;
 
 pub use consumer::{ConsumeError, EventHandler, HandlerError, ReceivedEvent, consume};
 pub use jobs::{EnqueueError, QueueTopics, enqueue, lane_of};
 pub use kafka::{KafkaSettings, SettingsError};
+pub use provision::{
+    Drift, ProvisionError, Provisioned, TopicSettings, TopicSpec, check_topics, ensure_topics,
+    provision_at_start,
+};
 pub use publisher::{Delivery, PublishError, Publisher, RawMessage};
 pub use topic::{MAX_TOPIC_LEN, TopicNameError, check_topic_name};

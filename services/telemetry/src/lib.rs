@@ -14,19 +14,26 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
+
+mod logging;
+#[cfg(test)]
+mod logging_tests;
+
+pub use logging::{Category, FileSink, LogSink, LogSinks, Rotation};
 
 /// Something worth observing: emits its log line and its metrics in one place.
 pub trait InternalEvent {
     fn emit(self);
 }
 
-/// How log lines are written to stderr.
+/// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// One JSON object a line, for log collectors.
+    /// `text` when stderr is a terminal (a person watching), else `json`.
     #[default]
+    Auto,
+    /// One JSON object a line, for log collectors.
     Json,
     /// Human-readable, for a terminal.
     Text,
@@ -37,6 +44,7 @@ impl std::str::FromStr for LogFormat {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text {
+            "auto" => Ok(LogFormat::Auto),
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
             other => Err(TelemetryError::UnknownLogFormat(other.to_owned())),
@@ -46,32 +54,37 @@ impl std::str::FromStr for LogFormat {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("log format {0:?} is not known: use `json` or `text`")]
+    #[error("log format {0:?} is not known: use `auto`, `json` or `text`")]
     UnknownLogFormat(String),
     #[error("log filter {filter:?} is not valid ({reason}); example: `info,retrace_archive=debug`")]
     BadFilter { filter: String, reason: String },
+    #[error(
+        "cannot write logs to {path}: {reason}; check that its directory can be created and written"
+    )]
+    LogFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("logging was already set up in this process")]
     AlreadyInitialised,
 }
 
 /// Sends `tracing` events to stderr in `format`, filtered by `filter` (`RUST_LOG` syntax).
 pub fn init_logging(format: LogFormat, filter: &str) -> Result<(), TelemetryError> {
-    let env_filter = EnvFilter::try_new(filter).map_err(|e| TelemetryError::BadFilter {
-        filter: filter.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(env_filter)
-        .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-    installed.map_err(|_| TelemetryError::AlreadyInitialised)
+    init_logging_to(format, filter, &LogSinks::default())
+}
+
+/// Sends `tracing` events filtered by `filter` to each category's sink in `sinks`, in
+/// `format`, each line with its `category`.
+pub fn init_logging_to(
+    format: LogFormat,
+    filter: &str,
+    sinks: &LogSinks,
+) -> Result<(), TelemetryError> {
+    use tracing_subscriber::util::SubscriberInitExt;
+    logging::subscriber(format, filter, sinks)?
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInitialised)
 }
 
 /// The process's Prometheus recorder, installed on first use. Every `metrics` counter and

@@ -24,12 +24,12 @@ use std::time::Duration;
 use retrace_auth::AuthConfig;
 pub use retrace_config::ConfigError;
 use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, invalid,
-    serialize_ms,
+    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, TopicsSection,
+    invalid, serialize_ms,
 };
 use retrace_http::TlsFiles;
-use retrace_sdk::KafkaSettings;
-use retrace_telemetry::LogFormat;
+use retrace_sdk::{KafkaSettings, QueueTopics, TopicSettings, TopicSpec};
+use retrace_telemetry::{LogFormat, LogSinks};
 use serde::{Deserialize, Serialize};
 
 use crate::gate::{GateConfig, GateSpec};
@@ -141,8 +141,23 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// `[log.sinks]`: where each log category goes.
+    pub log_sinks: LogSinks,
     /// Who may read the queues and redrive: `[auth]`.
     pub auth: AuthConfig,
+    /// `[topics]`: how the topics it needs are created at start.
+    pub provisioning: TopicSettings,
+}
+
+impl WorkerConfig {
+    /// The topics the worker creates when missing: Retrace's own, every lane of each queue,
+    /// and `[topics] extra`.
+    pub fn topics_needed(&self) -> Vec<TopicSpec> {
+        let lanes: Vec<QueueTopics> = self.queues.keys().map(|q| QueueTopics::of(q)).collect();
+        let own = lanes.iter().flat_map(QueueTopics::all);
+        self.provisioning
+            .retrace_topics(&self.auth.tokens_topic, own)
+    }
 }
 
 impl WorkerConfig {
@@ -154,9 +169,11 @@ impl WorkerConfig {
             tls: None,
             queues: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(10),
-            log_format: LogFormat::Json,
+            log_format: LogFormat::Auto,
+            log_sinks: LogSinks::default(),
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
+            provisioning: TopicSettings::default(),
         }
     }
 }
@@ -193,6 +210,8 @@ struct FileConfig {
     queues: BTreeMap<String, QueueConfig>,
     #[serde(default)]
     auth: AuthConfig,
+    #[serde(default)]
+    topics: TopicsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,11 +248,18 @@ impl WorkerArgs {
             problems.check(named.and_then(|()| queue.check(name)));
         }
         config.queues = file.queues;
+        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
+            config.provisioning = topics;
+        }
         if let Some(auth) = problems.check(self.common.auth(file.auth)) {
             config.auth = auth;
         }
-        self.common
+        let log = self
+            .common
             .log(file.log, &mut config.log_format, &mut config.log_filter);
+        if let Some(sinks) = problems.check(log) {
+            config.log_sinks = sinks;
+        }
         if let Some(tls) = problems.check(self.common.tls(file.tls)) {
             config.tls = tls;
         }

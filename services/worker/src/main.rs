@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .reloader("worker", move || args.clone().resolve())?;
     let config = &reloader.current().config;
-    retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
+    retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
     retrace_config::warn_unknown_env_vars::<WorkerArgs>("retrace-worker");
     let shutdown = CancellationToken::new();
     let worker = retrace_worker::serve(reloader, shutdown.clone());

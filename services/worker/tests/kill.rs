@@ -29,6 +29,9 @@ fn spawn_worker(broker: &Broker, config: &std::path::Path) -> Child {
                 .join(","),
         )
         .env("RETRACE_CONFIG", config)
+        // The test creates the topics it uses; librdkafka's mock cluster has no CreateTopics
+        // API, and each start would wait for it to time out.
+        .env("RETRACE_TOPICS_CREATE", "false")
         .env("RETRACE_HTTP", format!("127.0.0.1:{}", free_port()))
         .env("RETRACE_LOG", "warn")
         .spawn()
