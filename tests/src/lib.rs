@@ -6,7 +6,9 @@
 //! Kafka named by `RETRACE_TEST_KAFKA=host:port`.
 
 mod archive;
+mod disk;
 mod jobs;
+mod kill;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -21,7 +23,9 @@ use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 pub use archive::{RunningArchive, start_archive};
+pub use disk::SmallFilesystem;
 pub use jobs::{closed_gate, job, serve};
+pub use kill::{FAST_SESSION, Generator, ServiceProcess, Stop, next_kill_at, service_binary};
 
 /// How long a scenario waits for what it expects before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -74,6 +78,15 @@ impl Broker {
         };
         broker.wait_until_serving();
         broker
+    }
+
+    /// `mock`, `tansu` or `external`, for what a test prints.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Broker::Mock(_) => "mock",
+            Broker::Tansu { .. } => "tansu",
+            Broker::External(_) => "external",
+        }
     }
 
     pub fn bootstrap(&self) -> String {

@@ -198,9 +198,13 @@ impl Archive {
 
     /// Archives until `shutdown` is cancelled, then drains: the batch in hand is written,
     /// offsets committed, running replays stopped and their progress saved, denials still
-    /// being recorded written, the token reader stopped, the store flushed.
-    pub async fn run(self) {
-        self.archiver.run(&self.shutdown).await;
+    /// being recorded written, the token reader stopped, the store flushed. Fails when the
+    /// store refuses writes until reopened: everything stops, so a restart recovers it.
+    pub async fn run(self) -> Result<(), ArchiveError> {
+        let archived = self.archiver.run(&self.shutdown).await;
+        if archived.is_err() {
+            self.shutdown.cancel();
+        }
         self.ready.store(false, Ordering::Release);
         self.api.replayer.stopped().await;
         self.api.auditor.stopped().await;
@@ -209,6 +213,7 @@ impl Archive {
             task.await
                 .expect("the token registry's reader does not panic");
         }
+        Ok(archived?)
     }
 }
 
@@ -258,10 +263,12 @@ pub async fn run(config: ArchiveConfig, shutdown: CancellationToken) -> Result<(
     let stop_http = shutdown.child_token();
     let serve = listener.serve(app, stop_http.clone().cancelled_owned());
     let archive = async {
-        archive.run().await;
+        let archived = archive.run().await;
         stop_http.cancel();
+        archived
     };
-    let ((), served) = tokio::join!(archive, serve);
+    let (archived, served) = tokio::join!(archive, serve);
+    archived?;
     Ok(served?)
 }
 

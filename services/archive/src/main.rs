@@ -45,8 +45,9 @@ async fn main() -> anyhow::Result<()> {
     retrace_telemetry::init_logging(config.log_format, &config.log_filter)?;
     retrace_config::warn_unknown_env_vars::<ArchiveArgs>("retrace-archive");
     let shutdown = CancellationToken::new();
+    let deadline = config.shutdown_grace;
     let archive = retrace_archive::run(config, shutdown.clone());
-    retrace_telemetry::until_signalled(&shutdown, archive)
+    retrace_telemetry::until_signalled(&shutdown, deadline, archive)
         .await
         .context("the archive stopped")
 }

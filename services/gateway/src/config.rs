@@ -42,6 +42,10 @@ pub struct GatewayConfig {
     pub log_filter: String,
     /// Who may publish: `[auth]`.
     pub auth: AuthConfig,
+    /// How long requests in flight at SIGTERM may take to be answered before the process
+    /// stops anyway (`[gateway] shutdown_grace_ms`). A request cut off is not answered, so
+    /// its client retries it.
+    pub shutdown_grace: Duration,
 }
 
 impl GatewayConfig {
@@ -64,6 +68,7 @@ impl GatewayConfig {
             log_format: LogFormat::Json,
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
+            shutdown_grace: Duration::from_secs(15),
         }
     }
 }
@@ -110,6 +115,7 @@ struct FileGateway {
     max_body_bytes: Option<usize>,
     idempotency_window_s: Option<u64>,
     idempotency_capacity: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 impl GatewayArgs {
@@ -125,6 +131,9 @@ impl GatewayArgs {
         );
         if let Some(kafka) = problems.check(kafka) {
             config.kafka = kafka;
+        }
+        if let Some(grace) = file.gateway.shutdown_grace_ms {
+            config.shutdown_grace = Duration::from_millis(grace);
         }
         if let Some(http) = self.http.or(file.gateway.http) {
             config.http = http;
