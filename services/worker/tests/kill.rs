@@ -177,9 +177,8 @@ fn follow_outcomes(
 }
 
 /// Stops the worker `stops` times the way `stop` says while jobs are enqueued; then every
-/// acknowledged job must end processed, or failed for good or out of attempts and so
-/// dead-lettered (its last outcome says which), and with
-/// SIGTERM no job may run twice.
+/// acknowledged job must end processed, or failed for good (a 422) and so dead-lettered, as
+/// its last outcome says; and with SIGTERM no job may run twice.
 async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
     let queue = unique_topic("kill-loop");
     broker.create_queue(&queue).await;
@@ -235,7 +234,7 @@ async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
     let settled = |status: &OutcomeStatus| {
         matches!(
             status,
-            OutcomeStatus::Processed | OutcomeStatus::DeadLettered
+            OutcomeStatus::Processed | OutcomeStatus::Failed | OutcomeStatus::DeadLettered
         )
     };
     let unsettled = || {
