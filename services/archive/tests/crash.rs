@@ -29,7 +29,7 @@ fn spawn_archive(
     config: &Path,
 ) -> ServiceProcess {
     ServiceProcess::spawn(
-        &mut Command::new(service_binary(
+        Command::new(service_binary(
             "retrace-archive",
             env!("CARGO_BIN_EXE_retrace-archive"),
         ))

@@ -16,7 +16,15 @@ fn a_minute_of_dev_mode_with_the_demo_loses_nothing_and_doubles_nothing() {
         retrace.display()
     );
     let output = Command::new(bench)
-        .args(["soak", "--duration", "60s", "--rate", "20", "--replay-every", "5s"])
+        .args([
+            "soak",
+            "--duration",
+            "60s",
+            "--rate",
+            "20",
+            "--replay-every",
+            "5s",
+        ])
         .arg("--retrace")
         .arg(&retrace)
         .output()
@@ -34,7 +42,10 @@ fn a_minute_of_dev_mode_with_the_demo_loses_nothing_and_doubles_nothing() {
     };
     assert_eq!(figure("lost"), 0.0);
     assert_eq!(figure("duplicates"), 0.0);
-    assert!(figure("events_archived") > 0.0, "the demo published nothing");
+    assert!(
+        figure("events_archived") > 0.0,
+        "the demo published nothing"
+    );
     assert!(figure("replays") > 0.0, "no replay went through");
     assert!(output.status.success(), "the soak failed:\n{report}");
 }
