@@ -219,7 +219,7 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
             if let Ok(positions) = positions(&client, &info).await
                 && published
                     .iter()
-                    .all(|(key, high)| positions.get(key).is_some_and(|p| p >= high))
+                    .all(|(key, high)| positions.get(key).copied().unwrap_or(0) >= *high)
             {
                 return;
             }
