@@ -283,4 +283,45 @@ pub enum StoreError {
     },
     #[error("{field} {value:?} contains a NUL byte, which no id may contain")]
     InvalidId { field: &'static str, value: String },
+    #[error(
+        "the archive's filesystem at {path} has {free} bytes free, too little to write a batch \
+         and keep {reserve} in reserve, so writing is paused: free space (grow the volume, move files away, or \
+         compact the archive) and it resumes by itself; Kafka keeps the records meanwhile"
+    )]
+    DiskReserve {
+        path: PathBuf,
+        free: u64,
+        reserve: u64,
+    },
+    #[error("cannot read the free space of the archive's filesystem at {path}: {source}")]
+    FreeSpace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// The disk is (nearly) full: writes wait for space rather than fail for good.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskReserve { .. } => true,
+            StoreError::Engine {
+                source: fjall::Error::Io(error),
+                ..
+            } => error.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
+
+    /// The engine refuses every write after one failed half-way (its journal may be torn):
+    /// only reopening the store, that is restarting the process, recovers.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Engine {
+                source: fjall::Error::Poisoned,
+                ..
+            }
+        )
+    }
 }

@@ -24,6 +24,11 @@ pub struct StoreOptions {
     /// Unflushed writes each keyspace holds in memory before they go to a disk table; the
     /// archive has fourteen keyspaces, four of them written by every batch.
     pub memtable_bytes: u64,
+    /// Free space left on the archive's filesystem: below it, appends are refused (and the
+    /// archive pauses ingestion) before the disk is full, so memtable flushes and
+    /// compactions still have room and the engine never meets a failed write, which it
+    /// cannot recover from without a restart.
+    pub disk_reserve_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -31,6 +36,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_bytes: 64 << 20,
             memtable_bytes: 32 << 20,
+            disk_reserve_bytes: 256 << 20,
         }
     }
 }
@@ -44,6 +50,7 @@ pub struct LogStore {
 
 pub(crate) struct Inner {
     pub(crate) path: PathBuf,
+    disk_reserve_bytes: u64,
     pub(crate) db: Database,
     /// record key → encoded record.
     pub(crate) records: Keyspace,
@@ -130,6 +137,7 @@ impl LogStore {
             record_count: AtomicU64::new(0),
             db,
             path,
+            disk_reserve_bytes: options.disk_reserve_bytes,
         };
         let records = crate::format::open(&inner)?;
         inner.record_count.store(records, Ordering::Relaxed);
@@ -165,9 +173,19 @@ impl LogStore {
     /// Writes `records` and the new position of each partition they come from, in one atomic,
     /// fsynced batch. Records behind their partition's stored position are already archived
     /// and are skipped, so writing the same records again changes nothing. On error nothing
-    /// is written and the same records can be appended again.
+    /// is written and the same records can be appended again. Refused while the filesystem
+    /// would keep less free space than [`StoreOptions::disk_reserve_bytes`] after it.
     pub fn append(&self, records: &[PreparedRecord]) -> Result<AppendSummary, StoreError> {
         let inner = &*self.inner;
+        let free = self.free_bytes()?;
+        let batch_bytes: u64 = records.iter().map(PreparedRecord::bytes).sum();
+        if free < inner.disk_reserve_bytes.saturating_add(batch_bytes) {
+            return Err(StoreError::DiskReserve {
+                path: inner.path.clone(),
+                free,
+                reserve: inner.disk_reserve_bytes,
+            });
+        }
         let mut next_offsets = inner
             .next_offsets
             .lock()
@@ -236,6 +254,16 @@ impl LogStore {
                 .map(|((topic, partition), next)| ((topic.to_owned(), partition), next)),
         );
         Ok(summary)
+    }
+
+    /// Bytes an unprivileged writer may still use on the archive's filesystem.
+    pub fn free_bytes(&self) -> Result<u64, StoreError> {
+        let path = &self.inner.path;
+        let stats = rustix::fs::statvfs(path).map_err(|errno| StoreError::FreeSpace {
+            path: path.clone(),
+            source: errno.into(),
+        })?;
+        Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
     }
 
     /// The next offset to archive in a partition; `None` when nothing of it is archived yet.
@@ -653,6 +681,16 @@ pub struct PreparedRecord {
 }
 
 impl PreparedRecord {
+    /// What the record adds to the journal: its encoding, its key and its index entries.
+    fn bytes(&self) -> u64 {
+        let indexes: usize = self
+            .index_entries
+            .iter()
+            .map(|(_, key, value)| key.len() + value.len())
+            .sum();
+        (self.primary.len() + self.encoded.len() + indexes) as u64
+    }
+
     /// On error the record comes back with the reason, so the caller can keep it another way.
     pub fn new(record: ArchivedRecord) -> Result<Self, (StoreError, Box<ArchivedRecord>)> {
         let primary = keys::record(&record.key);

@@ -507,3 +507,27 @@ fn a_lookup_by_an_id_with_nul_is_refused_by_field() {
         "topic"
     );
 }
+
+#[test]
+fn appends_are_refused_without_the_disk_reserve_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let all_of_it = StoreOptions {
+        disk_reserve_bytes: u64::MAX,
+        ..StoreOptions::default()
+    };
+    let store = LogStore::open(dir.path(), &all_of_it).unwrap();
+    let refused = store
+        .append(&prepare(vec![event("t", 0, "tx", 1)]).unwrap())
+        .unwrap_err();
+    assert!(refused.is_disk_full(), "{refused}");
+    assert!(refused.to_string().contains("in reserve"), "{refused}");
+    assert_eq!(store.next_offset("t", 0), None);
+    drop(store);
+
+    let store = open(&dir);
+    let summary = append(&store, vec![event("t", 0, "tx", 1)]);
+    assert_eq!(
+        summary.appended, 1,
+        "the same record goes in once space allows"
+    );
+}

@@ -6,8 +6,10 @@
 //! Kafka named by `RETRACE_TEST_KAFKA=host:port`.
 
 mod archive;
+mod disk;
 mod gateway;
 mod jobs;
+mod kill;
 mod outage;
 mod topic;
 
@@ -24,8 +26,10 @@ use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 pub use archive::{RunningArchive, start_archive};
+pub use disk::SmallFilesystem;
 pub use gateway::{Answer, RunningGateway, start_gateway, start_gateway_on};
 pub use jobs::{closed_gate, job, serve};
+pub use kill::{FAST_SESSION, Generator, ServiceProcess, Stop, next_kill_at, service_binary};
 pub use topic::{messages_on, read_topic};
 
 /// How long a scenario waits for what it expects before it fails.
@@ -89,6 +93,15 @@ impl Broker {
         };
         broker.wait_until_serving();
         broker
+    }
+
+    /// `mock`, `tansu` or `external`, for what a test prints.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Broker::Mock(_) => "mock",
+            Broker::Tansu { .. } => "tansu",
+            Broker::External(_) => "external",
+        }
     }
 
     pub fn bootstrap(&self) -> String {

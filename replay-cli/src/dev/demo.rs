@@ -14,6 +14,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use retrace_proto::{Envelope, Job, JobPriority};
 use retrace_sdk::{
     EventHandler, HandlerError, KafkaSettings, PublishError, Publisher, ReceivedEvent, consume,
@@ -216,6 +218,10 @@ pub async fn run(
     registered.map_err(server)
 }
 
+/// Registrations being published at once, so a high `--demo-rate` (a soak) is not capped by
+/// one broker round trip per registration.
+const REGISTRATIONS_IN_FLIGHT: usize = 64;
+
 /// The registration service: citizens register births at `rate` per second.
 async fn register(
     publisher: &Publisher,
@@ -223,11 +229,16 @@ async fn register(
     shutdown: &CancellationToken,
 ) -> Result<(), PublishError> {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.01)));
+    let mut in_flight = FuturesUnordered::new();
     let mut number: u64 = 0;
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => break,
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
             _ = ticker.tick() => {}
+        }
+        if in_flight.len() >= REGISTRATIONS_IN_FLIGHT {
+            in_flight.next().await;
         }
         number += 1;
         let child = FIRST_NAMES[number as usize % FIRST_NAMES.len()];
@@ -242,11 +253,16 @@ async fn register(
             .with_subject(format!("beneficiary:{}", 1000 + number % 250))
             .with_subject(format!("birth-registration:BR-2026-{number:06}"))
             .with_payload("application/json", payload.to_string().into_bytes());
-        if let Err(error) = publisher.publish("registrations", &event).await {
-            // The flow goes on; the registration desk would try again.
-            tracing::warn!(%error, "demo registration not published");
-        }
+        let publisher = publisher.clone();
+        in_flight.push(async move {
+            if let Err(error) = publisher.publish("registrations", &event).await {
+                // The flow goes on; the registration desk would try again.
+                tracing::warn!(%error, "demo registration not published");
+            }
+        });
     }
+    while in_flight.next().await.is_some() {}
+    Ok(())
 }
 
 /// One event in `one_in` is unlucky; FNV-1a of its id decides, so it depends on nothing

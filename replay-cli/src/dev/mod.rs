@@ -181,10 +181,11 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         shutdown.cancel();
     };
     let archive_run = async {
-        archive.run().await;
+        let archived = archive.run().await;
         stop_http.cancel();
+        archived.map_err(|e| Failure::Server(format!("the archive stopped: {e}")))
     };
-    let (served, demo_result, worked, (), (), ()) = tokio::join!(
+    let (served, demo_result, worked, archived, (), ()) = tokio::join!(
         serve,
         demo_run,
         worker_run,
@@ -200,6 +201,7 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     );
     served.map_err(|e| Failure::Server(format!("the HTTP server failed: {e}")))?;
     worked?;
+    archived?;
     demo_result
 }
 

@@ -19,7 +19,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use retrace_config::{ConsumerRecreated, Loaded, topic_set_hash};
-use retrace_log_store::{LogStore, PreparedRecord};
+use retrace_log_store::{LogStore, PreparedRecord, StoreError};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,7 @@ use crate::classify::{classify, prepare};
 use crate::config::{ArchiveConfig, BatchSettings, TopicSelection};
 use crate::events::{
     BatchArchived, ConsumptionPaused, KafkaProblem, PartitionsAssigned, RecordConsumed,
-    ShutdownWithUnwrittenBatch, StoreWriteFailed,
+    ShutdownWithUnwrittenBatch, StoreUnwritable, StoreWriteFailed,
 };
 
 /// The archiver's consumer: the group protocol decides who reads which partition, the
@@ -149,14 +149,15 @@ impl Archiver {
         client
     }
 
-    /// Archives until `shutdown`, then writes what it holds and flushes the store.
-    pub(crate) async fn run(mut self, shutdown: &CancellationToken) {
+    /// Archives until `shutdown`, then writes what it holds and flushes the store. Fails
+    /// only when the store refuses every write until it is reopened.
+    pub(crate) async fn run(mut self, shutdown: &CancellationToken) -> Result<(), StoreError> {
         let mut batch = self.collect(shutdown).await;
         loop {
             if self.config.has_changed().unwrap_or(false) {
                 // What the consumer gave is written (and committed) before it may go.
                 if !batch.records.is_empty() {
-                    if !self.write(batch, shutdown).await {
+                    if !self.write(batch, shutdown).await? {
                         break;
                     }
                     batch = Batch::default();
@@ -171,7 +172,7 @@ impl Archiver {
                 continue;
             }
             let (written, next) = tokio::join!(self.write(batch, shutdown), self.collect(shutdown));
-            if !written {
+            if !written? {
                 break;
             }
             batch = next;
@@ -183,6 +184,7 @@ impl Archiver {
             }
             .emit();
         }
+        Ok(())
     }
 
     /// Applies the configuration last published: batch limits, and a consumer of the new
@@ -286,8 +288,9 @@ impl Archiver {
     }
 
     /// Writes `batch` durably, retrying with consumption paused while the store fails, then
-    /// commits its offsets. Returns false if shut down before the batch was written.
-    async fn write(&self, batch: Batch, shutdown: &CancellationToken) -> bool {
+    /// commits its offsets. Returns false if shut down before the batch was written, and the
+    /// error if the store cannot take writes until reopened.
+    async fn write(&self, batch: Batch, shutdown: &CancellationToken) -> Result<bool, StoreError> {
         let mut attempt = 0;
         let mut paused: Option<TopicPartitionList> = None;
         loop {
@@ -306,15 +309,21 @@ impl Archiver {
                         self.set_paused(&partitions, false);
                     }
                     self.commit(&batch.commit);
-                    return true;
+                    return Ok(true);
                 }
-                Ok(Err(error)) => error.to_string(),
-                Err(join_error) => format!("the archive writer stopped: {join_error}"),
+                Ok(Err(error)) if error.needs_reopen() => {
+                    StoreUnwritable { error: &error }.emit();
+                    return Err(error);
+                }
+                Ok(Err(error)) => (error.to_string(), error.is_disk_full()),
+                Err(join_error) => (format!("the archive writer stopped: {join_error}"), false),
             };
+            let (error, disk_full) = error;
             attempt += 1;
             let retry_in = Duration::from_millis(100 * 2u64.pow(attempt.min(7)));
             StoreWriteFailed {
                 error: &error,
+                disk_full,
                 attempt,
                 retry_in,
             }
@@ -328,7 +337,7 @@ impl Archiver {
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     ShutdownWithUnwrittenBatch { records: batch.records.len() }.emit();
-                    return false;
+                    return Ok(false);
                 }
                 _ = tokio::time::sleep(retry_in) => {}
             }

@@ -81,6 +81,11 @@ pub struct ArchiveConfig {
     pub replay_bulk_admin_above: usize,
     /// `[masking]`: what callers without `payload:read` see as `"***"`.
     pub masking: MaskingConfig,
+    /// How long the archive may take, after SIGTERM, to write the batch in hand, commit,
+    /// and save running replays' progress before the process stops anyway
+    /// (`[archive] shutdown_grace_ms`). Stopping early loses nothing: the archive resumes
+    /// from its stored positions.
+    pub shutdown_grace: Duration,
 }
 
 /// `[masking]` in the configuration file.
@@ -125,6 +130,7 @@ impl ArchiveConfig {
             provisioning: TopicSettings::default(),
             replay_bulk_admin_above: DEFAULT_REPLAY_BULK_ADMIN_ABOVE,
             masking: MaskingConfig::default(),
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 }
@@ -199,6 +205,8 @@ struct FileArchive {
     batch_records: Option<usize>,
     batch_wait_ms: Option<u64>,
     replay_bulk_admin_above: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
+    disk_reserve_mb: Option<u64>,
 }
 
 impl ArchiveArgs {
@@ -236,6 +244,12 @@ impl ArchiveArgs {
         }
         if let Some(wait) = self.batch_wait_ms.or(file.archive.batch_wait_ms) {
             config.batch.max_wait = Duration::from_millis(wait);
+        }
+        if let Some(reserve) = file.archive.disk_reserve_mb {
+            config.store.disk_reserve_bytes = reserve << 20;
+        }
+        if let Some(grace) = file.archive.shutdown_grace_ms {
+            config.shutdown_grace = Duration::from_millis(grace);
         }
         if let Some(above) = file.archive.replay_bulk_admin_above {
             config.replay_bulk_admin_above = above;

@@ -91,6 +91,8 @@ impl InternalEvent for RecordConsumed<'_> {
 
 pub(crate) struct StoreWriteFailed<'a> {
     pub error: &'a dyn std::fmt::Display,
+    /// The disk is full, or below the store's reserve: waits for space to be freed.
+    pub disk_full: bool,
     pub attempt: u32,
     pub retry_in: Duration,
 }
@@ -101,9 +103,30 @@ impl InternalEvent for StoreWriteFailed<'_> {
             error = %self.error,
             attempt = self.attempt,
             retry_in_ms = self.retry_in.as_millis() as u64,
+            disk_full = self.disk_full,
             "archive write failed; consumption paused, nothing committed, retrying"
         );
-        counter!("retrace_archive_store_errors_total").increment(1);
+        let reason = if self.disk_full { "disk_full" } else { "write" };
+        counter!("retrace_archive_store_errors_total", "reason" => reason).increment(1);
+    }
+}
+
+/// The store refuses every write after one failed half-way: the archive stops, so that its
+/// restart reopens the store (recovering its journal) and resumes from the stored positions.
+pub(crate) struct StoreUnwritable<'a> {
+    pub error: &'a retrace_log_store::StoreError,
+}
+
+impl InternalEvent for StoreUnwritable<'_> {
+    fn emit(self) {
+        error!(
+            error = %self.error,
+            "the archive's store refuses writes until it is reopened (a write failed half-way: \
+             disk full or an I/O error); stopping the archive so a restart recovers it. Nothing \
+             is lost: it resumes from its stored positions. Free space or check the disk, then \
+             restart it if no supervisor does"
+        );
+        counter!("retrace_archive_store_unwritable_total").increment(1);
     }
 }
 
@@ -247,7 +270,7 @@ impl InternalEvent for ReplayProgressNotSaved<'_> {
             error = %self.error,
             "could not save a replay's progress; its status may lag"
         );
-        counter!("retrace_archive_store_errors_total").increment(1);
+        counter!("retrace_archive_store_errors_total", "reason" => "replay_progress").increment(1);
     }
 }
 

@@ -222,8 +222,9 @@ impl Archive {
 
     /// Archives until `shutdown` is cancelled, then drains: the batch in hand is written,
     /// offsets committed, running replays stopped and their progress saved, denials still
-    /// being recorded written, the token reader stopped, the store flushed.
-    pub async fn run(self) {
+    /// being recorded written, the token reader stopped, the store flushed. Fails when the
+    /// store refuses writes until reopened: everything stops, so a restart recovers it.
+    pub async fn run(self) -> Result<(), ArchiveError> {
         let auth = retrace_config::follow_auth(
             self.config.clone(),
             self.api.guard.clone(),
@@ -232,7 +233,16 @@ impl Archive {
             self.shutdown.clone(),
         );
         let following = live::follow(self.config, self.live, self.shutdown.clone());
-        tokio::join!(self.archiver.run(&self.shutdown), following, auth);
+        let shutdown = self.shutdown.clone();
+        let archiver = self.archiver;
+        let archiving = async {
+            let archived = archiver.run(&shutdown).await;
+            if archived.is_err() {
+                shutdown.cancel();
+            }
+            archived
+        };
+        let (archived, (), ()) = tokio::join!(archiving, following, auth);
         self.ready.store(false, Ordering::Release);
         self.api.replayer.stopped().await;
         self.api.auditor.stopped().await;
@@ -241,6 +251,7 @@ impl Archive {
             task.await
                 .expect("the token registry's reader does not panic");
         }
+        Ok(archived?)
     }
 }
 
@@ -291,11 +302,13 @@ pub async fn serve(
     let stop_http = shutdown.child_token();
     let serve = listener.serve(app, stop_http.clone().cancelled_owned());
     let archive = async {
-        archive.run().await;
+        let archived = archive.run().await;
         stop_http.cancel();
+        archived
     };
     let reloading = reloader.run(stop_http.clone());
-    let ((), served, ()) = tokio::join!(archive, serve, reloading);
+    let (archived, served, ()) = tokio::join!(archive, serve, reloading);
+    archived?;
     Ok(served?)
 }
 

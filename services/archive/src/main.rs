@@ -50,8 +50,9 @@ async fn main() -> anyhow::Result<()> {
     retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
     retrace_config::warn_unknown_env_vars::<ArchiveArgs>("retrace-archive");
     let shutdown = CancellationToken::new();
+    let deadline = config.shutdown_grace;
     let archive = retrace_archive::serve(reloader, shutdown.clone());
-    retrace_telemetry::until_signalled(&shutdown, archive)
+    retrace_telemetry::until_signalled(&shutdown, deadline, archive)
         .await
         .context("the archive stopped")
 }

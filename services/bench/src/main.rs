@@ -3,6 +3,7 @@
 
 mod archive;
 mod gateway;
+mod soak;
 mod trace;
 mod worker;
 
@@ -17,6 +18,9 @@ enum Area {
     Gateway(gateway::Options),
     /// Trace latency over HTTP in an archive of a million messages, against the store read.
     Trace(trace::Options),
+    /// `retrace dev --demo` for a duration at a rate, with replays: lost, duplicates, RSS,
+    /// disk growth, trace p99 per minute.
+    Soak(soak::Options),
     /// User p99 during a peak with the off-peak gate off and on; no-op job throughput.
     Worker(worker::Options),
 }
@@ -27,6 +31,7 @@ async fn main() -> anyhow::Result<()> {
         Area::Archive(options) => archive::run(options).await,
         Area::Gateway(options) => gateway::run(options).await,
         Area::Trace(options) => trace::run(options).await,
+        Area::Soak(options) => soak::run(options).await,
         Area::Worker(options) => worker::run(options).await,
     }
 }

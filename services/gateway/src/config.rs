@@ -48,6 +48,10 @@ pub struct GatewayConfig {
     pub log_sinks: LogSinks,
     /// Who may publish: `[auth]`.
     pub auth: AuthConfig,
+    /// How long requests in flight at SIGTERM may take to be answered before the process
+    /// stops anyway (`[gateway] shutdown_grace_ms`). A request cut off is not answered, so
+    /// its client retries it.
+    pub shutdown_grace: Duration,
     /// `[topics]`: how the topics it needs are created at start.
     pub provisioning: TopicSettings,
 }
@@ -83,6 +87,7 @@ impl GatewayConfig {
             log_filter: "info".to_owned(),
             auth: AuthConfig::default(),
             provisioning: TopicSettings::default(),
+            shutdown_grace: Duration::from_secs(15),
         }
     }
 }
@@ -137,6 +142,7 @@ struct FileGateway {
     max_body_bytes: Option<usize>,
     idempotency_window_s: Option<u64>,
     idempotency_capacity: Option<usize>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 impl GatewayArgs {
@@ -152,6 +158,9 @@ impl GatewayArgs {
         );
         if let Some(kafka) = problems.check(kafka) {
             config.kafka = kafka;
+        }
+        if let Some(grace) = file.gateway.shutdown_grace_ms {
+            config.shutdown_grace = Duration::from_millis(grace);
         }
         if let Some(http) = self.http.or(file.gateway.http) {
             config.http = http;

@@ -24,8 +24,9 @@ async fn main() -> anyhow::Result<()> {
     retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
     retrace_config::warn_unknown_env_vars::<GatewayArgs>("retrace-gateway");
     let shutdown = CancellationToken::new();
+    let deadline = config.shutdown_grace;
     let gateway = retrace_gateway::serve(reloader, shutdown.clone());
-    retrace_telemetry::until_signalled(&shutdown, gateway)
+    retrace_telemetry::until_signalled(&shutdown, deadline, gateway)
         .await
         .context("the gateway stopped")
 }

@@ -21,6 +21,8 @@ mod logging_tests;
 
 pub use logging::{Category, FileSink, LogSink, LogSinks, Rotation};
 
+mod events;
+
 /// Something worth observing: emits its log line and its metrics in one place.
 pub trait InternalEvent {
     fn emit(self);
@@ -143,9 +145,13 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs `service` until it stops by itself, or a shutdown signal cancels `shutdown`; then
-/// waits for it to drain.
+/// waits for it to drain, for at most `deadline`. Past it, the process exits with status 1
+/// at once (an orchestrator's grace period ends in SIGKILL anyway: better to stop on our own
+/// terms, having said why), without running destructors, which could block on a broker that
+/// does not answer.
 pub async fn until_signalled<T>(
     shutdown: &CancellationToken,
+    deadline: std::time::Duration,
     service: impl std::future::Future<Output = T>,
 ) -> T {
     tokio::pin!(service);
@@ -153,5 +159,11 @@ pub async fn until_signalled<T>(
         result = &mut service => return result,
         () = shutdown_signal() => shutdown.cancel(),
     }
-    service.await
+    match tokio::time::timeout(deadline, service).await {
+        Ok(result) => result,
+        Err(_) => {
+            events::DrainDeadlinePassed { deadline }.emit();
+            std::process::exit(1)
+        }
+    }
 }

@@ -1,0 +1,161 @@
+//! The archive's data directory on a small filesystem that fills up: ingestion pauses with a
+//! clear error and a metric before the disk is full, no Kafka offset is committed past what
+//! is stored, and once space is freed it resumes by itself, losing and doubling nothing.
+//! Needs a tmpfs mount (root, a container that allows it); skipped with a message otherwise.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use retrace_archive::TopicSelection;
+use retrace_log_store::{LogStore, StoreOptions};
+use retrace_proto::Envelope;
+use retrace_sdk::Publisher;
+use retrace_tests::{
+    Broker, PATIENCE, Position, RunningArchive, SmallFilesystem, eventually, on_every_broker,
+    unique_topic,
+};
+
+const FILESYSTEM: u64 = 64 << 20;
+const RESERVE: u64 = 8 << 20;
+/// Room left above the reserve once the ballast is written: far less than the events take.
+const HEADROOM: u64 = 2 << 20;
+const EVENTS: usize = 4000;
+const PARTITIONS: i32 = 2;
+
+/// The archive's stored positions of `topic`.
+async fn positions(archive: &RunningArchive, topic: &str) -> Vec<Position> {
+    let positions: Vec<Position> = reqwest::get(archive.url("/v1/positions"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    positions.into_iter().filter(|p| p.topic == topic).collect()
+}
+
+/// What the archive's consumer group has committed for `topic`, per partition.
+fn committed(broker: &Broker, topic: &str) -> Vec<(i32, Option<i64>)> {
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", "retrace-archive")
+        .create()
+        .unwrap();
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        wanted.add_partition(topic, partition);
+    }
+    let offsets = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("the broker answers OffsetFetch");
+    offsets
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(next) => (e.partition(), Some(next)),
+            _ => (e.partition(), None),
+        })
+        .collect()
+}
+
+async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Broker) {
+    let Some(filesystem) = SmallFilesystem::mount(FILESYSTEM) else {
+        return;
+    };
+    let topic = unique_topic("disk");
+    broker.create_topic(&topic, PARTITIONS).await;
+    let data_dir = filesystem.path().join("archive");
+    let archive = RunningArchive::start_with(&broker, |config| {
+        config.data_dir = data_dir.clone();
+        config.topics = TopicSelection::Names(vec![topic.clone()]);
+        config.store.memtable_bytes = 1 << 20;
+        config.store.disk_reserve_bytes = RESERVE;
+    })
+    .await;
+
+    let ballast_path = filesystem.path().join("ballast");
+    let ballast_bytes = filesystem.free_bytes() - RESERVE - HEADROOM;
+    let mut ballast = std::fs::File::create(&ballast_path).unwrap();
+    let block = vec![0xA5u8; 1 << 20];
+    let mut written = 0;
+    while written < ballast_bytes {
+        let n = block.len().min((ballast_bytes - written) as usize);
+        ballast.write_all(&block[..n]).unwrap();
+        written += n as u64;
+    }
+    drop(ballast);
+
+    let publisher = Arc::new(Publisher::new(&broker.settings()).unwrap());
+    let payload = vec![b'x'; 2048];
+    let events: Vec<Envelope> = (0..EVENTS)
+        .map(|i| {
+            Envelope::root("disk-test", "stream.event.v1")
+                .with_subject(format!("beneficiary:{i}"))
+                .with_payload("application/octet-stream", payload.clone())
+        })
+        .collect();
+    for delivery in join_all(events.iter().map(|e| publisher.publish(&topic, e))).await {
+        delivery.unwrap();
+    }
+
+    let metrics = eventually("ingestion paused for lack of space", PATIENCE, || async {
+        let metrics = archive.metrics().await;
+        let paused = metrics.lines().any(|l| l == "retrace_archive_paused 1");
+        let counted = metrics
+            .lines()
+            .any(|l| l.starts_with("retrace_archive_store_errors_total{reason=\"disk_full\"}"));
+        (paused && counted).then_some(metrics)
+    })
+    .await;
+    let stored = positions(&archive, &topic).await;
+    let stored_total: i64 = stored.iter().map(|p| p.next_offset).sum();
+    assert!(
+        stored_total < EVENTS as i64,
+        "the archive stored everything ({stored_total}) on a full disk; metrics:\n{metrics}"
+    );
+    for (partition, committed) in committed(&broker, &topic) {
+        let position = stored
+            .iter()
+            .find(|p| p.partition == partition)
+            .map_or(0, |p| p.next_offset);
+        assert!(
+            committed.unwrap_or(0) <= position,
+            "partition {partition}: Kafka offset {committed:?} committed past the stored \
+             position {position}"
+        );
+    }
+
+    std::fs::remove_file(&ballast_path).unwrap();
+    archive.wait_for_records(&topic, EVENTS as i64).await;
+    eventually("ingestion resumed", PATIENCE, || async {
+        let metrics = archive.metrics().await;
+        metrics
+            .lines()
+            .any(|l| l == "retrace_archive_paused 0")
+            .then_some(())
+    })
+    .await;
+    let _closed = archive.shut_down().await;
+    let store = LogStore::open(&data_dir, &StoreOptions::default()).unwrap();
+    for event in &events {
+        assert_eq!(
+            store.event(&event.event_id).unwrap().len(),
+            1,
+            "event {} stored once",
+            event.event_id
+        );
+    }
+    let report = store.check_consistency().unwrap();
+    assert_eq!(report.problems, Vec::<String>::new());
+    assert_eq!(report.records, EVENTS as u64);
+    println!(
+        "disk full on {}: paused at {stored_total} of {EVENTS} records, resumed, lost=0 \
+         duplicates=0",
+        broker.name()
+    );
+}
+
+on_every_broker!(full_disk_pauses_ingestion_and_resumes_once_space_is_freed);

@@ -1,0 +1,420 @@
+//! `retrace-bench soak`: runs `retrace dev --demo` (archive, gateway, worker and the
+//! birth-registration workload with its failing validations, retried and dead-lettered
+//! renders, on the in-process mock cluster) for a duration at a registration rate, replays a
+//! random recent transaction every few seconds, traces recent ones all along, then checks
+//! what the archive kept against what Kafka holds.
+//!
+//! Prints: events published, archived and lost, duplicates (an event id stored twice that is
+//! not a replay's copy), RSS min/max of the dev process, disk growth per million events, and
+//! p99 trace latency per minute. A soak of 60 s runs in CI (`tests/soak.rs`), asserting
+//! lost=0 and duplicates=0; the long run is for people:
+//! `retrace-bench soak --duration 15m --rate 200` (release build).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use prost::Message as _;
+use rand::Rng;
+use rdkafka::ClientConfig;
+use rdkafka::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use retrace_log_store::{LogStore, RecordKey, StoreOptions};
+use retrace_proto::Envelope;
+use retrace_tests::free_port;
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// How long the workload runs: `60s`, `15m`, `1h`.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Demo registrations started per second; each becomes about ten records (events,
+    /// jobs, outcomes), reported as `events_per_s`.
+    #[arg(long, default_value_t = 250.0)]
+    rate: f64,
+    /// A random recent transaction is replayed this often.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    replay_every: Duration,
+    /// The `retrace` binary to run; by default the one beside this one.
+    #[arg(long)]
+    retrace: Option<PathBuf>,
+}
+
+/// `90s`, `15m`, `2h`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 60s, 15m or 1h"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{text:?}: the unit must be s, m or h")),
+    }
+}
+
+/// What `retrace dev` writes to `DIR/dev.json`.
+#[derive(serde::Deserialize)]
+struct DevInfo {
+    kafka_bootstrap: String,
+    http: String,
+    token: String,
+}
+
+/// The figures one soak reports.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub events_published: i64,
+    pub events_archived: i64,
+    pub lost: i64,
+    pub duplicates: u64,
+    pub replays: u64,
+    pub traces: usize,
+    pub rss_min_kib: u64,
+    pub rss_max_kib: u64,
+    pub disk_bytes_per_million_events: f64,
+    /// p99 of each minute's traces, in milliseconds.
+    pub p99_trace_ms_by_minute: Vec<f64>,
+    pub seconds: f64,
+}
+
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let report = soak(&options).await?;
+    println!("duration_s={:.0}", report.seconds);
+    println!("registrations_per_s={}", options.rate);
+    println!(
+        "events_per_s={:.0}",
+        report.events_published as f64 / report.seconds
+    );
+    println!("events_published={}", report.events_published);
+    println!("events_archived={}", report.events_archived);
+    println!("replays={}", report.replays);
+    println!("traces={}", report.traces);
+    println!("rss_min_mib={:.0}", report.rss_min_kib as f64 / 1024.0);
+    println!("rss_max_mib={:.0}", report.rss_max_kib as f64 / 1024.0);
+    println!(
+        "disk_mib_per_million_events={:.0}",
+        report.disk_bytes_per_million_events / (1 << 20) as f64
+    );
+    for (minute, p99) in report.p99_trace_ms_by_minute.iter().enumerate() {
+        println!("p99_trace_ms_minute_{}={p99:.1}", minute + 1);
+    }
+    println!("duplicates={}", report.duplicates);
+    println!("lost={}", report.lost);
+    anyhow::ensure!(
+        report.lost == 0 && report.duplicates == 0,
+        "the soak lost {} events and stored {} twice",
+        report.lost,
+        report.duplicates
+    );
+    Ok(())
+}
+
+/// The dev process, stopped (SIGKILL) if the soak fails half-way.
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the soak and measures it.
+pub async fn soak(options: &Options) -> anyhow::Result<Report> {
+    let retrace = match &options.retrace {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("retrace-bench has a directory")?
+            .join("retrace"),
+    };
+    let data = tempfile::tempdir()?;
+    let http = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(data.path().join("dev.log"))?;
+    let dev = Dev(Command::new(&retrace)
+        .args(["dev", "--demo", "--log-format", "json"])
+        .arg("--demo-rate")
+        .arg(options.rate.to_string())
+        .arg("--http")
+        .arg(&http)
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("RETRACE_LOG", "warn,librdkafka=error,rdkafka=error")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot run {} (build it: cargo build -p retrace-cli)",
+                retrace.display()
+            )
+        })?);
+    let info = wait_for_dev(data.path(), &dev).await?;
+    let archive_dir = data.path().join("mock-archive");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let disk_at_start = directory_bytes(&archive_dir);
+
+    let recent = Arc::new(Mutex::new(VecDeque::new()));
+    let follower = tokio::spawn(follow_registrations(
+        info.kafka_bootstrap.clone(),
+        Arc::clone(&recent),
+    ));
+    let mut rss = (u64::MAX, 0u64);
+    let mut by_minute: BTreeMap<u64, Vec<Duration>> = BTreeMap::new();
+    let mut replays = 0;
+    let mut last_replay = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while started.elapsed() < options.duration {
+        tick.tick().await;
+        if let Some(kib) = rss_kib(dev.0.id()) {
+            rss = (rss.0.min(kib), rss.1.max(kib));
+        }
+        // Transactions a few seconds old, so most of their steps have happened.
+        let chosen = {
+            let recent = recent.lock().expect("never poisoned");
+            (recent.len() > 200)
+                .then(|| recent[rand::rng().random_range(0..recent.len() - 100)].clone())
+        };
+        let Some(transaction) = chosen else { continue };
+        let asked = Instant::now();
+        let answer = client
+            .get(format!("{}/v1/transactions/{transaction}", info.http))
+            .bearer_auth(&info.token)
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status().is_success()) {
+            let minute = started.elapsed().as_secs() / 60;
+            by_minute.entry(minute).or_default().push(asked.elapsed());
+        }
+        if last_replay.elapsed() >= options.replay_every {
+            last_replay = Instant::now();
+            let replayed = client
+                .post(format!("{}/v1/transactions/{transaction}/replay", info.http))
+                .bearer_auth(&info.token)
+                .json(&serde_json::json!({"reason": "soak: replay a recent transaction", "only_failed": true}))
+                .send()
+                .await;
+            if replayed.is_ok_and(|a| a.status().is_success()) {
+                replays += 1;
+            }
+        }
+    }
+    follower.abort();
+    let seconds = started.elapsed().as_secs_f64();
+
+    // What Kafka holds now is what the archive must have once it catches up.
+    let published = high_watermarks(&info.kafka_bootstrap)?;
+    let caught_up = tokio::time::timeout(Duration::from_secs(300), async {
+        loop {
+            if let Ok(positions) = positions(&client, &info).await
+                && published
+                    .iter()
+                    .all(|(key, high)| positions.get(key).copied().unwrap_or(0) >= *high)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    if caught_up.is_err() {
+        eprintln!("soak: the archive did not catch up within 300 s; counting what it has");
+    }
+    stop(dev)?;
+    let disk_growth = directory_bytes(&archive_dir).saturating_sub(disk_at_start);
+
+    let store = LogStore::open(&archive_dir, &StoreOptions::default()).with_context(|| {
+        format!(
+            "cannot open the soak's archive at {}",
+            archive_dir.display()
+        )
+    })?;
+    let (events_archived, lost, duplicates) = check(&store, &published)?;
+    let events_published: i64 = published.values().sum();
+    let p99_trace_ms_by_minute = by_minute
+        .values()
+        .map(|latencies| percentile(latencies, 0.99).as_secs_f64() * 1000.0)
+        .collect();
+    Ok(Report {
+        events_published,
+        events_archived,
+        lost,
+        duplicates,
+        replays,
+        traces: by_minute.values().map(Vec::len).sum(),
+        rss_min_kib: if rss.0 == u64::MAX { 0 } else { rss.0 },
+        rss_max_kib: rss.1,
+        disk_bytes_per_million_events: disk_growth as f64 * 1e6 / events_archived.max(1) as f64,
+        p99_trace_ms_by_minute,
+        seconds,
+    })
+}
+
+/// Waits for `dev.json` and a healthy `/healthz`.
+async fn wait_for_dev(data_dir: &Path, dev: &Dev) -> anyhow::Result<DevInfo> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "retrace dev did not start within 60 s; see {}",
+            data_dir.join("dev.log").display()
+        );
+        if let Ok(text) = std::fs::read_to_string(data_dir.join("dev.json")) {
+            let info: DevInfo = serde_json::from_str(&text)?;
+            let healthy = reqwest::get(format!("{}/healthz", info.http)).await;
+            if healthy.is_ok_and(|h| h.status().is_success()) {
+                return Ok(info);
+            }
+        }
+        let _ = dev;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Keeps the last few thousand registrations' transaction ids.
+async fn follow_registrations(bootstrap: String, recent: Arc<Mutex<VecDeque<String>>>) {
+    let consumer: StreamConsumer = match ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "soak-follower")
+        .set("auto.offset.reset", "latest")
+        .create()
+    {
+        Ok(consumer) => consumer,
+        Err(error) => return eprintln!("soak: cannot follow registrations: {error}"),
+    };
+    if let Err(error) = consumer.subscribe(&["registrations"]) {
+        return eprintln!("soak: cannot follow registrations: {error}");
+    }
+    let mut stream = consumer.stream();
+    while let Some(message) = stream.next().await {
+        let Ok(message) = message else { continue };
+        let Ok(envelope) = Envelope::decode(message.payload().unwrap_or_default()) else {
+            continue;
+        };
+        let mut recent = recent.lock().expect("never poisoned");
+        recent.push_back(envelope.transaction_id);
+        if recent.len() > 5000 {
+            recent.pop_front();
+        }
+    }
+}
+
+/// Every partition's high watermark, for every topic of the dev cluster.
+fn high_watermarks(bootstrap: &str) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    let mut highs = HashMap::new();
+    for topic in metadata.topics() {
+        for partition in topic.partitions() {
+            let (_, high) =
+                consumer.fetch_watermarks(topic.name(), partition.id(), Duration::from_secs(10))?;
+            highs.insert((topic.name().to_owned(), partition.id()), high);
+        }
+    }
+    Ok(highs)
+}
+
+async fn positions(
+    client: &reqwest::Client,
+    info: &DevInfo,
+) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let positions: Vec<retrace_tests::Position> = client
+        .get(format!("{}/v1/positions", info.http))
+        .bearer_auth(&info.token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(positions
+        .into_iter()
+        .map(|p| ((p.topic, p.partition), p.next_offset))
+        .collect())
+}
+
+/// SIGTERM, and waits for a clean exit.
+fn stop(mut dev: Dev) -> anyhow::Result<()> {
+    let sent = Command::new("kill")
+        .args(["-TERM", &dev.0.id().to_string()])
+        .status()?;
+    anyhow::ensure!(sent.success(), "cannot signal retrace dev");
+    let status = dev.0.wait()?;
+    anyhow::ensure!(status.success(), "retrace dev exited {status} on SIGTERM");
+    Ok(())
+}
+
+/// Reads every record below each partition's `published` watermark: returns how many are
+/// there, how many are missing, and how many event ids are stored more than once outside
+/// the copies that carry the original event id on purpose: a replay's, and a job's retry
+/// and dead-letter copies.
+fn check(
+    store: &LogStore,
+    published: &HashMap<(String, i32), i64>,
+) -> anyhow::Result<(i64, i64, u64)> {
+    let (mut archived, mut lost) = (0, 0);
+    let mut copies: HashMap<String, u32> = HashMap::new();
+    for ((topic, partition), high) in published {
+        let job_copies = topic.ends_with(".retry") || topic.ends_with(".dlq");
+        for offset in 0..*high {
+            let key = RecordKey {
+                topic: topic.clone(),
+                partition: *partition,
+                offset,
+            };
+            let Some(record) = store.get(&key)? else {
+                lost += 1;
+                continue;
+            };
+            archived += 1;
+            let replayed = record
+                .headers
+                .iter()
+                .any(|h| h.name == retrace_proto::headers::REPLAY_ID);
+            let copy = replayed || job_copies || record.outcome.is_some();
+            if let Some(ids) = record.ids.filter(|_| !copy) {
+                *copies.entry(ids.event_id).or_default() += 1;
+            }
+        }
+    }
+    let duplicates = copies.values().filter(|n| **n > 1).count() as u64;
+    Ok((archived, lost, duplicates))
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn directory_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => directory_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn percentile(latencies: &[Duration], p: f64) -> Duration {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    sorted[((sorted.len() as f64 * p).ceil() as usize)
+        .saturating_sub(1)
+        .min(sorted.len() - 1)]
+}

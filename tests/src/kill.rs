@@ -1,0 +1,152 @@
+//! What the kill-loop and rolling-restart tests share: stopping a service's process the hard
+//! way (SIGKILL) or the orchestrator's way (SIGTERM, then wait), and a generator that keeps
+//! publishing while processes come and go, remembering what was acknowledged.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Consumer settings for a service that is killed over and over: a killed member's session
+/// ends after three seconds, so its replacement gets the partitions without the usual wait.
+pub const FAST_SESSION: &[&str] = &["session.timeout.ms=3000", "heartbeat.interval.ms=300"];
+
+/// How a test stops a service's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGKILL: a crash, a node lost. Nothing is drained.
+    Kill,
+    /// SIGTERM, as an orchestrator's rolling restart does: the service drains and exits 0.
+    Terminate,
+}
+
+/// A service's process started by a test; killed if the test ends (or fails) without
+/// stopping it, so a failed run leaves nothing behind.
+pub struct ServiceProcess(Child);
+
+/// The service binary `name` to run: `built` (the test's `env!("CARGO_BIN_EXE_…")`), or
+/// the one in `RETRACE_TEST_BIN_DIR` when set, to test a given build (a release, or a copy
+/// kept apart from a target directory that other builds overwrite).
+pub fn service_binary(name: &str, built: &str) -> PathBuf {
+    match std::env::var_os("RETRACE_TEST_BIN_DIR") {
+        Some(dir) if !dir.is_empty() => Path::new(&dir).join(name),
+        _ => PathBuf::from(built),
+    }
+}
+
+impl ServiceProcess {
+    pub fn spawn(command: &mut Command) -> ServiceProcess {
+        command.env_remove("RETRACE_TEST_BIN_DIR");
+        ServiceProcess(command.spawn().expect("the service's binary starts"))
+    }
+
+    /// Stops the process `how`, and waits for it to exit; a terminated service must exit
+    /// cleanly (its drain finished within its deadline).
+    pub fn stop(mut self, how: Stop) {
+        match how {
+            Stop::Kill => {
+                self.0.kill().expect("SIGKILL is delivered");
+                self.0.wait().expect("the killed process is reaped");
+            }
+            Stop::Terminate => {
+                let sent = Command::new("kill")
+                    .args(["-TERM", &self.0.id().to_string()])
+                    .status()
+                    .expect("kill(1) runs");
+                assert!(sent.success(), "SIGTERM is delivered");
+                let status = self.0.wait().expect("the terminated process is reaped");
+                assert!(
+                    status.success(),
+                    "SIGTERM is a clean stop (drained within its deadline); it exited {status}"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Publishes one message after another, `in_flight` at a time, through `publish`, until
+/// stopped; keeps the ids `publish` reports acknowledged.
+pub struct Generator {
+    acknowledged: Arc<Mutex<BTreeSet<String>>>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Generator {
+    /// `publish(n)` sends the `n`th message and returns its id once acknowledged (a 2xx, an
+    /// SDK ack), `None` when it was refused or the answer never came. A pause of `pace`
+    /// after each acknowledgement keeps the rate moderate, so the test's final checks read
+    /// a bounded archive.
+    pub fn start<F, Fut>(in_flight: usize, pace: Duration, publish: F) -> Generator
+    where
+        F: Fn(u64) -> Fut + Send + 'static,
+        Fut: Future<Output = Option<String>> + Send + 'static,
+    {
+        let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let acknowledged = Arc::clone(&acknowledged);
+            let stop = stop.clone();
+            async move {
+                let mut pending = FuturesUnordered::new();
+                let mut next = 0u64;
+                loop {
+                    while pending.len() < in_flight && !stop.is_cancelled() {
+                        let sent = publish(next);
+                        pending.push(async move {
+                            let id = sent.await;
+                            tokio::time::sleep(pace).await;
+                            id
+                        });
+                        next += 1;
+                    }
+                    match pending.next().await {
+                        Some(Some(id)) => {
+                            acknowledged.lock().expect("never poisoned").insert(id);
+                        }
+                        Some(None) => {}
+                        None => break,
+                    }
+                }
+            }
+        });
+        Generator {
+            acknowledged,
+            stop,
+            task,
+        }
+    }
+
+    /// How many messages have been acknowledged so far.
+    pub fn acknowledged_count(&self) -> usize {
+        self.acknowledged.lock().expect("never poisoned").len()
+    }
+
+    /// Stops publishing, waits for the messages in flight, and returns every acknowledged id.
+    pub async fn finish(self) -> BTreeSet<String> {
+        self.stop.cancel();
+        self.task.await.expect("the generator does not panic");
+        std::mem::take(&mut *self.acknowledged.lock().expect("never poisoned"))
+    }
+}
+
+/// How far past `current` a loop waits before its next kill: a random number of new records
+/// in `1..=spread`, so kills land at random moments without sleeping.
+pub fn next_kill_at(current: i64, spread: i64) -> i64 {
+    use rand::Rng;
+    current + rand::rng().random_range(1..=spread)
+}
