@@ -64,7 +64,7 @@ enum Command {
     /// Restore a backup into a stopped archive's data directory (on the archive's host).
     Restore(commands::operations::RestoreArgs),
     /// Rebuild a stopped archive (or fill a gap in it) from what Kafka still retains.
-    Rebuild(commands::operations::RebuildArgs),
+    Rebuild(Box<commands::operations::RebuildArgs>),
     /// Run Kafka (in-process mock), the archive and the gateway in one process.
     Dev(dev::DevArgs),
     /// Service configuration files: `check` validates one offline.
@@ -127,7 +127,7 @@ async fn main() -> ExitCode {
         Command::Erase(args) => commands::admin::erase(&server, args).await,
         Command::Backup(args) => commands::operations::backup(&server, args).await,
         Command::Restore(args) => commands::operations::restore(args),
-        Command::Rebuild(args) => commands::operations::rebuild(args).await,
+        Command::Rebuild(args) => commands::operations::rebuild(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
