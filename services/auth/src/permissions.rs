@@ -217,7 +217,7 @@ mod tests {
 
     /// The role matrix, written out: one row per permission, one column per role
     /// (publisher, analyst, support, admin).
-    const MATRIX: [(Permission, [bool; 4]); 13] = [
+    const MATRIX: [(Permission, [bool; 4]); 14] = [
         (Permission::Publish, [true, false, false, true]),
         (Permission::ReportOutcome, [true, false, false, true]),
         (Permission::TraceRead, [false, true, true, true]),
@@ -231,6 +231,7 @@ mod tests {
         (Permission::TokenAdmin, [false, false, false, true]),
         (Permission::ConfigAdmin, [false, false, false, true]),
         (Permission::ConfigRead, [false, false, false, true]),
+        (Permission::Backup, [false, false, false, true]),
     ];
 
     #[test]
