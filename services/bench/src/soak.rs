@@ -1,7 +1,7 @@
 //! `retrace-bench soak`: runs `retrace dev --demo` (archive, gateway, worker and the
 //! birth-registration workload with its failing validations, retried and dead-lettered
 //! renders, on the in-process mock cluster) for a duration at a registration rate, replays a
-//! random recent transaction every few seconds, traces recent ones all along, then checks
+//! recently failed transaction every few seconds, traces recent ones all along, then checks
 //! what the archive kept against what Kafka holds.
 //!
 //! Prints: events published, archived and lost, duplicates (an event id stored twice that is
@@ -23,6 +23,7 @@ use rand::Rng;
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use retrace_archive::api::{Page, ReplayRequest, TransactionSummary};
 use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_tests::free_port;
@@ -36,7 +37,7 @@ pub struct Options {
     /// jobs, outcomes), reported as `events_per_s`.
     #[arg(long, default_value_t = 250.0)]
     rate: f64,
-    /// A random recent transaction is replayed this often.
+    /// A recently failed transaction is replayed this often.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     replay_every: Duration,
     /// The `retrace` binary to run; by default the one beside this one.
@@ -198,14 +199,10 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         }
         if last_replay.elapsed() >= options.replay_every {
             last_replay = Instant::now();
-            let replayed = client
-                .post(format!("{}/v1/transactions/{transaction}/replay", info.http))
-                .bearer_auth(&info.token)
-                .json(&serde_json::json!({"reason": "soak: replay a recent transaction", "only_failed": true}))
-                .send()
-                .await;
-            if replayed.is_ok_and(|a| a.status().is_success()) {
-                replays += 1;
+            match replay_a_failed_transaction(&client, &info).await {
+                Ok(true) => replays += 1,
+                Ok(false) => {}
+                Err(error) => eprintln!("soak: replay: {error:#}"),
             }
         }
     }
@@ -307,6 +304,45 @@ async fn follow_registrations(bootstrap: String, recent: Arc<Mutex<VecDeque<Stri
             recent.pop_front();
         }
     }
+}
+
+/// Replays the failed steps of one transaction that failed in the last ten minutes, as
+/// support staff would; `false` when none has failed yet.
+async fn replay_a_failed_transaction(
+    client: &reqwest::Client,
+    info: &DevInfo,
+) -> anyhow::Result<bool> {
+    let failed: Page<TransactionSummary> = client
+        .get(format!(
+            "{}/v1/transactions?status=failed&since=10m&limit=50",
+            info.http
+        ))
+        .bearer_auth(&info.token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    if failed.items.is_empty() {
+        return Ok(false);
+    }
+    let chosen = &failed.items[rand::rng().random_range(0..failed.items.len())];
+    client
+        .post(format!(
+            "{}/v1/transactions/{}/replay",
+            info.http, chosen.transaction_id
+        ))
+        .bearer_auth(&info.token)
+        .json(&ReplayRequest {
+            reason: "soak: replay a failed transaction".to_owned(),
+            only_failed: true,
+            ..ReplayRequest::default()
+        })
+        .send()
+        .await?
+        .error_for_status()
+        .with_context(|| format!("replaying transaction {}", chosen.transaction_id))?;
+    Ok(true)
 }
 
 /// Every partition's high watermark, for every topic of the dev cluster.
