@@ -1,18 +1,22 @@
 //! [`consume`]: run a handler over a topic's events and report an outcome for each.
 
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use prost::Message as _;
-use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 use retrace_telemetry::InternalEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{ConsumerError, EventHandled, UndecodableEvent};
-use crate::{KafkaSettings, Publisher};
+use crate::{KafkaSettings, PartitionProgress, Publisher};
 
 /// Offsets are stored only after an event's outcome is published, then committed in the
 /// background: at-least-once delivery to the handler.
@@ -21,6 +25,10 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.offset.store", "false"),
     ("auto.offset.reset", "earliest"),
 ];
+
+/// Events received and not yet settled, at most: handlers wait on other services, so one
+/// event at a time would leave a consumer idle for most of each round trip.
+const IN_FLIGHT: usize = 64;
 
 /// An event handed to an [`EventHandler`].
 #[derive(Debug, Clone)]
@@ -61,6 +69,10 @@ pub enum ConsumeError {
 /// Consumes `topics` in consumer group `group_id` until `shutdown`, hands every event to
 /// `handler`, and publishes an [`Outcome`] from `consumer_name` for each. A message that is
 /// not a valid envelope is counted and skipped; it stays in the archive.
+///
+/// Up to 64 events are handled at once, but never two of the same transaction: its events
+/// reach the handler one after another, in partition order (publishers key by transaction
+/// id, so they share a partition).
 pub async fn consume(
     settings: &KafkaSettings,
     group_id: &str,
@@ -82,59 +94,72 @@ pub async fn consume(
             topics: topics.iter().map(|t| t.to_string()).collect(),
             source,
         })?;
+    let mut order = Order::default();
+    let mut running = FuturesUnordered::new();
     loop {
-        let message = tokio::select! {
+        let step = tokio::select! {
             _ = shutdown.cancelled() => break,
-            message = consumer.recv() => message,
+            Some(handled) = running.next(), if !running.is_empty() => Step::Handled(handled),
+            message = consumer.recv(), if order.unsettled() < IN_FLIGHT => Step::Received(message),
         };
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
+        let settled = match step {
+            Step::Handled(Handled { event, reported }) => {
+                if !reported {
+                    break;
+                }
+                let (next, commit) = order.settled(&event);
+                if let Some(next) = next {
+                    running.push(handle(next, consumer_name, handler, publisher, shutdown));
+                }
+                commit.map(|offset| (event.topic, event.partition, offset))
+            }
+            Step::Received(Err(error)) => {
                 ConsumerError {
                     consumer: consumer_name,
                     error: &error,
                 }
                 .emit();
-                continue;
+                None
             }
-        };
-        let decoded = Envelope::decode(message.payload().unwrap_or_default())
-            .map_err(|e| format!("not a protobuf envelope: {e}"))
-            .and_then(|envelope| {
-                envelope.validate().map_err(|e| e.to_string())?;
-                Ok(envelope)
-            });
-        match decoded {
-            Ok(envelope) => {
-                let event = ReceivedEvent {
-                    envelope,
-                    topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                };
-                let result = handler.handle(&event).await;
-                let outcome = settle(&event, consumer_name, result);
-                if !report(publisher, &outcome, shutdown).await {
-                    break;
+            Step::Received(Ok(message)) => match decode(&message) {
+                Ok(event) => {
+                    if let Some(event) = order.received(event) {
+                        running.push(handle(event, consumer_name, handler, publisher, shutdown));
+                    }
+                    None
                 }
+                Err(problem) => {
+                    UndecodableEvent {
+                        consumer: consumer_name,
+                        topic: message.topic(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        problem: &problem,
+                    }
+                    .emit();
+                    order
+                        .skipped(message.topic(), message.partition(), message.offset())
+                        .map(|offset| (message.topic().to_owned(), message.partition(), offset))
+                }
+            },
+        };
+        if let Some((topic, partition, next)) = settled {
+            let mut list = TopicPartitionList::new();
+            let stored = list
+                .add_partition_offset(&topic, partition, Offset::Offset(next))
+                .and_then(|()| consumer.store_offsets(&list));
+            if let Err(error) = stored {
+                ConsumerError {
+                    consumer: consumer_name,
+                    error: &error,
+                }
+                .emit();
             }
-            Err(problem) => UndecodableEvent {
-                consumer: consumer_name,
-                topic: message.topic(),
-                partition: message.partition(),
-                offset: message.offset(),
-                problem: &problem,
-            }
-            .emit(),
-        }
-        if let Err(error) = consumer.store_offset_from_message(&message) {
-            ConsumerError {
-                consumer: consumer_name,
-                error: &error,
-            }
-            .emit();
         }
     }
+    // Events still being handled are dropped unsettled: their offsets were not stored, so
+    // the next run hands them over again.
+    drop(running);
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing stored since the last commit, or the group is gone: the next run resumes
         // from the last committed offset, at worst handling a few events again.
@@ -145,6 +170,109 @@ pub async fn consume(
         .emit();
     }
     Ok(())
+}
+
+enum Step<M> {
+    Received(M),
+    Handled(Handled),
+}
+
+struct Handled {
+    event: ReceivedEvent,
+    /// False when shut down before the outcome was published.
+    reported: bool,
+}
+
+fn decode(message: &BorrowedMessage<'_>) -> Result<ReceivedEvent, String> {
+    let envelope = Envelope::decode(message.payload().unwrap_or_default())
+        .map_err(|e| format!("not a protobuf envelope: {e}"))?;
+    envelope.validate().map_err(|e| e.to_string())?;
+    Ok(ReceivedEvent {
+        envelope,
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+    })
+}
+
+/// Runs the handler on one event and publishes its outcome.
+async fn handle(
+    event: ReceivedEvent,
+    consumer_name: &str,
+    handler: &impl EventHandler,
+    publisher: &Publisher,
+    shutdown: &CancellationToken,
+) -> Handled {
+    let result = handler.handle(&event).await;
+    let outcome = settle(&event, consumer_name, result);
+    let reported = report(publisher, &outcome, shutdown).await;
+    Handled { event, reported }
+}
+
+/// Which events may be handled now, and which offsets may be stored. A transaction's events
+/// are handled one after another, in the order they were received; different transactions
+/// run side by side. A partition's offset moves only past events that are settled.
+#[derive(Default)]
+struct Order {
+    /// Transactions with an event being handled, and their events waiting behind it.
+    busy: HashMap<String, VecDeque<ReceivedEvent>>,
+    progress: HashMap<(String, i32), PartitionProgress>,
+    unsettled: usize,
+}
+
+impl Order {
+    fn unsettled(&self) -> usize {
+        self.unsettled
+    }
+
+    /// Returns the event if it can be handled now; otherwise it waits for its transaction.
+    fn received(&mut self, event: ReceivedEvent) -> Option<ReceivedEvent> {
+        self.start(&event.topic, event.partition, event.offset);
+        match self.busy.get_mut(&event.envelope.transaction_id) {
+            Some(waiting) => {
+                waiting.push_back(event);
+                None
+            }
+            None => {
+                self.busy
+                    .insert(event.envelope.transaction_id.clone(), VecDeque::new());
+                Some(event)
+            }
+        }
+    }
+
+    /// Settles a handled event: returns its transaction's next event, if one waits, and the
+    /// partition's offset to store, if it moved.
+    fn settled(&mut self, event: &ReceivedEvent) -> (Option<ReceivedEvent>, Option<i64>) {
+        let transaction = &event.envelope.transaction_id;
+        let next = self.busy.get_mut(transaction).and_then(VecDeque::pop_front);
+        if next.is_none() {
+            self.busy.remove(transaction);
+        }
+        let commit = self.finish(&event.topic, event.partition, event.offset);
+        (next, commit)
+    }
+
+    /// A message that is not an event: nothing to handle, its offset is settled at once.
+    fn skipped(&mut self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        self.start(topic, partition, offset);
+        self.finish(topic, partition, offset)
+    }
+
+    fn start(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.unsettled += 1;
+        self.progress
+            .entry((topic.to_owned(), partition))
+            .or_default()
+            .started(offset);
+    }
+
+    fn finish(&mut self, topic: &str, partition: i32, offset: i64) -> Option<i64> {
+        self.unsettled -= 1;
+        self.progress
+            .get_mut(&(topic.to_owned(), partition))
+            .and_then(|progress| progress.settled(offset))
+    }
 }
 
 /// The one place that decides what a handler's result means. Retries and dead-lettering
@@ -185,5 +313,60 @@ async fn report(publisher: &Publisher, outcome: &Outcome, shutdown: &Cancellatio
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(transaction: &str, offset: i64) -> ReceivedEvent {
+        let mut envelope = Envelope::root("registration", "birth.registration.submitted.v1");
+        envelope.transaction_id = transaction.to_owned();
+        ReceivedEvent {
+            envelope,
+            topic: "registrations".to_owned(),
+            partition: 0,
+            offset,
+        }
+    }
+
+    #[test]
+    fn a_transactions_events_wait_for_each_other_and_others_do_not() {
+        let mut order = Order::default();
+        let first = order.received(event("t1", 0)).expect("nothing runs for t1");
+        assert!(
+            order.received(event("t1", 1)).is_none(),
+            "t1's first event runs"
+        );
+        let other = order
+            .received(event("t2", 2))
+            .expect("t2 does not wait for t1");
+
+        let (next, commit) = order.settled(&first);
+        assert_eq!(next.map(|e| e.offset), Some(1), "t1's second event is next");
+        assert_eq!(commit, Some(1), "offset 0 is settled, 1 is not");
+        let (next, commit) = order.settled(&other);
+        assert!(next.is_none());
+        assert_eq!(
+            commit, None,
+            "offset 1 still runs, so the offset stays at 1"
+        );
+        let (next, commit) = order.settled(&event("t1", 1));
+        assert!(next.is_none());
+        assert_eq!(commit, Some(3));
+        assert_eq!(order.unsettled(), 0);
+    }
+
+    #[test]
+    fn an_undecodable_message_moves_the_offset_only_past_settled_events() {
+        let mut order = Order::default();
+        let running = order.received(event("t1", 0)).unwrap();
+        assert_eq!(
+            order.skipped("registrations", 0, 1),
+            Some(0),
+            "offset 0 still runs, so the offset stays before it"
+        );
+        assert_eq!(order.settled(&running).1, Some(2));
     }
 }

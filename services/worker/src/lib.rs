@@ -83,7 +83,6 @@ mod config;
 mod events;
 pub mod gate;
 mod handler;
-mod offsets;
 mod redrive;
 mod retry;
 mod runner;

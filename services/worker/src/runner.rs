@@ -21,7 +21,7 @@ use rdkafka::consumer::{
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use retrace_proto::{Envelope, JobPriority, Outcome, OutcomeStatus};
-use retrace_sdk::{KafkaSettings, Publisher, RawMessage};
+use retrace_sdk::{KafkaSettings, PartitionProgress, Publisher, RawMessage};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -34,7 +34,6 @@ use crate::events::{
 };
 use crate::gate::{Admission, AdmissionPolicy, GateHandle, GateSpec, GateState, admits};
 use crate::handler::{JobError, ReceivedJob, SharedHandler};
-use crate::offsets::PartitionProgress;
 use crate::retry::{self, ERROR, REDRIVEN_BY};
 use crate::status::QueueCounters;
 use crate::{QueueTopics, WorkerError};

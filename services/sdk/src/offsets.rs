@@ -1,17 +1,19 @@
-//! Which offset of a partition may be committed when jobs finish out of order.
+//! Which offset of a partition may be committed when messages finish out of order.
 
 use std::collections::BTreeSet;
 
-/// The jobs of one partition in flight. Offset `n` may be committed (as "next to read" =
-/// `n`) only once every job before it is settled, so a crash never skips an unfinished job.
+/// The messages of one partition in flight. Offset `n` may be committed (as "next to read"
+/// = `n`) only once every message before it is settled, so a crash never skips an
+/// unfinished one.
 #[derive(Debug, Default)]
-pub(crate) struct PartitionProgress {
+pub struct PartitionProgress {
     in_flight: BTreeSet<i64>,
     /// One past the highest offset settled so far.
     settled_to: Option<i64>,
 }
 
 impl PartitionProgress {
+    /// Marks `offset` received and not yet settled.
     pub fn started(&mut self, offset: i64) {
         self.in_flight.insert(offset);
     }
