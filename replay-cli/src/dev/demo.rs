@@ -151,24 +151,26 @@ fn job_of(cause: &Envelope, kind: &str) -> Envelope {
 }
 
 /// The worker's configuration for the demo's queues: quick retries, and a gate that
-/// closes while registrations arrive faster than 20 a second (raise `--demo-rate` to see
-/// it close).
-pub fn worker_config(settings: &KafkaSettings) -> Result<WorkerConfig, Failure> {
+/// closes while registrations arrive faster than `gate_rate` a second (raise `--demo-rate`
+/// above `--demo-gate-rate` to see it close).
+pub fn worker_config(settings: &KafkaSettings, gate_rate: f64) -> Result<WorkerConfig, Failure> {
     let mut config = WorkerConfig::new(settings.bootstrap_servers.clone());
     config.kafka = settings.clone();
-    let gate = r#"
+    let gate = format!(
+        r#"
 [[signals]]
 kind = "topic_rate"
 topics = ["registrations"]
-max_rate = 20
+max_rate = {gate_rate}
 interval_ms = 1000
 recover_after_ms = 5000
-"#;
+"#
+    );
     for queue in QUEUES {
         let mut queue_config = QueueConfig::default();
         queue_config.backoff.base_ms = 500;
         queue_config.backoff.max_ms = 5_000;
-        queue_config.gate = toml::from_str(gate)
+        queue_config.gate = toml::from_str(&gate)
             .map_err(|e| Failure::Server(format!("the demo's gate configuration: {e}")))?;
         config.queues.insert(queue.to_owned(), queue_config);
     }

@@ -48,6 +48,10 @@ pub struct DevArgs {
     /// Demo registrations started per second.
     #[arg(long, default_value_t = 2.0)]
     demo_rate: f64,
+    /// The worker holds the demo's jobs while registrations arrive faster than this many a
+    /// second (its off-peak gate), and runs them once the rate has stayed below it for 5 s.
+    #[arg(long, default_value_t = 20.0)]
+    demo_gate_rate: f64,
     /// `text` or `json`.
     #[arg(long, env = "RETRACE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
@@ -137,8 +141,11 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     let gateway = Gateway::new(&GatewayConfig::new(&bootstrap), services_auth.guard.clone())
         .map_err(|e| Failure::Server(e.to_string()))?;
     let publisher = Publisher::new(&settings).map_err(|e| Failure::Server(e.to_string()))?;
-    let worker = Worker::new(&demo::worker_config(&settings)?, demo::handlers(&publisher))
-        .map_err(|e| Failure::Server(e.to_string()))?;
+    let worker = Worker::new(
+        &demo::worker_config(&settings, args.demo_gate_rate)?,
+        demo::handlers(&publisher),
+    )
+    .map_err(|e| Failure::Server(e.to_string()))?;
     // Local only: plain HTTP.
     let listener = retrace_http::bind(args.http, None).await.map_err(|e| {
         Failure::Server(format!(

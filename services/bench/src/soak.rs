@@ -145,6 +145,10 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         .args(["dev", "--demo", "--log-format", "json"])
         .arg("--demo-rate")
         .arg(options.rate.to_string())
+        // A steady rate above the gate's threshold would hold every job for the whole
+        // soak; the soak measures the pipeline with its jobs running.
+        .arg("--demo-gate-rate")
+        .arg((options.rate * 2.0).to_string())
         .arg("--http")
         .arg(&http)
         .arg("--data-dir")
