@@ -262,7 +262,20 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Op
 }
 
 /// The async twin of [`wait_for`], for probes that await.
-pub async fn eventually<T, F>(what: &str, deadline: Duration, mut probe: impl FnMut() -> F) -> T
+pub async fn eventually<T, F>(what: &str, deadline: Duration, probe: impl FnMut() -> F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    eventually_explained(deadline, probe, || format!("waiting for {what}")).await
+}
+
+/// [`eventually`], failing with what `explain` says once the deadline has passed: a test
+/// can list then what it was still waiting for.
+pub async fn eventually_explained<T, F>(
+    deadline: Duration,
+    mut probe: impl FnMut() -> F,
+    explain: impl FnOnce() -> String,
+) -> T
 where
     F: std::future::Future<Output = Option<T>>,
 {
@@ -271,10 +284,9 @@ where
         if let Some(found) = probe().await {
             return found;
         }
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        if Instant::now() >= end {
+            panic!("timed out after {deadline:?} {}", explain());
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -4,6 +4,7 @@
 //! rolling restart), it drains and runs each job exactly once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,10 +20,13 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use retrace_proto::{OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, FAST_SESSION, Generator, PATIENCE, ServiceProcess, Stop, eventually, free_port, job,
-    next_kill_at, on_every_broker, serve, service_binary, unique_topic,
+    Broker, FAST_SESSION, Generator, PATIENCE, ServiceProcess, Stop, eventually,
+    eventually_explained, free_port, job, next_kill_at, on_every_broker, serve, service_binary,
+    unique_topic,
 };
 use retrace_worker::{WebhookBody, enqueue};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
 
 fn spawn_worker(broker: &Broker, config: &std::path::Path) -> ServiceProcess {
     ServiceProcess::spawn(
@@ -72,15 +76,24 @@ async fn blocking_answer(
     StatusCode::OK
 }
 
-async fn sigkilled_worker_loses_no_job(broker: Broker) {
-    const JOBS: usize = 20;
-    let queue = unique_topic("kill");
+/// A new queue, a webhook serving `router` for it, and a worker config that sends the
+/// queue's jobs there with quick retries.
+struct Setup {
+    queue: String,
+    config: PathBuf,
+    server: JoinHandle<()>,
+    _dir: TempDir,
+}
+
+async fn set_up(
+    broker: &Broker,
+    prefix: &str,
+    router: axum::Router,
+    worker_settings: &str,
+    queue_settings: &str,
+) -> Setup {
+    let queue = unique_topic(prefix);
     broker.create_queue(&queue).await;
-    let target = Blocking::default();
-    target.blocking.store(true, Ordering::SeqCst);
-    let router = axum::Router::new()
-        .route("/jobs", axum::routing::post(blocking_answer))
-        .with_state(target.clone());
     let (url, server) = serve(router).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("worker.toml");
@@ -88,11 +101,33 @@ async fn sigkilled_worker_loses_no_job(broker: Broker) {
         &config,
         // Authentication is about who may call the worker's API, not what this test is about.
         format!(
-            "[auth]\nenabled = false\n\n[queues.{queue}]\nwebhook = \"{url}/jobs\"\n\
-             concurrency = 2\nbackoff = {{ base_ms = 50, factor = 2.0, max_ms = 200 }}\n"
+            "[auth]\nenabled = false\n\n[worker]\n{worker_settings}\n\n\
+             [queues.{queue}]\nwebhook = \"{url}/jobs\"\n{queue_settings}\n\
+             backoff = {{ base_ms = 50, factor = 2.0, max_ms = 200 }}\n"
         ),
     )
     .unwrap();
+    Setup {
+        queue,
+        config,
+        server,
+        _dir: dir,
+    }
+}
+
+async fn sigkilled_worker_loses_no_job(broker: Broker) {
+    const JOBS: usize = 20;
+    let target = Blocking::default();
+    target.blocking.store(true, Ordering::SeqCst);
+    let router = axum::Router::new()
+        .route("/jobs", axum::routing::post(blocking_answer))
+        .with_state(target.clone());
+    let Setup {
+        queue,
+        config,
+        server,
+        _dir,
+    } = set_up(&broker, "kill", router, "", "concurrency = 2").await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let mut ids = BTreeSet::new();
     for _ in 0..JOBS {
@@ -183,24 +218,23 @@ fn follow_outcomes(
 /// acknowledged job must end processed, or failed for good (a 422) and so dead-lettered, as
 /// its last outcome says; and with SIGTERM no job may run twice.
 async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
-    let queue = unique_topic("kill-loop");
-    broker.create_queue(&queue).await;
     let target = Counting::default();
     let router = axum::Router::new()
         .route("/jobs", axum::routing::post(counting_answer))
         .with_state(target.clone());
-    let (url, server) = serve(router).await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("worker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[auth]\nenabled = false\n\n[worker]\nshutdown_grace_ms = 10000\n\n\
-             [queues.{queue}]\nwebhook = \"{url}/jobs\"\nconcurrency = 8\nmax_attempts = 2\n\
-             backoff = {{ base_ms = 50, factor = 2.0, max_ms = 200 }}\n"
-        ),
+    let Setup {
+        queue,
+        config,
+        server,
+        _dir,
+    } = set_up(
+        &broker,
+        "kill-loop",
+        router,
+        "shutdown_grace_ms = 10000",
+        "concurrency = 8\nmax_attempts = 2",
     )
-    .unwrap();
+    .await;
     let (outcomes, reader) = follow_outcomes(&broker, format!("worker:{queue}"));
     let publisher = Arc::new(Publisher::new(&broker.settings()).unwrap());
     // At most ~50 jobs/s: a worker restarted fifty times, each restart waiting out the killed
@@ -250,20 +284,22 @@ async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
             .map(|id| (id.clone(), outcomes.get(id).copied()))
             .collect::<Vec<_>>()
     };
-    let waited = tokio::time::timeout(3 * PATIENCE, async {
-        while !unsettled().is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    eventually_explained(
+        3 * PATIENCE,
+        || {
+            let settled = unsettled().is_empty();
+            async move { settled.then_some(()) }
+        },
+        || {
+            let unsettled = unsettled();
+            format!(
+                "with {} of {} jobs without a final outcome (id, last outcome): {unsettled:?}",
+                unsettled.len(),
+                enqueued.len()
+            )
+        },
+    )
     .await;
-    if waited.is_err() {
-        let unsettled = unsettled();
-        panic!(
-            "{} of {} jobs without a final outcome (id, last outcome): {unsettled:?}",
-            unsettled.len(),
-            enqueued.len()
-        );
-    }
     worker.stop(Stop::Terminate);
     reader.abort();
     server.abort();
