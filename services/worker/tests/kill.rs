@@ -76,7 +76,7 @@ async fn blocking_answer(
     StatusCode::OK
 }
 
-/// A new queue, a webhook serving `router` for it, and a worker config that sends the
+/// A new queue, a webhook answering its jobs with `jobs`, and a worker config that sends the
 /// queue's jobs there with quick retries.
 struct Setup {
     queue: String,
@@ -88,13 +88,13 @@ struct Setup {
 async fn set_up(
     broker: &Broker,
     prefix: &str,
-    router: axum::Router,
+    jobs: axum::routing::MethodRouter,
     worker_settings: &str,
     queue_settings: &str,
 ) -> Setup {
     let queue = unique_topic(prefix);
     broker.create_queue(&queue).await;
-    let (url, server) = serve(router).await;
+    let (url, server) = serve(axum::Router::new().route("/jobs", jobs)).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("worker.toml");
     std::fs::write(
@@ -119,15 +119,13 @@ async fn sigkilled_worker_loses_no_job(broker: Broker) {
     const JOBS: usize = 20;
     let target = Blocking::default();
     target.blocking.store(true, Ordering::SeqCst);
-    let router = axum::Router::new()
-        .route("/jobs", axum::routing::post(blocking_answer))
-        .with_state(target.clone());
+    let jobs = axum::routing::post(blocking_answer).with_state(target.clone());
     let Setup {
         queue,
         config,
         server,
         _dir,
-    } = set_up(&broker, "kill", router, "", "concurrency = 2").await;
+    } = set_up(&broker, "kill", jobs, "", "concurrency = 2").await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let mut ids = BTreeSet::new();
     for _ in 0..JOBS {
@@ -219,9 +217,7 @@ fn follow_outcomes(
 /// its last outcome says; and with SIGTERM no job may run twice.
 async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
     let target = Counting::default();
-    let router = axum::Router::new()
-        .route("/jobs", axum::routing::post(counting_answer))
-        .with_state(target.clone());
+    let jobs = axum::routing::post(counting_answer).with_state(target.clone());
     let Setup {
         queue,
         config,
@@ -230,7 +226,7 @@ async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
     } = set_up(
         &broker,
         "kill-loop",
-        router,
+        jobs,
         "shutdown_grace_ms = 10000",
         "concurrency = 8\nmax_attempts = 2",
     )
