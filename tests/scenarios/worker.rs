@@ -141,11 +141,15 @@ async fn answer(
     }
 }
 
-async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
-    let queue = unique_topic("certificates");
+/// A new queue whose jobs a running worker sends to `target`'s webhook, served by the
+/// returned task.
+async fn webhook_queue(
+    broker: &Broker,
+    prefix: &str,
+    target: &Target,
+) -> (String, Running, JoinHandle<()>) {
+    let queue = unique_topic(prefix);
     broker.create_queue(&queue).await;
-    let target = Target::default();
-    target.keys_match.store(true, Ordering::SeqCst);
     let router = axum::Router::new()
         .route("/jobs", axum::routing::post(answer))
         .with_state(target.clone());
@@ -160,7 +164,14 @@ async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
             ..QueueConfig::default()
         },
     );
-    let running = Running::start(&broker, Worker::new(&config, Handlers::new()).unwrap()).await;
+    let running = Running::start(broker, Worker::new(&config, Handlers::new()).unwrap()).await;
+    (queue, running, server)
+}
+
+async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
+    let target = Target::default();
+    target.keys_match.store(true, Ordering::SeqCst);
+    let (queue, running, server) = webhook_queue(&broker, "certificates", &target).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let mut ids = HashMap::new();
     for kind in ["ok", "invalid", "flaky", "busy"] {
@@ -370,24 +381,8 @@ async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Bro
 /// brokers are back. (docs/reliability.md, "Broker outage".)
 async fn jobs_enqueued_through_a_broker_outage_all_run(broker: Broker) {
     const JOBS: usize = 20;
-    let queue = unique_topic("outage-jobs");
-    broker.create_queue(&queue).await;
     let target = Target::default();
-    let router = axum::Router::new()
-        .route("/jobs", axum::routing::post(answer))
-        .with_state(target.clone());
-    let (url, server) = serve(router).await;
-    let mut config = WorkerConfig::new(broker.bootstrap());
-    config.kafka = broker.settings();
-    config.queues.insert(
-        queue.clone(),
-        QueueConfig {
-            webhook: Some(format!("{url}/jobs")),
-            backoff: FAST,
-            ..QueueConfig::default()
-        },
-    );
-    let running = Running::start(&broker, Worker::new(&config, Handlers::new()).unwrap()).await;
+    let (queue, running, server) = webhook_queue(&broker, "outage-jobs", &target).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let mut acked = Vec::new();
     for _ in 0..JOBS {
