@@ -147,18 +147,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let on = peak(&broker, &options, true).await?;
     on.print("gate_on");
 
-    let topics = QueueTopics::of(QUEUE);
-    for topic in [
-        &topics.urgent,
-        &topics.bulk,
-        &topics.retry,
-        &topics.dead_letter,
-    ] {
-        broker.create_topic(topic, 1).await;
-    }
-    broker
-        .create_topic(&topics.normal, options.partitions)
-        .await;
+    let topics = create_queue(&broker, QUEUE, options.partitions).await;
     produce(&broker, &topics.normal, options.jobs)?;
     println!("jobs={}", options.jobs);
     println!("partitions={}", options.partitions);
@@ -302,14 +291,10 @@ impl PeakRun {
     }
 }
 
-/// One run: a fresh target, queue and user-traffic topic; the backlog; the worker (gated or
-/// not); the peak; then waits for the backlog to be done.
-async fn peak(broker: &Broker, options: &Options, gated: bool) -> anyhow::Result<PeakRun> {
-    let run = if gated { "gate-on" } else { "gate-off" };
-    let queue = format!("peak-{run}");
-    let user_topic = format!("bench.user-traffic.{run}");
-    let topics = QueueTopics::of(&queue);
-    broker.create_topic(&topics.normal, 4).await;
+/// Creates `queue`'s topics: its normal lane with `partitions`, the other lanes with one.
+async fn create_queue(broker: &Broker, queue: &str, partitions: i32) -> QueueTopics {
+    let topics = QueueTopics::of(queue);
+    broker.create_topic(&topics.normal, partitions).await;
     for topic in [
         &topics.urgent,
         &topics.bulk,
@@ -318,6 +303,16 @@ async fn peak(broker: &Broker, options: &Options, gated: bool) -> anyhow::Result
     ] {
         broker.create_topic(topic, 1).await;
     }
+    topics
+}
+
+/// One run: a fresh target, queue and user-traffic topic; the backlog; the worker (gated or
+/// not); the peak; then waits for the backlog to be done.
+async fn peak(broker: &Broker, options: &Options, gated: bool) -> anyhow::Result<PeakRun> {
+    let run = if gated { "gate-on" } else { "gate-off" };
+    let queue = format!("peak-{run}");
+    let user_topic = format!("bench.user-traffic.{run}");
+    create_queue(broker, &queue, 4).await;
     broker.create_topic(&user_topic, 4).await;
 
     let shutdown = CancellationToken::new();

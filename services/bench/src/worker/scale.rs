@@ -20,10 +20,10 @@ use axum::routing::post;
 use futures::TryStreamExt as _;
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_tests::{Broker, free_port};
-use retrace_worker::{QueueTopics, enqueue};
+use retrace_worker::enqueue;
 use tokio_util::sync::CancellationToken;
 
-use super::{Options, ProcessedOutcomes, job_envelope};
+use super::{Options, ProcessedOutcomes, create_queue, job_envelope};
 
 /// Runs the one-process and two-process measurements; prints their lines.
 pub async fn run(broker: &Broker, options: &Options) -> anyhow::Result<()> {
@@ -91,18 +91,7 @@ async fn jobs_per_s(
     processes: usize,
 ) -> anyhow::Result<f64> {
     let queue = format!("scale-{processes}");
-    let topics = QueueTopics::of(&queue);
-    broker
-        .create_topic(&topics.normal, options.scale_partitions)
-        .await;
-    for topic in [
-        &topics.urgent,
-        &topics.bulk,
-        &topics.retry,
-        &topics.dead_letter,
-    ] {
-        broker.create_topic(topic, 1).await;
-    }
+    create_queue(broker, &queue, options.scale_partitions).await;
     let publisher = Publisher::new(&KafkaSettings::new(broker.bootstrap()))?;
     futures::stream::iter((0..options.scale_jobs).map(Ok::<_, anyhow::Error>))
         .try_for_each_concurrent(256, |i| {
