@@ -12,15 +12,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::types::RDKafkaErrorCode;
 use retrace_archive::{Archive, ArchiveConfig, MaskingConfig};
 use retrace_auth::{AuthConfig, ServiceAuth};
 use retrace_gateway::{Gateway, GatewayConfig};
-use retrace_sdk::{KafkaSettings, Publisher};
+use retrace_sdk::{KafkaSettings, Publisher, TopicSettings, TopicSpec, ensure_topics};
 use retrace_telemetry::LogFormat;
 use retrace_worker::Worker;
 use tokio_util::sync::CancellationToken;
@@ -97,7 +94,21 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     let mock;
     let (bootstrap, archive_dir) = match &args.kafka {
         Some(bootstrap) => {
-            create_missing_topics(bootstrap).await?;
+            // Some brokers do not create topics on first use; the archive and the demo
+            // need these.
+            let (settings, specs) = topic_settings();
+            ensure_topics(
+                &KafkaSettings::new(bootstrap),
+                &settings,
+                &specs,
+                "retrace-dev",
+            )
+            .await
+            .map_err(|e| {
+                Failure::Server(format!(
+                    "cannot create the topics on Kafka at {bootstrap}: {e}"
+                ))
+            })?;
             (bootstrap.clone(), args.data_dir.join("archive"))
         }
         None => {
@@ -106,10 +117,14 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
                     "cannot start the in-process Kafka mock cluster: {e}"
                 ))
             })?;
-            for topic in needed_topics() {
-                mock.create_topic(&topic, PARTITIONS, 1).map_err(|e| {
-                    Failure::Server(format!("the mock cluster cannot create topic {topic}: {e}"))
-                })?;
+            for spec in topic_settings().1 {
+                mock.create_topic(&spec.name, spec.partitions, 1)
+                    .map_err(|e| {
+                        Failure::Server(format!(
+                            "the mock cluster cannot create topic {}: {e}",
+                            spec.name
+                        ))
+                    })?;
             }
             (
                 mock.bootstrap_servers(),
@@ -232,48 +247,19 @@ fn fresh_mock_archive(data_dir: &Path) -> Result<PathBuf, Failure> {
     Ok(current)
 }
 
-/// The outcomes, audit and tokens topics, and the demo's topics and queues.
-fn needed_topics() -> Vec<String> {
-    let mut topics = demo::topics();
-    topics.extend(
-        [
-            retrace_proto::OUTCOMES_TOPIC,
-            retrace_proto::AUDIT_TOPIC,
-            retrace_auth::DEFAULT_TOKENS_TOPIC,
-        ]
-        .map(str::to_owned),
+/// The topics dev mode needs: Retrace's own, and the demo's events and queues.
+fn topic_settings() -> (TopicSettings, Vec<TopicSpec>) {
+    let settings = TopicSettings {
+        partitions: PARTITIONS,
+        replication: Some(1),
+        ..TopicSettings::default()
+    };
+    let demo = demo::topics();
+    let specs = settings.retrace_topics(
+        retrace_auth::DEFAULT_TOKENS_TOPIC,
+        demo.iter().map(String::as_str),
     );
-    topics
-}
-
-/// Some brokers do not create topics on first use; the archive and the demo need these.
-async fn create_missing_topics(bootstrap: &str) -> Result<(), Failure> {
-    let admin: AdminClient<DefaultClientContext> = KafkaSettings::new(bootstrap)
-        .client_config(&[])
-        .create()
-        .map_err(|e| Failure::Server(format!("cannot connect to Kafka at {bootstrap}: {e}")))?;
-    let names = needed_topics();
-    let topics: Vec<NewTopic> = names
-        .iter()
-        .map(|topic| NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics(&topics, &options).await.map_err(|e| {
-        Failure::Server(format!(
-            "Kafka at {bootstrap} did not answer a request to create topics: {e}"
-        ))
-    })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(Failure::Server(format!(
-                    "Kafka at {bootstrap} refused to create topic {topic}: {code}"
-                )));
-            }
-        }
-    }
-    Ok(())
+    (settings, specs)
 }
 
 /// Prints the banner and writes `dev.json`, once the API is listening.
