@@ -81,6 +81,8 @@ pub struct Report {
     pub traces: usize,
     pub rss_min_kib: u64,
     pub rss_max_kib: u64,
+    /// The highest RSS of each minute: whether memory levels off or keeps growing.
+    pub rss_max_kib_by_minute: Vec<u64>,
     pub disk_bytes_per_million_events: f64,
     /// p99 of each minute's traces, in milliseconds.
     pub p99_trace_ms_by_minute: Vec<f64>,
@@ -105,6 +107,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         "disk_mib_per_million_events={:.0}",
         report.disk_bytes_per_million_events / (1 << 20) as f64
     );
+    for (minute, kib) in report.rss_max_kib_by_minute.iter().enumerate() {
+        println!(
+            "rss_max_mib_minute_{}={:.0}",
+            minute + 1,
+            *kib as f64 / 1024.0
+        );
+    }
     for (minute, p99) in report.p99_trace_ms_by_minute.iter().enumerate() {
         println!("p99_trace_ms_minute_{}={p99:.1}", minute + 1);
     }
@@ -175,6 +184,7 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         Arc::clone(&recent),
     ));
     let mut rss = (u64::MAX, 0u64);
+    let mut rss_by_minute: BTreeMap<u64, u64> = BTreeMap::new();
     let mut by_minute: BTreeMap<u64, Vec<Duration>> = BTreeMap::new();
     let mut replays = 0;
     let mut last_replay = Instant::now();
@@ -183,6 +193,10 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         tick.tick().await;
         if let Some(kib) = rss_kib(dev.0.id()) {
             rss = (rss.0.min(kib), rss.1.max(kib));
+            let minute = rss_by_minute
+                .entry(started.elapsed().as_secs() / 60)
+                .or_default();
+            *minute = (*minute).max(kib);
         }
         // Transactions a few seconds old, so most of their steps have happened.
         let chosen = {
@@ -255,6 +269,7 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         traces: by_minute.values().map(Vec::len).sum(),
         rss_min_kib: if rss.0 == u64::MAX { 0 } else { rss.0 },
         rss_max_kib: rss.1,
+        rss_max_kib_by_minute: rss_by_minute.into_values().collect(),
         disk_bytes_per_million_events: disk_growth as f64 * 1e6 / events_archived.max(1) as f64,
         p99_trace_ms_by_minute,
         seconds,
