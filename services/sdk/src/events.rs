@@ -110,7 +110,7 @@ impl InternalEvent for ProducerReplaced<'_> {
     fn emit(self) {
         warn!(
             error = self.error,
-            "the Kafka producer failed fatally; replaced by a new one"
+            "the Kafka producer failed fatally or was fenced; replaced by a new one"
         );
         counter!("retrace_sdk_producer_replaced_total").increment(1);
     }

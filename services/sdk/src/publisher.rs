@@ -7,6 +7,7 @@ use prost::Message;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
 use retrace_proto::headers::TraceHeaders;
 use retrace_proto::{
     AUDIT_TOPIC, AUDIT_TYPE, AuditEvent, Envelope, EnvelopeError, OUTCOME_TYPE, OUTCOMES_TOPIC,
@@ -78,11 +79,20 @@ impl Publisher {
         })
     }
 
-    /// Replaces the producer of `generation` if it failed fatally. Its messages in flight
-    /// have failed (their callers were told); later ones go through the new producer.
-    fn replace_if_fatal(&self, generation: u64, producer: &FutureProducer) {
-        let Some((_, reason)) = producer.client().fatal_error() else {
-            return;
+    /// Replaces the producer of `generation` if it failed fatally, or if the broker fenced
+    /// it: some brokers answer a producer whose id they lost (after an outage) with
+    /// `PRODUCER_FENCED` to every request, which librdkafka does not count as fatal. Its
+    /// messages in flight have failed (their callers were told); later ones go through the
+    /// new producer.
+    fn replace_if_fatal(&self, generation: u64, producer: &FutureProducer, error: &KafkaError) {
+        let fenced = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        );
+        let reason = match producer.client().fatal_error() {
+            Some((_, reason)) => reason,
+            None if fenced => error.to_string(),
+            None => return,
         };
         let mut current = self
             .producer
@@ -230,8 +240,8 @@ impl Publisher {
             .expect("the producer lock is not poisoned")
             .clone();
         let sent = producer.send(record, queue_timeout).await;
-        if sent.is_err() {
-            self.replace_if_fatal(generation, &producer);
+        if let Err((error, _)) = &sent {
+            self.replace_if_fatal(generation, &producer, error);
         }
         match sent {
             Ok(delivery) => Ok(Delivery {
