@@ -7,6 +7,9 @@
 //! An outage lasts [`OUTAGE`]: long enough for every client to see its connections fail and
 //! retry (librdkafka reconnects within a second), short enough for CI. The duration is a
 //! property of the scenario; everything else waits on a condition.
+//!
+//! Also here: records Kafka deleted (retention) before the archive could read them are
+//! reported, not silently skipped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -369,4 +372,64 @@ async fn a_publisher_recovers_from_a_fatal_producer_error_and_a_slow_broker() {
         "fatal producer error: {} acked, {failed} failed, {on_kafka} on Kafka and archived",
         acked.len()
     );
+}
+
+/// Kafka deleted records (retention) before the archive read them: the archive cannot
+/// have them, but it says so, naming the offsets, and counts them in
+/// `retrace_archive_retention_gap_offsets_total`; what Kafka still holds is archived. The
+/// mock cluster keeps about 5 MB of a partition, so 7 MB published before the archive starts
+/// lose their oldest records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_deleted_by_retention_before_they_were_archived_are_reported() {
+    const PAYLOAD_BYTES: usize = 100_000;
+    let broker = Broker::mock();
+    let topic = unique_topic("retention");
+    broker.create_topic(&topic, 1).await;
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    for _ in 0..70 {
+        let event = Envelope::root("retention-test", "scan.uploaded.v1")
+            .with_payload("application/octet-stream", vec![7; PAYLOAD_BYTES]);
+        publisher.publish(&topic, &event).await.unwrap();
+    }
+    let consumer: rdkafka::consumer::BaseConsumer = broker.client_config().create().unwrap();
+    let (log_start, high) = {
+        let topic = topic.clone();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer as _;
+            consumer.fetch_watermarks(&topic, 0, Duration::from_secs(30))
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    assert!(
+        log_start > 0,
+        "the mock cluster kept all {high} records; publish more to make it delete some"
+    );
+
+    let archive = start_archive(&broker).await;
+    archive.wait_for_records(&topic, high).await;
+    let label = format!("topic=\"{topic}\"");
+    let reported = metric_sum(
+        &archive.metrics().await,
+        "retrace_archive_retention_gap_offsets_total",
+        &label,
+    );
+    assert_eq!(
+        reported, log_start as f64,
+        "offsets 0..{log_start} were deleted before the archive read them"
+    );
+    let (store, _dir) = archive.stop().await;
+    let archived = (0..high)
+        .filter(|offset| {
+            let key = retrace_log_store::RecordKey {
+                topic: topic.clone(),
+                partition: 0,
+                offset: *offset,
+            };
+            store.get(&key).unwrap().is_some()
+        })
+        .count() as i64;
+    assert_eq!(archived, high - log_start, "everything Kafka still held");
+    eprintln!("retention gap: offsets 0..{log_start} of {high} reported, the rest archived");
 }

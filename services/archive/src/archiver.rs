@@ -11,7 +11,8 @@
 //! assignment. Any other change leaves the consumer alone.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::ffi::CString;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
@@ -28,7 +29,7 @@ use crate::classify::{classify, prepare};
 use crate::config::{ArchiveConfig, BatchSettings, TopicSelection};
 use crate::events::{
     BatchArchived, ConsumptionPaused, KafkaProblem, PartitionsAssigned, RecordConsumed,
-    ShutdownWithUnwrittenBatch, StoreUnwritable, StoreWriteFailed,
+    RetentionGap, ShutdownWithUnwrittenBatch, StoreUnwritable, StoreWriteFailed,
 };
 
 /// The archiver's consumer: the group protocol decides who reads which partition, the
@@ -107,6 +108,8 @@ pub(crate) struct Archiver {
     batch: BatchSettings,
     topics: TopicSelection,
     config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
+    /// Per topic and partition, the offset after the last record consumed.
+    consumed_to: Mutex<HashMap<String, HashMap<i32, i64>>>,
 }
 
 #[derive(Default)]
@@ -133,6 +136,7 @@ impl Archiver {
             batch: current.config.batch.clone(),
             topics: current.config.topics.clone(),
             config,
+            consumed_to: Mutex::default(),
         })
     }
 
@@ -266,6 +270,7 @@ impl Archiver {
                 }
             };
             let record = classify(&message, now_ms());
+            self.notice_retention_gap(&record.key.topic, record.key.partition, record.key.offset);
             RecordConsumed {
                 topic: &record.key.topic,
                 partition: record.key.partition,
@@ -284,6 +289,39 @@ impl Archiver {
         Batch {
             records: Arc::new(records),
             commit,
+        }
+    }
+
+    /// Reports the offsets Kafka deleted before the archive read them. Offsets are skipped
+    /// for harmless reasons too (transaction markers, compaction), so a skip counts as a gap
+    /// only below the partition's log start, which every fetch response carries: librdkafka
+    /// resets a position that fell below it to the earliest offset without telling.
+    fn notice_retention_gap(&self, topic: &str, partition: i32, offset: i64) {
+        let mut consumed_to = self.consumed_to.lock().expect("never poisoned");
+        let partitions = match consumed_to.get_mut(topic) {
+            Some(partitions) => partitions,
+            None => consumed_to.entry(topic.to_owned()).or_default(),
+        };
+        // The first record since start follows the stored position: the store is exact for
+        // it, since no batch of that partition is being written yet.
+        let expected = match partitions.get(&partition) {
+            Some(next) => *next,
+            None => self.store.next_offset(topic, partition).unwrap_or(0),
+        };
+        partitions.insert(partition, offset + 1);
+        if offset <= expected {
+            return;
+        }
+        if let Some(log_start) = cached_log_start(&self.consumer, topic, partition)
+            && log_start > expected
+        {
+            RetentionGap {
+                topic,
+                partition,
+                from: expected,
+                to: log_start.min(offset),
+            }
+            .emit();
         }
     }
 
@@ -382,6 +420,29 @@ impl Archiver {
             .emit();
         }
     }
+}
+
+/// The partition's log start as of the last fetch response: librdkafka keeps it, but
+/// rust-rdkafka only offers the query that asks the broker and blocks.
+fn cached_log_start(
+    consumer: &StreamConsumer<ArchiveContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the handle lives as long as `consumer`; librdkafka reads `topic` only during
+    // the call and writes only the two offsets.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0).then_some(low)
 }
 
 /// A consumer made from `client`, subscribed to `topics`.

@@ -130,6 +130,36 @@ impl InternalEvent for StoreUnwritable<'_> {
     }
 }
 
+/// Kafka deleted offsets `from..to` of a partition (retention) before the archive read
+/// them: those records are not in the archive, and no rebuild can bring them back.
+pub(crate) struct RetentionGap<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl InternalEvent for RetentionGap<'_> {
+    fn emit(self) {
+        error!(
+            topic = self.topic,
+            partition = self.partition,
+            from_offset = self.from,
+            to_offset = self.to,
+            records = self.to - self.from,
+            "Kafka deleted offsets {}..{} of {}/{} before the archive read them (retention): they \
+             are not archived. Keep topics longer than the archive can fall behind (retention.ms, \
+             retention.bytes), and alert on this",
+            self.from,
+            self.to,
+            self.topic,
+            self.partition
+        );
+        counter!("retrace_archive_retention_gap_offsets_total", "topic" => self.topic.to_owned())
+            .increment((self.to - self.from) as u64);
+    }
+}
+
 pub(crate) struct ConsumptionPaused {
     pub paused: bool,
 }
