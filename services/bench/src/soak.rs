@@ -74,6 +74,8 @@ struct DevInfo {
 #[derive(Debug, Default)]
 pub struct Report {
     pub events_published: i64,
+    /// Records in Kafka at the end, per topic.
+    pub published_by_topic: BTreeMap<String, i64>,
     pub events_archived: i64,
     pub lost: i64,
     pub duplicates: u64,
@@ -98,6 +100,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         report.events_published as f64 / report.seconds
     );
     println!("events_published={}", report.events_published);
+    for (topic, records) in &report.published_by_topic {
+        println!("published_{topic}={records}");
+    }
     println!("events_archived={}", report.events_archived);
     println!("replays={}", report.replays);
     println!("traces={}", report.traces);
@@ -183,6 +188,9 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         info.kafka_bootstrap.clone(),
         Arc::clone(&recent),
     ));
+    // A sample taken as the last second ends counts in the last minute.
+    let last_minute = options.duration.as_secs().saturating_sub(1) / 60;
+    let minute = |started: Instant| (started.elapsed().as_secs() / 60).min(last_minute);
     let mut rss = (u64::MAX, 0u64);
     let mut rss_by_minute: BTreeMap<u64, u64> = BTreeMap::new();
     let mut by_minute: BTreeMap<u64, Vec<Duration>> = BTreeMap::new();
@@ -193,9 +201,7 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         tick.tick().await;
         if let Some(kib) = rss_kib(dev.0.id()) {
             rss = (rss.0.min(kib), rss.1.max(kib));
-            let minute = rss_by_minute
-                .entry(started.elapsed().as_secs() / 60)
-                .or_default();
+            let minute = rss_by_minute.entry(minute(started)).or_default();
             *minute = (*minute).max(kib);
         }
         // Transactions a few seconds old, so most of their steps have happened.
@@ -212,8 +218,10 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
             .send()
             .await;
         if answer.is_ok_and(|a| a.status().is_success()) {
-            let minute = started.elapsed().as_secs() / 60;
-            by_minute.entry(minute).or_default().push(asked.elapsed());
+            by_minute
+                .entry(minute(started))
+                .or_default()
+                .push(asked.elapsed());
         }
         if last_replay.elapsed() >= options.replay_every {
             last_replay = Instant::now();
@@ -256,12 +264,17 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
     })?;
     let (events_archived, lost, duplicates) = check(&store, &published)?;
     let events_published: i64 = published.values().sum();
+    let mut published_by_topic = BTreeMap::new();
+    for ((topic, _), high) in &published {
+        *published_by_topic.entry(topic.clone()).or_default() += high;
+    }
     let p99_trace_ms_by_minute = by_minute
         .values()
         .map(|latencies| percentile(latencies, 0.99).as_secs_f64() * 1000.0)
         .collect();
     Ok(Report {
         events_published,
+        published_by_topic,
         events_archived,
         lost,
         duplicates,
