@@ -150,7 +150,7 @@ fn job_of(cause: &Envelope, kind: &str) -> Envelope {
     job
 }
 
-/// The worker's configuration for the demo's queues: quick retries, and a gate that
+/// The worker's configuration for the demo's queues: 32 jobs at once, quick retries, and a gate that
 /// closes while registrations arrive faster than `gate_rate` a second (raise `--demo-rate`
 /// above `--demo-gate-rate` to see it close).
 pub fn worker_config(settings: &KafkaSettings, gate_rate: f64) -> Result<WorkerConfig, Failure> {
@@ -168,6 +168,8 @@ recover_after_ms = 5000
     );
     for queue in QUEUES {
         let mut queue_config = QueueConfig::default();
+        // The demo's handlers mostly wait on Kafka acknowledgements, so many run at once.
+        queue_config.concurrency = 32;
         queue_config.backoff.base_ms = 500;
         queue_config.backoff.max_ms = 5_000;
         queue_config.gate = toml::from_str(&gate)
