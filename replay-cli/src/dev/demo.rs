@@ -167,13 +167,15 @@ recover_after_ms = 5000
 "#
     );
     for queue in QUEUES {
-        let mut queue_config = QueueConfig::default();
-        // The demo's handlers mostly wait on Kafka acknowledgements, so many run at once.
-        queue_config.concurrency = 32;
+        let mut queue_config = QueueConfig {
+            // The demo's handlers mostly wait on Kafka acknowledgements, so many run at once.
+            concurrency: 32,
+            gate: toml::from_str(&gate)
+                .map_err(|e| Failure::Server(format!("the demo's gate configuration: {e}")))?,
+            ..QueueConfig::default()
+        };
         queue_config.backoff.base_ms = 500;
         queue_config.backoff.max_ms = 5_000;
-        queue_config.gate = toml::from_str(&gate)
-            .map_err(|e| Failure::Server(format!("the demo's gate configuration: {e}")))?;
         config.queues.insert(queue.to_owned(), queue_config);
     }
     Ok(config)

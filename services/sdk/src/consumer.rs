@@ -99,11 +99,14 @@ pub async fn consume(
     loop {
         let step = tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(handled) = running.next(), if !running.is_empty() => Step::Handled(handled),
+            Some(handled) = running.next(), if !running.is_empty() => {
+                Step::Handled(Box::new(handled))
+            }
             message = consumer.recv(), if order.unsettled() < IN_FLIGHT => Step::Received(message),
         };
         let settled = match step {
-            Step::Handled(Handled { event, reported }) => {
+            Step::Handled(handled) => {
+                let Handled { event, reported } = *handled;
                 if !reported {
                     break;
                 }
@@ -174,7 +177,8 @@ pub async fn consume(
 
 enum Step<M> {
     Received(M),
-    Handled(Handled),
+    /// Boxed: an event is large beside a received message's handle.
+    Handled(Box<Handled>),
 }
 
 struct Handled {
