@@ -26,7 +26,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use retrace_archive::api::{Page, ReplayRequest, TransactionSummary};
 use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
-use retrace_tests::free_port;
+use retrace_tests::{Broker, free_port};
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -43,6 +43,11 @@ pub struct Options {
     /// The `retrace` binary to run; by default the one beside this one.
     #[arg(long)]
     retrace: Option<PathBuf>,
+    /// Run dev mode on a real Kafka-protocol broker (tansu, started by the soak as the tests
+    /// start it, or `RETRACE_TEST_KAFKA`) rather than its in-process mock cluster, whose one
+    /// thread and in-memory log cap the rate and share the dev process's CPU and RSS.
+    #[arg(long)]
+    real_broker: bool,
 }
 
 /// `90s`, `15m`, `2h`, or plain seconds.
@@ -155,8 +160,18 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
     let data = tempfile::tempdir()?;
     let http = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(data.path().join("dev.log"))?;
-    let dev = Dev(Command::new(&retrace)
-        .args(["dev", "--demo", "--log-format", "json"])
+    // Outlives the dev process, which is stopped first.
+    let broker = options.real_broker.then(Broker::real);
+    let mut command = Command::new(&retrace);
+    command.args(["dev", "--demo", "--log-format", "json"]);
+    let archive_dir = match &broker {
+        Some(broker) => {
+            command.arg("--kafka").arg(broker.bootstrap());
+            data.path().join("archive")
+        }
+        None => data.path().join("mock-archive"),
+    };
+    let dev = Dev(command
         .arg("--demo-rate")
         .arg(options.rate.to_string())
         // A steady rate above the gate's threshold would hold every job for the whole
@@ -178,7 +193,6 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
             )
         })?);
     let info = wait_for_dev(data.path(), &dev).await?;
-    let archive_dir = data.path().join("mock-archive");
     let client = reqwest::Client::new();
     let started = Instant::now();
     let disk_at_start = directory_bytes(&archive_dir);
@@ -384,7 +398,12 @@ fn high_watermarks(bootstrap: &str) -> anyhow::Result<HashMap<(String, i32), i64
         .create()?;
     let metadata = consumer.fetch_metadata(None, Duration::from_secs(10))?;
     let mut highs = HashMap::new();
-    for topic in metadata.topics() {
+    // A broker's internal topics (`__consumer_offsets`) are not archived.
+    for topic in metadata
+        .topics()
+        .iter()
+        .filter(|t| !t.name().starts_with("__"))
+    {
         for partition in topic.partitions() {
             let (_, high) =
                 consumer.fetch_watermarks(topic.name(), partition.id(), Duration::from_secs(10))?;
