@@ -7,16 +7,16 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use prost::Message as _;
+use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 use retrace_telemetry::InternalEvent;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{ConsumerError, EventHandled, UndecodableEvent};
-use crate::{KafkaSettings, PartitionProgress, Publisher};
+use crate::{KafkaSettings, PartitionProgress, Publisher, store_next_offset};
 
 /// Offsets are stored only after an event's outcome is published, then committed in the
 /// background: at-least-once delivery to the handler.
@@ -146,18 +146,14 @@ pub async fn consume(
                 }
             },
         };
-        if let Some((topic, partition, next)) = settled {
-            let mut list = TopicPartitionList::new();
-            let stored = list
-                .add_partition_offset(&topic, partition, Offset::Offset(next))
-                .and_then(|()| consumer.store_offsets(&list));
-            if let Err(error) = stored {
-                ConsumerError {
-                    consumer: consumer_name,
-                    error: &error,
-                }
-                .emit();
+        if let Some((topic, partition, next)) = settled
+            && let Err(error) = store_next_offset(&consumer, &topic, partition, next)
+        {
+            ConsumerError {
+                consumer: consumer_name,
+                error: &error,
             }
+            .emit();
         }
     }
     // Events still being handled are dropped unsettled: their offsets were not stored, so

@@ -20,7 +20,7 @@ mod topic;
 pub use consumer::{ConsumeError, EventHandler, HandlerError, ReceivedEvent, consume};
 pub use jobs::{EnqueueError, QueueTopics, enqueue, lane_of};
 pub use kafka::{KafkaSettings, SettingsError};
-pub use offsets::PartitionProgress;
+pub use offsets::{PartitionProgress, store_next_offset};
 pub use provision::{
     Drift, ProvisionError, Provisioned, TopicSettings, TopicSpec, check_topics, ensure_topics,
     provision_at_start,

@@ -2,6 +2,10 @@
 
 use std::collections::BTreeSet;
 
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::{Offset, TopicPartitionList};
+
 /// The messages of one partition in flight. Offset `n` may be committed (as "next to read"
 /// = `n`) only once every message before it is settled, so a crash never skips an
 /// unfinished one.
@@ -39,6 +43,19 @@ impl PartitionProgress {
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
+}
+
+/// Stores `next` as the offset `topic`/`partition` resumes from; the consumer commits it in
+/// the background (`enable.auto.offset.store = false`).
+pub fn store_next_offset<X: ConsumerContext>(
+    consumer: &impl Consumer<X>,
+    topic: &str,
+    partition: i32,
+    next: i64,
+) -> KafkaResult<()> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(next))?;
+    consumer.store_offsets(&list)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use rdkafka::consumer::{
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use retrace_proto::{Envelope, JobPriority, Outcome, OutcomeStatus};
-use retrace_sdk::{KafkaSettings, PartitionProgress, Publisher, RawMessage};
+use retrace_sdk::{KafkaSettings, PartitionProgress, Publisher, RawMessage, store_next_offset};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -611,11 +611,7 @@ impl QueueRunner {
         let Some(next) = commit else {
             return;
         };
-        let mut list = TopicPartitionList::new();
-        let stored = list
-            .add_partition_offset(&tp.0, tp.1, Offset::Offset(next))
-            .and_then(|()| self.consumer.store_offsets(&list));
-        if let Err(error) = stored {
+        if let Err(error) = store_next_offset(&self.consumer, &tp.0, tp.1, next) {
             self.trouble("store offset", &error);
         }
     }
