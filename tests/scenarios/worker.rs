@@ -376,6 +376,69 @@ async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Bro
     running.stop().await;
 }
 
+/// Fails each job's first attempt.
+#[derive(Clone, Default)]
+struct FailsOnce(Done);
+
+impl JobHandler for FailsOnce {
+    async fn run(&self, job: &ReceivedJob) -> Result<(), JobError> {
+        if job.attempt == 1 {
+            return Err(JobError::Retry("first attempts fail".to_owned()));
+        }
+        self.0.run(job).await
+    }
+}
+
+/// Retry copies published together share record batches, and each waits at the head of its
+/// retry partition until due, with the copies behind it: every one of them still runs, once.
+async fn retry_copies_sharing_a_record_batch_all_run(broker: Broker) {
+    const JOBS: usize = 400;
+    let queue = unique_topic("batched-retries");
+    broker.create_queue(&queue).await;
+    let mut config = WorkerConfig::new(broker.bootstrap());
+    // The broker's own batching, and a linger long enough for the copies to share batches.
+    config.kafka = retrace_sdk::KafkaSettings::new(broker.bootstrap())
+        .with_properties(["linger.ms=50"])
+        .unwrap();
+    config.queues.insert(
+        queue.clone(),
+        QueueConfig {
+            concurrency: 32,
+            backoff: Backoff {
+                base_ms: 400,
+                factor: 2.0,
+                max_ms: 400,
+            },
+            ..QueueConfig::default()
+        },
+    );
+    let handler = FailsOnce::default();
+    let running = Running::start(
+        &broker,
+        Worker::new(&config, Handlers::new().queue(&queue, handler.clone())).unwrap(),
+    )
+    .await;
+    let publisher = Publisher::new(&config.kafka).unwrap();
+    let jobs: Vec<_> = (0..JOBS)
+        .map(|_| job("worker-test", "archive.reindex"))
+        .collect();
+    let enqueued: BTreeSet<String> = jobs.iter().map(|job| job.event_id.clone()).collect();
+    // All at once, so their first attempts fail together and their copies share batches.
+    futures::future::try_join_all(jobs.into_iter().map(|job| enqueue(&publisher, &queue, job)))
+        .await
+        .unwrap();
+    let status = running
+        .status_when("every job done on its second attempt", |s| {
+            s.done as usize >= JOBS
+        })
+        .await;
+    assert_eq!(status.retrying as usize, JOBS, "{status:?}");
+    let done = handler.0.0.lock().unwrap().clone();
+    assert_eq!(done.len(), JOBS, "each job done once");
+    assert_eq!(done.into_iter().collect::<BTreeSet<_>>(), enqueued);
+    running.stop().await;
+}
+
 /// Every broker down for a few seconds while jobs are enqueued and run: each job whose enqueue
 /// was acknowledged is run (the webhook called) and counted done, by the same worker, once the
 /// brokers are back. (docs/reliability.md, "Broker outage".)
@@ -445,4 +508,5 @@ on_every_broker!(
     webhook_statuses_decide_done_retry_or_dead_letter,
     retries_then_dead_letters_then_redrive_completes,
     urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed,
+    retry_copies_sharing_a_record_batch_all_run,
 );

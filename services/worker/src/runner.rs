@@ -4,11 +4,15 @@
 //!
 //! Pausing is per partition and has two causes: a *held head* (the first message of a
 //! partition that may not run yet: gated, or a retry not yet due), and a queue *slowed* by
-//! its target (`Retry-After`), which pauses every lane. A held head is not kept: its offset
-//! is remembered, the partition paused, and on release the partition is sought back to it
-//! and resumed, so the message is fetched again and decided afresh.
+//! its target (`Retry-After`), which pauses every lane. A held head is kept in memory with
+//! any message of its partition that arrived after it, and the partition is paused; on
+//! release they are decided again, in offset order, and the partition resumes once none is
+//! left. Nothing is fetched twice and nothing is sought: librdkafka resumes a paused
+//! partition after the last message it handed out, and pausing is a barrier (messages
+//! fetched before it are discarded, not delivered), so no message is skipped. A retry copy
+//! not yet due thus costs no extra fetch round trip when it is released.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,7 +23,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 use retrace_proto::{Envelope, JobPriority, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, PartitionProgress, Publisher, RawMessage, store_next_offset};
 use retrace_telemetry::InternalEvent;
@@ -160,6 +164,14 @@ enum Hold {
     },
 }
 
+/// What became of a message a runner decided on.
+enum Decision {
+    /// Started, moved, or settled at once (not a job).
+    Taken,
+    /// It may not run yet; handed back to wait at its partition's head.
+    Wait(Pending, Hold),
+}
+
 /// A finished job task.
 struct Settled {
     tp: Tp,
@@ -174,15 +186,27 @@ struct Settled {
 struct State {
     assignment: HashSet<Tp>,
     progress: HashMap<Tp, PartitionProgress>,
-    /// The next offset not yet taken, per partition.
-    next_expected: HashMap<Tp, i64>,
-    held: HashMap<Tp, (i64, Hold)>,
+    /// Partitions whose head may not run yet, with the messages behind it; each is paused.
+    waiting: HashMap<Tp, Waiting>,
     paused: HashSet<Tp>,
-    /// Sought back: the next message must be exactly the expected one (anything else was
-    /// fetched before the seek).
-    sought: HashSet<Tp>,
     slowed_until: Option<Instant>,
     next_start: Option<Instant>,
+}
+
+/// The messages of one partition that wait, in offset order.
+struct Waiting {
+    /// Why the first one waits; `None` once released: it is decided again as soon as a job
+    /// may start.
+    hold: Option<Hold>,
+    messages: VecDeque<Pending>,
+}
+
+/// A consumed message not yet decided on.
+struct Pending {
+    tp: Tp,
+    offset: i64,
+    lane: Lane,
+    raw: RawCopy,
 }
 
 impl QueueRunner {
@@ -250,13 +274,11 @@ impl QueueRunner {
         let mut gate_live = true;
         let mut recheck = tokio::time::interval(RECHECK);
         recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let concurrency = self.shared.config.concurrency;
         loop {
             self.apply_rebalances(&mut state);
-            let now = Instant::now();
+            self.start_released(&mut state, &mut jobs);
             let wake = self.next_wake(&state);
-            let rate_ok = state.next_start.is_none_or(|at| at <= now);
-            let take = jobs.len() < concurrency && rate_ok;
+            let take = self.may_start(&state, &jobs);
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
@@ -337,12 +359,11 @@ impl QueueRunner {
         for (assigned, partitions) in changes {
             for tp in partitions {
                 // Either way, librdkafka starts the partition afresh (unpaused, from the
-                // committed offset): forget what we knew of it.
+                // committed offset): forget what we knew of it. Waiting messages were not
+                // started, so nothing past them was committed.
                 state.progress.remove(&tp);
-                state.next_expected.remove(&tp);
-                state.held.remove(&tp);
+                state.waiting.remove(&tp);
                 state.paused.remove(&tp);
-                state.sought.remove(&tp);
                 if assigned {
                     state.assignment.insert(tp);
                 } else {
@@ -353,16 +374,22 @@ impl QueueRunner {
         self.reconcile(state);
     }
 
+    /// Whether a job may start now: a free slot, and the rate limit allows it.
+    fn may_start(&self, state: &State, jobs: &JoinSet<Settled>) -> bool {
+        jobs.len() < self.shared.config.concurrency
+            && state.next_start.is_none_or(|at| at <= Instant::now())
+    }
+
     /// The earliest time something held or slowed must be looked at again.
     fn next_wake(&self, state: &State) -> Option<Instant> {
         let now_sys = SystemTime::now();
         let now = Instant::now();
         let to_instant = |at: SystemTime| now + at.duration_since(now_sys).unwrap_or_default();
         state
-            .held
+            .waiting
             .values()
-            .filter_map(|(_, hold)| match hold {
-                Hold::Due(due) => Some(to_instant(*due)),
+            .filter_map(|waiting| match waiting.hold? {
+                Hold::Due(due) => Some(to_instant(due)),
                 Hold::Gate { until, .. } => until.map(to_instant),
             })
             .chain(state.slowed_until)
@@ -370,7 +397,7 @@ impl QueueRunner {
             .min()
     }
 
-    /// Releases what may go now, then pauses and resumes partitions to match.
+    /// Releases the held heads that may go now, then pauses and resumes partitions to match.
     fn reevaluate(&self, state: &mut State) {
         let now = SystemTime::now();
         if state
@@ -381,22 +408,63 @@ impl QueueRunner {
         }
         let gate = self.gate.state();
         let policy = self.shared.policy();
-        state.held.retain(|_, (_, hold)| match hold {
-            Hold::Due(due) => *due > now,
-            Hold::Gate {
-                priority, deadline, ..
-            } => must_wait(&gate, *priority, *deadline, now, &policy).is_some(),
-        });
+        for waiting in state.waiting.values_mut() {
+            let still = waiting.hold.is_some_and(|hold| match hold {
+                Hold::Due(due) => due > now,
+                Hold::Gate {
+                    priority, deadline, ..
+                } => must_wait(&gate, priority, deadline, now, &policy).is_some(),
+            });
+            if !still {
+                waiting.hold = None;
+            }
+        }
         self.reconcile(state);
     }
 
-    fn should_pause(&self, state: &State, tp: &Tp) -> bool {
-        let slowed = state.slowed_until.is_some() && self.lane(&tp.0) != Some(Lane::Retry);
-        slowed || state.held.contains_key(tp)
+    /// Decides again on released heads, and the messages behind them, while jobs may start.
+    fn start_released(&self, state: &mut State, jobs: &mut JoinSet<Settled>) {
+        while self.may_start(state, jobs) {
+            let Some(tp) = state
+                .waiting
+                .iter()
+                .find(|(tp, waiting)| waiting.hold.is_none() && !self.slowed(state, tp))
+                .map(|(tp, _)| tp.clone())
+            else {
+                return;
+            };
+            let waiting = state.waiting.get_mut(&tp).expect("found above");
+            let pending = waiting
+                .messages
+                .pop_front()
+                .expect("a waiting partition has a message");
+            let decided = self.decide(state, jobs, pending);
+            let waiting = state.waiting.get_mut(&tp).expect("found above");
+            match decided {
+                Decision::Taken if waiting.messages.is_empty() => {
+                    state.waiting.remove(&tp);
+                    self.reconcile(state);
+                }
+                Decision::Taken => {}
+                Decision::Wait(pending, hold) => {
+                    waiting.messages.push_front(pending);
+                    waiting.hold = Some(hold);
+                }
+            }
+        }
     }
 
-    /// Pauses the partitions that must wait and resumes the others, seeking each resumed
-    /// one back to the first offset not taken.
+    /// Whether `tp`'s lane is paused because the queue's target asked for a pause; the
+    /// retry lane is not, so retries already due keep their place.
+    fn slowed(&self, state: &State, tp: &Tp) -> bool {
+        state.slowed_until.is_some() && self.lane(&tp.0) != Some(Lane::Retry)
+    }
+
+    fn should_pause(&self, state: &State, tp: &Tp) -> bool {
+        self.slowed(state, tp) || state.waiting.contains_key(tp)
+    }
+
+    /// Pauses the partitions that must wait and resumes the others.
     fn reconcile(&self, state: &mut State) {
         let mut pause = TopicPartitionList::new();
         let mut to_pause = Vec::new();
@@ -419,29 +487,19 @@ impl QueueRunner {
             .cloned()
             .collect();
         let mut resumed = 0;
-        for tp in to_resume {
-            let mut list = TopicPartitionList::new();
-            list.add_partition(&tp.0, tp.1);
-            if let Some(next) = state.next_expected.get(&tp) {
-                let mut seek = TopicPartitionList::new();
-                if let Err(error) = seek
-                    .add_partition_offset(&tp.0, tp.1, Offset::Offset(*next))
-                    .and_then(|()| {
-                        self.consumer
-                            .seek_partitions(seek.clone(), Duration::from_secs(10))
-                    })
-                {
-                    // Stays paused; tried again at the next recheck.
-                    self.trouble("seek", &error);
-                    continue;
-                }
-                state.sought.insert(tp.clone());
+        if !to_resume.is_empty() {
+            let mut resume = TopicPartitionList::new();
+            for tp in &to_resume {
+                resume.add_partition(&tp.0, tp.1);
             }
-            match self.consumer.resume(&list) {
+            match self.consumer.resume(&resume) {
                 Ok(()) => {
-                    state.paused.remove(&tp);
-                    resumed += 1;
+                    for tp in &to_resume {
+                        state.paused.remove(tp);
+                    }
+                    resumed = to_resume.len();
                 }
+                // Stays paused; tried again at the next recheck.
                 Err(error) => self.trouble("resume", &error),
             }
         }
@@ -464,76 +522,108 @@ impl QueueRunner {
         .emit();
     }
 
-    fn hold(&self, state: &mut State, tp: Tp, offset: i64, hold: Hold) {
-        state.next_expected.insert(tp.clone(), offset);
-        state.held.insert(tp, (offset, hold));
-        self.reconcile(state);
-    }
-
-    /// Decides what to do with one consumed message.
+    /// Takes one consumed message: decides on it, unless its partition already waits.
     fn take(&self, state: &mut State, jobs: &mut JoinSet<Settled>, message: &BorrowedMessage<'_>) {
         let tp: Tp = (message.topic().to_owned(), message.partition());
-        let offset = message.offset();
         let Some(lane) = self.lane(&tp.0) else {
             return;
         };
-        if state.paused.contains(&tp) {
-            // Fetched before the pause; fetched again after the seek that ends it.
+        let pending = Pending {
+            offset: message.offset(),
+            lane,
+            raw: RawCopy {
+                key: message.key().map(<[u8]>::to_vec),
+                value: message.payload().map(<[u8]>::to_vec),
+                headers: retry::owned_headers(message),
+            },
+            tp,
+        };
+        if let Some(waiting) = state.waiting.get_mut(&pending.tp) {
+            // Fetched before the pause took effect: it waits its turn behind the head.
+            waiting.messages.push_back(pending);
             return;
         }
-        if let Some(next) = state.next_expected.get(&tp)
-            && (offset < *next || (state.sought.contains(&tp) && offset != *next))
-        {
-            return;
+        if let Decision::Wait(pending, hold) = self.decide(state, jobs, pending) {
+            let tp = pending.tp.clone();
+            state.waiting.insert(
+                tp,
+                Waiting {
+                    hold: Some(hold),
+                    messages: VecDeque::from([pending]),
+                },
+            );
+            self.reconcile(state);
         }
-        state.sought.remove(&tp);
-        state.next_expected.insert(tp.clone(), offset + 1);
+    }
 
-        let headers = retry::owned_headers(message);
-        let envelope = match decode_job(message.payload()) {
+    /// Runs a message's job (or moves it to the retry topic if it is not due yet, or settles
+    /// it at once if it is not a job), or hands it back with the reason it must wait.
+    fn decide(&self, state: &mut State, jobs: &mut JoinSet<Settled>, pending: Pending) -> Decision {
+        let envelope = match decode_job(pending.raw.value.as_deref()) {
             Ok(envelope) => envelope,
             Err(problem) => {
                 NotAJob {
                     queue: &self.shared.queue,
-                    topic: &tp.0,
-                    partition: tp.1,
-                    offset,
+                    topic: &pending.tp.0,
+                    partition: pending.tp.1,
+                    offset: pending.offset,
                     problem: &problem,
                 }
                 .emit();
-                let progress = state.progress.entry(tp.clone()).or_default();
-                progress.started(offset);
-                let commit = progress.settled(offset);
-                self.store(&tp, commit);
-                return;
+                let progress = state.progress.entry(pending.tp.clone()).or_default();
+                progress.started(pending.offset);
+                let commit = progress.settled(pending.offset);
+                self.store(&pending.tp, commit);
+                return Decision::Taken;
             }
         };
         let job = envelope.job.clone().unwrap_or_default();
         let now = SystemTime::now();
-        let not_before = job.not_before.and_then(|t| SystemTime::try_from(t).ok());
-        let deadline = job.deadline.and_then(|t| SystemTime::try_from(t).ok());
-        let priority = job.priority();
-        if lane == Lane::Retry
-            && let Some(due) = retry::due_at(&headers).filter(|due| *due > now)
+        let headers = &pending.raw.headers;
+        if pending.lane == Lane::Retry
+            && let Some(due) = retry::due_at(headers).filter(|due| *due > now)
         {
-            self.hold(state, tp, offset, Hold::Due(due));
-            return;
+            return Decision::Wait(pending, Hold::Due(due));
         }
+        let not_before = job.not_before.and_then(|t| SystemTime::try_from(t).ok());
+        let deferred = (pending.lane != Lane::Retry)
+            .then_some(not_before)
+            .flatten()
+            .filter(|at| *at > now);
+        if deferred.is_none() {
+            let deadline = job.deadline.and_then(|t| SystemTime::try_from(t).ok());
+            let priority = job.priority();
+            if let Some(until) = must_wait(
+                &self.gate.state(),
+                priority,
+                deadline,
+                now,
+                &self.shared.policy(),
+            ) {
+                let hold = Hold::Gate {
+                    priority,
+                    deadline,
+                    until,
+                };
+                return Decision::Wait(pending, hold);
+            }
+        }
+        let Pending {
+            tp,
+            offset,
+            raw,
+            lane: _,
+        } = pending;
         let received = ReceivedJob {
-            attempt: retry::attempt_of(&headers),
-            errors: retry::all_headers(&headers, ERROR),
-            redriven_by: retry::header(&headers, REDRIVEN_BY).map(str::to_owned),
+            attempt: retry::attempt_of(&raw.headers),
+            errors: retry::all_headers(&raw.headers, ERROR),
+            redriven_by: retry::header(&raw.headers, REDRIVEN_BY).map(str::to_owned),
             envelope,
             job,
             queue: self.shared.queue.clone(),
             topic: tp.0.clone(),
             partition: tp.1,
             offset,
-        };
-        let raw = RawCopy {
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-            headers,
         };
         let span = tracing::info_span!(
             "job",
@@ -542,26 +632,15 @@ impl QueueRunner {
             event_id = %received.envelope.event_id,
             attempt = received.attempt,
         );
-        if lane != Lane::Retry && not_before.is_some_and(|at| at > now) {
-            state
-                .progress
-                .entry(tp.clone())
-                .or_default()
-                .started(offset);
-            let shared = Arc::clone(&self.shared);
-            let due = not_before.expect("checked above");
+        state
+            .progress
+            .entry(tp.clone())
+            .or_default()
+            .started(offset);
+        let shared = Arc::clone(&self.shared);
+        if let Some(due) = deferred {
             jobs.spawn(defer(shared, received, raw, due, tp).instrument(span));
-            return;
-        }
-        let gate = self.gate.state();
-        if let Some(until) = must_wait(&gate, priority, deadline, now, &self.shared.policy()) {
-            let hold = Hold::Gate {
-                priority,
-                deadline,
-                until,
-            };
-            self.hold(state, tp, offset, hold);
-            return;
+            return Decision::Taken;
         }
         if let Some(rate) = self.shared.config.rate_per_s {
             let start = state
@@ -570,13 +649,8 @@ impl QueueRunner {
                 .max(Instant::now());
             state.next_start = Some(start + Duration::from_secs_f64(1.0 / rate));
         }
-        state
-            .progress
-            .entry(tp.clone())
-            .or_default()
-            .started(offset);
-        let shared = Arc::clone(&self.shared);
         jobs.spawn(attempt(shared, received, raw, tp).instrument(span));
+        Decision::Taken
     }
 
     fn settled(&self, state: &mut State, joined: Result<Settled, tokio::task::JoinError>) {
