@@ -150,7 +150,7 @@ fn job_of(cause: &Envelope, kind: &str) -> Envelope {
     job
 }
 
-/// The worker's configuration for the demo's queues: 32 jobs at once, quick retries, and a gate that
+/// The worker's configuration for the demo's queues: 128 jobs at once, quick retries, and a gate that
 /// closes while registrations arrive faster than `gate_rate` a second (raise `--demo-rate`
 /// above `--demo-gate-rate` to see it close).
 pub fn worker_config(settings: &KafkaSettings, gate_rate: f64) -> Result<WorkerConfig, Failure> {
@@ -168,8 +168,10 @@ recover_after_ms = 5000
     );
     for queue in QUEUES {
         let mut queue_config = QueueConfig {
-            // The demo's handlers mostly wait on Kafka acknowledgements, so many run at once.
-            concurrency: 32,
+            // The demo's handlers mostly wait on Kafka acknowledgements (three in a row for a
+            // certificate), so many run at once: at 32, a broker answering in 100 ms capped
+            // a queue near 100 jobs a second.
+            concurrency: 128,
             gate: toml::from_str(&gate)
                 .map_err(|e| Failure::Server(format!("the demo's gate configuration: {e}")))?,
             ..QueueConfig::default()

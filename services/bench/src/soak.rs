@@ -8,7 +8,7 @@
 //! not a replay's copy), RSS min/max of the dev process, disk growth per million events, and
 //! p99 trace latency per minute. A soak of 60 s runs in CI (`tests/soak.rs`), asserting
 //! lost=0 and duplicates=0; the long run is for people:
-//! `retrace-bench soak --duration 15m --rate 250` (release build).
+//! `retrace-bench soak --duration 15m --rate 275 --real-broker` (release build).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! What the SDK reports about itself: one typed event per observable thing.
 
-use metrics::counter;
+use std::time::Duration;
+
+use metrics::{counter, histogram};
 use retrace_telemetry::InternalEvent;
 use tracing::{debug, info, warn};
 
@@ -23,6 +25,21 @@ impl InternalEvent for EventPublished<'_> {
         );
         counter!("retrace_sdk_events_published_total", "topic" => self.delivery.topic.clone())
             .increment(1);
+    }
+}
+
+/// A message the broker acknowledged, and how long that took from the send: linger, the
+/// queue, the round trip and the broker's replication. What every acknowledged publish
+/// (event, outcome, job copy, replay) waits for.
+pub(crate) struct PublishAcknowledged<'a> {
+    pub topic: &'a str,
+    pub waited: Duration,
+}
+
+impl InternalEvent for PublishAcknowledged<'_> {
+    fn emit(self) {
+        histogram!("retrace_sdk_publish_ack_seconds", "topic" => self.topic.to_owned())
+            .record(self.waited.as_secs_f64());
     }
 }
 

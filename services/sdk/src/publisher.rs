@@ -1,7 +1,7 @@
 //! [`Publisher`]: envelopes and outcomes onto Kafka, acknowledged by the broker.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use rdkafka::error::KafkaError;
@@ -16,7 +16,7 @@ use retrace_proto::{
 use retrace_telemetry::InternalEvent;
 
 use crate::KafkaSettings;
-use crate::events::{EventPublished, ProducerReplaced};
+use crate::events::{EventPublished, ProducerReplaced, PublishAcknowledged};
 
 /// Durability first: every in-sync replica acknowledges, and retries never duplicate.
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
@@ -239,16 +239,24 @@ impl Publisher {
             .read()
             .expect("the producer lock is not poisoned")
             .clone();
+        let started = Instant::now();
         let sent = producer.send(record, queue_timeout).await;
         if let Err((error, _)) = &sent {
             self.replace_if_fatal(generation, &producer, error);
         }
         match sent {
-            Ok(delivery) => Ok(Delivery {
-                topic,
-                partition: delivery.partition,
-                offset: delivery.offset,
-            }),
+            Ok(delivery) => {
+                PublishAcknowledged {
+                    topic: &topic,
+                    waited: started.elapsed(),
+                }
+                .emit();
+                Ok(Delivery {
+                    topic,
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                })
+            }
             Err((source, _)) => Err(PublishError::NotAcknowledged {
                 event_id: event_id.to_owned(),
                 topic,
