@@ -393,7 +393,8 @@ impl QueueRunner {
                 Hold::Gate { until, .. } => until.map(to_instant),
             })
             .chain(state.slowed_until)
-            .chain(state.next_start)
+            // Past, it no longer holds anything back (and waking for it would spin).
+            .chain(state.next_start.filter(|at| *at > now))
             .min()
     }
 
