@@ -246,7 +246,9 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
             }
         }
     }
+    // Its consumer closes as the task is dropped: wait for that while the broker runs.
     follower.abort();
+    let _ = follower.await;
     let seconds = started.elapsed().as_secs_f64();
 
     // What Kafka holds now is what the archive must have once it catches up.

@@ -297,7 +297,10 @@ async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
     )
     .await;
     worker.stop(Stop::Terminate);
+    // Dropping the reader's consumer closes it (it leaves its group): wait for that while
+    // the broker still runs, or the close waits forever on a broker that is gone.
     reader.abort();
+    let _ = reader.await;
     server.abort();
 
     let runs = target.runs.lock().unwrap();
