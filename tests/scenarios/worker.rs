@@ -57,6 +57,17 @@ impl Running {
         }
     }
 
+    /// A worker whose only handler is `handler`, for `queue`.
+    async fn with_handler(
+        broker: &Broker,
+        config: &WorkerConfig,
+        queue: &str,
+        handler: impl JobHandler,
+    ) -> Running {
+        let handlers = Handlers::new().queue(queue, handler);
+        Running::start(broker, Worker::new(config, handlers).unwrap()).await
+    }
+
     async fn stop(self) {
         self.shutdown.cancel();
         self.worker.await.unwrap();
@@ -238,13 +249,10 @@ async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
             ..QueueConfig::default()
         },
     );
-    let handlers = Handlers::new().queue(
-        &queue,
-        Flaky {
-            failing: Arc::clone(&failing),
-        },
-    );
-    let running = Running::start(&broker, Worker::new(&config, handlers).unwrap()).await;
+    let flaky = Flaky {
+        failing: Arc::clone(&failing),
+    };
+    let running = Running::with_handler(&broker, &config, &queue, flaky).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let job = job("worker-test", "notification.send");
     let id = job.event_id.clone();
@@ -342,11 +350,7 @@ async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Bro
         },
     );
     let done = Done::default();
-    let running = Running::start(
-        &broker,
-        Worker::new(&config, Handlers::new().queue(&queue, done.clone())).unwrap(),
-    )
-    .await;
+    let running = Running::with_handler(&broker, &config, &queue, done.clone()).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let waits = job("worker-test", "statistics.refresh");
     let mut urgent = job("worker-test", "statistics.refresh");
@@ -413,11 +417,7 @@ async fn retry_copies_sharing_a_record_batch_all_run(broker: Broker) {
         },
     );
     let handler = FailsOnce::default();
-    let running = Running::start(
-        &broker,
-        Worker::new(&config, Handlers::new().queue(&queue, handler.clone())).unwrap(),
-    )
-    .await;
+    let running = Running::with_handler(&broker, &config, &queue, handler.clone()).await;
     let publisher = Publisher::new(&config.kafka).unwrap();
     let jobs: Vec<_> = (0..JOBS)
         .map(|_| job("worker-test", "archive.reindex"))
