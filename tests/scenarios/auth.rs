@@ -12,7 +12,7 @@ use retrace_auth::{AuthConfig, ServiceAuth};
 use retrace_config::Reloader;
 use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
-use retrace_sdk::{KafkaSettings, Publisher};
+use retrace_sdk::Publisher;
 use retrace_tests::{
     Broker, PATIENCE, RunningArchive, eventually, on_every_broker, serve, unique_topic,
 };
@@ -172,9 +172,7 @@ async fn publish_failed_registration(
     subject: &str,
     payload: &Value,
 ) -> Envelope {
-    let settings = KafkaSettings::new(broker.bootstrap())
-        .with_properties(broker.producer_properties().iter().copied())
-        .unwrap();
+    let settings = broker.settings();
     let publisher = Publisher::new(&settings).unwrap();
     let submitted = Envelope::root("registration", "birth.registration.submitted.v1")
         .with_subject(subject)

@@ -135,12 +135,7 @@ async fn malformed_messages_are_kept_flagged_and_counted_beside_valid_traffic(br
     let topic = unique_topic("corpus");
     broker.create_topic(&topic, 3).await;
     let archive = start_archive(&broker).await;
-    let mut config = broker.client_config();
-    for property in broker.producer_properties() {
-        let (name, value) = property.split_once('=').unwrap();
-        config.set(name, value);
-    }
-    let producer: FutureProducer = config.create().unwrap();
+    let producer: FutureProducer = broker.client_config().create().unwrap();
 
     let mut runner = TestRunner::deterministic();
     let mut expected: HashMap<RecordKind, usize> = HashMap::new();

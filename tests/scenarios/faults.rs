@@ -199,12 +199,12 @@ async fn publishing_and_archiving_survive_a_broker_outage(broker: Broker) {
     let posted = publish_with_gateway(gateway.url.clone(), &topic, stop.clone());
     wait_for_acks("publishing before the outage", &[&sdk, &posted], 20).await;
 
-    if !broker.take_down() {
+    if !broker.take_down().await {
         eprintln!("skipped: an external Kafka cannot be taken down by the test");
         return;
     }
     tokio::time::sleep(OUTAGE).await;
-    broker.bring_up();
+    broker.bring_up().await;
 
     // The same clients, the same archive: no restart.
     wait_for_acks("publishing after the outage", &[&sdk, &posted], 20).await;
@@ -259,7 +259,7 @@ async fn a_replay_started_during_an_outage_finishes_once_the_brokers_are_back(br
     }
     archive.wait_for_records(&topic, EVENTS as i64).await;
 
-    if !broker.take_down() {
+    if !broker.take_down().await {
         eprintln!("skipped: an external Kafka cannot be taken down by the test");
         return;
     }
@@ -276,7 +276,7 @@ async fn a_replay_started_during_an_outage_finishes_once_the_brokers_are_back(br
     };
     let replay_id = started["replay"]["replay_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(OUTAGE).await;
-    broker.bring_up();
+    broker.bring_up().await;
 
     let done: serde_json::Value = eventually("the replay to finish", PATIENCE, || async {
         let view: serde_json::Value = client
@@ -307,8 +307,8 @@ async fn a_replay_started_during_an_outage_finishes_once_the_brokers_are_back(br
     );
 }
 
-on_every_broker!(
-    publishing_and_archiving_survive_a_broker_outage,
+on_every_broker!(;
+    private: publishing_and_archiving_survive_a_broker_outage,
     a_replay_started_during_an_outage_finishes_once_the_brokers_are_back,
 );
 

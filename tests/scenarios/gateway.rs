@@ -10,7 +10,6 @@ use rdkafka::Message;
 use rdkafka::message::{Headers, OwnedMessage};
 use retrace_proto::headers::TraceHeaders;
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
-use retrace_sdk::KafkaSettings;
 use retrace_tests::{
     Broker, eventually, free_port, messages_on, on_every_broker, read_topic, start_gateway,
     start_gateway_on, unique_topic,
@@ -445,8 +444,7 @@ async fn a_batch_answers_which_events_went_through(broker: Broker) {
     let topic = unique_topic("documents");
     broker.create_topic(&topic, 1).await;
     // Kafka takes messages up to 10 kB here; the gateway takes bodies up to 1 MiB.
-    let mut properties = broker.producer_properties().to_vec();
-    properties.push("message.max.bytes=10000");
+    let properties = ["message.max.bytes=10000"];
     let gateway = start_gateway(&broker.bootstrap(), &properties, |_| {}).await;
     let small = json!({"type": "document.scanned.v1", "source": "scanner"});
     let large = json!({"type": "document.scanned.v1", "source": "scanner",
@@ -580,9 +578,7 @@ async fn callers_need_a_token_and_a_topic_on_its_list(broker: Broker) {
         broker.create_topic(topic, 1).await;
     }
     broker.create_topic(retrace_proto::AUDIT_TOPIC, 1).await;
-    let settings = KafkaSettings::new(broker.bootstrap())
-        .with_properties(broker.producer_properties().iter().copied())
-        .unwrap();
+    let settings = broker.settings();
     let stop_registry = CancellationToken::new();
     let (registry, registry_task) = retrace_auth::TokenRegistry::start(
         &settings,

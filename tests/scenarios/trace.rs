@@ -13,7 +13,7 @@ use retrace_archive::api::{
     EventView, Page, ReplayResponse, ReplayView, Trace, TransactionStatus, TransactionSummary,
 };
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
-use retrace_sdk::{KafkaSettings, Publisher};
+use retrace_sdk::Publisher;
 use retrace_tests::{Broker, PATIENCE, RunningArchive, eventually, on_every_broker, start_archive};
 use serde_json::{Value, json};
 
@@ -121,9 +121,7 @@ async fn a_failed_transaction_is_traced_replayed_and_resolved(broker: Broker) {
         broker.create_topic(topic, 2).await;
     }
     let archive = start_archive(&broker).await;
-    let settings = KafkaSettings::new(broker.bootstrap())
-        .with_properties(broker.producer_properties().iter().copied())
-        .unwrap();
+    let settings = broker.settings();
     let publisher = Publisher::new(&settings).unwrap();
     let flow = publish_flow(&broker, &publisher).await;
     let transaction = flow.submitted.transaction_id.clone();

@@ -46,10 +46,9 @@ impl RunningArchive {
         config.http = ([127, 0, 0, 1], port).into();
         config.batch.max_wait = Duration::from_millis(20);
         config.metadata_refresh = Duration::from_secs(1);
-        config.kafka = config
-            .kafka
-            .with_properties(broker.producer_properties().iter().copied())
-            .unwrap();
+        // Tests of one binary share a Kafka node: each archive in a group of its own, or
+        // they would split the partitions between them.
+        config.group_id = crate::unique_topic("archive-group");
         config.auth.enabled = false;
         configure(&mut config);
         RunningArchive::serve(Reloader::fixed("archive", config), dir, port).await

@@ -62,7 +62,7 @@ pub async fn start_gateway_on(
     broker: &Broker,
     configure: impl FnOnce(&mut GatewayConfig),
 ) -> RunningGateway {
-    start_gateway(&broker.bootstrap(), broker.producer_properties(), configure).await
+    start_gateway(&broker.bootstrap(), &[], configure).await
 }
 
 impl RunningGateway {

@@ -1,20 +1,21 @@
-//! The harness for Retrace's end-to-end tests: real Kafka-protocol brokers, started by the
-//! test, and a way to wait for a condition without sleeping blindly.
+//! The harness for Retrace's end-to-end tests: real Kafka brokers, started by the test, and
+//! a way to wait for a condition without sleeping blindly.
 //!
 //! Every scenario runs twice (see [`on_every_broker!`]): on librdkafka's in-process mock
-//! cluster, and on a real broker: tansu, started by the test on a free loopback port, or the
-//! Kafka named by `RETRACE_TEST_KAFKA=host:port`.
+//! cluster, and on Apache Kafka: one KRaft node started through `tests/kafka/kafka-local`
+//! and shared by the tests of one binary, or the Kafka named by `RETRACE_TEST_KAFKA=host:port`.
 
 mod archive;
 mod disk;
 mod gateway;
 mod jobs;
+mod kafka;
 mod kill;
 mod outage;
 mod topic;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,20 +30,21 @@ pub use archive::{RunningArchive, start_archive};
 pub use disk::SmallFilesystem;
 pub use gateway::{Answer, RunningGateway, start_gateway, start_gateway_on};
 pub use jobs::{closed_gate, job, serve};
+pub use kafka::{KafkaCluster, launcher as kafka_launcher};
 pub use kill::{FAST_SESSION, Generator, ServiceProcess, Stop, next_kill_at, service_binary};
 pub use topic::{messages_on, read_topic};
 
 /// How long a scenario waits for what it expects before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A Kafka-protocol broker for one test.
+/// A Kafka broker for one test.
 pub enum Broker {
     Mock(MockCluster<'static, DefaultProducerContext>),
-    Tansu {
-        process: Child,
-        bootstrap: String,
-        /// What clients connect through, so a scenario can cut them off.
-        relay: outage::Relay,
+    /// Apache Kafka started by the harness: the binary's shared node, or a test's own.
+    Kafka {
+        cluster: Arc<KafkaCluster>,
+        /// Whether this test alone uses it, and so may stop its nodes.
+        private: bool,
     },
     External(String),
 }
@@ -53,53 +55,35 @@ impl Broker {
         Broker::Mock(MockCluster::new(outage::MOCK_BROKERS).expect("the mock cluster starts"))
     }
 
-    /// `RETRACE_TEST_KAFKA` if set, else a tansu broker started for this test.
+    /// `RETRACE_TEST_KAFKA` if set, else the Apache Kafka node this test binary shares.
     pub fn real() -> Self {
+        Self::external().unwrap_or_else(|| Broker::Kafka {
+            cluster: KafkaCluster::shared(),
+            private: false,
+        })
+    }
+
+    /// `RETRACE_TEST_KAFKA` if set, else an Apache Kafka node of this test's own, which it may
+    /// stop and start (see [`Broker::take_down`]).
+    pub fn real_private() -> Self {
+        Self::external().unwrap_or_else(|| Broker::Kafka {
+            cluster: Arc::new(KafkaCluster::start(1)),
+            private: true,
+        })
+    }
+
+    fn external() -> Option<Self> {
         match std::env::var("RETRACE_TEST_KAFKA") {
-            Ok(bootstrap) if !bootstrap.is_empty() => Broker::External(bootstrap),
-            _ => Broker::tansu(),
+            Ok(bootstrap) if !bootstrap.is_empty() => Some(Broker::External(bootstrap)),
+            _ => None,
         }
     }
 
-    /// tansu on a free port, advertising its relay's port (see [`outage`]).
-    fn tansu() -> Self {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let relay_listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-        let relay_address = relay_listener.local_addr().expect("a bound address");
-        let advertised = format!("tcp://{relay_address}");
-        let process = Command::new(
-            std::env::var("RETRACE_TANSU").unwrap_or_else(|_| "tansu".into()),
-        )
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &advertised,
-        ])
-        .args(["--storage-engine", "memory://tansu/", "--silent"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect(
-            "tansu is not installed: `cargo install tansu@0.6.0 --locked --no-default-features \
-                 --features dynostore` (or set RETRACE_TEST_KAFKA=host:port to use your own Kafka)",
-        );
-        let broker = Broker::Tansu {
-            process,
-            bootstrap: relay_address.to_string(),
-            relay: outage::Relay::start(relay_listener, ([127, 0, 0, 1], port).into()),
-        };
-        broker.wait_until_serving();
-        broker
-    }
-
-    /// `mock`, `tansu` or `external`, for what a test prints.
+    /// `mock`, `kafka` or `external`, for what a test prints.
     pub fn name(&self) -> &'static str {
         match self {
             Broker::Mock(_) => "mock",
-            Broker::Tansu { .. } => "tansu",
+            Broker::Kafka { .. } => "kafka",
             Broker::External(_) => "external",
         }
     }
@@ -107,11 +91,12 @@ impl Broker {
     pub fn bootstrap(&self) -> String {
         match self {
             Broker::Mock(cluster) => cluster.bootstrap_servers(),
-            Broker::Tansu { bootstrap, .. } | Broker::External(bootstrap) => bootstrap.clone(),
+            Broker::Kafka { cluster, .. } => cluster.bootstrap().to_owned(),
+            Broker::External(bootstrap) => bootstrap.clone(),
         }
     }
 
-    /// Creates `topic` unless it exists.
+    /// Creates `topic` unless it exists, with the cluster's default replication.
     pub async fn create_topic(&self, topic: &str, partitions: i32) {
         match self {
             // The mock has no admin API.
@@ -125,7 +110,8 @@ impl Broker {
             _ => {
                 let admin: AdminClient<DefaultClientContext> =
                     self.client_config().create().unwrap();
-                let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+                // -1: the broker's default.replication.factor (KIP-464).
+                let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))];
                 let results = admin
                     .create_topics(&topics, &AdminOptions::new())
                     .await
@@ -140,36 +126,18 @@ impl Broker {
         }
     }
 
-    /// Producer properties a test must use on this broker. tansu 0.6.0 answers a fetch from
-    /// an offset inside a record batch with the batches after it, so a consumer resuming
-    /// mid-batch would skip the rest of that batch; one record per batch makes every offset
-    /// a batch start. (Kafka and the mock cluster return the batch that holds the offset.)
-    pub fn producer_properties(&self) -> &'static [&'static str] {
-        match self {
-            Broker::Tansu { .. } => &["batch.num.messages=1"],
-            Broker::Mock(_) | Broker::External(_) => &[],
-        }
-    }
-
     /// Kafka settings for a Retrace client in a test on this broker.
     pub fn settings(&self) -> retrace_sdk::KafkaSettings {
         retrace_sdk::KafkaSettings::new(self.bootstrap())
-            .with_properties(self.producer_properties().iter().copied())
-            .expect("the broker's properties are name=value")
     }
 
     /// A service's common flags for a test on this broker: `file` as its configuration,
-    /// checked for changes every 50 ms, and this broker with its producer properties.
+    /// checked for changes every 50 ms, and this broker.
     pub fn config_args(&self, file: &std::path::Path) -> retrace_config::CommonArgs {
         retrace_config::CommonArgs {
             config: Some(file.to_owned()),
             config_poll_ms: Some(50),
             kafka_bootstrap: Some(self.bootstrap()),
-            kafka_properties: self
-                .producer_properties()
-                .iter()
-                .map(|p| (*p).to_owned())
-                .collect(),
             ..retrace_config::CommonArgs::default()
         }
     }
@@ -180,7 +148,8 @@ impl Broker {
         config
     }
 
-    fn wait_until_serving(&self) {
+    /// Waits until the broker answers metadata requests.
+    pub fn wait_until_serving(&self) {
         let producer: BaseProducer = self.client_config().create().unwrap();
         wait_for(
             "the broker to serve metadata",
@@ -195,34 +164,25 @@ impl Broker {
     }
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Broker::Tansu { process, .. } = self {
-            let _ = process.kill();
-            let _ = process.wait();
-        }
-    }
-}
-
-/// Generates one test per broker for each scenario `async fn name(broker: Broker)`.
+/// Generates one test per broker for each scenario `async fn name(broker: Broker)`. The
+/// scenarios listed after `; private:` get an Apache Kafka node of their own, which they may
+/// stop and start; the others share the test binary's node.
 #[macro_export]
 macro_rules! on_every_broker {
-    ($($scenario:ident),* $(,)?) => {
+    ($($scenario:ident),* $(,)? $(; private: $($private:ident),* $(,)?)?) => {
         mod mock {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario($crate::Broker::mock()).await
-                }
-            )*
+            $($crate::on_every_broker!(@test $scenario, $crate::Broker::mock);)*
+            $($($crate::on_every_broker!(@test $private, $crate::Broker::mock);)*)?
         }
         mod real {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario($crate::Broker::real()).await
-                }
-            )*
+            $($crate::on_every_broker!(@test $scenario, $crate::Broker::real);)*
+            $($($crate::on_every_broker!(@test $private, $crate::Broker::real_private);)*)?
+        }
+    };
+    (@test $scenario:ident, $broker:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $scenario() {
+            super::$scenario($broker()).await
         }
     };
 }

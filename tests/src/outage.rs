@@ -1,97 +1,68 @@
 //! Broker outages a scenario can cause. On the mock cluster, librdkafka's own fault
-//! injection takes its brokers down. tansu keeps its log in memory, so stopping its process
-//! would lose the topics a real outage keeps; instead, clients reach tansu through a relay (a
-//! TCP forwarder on its advertised port) that the test can cut: every connection dropped,
-//! new ones refused, as when the broker's host goes away.
-
-use std::net::SocketAddr;
+//! injection takes its brokers down. On Apache Kafka, every node of the test's own cluster is
+//! stopped (SIGTERM, a clean shutdown that keeps the log on disk) and started again, as when
+//! an operator restarts the cluster.
 
 use rdkafka::producer::DefaultProducerContext;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::Broker;
-
-/// Forwards connections from its own port to a broker's, while up.
-pub struct Relay {
-    up: watch::Sender<bool>,
-    task: JoinHandle<()>,
-}
-
-impl Relay {
-    /// Relays `listener`'s connections to `upstream`. Needs a tokio runtime.
-    pub(crate) fn start(listener: std::net::TcpListener, upstream: SocketAddr) -> Relay {
-        listener
-            .set_nonblocking(true)
-            .expect("the relay's socket is non-blocking");
-        let listener = TcpListener::from_std(listener).expect("the relay listens");
-        let (up, watch_up) = watch::channel(true);
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                if *watch_up.borrow() {
-                    tokio::spawn(relay(client, upstream, watch_up.clone()));
-                }
-                // Down: the connection is dropped as soon as it is accepted.
-            }
-        });
-        Relay { up, task }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn relay(mut client: TcpStream, upstream: SocketAddr, mut up: watch::Receiver<bool>) {
-    let Ok(mut broker) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut broker) => {}
-        _ = up.wait_for(|up| !up) => {}
-    }
-}
 
 impl Broker {
     /// Takes every broker down: connections break and new ones are refused until
     /// [`bring_up`](Self::bring_up). Returns false, doing nothing, on an external Kafka,
     /// which a test cannot stop.
+    ///
+    /// # Panics
+    /// On the test binary's shared Kafka node: a scenario that takes the broker down is
+    /// listed after `; private:` in [`on_every_broker!`](crate::on_every_broker).
     #[must_use]
-    pub fn take_down(&self) -> bool {
-        self.set_up(false)
-    }
-
-    /// Ends an outage begun by [`take_down`](Self::take_down).
-    pub fn bring_up(&self) {
-        self.set_up(true);
-    }
-
-    fn set_up(&self, up: bool) -> bool {
+    pub async fn take_down(&self) -> bool {
         match self {
-            Broker::Mock(cluster) => {
-                for broker_id in 1..=MOCK_BROKERS {
-                    let changed = if up {
-                        cluster.broker_up(broker_id)
-                    } else {
-                        cluster.broker_down(broker_id)
-                    };
-                    changed.expect("the mock cluster has this broker");
+            Broker::Mock(_) => self.set_mock_up(false),
+            Broker::Kafka { cluster, private } => {
+                assert!(
+                    private,
+                    "this scenario stops the broker: list it after `; private:` in \
+                     on_every_broker!, so it gets a Kafka node of its own"
+                );
+                for node in 1..=cluster.nodes() {
+                    cluster.stop_node(node).await;
                 }
-                true
-            }
-            Broker::Tansu { relay, .. } => {
-                relay.set_up(up);
                 true
             }
             Broker::External(_) => false,
         }
+    }
+
+    /// Ends an outage begun by [`take_down`](Self::take_down); returns once every broker
+    /// serves again.
+    pub async fn bring_up(&self) {
+        match self {
+            Broker::Mock(_) => {
+                self.set_mock_up(true);
+            }
+            Broker::Kafka { cluster, .. } => {
+                for node in 1..=cluster.nodes() {
+                    cluster.start_node(node).await;
+                }
+            }
+            Broker::External(_) => {}
+        }
+    }
+
+    fn set_mock_up(&self, up: bool) -> bool {
+        let Broker::Mock(cluster) = self else {
+            unreachable!("called for the mock cluster only")
+        };
+        for broker_id in 1..=MOCK_BROKERS {
+            let changed = if up {
+                cluster.broker_up(broker_id)
+            } else {
+                cluster.broker_down(broker_id)
+            };
+            changed.expect("the mock cluster has this broker");
+        }
+        true
     }
 
     /// The mock cluster, for faults only it can inject (request errors, round-trip time).
@@ -100,6 +71,14 @@ impl Broker {
     ) -> Option<&rdkafka::mocking::MockCluster<'static, DefaultProducerContext>> {
         match self {
             Broker::Mock(cluster) => Some(cluster),
+            _ => None,
+        }
+    }
+
+    /// The Apache Kafka cluster the harness started, for faults on its nodes.
+    pub fn kafka_cluster(&self) -> Option<&crate::KafkaCluster> {
+        match self {
+            Broker::Kafka { cluster, .. } => Some(cluster),
             _ => None,
         }
     }

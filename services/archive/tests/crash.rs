@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
-use retrace_sdk::{KafkaSettings, Publisher};
+use retrace_sdk::Publisher;
 use retrace_tests::{
     Broker, FAST_SESSION, Generator, ServiceProcess, Stop, archived_count, eventually, free_port,
     next_kill_at, on_every_broker, service_binary, unique_topic,
@@ -42,6 +42,8 @@ fn spawn_archive(
         // API, and each start would wait for it to time out.
         .env("RETRACE_TOPICS_CREATE", "false")
         .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
+        // Tests of one binary share a Kafka node; each archive in a group of its own.
+        .env("RETRACE_ARCHIVE_GROUP", format!("{topic}-archive"))
         .env("RETRACE_DATA_DIR", data_dir)
         .env("RETRACE_HTTP", http)
         .env("RETRACE_LOG", "warn"),
@@ -54,9 +56,7 @@ fn spawn_archive(
 async fn archive_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
     let topic = unique_topic("stream");
     broker.create_topic(&topic, 4).await;
-    let settings = KafkaSettings::new(broker.bootstrap())
-        .with_properties(broker.producer_properties().iter().copied())
-        .unwrap();
+    let settings = broker.settings();
     let publisher = Arc::new(Publisher::new(&settings).unwrap());
     let data = tempfile::tempdir().unwrap();
     let config = tempfile::NamedTempFile::new().unwrap();

@@ -32,6 +32,8 @@ async fn sighup_reloads_the_file_through_the_same_layers(broker: Broker) {
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
         .env("RETRACE_ARCHIVE_TOPICS", &topic)
         .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
+        // Tests of one binary share a Kafka node; each archive in a group of its own.
+        .env("RETRACE_ARCHIVE_GROUP", format!("{topic}-archive"))
         .env("RETRACE_DATA_DIR", data.path().join("archive"))
         .env("RETRACE_HTTP", &http)
         .env("RETRACE_LOG", "warn")

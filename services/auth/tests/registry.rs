@@ -36,11 +36,7 @@ async fn start(
     topic: &str,
     shutdown: &CancellationToken,
 ) -> (TokenRegistry, Authenticator, tokio::task::JoinHandle<()>) {
-    let mut kafka = KafkaSettings::new(broker.bootstrap());
-    for property in broker.producer_properties() {
-        let (name, value) = property.split_once('=').unwrap();
-        kafka.properties.insert(name.into(), value.into());
-    }
+    let kafka = broker.settings();
     let (registry, task) = TokenRegistry::start(&kafka, topic, shutdown.child_token())
         .await
         .expect("the registry starts");

@@ -29,12 +29,6 @@ fn spawn_gateway(broker: &Broker, http: &str, config: &std::path::Path) -> Servi
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
         .env("RETRACE_HTTP", http)
         .env("RETRACE_LOG", "warn");
-    if !broker.producer_properties().is_empty() {
-        command.env(
-            "RETRACE_KAFKA_PROPERTIES",
-            broker.producer_properties().join(","),
-        );
-    }
     ServiceProcess::spawn(&mut command)
 }
 

@@ -19,9 +19,15 @@ use crate::KafkaSettings;
 use crate::events::{EventPublished, ProducerReplaced, PublishAcknowledged};
 
 /// Durability first: every in-sync replica acknowledges, and retries never duplicate.
+///
+/// `murmur2_random` places a key where the Java client's default partitioner does (murmur2 of
+/// the key), so a transaction's events land on one partition whichever SDK or language
+/// published them; librdkafka's own default (`consistent_random`, CRC32) disagrees with Java
+/// for most keys. Keyless messages still spread at random.
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),
     ("enable.idempotence", "true"),
+    ("partitioner", "murmur2_random"),
     ("linger.ms", "5"),
     ("message.timeout.ms", "30000"),
 ];

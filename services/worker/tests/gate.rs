@@ -49,10 +49,6 @@ fn generate_load(
 ) -> std::thread::JoinHandle<u64> {
     let mut config = broker.client_config();
     config.set("linger.ms", "0");
-    for property in broker.producer_properties() {
-        let (name, value) = property.split_once('=').unwrap();
-        config.set(name, value);
-    }
     let producer: BaseProducer = config.create().expect("the load generator's producer");
     let topic = topic.to_owned();
     std::thread::spawn(move || {
@@ -132,12 +128,7 @@ async fn gate_follows_consumer_lag(broker: Broker) {
     let topic = unique_topic("gate-lag");
     let group = unique_topic("gate-lag-group");
     broker.create_topic(&topic, 1).await;
-    let mut config = broker.client_config();
-    for property in broker.producer_properties() {
-        let (name, value) = property.split_once('=').unwrap();
-        config.set(name, value);
-    }
-    let producer: BaseProducer = config.create().unwrap();
+    let producer: BaseProducer = broker.client_config().create().unwrap();
     for i in 0..30 {
         let key = i.to_string();
         producer

@@ -37,12 +37,7 @@ fn spawn_worker(broker: &Broker, config: &std::path::Path) -> ServiceProcess {
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
         .env(
             "RETRACE_KAFKA_PROPERTIES",
-            FAST_SESSION
-                .iter()
-                .chain(broker.producer_properties())
-                .copied()
-                .collect::<Vec<_>>()
-                .join(","),
+            FAST_SESSION.join(","),
         )
         .env("RETRACE_CONFIG", config)
         // The test creates the topics it uses; librdkafka's mock cluster has no CreateTopics
