@@ -5,10 +5,10 @@
 
 # The toolchain developers and CI use (the workspace needs at least its rust-version, 1.90).
 FROM rust:1.95-bookworm AS builder
-# librdkafka is compiled from source by rdkafka-sys: it needs a C toolchain (in the image),
-# cmake, and the headers of the TLS and SASL libraries it links when those features are on.
+# librdkafka, OpenSSL and Cyrus SASL (with Kerberos) are compiled from source by their -sys
+# crates and linked in: a C toolchain and perl (in the image), cmake and zlib's headers.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev \
+    && apt-get install -y --no-install-recommends cmake pkg-config zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -24,10 +24,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
           target/release/retrace-worker target/release/retrace /out/
 
 FROM debian:bookworm-slim AS runtime
-# libssl3 and libsasl2-2: librdkafka's TLS and SASL; ca-certificates: TLS to a managed Kafka
-# or an OIDC provider; curl: the health check.
+# ca-certificates: TLS to a managed Kafka or an OIDC provider; curl: the health check. (TLS
+# and SASL are linked into the binaries.)
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 libsasl2-2 zlib1g \
+    && apt-get install -y --no-install-recommends ca-certificates curl zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 retrace \
     && useradd --system --uid 10001 --gid retrace --home-dir /var/lib/retrace --shell /usr/sbin/nologin retrace \

@@ -6,11 +6,9 @@
 mod common;
 
 use common::{assert_exit, retrace_as};
-use retrace_tests::{Broker, RunningArchive};
+use retrace_tests::{Broker, RunningArchive, on_every_broker};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tokens_audit_and_erasure_as_admin_and_analyst() {
-    let broker = Broker::mock();
+async fn tokens_audit_and_erasure_as_admin_and_analyst(broker: Broker) {
     // The mock cluster has no admin API: the token topic is created here.
     broker
         .create_topic(retrace_auth::DEFAULT_TOKENS_TOPIC, 1)
@@ -156,3 +154,5 @@ async fn tokens_audit_and_erasure_as_admin_and_analyst() {
 
     archive.shut_down().await;
 }
+
+on_every_broker!(tokens_audit_and_erasure_as_admin_and_analyst);

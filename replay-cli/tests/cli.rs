@@ -8,7 +8,7 @@ use common::{assert_exit, retrace};
 use retrace_archive::api::{Trace, TransactionStatus};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, PATIENCE, eventually, free_port, start_archive, unique_topic};
+use retrace_tests::{Broker, PATIENCE, eventually, free_port, on_every_broker, start_archive, unique_topic};
 
 /// Waits until the archive's trace of `transaction` satisfies `done`.
 async fn trace_when(server: &str, transaction: &str, done: impl Fn(&Trace) -> bool) -> Trace {
@@ -28,9 +28,7 @@ async fn trace_when(server: &str, transaction: &str, done: impl Fn(&Trace) -> bo
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trace_list_export_and_replay_a_failed_transaction() {
-    let broker = Broker::mock();
+async fn trace_list_export_and_replay_a_failed_transaction(broker: Broker) {
     let topic = unique_topic("registrations");
     broker.create_topic(&topic, 3).await;
     broker.create_topic(OUTCOMES_TOPIC, 3).await;
@@ -286,3 +284,5 @@ async fn usage_errors_exit_2_and_an_unreachable_server_exits_3() {
     let run = retrace("localhost:7070", &["failed"]).await;
     assert_exit(&run, 2);
 }
+
+on_every_broker!(trace_list_export_and_replay_a_failed_transaction);

@@ -19,7 +19,7 @@ use common::DevServer;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use retrace_archive::api::{CreatedToken, Page, Trace, TransactionSummary, WhoAmI};
-use retrace_tests::{PATIENCE, eventually, free_port};
+use retrace_tests::{KafkaCluster, PATIENCE, eventually, free_port};
 use serde_json::json;
 
 /// How long the demo may take to produce a transaction failed at validation.
@@ -171,7 +171,9 @@ async fn api<T: serde::de::DeserializeOwned>(
 async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_cannot() {
     let data = tempfile::tempdir().unwrap();
     let downloads = tempfile::tempdir().unwrap();
-    let dev = DevServer::start(data.path(), 10);
+    // On Apache Kafka, where a user runs it; the CLI's tests cover the in-process mock.
+    let kafka = KafkaCluster::shared();
+    let dev = DevServer::start(data.path(), 10, Some(kafka.bootstrap()));
     let (http, admin) = (dev.http().to_owned(), dev.token().to_owned());
     let client = reqwest::Client::new();
 

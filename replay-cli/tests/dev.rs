@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::DevServer;
 use retrace_archive::api::{Page, TransactionStatus, TransactionSummary};
-use retrace_tests::{PATIENCE, wait_for};
+use retrace_tests::{KafkaCluster, PATIENCE, wait_for};
 
 fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -23,13 +23,35 @@ fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T>
 }
 
 #[test]
-fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly() {
+fn dev_mode_on_its_in_process_kafka_comes_up_with_failed_transactions_and_stops_cleanly() {
+    dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(None, "mock-archive");
+}
+
+#[test]
+fn dev_mode_on_apache_kafka_comes_up_with_failed_transactions_and_stops_cleanly() {
+    let kafka = KafkaCluster::shared();
+    dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(
+        Some(kafka.bootstrap()),
+        "archive",
+    );
+}
+
+/// `retrace dev --demo` on `kafka` (or its own mock cluster), keeping its archive in
+/// `archive_dir` under the data directory.
+fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(
+    kafka: Option<&str>,
+    archive_dir: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let mut dev = DevServer::start(dir.path(), 20);
+    let mut dev = DevServer::start(dir.path(), 20, kafka);
 
     let http = dev.http().to_owned();
     assert_eq!(http, format!("http://127.0.0.1:{}", dev.port));
-    assert!(!dev.info["kafka_bootstrap"].as_str().unwrap().is_empty());
+    let bootstrap = dev.info["kafka_bootstrap"].as_str().unwrap();
+    match kafka {
+        Some(kafka) => assert_eq!(bootstrap, kafka),
+        None => assert!(!bootstrap.is_empty()),
+    }
     let token = dev.token().to_owned();
     assert!(token.starts_with("rtk_"), "an API token: {token}");
 
@@ -74,7 +96,7 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly() {
     });
     assert!(status.success(), "dev mode exited with {status}");
     assert!(
-        dir.path().join("mock-archive").is_dir(),
+        dir.path().join(archive_dir).is_dir(),
         "the archive is kept in the data directory"
     );
 }

@@ -10,9 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{assert_exit, retrace};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{
-    Broker, PATIENCE, auth_off, closed_gate, eventually, free_port, job, serve, unique_topic,
-};
+use retrace_tests::{Broker, PATIENCE, auth_off, closed_gate, eventually, free_port, job, on_every_broker, serve, unique_topic};
 use retrace_worker::{
     Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueStatus, QueueTopics, ReceivedJob,
     Worker, WorkerConfig, enqueue,
@@ -65,9 +63,7 @@ async fn status_when(
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_dead_letter_and_redrive() {
-    let broker = Broker::mock();
+async fn status_dead_letter_and_redrive(broker: Broker) {
     let queue = unique_topic("certificates");
     let closed = unique_topic("statistics");
     broker.create_queue(&queue).await;
@@ -288,3 +284,5 @@ async fn a_server_that_is_not_a_worker_is_named() {
     assert_exit(&help, 0);
     assert!(help.stdout.contains("port 7072"), "{}", help.stdout);
 }
+
+on_every_broker!(status_dead_letter_and_redrive);

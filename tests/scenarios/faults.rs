@@ -11,16 +11,14 @@
 //! Also here: records Kafka deleted (retention) before the archive could read them are
 //! reported, not silently skipped.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use retrace_log_store::{LogStore, RecordKind};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, PATIENCE, RunningArchive, eventually, messages_on, on_every_broker, start_archive,
-    start_gateway_on, unique_topic,
+    Broker, PATIENCE, check_exactly_once, eventually, in_archive, messages_on, metric_sum,
+    on_every_broker, start_archive, start_gateway_on, unique_topic, wait_until_archived,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -126,69 +124,6 @@ async fn wait_for_acks(what: &str, tallies: &[&Tally], more: usize) {
     .await;
 }
 
-/// The event ids of every record of `topic` in `store`, with how many times each is there.
-/// The archive keeps one record per Kafka offset; that its offsets run without a gap from 0
-/// to each partition's end (`on_kafka` records in all) makes it a copy of the topic, so the
-/// counts are Kafka's too.
-fn in_archive(store: &LogStore, topic: &str, on_kafka: i64) -> HashMap<String, usize> {
-    let mut ids = HashMap::new();
-    let mut next_offset: HashMap<i32, i64> = HashMap::new();
-    let mut records = 0;
-    let mut cursor = None;
-    loop {
-        let page = store
-            .records(topic, None, 0, 500, cursor.as_deref())
-            .unwrap();
-        for record in &page.items {
-            assert_eq!(record.kind, RecordKind::Envelope, "{}", record.key);
-            let next = next_offset.entry(record.key.partition).or_default();
-            assert_eq!(
-                record.key.offset, *next,
-                "no gap, no repeat: {}",
-                record.key
-            );
-            *next += 1;
-            records += 1;
-            let id = record.ids.as_ref().unwrap().event_id.clone();
-            *ids.entry(id).or_default() += 1;
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => {
-                assert_eq!(records, on_kafka, "every offset of the topic archived");
-                return ids;
-            }
-        }
-    }
-}
-
-/// Waits until the archive holds as many records of `topic` as Kafka does.
-async fn wait_until_archived(broker: &Broker, archive: &RunningArchive, topic: &str) {
-    eventually("the archive to catch up with Kafka", PATIENCE, || async {
-        let on_kafka = messages_on(broker, topic, PARTITIONS).await;
-        (archive.archived_count(topic).await? == on_kafka).then_some(())
-    })
-    .await;
-}
-
-/// `name{labels} N` summed over every series of `name` whose labels contain `label`.
-fn metric_sum(metrics: &str, name: &str, label: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name) && line.contains(label))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Each acknowledged event exactly once on Kafka and in the archive (see [`in_archive`]), and
-/// no event twice.
-fn check_exactly_once(acked: &[String], archived: &HashMap<String, usize>) {
-    for event_id in acked {
-        assert_eq!(archived.get(event_id), Some(&1), "acked {event_id} once");
-    }
-    assert!(archived.values().all(|n| *n == 1), "an event twice");
-}
-
 async fn publishing_and_archiving_survive_a_broker_outage(broker: Broker) {
     let topic = unique_topic("outage");
     broker.create_topic(&topic, PARTITIONS).await;
@@ -209,7 +144,7 @@ async fn publishing_and_archiving_survive_a_broker_outage(broker: Broker) {
     // The same clients, the same archive: no restart.
     wait_for_acks("publishing after the outage", &[&sdk, &posted], 20).await;
     stop.cancel();
-    wait_until_archived(&broker, &archive, &topic).await;
+    wait_until_archived(&broker, &archive, &topic, PARTITIONS).await;
     let archive_metrics = archive.metrics().await;
     let gateway_metrics = gateway.metrics().await;
     let stopping = std::time::Instant::now();
@@ -295,7 +230,7 @@ async fn a_replay_started_during_an_outage_finishes_once_the_brokers_are_back(br
         (Some("done"), Some(EVENTS as u64)),
         "{done}"
     );
-    wait_until_archived(&broker, &archive, &topic).await;
+    wait_until_archived(&broker, &archive, &topic, PARTITIONS).await;
     let (store, _dir) = archive.stop().await;
     let on_kafka = messages_on(&broker, &topic, PARTITIONS).await;
     let archived = in_archive(&store, &topic, on_kafka);
@@ -364,7 +299,7 @@ async fn a_publisher_recovers_from_a_fatal_producer_error_and_a_slow_broker() {
         "publishing resumed: {} acked",
         acked.len()
     );
-    wait_until_archived(&broker, &archive, &topic).await;
+    wait_until_archived(&broker, &archive, &topic, PARTITIONS).await;
     let (store, _dir) = archive.stop().await;
     let on_kafka = messages_on(&broker, &topic, PARTITIONS).await;
     check_exactly_once(&acked, &in_archive(&store, &topic, on_kafka));

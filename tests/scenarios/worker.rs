@@ -6,10 +6,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use prost::Message as _;
 use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -17,78 +13,13 @@ use rdkafka::message::Headers as _;
 use retrace_proto::{JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, PATIENCE, auth_off, closed_gate, eventually, job, on_every_broker, serve, unique_topic,
+    Broker, FAST_BACKOFF, PATIENCE, RunningWorker, WebhookTarget, closed_gate, job,
+    on_every_broker, unique_topic, webhook_queue,
 };
 use retrace_worker::{
-    Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueStatus, QueueTopics, ReceivedJob,
-    RedriveRequest, RedriveSelection, WebhookBody, Worker, WorkerConfig, enqueue, redrive,
+    Backoff, JobError, JobHandler, QueueConfig, QueueTopics, ReceivedJob, RedriveRequest,
+    RedriveSelection, WorkerConfig, enqueue, redrive,
 };
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-const FAST: Backoff = Backoff {
-    base_ms: 50,
-    factor: 2.0,
-    max_ms: 200,
-};
-
-/// A worker running in the test, its `/v1/jobs/queues` served on a free port.
-struct Running {
-    worker: JoinHandle<()>,
-    server: JoinHandle<()>,
-    audit: JoinHandle<()>,
-    shutdown: CancellationToken,
-    status_url: String,
-}
-
-impl Running {
-    async fn start(broker: &Broker, worker: Worker) -> Running {
-        let shutdown = CancellationToken::new();
-        let (guard, audit_sender, audit) = auth_off(&broker.bootstrap(), shutdown.clone()).await;
-        let (url, server) = serve(worker.router(&guard, audit_sender)).await;
-        let stop = shutdown.clone();
-        let worker = tokio::spawn(async move { worker.run(stop).await.unwrap() });
-        Running {
-            worker,
-            server,
-            audit,
-            shutdown,
-            status_url: url,
-        }
-    }
-
-    /// A worker whose only handler is `handler`, for `queue`.
-    async fn with_handler(
-        broker: &Broker,
-        config: &WorkerConfig,
-        queue: &str,
-        handler: impl JobHandler,
-    ) -> Running {
-        let handlers = Handlers::new().queue(queue, handler);
-        Running::start(broker, Worker::new(config, handlers).unwrap()).await
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.worker.await.unwrap();
-        self.server.abort();
-        self.audit.await.unwrap();
-    }
-
-    async fn status_when(&self, what: &str, ready: impl Fn(&QueueStatus) -> bool) -> QueueStatus {
-        eventually(what, PATIENCE, || async {
-            let statuses: Vec<QueueStatus> =
-                reqwest::get(format!("{}/v1/jobs/queues", self.status_url))
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-            statuses.into_iter().find(|s| ready(s))
-        })
-        .await
-    }
-}
 
 /// The outcomes of `event_id` on `retrace.outcomes`, once `ready` holds for them.
 async fn outcomes_when(
@@ -118,69 +49,8 @@ async fn outcomes_when(
     found
 }
 
-/// A target that answers by job kind, counting calls per job id.
-#[derive(Clone, Default)]
-struct Target {
-    calls: Arc<Mutex<HashMap<String, u32>>>,
-    keys_match: Arc<AtomicBool>,
-}
-
-async fn answer(
-    State(target): State<Target>,
-    headers: HeaderMap,
-    Json(body): Json<WebhookBody>,
-) -> axum::response::Response {
-    let key = headers
-        .get("Idempotency-Key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if key != body.job_id {
-        target.keys_match.store(false, Ordering::SeqCst);
-    }
-    let calls = {
-        let mut calls = target.calls.lock().unwrap();
-        let count = calls.entry(body.job_id.clone()).or_default();
-        *count += 1;
-        *count
-    };
-    match (body.kind.as_str(), calls) {
-        ("ok", _) => StatusCode::NO_CONTENT.into_response(),
-        ("invalid", _) => StatusCode::UNPROCESSABLE_ENTITY.into_response(),
-        ("flaky", 1) => StatusCode::BAD_GATEWAY.into_response(),
-        ("busy", 1) => (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", "1")]).into_response(),
-        _ => StatusCode::OK.into_response(),
-    }
-}
-
-/// A new queue whose jobs a running worker sends to `target`'s webhook, served by the
-/// returned task.
-async fn webhook_queue(
-    broker: &Broker,
-    prefix: &str,
-    target: &Target,
-) -> (String, Running, JoinHandle<()>) {
-    let queue = unique_topic(prefix);
-    broker.create_queue(&queue).await;
-    let router = axum::Router::new()
-        .route("/jobs", axum::routing::post(answer))
-        .with_state(target.clone());
-    let (url, server) = serve(router).await;
-    let mut config = WorkerConfig::new(broker.bootstrap());
-    config.kafka = broker.settings();
-    config.queues.insert(
-        queue.clone(),
-        QueueConfig {
-            webhook: Some(format!("{url}/jobs")),
-            backoff: FAST,
-            ..QueueConfig::default()
-        },
-    );
-    let running = Running::start(broker, Worker::new(&config, Handlers::new()).unwrap()).await;
-    (queue, running, server)
-}
-
 async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
-    let target = Target::default();
+    let target = WebhookTarget::default();
     target.keys_match.store(true, Ordering::SeqCst);
     let (queue, running, server) = webhook_queue(&broker, "certificates", &target).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
@@ -245,14 +115,14 @@ async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
         queue.clone(),
         QueueConfig {
             max_attempts: 3,
-            backoff: FAST,
+            backoff: FAST_BACKOFF,
             ..QueueConfig::default()
         },
     );
     let flaky = Flaky {
         failing: Arc::clone(&failing),
     };
-    let running = Running::with_handler(&broker, &config, &queue, flaky).await;
+    let running = RunningWorker::with_handler(&broker, &config, &queue, flaky).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let job = job("worker-test", "notification.send");
     let id = job.event_id.clone();
@@ -350,7 +220,7 @@ async fn urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed(broker: Bro
         },
     );
     let done = Done::default();
-    let running = Running::with_handler(&broker, &config, &queue, done.clone()).await;
+    let running = RunningWorker::with_handler(&broker, &config, &queue, done.clone()).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let waits = job("worker-test", "statistics.refresh");
     let mut urgent = job("worker-test", "statistics.refresh");
@@ -417,7 +287,7 @@ async fn retry_copies_sharing_a_record_batch_all_run(broker: Broker) {
         },
     );
     let handler = FailsOnce::default();
-    let running = Running::with_handler(&broker, &config, &queue, handler.clone()).await;
+    let running = RunningWorker::with_handler(&broker, &config, &queue, handler.clone()).await;
     let publisher = Publisher::new(&config.kafka).unwrap();
     let jobs: Vec<_> = (0..JOBS)
         .map(|_| job("worker-test", "archive.reindex"))
@@ -444,7 +314,7 @@ async fn retry_copies_sharing_a_record_batch_all_run(broker: Broker) {
 /// brokers are back. (docs/reliability.md, "Broker outage".)
 async fn jobs_enqueued_through_a_broker_outage_all_run(broker: Broker) {
     const JOBS: usize = 20;
-    let target = Target::default();
+    let target = WebhookTarget::default();
     let (queue, running, server) = webhook_queue(&broker, "outage-jobs", &target).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let mut acked = Vec::new();

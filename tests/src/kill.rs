@@ -14,10 +14,6 @@ use futures::stream::FuturesUnordered;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Consumer settings for a service that is killed over and over: a killed member's session
-/// ends after three seconds, so its replacement gets the partitions without the usual wait.
-pub const FAST_SESSION: &[&str] = &["session.timeout.ms=3000", "heartbeat.interval.ms=300"];
-
 /// How a test stops a service's process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {

@@ -6,6 +6,7 @@
 //! and shared by the tests of one binary, or the Kafka named by `RETRACE_TEST_KAFKA=host:port`.
 
 mod archive;
+mod archived;
 mod disk;
 mod gateway;
 mod jobs;
@@ -27,11 +28,16 @@ use rdkafka::producer::{BaseProducer, DefaultProducerContext, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 pub use archive::{RunningArchive, start_archive};
+pub use archived::{
+    archived_copy, check_exactly_once, in_archive, metric_sum, wait_until_archived,
+};
 pub use disk::SmallFilesystem;
 pub use gateway::{Answer, RunningGateway, start_gateway, start_gateway_on};
-pub use jobs::{closed_gate, job, serve};
+pub use jobs::{
+    FAST_BACKOFF, RunningWorker, WebhookTarget, closed_gate, job, serve, webhook_queue,
+};
 pub use kafka::{KafkaCluster, launcher as kafka_launcher};
-pub use kill::{FAST_SESSION, Generator, ServiceProcess, Stop, next_kill_at, service_binary};
+pub use kill::{Generator, ServiceProcess, Stop, next_kill_at, service_binary};
 pub use topic::{messages_on, read_topic};
 
 /// How long a scenario waits for what it expects before it fails.

@@ -1,7 +1,9 @@
 //! Broker outages a scenario can cause. On the mock cluster, librdkafka's own fault
 //! injection takes its brokers down. On Apache Kafka, every node of the test's own cluster is
 //! stopped (SIGTERM, a clean shutdown that keeps the log on disk) and started again, as when
-//! an operator restarts the cluster.
+//! an operator restarts the cluster. A scenario that stops one node at a time asks the
+//! cluster's metadata which node leads a partition, and whether every partition is fully
+//! replicated again.
 
 use rdkafka::producer::DefaultProducerContext;
 
@@ -81,6 +83,61 @@ impl Broker {
             Broker::Kafka { cluster, .. } => Some(cluster),
             _ => None,
         }
+    }
+
+    /// The broker that leads `partition` of `topic` now, as the cluster's metadata says (on
+    /// the harness' Apache Kafka, a broker's id is its node number).
+    pub async fn leader_of(&self, topic: &str, partition: i32) -> i32 {
+        let what = format!("a leader of {topic}/{partition}");
+        let topic = topic.to_owned();
+        self.metadata_until(what, move |metadata| {
+            let found = metadata.topics().iter().find(|t| t.name() == topic)?;
+            let partition = found.partitions().iter().find(|p| p.id() == partition)?;
+            (partition.error().is_none() && partition.leader() >= 0).then(|| partition.leader())
+        })
+        .await
+    }
+
+    /// Waits until every broker of the cluster is listed and every partition of every topic
+    /// (Kafka's own included) has all its replicas in sync: no partition under-replicated,
+    /// which is what a rolling restart waits for before it stops the next node.
+    pub async fn wait_until_fully_replicated(&self, brokers: usize) {
+        self.metadata_until(
+            format!("{brokers} brokers with every partition fully replicated"),
+            move |metadata| {
+                let in_sync = metadata.topics().iter().all(|topic| {
+                    topic.partitions().iter().all(|p| {
+                        p.error().is_none()
+                            && p.leader() >= 0
+                            && p.isr().len() == p.replicas().len()
+                    })
+                });
+                (metadata.brokers().len() == brokers && in_sync).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Asks a new client for the cluster's metadata (all topics) until `probe` finds what it
+    /// looks for, within [`crate::PATIENCE`].
+    async fn metadata_until<T: Send + 'static>(
+        &self,
+        what: String,
+        probe: impl Fn(&rdkafka::metadata::Metadata) -> Option<T> + Send + 'static,
+    ) -> T {
+        use rdkafka::producer::{BaseProducer, Producer as _};
+        let client: BaseProducer = self.client_config().create().expect("a metadata client");
+        tokio::task::spawn_blocking(move || {
+            crate::wait_for(&what, crate::PATIENCE, || {
+                let metadata = client
+                    .client()
+                    .fetch_metadata(None, std::time::Duration::from_secs(5))
+                    .ok()?;
+                probe(&metadata)
+            })
+        })
+        .await
+        .expect("the metadata probe does not panic")
     }
 }
 

@@ -69,17 +69,23 @@ pub struct DevServer {
 }
 
 impl DevServer {
-    /// Starts it with its data in `data_dir` and `rate` registrations a second, and waits
-    /// until it has written `dev.json`. The demo's job gate closes at 20 a second and over:
-    /// below it jobs run, and some dead-letter.
-    pub fn start(data_dir: &Path, rate: u32) -> DevServer {
+    /// Starts it with its data in `data_dir` and `rate` registrations a second, on `kafka`
+    /// (bootstrap servers) or else dev mode's in-process mock cluster, and waits until it has
+    /// written `dev.json`. The demo's job gate closes at 20 a second and over: below it jobs
+    /// run, and some dead-letter.
+    pub fn start(data_dir: &Path, rate: u32, kafka: Option<&str>) -> DevServer {
         let port = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_retrace"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_retrace"));
+        command
             .args(["dev", "--demo", "--log", "warn"])
             .args(["--demo-rate", &rate.to_string()])
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http", &format!("127.0.0.1:{port}")])
+            .args(["--http", &format!("127.0.0.1:{port}")]);
+        if let Some(kafka) = kafka {
+            command.args(["--kafka", kafka]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

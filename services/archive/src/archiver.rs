@@ -140,6 +140,12 @@ impl Archiver {
         })
     }
 
+    /// The consumer's settings. The group has one member, this archive, which is a static
+    /// member (`group.instance.id`, the group id unless the Kafka property says otherwise):
+    /// restarted after a crash, it gets its partitions back at once instead of after the
+    /// dead member's session timeout (45 s by default) and a rebalance. A second process in
+    /// the same group fences the first, which stops with an error, rather than silently
+    /// taking half the partitions of an archive that must hold them all.
     fn client(config: &ArchiveConfig) -> ClientConfig {
         let refresh = config.metadata_refresh.as_millis().to_string();
         let defaults = [
@@ -147,6 +153,7 @@ impl Archiver {
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("topic.metadata.refresh.interval.ms", refresh.as_str()),
+            ("group.instance.id", config.group_id.as_str()),
         ];
         let mut client = config.kafka.client_config(&defaults);
         client.set("group.id", &config.group_id);

@@ -11,7 +11,7 @@ use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, FAST_SESSION, Generator, ServiceProcess, Stop, archived_count, eventually, free_port,
+    Broker, Generator, ServiceProcess, Stop, archived_count, eventually, free_port,
     next_kill_at, on_every_broker, service_binary, unique_topic,
 };
 
@@ -36,7 +36,6 @@ fn spawn_archive(
         // Authentication is not what this test is about: `[auth] enabled = false`.
         .env("RETRACE_CONFIG", config)
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
-        .env("RETRACE_KAFKA_PROPERTIES", FAST_SESSION.join(","))
         .env("RETRACE_ARCHIVE_TOPICS", topic)
         // The test creates the topics it uses; librdkafka's mock cluster has no CreateTopics
         // API, and each start would wait for it to time out.

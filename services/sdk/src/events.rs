@@ -133,6 +133,44 @@ impl InternalEvent for ProducerReplaced<'_> {
     }
 }
 
+/// A client of this process cannot reach a Kafka broker (librdkafka's error callback:
+/// `BrokerTransportFailure`, a connection that failed or broke, or `AllBrokersDown`). While
+/// the other brokers hold in-sync replicas, publishing carries on through them.
+pub(crate) struct BrokerUnreachable<'a> {
+    /// Which kind of client saw it: `producer`.
+    pub client: &'static str,
+    /// `transport` (one broker) or `all_brokers_down`.
+    pub reason: &'static str,
+    /// librdkafka's text, which names the broker (`host:port/id: Connect to … failed`).
+    pub detail: &'a str,
+}
+
+impl InternalEvent for BrokerUnreachable<'_> {
+    fn emit(self) {
+        // librdkafka starts its text with the broker (`host:port/node-id: …`).
+        let broker = self
+            .detail
+            .split_once(": ")
+            .map(|(broker, _)| broker)
+            .filter(|broker| broker.contains('/'))
+            .unwrap_or_default();
+        warn!(
+            client = self.client,
+            reason = self.reason,
+            broker,
+            error = self.detail,
+            "Kafka broker unreachable: {}",
+            self.detail
+        );
+        counter!(
+            "retrace_kafka_broker_errors_total",
+            "client" => self.client,
+            "reason" => self.reason
+        )
+        .increment(1);
+    }
+}
+
 /// A topic a service needs was missing and is now created.
 pub(crate) struct TopicCreated<'a> {
     pub topic: &'a str,

@@ -4,6 +4,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use rdkafka::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -16,7 +17,7 @@ use retrace_proto::{
 use retrace_telemetry::InternalEvent;
 
 use crate::KafkaSettings;
-use crate::events::{EventPublished, ProducerReplaced, PublishAcknowledged};
+use crate::events::{BrokerUnreachable, EventPublished, ProducerReplaced, PublishAcknowledged};
 
 /// Durability first: every in-sync replica acknowledges, and retries never duplicate.
 ///
@@ -73,8 +74,31 @@ pub struct RawMessage<'a> {
 #[derive(Clone)]
 pub struct Publisher {
     /// The producer in use and how many it replaced, so concurrent failures replace it once.
-    producer: Arc<RwLock<(u64, FutureProducer)>>,
+    producer: Arc<RwLock<(u64, FutureProducer<WatchBrokers>)>>,
     settings: KafkaSettings,
+}
+
+/// The producer's librdkafka context: a broker it cannot reach is reported
+/// ([`BrokerUnreachable`]); other client errors are logged as rdkafka's default does.
+pub(crate) struct WatchBrokers;
+
+impl ClientContext for WatchBrokers {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let unreachable = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::BrokerTransportFailure) => "transport",
+            Some(RDKafkaErrorCode::AllBrokersDown) => "all_brokers_down",
+            _ => {
+                tracing::error!("librdkafka: {error}: {reason}");
+                return;
+            }
+        };
+        BrokerUnreachable {
+            client: "producer",
+            reason: unreachable,
+            detail: reason,
+        }
+        .emit();
+    }
 }
 
 impl Publisher {
@@ -90,7 +114,12 @@ impl Publisher {
     /// `PRODUCER_FENCED` to every request, which librdkafka does not count as fatal. Its
     /// messages in flight have failed (their callers were told); later ones go through the
     /// new producer.
-    fn replace_if_fatal(&self, generation: u64, producer: &FutureProducer, error: &KafkaError) {
+    fn replace_if_fatal(
+        &self,
+        generation: u64,
+        producer: &FutureProducer<WatchBrokers>,
+        error: &KafkaError,
+    ) {
         let fenced = matches!(
             error.rdkafka_error_code(),
             Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
@@ -272,10 +301,10 @@ impl Publisher {
     }
 }
 
-fn create(settings: &KafkaSettings) -> Result<FutureProducer, PublishError> {
+fn create(settings: &KafkaSettings) -> Result<FutureProducer<WatchBrokers>, PublishError> {
     settings
         .client_config(PRODUCER_DEFAULTS)
-        .create()
+        .create_with_context(WatchBrokers)
         .map_err(|source| PublishError::Create {
             bootstrap: settings.bootstrap_servers.clone(),
             source: Box::new(source),

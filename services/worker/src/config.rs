@@ -139,6 +139,14 @@ pub struct WorkerConfig {
     /// How long jobs running at shutdown may take to finish; the rest run again elsewhere.
     #[serde(rename = "shutdown_grace_ms", serialize_with = "serialize_ms")]
     pub shutdown_grace: Duration,
+    /// This process's name in its queues' consumer groups, making it a static member
+    /// (`group.instance.id`): restarted after a crash, it gets its partitions back at once
+    /// instead of after the dead member's session timeout (`session.timeout.ms`, 45 s by
+    /// default) and a rebalance. Unique per worker process (a pod name, a replica number).
+    /// A static member that stops does not leave its groups, so when it does not come back
+    /// its partitions wait for the session timeout before moving to the other workers.
+    /// `None`: a dynamic member, which leaves on SIGTERM.
+    pub instance_id: Option<String>,
     pub log_format: LogFormat,
     pub log_filter: String,
     /// `[log.sinks]`: where each log category goes.
@@ -169,6 +177,7 @@ impl WorkerConfig {
             tls: None,
             queues: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(10),
+            instance_id: None,
             log_format: LogFormat::Auto,
             log_sinks: LogSinks::default(),
             log_filter: "info".to_owned(),
@@ -194,6 +203,10 @@ pub struct WorkerArgs {
     /// Address of the HTTP server (/v1/jobs/queues, /healthz, /metrics).
     #[arg(long, env = "RETRACE_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Static membership in the queues' consumer groups (`[worker] instance_id`): a name
+    /// unique to this process, e.g. its pod name.
+    #[arg(long, env = "RETRACE_WORKER_INSTANCE_ID")]
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,6 +232,7 @@ struct FileConfig {
 struct FileWorker {
     http: Option<SocketAddr>,
     shutdown_grace_ms: Option<u64>,
+    instance_id: Option<String>,
 }
 
 impl WorkerArgs {
@@ -237,6 +251,10 @@ impl WorkerArgs {
         if let Some(grace) = file.worker.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(grace);
         }
+        config.instance_id = self
+            .instance_id
+            .or(file.worker.instance_id)
+            .filter(|id| !id.is_empty());
         for (name, queue) in &file.queues {
             let named = retrace_sdk::check_topic_name(&crate::QueueTopics::of(name).dead_letter)
                 .map_err(|_| {

@@ -263,6 +263,7 @@ impl Worker {
                 spec: following,
                 counters,
                 grace: config.shutdown_grace,
+                instance_id: config.instance_id.clone(),
             };
             runners.push(QueueRunner::new(&config.kafka, queue, queue_config, parts)?);
         }

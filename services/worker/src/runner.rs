@@ -142,6 +142,8 @@ pub(crate) struct RunnerParts {
     pub counters: Arc<QueueCounters>,
     /// How long running jobs may take to finish at shutdown.
     pub grace: Duration,
+    /// This process's static membership in the queue's group (`group.instance.id`).
+    pub instance_id: Option<String>,
 }
 
 pub(crate) struct QueueRunner {
@@ -223,9 +225,13 @@ impl QueueRunner {
             spec,
             counters,
             grace,
+            instance_id,
         } = parts;
         let mut client = kafka.client_config(CONSUMER_DEFAULTS);
         client.set("group.id", format!("retrace-worker.{queue}"));
+        if let Some(instance_id) = &instance_id {
+            client.set("group.instance.id", instance_id);
+        }
         let consumer = client
             .create_with_context(RebalanceLog::default())
             .map_err(|source| WorkerError::Consumer {

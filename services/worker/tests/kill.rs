@@ -20,7 +20,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use retrace_proto::{OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, FAST_SESSION, Generator, PATIENCE, ServiceProcess, Stop, eventually,
+    Broker, Generator, PATIENCE, ServiceProcess, Stop, eventually,
     eventually_explained, free_port, job, next_kill_at, on_every_broker, serve, service_binary,
     unique_topic,
 };
@@ -35,10 +35,8 @@ fn spawn_worker(broker: &Broker, config: &std::path::Path) -> ServiceProcess {
             env!("CARGO_BIN_EXE_retrace-worker"),
         ))
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
-        .env(
-            "RETRACE_KAFKA_PROPERTIES",
-            FAST_SESSION.join(","),
-        )
+        // A static member: the next process takes the killed one's partitions at once.
+        .env("RETRACE_WORKER_INSTANCE_ID", "kill-test-worker")
         .env("RETRACE_CONFIG", config)
         // The test creates the topics it uses; librdkafka's mock cluster has no CreateTopics
         // API, and each start would wait for it to time out.
