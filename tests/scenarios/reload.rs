@@ -303,6 +303,7 @@ async fn a_reloaded_gate_window_shows_on_the_queue_status(broker: Broker) {
     let args = WorkerArgs {
         common: broker.config_args(&file),
         http: Some(([127, 0, 0, 1], port).into()),
+        instance_id: None,
     };
     let reloader = args
         .common
