@@ -382,15 +382,19 @@ async fn a_node_that_stays_down_leaves_the_pipeline_working() {
     let load = Load::start(&gateway, &topic);
     load.until_accepted(PHASE / 3, "the load before the node goes down")
         .await;
-    // The recorder is the process's: other tests' services count into it too.
+    // The recorder is the process's: other tests' services count into it too. (`+ 0.0`: an
+    // empty sum is -0.)
     let broker_errors = |metrics: &str| {
         metric_sum(
             metrics,
             "retrace_kafka_broker_errors_total",
             "client=\"producer\"",
-        )
+        ) + 0.0
     };
+    let archive_errors =
+        |metrics: &str| metric_sum(metrics, "retrace_archive_kafka_errors_total", "") + 0.0;
     let errors_before = broker_errors(&gateway.metrics().await);
+    let archive_errors_before = archive_errors(&archive.metrics().await);
 
     cluster(&broker).kill_node(DOWN).await;
     eprintln!("node {DOWN} ({down_address}) killed and left down; the controller was {controller}");
@@ -401,11 +405,7 @@ async fn a_node_that_stays_down_leaves_the_pipeline_working() {
 
     let gateway_metrics = gateway.metrics().await;
     let errors_after = broker_errors(&gateway_metrics);
-    let archive_errors = metric_sum(
-        &archive.metrics().await,
-        "retrace_archive_kafka_errors_total",
-        "",
-    );
+    let archive_errors_after = archive_errors(&archive.metrics().await);
     let named = format!("{down_address}/{DOWN}");
     let warnings: Vec<String> = std::fs::read_to_string(log)
         .expect("the services' log")
@@ -415,8 +415,8 @@ async fn a_node_that_stays_down_leaves_the_pipeline_working() {
         .collect();
     eprintln!(
         "node {DOWN} down: retrace_kafka_broker_errors_total{{client=\"producer\"}} {errors_before} \
-         -> {errors_after}, retrace_archive_kafka_errors_total {archive_errors} (all tests so \
-         far), {} warnings naming {named}, the first: {}",
+         -> {errors_after}, retrace_archive_kafka_errors_total {archive_errors_before} -> \
+         {archive_errors_after}, {} warnings naming {named}, the first: {}",
         warnings.len(),
         warnings.first().map_or("none", String::as_str)
     );

@@ -652,13 +652,15 @@ async fn callers_need_a_token_and_a_topic_on_its_list(broker: Broker) {
     registry_task.await.unwrap();
 }
 
+// The private ones read Retrace's own topics (tokens, outcomes, audit) from their start,
+// which other tests sharing a node would write to.
 on_every_broker!(
-    callers_need_a_token_and_a_topic_on_its_list,
     jobs_are_enqueued_on_the_lane_of_their_priority,
     json_batches_and_protobuf_are_published_as_answered,
     a_repeated_request_or_event_is_published_once,
     bad_input_names_its_field_and_publishes_nothing,
-    a_batch_answers_which_events_went_through,
+    a_batch_answers_which_events_went_through;
+    private: callers_need_a_token_and_a_topic_on_its_list,
     outcomes_are_published_on_the_outcomes_topic,
 );
 

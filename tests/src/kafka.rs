@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// that dies stops them too, since the launcher runs until its stdin, held here, closes.
 pub struct KafkaCluster {
     launcher: Mutex<Child>,
-    /// Held open for the launcher's `--until-stdin-closes`.
-    _stdin: ChildStdin,
+    /// Held open for the launcher's `--until-stdin-closes`; closed first when dropped.
+    stdin: Option<ChildStdin>,
     dir: tempfile::TempDir,
     bootstrap: String,
     nodes: u8,
@@ -30,7 +30,9 @@ impl KafkaCluster {
     /// The node every test of this binary shares, started by the first to ask.
     pub fn shared() -> Arc<KafkaCluster> {
         static SHARED: OnceLock<Arc<KafkaCluster>> = OnceLock::new();
-        SHARED.get_or_init(|| Arc::new(KafkaCluster::start(1))).clone()
+        SHARED
+            .get_or_init(|| Arc::new(KafkaCluster::start(1)))
+            .clone()
     }
 
     /// A cluster of `nodes` (1 or 3) for one test; returns once every node serves clients.
@@ -43,7 +45,12 @@ impl KafkaCluster {
             .arg("start")
             .arg("--dir")
             .arg(dir.path())
-            .args(["--nodes", &nodes.to_string(), "--until-stdin-closes", "--clean"])
+            .args([
+                "--nodes",
+                &nodes.to_string(),
+                "--until-stdin-closes",
+                "--clean",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -55,24 +62,30 @@ impl KafkaCluster {
                     launcher().display()
                 )
             });
-        let stdin = launcher.stdin.take().expect("the launcher's stdin is piped");
-        let stdout = launcher.stdout.take().expect("the launcher's stdout is piped");
+        let stdin = launcher
+            .stdin
+            .take()
+            .expect("the launcher's stdin is piped");
+        let stdout = launcher
+            .stdout
+            .take()
+            .expect("the launcher's stdout is piped");
         let bootstrap = BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("bootstrap=").map(str::to_owned))
-            .unwrap_or_else(|| {
-                let status = launcher.wait().map(|s| s.to_string()).unwrap_or_default();
-                panic!(
-                    "Apache Kafka did not start ({} exited {status} without a bootstrap line; \
-                     its message is above, the nodes' logs in {})",
-                    self::launcher().display(),
-                    dir.path().display()
-                )
-            });
+            .find_map(|line| line.strip_prefix("bootstrap=").map(str::to_owned));
+        let Some(bootstrap) = bootstrap else {
+            let status = launcher.wait().map(|s| s.to_string()).unwrap_or_default();
+            panic!(
+                "Apache Kafka did not start ({} exited {status} without a bootstrap line; its \
+                 message is above, the nodes' logs in {})",
+                self::launcher().display(),
+                dir.keep().display()
+            )
+        };
         KafkaCluster {
             launcher: Mutex::new(launcher),
-            _stdin: stdin,
+            stdin: Some(stdin),
             dir,
             bootstrap,
             nodes,
@@ -136,8 +149,11 @@ impl KafkaCluster {
 
 impl Drop for KafkaCluster {
     fn drop(&mut self) {
+        // The launcher stops its nodes when its stdin closes (or on SIGTERM), and exits once
+        // they have; it also waits for its stdin reader, so the pipe must close before the
+        // wait below, or the two wait for each other.
+        drop(self.stdin.take());
         let launcher = self.launcher.get_mut().unwrap_or_else(|e| e.into_inner());
-        // The launcher stops its nodes on SIGTERM and exits once they have.
         let _ = Command::new("kill")
             .args(["-TERM", &launcher.id().to_string()])
             .status();

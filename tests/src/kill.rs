@@ -14,6 +14,20 @@ use futures::stream::FuturesUnordered;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Environment for a service process that a test kills over and over. The services are
+/// static members of their consumer groups, which Apache Kafka hands a restarted member's
+/// partitions back to at once; librdkafka's mock cluster does not replace a static member,
+/// so there the killed member's session is made to end after three seconds.
+pub fn restarted_consumer_env(broker: &crate::Broker) -> Vec<(&'static str, &'static str)> {
+    match broker {
+        crate::Broker::Mock(_) => vec![(
+            "RETRACE_KAFKA_PROPERTIES",
+            "session.timeout.ms=3000,heartbeat.interval.ms=300",
+        )],
+        _ => vec![],
+    }
+}
+
 /// How a test stops a service's process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {

@@ -37,7 +37,9 @@ pub use jobs::{
     FAST_BACKOFF, RunningWorker, WebhookTarget, closed_gate, job, serve, webhook_queue,
 };
 pub use kafka::{KafkaCluster, launcher as kafka_launcher};
-pub use kill::{Generator, ServiceProcess, Stop, next_kill_at, service_binary};
+pub use kill::{
+    Generator, ServiceProcess, Stop, next_kill_at, restarted_consumer_env, service_binary,
+};
 pub use topic::{messages_on, read_topic};
 
 /// How long a scenario waits for what it expects before it fails.
@@ -117,7 +119,11 @@ impl Broker {
                 let admin: AdminClient<DefaultClientContext> =
                     self.client_config().create().unwrap();
                 // -1: the broker's default.replication.factor (KIP-464).
-                let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))];
+                let topics = [NewTopic::new(
+                    topic,
+                    partitions,
+                    TopicReplication::Fixed(-1),
+                )];
                 let results = admin
                     .create_topics(&topics, &AdminOptions::new())
                     .await

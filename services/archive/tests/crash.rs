@@ -11,8 +11,8 @@ use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, Generator, ServiceProcess, Stop, archived_count, eventually, free_port,
-    next_kill_at, on_every_broker, service_binary, unique_topic,
+    Broker, Generator, ServiceProcess, Stop, archived_count, eventually, free_port, next_kill_at,
+    on_every_broker, restarted_consumer_env, service_binary, unique_topic,
 };
 
 const KILLS: usize = 50;
@@ -36,6 +36,7 @@ fn spawn_archive(
         // Authentication is not what this test is about: `[auth] enabled = false`.
         .env("RETRACE_CONFIG", config)
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
+        .envs(restarted_consumer_env(broker))
         .env("RETRACE_ARCHIVE_TOPICS", topic)
         // The test creates the topics it uses; librdkafka's mock cluster has no CreateTopics
         // API, and each start would wait for it to time out.

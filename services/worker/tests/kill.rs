@@ -20,8 +20,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use retrace_proto::{OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, Generator, PATIENCE, ServiceProcess, Stop, eventually,
-    eventually_explained, free_port, job, next_kill_at, on_every_broker, serve, service_binary,
+    Broker, Generator, PATIENCE, ServiceProcess, Stop, eventually, eventually_explained, free_port,
+    job, next_kill_at, on_every_broker, restarted_consumer_env, serve, service_binary,
     unique_topic,
 };
 use retrace_worker::{WebhookBody, enqueue};
@@ -37,6 +37,7 @@ fn spawn_worker(broker: &Broker, config: &std::path::Path) -> ServiceProcess {
         .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
         // A static member: the next process takes the killed one's partitions at once.
         .env("RETRACE_WORKER_INSTANCE_ID", "kill-test-worker")
+        .envs(restarted_consumer_env(broker))
         .env("RETRACE_CONFIG", config)
         // The test creates the topics it uses; librdkafka's mock cluster has no CreateTopics
         // API, and each start would wait for it to time out.
