@@ -150,8 +150,8 @@ impl KafkaCluster {
 impl Drop for KafkaCluster {
     fn drop(&mut self) {
         // The launcher stops its nodes when its stdin closes (or on SIGTERM), and exits once
-        // they have; it also waits for its stdin reader, so the pipe must close before the
-        // wait below, or the two wait for each other.
+        // they have. Closed before the wait below: a launcher that waited for its stdin
+        // reader as it stopped would otherwise wait for us while we wait for it.
         drop(self.stdin.take());
         let launcher = self.launcher.get_mut().unwrap_or_else(|e| e.into_inner());
         let _ = Command::new("kill")
