@@ -8,7 +8,9 @@ use common::{assert_exit, retrace};
 use retrace_archive::api::{Trace, TransactionStatus};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, PATIENCE, eventually, free_port, on_every_broker, start_archive, unique_topic};
+use retrace_tests::{
+    Broker, PATIENCE, eventually, free_port, on_every_broker, start_archive, unique_topic,
+};
 
 /// Waits until the archive's trace of `transaction` satisfies `done`.
 async fn trace_when(server: &str, transaction: &str, done: impl Fn(&Trace) -> bool) -> Trace {

@@ -7,10 +7,10 @@ use std::time::Duration;
 use prost::Message as _;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use retrace_archive::TopicSelection;
 use retrace_log_store::RecordKind;
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, OutcomeStatus};
 use retrace_sdk::{EventHandler, HandlerError, KafkaSettings, Publisher, ReceivedEvent, consume};
-use retrace_archive::TopicSelection;
 use retrace_tests::{Broker, RunningArchive, on_every_broker, start_archive, unique_topic};
 use tokio_util::sync::CancellationToken;
 
@@ -168,11 +168,7 @@ async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broke
             headers(&[("retrace-transaction-id", &[0xc3, 0x28])]),
             RecordKind::Malformed,
         ),
-        (
-            large.clone(),
-            OwnedHeaders::new(),
-            RecordKind::Untraceable,
-        ),
+        (large.clone(), OwnedHeaders::new(), RecordKind::Untraceable),
         (encoded.clone(), OwnedHeaders::new(), RecordKind::Envelope),
     ];
     for (value, headers, _) in &inputs {

@@ -6,9 +6,9 @@
 //! so the disk and the CPU work at the same time.
 //!
 //! A reloaded configuration is followed between batches: new batch limits apply at once; a
-//! new topic set (compared by [`topic_set_hash`]) writes the batch in hand, then replaces the
-//! consumer, which resumes every partition from the archive's positions like any
-//! assignment. Any other change leaves the consumer alone.
+//! new topic set (compared by [`topic_set_hash`]) writes the batch in hand, then subscribes
+//! the consumer anew (counted as a re-created consumer), which resumes every partition from
+//! the archive's positions like any assignment. Any other change leaves the consumer alone.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -101,8 +101,6 @@ impl ArchiveContext {
 
 pub(crate) struct Archiver {
     consumer: StreamConsumer<ArchiveContext>,
-    /// What a re-created consumer is made with: Kafka and the group do not reload.
-    client: ClientConfig,
     group_id: String,
     store: LogStore,
     batch: BatchSettings,
@@ -130,7 +128,6 @@ impl Archiver {
         let consumer = subscribed(&client, &store, &current.config.topics)?;
         Ok(Archiver {
             consumer,
-            client,
             group_id: current.config.group_id.clone(),
             store,
             batch: current.config.batch.clone(),
@@ -209,29 +206,17 @@ impl Archiver {
         if before == after {
             return;
         }
-        // The old consumer leaves the group before the new one joins, so the partitions move
-        // once.
-        let replacement = self.client.create_with_context(ArchiveContext {
-            store: self.store.clone(),
-        });
-        let consumer = match replacement {
-            Ok(consumer) => consumer,
-            Err(error) => {
-                KafkaProblem {
-                    during: "re-create the consumer for the new topics (the old topics are still archived)",
-                    error: &error,
-                }
-                .emit();
-                return;
-            }
-        };
-        drop(std::mem::replace(&mut self.consumer, consumer));
+        // The same consumer subscribes anew rather than a new one joining: the archive is a
+        // static member of its group, and a static member replaced by a new consumer keeps
+        // its old assignment. A new subscription rebalances like a new consumer would, and
+        // every partition resumes from the archive's positions on assignment.
         if let Err(error) = subscribe(&self.consumer, wanted) {
             KafkaProblem {
-                during: "subscribe to the new topics",
+                during: "subscribe to the new topics (the old topics are still archived)",
                 error: &error,
             }
             .emit();
+            return;
         }
         self.topics = wanted.clone();
         ConsumerRecreated {

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use retrace_sdk::{KafkaSettings, PublishError, Publisher, RawMessage};
+use retrace_sdk::{KafkaSettings, PublishError, Publisher, RawMessage, retry_at_start};
 use retrace_telemetry::InternalEvent;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,18 @@ pub enum RegistryError {
     Detached,
 }
 
+impl RegistryError {
+    /// Whether the error may pass by itself at start: a topic not yet known to every broker,
+    /// a leader being elected.
+    fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::NoTopic { .. } => true,
+            RegistryError::Read { source, .. } => retrace_sdk::is_transient(source),
+            _ => false,
+        }
+    }
+}
+
 /// The API tokens this process knows. Cheap to clone; clones share one map.
 #[derive(Clone)]
 pub struct TokenRegistry {
@@ -79,12 +91,22 @@ impl TokenRegistry {
         shutdown: CancellationToken,
     ) -> Result<(TokenRegistry, JoinHandle<()>), RegistryError> {
         let publisher = Publisher::new(kafka)?;
-        let settings = kafka.clone();
-        let name = topic.to_owned();
-        let (consumer, pending) =
-            tokio::task::spawn_blocking(move || assign_from_beginning(&settings, &name))
-                .await
-                .expect("assigning the token topic does not panic")?;
+        // A topic created a moment ago, or one whose leader is moving, is not readable for a
+        // few seconds: a start-up then waits instead of failing.
+        let (consumer, pending) = retry_at_start(
+            &format!("read API tokens from {topic}"),
+            kafka.startup_deadline,
+            RegistryError::is_transient,
+            || {
+                let (settings, name) = (kafka.clone(), topic.to_owned());
+                async move {
+                    tokio::task::spawn_blocking(move || assign_from_beginning(&settings, &name))
+                        .await
+                        .expect("assigning the token topic does not panic")
+                }
+            },
+        )
+        .await?;
         let registry = TokenRegistry {
             inner: Arc::new(Inner {
                 topic: topic.to_owned(),

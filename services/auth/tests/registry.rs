@@ -141,7 +141,11 @@ async fn tokens_live_on_the_topic(broker: Broker) {
 
 async fn a_missing_topic_is_named(broker: Broker) {
     let topic = unique_topic("retrace.tokens.missing");
-    let kafka = KafkaSettings::new(broker.bootstrap());
+    // Tried again and again (it might have been created a moment ago) until the deadline.
+    let kafka = KafkaSettings {
+        startup_deadline: Duration::from_secs(2),
+        ..broker.settings()
+    };
     let error = TokenRegistry::start(&kafka, &topic, CancellationToken::new())
         .await
         .err()

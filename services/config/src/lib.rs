@@ -20,6 +20,7 @@ use std::path::PathBuf;
 
 use retrace_auth::{AuthConfig, AuthConfigError};
 use retrace_http::TlsFiles;
+pub use retrace_sdk::serialize_ms;
 use retrace_sdk::{KafkaSettings, TopicSettings};
 use retrace_telemetry::{
     Category, FileSink, InternalEvent, LogFormat, LogSink, LogSinks, Rotation,
@@ -56,6 +57,10 @@ pub struct CommonArgs {
         value_delimiter = ','
     )]
     pub kafka_properties: Vec<String>,
+    /// How long start-up steps retry Kafka's passing answers (a leader being elected, a
+    /// topic just created) before the service exits, in milliseconds; default 60000.
+    #[arg(long, env = "RETRACE_KAFKA_STARTUP_DEADLINE_MS")]
+    pub kafka_startup_deadline_ms: Option<u64>,
     /// `json` or `text`.
     #[arg(long, env = "RETRACE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -109,6 +114,7 @@ pub struct CommonArgs {
 #[serde(deny_unknown_fields)]
 pub struct KafkaSection {
     pub bootstrap: Option<String>,
+    pub startup_deadline_ms: Option<u64>,
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
@@ -279,6 +285,9 @@ impl CommonArgs {
             .or(file.bootstrap)
             .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
         let mut kafka = KafkaSettings::new(bootstrap);
+        if let Some(ms) = self.kafka_startup_deadline_ms.or(file.startup_deadline_ms) {
+            kafka.startup_deadline = std::time::Duration::from_millis(ms);
+        }
         kafka.properties.extend(
             defaults
                 .iter()
@@ -427,14 +436,6 @@ pub fn warn_unknown_env_vars<A: clap::Args>(service: &str) {
         }
         .emit();
     }
-}
-
-/// Serializes a duration as whole milliseconds, as the files write them (`*_ms`).
-pub fn serialize_ms<S: serde::Serializer>(
-    duration: &std::time::Duration,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.serialize_u64(duration.as_millis() as u64)
 }
 
 /// `value` if it is absent or above zero.

@@ -249,3 +249,27 @@ impl InternalEvent for TopicsNotChecked<'_> {
             .increment(1);
     }
 }
+
+/// A start-up step that Kafka answered with something passing (a leader being elected, a
+/// topic not yet known everywhere), to be tried again.
+pub(crate) struct StartupRetried<'a> {
+    pub step: &'a str,
+    pub attempt: u32,
+    pub cause: &'a dyn std::fmt::Display,
+    pub retry_in: Duration,
+}
+
+impl InternalEvent for StartupRetried<'_> {
+    fn emit(self) {
+        warn!(
+            step = self.step,
+            attempt = self.attempt,
+            cause = %self.cause,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "start-up step not done yet, trying again: {}: {}",
+            self.step,
+            self.cause
+        );
+        counter!("retrace_startup_retries_total").increment(1);
+    }
+}

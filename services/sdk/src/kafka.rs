@@ -1,6 +1,7 @@
 //! Connection settings shared by every Kafka client Retrace creates.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
@@ -10,6 +11,24 @@ use rdkafka::ClientConfig;
 pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub properties: BTreeMap<String, String>,
+    /// How long a service's start-up steps retry what passes by itself (a leader being
+    /// elected, a topic created a moment ago; see [`crate::retry_at_start`]) before the
+    /// service gives up and exits with the step's error.
+    #[serde(rename = "startup_deadline_ms", serialize_with = "serialize_ms")]
+    pub startup_deadline: Duration,
+}
+
+/// The default [`KafkaSettings::startup_deadline`]: longer than a broker's fencing of a dead
+/// peer (`broker.session.timeout.ms`, 9 s) plus a controller election, with room to spare.
+pub const DEFAULT_STARTUP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Serializes a duration as whole milliseconds, as the configuration files write them
+/// (`*_ms`).
+pub fn serialize_ms<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis() as u64)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +44,7 @@ impl KafkaSettings {
         KafkaSettings {
             bootstrap_servers: bootstrap_servers.into(),
             properties: BTreeMap::new(),
+            startup_deadline: DEFAULT_STARTUP_DEADLINE,
         }
     }
 

@@ -15,15 +15,17 @@ mod kafka;
 mod offsets;
 mod provision;
 mod publisher;
+mod startup;
 mod topic;
 
 pub use consumer::{ConsumeError, EventHandler, HandlerError, ReceivedEvent, consume};
 pub use jobs::{EnqueueError, QueueTopics, enqueue, lane_of};
-pub use kafka::{KafkaSettings, SettingsError};
+pub use kafka::{DEFAULT_STARTUP_DEADLINE, KafkaSettings, SettingsError, serialize_ms};
 pub use offsets::{PartitionProgress, store_next_offset};
 pub use provision::{
     Drift, ProvisionError, Provisioned, TopicSettings, TopicSpec, check_topics, ensure_topics,
     provision_at_start,
 };
 pub use publisher::{Delivery, PublishError, Publisher, RawMessage};
+pub use startup::{is_transient, retry_at_start};
 pub use topic::{MAX_TOPIC_LEN, TopicNameError, check_topic_name};
