@@ -100,3 +100,71 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(
         "the archive is kept in the data directory"
     );
 }
+
+/// On a cluster of three, dev mode's topics take the cluster's default replication (three,
+/// `kafka-local --nodes 3`), Retrace's own included: one lost disk loses no audit record.
+#[test]
+fn dev_mode_on_three_nodes_replicates_retraces_own_topics() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, Producer};
+
+    let kafka = KafkaCluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let _dev = DevServer::start(dir.path(), 5, Some(kafka.bootstrap()));
+    let client: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .create()
+        .unwrap();
+    let metadata = client
+        .client()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    for own in [
+        retrace_proto::AUDIT_TOPIC,
+        retrace_proto::OUTCOMES_TOPIC,
+        retrace_auth::DEFAULT_TOKENS_TOPIC,
+    ] {
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == own)
+            .unwrap_or_else(|| panic!("dev mode created {own}"));
+        for partition in topic.partitions() {
+            assert_eq!(
+                partition.replicas().len(),
+                3,
+                "{own}/{} has replicas {:?}",
+                partition.id(),
+                partition.replicas()
+            );
+        }
+    }
+}
+
+/// Dev mode started the moment a fresh three-node cluster serves, when Retrace's topics are
+/// created and their leaders not yet known to every broker, starts every time: its start-up
+/// retries what Kafka answers meanwhile (`NotLeaderForPartition`, an unknown topic) instead of
+/// exiting. Three rounds here (each starts a cluster); `RETRACE_TEST_FRESH_STARTS=10` for more.
+#[test]
+fn dev_mode_starts_on_a_cluster_that_has_just_come_up() {
+    let rounds: usize = std::env::var("RETRACE_TEST_FRESH_STARTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    for round in 1..=rounds {
+        let kafka = KafkaCluster::start(3);
+        let dir = tempfile::tempdir().unwrap();
+        let mut dev = DevServer::start(dir.path(), 5, Some(kafka.bootstrap()));
+        assert!(
+            dev.child.try_wait().unwrap().is_none(),
+            "round {round}: dev mode exited after writing dev.json"
+        );
+        let positions =
+            get_json::<serde_json::Value>(&format!("{}/v1/positions", dev.http()), dev.token());
+        assert!(
+            positions.is_some(),
+            "round {round}: the archive's API does not answer"
+        );
+        eprintln!("round {round} of {rounds}: dev mode up on a fresh three-node cluster");
+    }
+}

@@ -260,6 +260,11 @@ async fn check_archived(
     );
     assert!(lost.is_empty(), "accepted but not archived: {lost:?}");
     assert_eq!(
+        tally.server_errors, 0,
+        "a routine failover answered clients with errors: {:?}",
+        tally.last_error
+    );
+    assert_eq!(
         retried_stored_twice,
         twice.len(),
         "an event id twice on Kafka that the client sent once: {twice:?}"
@@ -271,12 +276,22 @@ async fn check_archived(
     );
 }
 
-/// SIGKILL of the node that leads partition 0 of the loaded topic, mid-run, then the node
+/// Which node [`leader_killed_under_load`] kills.
+#[derive(Clone, Copy)]
+enum Victim {
+    /// The leader of partition 0 of the loaded topic.
+    LeaderOfPartition0,
+    /// The active controller (the KRaft quorum leader), which also leads some of the topic's
+    /// partitions: its death adds a controller election to the fencing, the worst case.
+    ActiveController,
+}
+
+/// SIGKILL of a node that leads partitions of the loaded topic, mid-run, then the node
 /// started again. librdkafka waits for the new leader (Kafka fences a dead broker after
-/// `broker.session.timeout.ms`, 9 s): requests stall meanwhile, and those that outlast the
-/// gateway's `message.timeout.ms` (10 s) are answered 503 and sent again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_killed_under_load_loses_nothing() {
+/// `broker.session.timeout.ms`, 9 s, plus an election when the controller died): requests
+/// stall meanwhile, within the publishers' `message.timeout.ms` (30 s), so every one is
+/// answered 202.
+async fn leader_killed_under_load(victim: Victim) {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     service_log();
     let started = Instant::now();
@@ -289,19 +304,20 @@ async fn a_leader_killed_under_load_loses_nothing() {
     let load = Load::start(&gateway, &topic);
     load.until_accepted(PHASE, "the load before the kill").await;
 
-    let leader = node(broker.leader_of(&topic, 0).await);
-    eprintln!(
-        "killing node {leader}, leader of {topic}/0 (the active controller is node {controller})"
-    );
-    cluster(&broker).kill_node(leader).await;
+    let killed = match victim {
+        Victim::LeaderOfPartition0 => node(broker.leader_of(&topic, 0).await),
+        Victim::ActiveController => controller,
+    };
+    eprintln!("killing node {killed} (the active controller is node {controller})");
+    cluster(&broker).kill_node(killed).await;
     load.until_accepted(PHASE, "the load on two nodes").await;
-    cluster(&broker).start_node(leader).await;
+    cluster(&broker).start_node(killed).await;
     load.until_accepted(PHASE, "the load after the node's restart")
         .await;
     let outcome = load.finish().await;
     let scenario = format!(
-        "leader node {leader} killed ({})",
-        if leader == controller {
+        "node {killed} killed ({})",
+        if killed == controller {
             "the active controller"
         } else {
             "not the controller"
@@ -311,6 +327,16 @@ async fn a_leader_killed_under_load_loses_nothing() {
         &scenario, started, &broker, archive, gateway, &topic, outcome,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_under_load_loses_nothing_and_fails_no_request() {
+    leader_killed_under_load(Victim::LeaderOfPartition0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_controller_killed_under_load_loses_nothing_and_fails_no_request() {
+    leader_killed_under_load(Victim::ActiveController).await;
 }
 
 /// Every node in turn: SIGTERM (a controlled shutdown, which hands its leaderships over),

@@ -17,7 +17,9 @@ use rdkafka::producer::DefaultProducerContext;
 use retrace_archive::{Archive, ArchiveConfig, MaskingConfig};
 use retrace_auth::{AuthConfig, ServiceAuth};
 use retrace_gateway::{Gateway, GatewayConfig};
-use retrace_sdk::{KafkaSettings, Publisher, TopicSettings, TopicSpec, ensure_topics};
+use retrace_sdk::{
+    KafkaSettings, ProvisionError, Publisher, TopicSettings, TopicSpec, ensure_topics, topic_layout,
+};
 use retrace_telemetry::LogFormat;
 use retrace_worker::Worker;
 use tokio_util::sync::CancellationToken;
@@ -97,18 +99,16 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
             // Some brokers do not create topics on first use; the archive and the demo
             // need these.
             let (settings, specs) = topic_settings();
-            ensure_topics(
-                &KafkaSettings::new(bootstrap),
-                &settings,
-                &specs,
-                "retrace-dev",
-            )
-            .await
-            .map_err(|e| {
+            let kafka = KafkaSettings::new(bootstrap);
+            let failed = |e: ProvisionError| {
                 Failure::Server(format!(
                     "cannot create the topics on Kafka at {bootstrap}: {e}"
                 ))
-            })?;
+            };
+            ensure_topics(&kafka, &settings, &specs, "retrace-dev")
+                .await
+                .map_err(failed)?;
+            report_replication(&kafka, &specs).await.map_err(failed)?;
             (bootstrap.clone(), args.data_dir.join("archive"))
         }
         None => {
@@ -247,11 +247,39 @@ fn fresh_mock_archive(data_dir: &Path) -> Result<PathBuf, Failure> {
     Ok(current)
 }
 
-/// The topics dev mode needs: Retrace's own, and the demo's events and queues.
+/// Prints what replication each topic got, and warns when Retrace's own topics (the audit
+/// trail, the tokens, the outcomes) have a single copy on a cluster of several brokers: one
+/// lost disk would lose part of them.
+async fn report_replication(
+    kafka: &KafkaSettings,
+    specs: &[TopicSpec],
+) -> Result<(), ProvisionError> {
+    let (brokers, layout) = topic_layout(kafka, specs).await?;
+    println!("Kafka: {brokers} broker(s); topics (partitions × replication):");
+    for (topic, partitions, replication) in &layout {
+        println!("  {topic}: {partitions} × {replication}");
+    }
+    let single: Vec<&str> = layout
+        .iter()
+        .filter(|(topic, _, replication)| topic.starts_with("retrace.") && *replication == 1)
+        .map(|(topic, _, _)| topic.as_str())
+        .collect();
+    if brokers > 1 && !single.is_empty() {
+        eprintln!(
+            "warning: Retrace's own topics {} have one copy on a cluster of {brokers} brokers; \
+             set the cluster's default.replication.factor (3 is usual) and recreate them, or \
+             one lost disk loses part of the audit trail and the tokens",
+            single.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The topics dev mode needs: Retrace's own, and the demo's events and queues, replicated as
+/// the cluster's default says (like the services' topics).
 fn topic_settings() -> (TopicSettings, Vec<TopicSpec>) {
     let settings = TopicSettings {
         partitions: PARTITIONS,
-        replication: Some(1),
         ..TopicSettings::default()
     };
     let demo = demo::topics();

@@ -15,11 +15,6 @@ use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
 use retrace_telemetry::{LogFormat, LogSinks};
 use serde::{Deserialize, Serialize};
 
-/// How long the gateway's producer waits for Kafka to acknowledge a message before the
-/// request fails with 503. Shorter than the SDK's 30 s: an HTTP client should hear back
-/// before its own timeout. Override with the Kafka property `message.timeout.ms`.
-pub const DEFAULT_MESSAGE_TIMEOUT_MS: &str = "10000";
-
 /// What the gateway remembers to answer a repeated request instead of publishing twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IdempotencySettings {
@@ -68,13 +63,8 @@ impl GatewayConfig {
 impl GatewayConfig {
     /// The defaults, for a gateway publishing to `bootstrap`.
     pub fn new(bootstrap: impl Into<String>) -> Self {
-        let mut kafka = KafkaSettings::new(bootstrap);
-        kafka.properties.insert(
-            "message.timeout.ms".to_owned(),
-            DEFAULT_MESSAGE_TIMEOUT_MS.to_owned(),
-        );
         GatewayConfig {
-            kafka,
+            kafka: KafkaSettings::new(bootstrap),
             http: SocketAddr::from(([127, 0, 0, 1], 7071)),
             tls: None,
             max_body_bytes: 1 << 20,
@@ -101,8 +91,7 @@ impl Reloadable for GatewayConfig {
 /// Command-line flags; each also reads a `RETRACE_*` environment variable.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GatewayArgs {
-    /// Kafka, log and config-file flags. The gateway sets the Kafka property
-    /// `message.timeout.ms=10000` unless given.
+    /// Kafka, log and config-file flags.
     #[command(flatten)]
     pub common: CommonArgs,
     /// Address of the HTTP server (/v1/..., /healthz, /metrics).
@@ -152,10 +141,7 @@ impl GatewayArgs {
         let file: FileConfig = self.common.read_file()?;
         let mut problems = Problems::default();
         let mut config = GatewayConfig::new(DEFAULT_BOOTSTRAP);
-        let kafka = self.common.kafka(
-            file.kafka,
-            &[("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT_MS)],
-        );
+        let kafka = self.common.kafka(file.kafka, &[]);
         if let Some(kafka) = problems.check(kafka) {
             config.kafka = kafka;
         }
@@ -246,15 +232,6 @@ idempotency_window_s = 60
         assert_eq!(config.idempotency.window, Duration::from_secs(30));
         assert_eq!(config.idempotency.capacity, 100_000);
         assert_eq!(config.http, SocketAddr::from(([127, 0, 0, 1], 7071)));
-    }
-
-    #[test]
-    fn the_gateway_waits_less_for_kafka_than_the_sdk_by_default() {
-        let config = GatewayArgs::default().resolve().unwrap();
-        assert_eq!(
-            config.kafka.properties.get("message.timeout.ms").unwrap(),
-            DEFAULT_MESSAGE_TIMEOUT_MS
-        );
     }
 
     #[test]

@@ -34,9 +34,7 @@ use retrace_sdk::{PublishError, Publisher};
 use retrace_telemetry::InternalEvent;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{
-    ConfigError, DEFAULT_MESSAGE_TIMEOUT_MS, GatewayArgs, GatewayConfig, IdempotencySettings,
-};
+pub use config::{ConfigError, GatewayArgs, GatewayConfig, IdempotencySettings};
 pub use http::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, RETRY_AFTER_SECONDS};
 
 use crate::events::GatewayStarted;

@@ -199,7 +199,7 @@ pub async fn check_topics(
     specs: &[TopicSpec],
 ) -> Result<Vec<Drift>, ProvisionError> {
     let kafka = kafka.clone();
-    let existing = tokio::task::spawn_blocking(move || existing_topics(&kafka))
+    let (_, existing) = tokio::task::spawn_blocking(move || existing_topics(&kafka))
         .await
         .expect("reading metadata does not panic")?;
     Ok(drift(specs, &existing))
@@ -313,8 +313,31 @@ async fn create(
     Ok(())
 }
 
+/// What Kafka holds of `specs`' topics: how many brokers the cluster has, and each existing
+/// topic's name, partition count and replication factor, in `specs`' order.
+pub async fn topic_layout(
+    kafka: &KafkaSettings,
+    specs: &[TopicSpec],
+) -> Result<(usize, Vec<(String, i32, i32)>), ProvisionError> {
+    let kafka = kafka.clone();
+    let (brokers, existing) = tokio::task::spawn_blocking(move || existing_topics(&kafka))
+        .await
+        .expect("reading metadata does not panic")?;
+    let layout = specs
+        .iter()
+        .filter_map(|spec| {
+            let (partitions, replication) = existing.get(&spec.name)?;
+            Some((spec.name.clone(), *partitions, *replication))
+        })
+        .collect();
+    Ok((brokers, layout))
+}
+
 /// Each existing topic's partition count and replication factor (of its first partition).
-fn existing_topics(kafka: &KafkaSettings) -> Result<HashMap<String, (i32, i32)>, ProvisionError> {
+type TopicShapes = HashMap<String, (i32, i32)>;
+
+/// How many brokers the cluster has, and the shape of every existing topic.
+fn existing_topics(kafka: &KafkaSettings) -> Result<(usize, TopicShapes), ProvisionError> {
     let metadata_error = |source| ProvisionError::Metadata {
         bootstrap: kafka.bootstrap_servers.clone(),
         source,
@@ -326,7 +349,7 @@ fn existing_topics(kafka: &KafkaSettings) -> Result<HashMap<String, (i32, i32)>,
         .client()
         .fetch_metadata(None, ADMIN_TIMEOUT)
         .map_err(metadata_error)?;
-    Ok(metadata
+    let topics = metadata
         .topics()
         .iter()
         .filter(|topic| topic.error().is_none())
@@ -341,10 +364,11 @@ fn existing_topics(kafka: &KafkaSettings) -> Result<HashMap<String, (i32, i32)>,
                 ),
             )
         })
-        .collect())
+        .collect();
+    Ok((metadata.brokers().len(), topics))
 }
 
-fn drift(specs: &[TopicSpec], existing: &HashMap<String, (i32, i32)>) -> Vec<Drift> {
+fn drift(specs: &[TopicSpec], existing: &TopicShapes) -> Vec<Drift> {
     let mut found = Vec::new();
     for spec in specs {
         let topic = spec.name.clone();
