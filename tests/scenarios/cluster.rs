@@ -276,6 +276,15 @@ async fn check_archived(
     );
 }
 
+/// How a scenario names a faulted node: whether it was also the active controller.
+fn controller_or_not(node: u8, controller: u8) -> &'static str {
+    if node == controller {
+        "the active controller"
+    } else {
+        "not the controller"
+    }
+}
+
 /// Which node [`leader_killed_under_load`] kills.
 #[derive(Clone, Copy)]
 enum Victim {
@@ -317,11 +326,7 @@ async fn leader_killed_under_load(victim: Victim) {
     let outcome = load.finish().await;
     let scenario = format!(
         "node {killed} killed ({})",
-        if killed == controller {
-            "the active controller"
-        } else {
-            "not the controller"
-        }
+        controller_or_not(killed, controller)
     );
     check_archived(
         &scenario, started, &broker, archive, gateway, &topic, outcome,
@@ -457,11 +462,7 @@ async fn a_node_that_stays_down_leaves_the_pipeline_working() {
     );
     let scenario = format!(
         "node {DOWN} killed and left down ({})",
-        if DOWN == controller {
-            "the active controller"
-        } else {
-            "not the controller"
-        }
+        controller_or_not(DOWN, controller)
     );
     check_archived(
         &scenario, started, &broker, archive, gateway, &topic, outcome,
@@ -589,11 +590,7 @@ async fn the_worker_keeps_at_least_once_through_a_leader_change() {
          {}, jobs run twice {ran_twice}, never run {}, max enqueue latency {:?}, jobs on Kafka \
          {on_lane} (archived, {} ids), outcome records on Kafka {outcomes_on_kafka} (archived \
          {}), jobs whose trace has not exactly one outcome {}, took {:?}",
-        if leader == controller {
-            "the active controller"
-        } else {
-            "not the controller"
-        },
+        controller_or_not(leader, controller),
         acked.len(),
         acked.len() - BEFORE,
         status.done,
