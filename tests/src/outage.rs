@@ -5,6 +5,7 @@
 //! cluster's metadata which node leads a partition, and whether every partition is fully
 //! replicated again.
 
+use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
 use crate::Broker;
@@ -20,7 +21,10 @@ impl Broker {
     #[must_use]
     pub async fn take_down(&self) -> bool {
         match self {
-            Broker::Mock(_) => self.set_mock_up(false),
+            Broker::Mock(cluster) => {
+                set_mock_up(cluster, false);
+                true
+            }
             Broker::Kafka { cluster, private } => {
                 assert!(
                     private,
@@ -40,9 +44,7 @@ impl Broker {
     /// serves again.
     pub async fn bring_up(&self) {
         match self {
-            Broker::Mock(_) => {
-                self.set_mock_up(true);
-            }
+            Broker::Mock(cluster) => set_mock_up(cluster, true),
             Broker::Kafka { cluster, .. } => {
                 for node in 1..=cluster.nodes() {
                     cluster.start_node(node).await;
@@ -52,25 +54,8 @@ impl Broker {
         }
     }
 
-    fn set_mock_up(&self, up: bool) -> bool {
-        let Broker::Mock(cluster) = self else {
-            unreachable!("called for the mock cluster only")
-        };
-        for broker_id in 1..=MOCK_BROKERS {
-            let changed = if up {
-                cluster.broker_up(broker_id)
-            } else {
-                cluster.broker_down(broker_id)
-            };
-            changed.expect("the mock cluster has this broker");
-        }
-        true
-    }
-
     /// The mock cluster, for faults only it can inject (request errors, round-trip time).
-    pub fn mock_cluster(
-        &self,
-    ) -> Option<&rdkafka::mocking::MockCluster<'static, DefaultProducerContext>> {
+    pub fn mock_cluster(&self) -> Option<&MockCluster<'static, DefaultProducerContext>> {
         match self {
             Broker::Mock(cluster) => Some(cluster),
             _ => None,
@@ -138,6 +123,18 @@ impl Broker {
         })
         .await
         .expect("the metadata probe does not panic")
+    }
+}
+
+/// Takes every broker of the mock cluster down, or brings them up.
+fn set_mock_up(cluster: &MockCluster<'static, DefaultProducerContext>, up: bool) {
+    for broker_id in 1..=MOCK_BROKERS {
+        let changed = if up {
+            cluster.broker_up(broker_id)
+        } else {
+            cluster.broker_down(broker_id)
+        };
+        changed.expect("the mock cluster has this broker");
     }
 }
 
