@@ -18,7 +18,8 @@ use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
     Broker, PATIENCE, check_exactly_once, eventually, in_archive, messages_on, metric_sum,
-    on_every_broker, start_archive, start_gateway_on, unique_topic, wait_until_archived,
+    on_every_broker, spawn_gateway, start_archive, start_gateway_on, unique_topic,
+    wait_until_archived,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -242,9 +243,64 @@ async fn a_replay_started_during_an_outage_finishes_once_the_brokers_are_back(br
     );
 }
 
+/// A gateway started while Kafka is down (it must read its API tokens from Kafka) answers
+/// "starting" on `/healthz` from the first moment, not a refused connection, so an
+/// orchestrator's probe sees it alive; once Kafka is back, within the start-up deadline, it
+/// comes up by itself and answers with its own routes.
+async fn a_service_started_during_an_outage_says_starting_then_comes_up(broker: Broker) {
+    // Apache Kafka has it created by the gateway once it is back; the mock cannot.
+    if let Broker::Mock(_) = broker {
+        broker
+            .create_topic(retrace_auth::DEFAULT_TOKENS_TOPIC, 1)
+            .await;
+    }
+    if !broker.take_down().await {
+        return;
+    }
+    let gateway = spawn_gateway(&broker.bootstrap(), &[], |config| {
+        config.auth.enabled = true;
+    });
+    let health = || async {
+        let response = gateway
+            .client
+            .get(format!("{}/healthz", gateway.url))
+            .send()
+            .await
+            .ok()?;
+        Some((response.status().as_u16(), response.text().await.ok()?))
+    };
+    let starting = eventually("the gateway to answer /healthz", PATIENCE, health).await;
+    assert_eq!(starting, (503, "starting\n".to_owned()));
+    let early = gateway
+        .events("registrations", &json!({"type": "t.v1", "source": "s"}))
+        .await;
+    assert_eq!(early.status, 503, "{}", early.body);
+    assert!(
+        early.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the gateway is starting")),
+        "{}",
+        early.body
+    );
+
+    broker.bring_up().await;
+    eventually("the gateway to come up", PATIENCE, || async {
+        let (status, _) = health().await?;
+        (status == 200).then_some(())
+    })
+    .await;
+    // Its own routes now: with authentication on, a caller without a token is refused.
+    let unauthenticated = gateway
+        .events("registrations", &json!({"type": "t.v1", "source": "s"}))
+        .await;
+    assert_eq!(unauthenticated.status, 401, "{}", unauthenticated.body);
+    gateway.stop().await;
+}
+
 on_every_broker!(;
     private: publishing_and_archiving_survive_a_broker_outage,
     a_replay_started_during_an_outage_finishes_once_the_brokers_are_back,
+    a_service_started_during_an_outage_says_starting_then_comes_up,
 );
 
 /// Faults only the mock cluster injects: a slow broker (one second a round trip) and a

@@ -26,6 +26,26 @@ pub async fn start_gateway(
     properties: &[&str],
     configure: impl FnOnce(&mut GatewayConfig),
 ) -> RunningGateway {
+    let gateway = spawn_gateway(bootstrap, properties, configure);
+    eventually("the gateway to serve /healthz", PATIENCE, || async {
+        let response = gateway
+            .client
+            .get(format!("{}/healthz", gateway.url))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    gateway
+}
+
+/// A gateway that may still be starting: [`start_gateway`] without waiting for it.
+pub fn spawn_gateway(
+    bootstrap: &str,
+    properties: &[&str],
+    configure: impl FnOnce(&mut GatewayConfig),
+) -> RunningGateway {
     let mut config = GatewayConfig::new(bootstrap);
     config.kafka = config
         .kafka
@@ -39,23 +59,12 @@ pub async fn start_gateway(
     configure(&mut config);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(retrace_gateway::run(config, shutdown.clone()));
-    let gateway = RunningGateway {
+    RunningGateway {
         url: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
         shutdown,
         task,
-    };
-    eventually("the gateway to serve /healthz", PATIENCE, || async {
-        let response = gateway
-            .client
-            .get(format!("{}/healthz", gateway.url))
-            .send()
-            .await
-            .ok()?;
-        response.status().is_success().then_some(())
-    })
-    .await;
-    gateway
+    }
 }
 
 pub async fn start_gateway_on(

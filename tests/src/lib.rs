@@ -32,7 +32,7 @@ pub use archived::{
     archived_copy, check_exactly_once, in_archive, metric_sum, wait_until_archived,
 };
 pub use disk::SmallFilesystem;
-pub use gateway::{Answer, RunningGateway, start_gateway, start_gateway_on};
+pub use gateway::{Answer, RunningGateway, spawn_gateway, start_gateway, start_gateway_on};
 pub use jobs::{
     FAST_BACKOFF, RunningWorker, WebhookTarget, closed_gate, job, serve, webhook_queue,
 };

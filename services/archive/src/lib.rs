@@ -268,16 +268,21 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ArchiveError> {
     let config = reloader.current();
-    provision_at_start(
-        &config.config.kafka,
-        &config.config.provisioning,
-        &config.config.topics_needed(),
-        "retrace-archive",
-    )
-    .await;
-    let archive = Archive::following(reloader.subscribe(), shutdown.clone()).await?;
     let listener = retrace_http::bind(config.config.http, config.config.tls.as_ref()).await?;
     reloader.reload_tls_of(listener.tls_reload());
+    let (listener, started) = listener
+        .while_starting("archive", async {
+            provision_at_start(
+                &config.config.kafka,
+                &config.config.provisioning,
+                &config.config.topics_needed(),
+                "retrace-archive",
+            )
+            .await;
+            Archive::following(reloader.subscribe(), shutdown.clone()).await
+        })
+        .await?;
+    let archive = started?;
     let auditor = archive.api.auditor.clone();
     let audit_read = move |caller: &retrace_auth::Caller| {
         let read = Audit::new(caller, retrace_config::http::CONFIG_READ, "/v1/config");

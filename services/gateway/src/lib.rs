@@ -108,17 +108,25 @@ pub async fn serve(
     retrace_telemetry::prometheus();
     let loaded = reloader.current();
     let config = &loaded.config;
-    retrace_sdk::provision_at_start(
-        &config.kafka,
-        &config.provisioning,
-        &config.topics_needed(),
-        "retrace-gateway",
-    )
-    .await;
-    let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone()).await?;
-    let gateway = Gateway::new(config, auth.guard.clone())?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
     reloader.reload_tls_of(listener.tls_reload());
+    let (listener, started) = listener
+        .while_starting("gateway", async {
+            retrace_sdk::provision_at_start(
+                &config.kafka,
+                &config.provisioning,
+                &config.topics_needed(),
+                "retrace-gateway",
+            )
+            .await;
+            let auth =
+                ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone())
+                    .await?;
+            let gateway = Gateway::new(config, auth.guard.clone())?;
+            Ok::<_, GatewayError>((auth, gateway))
+        })
+        .await?;
+    let (auth, gateway) = started?;
     GatewayStarted {
         bootstrap: &config.kafka.bootstrap_servers,
         url: &listener.url(),

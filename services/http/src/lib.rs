@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -97,6 +99,43 @@ impl Listener {
         format!("{}://{}", self.scheme(), self.addr)
     }
 
+    /// Answers while `starting` runs, so an orchestrator probing `/healthz` or a client
+    /// calling early gets "starting" rather than a refused connection: `/healthz` answers
+    /// 503 `starting`, every other path 503 with `Retry-After` and a JSON error naming
+    /// `service`. Once `starting` resolves, those requests are answered and the listener is
+    /// handed back for [`serve`](Self::serve); connections arriving in between wait in the
+    /// socket's backlog.
+    pub async fn while_starting<T>(
+        self,
+        service: &'static str,
+        starting: impl Future<Output = T>,
+    ) -> Result<(Listener, T), HttpError> {
+        let clone = self
+            .listener
+            .try_clone()
+            .map_err(|source| HttpError::Serve {
+                addr: self.addr,
+                source,
+            })?;
+        let (started, done) = tokio::sync::oneshot::channel();
+        let answering = Listener {
+            listener: clone,
+            addr: self.addr,
+            tls: self.tls.clone(),
+        }
+        .serve(starting_router(service), async {
+            let _ = done.await;
+        });
+        let starting = async {
+            let value = starting.await;
+            let _ = started.send(());
+            value
+        };
+        let (answered, value) = tokio::join!(answering, starting);
+        answered?;
+        Ok((self, value))
+    }
+
     /// Serves `app` until `shutdown` completes, then stops accepting and answers the
     /// requests in flight before returning.
     pub async fn serve(
@@ -134,6 +173,30 @@ impl Listener {
             .await
             .map_err(|source| HttpError::Serve { addr, source })
     }
+}
+
+/// What [`Listener::while_starting`] answers.
+fn starting_router(service: &'static str) -> Router {
+    #[derive(serde::Serialize)]
+    struct Starting {
+        error: String,
+    }
+    fn unavailable(body: impl IntoResponse) -> Response {
+        let retry_after = [(axum::http::header::RETRY_AFTER, "1")];
+        (StatusCode::SERVICE_UNAVAILABLE, retry_after, body).into_response()
+    }
+    Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(|| async { unavailable("starting\n") }),
+        )
+        .fallback(move || async move {
+            let error = format!(
+                "the {service} is starting (waiting for Kafka, or reading its topics); retry \
+                 in a moment, or see its log for what it waits on"
+            );
+            unavailable(axum::Json(Starting { error }))
+        })
 }
 
 /// Replaces the certificate and key of a serving HTTPS listener: connections accepted after

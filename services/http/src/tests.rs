@@ -146,3 +146,36 @@ async fn a_reloaded_certificate_is_served_to_new_connections_and_a_bad_one_is_re
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn while_starting_it_says_so_then_the_service_answers_on_the_same_port() {
+    let listener = bind(([127, 0, 0, 1], 0).into(), None).await.unwrap();
+    let url = listener.url();
+    let (finish, finished) = oneshot::channel::<&str>();
+    let starting = tokio::spawn(listener.while_starting("gateway", async {
+        finished.await.unwrap()
+    }));
+
+    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 503);
+    assert_eq!(health.text().await.unwrap(), "starting\n");
+    let early = reqwest::get(format!("{url}/who")).await.unwrap();
+    assert_eq!(early.status(), 503);
+    assert_eq!(early.headers()["retry-after"], "1");
+    let body: serde_json::Value = early.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("the gateway is starting"), "{error}");
+
+    finish.send("started").unwrap();
+    let (listener, value) = starting.await.unwrap().unwrap();
+    assert_eq!(value, "started");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(listener.serve(who_is_calling(), async {
+        let _ = stopped.await;
+    }));
+    let answer = reqwest::get(format!("{url}/who")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "127.0.0.1");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -24,7 +24,7 @@ pub use kafka::{DEFAULT_STARTUP_DEADLINE, KafkaSettings, SettingsError, serializ
 pub use offsets::{PartitionProgress, store_next_offset};
 pub use provision::{
     Drift, ProvisionError, Provisioned, TopicSettings, TopicSpec, check_topics, ensure_topics,
-    provision_at_start, topic_layout,
+    ensure_topics_at_start, provision_at_start, topic_layout,
 };
 pub use publisher::{Delivery, PublishError, Publisher, RawMessage};
 pub use startup::{is_transient, retry_at_start};

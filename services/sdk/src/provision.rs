@@ -19,6 +19,7 @@ use retrace_telemetry::InternalEvent;
 
 use crate::KafkaSettings;
 use crate::events::{TopicCreated, TopicDrifted, TopicNotCreated, TopicsNotChecked};
+use crate::startup::{is_transient, retry_at_start};
 
 /// How long one admin or metadata request may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -180,6 +181,28 @@ pub enum ProvisionError {
         bootstrap: String,
         source: KafkaError,
     },
+    #[error(
+        "cannot create topics {topics} on Kafka at {bootstrap} yet: {source}; check that a \
+         controller is elected and the brokers are reachable"
+    )]
+    Create {
+        topics: String,
+        bootstrap: String,
+        source: KafkaError,
+    },
+}
+
+impl ProvisionError {
+    /// Whether trying again shortly may succeed: Kafka unreachable for now, a controller
+    /// being elected, a request timed out.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProvisionError::Metadata { source, .. } | ProvisionError::Create { source, .. } => {
+                is_transient(source)
+            }
+            ProvisionError::Client { .. } => false,
+        }
+    }
 }
 
 /// What [`ensure_topics`] did.
@@ -223,12 +246,13 @@ pub async fn ensure_topics(
             other => provisioned.drift.push(other),
         }
     }
+    let mut not_yet = None;
     if !missing.is_empty() {
         let to_create: Vec<&TopicSpec> = specs
             .iter()
             .filter(|spec| missing.contains(&spec.name))
             .collect();
-        create(kafka, &to_create, &mut provisioned).await?;
+        not_yet = create(kafka, &to_create, &mut provisioned).await?;
     }
     for topic in &provisioned.created {
         TopicCreated { topic, service }.emit();
@@ -244,18 +268,38 @@ pub async fn ensure_topics(
     for drift in &provisioned.drift {
         TopicDrifted { drift, service }.emit();
     }
-    Ok(provisioned)
+    match not_yet {
+        Some(error) => Err(error),
+        None => Ok(provisioned),
+    }
 }
 
-/// [`ensure_topics`] for a service starting: Kafka unreachable is reported, not fatal, since
-/// the service's clients keep trying to connect anyway.
+/// [`ensure_topics`], tried again while Kafka answers something passing (unreachable, a
+/// controller being elected) until [`KafkaSettings::startup_deadline`].
+pub async fn ensure_topics_at_start(
+    kafka: &KafkaSettings,
+    settings: &TopicSettings,
+    specs: &[TopicSpec],
+    service: &str,
+) -> Result<Provisioned, ProvisionError> {
+    retry_at_start(
+        "create the topics it needs",
+        kafka.startup_deadline,
+        ProvisionError::is_transient,
+        || ensure_topics(kafka, settings, specs, service),
+    )
+    .await
+}
+
+/// [`ensure_topics_at_start`] for a service starting: Kafka unreachable past the deadline is
+/// reported, not fatal, since the service's clients keep trying to connect anyway.
 pub async fn provision_at_start(
     kafka: &KafkaSettings,
     settings: &TopicSettings,
     specs: &[TopicSpec],
     service: &str,
 ) {
-    if let Err(error) = ensure_topics(kafka, settings, specs, service).await {
+    if let Err(error) = ensure_topics_at_start(kafka, settings, specs, service).await {
         TopicsNotChecked {
             service,
             error: &error,
@@ -264,11 +308,13 @@ pub async fn provision_at_start(
     }
 }
 
+/// Creates `specs`, recording what was created and what Kafka refused in `provisioned`;
+/// what failed for a passing reason is not recorded but returned, to be tried again.
 async fn create(
     kafka: &KafkaSettings,
     specs: &[&TopicSpec],
     provisioned: &mut Provisioned,
-) -> Result<(), ProvisionError> {
+) -> Result<Option<ProvisionError>, ProvisionError> {
     let admin: AdminClient<DefaultClientContext> =
         kafka
             .client_config(&[])
@@ -291,6 +337,8 @@ async fn create(
     let options = AdminOptions::new()
         .operation_timeout(Some(ADMIN_TIMEOUT))
         .request_timeout(Some(ADMIN_TIMEOUT));
+    let mut not_yet: Vec<String> = Vec::new();
+    let mut cause = None;
     match admin.create_topics(&new_topics, &options).await {
         Ok(results) => {
             for result in results {
@@ -298,9 +346,23 @@ async fn create(
                     Ok(topic) | Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
                         provisioned.created.push(topic);
                     }
+                    Err((topic, code)) if is_transient(&KafkaError::AdminOp(code)) => {
+                        not_yet.push(topic);
+                        cause = Some(KafkaError::AdminOp(code));
+                    }
                     Err((topic, code)) => provisioned.failed.push((topic, code.to_string())),
                 }
             }
+        }
+        // No answer at all is final here: a broker without the CreateTopics API (the
+        // in-process mock cluster) never answers, and Kafka being unreachable already failed
+        // the metadata read before this.
+        Err(error)
+            if is_transient(&error)
+                && error != KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut) =>
+        {
+            not_yet.extend(specs.iter().map(|spec| spec.name.clone()));
+            cause = Some(error);
         }
         // The whole request failed (e.g. a broker without the CreateTopics API): every topic
         // is still missing, for the same reason.
@@ -310,7 +372,11 @@ async fn create(
                 .map(|spec| (spec.name.clone(), error.to_string())),
         ),
     }
-    Ok(())
+    Ok(cause.map(|source| ProvisionError::Create {
+        topics: not_yet.join(", "),
+        bootstrap: kafka.bootstrap_servers.clone(),
+        source,
+    }))
 }
 
 /// What Kafka holds of `specs`' topics: how many brokers the cluster has, and each existing

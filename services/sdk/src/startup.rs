@@ -26,8 +26,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// now. Anything else (authorisation, a bad configuration) is final at once.
 pub fn is_transient(error: &KafkaError) -> bool {
     use RDKafkaErrorCode::*;
+    // rdkafka gives no code for a failed admin request, though it carries one.
+    let code = match error {
+        KafkaError::AdminOp(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    };
     matches!(
-        error.rdkafka_error_code(),
+        code,
         Some(
             NotLeaderForPartition
                 | LeaderNotAvailable
@@ -172,5 +177,12 @@ mod tests {
             RDKafkaErrorCode::TopicAuthorizationFailed
         )));
         assert!(!is_transient(&code(RDKafkaErrorCode::InvalidConfig)));
+        // An admin request's code counts too: a controller being elected passes.
+        assert!(is_transient(&KafkaError::AdminOp(
+            RDKafkaErrorCode::NotController
+        )));
+        assert!(!is_transient(&KafkaError::AdminOp(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
     }
 }

@@ -403,17 +403,25 @@ pub async fn serve(
     retrace_telemetry::prometheus();
     let loaded = reloader.current();
     let config = &loaded.config;
-    retrace_sdk::provision_at_start(
-        &config.kafka,
-        &config.provisioning,
-        &config.topics_needed(),
-        "retrace-worker",
-    )
-    .await;
-    let worker = Worker::new(config, Handlers::new())?.following(reloader.subscribe());
-    let auth = ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone()).await?;
     let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
     reloader.reload_tls_of(listener.tls_reload());
+    let (listener, started) = listener
+        .while_starting("worker", async {
+            retrace_sdk::provision_at_start(
+                &config.kafka,
+                &config.provisioning,
+                &config.topics_needed(),
+                "retrace-worker",
+            )
+            .await;
+            let worker = Worker::new(config, Handlers::new())?.following(reloader.subscribe());
+            let auth =
+                ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone())
+                    .await?;
+            Ok::<_, WorkerError>((worker, auth))
+        })
+        .await?;
+    let (worker, auth) = started?;
     HttpListening {
         url: &listener.url(),
     }
