@@ -241,8 +241,10 @@ async fn a_topic_created_while_running_is_archived_from_its_first_message(broker
     }
 }
 
+// The bad-input scenario counts records per topic in the process' metrics: on the shared node
+// its siblings' archives, which read every topic, would count its records too.
 on_every_broker!(
     sdk_events_are_archived_and_traced_with_their_outcomes,
-    bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going,
-    a_topic_created_while_running_is_archived_from_its_first_message,
+    a_topic_created_while_running_is_archived_from_its_first_message;
+    private: bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going,
 );

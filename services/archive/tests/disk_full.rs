@@ -37,11 +37,11 @@ async fn positions(archive: &RunningArchive, topic: &str) -> Vec<Position> {
     positions.into_iter().filter(|p| p.topic == topic).collect()
 }
 
-/// What the archive's consumer group has committed for `topic`, per partition.
-fn committed(broker: &Broker, topic: &str) -> Vec<(i32, Option<i64>)> {
+/// What the consumer group `group` has committed for `topic`, per partition.
+fn committed(broker: &Broker, group: &str, topic: &str) -> Vec<(i32, Option<i64>)> {
     let consumer: BaseConsumer = broker
         .client_config()
-        .set("group.id", "retrace-archive")
+        .set("group.id", group)
         .create()
         .unwrap();
     let mut wanted = TopicPartitionList::new();
@@ -61,14 +61,21 @@ fn committed(broker: &Broker, topic: &str) -> Vec<(i32, Option<i64>)> {
         .collect()
 }
 
+/// One scenario at a time: the paused gauge is the process', and the mock and Apache Kafka
+/// copies run in one process.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Broker) {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let Some(filesystem) = SmallFilesystem::mount(FILESYSTEM) else {
         return;
     };
     let topic = unique_topic("disk");
+    let group = unique_topic("disk-archive");
     broker.create_topic(&topic, PARTITIONS).await;
     let data_dir = filesystem.path().join("archive");
     let archive = RunningArchive::start_with(&broker, |config| {
+        config.group_id = group.clone();
         config.data_dir = data_dir.clone();
         config.topics = TopicSelection::Names(vec![topic.clone()]);
         config.store.memtable_bytes = 1 << 20;
@@ -116,7 +123,7 @@ async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Brok
         stored_total < EVENTS as i64,
         "the archive stored everything ({stored_total}) on a full disk; metrics:\n{metrics}"
     );
-    for (partition, committed) in committed(&broker, &topic) {
+    for (partition, committed) in committed(&broker, &group, &topic) {
         let position = stored
             .iter()
             .find(|p| p.partition == partition)
@@ -136,6 +143,15 @@ async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Brok
             .lines()
             .any(|l| l == "retrace_archive_paused 0")
             .then_some(())
+    })
+    .await;
+    // Everything stored is committed in the end, in the group the checks above read.
+    eventually("every stored record committed", PATIENCE, || async {
+        let committed: i64 = committed(&broker, &group, &topic)
+            .iter()
+            .filter_map(|(_, next)| *next)
+            .sum();
+        (committed == EVENTS as i64).then_some(())
     })
     .await;
     let _closed = archive.shut_down().await;
