@@ -24,8 +24,8 @@ use retrace_sdk::{Publisher, QueueTopics, enqueue};
 use retrace_telemetry::{FileSink, LogFormat, LogSink, LogSinks, Rotation};
 use retrace_tests::{
     Broker, Generator, KafkaCluster, PATIENCE, RunningArchive, RunningGateway, WebhookTarget,
-    archived_copy, eventually, eventually_explained, in_archive, job, messages_on, metric_sum,
-    start_archive, start_gateway_on, unique_topic, wait_until_archived, webhook_queue,
+    archived_copy, eventually, eventually_explained, free_port, in_archive, job, messages_on,
+    metric_sum, start_archive, start_gateway_on, unique_topic, wait_until_archived, webhook_queue,
 };
 use serde_json::json;
 
@@ -612,5 +612,60 @@ async fn the_worker_keeps_at_least_once_through_a_leader_change() {
     );
     for id in &acked {
         assert_eq!(jobs_archived.get(id), Some(&1), "job {id} archived once");
+    }
+}
+
+/// The archive, the gateway and the worker, each with its defaults (authentication on, so
+/// each reads the token topic; topics created by whoever comes first), started the moment a
+/// fresh cluster serves: Retrace's topics are new and their leaders not yet known to every
+/// broker. Every start succeeds, every round: start-up retries what Kafka answers meanwhile.
+/// Ten rounds, each on a new cluster (`RETRACE_TEST_FRESH_STARTS` sets how many).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_service_starts_on_a_cluster_that_has_just_come_up() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    service_log();
+    let rounds: usize = std::env::var("RETRACE_TEST_FRESH_STARTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
+    for round in 1..=rounds {
+        let broker = three_nodes();
+        let started = Instant::now();
+        let worker_http = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut worker_config = retrace_worker::WorkerConfig::new(broker.bootstrap());
+        worker_config.http = worker_http;
+        worker_config.queues.insert(
+            unique_topic("fresh-jobs"),
+            retrace_worker::QueueConfig {
+                webhook: Some("http://127.0.0.1:9/never-called".into()),
+                ..retrace_worker::QueueConfig::default()
+            },
+        );
+        let stop_worker = tokio_util::sync::CancellationToken::new();
+        let worker = tokio::spawn(retrace_worker::run(worker_config, stop_worker.clone()));
+        let (archive, gateway) = tokio::join!(
+            RunningArchive::start_with(&broker, |config| config.auth.enabled = true),
+            start_gateway_on(&broker, |config| config.auth.enabled = true),
+        );
+        eventually(
+            &format!("round {round}: the worker to come up"),
+            PATIENCE,
+            || async {
+                let health = reqwest::get(format!("http://{worker_http}/healthz")).await;
+                health.ok()?.status().is_success().then_some(())
+            },
+        )
+        .await;
+        eprintln!(
+            "round {round} of {rounds}: archive, gateway and worker up {:?} after the cluster",
+            started.elapsed()
+        );
+        stop_worker.cancel();
+        worker
+            .await
+            .expect("the worker does not panic")
+            .expect("the worker stops cleanly");
+        gateway.stop().await;
+        archive.stop().await;
     }
 }
