@@ -119,9 +119,8 @@ pub async fn serve(
                 "retrace-gateway",
             )
             .await;
-            let auth =
-                ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone())
-                    .await?;
+            let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone())
+                .await?;
             let gateway = Gateway::new(config, auth.guard.clone())?;
             Ok::<_, GatewayError>((auth, gateway))
         })

@@ -152,9 +152,8 @@ async fn while_starting_it_says_so_then_the_service_answers_on_the_same_port() {
     let listener = bind(([127, 0, 0, 1], 0).into(), None).await.unwrap();
     let url = listener.url();
     let (finish, finished) = oneshot::channel::<&str>();
-    let starting = tokio::spawn(listener.while_starting("gateway", async {
-        finished.await.unwrap()
-    }));
+    let starting =
+        tokio::spawn(listener.while_starting("gateway", async { finished.await.unwrap() }));
 
     let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
     assert_eq!(health.status(), 503);

@@ -188,7 +188,7 @@ pub enum ProvisionError {
     Create {
         topics: String,
         bootstrap: String,
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
 }
 
@@ -197,9 +197,8 @@ impl ProvisionError {
     /// being elected, a request timed out.
     pub fn is_transient(&self) -> bool {
         match self {
-            ProvisionError::Metadata { source, .. } | ProvisionError::Create { source, .. } => {
-                is_transient(source)
-            }
+            ProvisionError::Metadata { source, .. } => is_transient(source),
+            ProvisionError::Create { source, .. } => is_transient(source),
             ProvisionError::Client { .. } => false,
         }
     }
@@ -375,7 +374,7 @@ async fn create(
     Ok(cause.map(|source| ProvisionError::Create {
         topics: not_yet.join(", "),
         bootstrap: kafka.bootstrap_servers.clone(),
-        source,
+        source: Box::new(source),
     }))
 }
 

@@ -416,8 +416,7 @@ pub async fn serve(
             .await;
             let worker = Worker::new(config, Handlers::new())?.following(reloader.subscribe());
             let auth =
-                ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone())
-                    .await?;
+                ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone()).await?;
             Ok::<_, WorkerError>((worker, auth))
         })
         .await?;
