@@ -252,7 +252,7 @@ pub enum StoreError {
         "the archive is damaged: {file} failed its checksum while trying to {operation} \
          ({source}). Nothing from it is served. Stop the archive and restore the latest \
          backup (`retrace restore --from BACKUP --data-dir DIR --force`) or rebuild it from \
-         Kafka (`retrace rebuild --from-kafka --data-dir DIR`); see README, \"Operations\""
+         Kafka (`retrace rebuild --from-kafka --data-dir DIR`); see docs/operations.md"
     )]
     Damaged {
         /// The damaged file when it could be found, else the archive's directory.

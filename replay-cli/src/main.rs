@@ -18,15 +18,13 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// The Retrace server to talk to: the archive (trace and replay API; port 7070), or for
     /// `retrace jobs` the worker (port 7072). `retrace dev` serves both on one address.
-    #[arg(
-        long,
-        env = "RETRACE_SERVER",
-        default_value = "http://127.0.0.1:7070",
-        global = true
-    )]
-    server: String,
+    /// [default: the address of the running `retrace dev` whose dev.json is in
+    /// $RETRACE_DATA_DIR (./retrace-data by default), else http://127.0.0.1:7070]
+    #[arg(long, env = "RETRACE_SERVER", global = true)]
+    server: Option<String>,
     /// API token for the server. Without one, a local `retrace dev` server's token is read
-    /// from its dev.json (under --data-dir, ./retrace-data by default).
+    /// from its dev.json (in $RETRACE_DATA_DIR, ./retrace-data by default) when the server is
+    /// that one.
     #[arg(long, env = "RETRACE_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
     /// A PEM certificate (or bundle) to trust for an `https://` server, besides the system's
@@ -65,7 +63,8 @@ enum Command {
     Restore(commands::operations::RestoreArgs),
     /// Rebuild a stopped archive (or fill a gap in it) from what Kafka still retains.
     Rebuild(Box<commands::operations::RebuildArgs>),
-    /// Run Kafka (in-process mock), the archive and the gateway in one process.
+    /// Run Kafka (in-process mock, or Apache Kafka with `--kafka local`), the archive, the
+    /// gateway and the worker in one process.
     Dev(dev::DevArgs),
     /// Service configuration files: `check` validates one offline.
     Config(config::ConfigArgs),
@@ -104,14 +103,13 @@ impl Failure {
     }
 }
 
+/// The server when neither --server nor a running `retrace dev` names one.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:7070";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let server = commands::Server {
-        token: cli.token.or_else(|| dev::token_for(&cli.server)),
-        url: cli.server,
-        ca_cert: cli.ca_cert,
-    };
+    let server = server(cli.server, cli.token, cli.ca_cert);
     let result = match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Config(args) => config::run(args),
@@ -132,5 +130,30 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.exit(),
+    }
+}
+
+/// The server to talk to: the one given, else the local `retrace dev`'s, else the default;
+/// with the dev server's token when it is the one talked to and no token was given.
+fn server(
+    url: Option<String>,
+    token: Option<String>,
+    ca_cert: Option<std::path::PathBuf>,
+) -> commands::Server {
+    let dev = dev::local_dev();
+    let (url, dev_json) = match (url, &dev) {
+        (Some(url), _) => (url, None),
+        (None, Some(dev)) => (dev.http.clone(), Some(dev.file.clone())),
+        (None, None) => (DEFAULT_SERVER.to_owned(), None),
+    };
+    let token = token.or_else(|| {
+        dev.filter(|dev| dev.http == url.trim_end_matches('/'))
+            .and_then(|dev| dev.token)
+    });
+    commands::Server {
+        url,
+        token,
+        ca_cert,
+        dev_json,
     }
 }

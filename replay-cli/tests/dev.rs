@@ -1,13 +1,16 @@
 //! `retrace dev --demo`, the README's first command, run as a newcomer would: it comes up,
-//! says where it is, has failed transactions to show, and stops cleanly on SIGTERM.
+//! says where it is, has failed transactions to show, and stops cleanly on SIGTERM; on its
+//! mock cluster, on Apache Kafka it is given, and on Apache Kafka it starts itself.
 
 mod common;
 
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::DevServer;
-use retrace_archive::api::{Page, TransactionStatus, TransactionSummary};
+use retrace_archive::api::{Page, PositionView, TransactionStatus, TransactionSummary};
 use retrace_tests::{KafkaCluster, PATIENCE, wait_for};
 
 fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T> {
@@ -22,6 +25,47 @@ fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T>
     })
 }
 
+/// The first failed transaction of the demo, once there is one.
+fn first_failed_transaction(dev: &DevServer) -> TransactionSummary {
+    let url = format!("{}/v1/transactions?status=failed", dev.http());
+    let failed: Page<TransactionSummary> = wait_for(
+        "the demo to produce a failed transaction",
+        Duration::from_secs(120),
+        || {
+            let page: Page<TransactionSummary> = get_json(&url, dev.token())?;
+            (!page.items.is_empty()).then_some(page)
+        },
+    );
+    failed.items.into_iter().next().unwrap()
+}
+
+/// SIGTERM, then the clean exit dev mode makes of it, having removed its dev.json.
+fn stop(dev: &mut DevServer, data_dir: &Path) {
+    let pid = dev.child.id().to_string();
+    let signalled = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(signalled.success());
+    let status = wait_for("dev mode to stop after SIGTERM", PATIENCE, || {
+        dev.child.try_wait().unwrap()
+    });
+    assert!(status.success(), "dev mode exited with {status}");
+    assert!(
+        !data_dir.join("dev.json").exists(),
+        "a stopped dev server leaves no dev.json for the CLI to find"
+    );
+}
+
+/// `retrace failed --since 1h` with `env` (and neither RETRACE_SERVER nor RETRACE_TOKEN
+/// unless given there).
+fn retrace_failed(env: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_retrace"))
+        .args(["failed", "--since", "1h"])
+        .env_remove("RETRACE_SERVER")
+        .env_remove("RETRACE_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn dev_mode_on_its_in_process_kafka_comes_up_with_failed_transactions_and_stops_cleanly() {
     dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(None, "mock-archive");
@@ -34,6 +78,88 @@ fn dev_mode_on_apache_kafka_comes_up_with_failed_transactions_and_stops_cleanly(
         Some(kafka.bootstrap()),
         "archive",
     );
+}
+
+/// `retrace dev --kafka local` starts Apache Kafka itself, its data in the data directory:
+/// it comes up on it, Kafka stops with it on SIGTERM, and a second start on the same data
+/// directory resumes that Kafka (its records, its ports) and the archive (what it had).
+#[test]
+fn dev_mode_on_apache_kafka_it_starts_itself_stops_it_and_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = DevServer::start(dir.path(), 20, Some("local"));
+    assert_eq!(dev.info["kafka"], "local", "{}", dev.info);
+    let bootstrap = dev.info["kafka_bootstrap"].as_str().unwrap().to_owned();
+    assert!(bootstrap.starts_with("127.0.0.1:"), "{}", dev.info);
+    let failed = first_failed_transaction(&dev);
+    let archived = archived_registrations(&dev);
+    assert!(archived > 0, "the archive holds the demo's registrations");
+    stop(&mut dev, dir.path());
+    assert!(
+        TcpStream::connect(&bootstrap).is_err(),
+        "Apache Kafka still serves on {bootstrap} after dev mode stopped"
+    );
+    assert!(
+        !dir.path().join("kafka/node-1/pid").exists(),
+        "the launcher removes a node's pid file once the node has exited"
+    );
+
+    let dev = DevServer::start(dir.path(), 20, Some("local"));
+    assert_eq!(
+        dev.info["kafka_bootstrap"], bootstrap,
+        "the same cluster, on its ports"
+    );
+    assert!(
+        registrations_in_kafka(&bootstrap) >= archived,
+        "Kafka kept the registrations of the first run"
+    );
+    let trace = format!("{}/v1/transactions/{}", dev.http(), failed.transaction_id);
+    let kept: serde_json::Value = wait_for(
+        "the archive to serve the first run's failed transaction",
+        PATIENCE,
+        || get_json(&trace, dev.token()),
+    );
+    assert_eq!(kept["status"], "failed", "{kept}");
+    assert!(
+        archived_registrations(&dev) >= archived,
+        "the archive resumes where it stopped rather than starting afresh"
+    );
+}
+
+/// The registrations the archive of `dev` has stored (the sum of its next offsets).
+fn archived_registrations(dev: &DevServer) -> i64 {
+    let url = format!("{}/v1/positions", dev.http());
+    let positions: Vec<PositionView> = wait_for("the archive's positions", PATIENCE, || {
+        get_json(&url, dev.token())
+    });
+    positions
+        .iter()
+        .filter(|p| p.topic == "registrations")
+        .map(|p| p.next_offset)
+        .sum()
+}
+
+/// The registrations Kafka at `bootstrap` holds (the sum of its high watermarks).
+fn registrations_in_kafka(bootstrap: &str) -> i64 {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some("registrations"), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            consumer
+                .fetch_watermarks("registrations", p.id(), Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
 }
 
 /// `retrace dev --demo` on `kafka` (or its own mock cluster), keeping its archive in
@@ -54,17 +180,10 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(
     }
     let token = dev.token().to_owned();
     assert!(token.starts_with("rtk_"), "an API token: {token}");
+    let kind = if kafka.is_some() { "external" } else { "mock" };
+    assert_eq!(dev.info["kafka"], kind, "{}", dev.info);
 
-    let failed: Page<TransactionSummary> = wait_for(
-        "the demo to produce a failed transaction",
-        Duration::from_secs(120),
-        || {
-            let page: Page<TransactionSummary> =
-                get_json(&format!("{http}/v1/transactions?status=failed"), &token)?;
-            (!page.items.is_empty()).then_some(page)
-        },
-    );
-    let first = &failed.items[0];
+    let first = first_failed_transaction(&dev);
     assert_eq!(first.status, TransactionStatus::Failed);
     let failure = first.failure.as_ref().unwrap();
     assert!(
@@ -72,14 +191,10 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(
         "{failure:?}"
     );
 
-    // The CLI finds the dev server's token in its dev.json: no --token needed.
-    let listed = Command::new(env!("CARGO_BIN_EXE_retrace"))
-        .args(["failed", "--since", "1h"])
-        .env("RETRACE_SERVER", &http)
-        .env("RETRACE_DATA_DIR", dir.path())
-        .env_remove("RETRACE_TOKEN")
-        .output()
-        .unwrap();
+    // The CLI finds the dev server in its dev.json, on its port (not the default 7070), with
+    // its token: no --server, no --token.
+    let data_dir = dir.path().to_str().unwrap();
+    let listed = retrace_failed(&[("RETRACE_DATA_DIR", data_dir)]);
     let stdout = String::from_utf8_lossy(&listed.stdout);
     assert!(
         listed.status.success(),
@@ -87,14 +202,17 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(
         String::from_utf8_lossy(&listed.stderr)
     );
     assert!(stdout.contains(&first.transaction_id), "{stdout}");
+    // A server given explicitly wins over dev.json's.
+    let elsewhere = format!("http://127.0.0.1:{}", retrace_tests::free_port());
+    let refused = retrace_failed(&[
+        ("RETRACE_DATA_DIR", data_dir),
+        ("RETRACE_SERVER", &elsewhere),
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&elsewhere), "{stderr}");
 
-    let pid = dev.child.id().to_string();
-    let signalled = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(signalled.success());
-    let status = wait_for("dev mode to stop after SIGTERM", PATIENCE, || {
-        dev.child.try_wait().unwrap()
-    });
-    assert!(status.success(), "dev mode exited with {status}");
+    stop(&mut dev, dir.path());
     assert!(
         dir.path().join(archive_dir).is_dir(),
         "the archive is kept in the data directory"

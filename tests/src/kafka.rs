@@ -58,7 +58,7 @@ impl KafkaCluster {
             .unwrap_or_else(|error| {
                 panic!(
                     "cannot run {}: {error}. It needs bash, Java 17+ and Maven (or the jars \
-                     already in ~/.cache/retrace-kafka); see README, \"Tests\"",
+                     already in ~/.cache/retrace-kafka); see docs/testing.md",
                     launcher().display()
                 )
             });

@@ -23,12 +23,15 @@ pub struct Server {
     pub token: Option<String>,
     /// Trusted besides the system's roots (`--ca-cert`).
     pub ca_cert: Option<PathBuf>,
+    /// The `retrace dev` dev.json the URL was read from, when no --server was given.
+    pub dev_json: Option<PathBuf>,
 }
 
 /// A Retrace server at one base URL.
 pub struct Client {
     base: Url,
     token: Option<String>,
+    dev_json: Option<PathBuf>,
     http: reqwest::Client,
 }
 
@@ -118,6 +121,7 @@ impl Client {
         Ok(Client {
             base,
             token: server.token.clone(),
+            dev_json: server.dev_json.clone(),
             http,
         })
     }
@@ -171,11 +175,19 @@ impl Client {
 
     fn unreachable(&self, error: &reqwest::Error) -> Failure {
         let server = self.base.as_str().trim_end_matches('/');
-        Failure::Server(format!(
-            "cannot reach the Retrace server at {server} ({}): is `retrace dev` or the archive \
-             running? Set --server or RETRACE_SERVER",
-            cause(error)
-        ))
+        let cause = cause(error);
+        Failure::Server(match &self.dev_json {
+            Some(dev_json) => format!(
+                "cannot reach the Retrace server at {server} ({cause}), the address in {}: \
+                 has that `retrace dev` stopped without removing it? Start it again, or set \
+                 --server or RETRACE_SERVER",
+                dev_json.display()
+            ),
+            None => format!(
+                "cannot reach the Retrace server at {server} ({cause}): is `retrace dev` or \
+                 the archive running? Set --server or RETRACE_SERVER"
+            ),
+        })
     }
 }
 
@@ -232,6 +244,7 @@ mod tests {
             url: url.to_owned(),
             token: None,
             ca_cert: None,
+            dev_json: None,
         }
     }
 

@@ -2,11 +2,13 @@
 //! worker with the demo's queues, in one process on one HTTP address, so a newcomer has the
 //! whole pipeline with one command.
 //!
-//! Kafka is librdkafka's in-process mock cluster unless `--kafka` names a real one. The
-//! mock starts empty each time, so its archive starts afresh too (the previous one is kept
-//! beside it); with a real Kafka the archive in the data directory resumes where it stopped.
+//! Kafka is librdkafka's in-process mock cluster unless `--kafka` names a real one, or asks
+//! for Apache Kafka started here (`local`, see [`local_kafka`]). The mock starts empty each
+//! time, so its archive starts afresh too (the previous one is kept beside it); with a real
+//! Kafka the archive in the data directory resumes where it stopped.
 
 mod demo;
+mod local_kafka;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,28 +20,52 @@ use retrace_archive::{Archive, ArchiveConfig, MaskingConfig};
 use retrace_auth::{AuthConfig, ServiceAuth};
 use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_sdk::{
-    KafkaSettings, ProvisionError, Publisher, TopicSettings, TopicSpec, ensure_topics, topic_layout,
+    KafkaSettings, ProvisionError, Publisher, TopicSettings, TopicSpec, ensure_topics_at_start,
+    topic_layout,
 };
 use retrace_telemetry::LogFormat;
 use retrace_worker::Worker;
 use tokio_util::sync::CancellationToken;
 
 use crate::Failure;
+use local_kafka::LocalKafka;
 
 /// Partitions of each topic dev mode creates.
 const PARTITIONS: i32 = 3;
+/// Where dev mode keeps its data, and where the CLI looks for its `dev.json`, unless
+/// `RETRACE_DATA_DIR` says otherwise.
+const DEFAULT_DATA_DIR: &str = "retrace-data";
 
 #[derive(clap::Args)]
 pub struct DevArgs {
-    /// Where the archive is kept, and where `dev.json` is written.
-    #[arg(long, env = "RETRACE_DATA_DIR", default_value = "retrace-data")]
+    /// Where the archive (and with `--kafka local`, Kafka's data) is kept, and where
+    /// `dev.json` is written.
+    #[arg(long, env = "RETRACE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// The one address for the archive's API, the gateway, `/healthz` and `/metrics`.
     #[arg(long, env = "RETRACE_HTTP", default_value = "127.0.0.1:7070")]
     http: SocketAddr,
-    /// Use this Kafka (host:port) instead of the in-process mock cluster.
-    #[arg(long, env = "RETRACE_KAFKA_BOOTSTRAP")]
-    kafka: Option<String>,
+    /// Run on a real Kafka instead of the in-process mock cluster: `host:port` of a running
+    /// one, or `local` to start Apache Kafka here (Java 17+), its data in DATA_DIR/kafka and
+    /// stopped with dev mode.
+    ///
+    /// The mock (librdkafka's) starts empty every run, keeps 5 MB of a partition, and answers
+    /// only metadata, produce, fetch, offset, consumer-group and transaction requests: no
+    /// admin API (CreateTopics, DescribeConfigs, DeleteRecords, ListGroups: kafka-topics.sh,
+    /// Kafka Streams, Kafka Connect and kafkajs's admin client fail), no compaction, no TLS or
+    /// SASL; kafkajs's idempotent producer and its transactions fail on it ("Broker 0 not
+    /// found in the cached metadata"). Use `--kafka local` for those.
+    #[arg(
+        long,
+        env = "RETRACE_KAFKA_BOOTSTRAP",
+        value_name = "HOST:PORT|local",
+        value_parser = kafka_choice
+    )]
+    kafka: Option<KafkaChoice>,
+    /// The launcher `--kafka local` runs [default: tests/kafka/kafka-local in the current
+    /// directory, else in the checkout this retrace was built from].
+    #[arg(long, env = "RETRACE_KAFKA_LOCAL", value_name = "SCRIPT")]
+    kafka_local: Option<PathBuf>,
     /// Run the demo workload: birth registrations flowing through four services, some
     /// failing at one step.
     #[arg(long)]
@@ -63,20 +89,71 @@ pub struct DevArgs {
     log: String,
 }
 
-/// The admin token of the `retrace dev` serving `server`, from its dev.json in
-/// `RETRACE_DATA_DIR` (default `retrace-data`), when there is one.
-pub fn token_for(server: &str) -> Option<String> {
-    let data_dir = std::env::var_os("RETRACE_DATA_DIR").unwrap_or_else(|| "retrace-data".into());
-    let text = std::fs::read_to_string(Path::new(&data_dir).join("dev.json")).ok()?;
+/// What `--kafka` asks for, besides the mock cluster.
+#[derive(Clone)]
+enum KafkaChoice {
+    /// Apache Kafka, started through `kafka-local`.
+    Local,
+    /// A running Kafka's bootstrap servers.
+    Bootstrap(String),
+}
+
+fn kafka_choice(value: &str) -> Result<KafkaChoice, String> {
+    match value.trim() {
+        "" => Err("give a running Kafka's host:port, or `local`".to_owned()),
+        "local" => Ok(KafkaChoice::Local),
+        bootstrap => Ok(KafkaChoice::Bootstrap(bootstrap.to_owned())),
+    }
+}
+
+/// The Kafka dev mode runs on.
+struct Kafka {
+    kind: KafkaKind,
+    bootstrap: String,
+    /// What it is and where, for the banner.
+    description: String,
+}
+
+/// dev.json's `kafka`.
+#[derive(Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum KafkaKind {
+    /// librdkafka's in-process mock cluster.
+    Mock,
+    /// Apache Kafka started by dev mode through `kafka-local`.
+    Local,
+    /// A Kafka that `--kafka host:port` named.
+    External,
+}
+
+/// A running `retrace dev`, as its dev.json describes it.
+pub struct LocalDev {
+    /// The dev.json, for messages.
+    pub file: PathBuf,
+    pub http: String,
+    pub token: Option<String>,
+}
+
+/// The `retrace dev` whose dev.json is in `RETRACE_DATA_DIR` (default `retrace-data`), when
+/// there is one: dev mode writes the file once it serves and removes it when it stops.
+pub fn local_dev() -> Option<LocalDev> {
+    let data_dir = std::env::var_os("RETRACE_DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let file = Path::new(&data_dir).join("dev.json");
+    let text = std::fs::read_to_string(&file).ok()?;
     let info: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let same_server = info["http"].as_str()? == server.trim_end_matches('/');
-    same_server.then(|| info["token"].as_str().map(str::to_owned))?
+    Some(LocalDev {
+        http: info["http"].as_str()?.to_owned(),
+        token: info["token"].as_str().map(str::to_owned),
+        file,
+    })
 }
 
 /// What scripts read to connect: `DIR/dev.json`.
 #[derive(serde::Serialize)]
 struct DevInfo<'a> {
     kafka_bootstrap: &'a str,
+    /// `mock`, `local` or `external`.
+    kafka: KafkaKind,
     http: String,
     /// An admin API token for this run: `retrace` uses it for a local dev server.
     token: &'a str,
@@ -91,28 +168,12 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
             args.data_dir.display()
         ))
     })?;
-    // The mock cluster lives as long as this function: it is not Send, and everything that
-    // talks to it stops before it is dropped.
-    let mock;
-    let (bootstrap, archive_dir) = match &args.kafka {
-        Some(bootstrap) => {
-            // Some brokers do not create topics on first use; the archive and the demo
-            // need these.
-            let (settings, specs) = topic_settings();
-            let kafka = KafkaSettings::new(bootstrap);
-            let failed = |e: ProvisionError| {
-                Failure::Server(format!(
-                    "cannot create the topics on Kafka at {bootstrap}: {e}"
-                ))
-            };
-            ensure_topics(&kafka, &settings, &specs, "retrace-dev")
-                .await
-                .map_err(failed)?;
-            report_replication(&kafka, &specs).await.map_err(failed)?;
-            (bootstrap.clone(), args.data_dir.join("archive"))
-        }
+    let archive_dir = args.data_dir.join("archive");
+    match &args.kafka {
         None => {
-            mock = MockCluster::<DefaultProducerContext>::new(3).map_err(|e| {
+            // The mock cluster lives as long as this arm: it is not Send, and everything that
+            // talks to it stops before it is dropped.
+            let mock = MockCluster::<DefaultProducerContext>::new(3).map_err(|e| {
                 Failure::Server(format!(
                     "cannot start the in-process Kafka mock cluster: {e}"
                 ))
@@ -126,12 +187,67 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
                         ))
                     })?;
             }
-            (
-                mock.bootstrap_servers(),
-                fresh_mock_archive(&args.data_dir)?,
-            )
+            let bootstrap = mock.bootstrap_servers();
+            let kafka = Kafka {
+                kind: KafkaKind::Mock,
+                description: format!(
+                    "in-process mock cluster on {bootstrap} (empty at each start; `retrace dev \
+                     --help` says what it lacks, `--kafka local` runs Apache Kafka instead)"
+                ),
+                bootstrap,
+            };
+            serve(&args, &kafka, fresh_mock_archive(&args.data_dir)?).await
         }
+        Some(KafkaChoice::Bootstrap(bootstrap)) => {
+            provision(bootstrap).await?;
+            let kafka = Kafka {
+                kind: KafkaKind::External,
+                bootstrap: bootstrap.clone(),
+                description: bootstrap.clone(),
+            };
+            serve(&args, &kafka, archive_dir).await
+        }
+        Some(KafkaChoice::Local) => {
+            let local =
+                LocalKafka::start(args.kafka_local.as_deref(), &args.data_dir.join("kafka"))
+                    .await?;
+            let kafka = Kafka {
+                kind: KafkaKind::Local,
+                bootstrap: local.bootstrap.clone(),
+                description: local.description(),
+            };
+            let ran = async {
+                provision(&kafka.bootstrap).await?;
+                serve(&args, &kafka, archive_dir).await
+            }
+            .await;
+            // After the pipeline: it commits its last positions before its broker goes.
+            local.stop().await;
+            ran
+        }
+    }
+}
+
+/// Creates the topics dev mode needs on a real Kafka (some brokers do not create topics on
+/// first use), and prints their replication.
+async fn provision(bootstrap: &str) -> Result<(), Failure> {
+    let (settings, specs) = topic_settings();
+    let kafka = KafkaSettings::new(bootstrap);
+    let failed = |e: ProvisionError| {
+        Failure::Server(format!(
+            "cannot create the topics on Kafka at {bootstrap}: {e}"
+        ))
     };
+    ensure_topics_at_start(&kafka, &settings, &specs, "retrace-dev")
+        .await
+        .map_err(failed)?;
+    report_replication(&kafka, &specs).await.map_err(failed)
+}
+
+/// Runs the pipeline on `kafka`, its archive in `archive_dir`, until a signal stops it or a
+/// part fails.
+async fn serve(args: &DevArgs, kafka: &Kafka, archive_dir: PathBuf) -> Result<(), Failure> {
+    let bootstrap = kafka.bootstrap.as_str();
     let shutdown = CancellationToken::new();
     // One admin token for this run, accepted by every service as the bootstrap credential.
     let (token, token_sha256) = retrace_auth::generate();
@@ -139,7 +255,7 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         bootstrap_admin_sha256: Some(token_sha256),
         ..AuthConfig::default()
     };
-    let mut archive_config = ArchiveConfig::new(&bootstrap, &archive_dir);
+    let mut archive_config = ArchiveConfig::new(bootstrap, &archive_dir);
     archive_config.auth = auth.clone();
     archive_config.masking = MaskingConfig {
         json_paths: demo::PERSONAL_DATA.map(str::to_owned).to_vec(),
@@ -149,11 +265,11 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
     let archive = Archive::open(&archive_config, shutdown.clone())
         .await
         .map_err(|e| Failure::Server(e.to_string()))?;
-    let settings = KafkaSettings::new(&bootstrap);
+    let settings = KafkaSettings::new(bootstrap);
     let services_auth = ServiceAuth::start(&auth, &settings, "dev", shutdown.clone())
         .await
         .map_err(|e| Failure::Server(e.to_string()))?;
-    let gateway = Gateway::new(&GatewayConfig::new(&bootstrap), services_auth.guard.clone())
+    let gateway = Gateway::new(&GatewayConfig::new(bootstrap), services_auth.guard.clone())
         .map_err(|e| Failure::Server(e.to_string()))?;
     let publisher = Publisher::new(&settings).map_err(|e| Failure::Server(e.to_string()))?;
     let worker = Worker::new(
@@ -197,7 +313,7 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
         let ran = worker.run(shutdown.clone()).await;
         ran.map_err(|e| Failure::Server(format!("the worker stopped: {e}")))
     };
-    announce(&args.data_dir, &bootstrap, http, &token, args.demo)?;
+    let dev_json = announce(&args.data_dir, kafka, http, &token, args.demo)?;
     let signals = async {
         retrace_telemetry::shutdown_signal().await;
         shutdown.cancel();
@@ -221,6 +337,11 @@ pub async fn run(args: DevArgs) -> Result<(), Failure> {
             }
         }
     );
+    // The CLI goes where dev.json says when no --server is given: a stopped dev server
+    // leaves none behind.
+    if let Err(e) = std::fs::remove_file(&dev_json) {
+        tracing::warn!("cannot remove {}: {e}", dev_json.display());
+    }
     served.map_err(|e| Failure::Server(format!("the HTTP server failed: {e}")))?;
     worked?;
     archived?;
@@ -290,16 +411,18 @@ fn topic_settings() -> (TopicSettings, Vec<TopicSpec>) {
     (settings, specs)
 }
 
-/// Prints the banner and writes `dev.json`, once the API is listening.
+/// Prints the banner and writes `dev.json`, once the API is listening; returns the file's
+/// path.
 fn announce(
     data_dir: &Path,
-    bootstrap: &str,
+    kafka: &Kafka,
     http: SocketAddr,
     token: &str,
     demo: bool,
-) -> Result<(), Failure> {
+) -> Result<PathBuf, Failure> {
     let info = DevInfo {
-        kafka_bootstrap: bootstrap,
+        kafka_bootstrap: &kafka.bootstrap,
+        kafka: kafka.kind,
         http: format!("http://{http}"),
         token,
     };
@@ -307,25 +430,27 @@ fn announce(
     let json = serde_json::to_string_pretty(&info).expect("dev info serialises");
     std::fs::write(&path, json + "\n")
         .map_err(|e| Failure::Server(format!("cannot write {}: {e}", path.display())))?;
-    let server = if http.port() == 7070 && http.ip().is_loopback() {
-        String::new()
+    // The CLI reads the address and the token from dev.json in RETRACE_DATA_DIR.
+    let retrace = if data_dir == Path::new(DEFAULT_DATA_DIR) {
+        "retrace".to_owned()
     } else {
-        format!(" --server {}", info.http)
+        format!("RETRACE_DATA_DIR={} retrace", data_dir.display())
     };
     println!(
-        "\nRetrace dev is running.\n  Kafka bootstrap: {bootstrap}\n  HTTP (API, gateway, \
-         worker, /metrics): {}\n  Admin API token (retrace reads it from the file below): \
-         {token}\n  Connection details: {}\n",
+        "\nRetrace dev is running.\n  Kafka: {}\n  HTTP (API, gateway, worker, /metrics): {}\n  \
+         Admin API token (retrace reads it from the file below): {token}\n  Connection \
+         details: {}\n",
+        kafka.description,
         info.http,
         path.display()
     );
     if demo {
         println!(
-            "The demo publishes birth registrations; some fail. Try:\n  retrace{server} failed \
-             --since 10m\n  retrace{server} trace <transaction-id>\n  retrace{server} replay \
-             <transaction-id> --only-failed --reason \"renderer back up\"\n"
+            "The demo publishes birth registrations; some fail. Try:\n  {retrace} failed --since \
+             10m\n  {retrace} trace <transaction-id>\n  {retrace} replay <transaction-id> \
+             --only-failed --reason \"renderer back up\"\n"
         );
     }
     println!("Ctrl-C stops everything.\n");
-    Ok(())
+    Ok(path)
 }

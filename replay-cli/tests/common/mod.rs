@@ -64,15 +64,16 @@ pub fn assert_exit(run: &Run, code: i32) {
 pub struct DevServer {
     pub child: Child,
     pub port: u16,
-    /// Its `dev.json`: `http`, `kafka_bootstrap`, `token`.
+    /// Its `dev.json`: `http`, `kafka_bootstrap`, `kafka`, `token`.
     pub info: serde_json::Value,
 }
 
 impl DevServer {
     /// Starts it with its data in `data_dir` and `rate` registrations a second, on `kafka`
-    /// (bootstrap servers) or else dev mode's in-process mock cluster, and waits until it has
-    /// written `dev.json`. The demo's job gate closes at 20 a second and over: below it jobs
-    /// run, and some dead-letter.
+    /// (bootstrap servers, or `local`: Apache Kafka it starts itself) or else dev mode's
+    /// in-process mock cluster, and waits until it has written `dev.json`. The demo's job gate
+    /// closes at 20 a second and over: below it jobs run, and some dead-letter. Its stderr
+    /// goes to `dev.log` in `data_dir`.
     pub fn start(data_dir: &Path, rate: u32, kafka: Option<&str>) -> DevServer {
         let port = free_port();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_retrace"));
@@ -85,9 +86,11 @@ impl DevServer {
         if let Some(kafka) = kafka {
             command.args(["--kafka", kafka]);
         }
+        std::fs::create_dir_all(data_dir).expect("the data directory can be created");
+        let log = data_dir.join("dev.log");
         let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("dev.log in the data directory"))
             .spawn()
             .expect("the retrace binary starts");
         let mut server = DevServer {
@@ -96,6 +99,12 @@ impl DevServer {
             info: serde_json::Value::Null,
         };
         server.info = wait_for("dev.json", PATIENCE, || {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "retrace dev exited with {status} before writing dev.json: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             let text = std::fs::read_to_string(data_dir.join("dev.json")).ok()?;
             serde_json::from_str(&text).ok()
         });

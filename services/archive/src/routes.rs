@@ -68,7 +68,7 @@ impl Api {
     }
 }
 
-/// Every route of the API, each behind the permission it needs (see the README's table).
+/// Every route of the API, each behind the permission it needs (see the table in docs/api.md).
 pub(crate) fn router(api: Api) -> Router {
     let guard = api.guard.clone();
     let read = Router::new()

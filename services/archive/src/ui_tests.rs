@@ -62,7 +62,7 @@ fn normalise(path: &str) -> String {
     out
 }
 
-/// The routes the OpenAPI document and the README's API table document.
+/// The routes the OpenAPI document and the API table of docs/api.md document.
 fn documented_routes() -> Vec<String> {
     let openapi: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
     let mut routes: Vec<String> = openapi["paths"]
@@ -71,10 +71,10 @@ fn documented_routes() -> Vec<String> {
         .keys()
         .map(|p| normalise(p))
         .collect();
-    let readme = include_str!("../../../README.md");
+    let api_doc = include_str!("../../../docs/api.md");
     for method in ["`GET /v1/", "`POST /v1/"] {
-        for (at, _) in readme.match_indices(method) {
-            let rest = &readme[at + method.len() - "/v1/".len()..];
+        for (at, _) in api_doc.match_indices(method) {
+            let rest = &api_doc[at + method.len() - "/v1/".len()..];
             let route = rest.split(['`', '?', '[']).next().unwrap();
             routes.push(normalise(route));
         }
@@ -83,7 +83,7 @@ fn documented_routes() -> Vec<String> {
 }
 
 /// The console uses only the public API: every `/v1/` path its script asks for is one the
-/// OpenAPI document or the README documents.
+/// OpenAPI document or docs/api.md documents.
 #[test]
 fn the_console_calls_only_documented_api_routes() {
     let script = include_str!("../ui/app.js");
@@ -104,7 +104,7 @@ fn the_console_calls_only_documented_api_routes() {
     for path in &called {
         assert!(
             documented.contains(path),
-            "the console calls {path}, which neither openapi.json nor the README documents; \
+            "the console calls {path}, which neither openapi.json nor docs/api.md documents; \
              the console may use only the public API"
         );
     }

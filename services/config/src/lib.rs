@@ -40,7 +40,7 @@ pub const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
 /// The flags every service takes; each also reads a `RETRACE_*` environment variable.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct CommonArgs {
-    /// TOML configuration file (see README for its sections).
+    /// TOML configuration file (see docs/configuration.md for its sections).
     #[arg(long, env = "RETRACE_CONFIG")]
     pub config: Option<PathBuf>,
     /// How often the configuration file is checked for changes, in milliseconds; 0 reloads

@@ -29,7 +29,7 @@ use crate::events::{BrokerUnreachable, EventPublished, ProducerReplaced, Publish
 /// `message.timeout.ms` (30 s) outlasts a leader's failover, so a broker's routine death fails
 /// no publish: Kafka fences a dead broker after `broker.session.timeout.ms` (9 s), a dead
 /// active controller adds an election, and the longest stall measured on three nodes was
-/// 12.7 s (README, "Kafka timeouts"; `tests/scenarios/cluster.rs`).
+/// 12.7 s (docs/configuration.md, "Kafka timeouts, and why"; `tests/scenarios/cluster.rs`).
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),
     ("enable.idempotence", "true"),
