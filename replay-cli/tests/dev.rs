@@ -262,13 +262,13 @@ fn dev_mode_on_three_nodes_replicates_retraces_own_topics() {
 /// Dev mode started the moment a fresh three-node cluster serves, when Retrace's topics are
 /// created and their leaders not yet known to every broker, starts every time: its start-up
 /// retries what Kafka answers meanwhile (`NotLeaderForPartition`, an unknown topic) instead of
-/// exiting. Three rounds here (each starts a cluster); `RETRACE_TEST_FRESH_STARTS=10` for more.
+/// exiting. Ten rounds, each on a new cluster (`RETRACE_TEST_FRESH_STARTS` sets how many).
 #[test]
 fn dev_mode_starts_on_a_cluster_that_has_just_come_up() {
     let rounds: usize = std::env::var("RETRACE_TEST_FRESH_STARTS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(10);
     for round in 1..=rounds {
         let kafka = KafkaCluster::start(3);
         let dir = tempfile::tempdir().unwrap();
