@@ -13,13 +13,14 @@ use rdkafka::message::Headers as _;
 use retrace_proto::{JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, FAST_BACKOFF, PATIENCE, RunningWorker, WebhookTarget, closed_gate, job,
-    on_every_broker, unique_topic, webhook_queue,
+    Broker, FAST_BACKOFF, PATIENCE, RunningWorker, WebhookTarget, closed_gate,
+    eventually_explained, job, on_every_broker, unique_topic, webhook_config, webhook_queue,
 };
 use retrace_worker::{
-    Backoff, JobError, JobHandler, QueueConfig, QueueTopics, ReceivedJob, RedriveRequest,
-    RedriveSelection, WorkerConfig, enqueue, redrive,
+    Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueTopics, ReceivedJob, RedriveRequest,
+    RedriveSelection, Worker, WorkerConfig, enqueue, redrive,
 };
+use tokio_util::sync::CancellationToken;
 
 /// The outcomes of `event_id` on `retrace.outcomes`, once `ready` holds for them.
 async fn outcomes_when(
@@ -370,6 +371,99 @@ async fn jobs_enqueued_through_a_broker_outage_all_run(broker: Broker) {
     server.abort();
 }
 
+/// A second worker leaves and joins the queue's group five times while jobs flow. Every job
+/// fails its first attempt and is retried 1 to 2 s later, so the heads of the retry lane are
+/// held (their partitions paused) nearly all the time, and each rebalance takes partitions
+/// away with their heads held, and gives them back. Every job still runs to done, and the
+/// group ends with nothing pending: no partition stays paused (issue 28, item 1) and no
+/// commit point passes a job that did not settle (item 2). (docs/reliability.md,
+/// "Rebalances".)
+async fn every_job_runs_while_a_second_worker_leaves_and_joins_over_held_heads(broker: Broker) {
+    const ROUNDS: usize = 5;
+    /// Between two enqueued jobs: about ten a second.
+    const PACE: std::time::Duration = std::time::Duration::from_millis(100);
+    let target = WebhookTarget::default();
+    let (queue, mut config, server) = webhook_config(&broker, "rebalanced-jobs", &target).await;
+    // Members notice a join or a leave within half a second, so a round takes seconds.
+    config.kafka = broker
+        .settings()
+        .with_properties(["session.timeout.ms=6000", "heartbeat.interval.ms=500"])
+        .unwrap();
+    config.queues.get_mut(&queue).unwrap().backoff = Backoff {
+        base_ms: 2_000,
+        factor: 1.0,
+        max_ms: 2_000,
+    };
+    let start = || async {
+        RunningWorker::start(&broker, Worker::new(&config, Handlers::new()).unwrap()).await
+    };
+    let first = start().await;
+    let flowing = CancellationToken::new();
+    // Kind `flaky`: the webhook answers its first call 502, and 200 after.
+    let generator = tokio::spawn({
+        let (publisher, queue, flowing) = (
+            Publisher::new(&config.kafka).unwrap(),
+            queue.clone(),
+            flowing.clone(),
+        );
+        async move {
+            let mut enqueued = Vec::new();
+            while !flowing.is_cancelled() {
+                let job = job("rebalance-test", "flaky");
+                enqueued.push(job.event_id.clone());
+                enqueue(&publisher, &queue, job).await.unwrap();
+                tokio::time::sleep(PACE).await;
+            }
+            enqueued
+        }
+    });
+    for round in 1..=ROUNDS {
+        let second = start().await;
+        second
+            .status_when(
+                &format!("round {round}: the second worker done a job"),
+                |s| s.done >= 1,
+            )
+            .await;
+        second.stop().await;
+        let before = first.status_when("a status", |_| true).await.done;
+        first
+            .status_when(&format!("round {round}: the first worker alone"), |s| {
+                s.done > before
+            })
+            .await;
+    }
+    flowing.cancel();
+    let enqueued = generator.await.unwrap();
+    let not_done = || {
+        let calls = target.calls.lock().unwrap();
+        enqueued
+            .iter()
+            .filter(|id| calls.get(*id).is_none_or(|n| *n < 2))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    eventually_explained(
+        PATIENCE,
+        || async { not_done().is_empty().then_some(()) },
+        || format!("for every job to run to done; not done: {:?}", not_done()),
+    )
+    .await;
+    let status = first
+        .status_when("nothing pending in the group", |s| s.pending == Some(0))
+        .await;
+    let calls = target.calls.lock().unwrap().clone();
+    eprintln!(
+        "{ROUNDS} joins and leaves: {} jobs, all done; webhook calls {} (at most {} for one \
+         job), first worker's status {status:?}",
+        enqueued.len(),
+        calls.values().sum::<u32>(),
+        calls.values().max().copied().unwrap_or_default(),
+    );
+    first.stop().await;
+    server.abort();
+}
+
 /// How long [`jobs_enqueued_through_a_broker_outage_all_run`] keeps the brokers down.
 const OUTAGE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -377,6 +471,7 @@ on_every_broker!(
     webhook_statuses_decide_done_retry_or_dead_letter,
     retries_then_dead_letters_then_redrive_completes,
     urgent_jobs_and_near_deadlines_run_while_the_gate_is_closed,
-    retry_copies_sharing_a_record_batch_all_run;
+    retry_copies_sharing_a_record_batch_all_run,
+    every_job_runs_while_a_second_worker_leaves_and_joins_over_held_heads;
     private: jobs_enqueued_through_a_broker_outage_all_run,
 );

@@ -187,6 +187,19 @@ pub async fn webhook_queue(
     prefix: &str,
     target: &WebhookTarget,
 ) -> (String, RunningWorker, JoinHandle<()>) {
+    let (queue, config, server) = webhook_config(broker, prefix, target).await;
+    let running =
+        RunningWorker::start(broker, Worker::new(&config, Handlers::new()).unwrap()).await;
+    (queue, running, server)
+}
+
+/// A new queue whose jobs go to `target`'s webhook, served by the returned task, and a
+/// worker's configuration for it, for a test that changes it or starts several workers.
+pub async fn webhook_config(
+    broker: &Broker,
+    prefix: &str,
+    target: &WebhookTarget,
+) -> (String, WorkerConfig, JoinHandle<()>) {
     let queue = unique_topic(prefix);
     broker.create_queue(&queue).await;
     let router = axum::Router::new()
@@ -203,7 +216,5 @@ pub async fn webhook_queue(
             ..QueueConfig::default()
         },
     );
-    let running =
-        RunningWorker::start(broker, Worker::new(&config, Handlers::new()).unwrap()).await;
-    (queue, running, server)
+    (queue, config, server)
 }

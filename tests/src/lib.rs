@@ -34,7 +34,8 @@ pub use archived::{
 pub use disk::SmallFilesystem;
 pub use gateway::{Answer, RunningGateway, spawn_gateway, start_gateway, start_gateway_on};
 pub use jobs::{
-    FAST_BACKOFF, RunningWorker, WebhookTarget, closed_gate, job, serve, webhook_queue,
+    FAST_BACKOFF, RunningWorker, WebhookTarget, closed_gate, job, serve, webhook_config,
+    webhook_queue,
 };
 pub use kafka::{KafkaCluster, launcher as kafka_launcher};
 pub use kill::{

@@ -22,10 +22,15 @@ impl PartitionProgress {
         self.in_flight.insert(offset);
     }
 
-    /// Marks `offset` settled; returns the offset to commit now, if it moved.
+    /// Marks `offset` settled; returns the offset to commit now, if it moved. An offset
+    /// that is not in flight here (never started, or started before this progress was
+    /// begun anew) moves nothing: counting it would let the commit point jump over offsets
+    /// this progress has not seen settle.
     pub fn settled(&mut self, offset: i64) -> Option<i64> {
         let before = self.commit_point();
-        self.in_flight.remove(&offset);
+        if !self.in_flight.remove(&offset) {
+            return None;
+        }
         self.settled_to = Some(self.settled_to.unwrap_or(0).max(offset + 1));
         let after = self.commit_point();
         (after != before).then_some(after).flatten()
@@ -73,6 +78,18 @@ mod tests {
         assert_eq!(p.settled(10), Some(13));
         assert_eq!(p.settled(13), Some(14));
         assert_eq!(p.in_flight(), 0);
+    }
+
+    #[test]
+    fn an_offset_never_started_here_moves_nothing() {
+        let mut p = PartitionProgress::default();
+        p.started(10);
+        assert_eq!(p.settled(15), None, "15 was not started here");
+        assert_eq!(
+            p.settled(10),
+            Some(11),
+            "not 16: 11 to 15 never settled here"
+        );
     }
 
     #[test]

@@ -12,20 +12,23 @@
 //! fetched before it are discarded, not delivered), so no message is skipped. A retry copy
 //! not yet due thus costs no extra fetch round trip when it is released.
 
+mod assignments;
+mod attempt;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::FutureExt as _;
 use prost::Message as _;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
-use retrace_proto::{Envelope, JobPriority, Outcome, OutcomeStatus};
-use retrace_sdk::{KafkaSettings, PartitionProgress, Publisher, RawMessage, store_next_offset};
+use retrace_proto::{Envelope, JobPriority};
+use retrace_sdk::{KafkaSettings, Publisher, store_next_offset};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -33,14 +36,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::config::QueueConfig;
-use crate::events::{
-    JobSettled, JobStarted, KafkaTrouble, NotAJob, PartitionsPaused, QueueSlowed, Settlement,
-};
+use crate::events::{KafkaTrouble, NotAJob, PartitionsPaused, QueueSlowed};
 use crate::gate::{Admission, AdmissionPolicy, GateHandle, GateSpec, GateState, admits};
-use crate::handler::{JobError, ReceivedJob, SharedHandler};
+use crate::handler::{ReceivedJob, SharedHandler};
 use crate::retry::{self, ERROR, REDRIVEN_BY};
 use crate::status::QueueCounters;
 use crate::{QueueTopics, WorkerError};
+
+use assignments::{Assignments, Ticket};
+use attempt::{RawCopy, attempt, defer};
 
 /// Offsets are stored only once a job is settled, and committed in the background (and at
 /// shutdown). Prefetch is kept small: the gate pauses partitions, and a paused partition's
@@ -176,8 +180,7 @@ enum Decision {
 
 /// A finished job task.
 struct Settled {
-    tp: Tp,
-    offset: i64,
+    ticket: Ticket,
     /// False when shutdown came before the attempt's copies and outcome were acknowledged:
     /// the offset stays uncommitted and the job runs again.
     done: bool,
@@ -186,13 +189,37 @@ struct Settled {
 
 #[derive(Default)]
 struct State {
-    assignment: HashSet<Tp>,
-    progress: HashMap<Tp, PartitionProgress>,
+    assignments: Assignments,
     /// Partitions whose head may not run yet, with the messages behind it; each is paused.
     waiting: HashMap<Tp, Waiting>,
     paused: HashSet<Tp>,
     slowed_until: Option<Instant>,
     next_start: Option<Instant>,
+}
+
+impl State {
+    /// Applies what the rebalance log recorded, in order; returns the partitions assigned
+    /// (and not revoked since). Either way a partition starts afresh, from its committed
+    /// offset: its waiting messages were not started, so nothing past them was committed,
+    /// and they are consumed again. Its pause flag is librdkafka's to keep (see
+    /// `apply_rebalances`), no longer ours to know.
+    fn rebalanced(&mut self, changes: Vec<(bool, Vec<Tp>)>) -> Vec<Tp> {
+        let mut assigned = Vec::new();
+        for (assign, partitions) in changes {
+            for tp in partitions {
+                self.waiting.remove(&tp);
+                self.paused.remove(&tp);
+                assigned.retain(|other| *other != tp);
+                if assign {
+                    self.assignments.assign(tp.clone());
+                    assigned.push(tp);
+                } else {
+                    self.assignments.revoke(&tp);
+                }
+            }
+        }
+        assigned
+    }
 }
 
 /// The messages of one partition that wait, in offset order.
@@ -205,8 +232,7 @@ struct Waiting {
 
 /// A consumed message not yet decided on.
 struct Pending {
-    tp: Tp,
-    offset: i64,
+    ticket: Ticket,
     lane: Lane,
     raw: RawCopy,
 }
@@ -362,19 +388,16 @@ impl QueueRunner {
         if changes.is_empty() {
             return;
         }
-        for (assigned, partitions) in changes {
-            for tp in partitions {
-                // Either way, librdkafka starts the partition afresh (unpaused, from the
-                // committed offset): forget what we knew of it. Waiting messages were not
-                // started, so nothing past them was committed.
-                state.progress.remove(&tp);
-                state.waiting.remove(&tp);
-                state.paused.remove(&tp);
-                if assigned {
-                    state.assignment.insert(tp);
-                } else {
-                    state.assignment.remove(&tp);
-                }
+        let assigned = state.rebalanced(changes);
+        if !assigned.is_empty() {
+            // librdkafka keeps the application's pause flag across revoke and assign
+            // (2.12.1): a partition paused when it was revoked comes back paused, and would
+            // never be fetched again. Resume all that came back; `reconcile` pauses again
+            // what must wait (a slowed lane).
+            if let Err(error) = self.consumer.resume(&partition_list(&assigned)) {
+                self.trouble("resume", &error);
+                // Counted as paused, so `reconcile` resumes it at the next recheck.
+                state.paused.extend(assigned);
             }
         }
         self.reconcile(state);
@@ -473,16 +496,14 @@ impl QueueRunner {
 
     /// Pauses the partitions that must wait and resumes the others.
     fn reconcile(&self, state: &mut State) {
-        let mut pause = TopicPartitionList::new();
-        let mut to_pause = Vec::new();
-        for tp in &state.assignment {
-            if self.should_pause(state, tp) && !state.paused.contains(tp) {
-                pause.add_partition(&tp.0, tp.1);
-                to_pause.push(tp.clone());
-            }
-        }
+        let to_pause: Vec<Tp> = state
+            .assignments
+            .partitions()
+            .filter(|tp| self.should_pause(state, tp) && !state.paused.contains(*tp))
+            .cloned()
+            .collect();
         if !to_pause.is_empty() {
-            match self.consumer.pause(&pause) {
+            match self.consumer.pause(&partition_list(&to_pause)) {
                 Ok(()) => state.paused.extend(to_pause.iter().cloned()),
                 Err(error) => self.trouble("pause", &error),
             }
@@ -495,11 +516,7 @@ impl QueueRunner {
             .collect();
         let mut resumed = 0;
         if !to_resume.is_empty() {
-            let mut resume = TopicPartitionList::new();
-            for tp in &to_resume {
-                resume.add_partition(&tp.0, tp.1);
-            }
-            match self.consumer.resume(&resume) {
+            match self.consumer.resume(&partition_list(&to_resume)) {
                 Ok(()) => {
                     for tp in &to_resume {
                         state.paused.remove(tp);
@@ -535,23 +552,27 @@ impl QueueRunner {
         let Some(lane) = self.lane(&tp.0) else {
             return;
         };
+        let Some(ticket) = state.assignments.ticket(tp, message.offset()) else {
+            // librdkafka drops what it fetched for a partition it revokes; should a message
+            // still come, it is its new owner's, who reads it from the committed offset.
+            return;
+        };
         let pending = Pending {
-            offset: message.offset(),
+            ticket,
             lane,
             raw: RawCopy {
                 key: message.key().map(<[u8]>::to_vec),
                 value: message.payload().map(<[u8]>::to_vec),
                 headers: retry::owned_headers(message),
             },
-            tp,
         };
-        if let Some(waiting) = state.waiting.get_mut(&pending.tp) {
+        if let Some(waiting) = state.waiting.get_mut(&pending.ticket.tp) {
             // Fetched before the pause took effect: it waits its turn behind the head.
             waiting.messages.push_back(pending);
             return;
         }
         if let Decision::Wait(pending, hold) = self.decide(state, jobs, pending) {
-            let tp = pending.tp.clone();
+            let tp = pending.ticket.tp.clone();
             state.waiting.insert(
                 tp,
                 Waiting {
@@ -569,18 +590,17 @@ impl QueueRunner {
         let envelope = match decode_job(pending.raw.value.as_deref()) {
             Ok(envelope) => envelope,
             Err(problem) => {
+                let ticket = &pending.ticket;
                 NotAJob {
                     queue: &self.shared.queue,
-                    topic: &pending.tp.0,
-                    partition: pending.tp.1,
-                    offset: pending.offset,
+                    topic: &ticket.tp.0,
+                    partition: ticket.tp.1,
+                    offset: ticket.offset,
                     problem: &problem,
                 }
                 .emit();
-                let progress = state.progress.entry(pending.tp.clone()).or_default();
-                progress.started(pending.offset);
-                let commit = progress.settled(pending.offset);
-                self.store(&pending.tp, commit);
+                state.assignments.started(ticket);
+                self.store(state, ticket);
                 return Decision::Taken;
             }
         };
@@ -616,8 +636,7 @@ impl QueueRunner {
             }
         }
         let Pending {
-            tp,
-            offset,
+            ticket,
             raw,
             lane: _,
         } = pending;
@@ -628,9 +647,9 @@ impl QueueRunner {
             envelope,
             job,
             queue: self.shared.queue.clone(),
-            topic: tp.0.clone(),
-            partition: tp.1,
-            offset,
+            topic: ticket.tp.0.clone(),
+            partition: ticket.tp.1,
+            offset: ticket.offset,
         };
         let span = tracing::info_span!(
             "job",
@@ -639,14 +658,10 @@ impl QueueRunner {
             event_id = %received.envelope.event_id,
             attempt = received.attempt,
         );
-        state
-            .progress
-            .entry(tp.clone())
-            .or_default()
-            .started(offset);
+        state.assignments.started(&ticket);
         let shared = Arc::clone(&self.shared);
         if let Some(due) = deferred {
-            jobs.spawn(defer(shared, received, raw, due, tp).instrument(span));
+            jobs.spawn(defer(shared, received, raw, due, ticket).instrument(span));
             return Decision::Taken;
         }
         if let Some(rate) = self.shared.config.rate_per_s {
@@ -656,7 +671,7 @@ impl QueueRunner {
                 .max(Instant::now());
             state.next_start = Some(start + Duration::from_secs_f64(1.0 / rate));
         }
-        jobs.spawn(attempt(shared, received, raw, tp).instrument(span));
+        jobs.spawn(attempt(shared, received, raw, ticket).instrument(span));
         Decision::Taken
     }
 
@@ -679,19 +694,17 @@ impl QueueRunner {
                 self.reconcile(state);
             }
         }
-        if !settled.done {
-            return;
-        }
-        if let Some(progress) = state.progress.get_mut(&settled.tp) {
-            let commit = progress.settled(settled.offset);
-            self.store(&settled.tp, commit);
+        if settled.done {
+            self.store(state, &settled.ticket);
         }
     }
 
-    fn store(&self, tp: &Tp, commit: Option<i64>) {
-        let Some(next) = commit else {
+    /// Settles `ticket`'s message, and stores its partition's offset if it moved.
+    fn store(&self, state: &mut State, ticket: &Ticket) {
+        let Some(next) = state.assignments.settled(ticket) else {
             return;
         };
+        let tp = &ticket.tp;
         if let Err(error) = store_next_offset(&self.consumer, &tp.0, tp.1, next) {
             self.trouble("store offset", &error);
         }
@@ -721,6 +734,14 @@ fn must_wait(
     }
 }
 
+fn partition_list(partitions: &[Tp]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        list.add_partition(topic, *partition);
+    }
+    list
+}
+
 async fn sleep_until(wake: Option<Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -738,202 +759,5 @@ fn decode_job(payload: Option<&[u8]>) -> Result<Envelope, String> {
             Err("field `job.kind` is missing: it selects the handler".to_owned())
         }
         Some(_) => Ok(envelope),
-    }
-}
-
-/// A consumed message as bytes, to publish a copy of it.
-struct RawCopy {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-/// Runs one attempt and settles it: outcome, and a retry or dead-letter copy.
-async fn attempt(shared: Arc<Shared>, job: ReceivedJob, raw: RawCopy, tp: Tp) -> Settled {
-    shared
-        .counters
-        .running
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    JobStarted {
-        queue: &shared.queue,
-    }
-    .emit();
-    let started = Instant::now();
-    let result = match shared.handlers.of(&job.job.kind) {
-        Some(handler) => AssertUnwindSafe(handler.run_boxed(&job))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(JobError::Retry("the handler panicked".to_owned()))),
-        None => Err(JobError::Permanent(format!(
-            "no handler for kind {:?} in queue {:?}: configure queues.{}.webhook or \
-             queues.{}.kinds.\"{}\".webhook",
-            job.job.kind, shared.queue, shared.queue, shared.queue, job.job.kind
-        ))),
-    };
-    let elapsed = started.elapsed();
-    let max_attempts = match job.job.max_attempts {
-        0 => shared.config.max_attempts,
-        own => own,
-    };
-    let mut slow_for = None;
-    let (settlement, error, copy) = match result {
-        Ok(()) => (Settlement::Processed, None, None),
-        Err(JobError::Permanent(text)) => {
-            let headers = retry::next_headers(
-                &raw.headers,
-                job.attempt,
-                None,
-                Some(&format!("attempt {}: {text}", job.attempt)),
-            );
-            let dlq = shared.topics.dead_letter.clone();
-            (Settlement::Failed, Some(text), Some((dlq, headers)))
-        }
-        Err(failure) => {
-            let (after, text) = match failure {
-                JobError::RetryAfter(after, text) => {
-                    slow_for = Some(after);
-                    (after, text)
-                }
-                JobError::Retry(text) | JobError::Permanent(text) => (Duration::ZERO, text),
-            };
-            let line = format!("attempt {}: {text}", job.attempt);
-            if job.attempt >= max_attempts {
-                let headers = retry::next_headers(&raw.headers, job.attempt, None, Some(&line));
-                let dlq = shared.topics.dead_letter.clone();
-                (Settlement::DeadLettered, Some(text), Some((dlq, headers)))
-            } else {
-                let delay = shared.config.backoff.delay(job.attempt).max(after);
-                let due = SystemTime::now() + delay;
-                let headers =
-                    retry::next_headers(&raw.headers, job.attempt + 1, Some(due), Some(&line));
-                let topic = shared.topics.retry.clone();
-                (Settlement::Retrying, Some(text), Some((topic, headers)))
-            }
-        }
-    };
-    let mut done = true;
-    if let Some((topic, headers)) = copy {
-        done = publish_copy(&shared, &topic, &raw, &headers, job.id()).await;
-    }
-    if done {
-        let status = match settlement {
-            Settlement::Processed => OutcomeStatus::Processed,
-            Settlement::Retrying => OutcomeStatus::Retrying,
-            Settlement::Failed => OutcomeStatus::Failed,
-            Settlement::DeadLettered | Settlement::Deferred => OutcomeStatus::DeadLettered,
-        };
-        let outcome = Outcome::of(
-            &job.envelope,
-            shared.consumer_name.clone(),
-            status,
-            error.clone(),
-            job.attempt,
-        );
-        done = publish_outcome(&shared, &outcome).await;
-    }
-    JobSettled {
-        queue: &shared.queue,
-        settlement,
-        attempt: job.attempt,
-        elapsed: Some(elapsed),
-        error: error.as_deref(),
-    }
-    .emit();
-    shared.counters.settled(settlement, true);
-    Settled {
-        tp,
-        offset: job.offset,
-        done,
-        slow_for,
-    }
-}
-
-/// Moves a job whose `not_before` is ahead to the retry topic, due then, without an attempt.
-async fn defer(
-    shared: Arc<Shared>,
-    job: ReceivedJob,
-    raw: RawCopy,
-    due: SystemTime,
-    tp: Tp,
-) -> Settled {
-    let headers = retry::next_headers(&raw.headers, job.attempt, Some(due), None);
-    let topic = shared.topics.retry.clone();
-    let done = publish_copy(&shared, &topic, &raw, &headers, job.id()).await;
-    if done {
-        JobSettled {
-            queue: &shared.queue,
-            settlement: Settlement::Deferred,
-            attempt: job.attempt,
-            elapsed: None,
-            error: None,
-        }
-        .emit();
-        shared.counters.settled(Settlement::Deferred, false);
-    }
-    Settled {
-        tp,
-        offset: job.offset,
-        done,
-        slow_for: None,
-    }
-}
-
-/// Publishes a copy of a job until Kafka acknowledges it; false if abandoned first.
-async fn publish_copy(
-    shared: &Shared,
-    topic: &str,
-    raw: &RawCopy,
-    headers: &[(String, Option<Vec<u8>>)],
-    job_id: &str,
-) -> bool {
-    let headers: Vec<(&str, Option<&[u8]>)> = headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_deref()))
-        .collect();
-    let message = RawMessage {
-        key: raw.key.as_deref(),
-        value: raw.value.as_deref(),
-        headers: &headers,
-    };
-    persist(shared, "publish a job copy", || {
-        shared.publisher.republish(topic, &message, job_id)
-    })
-    .await
-}
-
-async fn publish_outcome(shared: &Shared, outcome: &Outcome) -> bool {
-    persist(shared, "publish an outcome", || {
-        shared.publisher.publish_outcome(outcome)
-    })
-    .await
-}
-
-/// Retries `publish` with backoff until it succeeds (true) or the grace is over (false).
-async fn persist<F, T>(shared: &Shared, during: &'static str, publish: impl Fn() -> F) -> bool
-where
-    F: std::future::Future<Output = Result<T, retrace_sdk::PublishError>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let result = tokio::select! {
-            () = shared.abandon.cancelled() => return false,
-            result = publish() => result,
-        };
-        match result {
-            Ok(_) => return true,
-            Err(error) => {
-                KafkaTrouble {
-                    queue: &shared.queue,
-                    during,
-                    error: &error,
-                }
-                .emit();
-                tokio::select! {
-                    () = shared.abandon.cancelled() => return false,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
     }
 }
