@@ -156,6 +156,7 @@ fn audit_events_archived_with_records_are_chained_once_with_the_others() {
         key: crate::RecordKey {
             topic: "retrace.audit".into(),
             partition: 0,
+            epoch: 0,
             offset,
         },
         message_key: None,

@@ -6,6 +6,12 @@
 //! - 2: `meta/record_count`, the number of records, written in the same atomic batch as
 //!   the records, so a backup's manifest and `/v1/positions` know it without a scan.
 //!   Migrating from 1 counts the records once.
+//! - 3: a partition's log may be replaced (topic deleted and recreated, log cut back by an
+//!   unclean leader election, another cluster): each log is an epoch. A record key keeps
+//!   its epoch in the top 16 bits of its 8-byte offset field, and a position that has seen
+//!   a reset keeps its epoch and the reset after the next offset. Epoch 0 keys and
+//!   8-byte positions are format 2's bytes, so migrating from 2 only rewrites the marker;
+//!   a format-2 build refuses a format-3 archive, whose positions it could not read.
 
 use fjall::PersistMode;
 
@@ -13,7 +19,7 @@ use crate::StoreError;
 use crate::store::Inner;
 
 /// The on-disk format this build writes; it opens this one and migrates older ones.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format this build migrates.
 const OLDEST_MIGRATED: u32 = 1;
 const FORMAT_KEY: &str = "format_version";
@@ -49,6 +55,11 @@ pub(crate) fn open(inner: &Inner) -> Result<u64, StoreError> {
     };
     match version {
         FORMAT_VERSION => read_record_count(inner),
+        2 => {
+            let records = read_record_count(inner)?;
+            write_format(inner, records)?;
+            Ok(records)
+        }
         1 => {
             let records = inner
                 .records
@@ -110,9 +121,9 @@ mod tests {
 
     #[test]
     fn an_archive_of_a_newer_format_is_refused_naming_both_versions() {
-        let error = refusal("3");
-        assert!(error.contains("format version 3"), "{error}");
-        assert!(error.contains("versions 1 to 2"), "{error}");
+        let error = refusal("4");
+        assert!(error.contains("format version 4"), "{error}");
+        assert!(error.contains("versions 1 to 3"), "{error}");
         assert!(error.contains("newer Retrace"), "{error}");
     }
 

@@ -11,13 +11,37 @@ const END: u8 = 0;
 const POSITION_LEN: usize = 12;
 const TIME_LEN: usize = 8;
 
-/// `topic \0 partition offset`: the primary key.
+/// Bits of the 8-byte offset field below the epoch.
+const OFFSET_BITS: u32 = 48;
+
+/// `topic \0 partition epoch:offset`: the primary key. The epoch takes the top 16 bits of
+/// the offset field, so epoch-0 keys are byte for byte those of format 2 (no record is
+/// rewritten on upgrade) and a partition's records sort by epoch, then offset. A key that
+/// does not [`fit`](fits) would land on another epoch's: writers and readers check first.
 pub(crate) fn record(key: &RecordKey) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.topic.len() + 1 + POSITION_LEN);
     push_id(&mut out, &key.topic);
     out.extend_from_slice(&(key.partition as u32).to_be_bytes());
-    out.extend_from_slice(&(key.offset as u64).to_be_bytes());
+    out.extend_from_slice(&offset_field(key.epoch, key.offset).to_be_bytes());
     out
+}
+
+/// The epoch and offset fit in the key's 8-byte offset field.
+pub(crate) fn fits(key: &RecordKey) -> bool {
+    key.epoch <= RecordKey::MAX_EPOCH && (0..=RecordKey::MAX_OFFSET).contains(&key.offset)
+}
+
+/// `topic \0 partition` followed by the greatest offset field: where a scan of the
+/// partition's records, every epoch's, ends (inclusive).
+pub(crate) fn partition_end(topic: &str, partition: i32) -> Vec<u8> {
+    let mut out = id_prefix(topic);
+    out.extend_from_slice(&(partition as u32).to_be_bytes());
+    out.extend_from_slice(&u64::MAX.to_be_bytes());
+    out
+}
+
+fn offset_field(epoch: u32, offset: i64) -> u64 {
+    (u64::from(epoch) << OFFSET_BITS) | offset as u64
 }
 
 pub(crate) fn parse_record(bytes: &[u8]) -> Option<RecordKey> {
@@ -27,11 +51,12 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Option<RecordKey> {
         return None;
     }
     let partition = u32::from_be_bytes(rest[1..5].try_into().ok()?);
-    let offset = u64::from_be_bytes(rest[5..].try_into().ok()?);
+    let field = u64::from_be_bytes(rest[5..].try_into().ok()?);
     Some(RecordKey {
         topic: String::from_utf8(topic.to_vec()).ok()?,
         partition: i32::try_from(partition).ok()?,
-        offset: i64::try_from(offset).ok()?,
+        epoch: u32::try_from(field >> OFFSET_BITS).ok()?,
+        offset: i64::try_from(field & ((1 << OFFSET_BITS) - 1)).ok()?,
     })
 }
 
@@ -150,9 +175,25 @@ mod tests {
 
     proptest! {
         #[test]
-        fn record_keys_round_trip(topic in "[a-zA-Z0-9._-]{1,60}", partition in 0..i32::MAX, offset in 0..i64::MAX) {
-            let key = RecordKey { topic, partition, offset };
+        fn record_keys_round_trip(
+            topic in "[a-zA-Z0-9._-]{1,60}",
+            partition in 0..i32::MAX,
+            epoch in 0..=RecordKey::MAX_EPOCH,
+            offset in 0..=RecordKey::MAX_OFFSET,
+        ) {
+            let key = RecordKey { topic, partition, epoch, offset };
+            prop_assert!(fits(&key));
             prop_assert_eq!(parse_record(&record(&key)), Some(key));
+        }
+
+        #[test]
+        fn a_partition_sorts_by_epoch_then_offset(
+            a in (0..=RecordKey::MAX_EPOCH, 0..=RecordKey::MAX_OFFSET),
+            b in (0..=RecordKey::MAX_EPOCH, 0..=RecordKey::MAX_OFFSET),
+        ) {
+            let key = |(epoch, offset)| record(&RecordKey { topic: "t".into(), partition: 3, epoch, offset });
+            prop_assert_eq!(a.cmp(&b), key(a).cmp(&key(b)));
+            prop_assert!(key(a) <= partition_end("t", 3));
         }
 
         #[test]
@@ -173,10 +214,53 @@ mod tests {
             record(&RecordKey {
                 topic: "t".into(),
                 partition: 1,
+                epoch: 0,
                 offset,
             })
         };
         assert!(key(255) < key(256));
         assert!(key(9) < key(10));
+    }
+
+    /// Format 2 wrote `topic \0 partition offset`: epoch 0 keeps those exact bytes, so an
+    /// upgraded archive's records are found without being rewritten.
+    #[test]
+    fn epoch_zero_keys_are_the_format_2_keys() {
+        let key = RecordKey {
+            topic: "t".into(),
+            partition: 2,
+            epoch: 0,
+            offset: 300,
+        };
+        let mut format_2 = b"t\0".to_vec();
+        format_2.extend_from_slice(&2u32.to_be_bytes());
+        format_2.extend_from_slice(&300u64.to_be_bytes());
+        assert_eq!(record(&key), format_2);
+    }
+
+    #[test]
+    fn a_new_epoch_does_not_collide_with_the_old_one() {
+        let key = |epoch| RecordKey {
+            topic: "t".into(),
+            partition: 0,
+            epoch,
+            offset: 0,
+        };
+        assert_ne!(record(&key(0)), record(&key(1)));
+        assert_eq!(parse_record(&record(&key(1))), Some(key(1)));
+    }
+
+    #[test]
+    fn keys_beyond_the_fields_do_not_fit() {
+        let key = |epoch, offset| RecordKey {
+            topic: "t".into(),
+            partition: 0,
+            epoch,
+            offset,
+        };
+        assert!(fits(&key(RecordKey::MAX_EPOCH, RecordKey::MAX_OFFSET)));
+        assert!(!fits(&key(RecordKey::MAX_EPOCH + 1, 0)));
+        assert!(!fits(&key(0, RecordKey::MAX_OFFSET + 1)));
+        assert!(!fits(&key(0, -1)));
     }
 }

@@ -13,6 +13,7 @@ mod compact;
 mod damage;
 mod format;
 mod keys;
+mod positions;
 mod replays;
 mod store;
 #[cfg(test)]
@@ -33,12 +34,29 @@ pub use store::{LogStore, PreparedRecord, StoreOptions};
 pub struct RecordKey {
     pub topic: String,
     pub partition: i32,
+    /// Which log of the partition the offset belongs to: 0 for the first, one more each
+    /// time the archive found the partition's log replaced (topic deleted and recreated,
+    /// log cut back, another cluster), so the new log's offsets never collide with the old
+    /// one's. See [`Position::epoch`].
+    pub epoch: u32,
     pub offset: i64,
+}
+
+impl RecordKey {
+    /// Epochs above this cannot be stored: the key keeps the epoch in 16 bits.
+    pub const MAX_EPOCH: u32 = (1 << 16) - 1;
+    /// Offsets above this cannot be stored: the key keeps the offset in 48 bits, 89 years
+    /// of a partition written at 100,000 records a second.
+    pub const MAX_OFFSET: i64 = (1 << 48) - 1;
 }
 
 impl fmt::Display for RecordKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)?;
+        if self.epoch > 0 {
+            write!(f, " (epoch {})", self.epoch)?;
+        }
+        Ok(())
     }
 }
 
@@ -167,14 +185,30 @@ pub struct MarkedTransaction {
 pub struct Position {
     pub topic: String,
     pub partition: i32,
+    /// The partition's current log: 0 until the archive first found it replaced.
+    pub epoch: u32,
+    /// The next offset to archive in the current log.
     pub next_offset: i64,
+    /// How the current log replaced the previous one; `None` in epoch 0.
+    pub reset: Option<LogReset>,
+}
+
+/// The archive found a partition's log replaced by a shorter one: a record arrived below
+/// the offset it had archived up to. The old log's records stay under their epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogReset {
+    /// Where the archive stood in the previous log (epoch - 1) when it was replaced.
+    pub previous_next_offset: i64,
+    /// When the first record of the new log was written.
+    pub at_ms: i64,
 }
 
 /// What one [`LogStore::append`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppendSummary {
     pub appended: usize,
-    /// Records at or behind the stored position of their partition: already archived.
+    /// Records at or behind the stored position of their partition's log (epoch): already
+    /// archived.
     pub already_archived: usize,
 }
 
@@ -280,6 +314,15 @@ pub enum StoreError {
         operation: &'static str,
         path: PathBuf,
         source: std::io::Error,
+    },
+    #[error(
+        "record {key} cannot be stored: the archive keeps offsets up to {max_offset} and \
+         epochs up to {max_epoch}"
+    )]
+    KeyOutOfRange {
+        key: RecordKey,
+        max_offset: i64,
+        max_epoch: u32,
     },
     #[error("{field} {value:?} contains a NUL byte, which no id may contain")]
     InvalidId { field: &'static str, value: String },

@@ -10,8 +10,9 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use prost::Message;
 
+use crate::positions::{Cursor, encode_position, now_ms, parse_position};
 use crate::{
-    AppendSummary, ArchivedRecord, AuditEntry, ConsistencyReport, ErasureSummary, Mark,
+    AppendSummary, ArchivedRecord, AuditEntry, ConsistencyReport, ErasureSummary, LogReset, Mark,
     MarkedTransaction, Page, Position, RecordKey, RecordKind, ReplayRecord, StoreError,
     SubjectTransaction, codec, keys,
 };
@@ -78,12 +79,13 @@ pub(crate) struct Inner {
     pub(crate) audit: Keyspace,
     /// The newest audit record's number and hash; also the audit writers' lock.
     pub(crate) audit_head: Mutex<Option<(u64, Vec<u8>)>>,
-    /// topic \0 partition → next offset to archive.
+    /// topic \0 partition → next offset to archive, then (from the first log reset on)
+    /// epoch, previous next offset and reset time: see [`encode_position`].
     positions: Keyspace,
     /// The format version and the record count.
     pub(crate) meta: Keyspace,
     /// The `positions` keyspace, in memory; also the writers' lock.
-    next_offsets: Mutex<HashMap<(String, i32), i64>>,
+    next_offsets: Mutex<HashMap<(String, i32), Cursor>>,
     /// `meta/record_count`, in memory; changed under the writers' lock.
     record_count: AtomicU64,
 }
@@ -151,7 +153,14 @@ impl LogStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = next_offsets
             .into_iter()
-            .map(|p| ((p.topic, p.partition), p.next_offset))
+            .map(|p| {
+                let cursor = Cursor {
+                    epoch: p.epoch,
+                    next_offset: p.next_offset,
+                    reset: p.reset,
+                };
+                ((p.topic, p.partition), cursor)
+            })
             .collect();
         Ok(LogStore {
             inner: Arc::new(inner),
@@ -171,10 +180,14 @@ impl LogStore {
     }
 
     /// Writes `records` and the new position of each partition they come from, in one atomic,
-    /// fsynced batch. Records behind their partition's stored position are already archived
-    /// and are skipped, so writing the same records again changes nothing. On error nothing
-    /// is written and the same records can be appended again. Refused while the filesystem
-    /// would keep less free space than [`StoreOptions::disk_reserve_bytes`] after it.
+    /// fsynced batch. Records behind their partition's stored position in the same epoch are
+    /// already archived and are skipped, so writing the same records again changes nothing.
+    /// A record of a newer epoch starts that epoch: the partition's position moves to it and
+    /// records the reset ([`Position::reset`]). A record of an older epoch (read from the
+    /// old log before the reset was found) is kept unless already there, without moving the
+    /// position. On error nothing is written and the same records can be appended again.
+    /// Refused while the filesystem would keep less free space than
+    /// [`StoreOptions::disk_reserve_bytes`] after it.
     pub fn append(&self, records: &[PreparedRecord]) -> Result<AppendSummary, StoreError> {
         let inner = &*self.inner;
         let free = self.free_bytes()?;
@@ -190,7 +203,7 @@ impl LogStore {
             .next_offsets
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut advanced: HashMap<(&str, i32), i64> = HashMap::new();
+        let mut advanced: HashMap<(&str, i32), Cursor> = HashMap::new();
         let mut summary = AppendSummary::default();
         let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
         let mut audit_head = inner
@@ -200,16 +213,49 @@ impl LogStore {
         let mut new_head = audit_head.clone();
         for record in records {
             let key = &record.key;
-            let next = match advanced.get(&(key.topic.as_str(), key.partition)) {
-                Some(next) => Some(*next),
+            if !keys::fits(key) {
+                return Err(StoreError::KeyOutOfRange {
+                    key: key.clone(),
+                    max_offset: RecordKey::MAX_OFFSET,
+                    max_epoch: RecordKey::MAX_EPOCH,
+                });
+            }
+            let stored = match advanced.get(&(key.topic.as_str(), key.partition)) {
+                Some(cursor) => *cursor,
                 None => next_offsets
                     .get(&(key.topic.clone(), key.partition))
-                    .copied(),
+                    .copied()
+                    .unwrap_or_default(),
             };
-            if key.offset < next.unwrap_or(0) {
-                summary.already_archived += 1;
-                continue;
-            }
+            let moved = match key.epoch.cmp(&stored.epoch) {
+                std::cmp::Ordering::Equal if key.offset < stored.next_offset => {
+                    summary.already_archived += 1;
+                    continue;
+                }
+                std::cmp::Ordering::Equal => Some(Cursor {
+                    next_offset: key.offset + 1,
+                    ..stored
+                }),
+                std::cmp::Ordering::Greater => Some(Cursor {
+                    epoch: key.epoch,
+                    next_offset: key.offset + 1,
+                    reset: Some(LogReset {
+                        previous_next_offset: stored.next_offset,
+                        at_ms: now_ms(),
+                    }),
+                }),
+                std::cmp::Ordering::Less => {
+                    let present = inner
+                        .records
+                        .contains_key(&record.primary)
+                        .map_err(self.error("look up a record of an earlier epoch"))?;
+                    if present {
+                        summary.already_archived += 1;
+                        continue;
+                    }
+                    None
+                }
+            };
             for (index, index_key, value) in &record.index_entries {
                 batch.insert(
                     inner.keyspace(*index),
@@ -227,7 +273,9 @@ impl LogStore {
                 batch.insert(&inner.audit, chained.key(), chained.encode_to_vec());
                 new_head = Some((chained.seq, chained.hash));
             }
-            advanced.insert((key.topic.as_str(), key.partition), key.offset + 1);
+            if let Some(cursor) = moved {
+                advanced.insert((key.topic.as_str(), key.partition), cursor);
+            }
             summary.appended += 1;
         }
         let record_count = inner.record_count.load(Ordering::Relaxed) + summary.appended as u64;
@@ -238,11 +286,11 @@ impl LogStore {
                 record_count.to_be_bytes(),
             );
         }
-        for ((topic, partition), next) in &advanced {
+        for ((topic, partition), cursor) in &advanced {
             batch.insert(
                 &inner.positions,
                 keys::id_pair(topic, &keys::partition(*partition)),
-                next.to_be_bytes().to_vec(),
+                encode_position(cursor),
             );
         }
         batch.commit().map_err(self.error("write a batch"))?;
@@ -266,14 +314,26 @@ impl LogStore {
         Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
     }
 
-    /// The next offset to archive in a partition; `None` when nothing of it is archived yet.
+    /// The next offset to archive in a partition's current epoch; `None` when nothing of it
+    /// is archived yet.
     pub fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.position(topic, partition).map(|p| p.next_offset)
+    }
+
+    /// A partition's position; `None` when nothing of it is archived yet.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<Position> {
         self.inner
             .next_offsets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(topic.to_owned(), partition))
-            .copied()
+            .map(|cursor| Position {
+                topic: topic.to_owned(),
+                partition,
+                epoch: cursor.epoch,
+                next_offset: cursor.next_offset,
+                reset: cursor.reset,
+            })
     }
 
     /// How many records the archive holds.
@@ -287,6 +347,9 @@ impl LogStore {
     }
 
     pub fn get(&self, key: &RecordKey) -> Result<Option<ArchivedRecord>, StoreError> {
+        if !keys::fits(key) {
+            return Ok(None);
+        }
         self.inner.load(&keys::record(key))
     }
 
@@ -377,8 +440,9 @@ impl LogStore {
             .page(&self.inner.by_time, "by_time", start, end, limit, cursor)
     }
 
-    /// Records of `topic` (of one `partition`, or all of them in partition order) from
-    /// `from_offset` on, in offset order.
+    /// Records of `topic` (of one `partition`, or all of them in partition order) at
+    /// `from_offset` or later, in epoch then offset order: `from_offset` applies to each
+    /// epoch of a partition.
     pub fn records(
         &self,
         topic: &str,
@@ -388,16 +452,17 @@ impl LogStore {
         cursor: Option<&str>,
     ) -> Result<Page<ArchivedRecord>, StoreError> {
         check_id("topic", topic)?;
-        let key = |partition: i32, offset: i64| {
+        let start = |partition: i32, offset: i64| {
             keys::record(&RecordKey {
                 topic: topic.to_owned(),
                 partition,
-                offset,
+                epoch: 0,
+                offset: offset.clamp(0, RecordKey::MAX_OFFSET),
             })
         };
         let (start, end) = match partition {
-            Some(p) => (key(p, from_offset.max(0)), key(p, i64::MAX)),
-            None => (key(0, 0), key(i32::MAX, i64::MAX)),
+            Some(p) => (start(p, from_offset), keys::partition_end(topic, p)),
+            None => (start(0, 0), keys::partition_end(topic, i32::MAX)),
         };
         let lower = resume_after(cursor, &start, &end)?;
         let inner = &*self.inner;
@@ -405,7 +470,7 @@ impl LogStore {
         for guard in inner.records.range((lower, Bound::Included(end))) {
             let (key, value) = guard.into_inner().map_err(inner.error("read records"))?;
             let record_key = keys::parse_record(&key).ok_or_else(|| dangling("records", &key))?;
-            if partition.is_none() && record_key.offset < from_offset {
+            if record_key.offset < from_offset {
                 continue;
             }
             if items.len() == limit {
@@ -952,7 +1017,7 @@ impl Inner {
 
     fn check_consistency(&self) -> Result<ConsistencyReport, StoreError> {
         let mut report = ConsistencyReport::default();
-        let mut last_offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut last_offsets: HashMap<(String, i32, u32), i64> = HashMap::new();
         for guard in self.records.iter() {
             let (key, value) = guard.into_inner().map_err(self.error("scan records"))?;
             report.records += 1;
@@ -972,7 +1037,11 @@ impl Inner {
                 }
             };
             let last = last_offsets
-                .entry((record_key.topic.clone(), record_key.partition))
+                .entry((
+                    record_key.topic.clone(),
+                    record_key.partition,
+                    record_key.epoch,
+                ))
                 .or_insert(record_key.offset);
             *last = (*last).max(record_key.offset);
             for (index, index_key, _) in index_entries(&record, &key)? {
@@ -1052,11 +1121,12 @@ impl Inner {
             }
         }
         for position in self.read_positions()? {
-            let last = last_offsets.get(&(position.topic.clone(), position.partition));
+            let last =
+                last_offsets.get(&(position.topic.clone(), position.partition, position.epoch));
             if last.is_none_or(|last| *last >= position.next_offset) {
                 report.problems.push(format!(
-                    "position of {}/{} is {} but the newest record there is {:?}",
-                    position.topic, position.partition, position.next_offset, last
+                    "position of {}/{} is {} in epoch {} but the newest record there is {:?}",
+                    position.topic, position.partition, position.next_offset, position.epoch, last
                 ));
             }
         }
@@ -1073,15 +1143,6 @@ fn record_key_suffix<'k>(name: &str, key: &'k [u8]) -> Option<&'k [u8]> {
             .and_then(keys::split_time)
             .map(|(_, record)| record),
     }
-}
-
-fn parse_position(key: &[u8], value: &[u8]) -> Option<Position> {
-    let topic_end = key.iter().position(|b| *b == 0)?;
-    Some(Position {
-        topic: String::from_utf8(key[..topic_end].to_vec()).ok()?,
-        partition: i32::try_from(u32::from_be_bytes(key[topic_end + 1..].try_into().ok()?)).ok()?,
-        next_offset: i64::from_be_bytes(value.try_into().ok()?),
-    })
 }
 
 fn decode(key: RecordKey, bytes: &[u8]) -> Result<ArchivedRecord, StoreError> {

@@ -21,6 +21,7 @@ fn event(topic: &str, offset: i64, transaction: &str, time_ms: i64) -> ArchivedR
         key: RecordKey {
             topic: topic.into(),
             partition: 0,
+            epoch: 0,
             offset,
         },
         message_key: Some(transaction.as_bytes().to_vec()),
@@ -132,7 +133,9 @@ fn positions_and_records_survive_a_reopen() {
         vec![Position {
             topic: "r".into(),
             partition: 0,
-            next_offset: 42
+            epoch: 0,
+            next_offset: 42,
+            reset: None,
         }]
     );
     assert_eq!(store.get(&record.key).unwrap(), Some(record));
@@ -329,6 +332,7 @@ fn records_are_read_by_offset_across_partitions_one_page_at_a_time() {
         key: RecordKey {
             topic: "births".into(),
             partition: 1,
+            epoch: 0,
             offset: o,
         },
         ..event("births", o, "t2", 10 + o)

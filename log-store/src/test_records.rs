@@ -8,6 +8,7 @@ pub(crate) fn archived(offset: i64) -> ArchivedRecord {
         key: RecordKey {
             topic: "registrations".into(),
             partition: 0,
+            epoch: 0,
             offset,
         },
         message_key: Some(transaction.clone().into_bytes()),

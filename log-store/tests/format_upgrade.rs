@@ -15,6 +15,7 @@ fn fixture_records() -> Vec<ArchivedRecord> {
                 key: RecordKey {
                     topic: "registrations".into(),
                     partition,
+                    epoch: 0,
                     offset,
                 },
                 message_key: Some(transaction.as_bytes().to_vec()),
@@ -49,6 +50,7 @@ fn fixture_records() -> Vec<ArchivedRecord> {
             key: RecordKey {
                 topic: "retrace.outcomes".into(),
                 partition: 0,
+                epoch: 0,
                 offset: 0,
             },
             kind: RecordKind::Outcome,
@@ -67,6 +69,7 @@ fn fixture_records() -> Vec<ArchivedRecord> {
             key: RecordKey {
                 topic: "legacy".into(),
                 partition: 0,
+                epoch: 0,
                 offset: 0,
             },
             kind: RecordKind::Untraceable,

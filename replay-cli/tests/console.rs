@@ -6,7 +6,7 @@
 //!
 //! Needs `chromium` and `chromium-driver` (Debian; `.ci/run` installs them). Screenshots of
 //! the main pages are written under the cargo target directory (the path is printed);
-//! `docs/screenshots/` holds copies for the README.
+//! `docs/screenshots/` holds copies for docs/console.md.
 
 mod common;
 
@@ -18,6 +18,9 @@ use std::time::Duration;
 use common::DevServer;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use retrace_archive::api::{CreatedToken, Page, Trace, TransactionSummary, WhoAmI};
 use retrace_tests::{KafkaCluster, PATIENCE, eventually, free_port};
 use serde_json::json;
@@ -167,6 +170,41 @@ async fn api<T: serde::de::DeserializeOwned>(
     response.error_for_status().ok()?.json().await.ok()
 }
 
+/// What a Node.js service publishes beside the SDK's events (proto/README.md): JSON, with the
+/// ids in `retrace-*` headers. Its event id.
+async fn publish_node_sms(bootstrap: &str, transaction: &str, cause: &str) -> String {
+    let event_id = retrace_proto::new_event_id();
+    let headers = [
+        ("retrace-event-id", event_id.as_str()),
+        ("retrace-transaction-id", transaction),
+        ("retrace-causation-id", cause),
+        ("retrace-source", "node-sms"),
+        ("retrace-type", "notification.sms.queued.v1"),
+    ]
+    .iter()
+    .fold(OwnedHeaders::new(), |all, (key, value)| {
+        all.insert(Header {
+            key,
+            value: Some(*value),
+        })
+    });
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to("notifications")
+                .key(transaction)
+                .payload(r#"{"template": "registration-delayed", "to": "+000"}"#)
+                .headers(headers),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    event_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_cannot() {
     let data = tempfile::tempdir().unwrap();
@@ -198,6 +236,21 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     )
     .await;
     let transaction = failed.transaction_id.clone();
+    let failed_event = failed.failure.as_ref().unwrap().event_id.clone();
+    let sms = publish_node_sms(kafka.bootstrap(), &transaction, &failed_event).await;
+    eventually("the Node.js event in the trace", PATIENCE, || async {
+        let trace: Trace = api(
+            client.get(format!("{http}/v1/transactions/{transaction}")),
+            &admin,
+        )
+        .await?;
+        trace
+            .events
+            .iter()
+            .any(|e| e.message.event_id == sms)
+            .then_some(())
+    })
+    .await;
     let analyst: CreatedToken = api(
         client
             .post(format!("{http}/v1/tokens"))
@@ -244,6 +297,20 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
         .wait_text("#timeline details[open] pre.payload", "mother_id")
         .await;
     assert!(!payload.contains("***"), "support sees payloads: {payload}");
+    // The Node.js event: its JSON, traced from its headers, no warning.
+    let node = format!("#timeline details[data-event-id='{sms}']");
+    page.click(&format!("{node} summary")).await;
+    let detail = page
+        .wait_text(
+            &format!("{node} .event-detail"),
+            "traced from its retrace-* headers",
+        )
+        .await;
+    assert!(
+        detail.contains(r#""template": "registration-delayed""#),
+        "{detail}"
+    );
+    assert_eq!(page.count(&format!("{node} .warning")).await, 0, "{detail}");
     page.screenshot("transaction").await;
 
     // Replay only the failed event: the plan first, then the replay.
@@ -274,11 +341,12 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     assert_eq!(trace.replays.len(), 1, "one replay, recorded by the server");
 
     // An event id finds its transaction, opened at that event.
-    let event = failed.failure.as_ref().unwrap().event_id.clone();
-    page.fill("#search-box", &event).await;
+    page.fill("#search-box", &failed_event).await;
     page.click("#search button").await;
-    page.wait_for(&format!("#timeline details[open][data-event-id='{event}']"))
-        .await;
+    page.wait_for(&format!(
+        "#timeline details[open][data-event-id='{failed_event}']"
+    ))
+    .await;
 
     // The subject's history, exported as CSV.
     let subject = failed

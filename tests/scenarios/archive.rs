@@ -202,6 +202,7 @@ async fn bad_input_is_kept_flagged_and_counted_and_the_archive_keeps_going(broke
         let key = retrace_log_store::RecordKey {
             topic: intake.clone(),
             partition: 0,
+            epoch: 0,
             offset: offset as i64,
         };
         let record = store.get(&key).unwrap().unwrap();

@@ -9,7 +9,8 @@
 //! property of the scenario; everything else waits on a condition.
 //!
 //! Also here: records Kafka deleted (retention) before the archive could read them are
-//! reported, not silently skipped.
+//! reported, not silently skipped; and a partition's log replaced by a shorter one (topic
+//! recreated, another cluster) is archived anew under a new epoch, and reported.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,8 +18,8 @@ use std::time::Duration;
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, PATIENCE, check_exactly_once, eventually, in_archive, messages_on, metric_sum,
-    on_every_broker, spawn_gateway, start_archive, start_gateway_on, unique_topic,
+    Broker, PATIENCE, RunningArchive, check_exactly_once, eventually, in_archive, messages_on,
+    metric_sum, on_every_broker, spawn_gateway, start_archive, start_gateway_on, unique_topic,
     wait_until_archived,
 };
 use serde_json::json;
@@ -297,8 +298,91 @@ async fn a_service_started_during_an_outage_says_starting_then_comes_up(broker: 
     gateway.stop().await;
 }
 
+/// Publishes `count` events to `topic` (one partition), answering their ids in order.
+async fn publish_events(broker: &Broker, topic: &str, count: usize) -> Vec<String> {
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let event = Envelope::root("log-reset-test", "registration.submitted.v1");
+        publisher.publish(topic, &event).await.unwrap();
+        ids.push(event.event_id);
+    }
+    ids
+}
+
+/// The archive's positions ran ahead of the partition's log: on Apache Kafka the topic is
+/// deleted and recreated while the archive runs; the mock cluster cannot delete topics, so
+/// there the archive is restarted on another cluster that has a topic of the same name (as
+/// an archive pointed at the wrong cluster would be). Before the fix, the new log's records
+/// were counted as already archived and never stored. Now each is archived under epoch 1 and
+/// findable by its event id, the old ones still are, and the reset shows in
+/// `retrace_archive_log_resets_total` and `/v1/positions`.
+async fn a_log_replaced_by_a_shorter_one_is_archived_under_a_new_epoch(broker: Broker) {
+    const OLD: usize = 10;
+    const NEW: usize = 4;
+    let topic = unique_topic("log-reset");
+    broker.create_topic(&topic, 1).await;
+    let archive = start_archive(&broker).await;
+    let old_ids = publish_events(&broker, &topic, OLD).await;
+    archive.wait_for_records(&topic, OLD as i64).await;
+
+    let (archive, new_broker) = match broker {
+        Broker::Mock(_) => {
+            let dir = archive.shut_down().await;
+            let other = Broker::mock();
+            other.create_topic(&topic, 1).await;
+            (RunningArchive::start_in(&other, dir, |_| {}).await, other)
+        }
+        _ => {
+            broker.delete_topic(&topic).await;
+            broker.create_topic(&topic, 1).await;
+            (archive, broker)
+        }
+    };
+    let new_ids = publish_events(&new_broker, &topic, NEW).await;
+
+    let position = eventually("the new log archived under epoch 1", PATIENCE, || async {
+        let positions = archive.positions().await?;
+        let position = positions.into_iter().find(|p| p.topic == topic)?;
+        (position.epoch == 1 && position.next_offset == NEW as i64).then_some(position)
+    })
+    .await;
+    assert_eq!(
+        position.previous_next_offset,
+        Some(OLD as i64),
+        "{position:?}"
+    );
+    assert!(position.reset_at.is_some(), "{position:?}");
+    let resets = metric_sum(
+        &archive.metrics().await,
+        "retrace_archive_log_resets_total",
+        &format!("topic=\"{topic}\""),
+    );
+    assert_eq!(resets, 1.0, "the reset is counted once");
+
+    let (store, _dir) = archive.stop().await;
+    for (epoch, ids) in [(0, &old_ids), (1, &new_ids)] {
+        for (offset, id) in ids.iter().enumerate() {
+            let found = store.event(id).unwrap();
+            assert_eq!(found.len(), 1, "event {id} archived once");
+            assert_eq!(
+                (found[0].key.epoch, found[0].key.offset),
+                (epoch, offset as i64),
+                "event {id}"
+            );
+        }
+    }
+    let report = store.check_consistency().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    eprintln!(
+        "log reset on {}: {OLD} old and {NEW} new events archived",
+        new_broker.name()
+    );
+}
+
 on_every_broker!(;
-    private: publishing_and_archiving_survive_a_broker_outage,
+    private: a_log_replaced_by_a_shorter_one_is_archived_under_a_new_epoch,
+    publishing_and_archiving_survive_a_broker_outage,
     a_replay_started_during_an_outage_finishes_once_the_brokers_are_back,
     a_service_started_during_an_outage_says_starting_then_comes_up,
 );
@@ -416,6 +500,7 @@ async fn records_deleted_by_retention_before_they_were_archived_are_reported() {
             let key = retrace_log_store::RecordKey {
                 topic: topic.clone(),
                 partition: 0,
+                epoch: 0,
                 offset: *offset,
             };
             store.get(&key).unwrap().is_some()

@@ -328,7 +328,8 @@ async fn a_transaction_mixing_java_sdk_and_gateway_events_traces_in_causal_order
         assert_eq!(event.transaction_id, transaction);
         assert_eq!(event.subject_ids, [subject.as_str()]);
     }
-    // The Java service's JSON value is kept as it sent it.
+    // The Java service's JSON value is kept as it sent it, and shown without a warning.
+    assert_eq!(events[1].problem, None, "{:?}", events[1]);
     let java_value = events[1]
         .payload
         .as_ref()

@@ -69,33 +69,21 @@ async fn publish_flow(broker: &Broker, publisher: &Publisher) -> Flow {
         .await
         .unwrap();
     publisher.publish("validations", &validated).await.unwrap();
-    let legacy: FutureProducer = broker.client_config().create().unwrap();
     let notified_event_id = retrace_proto::new_event_id();
-    let headers = [
-        ("retrace-event-id", notified_event_id.as_str()),
-        ("retrace-transaction-id", &submitted.transaction_id),
-        ("retrace-causation-id", &validated.event_id),
-        ("retrace-subject", "beneficiary:42"),
-        ("retrace-source", "legacy-sms"),
-        ("retrace-type", "notification.sms.queued.v1"),
-    ]
-    .iter()
-    .fold(OwnedHeaders::new(), |all, (key, value)| {
-        all.insert(Header {
-            key,
-            value: Some(*value),
-        })
-    });
-    legacy
-        .send(
-            FutureRecord::to("notifications")
-                .key(&submitted.transaction_id)
-                .payload("SMS queued for +000")
-                .headers(headers),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    publish_without_envelope(
+        broker,
+        "notifications",
+        b"SMS queued for +000",
+        &[
+            ("retrace-event-id", notified_event_id.as_str()),
+            ("retrace-transaction-id", &submitted.transaction_id),
+            ("retrace-causation-id", &validated.event_id),
+            ("retrace-subject", "beneficiary:42"),
+            ("retrace-source", "legacy-sms"),
+            ("retrace-type", "notification.sms.queued.v1"),
+        ],
+    )
+    .await;
     for (event, consumer, status) in [
         (&submitted, "validation", OutcomeStatus::Processed),
         (&validated, "certificates", OutcomeStatus::Failed),
@@ -111,6 +99,40 @@ async fn publish_flow(broker: &Broker, publisher: &Publisher) -> Flow {
         validated,
         notified_event_id,
     }
+}
+
+/// What a service in another language (or `kcat -H`) publishes: a value of its own, keyed by
+/// the transaction id, with the ids in `retrace-*` headers.
+async fn publish_without_envelope(
+    broker: &Broker,
+    topic: &str,
+    value: &[u8],
+    headers: &[(&str, &str)],
+) {
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    let transaction = headers
+        .iter()
+        .find(|(name, _)| *name == "retrace-transaction-id")
+        .map(|(_, id)| *id)
+        .unwrap_or_default();
+    let headers = headers
+        .iter()
+        .fold(OwnedHeaders::new(), |all, (key, value)| {
+            all.insert(Header {
+                key,
+                value: Some(*value),
+            })
+        });
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .key(transaction)
+                .payload(value)
+                .headers(headers),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
 }
 
 async fn a_failed_transaction_is_traced_replayed_and_resolved(broker: Broker) {
@@ -147,6 +169,10 @@ async fn a_failed_transaction_is_traced_replayed_and_resolved(broker: Broker) {
         ]
     );
     assert_eq!(trace.events[2].message.kind, "headers_only");
+    assert_eq!(
+        trace.events[2].message.problem, None,
+        "text beside retrace-* headers is how other languages publish, not a problem"
+    );
     let failure = trace.failure.clone().unwrap();
     assert_eq!(failure.event_id, flow.validated.event_id);
     assert_eq!(failure.consumer, "certificates");
@@ -312,6 +338,77 @@ async fn replayed_copy(
     .await
 }
 
+/// A Node.js service publishes JSON with `retrace-*` headers, as proto/README.md documents:
+/// the trace shows its JSON and no warning. A value that says it is protobuf and is not an
+/// envelope keeps its warning.
+async fn json_from_another_language_is_shown_as_json_without_a_warning(broker: Broker) {
+    let topic = unique_topic("node-registrations");
+    broker.create_topic(&topic, 1).await;
+    let archive = start_archive(&broker).await;
+    let transaction = retrace_proto::new_event_id();
+    let json_event = retrace_proto::new_event_id();
+    let damaged_event = retrace_proto::new_event_id();
+    let sent = json!({"child": {"given_name": "Amina"}, "channel": "sms"});
+    let cases = [
+        (&json_event, sent.to_string().into_bytes(), None),
+        // The first bytes of an envelope, cut short, said to be protobuf.
+        (
+            &damaged_event,
+            vec![0x0a, 0x24, b'0', b'1'],
+            Some(("content-type", "application/x-protobuf")),
+        ),
+    ];
+    for (event_id, value, content_type) in cases {
+        let mut headers = vec![
+            ("retrace-event-id", event_id.as_str()),
+            ("retrace-transaction-id", transaction.as_str()),
+            ("retrace-source", "node-registry"),
+            ("retrace-type", "registration.received.v1"),
+        ];
+        headers.extend(content_type);
+        publish_without_envelope(&broker, &topic, &value, &headers).await;
+    }
+
+    let answer: Trace = eventually("both events in the trace", PATIENCE, || async {
+        let (status, body) = get(
+            &archive,
+            &format!("/v1/transactions/{transaction}?payload=true"),
+        )
+        .await;
+        let trace: Trace = (status == 200).then(|| serde_json::from_value(body).unwrap())?;
+        (trace.events.len() == 2).then_some(trace)
+    })
+    .await;
+    let shown = |event_id: &str| {
+        answer
+            .events
+            .iter()
+            .map(|e| &e.message)
+            .find(|m| m.event_id == event_id)
+            .unwrap_or_else(|| panic!("{event_id} in {answer:?}"))
+            .clone()
+    };
+    let json_shown = shown(&json_event);
+    assert_eq!(
+        (json_shown.kind.as_str(), json_shown.problem.as_deref()),
+        ("headers_only", None)
+    );
+    assert_eq!(json_shown.source, "node-registry");
+    assert_eq!(json_shown.payload.unwrap().json, Some(sent.clone()));
+    let damaged = shown(&damaged_event);
+    let warning = damaged.problem.unwrap_or_default();
+    assert!(
+        warning.starts_with("value is not a protobuf envelope"),
+        "{warning:?}"
+    );
+
+    let (_, event) = get(&archive, &format!("/v1/events/{json_event}?payload=true")).await;
+    let event: EventView = serde_json::from_value(event).unwrap();
+    assert_eq!(event.copies[0].problem, None);
+    assert_eq!(event.copies[0].payload.as_ref().unwrap().json, Some(sent));
+    archive.stop().await;
+}
+
 async fn bad_requests_get_clear_errors_naming_the_parameter(broker: Broker) {
     broker.create_topic(OUTCOMES_TOPIC, 1).await;
     let archive = start_archive(&broker).await;
@@ -415,5 +512,6 @@ async fn bad_requests_get_clear_errors_naming_the_parameter(broker: Broker) {
 
 on_every_broker!(
     a_failed_transaction_is_traced_replayed_and_resolved,
+    json_from_another_language_is_shown_as_json_without_a_warning,
     bad_requests_get_clear_errors_naming_the_parameter,
 );

@@ -40,7 +40,16 @@ impl RunningArchive {
         broker: &Broker,
         configure: impl FnOnce(&mut ArchiveConfig),
     ) -> RunningArchive {
-        let dir = tempfile::tempdir().unwrap();
+        RunningArchive::start_in(broker, tempfile::tempdir().unwrap(), configure).await
+    }
+
+    /// [`RunningArchive::start_with`] over `dir`: a new archive's, or the one a stopped
+    /// archive handed over ([`RunningArchive::shut_down`]).
+    pub async fn start_in(
+        broker: &Broker,
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut ArchiveConfig),
+    ) -> RunningArchive {
         let mut config = ArchiveConfig::new(broker.bootstrap(), dir.path());
         let port = free_port();
         config.http = ([127, 0, 0, 1], port).into();
@@ -110,6 +119,15 @@ impl RunningArchive {
     /// The archive's data directory.
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `/v1/positions`, with the harness' token if any.
+    pub async fn positions(&self) -> Option<Vec<crate::Position>> {
+        let mut request = reqwest::Client::new().get(self.url("/v1/positions"));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.ok()?.json().await.ok()
     }
 
     /// How many records of `topic` the archive has stored.

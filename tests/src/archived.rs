@@ -8,20 +8,23 @@ use retrace_log_store::{ArchivedRecord, LogStore, RecordKind};
 
 use crate::{Broker, PATIENCE, RunningArchive, eventually, messages_on};
 
-/// Every record of `topic` in `store`, in partition and offset order. Checks that each
-/// partition's offsets run from 0 without a gap or repeat, `on_kafka` records in all: the
+/// Every record of `topic` in `store`, in partition, epoch and offset order. Checks that each
+/// partition's offsets (in each epoch) run from 0 without a gap or repeat, `on_kafka` records
+/// in all: the
 /// archive keeps one record per Kafka offset and cannot hold one beyond Kafka's end, so this
 /// makes it a copy of the topic (each Kafka record archived once, none missing).
 pub fn archived_copy(store: &LogStore, topic: &str, on_kafka: i64) -> Vec<ArchivedRecord> {
     let mut copy = Vec::new();
-    let mut next_offset: HashMap<i32, i64> = HashMap::new();
+    let mut next_offset: HashMap<(i32, u32), i64> = HashMap::new();
     let mut cursor = None;
     loop {
         let page = store
             .records(topic, None, 0, 500, cursor.as_deref())
             .unwrap();
         for record in page.items {
-            let next = next_offset.entry(record.key.partition).or_default();
+            let next = next_offset
+                .entry((record.key.partition, record.key.epoch))
+                .or_default();
             assert_eq!(
                 record.key.offset, *next,
                 "no gap, no repeat: {}",

@@ -139,6 +139,45 @@ impl Broker {
         }
     }
 
+    /// Deletes `topic` and waits until the broker's metadata no longer lists it, so that
+    /// creating it again makes a new topic. Apache Kafka only: the mock has no admin API.
+    pub async fn delete_topic(&self, topic: &str) {
+        assert!(
+            !matches!(self, Broker::Mock(_)),
+            "the mock cluster cannot delete topics"
+        );
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create().unwrap();
+        for result in admin
+            .delete_topics(&[topic], &AdminOptions::new())
+            .await
+            .expect("the broker answers DeleteTopics")
+        {
+            result.unwrap_or_else(|(topic, code)| panic!("deleting topic {topic} failed: {code}"));
+        }
+        // A producer's metadata request creates a missing topic unless told not to.
+        let producer: BaseProducer = self
+            .client_config()
+            .set("allow.auto.create.topics", "false")
+            .create()
+            .unwrap();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            wait_for("the topic's deletion to show in metadata", PATIENCE, || {
+                let metadata = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                    .ok()?;
+                let gone = metadata
+                    .topics()
+                    .iter()
+                    .all(|t| t.name() != topic || t.error().is_some());
+                gone.then_some(())
+            })
+        })
+        .await
+        .unwrap();
+    }
+
     /// Kafka settings for a Retrace client in a test on this broker.
     pub fn settings(&self) -> retrace_sdk::KafkaSettings {
         retrace_sdk::KafkaSettings::new(self.bootstrap())
@@ -269,7 +308,11 @@ where
 pub struct Position {
     pub topic: String,
     pub partition: i32,
+    #[serde(default)]
+    pub epoch: u32,
     pub next_offset: i64,
+    pub reset_at: Option<String>,
+    pub previous_next_offset: Option<i64>,
 }
 
 /// How many records of `topic` the archive at `http` has stored (offsets start at 0), asked

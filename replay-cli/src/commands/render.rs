@@ -175,8 +175,17 @@ pub fn timeline(events: &[TraceEvent], tz: &TimeZone) -> String {
 fn event_details(events: &[TraceEvent], index: usize) -> String {
     let event = &events[index];
     let mut out = String::new();
-    if let Some(problem) = &event.message.problem {
-        writeln!(out, "⚠ {}: {problem}", event.message.kind).unwrap();
+    match &event.message.problem {
+        Some(problem) => writeln!(out, "⚠ {}: {problem}", event.message.kind).unwrap(),
+        // How other languages publish (proto/README.md): worth knowing, not a warning.
+        None if event.message.kind == "headers_only" => {
+            out.push_str("traced from its retrace-* headers\n")
+        }
+        None => {}
+    }
+    if event.copies > 1 {
+        // A publish retried after its answer was lost: one event, several records.
+        writeln!(out, "written {} times (a retried publish)", event.copies).unwrap();
     }
     let outcomes = own_outcomes(events, index);
     if outcomes.is_empty() && event.message.kind != "outcome" {

@@ -1,6 +1,6 @@
 use jiff::tz::TimeZone;
 use retrace_archive::api::{
-    FailedStep, MessageView, OutcomeView, PlannedMessage, ReplayPlan, ReplayView, Trace,
+    FailedStep, MessageView, OutcomeView, Payload, PlannedMessage, ReplayPlan, ReplayView, Trace,
     TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
 };
 
@@ -99,6 +99,7 @@ fn sample_trace() -> Trace {
             TraceEvent {
                 message: message("e-1", "registration.submitted.v1", "2026-03-02T09:15:00Z"),
                 since_previous_ms: 0,
+                copies: 1,
                 outcomes: vec![OutcomeView {
                     status: "processed".into(),
                     error: String::new(),
@@ -108,11 +109,13 @@ fn sample_trace() -> Trace {
             TraceEvent {
                 message: message("e-2", "registration.checked.v1", "2026-03-02T09:15:00.120Z"),
                 since_previous_ms: 120,
+                copies: 1,
                 outcomes: vec![failed_outcome(), processed_after_replay()],
             },
             TraceEvent {
                 message: copy,
                 since_previous_ms: 2_700_380,
+                copies: 1,
                 outcomes: vec![failed_outcome(), processed_after_replay()],
             },
         ],
@@ -161,6 +164,54 @@ fn the_timeline_shows_deltas_outcomes_and_replayed_copies_with_their_own_outcome
         "      validation: failed (birth date is in the future)",
         "  2026-03-02 10:00:00.500  +45m00s  registrations  registration.checked.v1    from registration  ↻ replayed copy (replay r-1)",
         "      validation: processed",
+    ];
+    assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn a_headers_only_event_says_so_quietly_and_warns_only_when_its_value_claims_to_be_an_envelope() {
+    let foreign = |event_id: &str, time: &str, problem: Option<&str>| TraceEvent {
+        message: MessageView {
+            topic: "notifications".into(),
+            kind: "headers_only".into(),
+            problem: problem.map(Into::into),
+            source: "node-sms".into(),
+            ..message(event_id, "notification.sms.queued.v1", time)
+        },
+        since_previous_ms: 0,
+        copies: 1,
+        outcomes: vec![],
+    };
+    let mut json = foreign("e-3", "2026-03-02T09:15:00Z", None);
+    json.message.payload = Some(Payload {
+        content_type: String::new(),
+        json: Some(serde_json::json!({"template": "registered", "to": "***"})),
+        text: None,
+        base64: None,
+        headers: vec![("retrace-event-id".into(), Some("e-3".into()))],
+    });
+    let damaged = foreign(
+        "e-4",
+        "2026-03-02T09:15:01Z",
+        Some(
+            "value is not a protobuf envelope: failed to decode Protobuf message: buffer underflow",
+        ),
+    );
+    let text = timeline(&[json, damaged], &TimeZone::UTC);
+    let expected = [
+        "  2026-03-02 09:15:00.000        notifications  notification.sms.queued.v1  from node-sms",
+        "      traced from its retrace-* headers",
+        "      no consumer has reported on it",
+        "      payload:",
+        "        {",
+        "          \"template\": \"registered\",",
+        "          \"to\": \"***\"",
+        "        }",
+        "      headers: retrace-event-id=e-3",
+        "  2026-03-02 09:15:01.000  +0ms  notifications  notification.sms.queued.v1  from node-sms",
+        "      ⚠ headers_only: value is not a protobuf envelope: failed to decode Protobuf message: \
+         buffer underflow",
+        "      no consumer has reported on it",
     ];
     assert_eq!(text.lines().collect::<Vec<_>>(), expected);
 }

@@ -69,6 +69,12 @@ pub struct TraceEvent {
     pub message: MessageView,
     /// Time since the previous event of the trace.
     pub since_previous_ms: i64,
+    /// How many records of this event the topic holds, this one the first: more than 1 when
+    /// a publish was retried after its answer was lost and both were written. They are one
+    /// event (each is in `GET /v1/events/{id}`'s `copies`); a replayed copy is a step of its
+    /// own.
+    #[serde(default = "one")]
+    pub copies: usize,
     /// Each consumer's outcomes for this event, oldest first.
     pub outcomes: Vec<OutcomeView>,
 }
@@ -88,9 +94,12 @@ pub struct MessageView {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    /// `envelope`, `headers_only`, `outcome`, `untraceable` or `malformed`.
+    /// `envelope`, `headers_only`, `outcome`, `untraceable` or `malformed`. `headers_only`:
+    /// traced from its `retrace-*` headers, its value (JSON, text, anything) not an envelope.
     pub kind: String,
-    /// Why the message is flagged or could not be fully read.
+    /// Why the message is flagged or could not be fully read. For `headers_only`, only when
+    /// its value claims to be an envelope (binary, or a protobuf `content-type` header) and is
+    /// not one: JSON or text beside the headers is how other languages publish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
     pub time: String,
@@ -248,6 +257,10 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> usize {
+    1
+}
+
 fn default_rate() -> u32 {
     100
 }
@@ -353,7 +366,18 @@ pub struct BackupManifest {
 pub struct PositionView {
     pub topic: String,
     pub partition: i32,
+    /// Which log of the partition `next_offset` is in: 0 until the archive found the log
+    /// replaced by a shorter one (topic recreated, log cut back, another cluster); the
+    /// records of earlier epochs stay archived.
+    #[serde(default)]
+    pub epoch: u32,
     pub next_offset: i64,
+    /// When the current epoch's first record was archived; absent in epoch 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<String>,
+    /// Where the archive stood in the previous epoch's log; absent in epoch 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_next_offset: Option<i64>,
 }
 
 /// One record of the audit trail (`GET /v1/audit`).

@@ -5,6 +5,12 @@
 //! the position stored with its records. While one batch is written the next is collected,
 //! so the disk and the CPU work at the same time.
 //!
+//! Within one assignment a partition's offsets only grow: a record below the offset sought
+//! to, or below the one before it, means the partition's log was replaced by a shorter one
+//! and librdkafka went back to its start (`auto.offset.reset`). Its records are then new,
+//! not "already archived": they are archived under the next epoch of the partition
+//! ([`retrace_log_store::RecordKey::epoch`]) and the reset is reported ([`LogReset`]).
+//!
 //! A reloaded configuration is followed between batches: new batch limits apply at once; a
 //! new topic set (compared by [`topic_set_hash`]) writes the batch in hand, then subscribes
 //! the consumer anew (counted as a re-created consumer), which resumes every partition from
@@ -28,14 +34,29 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::{classify, prepare};
 use crate::config::{ArchiveConfig, BatchSettings, TopicSelection};
 use crate::events::{
-    BatchArchived, ConsumptionPaused, KafkaProblem, PartitionsAssigned, RecordConsumed,
+    BatchArchived, ConsumptionPaused, KafkaProblem, LogReset, PartitionsAssigned, RecordConsumed,
     RetentionGap, ShutdownWithUnwrittenBatch, StoreUnwritable, StoreWriteFailed,
 };
+
+/// Where the consumer stands in one partition, as the archiver sees it.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// The epoch its records are archived under.
+    epoch: u32,
+    /// The lowest offset the next record may have without the log having been replaced:
+    /// the archive's position on assignment, then one past each record consumed.
+    next: i64,
+}
+
+/// Per topic and partition, shared by the rebalance callback (which sets where each
+/// assignment starts) and the consuming loop.
+type Cursors = Arc<Mutex<HashMap<(String, i32), Cursor>>>;
 
 /// The archiver's consumer: the group protocol decides who reads which partition, the
 /// archive decides where.
 pub(crate) struct ArchiveContext {
     store: LogStore,
+    cursors: Cursors,
 }
 
 impl ClientContext for ArchiveContext {}
@@ -72,19 +93,29 @@ impl ConsumerContext for ArchiveContext {
 
 impl ArchiveContext {
     /// Sets each partition's start to the archive's position, or the beginning of what
-    /// Kafka retains for a partition never archived.
+    /// Kafka retains for a partition never archived. The epoch and offset read here are the
+    /// cursor's start: one snapshot, so a batch of a new epoch still being written when the
+    /// partition comes back is not taken for yet another reset.
     fn resume_from_archive(
         &self,
         partitions: &mut TopicPartitionList,
     ) -> Vec<(String, i32, Option<i64>)> {
+        let mut cursors = self.cursors.lock().expect("never poisoned");
         let assigned: Vec<(String, i32, Option<i64>)> = partitions
             .elements()
             .iter()
             .map(|p| {
-                let next = self.store.next_offset(p.topic(), p.partition());
+                let position = self.store.position(p.topic(), p.partition());
+                let cursor = Cursor {
+                    epoch: position.as_ref().map_or(0, |p| p.epoch),
+                    next: position.as_ref().map_or(0, |p| p.next_offset),
+                };
+                cursors.insert((p.topic().to_owned(), p.partition()), cursor);
+                let next = position.map(|p| p.next_offset);
                 (p.topic().to_owned(), p.partition(), next)
             })
             .collect();
+        drop(cursors);
         for (topic, partition, next) in &assigned {
             let offset = next.map_or(Offset::Beginning, Offset::Offset);
             if let Err(error) = partitions.set_partition_offset(topic, *partition, offset) {
@@ -106,8 +137,7 @@ pub(crate) struct Archiver {
     batch: BatchSettings,
     topics: TopicSelection,
     config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
-    /// Per topic and partition, the offset after the last record consumed.
-    consumed_to: Mutex<HashMap<String, HashMap<i32, i64>>>,
+    cursors: Cursors,
 }
 
 #[derive(Default)]
@@ -125,7 +155,8 @@ impl Archiver {
     ) -> KafkaResult<Self> {
         let current = Arc::clone(&config.borrow());
         let client = Self::client(&current.config);
-        let consumer = subscribed(&client, &store, &current.config.topics)?;
+        let cursors = Cursors::default();
+        let consumer = subscribed(&client, &store, &cursors, &current.config.topics)?;
         Ok(Archiver {
             consumer,
             group_id: current.config.group_id.clone(),
@@ -133,7 +164,7 @@ impl Archiver {
             batch: current.config.batch.clone(),
             topics: current.config.topics.clone(),
             config,
-            consumed_to: Mutex::default(),
+            cursors,
         })
     }
 
@@ -261,8 +292,9 @@ impl Archiver {
                     continue;
                 }
             };
-            let record = classify(&message, now_ms());
-            self.notice_retention_gap(&record.key.topic, record.key.partition, record.key.offset);
+            let mut record = classify(&message, now_ms());
+            record.key.epoch =
+                self.follow(&record.key.topic, record.key.partition, record.key.offset);
             RecordConsumed {
                 topic: &record.key.topic,
                 partition: record.key.partition,
@@ -284,26 +316,47 @@ impl Archiver {
         }
     }
 
-    /// Reports the offsets Kafka deleted before the archive read them. Offsets are skipped
-    /// for harmless reasons too (transaction markers, compaction), so a skip counts as a gap
-    /// only below the partition's log start, which every fetch response carries: librdkafka
-    /// resets a position that fell below it to the earliest offset without telling.
-    fn notice_retention_gap(&self, topic: &str, partition: i32, offset: i64) {
-        let mut consumed_to = self.consumed_to.lock().expect("never poisoned");
-        let partitions = match consumed_to.get_mut(topic) {
-            Some(partitions) => partitions,
-            None => consumed_to.entry(topic.to_owned()).or_default(),
-        };
-        // The first record since start follows the stored position: the store is exact for
-        // it, since no batch of that partition is being written yet.
-        let expected = match partitions.get(&partition) {
-            Some(next) => *next,
-            None => self.store.next_offset(topic, partition).unwrap_or(0),
-        };
-        partitions.insert(partition, offset + 1);
-        if offset <= expected {
-            return;
+    /// Moves the partition's cursor past a record at `offset` and answers the epoch to
+    /// archive it under. Reports a log reset (an offset below the cursor: see the module's
+    /// documentation), and the offsets Kafka deleted before the archive read them. Offsets
+    /// are skipped for harmless reasons too (transaction markers, compaction), so a skip
+    /// counts as a gap only below the partition's log start, which every fetch response
+    /// carries: librdkafka resets a position that fell below it to the earliest offset
+    /// without telling.
+    fn follow(&self, topic: &str, partition: i32, offset: i64) -> u32 {
+        let mut cursors = self.cursors.lock().expect("never poisoned");
+        let key = (topic.to_owned(), partition);
+        // Every partition is assigned before it is read; the store's position is the
+        // assignment's start should the callback not have run.
+        let cursor = cursors.entry(key).or_insert_with(|| {
+            let position = self.store.position(topic, partition);
+            Cursor {
+                epoch: position.as_ref().map_or(0, |p| p.epoch),
+                next: position.map_or(0, |p| p.next_offset),
+            }
+        });
+        let expected = cursor.next;
+        if offset < expected {
+            cursor.epoch += 1;
+            LogReset {
+                topic,
+                partition,
+                epoch: cursor.epoch,
+                previous_next_offset: expected,
+                offset,
+            }
+            .emit();
         }
+        cursor.next = offset + 1;
+        let epoch = cursor.epoch;
+        drop(cursors);
+        if offset > expected {
+            self.notice_retention_gap(topic, partition, expected, offset);
+        }
+        epoch
+    }
+
+    fn notice_retention_gap(&self, topic: &str, partition: i32, expected: i64, offset: i64) {
         if let Some(log_start) = cached_log_start(&self.consumer, topic, partition)
             && log_start > expected
         {
@@ -441,10 +494,12 @@ fn cached_log_start(
 fn subscribed(
     client: &ClientConfig,
     store: &LogStore,
+    cursors: &Cursors,
     topics: &TopicSelection,
 ) -> KafkaResult<StreamConsumer<ArchiveContext>> {
     let consumer = client.create_with_context(ArchiveContext {
         store: store.clone(),
+        cursors: Arc::clone(cursors),
     })?;
     subscribe(&consumer, topics)?;
     Ok(consumer)

@@ -174,7 +174,10 @@ impl From<Position> for PositionView {
         PositionView {
             topic: position.topic,
             partition: position.partition,
+            epoch: position.epoch,
             next_offset: position.next_offset,
+            reset_at: position.reset.map(|reset| rfc3339(reset.at_ms)),
+            previous_next_offset: position.reset.map(|reset| reset.previous_next_offset),
         }
     }
 }

@@ -37,6 +37,8 @@ pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
         key: RecordKey {
             topic: message.topic().to_owned(),
             partition: message.partition(),
+            // Which log of the partition this is, only the archiver knows: it sets it.
+            epoch: 0,
             offset: message.offset(),
         },
         message_key: message.key().map(<[u8]>::to_vec),
@@ -211,8 +213,9 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
         Ok(Some(trace)) => match trace.validate() {
             Ok(()) => Understood {
                 kind: RecordKind::HeadersOnly,
-                // Kept for whoever expected an envelope here.
-                problem: Some(not_an_envelope),
+                // JSON or text beside `retrace-*` headers is how other languages publish
+                // (proto/README.md): nothing is wrong with it, so there is nothing to say.
+                problem: claims_envelope(value, headers).then_some(not_an_envelope),
                 occurred_at_ms: None,
                 ids: Some(EventIds {
                     event_id: trace.event_id,
@@ -238,6 +241,34 @@ fn event(value: &[u8], headers: &[Header]) -> Understood {
             Understood::flagged(RecordKind::Malformed, format!("{not_an_envelope}; {error}"))
         }
     }
+}
+
+/// Whether a value that did not decode as an envelope was meant to be one: only then is its
+/// decode error worth a warning. A `content-type` header, when there is one, says: a protobuf
+/// media type claims to be an envelope, anything else (`application/json`, Avro) does not.
+/// Without one, the value's shape says: JSON and plain text are what publishers in other
+/// languages send beside `retrace-*` headers (proto/README.md), binary is what a damaged or
+/// hand-built envelope looks like.
+pub(crate) fn claims_envelope(value: &[u8], headers: &[Header]) -> bool {
+    let declared = headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .and_then(|h| h.value.as_deref());
+    match declared {
+        Some(media_type) => String::from_utf8_lossy(media_type)
+            .to_ascii_lowercase()
+            .contains("protobuf"),
+        None => !is_text(value),
+    }
+}
+
+/// UTF-8 without control characters other than tab, CR and LF. JSON is text; an envelope is
+/// not, since the tag of its transaction id (0x12) is a control character.
+fn is_text(value: &[u8]) -> bool {
+    std::str::from_utf8(value).is_ok_and(|text| {
+        text.chars()
+            .all(|c| c >= ' ' || matches!(c, '\t' | '\n' | '\r'))
+    })
 }
 
 /// A protobuf time as milliseconds since the epoch; `None` for one no clock can show (a

@@ -4,6 +4,9 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders, OwnedMessage};
 use retrace_proto::{Envelope, OutcomeStatus};
 
 use super::*;
+use crate::api::MessageView;
+use crate::masking::{MASK, Masking};
+use crate::trace::message_view;
 
 fn message(topic: &str, value: Option<Vec<u8>>, headers: &[(&str, &[u8])]) -> OwnedMessage {
     let headers = headers
@@ -66,6 +69,103 @@ fn headers_alone_make_a_record_traceable() {
     assert_eq!(record.kind, RecordKind::HeadersOnly);
     assert_eq!(record.ids.unwrap().transaction_id, "t-1");
     assert_eq!(record.time_ms, 1_700_000_000_000);
+}
+
+/// What a Node.js or Python service publishes: JSON, or text, with the ids in headers.
+const FOREIGN_HEADERS: &[(&str, &[u8])] = &[
+    ("retrace-event-id", b"e-1"),
+    ("retrace-transaction-id", b"t-1"),
+    ("retrace-type", b"registration.submitted.v1"),
+    ("x-request-id", b"req-9"),
+];
+
+fn shown(record: &ArchivedRecord, masking: Option<&[&str]>) -> MessageView {
+    let mut view = message_view(record, true);
+    if let Some(paths) = masking {
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        Masking::new(&paths).unwrap().message(&mut view);
+    }
+    view
+}
+
+#[test]
+fn json_beside_retrace_headers_is_shown_as_json_without_a_warning() {
+    let value = br#"{"child": {"given_name": "Amina", "sex": "F"}, "mother_id": "NIN-123"}"#;
+    let record = classify(&message("legacy", Some(value.to_vec()), FOREIGN_HEADERS), 7);
+    assert_eq!(record.kind, RecordKind::HeadersOnly);
+    assert_eq!(record.problem, None);
+
+    let view = shown(&record, None);
+    assert_eq!((view.kind.as_str(), view.problem), ("headers_only", None));
+    assert_eq!(view.event_type, "registration.submitted.v1");
+    let payload = view.payload.unwrap();
+    assert_eq!(
+        payload.json,
+        Some(serde_json::from_slice(value).unwrap()),
+        "the value as its JSON"
+    );
+    assert_eq!((payload.text, payload.base64), (None, None));
+
+    // A caller without `payload:read`: the configured paths, as in an envelope's payload.
+    let masked = shown(&record, Some(&["child.given_name", "mother_id"]))
+        .payload
+        .unwrap();
+    assert_eq!(
+        masked.json,
+        Some(serde_json::json!({"child": {"given_name": MASK, "sex": "F"}, "mother_id": MASK}))
+    );
+    let header = |name: &str| {
+        masked
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    assert_eq!(header("retrace-event-id").as_deref(), Some("e-1"));
+    assert_eq!(header("x-request-id").as_deref(), Some(MASK));
+}
+
+#[test]
+fn text_beside_retrace_headers_is_shown_as_text_without_a_warning() {
+    for value in [&b"SMS queued for +000\nreply STOP to end"[..], b""] {
+        let record = classify(&message("legacy", Some(value.to_vec()), FOREIGN_HEADERS), 7);
+        let view = shown(&record, None);
+        assert_eq!((view.kind.as_str(), view.problem), ("headers_only", None));
+        let text = view.payload.unwrap().text;
+        assert_eq!(text.as_deref().map(str::as_bytes), Some(value));
+        let masked = shown(&record, Some(&[])).payload.unwrap();
+        assert_eq!(masked.text.as_deref(), Some(MASK), "text is hidden whole");
+    }
+}
+
+#[test]
+fn a_value_that_claims_to_be_an_envelope_keeps_its_warning() {
+    let bytes = envelope().encode_to_vec();
+    let protobuf = Some(&b"application/x-protobuf"[..]);
+    let cases = [
+        ("a damaged envelope", &bytes[..bytes.len() - 3], None),
+        ("JSON declared protobuf", br#"{"json": true}"#, protobuf),
+        ("text declared protobuf", b"SMS queued", protobuf),
+    ];
+    for (what, value, content_type) in cases {
+        let mut headers = FOREIGN_HEADERS.to_vec();
+        headers.extend(content_type.map(|media_type| ("content-type", media_type)));
+        let record = classify(&message("legacy", Some(value.to_vec()), &headers), 7);
+        assert_eq!(record.kind, RecordKind::HeadersOnly, "{what}");
+        let view = shown(&record, None);
+        let problem = view.problem.unwrap_or_default();
+        assert!(
+            problem.starts_with("value is not a protobuf envelope: "),
+            "{what}: {problem:?}"
+        );
+    }
+    // A binary format the publisher names is not an envelope either.
+    let mut avro = FOREIGN_HEADERS.to_vec();
+    avro.push(("Content-Type", b"avro/binary"));
+    let record = classify(&message("legacy", Some(vec![0x02, 0x12, 0xff]), &avro), 7);
+    let view = shown(&record, None);
+    assert_eq!(view.problem, None);
+    assert_eq!(view.payload.unwrap().base64.as_deref(), Some("AhL/"));
 }
 
 #[test]
@@ -163,7 +263,8 @@ mod fuzz {
         let record = classify(&message(topic, Some(value.clone()), headers), 7);
         prop_assert_eq!(record.value.as_ref(), Some(&value));
         let flagged = matches!(record.kind, RecordKind::Malformed | RecordKind::Untraceable);
-        // Headers-only records keep a problem too: why the value was not an envelope.
+        // Headers-only records may carry one too: why a value that claims to be an envelope
+        // is not one.
         prop_assert!(!flagged || record.problem.is_some());
         prop_assert_eq!(flagged, record.ids.is_none());
         // A record the store cannot index is kept as malformed: preparing never fails.

@@ -160,6 +160,42 @@ impl InternalEvent for RetentionGap<'_> {
     }
 }
 
+/// A record arrived below the offset the archive had reached in its partition: the log was
+/// replaced by a shorter one (topic deleted and recreated, log cut back by an unclean leader
+/// election, another cluster), and librdkafka went back to its start.
+pub(crate) struct LogReset<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    /// The epoch the new log's records are archived under.
+    pub epoch: u32,
+    /// Where the archive stood in the old log.
+    pub previous_next_offset: i64,
+    /// The new log's first record read.
+    pub offset: i64,
+}
+
+impl InternalEvent for LogReset<'_> {
+    fn emit(self) {
+        error!(
+            topic = self.topic,
+            partition = self.partition,
+            epoch = self.epoch,
+            previous_next_offset = self.previous_next_offset,
+            offset = self.offset,
+            "{}/{} went back from offset {} to {}: its log was replaced (topic deleted and \
+             recreated, log cut back by an unclean leader election, or another cluster). The \
+             new log is archived as epoch {}, beside the old records, which stay findable. \
+             Find out why the log was replaced",
+            self.topic,
+            self.partition,
+            self.previous_next_offset,
+            self.offset,
+            self.epoch
+        );
+        counter!("retrace_archive_log_resets_total", "topic" => self.topic.to_owned()).increment(1);
+    }
+}
+
 pub(crate) struct ConsumptionPaused {
     pub paused: bool,
 }

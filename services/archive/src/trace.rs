@@ -12,6 +12,7 @@ use crate::api::{
     FailedStep, MessageView, OutcomeView, Payload, ReplayView, Trace, TraceEvent,
     TransactionStatus, TransactionSummary, TreeNode,
 };
+use crate::classify::claims_envelope;
 
 /// Builds the trace of a transaction from its records (as [`LogStore::transaction`] returns
 /// them, in time order) and its replays. `None` when there is nothing to trace.
@@ -40,9 +41,9 @@ pub fn trace(
         None => TransactionStatus::Ok,
     };
     let mut previous_ms = first.time_ms;
-    let trace_events = events
-        .iter()
-        .map(|record| {
+    let trace_events = steps(&events)
+        .into_iter()
+        .map(|(record, copies)| {
             let since_previous_ms = record.time_ms - previous_ms;
             previous_ms = record.time_ms;
             let event_outcomes = record
@@ -54,6 +55,7 @@ pub fn trace(
             TraceEvent {
                 message: message_view(record, with_payload),
                 since_previous_ms,
+                copies,
                 outcomes: event_outcomes,
             }
         })
@@ -179,6 +181,30 @@ fn current_failure(
     newest
 }
 
+/// Each event once, with how many records of it the topic holds. A publish retried after
+/// its answer was lost (a gateway killed, a 503 after the write) is written again under the
+/// same event id: that is one step, not two. A replayed copy stays a step of its own: it
+/// was asked for, and what follows it is new.
+fn steps<'r>(events: &[&'r ArchivedRecord]) -> Vec<(&'r ArchivedRecord, usize)> {
+    let mut steps: Vec<(&ArchivedRecord, usize)> = Vec::with_capacity(events.len());
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    for &record in events {
+        let original = record
+            .ids
+            .as_ref()
+            .filter(|ids| !ids.event_id.is_empty() && replay_id(record).is_none());
+        if let Some(ids) = original {
+            if let Some(&step) = first_of.get(ids.event_id.as_str()) {
+                steps[step].1 += 1;
+                continue;
+            }
+            first_of.insert(&ids.event_id, steps.len());
+        }
+        steps.push((record, 1));
+    }
+    steps
+}
+
 /// Parents before children; an event whose cause is not in the transaction is a root.
 /// Replayed copies are left out: they repeat an event already in the tree.
 fn causation_tree(events: &[&ArchivedRecord]) -> Vec<TreeNode> {
@@ -249,7 +275,12 @@ pub fn message_view(record: &ArchivedRecord, with_payload: bool) -> MessageView 
         partition: record.key.partition,
         offset: record.key.offset,
         kind: record.kind.as_str().to_owned(),
-        problem: record.problem.clone(),
+        // Records archived before `claims_envelope` was the rule kept a decode error on every
+        // headers-only value; the same rule decides whether it is shown.
+        problem: record.problem.clone().filter(|_| {
+            record.kind != RecordKind::HeadersOnly
+                || claims_envelope(record.value.as_deref().unwrap_or_default(), &record.headers)
+        }),
         time: rfc3339(record.time_ms),
         event_id: ids.event_id,
         transaction_id: ids.transaction_id,

@@ -17,6 +17,7 @@ fn event(topic: &str, offset: i64, event_id: &str, cause: &str, time_ms: i64) ->
         key: RecordKey {
             topic: topic.into(),
             partition: 0,
+            epoch: 0,
             offset,
         },
         message_key: Some(b"t1".to_vec()),
@@ -197,6 +198,25 @@ fn payloads_are_shown_only_when_asked_for_and_json_stays_json() {
 }
 
 #[test]
+fn an_older_archives_headers_only_warning_is_shown_only_for_a_value_that_claims_to_be_one() {
+    // What the archive stored for every headers-only record before the rule.
+    let archived = |value: &[u8]| ArchivedRecord {
+        kind: RecordKind::HeadersOnly,
+        value: Some(value.to_vec()),
+        problem: Some(
+            "value is not a protobuf envelope: failed to decode Protobuf message: buffer \
+             underflow"
+                .into(),
+        ),
+        ..event("legacy", 0, A, "", 100)
+    };
+    let json = message_view(&archived(br#"{"child":"Amina"}"#), false);
+    assert_eq!((json.kind.as_str(), json.problem), ("headers_only", None));
+    let binary = message_view(&archived(&[0x0a, 0x24, 0x12, 0xff]), false);
+    assert!(binary.problem.is_some(), "{binary:?}");
+}
+
+#[test]
 fn nothing_archived_is_nothing_to_trace() {
     assert_eq!(trace("t1", &[], &[], false), None);
 }
@@ -204,4 +224,31 @@ fn nothing_archived_is_nothing_to_trace() {
 #[test]
 fn times_are_rfc3339_utc_with_milliseconds() {
     assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+}
+
+#[test]
+fn an_event_written_twice_by_a_retried_publish_is_one_step_with_its_copies_counted() {
+    let mut records = flow();
+    // The retry's record: a later offset, the same event id, no replay id.
+    records.insert(1, event("registrations", 1, A, "", 105));
+    records.push(replayed(records[3].clone(), "r1", 5, 170));
+    let trace = trace("t1", &records, &[], false).unwrap();
+    let steps: Vec<_> = trace
+        .events
+        .iter()
+        .map(|e| (e.message.event_id.as_str(), e.message.offset, e.copies))
+        .collect();
+    assert_eq!(
+        steps,
+        [(A, 0, 2), (B, 0, 1), (B, 5, 1)],
+        "the retry folds into the first record; a replayed copy stays a step"
+    );
+    assert_eq!(trace.events[0].outcomes.len(), 1, "its outcome, once");
+    assert_eq!(
+        trace.events[1].since_previous_ms, 20,
+        "from the first record"
+    );
+    assert_eq!(trace.status, TransactionStatus::Failed);
+    assert_eq!(trace.tree[0].children.len(), 1);
+    assert_eq!(summary(trace).events, 3);
 }

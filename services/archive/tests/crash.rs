@@ -113,6 +113,7 @@ async fn archive_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
                 let key = RecordKey {
                     topic: position.topic.clone(),
                     partition: position.partition,
+                    epoch: 0,
                     offset: *offset,
                 };
                 store.get(&key).unwrap().is_none()

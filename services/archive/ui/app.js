@@ -482,7 +482,10 @@ function eventDetail(page, e) {
       e.causation_id ? h('span', {}, 'caused by ', h('span', { class: 'mono' }, e.causation_id)) : null,
       h('span', {}, `${e.topic} partition ${e.partition} offset ${e.offset}`),
       e.replay_id ? h('span', {}, 'replay ', h('span', { class: 'mono' }, e.replay_id)) : null,
-      e.erased_at ? h('span', {}, 'payload erased ', when(e.erased_at)) : null),
+      e.erased_at ? h('span', {}, 'payload erased ', when(e.erased_at)) : null,
+      // How other languages publish (proto/README.md): worth knowing, not a warning.
+      e.kind === 'headers_only' && !e.problem ? h('span', {}, 'traced from its retrace-* headers') : null),
+    e.problem ? h('p', { class: 'warning' }, h('b', {}, `⚠ ${e.kind}: `), e.problem) : null,
     e.outcomes.length
       ? h('table', { class: 'outcomes' },
         h('thead', {}, h('tr', {}, ['Consumer', 'Outcome', 'Attempt', 'When', 'Error'].map((c) => h('th', { scope: 'col' }, c)))),

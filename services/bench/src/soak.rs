@@ -459,6 +459,7 @@ fn check(
             let key = RecordKey {
                 topic: topic.clone(),
                 partition: *partition,
+                epoch: 0,
                 offset,
             };
             let Some(record) = store.get(&key)? else {

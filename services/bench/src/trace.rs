@@ -260,6 +260,7 @@ fn event_record(
         key: RecordKey {
             topic: topic.to_owned(),
             partition,
+            epoch: 0,
             offset,
         },
         message_key: Some(event.transaction_id.clone().into_bytes()),
@@ -291,6 +292,7 @@ fn outcome_record(event: &Envelope, partition: i32, offset: i64, time_ms: i64) -
         key: RecordKey {
             topic: OUTCOMES_TOPIC.to_owned(),
             partition,
+            epoch: 0,
             offset,
         },
         message_key: Some(event.transaction_id.clone().into_bytes()),

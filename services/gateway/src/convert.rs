@@ -295,13 +295,18 @@ fn event_from_json(item: &RawValue, prefix: &str, now: SystemTime) -> Result<Env
 }
 
 /// Fills what a caller may leave out: a new event id, a new transaction (the event is then
-/// its root), and the time the gateway received it.
+/// its root), and the time the gateway received it. A root event the caller named keeps its
+/// event id as its transaction id, so a retry of it (after a restart, on another gateway)
+/// lands in the same transaction, where the trace shows the two records as one event.
 fn complete(envelope: &mut Envelope, now: SystemTime) {
+    if envelope.transaction_id.is_empty() {
+        envelope.transaction_id = match envelope.event_id.as_str() {
+            "" => retrace_proto::new_event_id(),
+            named => named.to_owned(),
+        };
+    }
     if envelope.event_id.is_empty() {
         envelope.event_id = retrace_proto::new_event_id();
-    }
-    if envelope.transaction_id.is_empty() {
-        envelope.transaction_id = retrace_proto::new_event_id();
     }
     if envelope.occurred_at.is_none() {
         envelope.occurred_at = Some(now.into());

@@ -77,6 +77,15 @@ fn missing_ids_start_a_new_transaction_now() {
 }
 
 #[test]
+fn a_named_root_event_is_its_own_transaction_so_a_retry_lands_in_it() {
+    let body =
+        r#"{"event_id": "0190a000-0000-7000-8000-00000000000a", "type": "t.v1", "source": "s"}"#;
+    let (first, retry) = (one(body).unwrap(), one(body).unwrap());
+    assert_eq!(first.transaction_id, first.event_id);
+    assert_eq!(retry.transaction_id, first.transaction_id);
+}
+
+#[test]
 fn a_batch_keeps_its_order_and_shape() {
     let (shape, envelopes) = events_from_json(
         br#"[{"type": "a.v1", "source": "s"}, {"type": "b.v1", "source": "s", "payload": 7}]"#,

@@ -1,7 +1,9 @@
 //! What the gateway remembers so a repeated request is answered, not published twice.
 //!
-//! In memory, per gateway instance: two gateways behind one load balancer do not share it
-//! (the archive still shows a duplicate as two records with one event id).
+//! In memory, per gateway instance: two gateways behind one load balancer do not share it,
+//! and a restart forgets it. A retry that reaches a gateway without the memory is published
+//! again under the same event id: the archive shows it as a copy of the one event
+//! (docs/reliability.md, "Retried publishes").
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

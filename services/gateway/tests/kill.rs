@@ -103,6 +103,7 @@ async fn sigkilled_gateway_loses_no_acknowledged_event(broker: Broker) {
             let key = RecordKey {
                 topic: topic.clone(),
                 partition,
+                epoch: 0,
                 offset,
             };
             let record = store.get(&key).unwrap().expect("no offset missing");

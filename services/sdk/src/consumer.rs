@@ -15,7 +15,8 @@ use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 use retrace_telemetry::InternalEvent;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{ConsumerError, EventHandled, UndecodableEvent};
+use crate::events::{ConsumerError, DuplicateSkipped, EventHandled, UndecodableEvent};
+use crate::recent::{RECENT_EVENTS, RecentEvents};
 use crate::{KafkaSettings, PartitionProgress, Publisher, store_next_offset};
 
 /// Offsets are stored only after an event's outcome is published, then committed in the
@@ -73,6 +74,13 @@ pub enum ConsumeError {
 /// Up to 64 events are handled at once, but never two of the same transaction: its events
 /// reach the handler one after another, in partition order (publishers key by transaction
 /// id, so they share a partition).
+///
+/// Delivery is at least once, and an event may be on the topic twice (a publish retried
+/// after its answer was lost). A second record of an event id this consumer processed among
+/// its last 10,000 is skipped, counted in `retrace_sdk_duplicates_skipped_total`, with no
+/// outcome. Not skipped: a replayed copy (asked for), the second record of an event whose
+/// handler failed (a retry), and anything after a restart or a rebalance, since the window
+/// is this process's memory: handlers with effects outside Kafka still check the event id.
 pub async fn consume(
     settings: &KafkaSettings,
     group_id: &str,
@@ -95,6 +103,7 @@ pub async fn consume(
             source,
         })?;
     let mut order = Order::default();
+    let recent = RecentEvents::new(RECENT_EVENTS);
     let mut running = FuturesUnordered::new();
     loop {
         let step = tokio::select! {
@@ -112,7 +121,14 @@ pub async fn consume(
                 }
                 let (next, commit) = order.settled(&event);
                 if let Some(next) = next {
-                    running.push(handle(next, consumer_name, handler, publisher, shutdown));
+                    running.push(handle(
+                        next,
+                        consumer_name,
+                        handler,
+                        publisher,
+                        &recent,
+                        shutdown,
+                    ));
                 }
                 commit.map(|offset| (event.topic, event.partition, offset))
             }
@@ -127,7 +143,14 @@ pub async fn consume(
             Step::Received(Ok(message)) => match decode(&message) {
                 Ok(event) => {
                     if let Some(event) = order.received(event) {
-                        running.push(handle(event, consumer_name, handler, publisher, shutdown));
+                        running.push(handle(
+                            event,
+                            consumer_name,
+                            handler,
+                            publisher,
+                            &recent,
+                            shutdown,
+                        ));
                     }
                     None
                 }
@@ -195,15 +218,38 @@ fn decode(message: &BorrowedMessage<'_>) -> Result<ReceivedEvent, String> {
     })
 }
 
-/// Runs the handler on one event and publishes its outcome.
+/// Runs the handler on one event and publishes its outcome, unless the event was processed
+/// lately. Two records of one event share its transaction, so the second starts only after
+/// the first settled: it finds the first remembered.
 async fn handle(
     event: ReceivedEvent,
     consumer_name: &str,
     handler: &impl EventHandler,
     publisher: &Publisher,
+    recent: &RecentEvents,
     shutdown: &CancellationToken,
 ) -> Handled {
+    let event_id = &event.envelope.event_id;
+    // A replayed copy was asked for: it runs again whatever this consumer remembers.
+    if event.envelope.replay.is_none() && recent.contains(event_id) {
+        DuplicateSkipped {
+            consumer: consumer_name,
+            topic: &event.topic,
+            partition: event.partition,
+            offset: event.offset,
+            event_id,
+        }
+        .emit();
+        return Handled {
+            event,
+            reported: true,
+        };
+    }
     let result = handler.handle(&event).await;
+    // Only a success is remembered: a failed event's second record is a retry.
+    if result.is_ok() {
+        recent.remember(event_id);
+    }
     let outcome = settle(&event, consumer_name, result);
     let reported = report(publisher, &outcome, shutdown).await;
     Handled { event, reported }

@@ -103,6 +103,36 @@ impl InternalEvent for UndecodableEvent<'_> {
     }
 }
 
+/// A second record of an event this consumer processed within its window (a publish
+/// retried after its answer was lost): not handed to the handler again, and no outcome, since
+/// the first record's outcome is the event's.
+pub(crate) struct DuplicateSkipped<'a> {
+    pub consumer: &'a str,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub event_id: &'a str,
+}
+
+impl InternalEvent for DuplicateSkipped<'_> {
+    fn emit(self) {
+        debug!(
+            consumer = self.consumer,
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            event_id = self.event_id,
+            "event already processed; its second record skipped"
+        );
+        counter!(
+            "retrace_sdk_duplicates_skipped_total",
+            "consumer" => self.consumer.to_owned(),
+            "topic" => self.topic.to_owned(),
+        )
+        .increment(1);
+    }
+}
+
 pub(crate) struct ConsumerError<'a> {
     pub consumer: &'a str,
     pub error: &'a dyn std::fmt::Display,

@@ -15,6 +15,7 @@ mod kafka;
 mod offsets;
 mod provision;
 mod publisher;
+mod recent;
 mod startup;
 mod topic;
 
