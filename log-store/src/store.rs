@@ -84,9 +84,13 @@ pub(crate) struct Inner {
     positions: Keyspace,
     /// The format version and the record count.
     pub(crate) meta: Keyspace,
-    /// The `positions` keyspace, in memory; also the writers' lock.
+    /// The `positions` keyspace, in memory, as last committed. Locked only to read or
+    /// replace entries, never across a write: a rebalance or `/v1/positions` reading a
+    /// position does not wait for a batch's fsync.
     next_offsets: Mutex<HashMap<(String, i32), Cursor>>,
-    /// `meta/record_count`, in memory; changed under the writers' lock.
+    /// Held through a whole [`LogStore::append`], so batches are written one at a time.
+    writer: Mutex<()>,
+    /// `meta/record_count`, in memory; changed under the writer lock.
     record_count: AtomicU64,
 }
 
@@ -136,6 +140,7 @@ impl LogStore {
             positions: keyspace("positions")?,
             meta: keyspace("meta")?,
             next_offsets: Mutex::new(HashMap::new()),
+            writer: Mutex::new(()),
             record_count: AtomicU64::new(0),
             db,
             path,
@@ -199,10 +204,13 @@ impl LogStore {
                 reserve: inner.disk_reserve_bytes,
             });
         }
-        let mut next_offsets = inner
+        let _writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        // What is committed, read once: only this writer changes it until the batch is in.
+        let next_offsets = inner
             .next_offsets
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut advanced: HashMap<(&str, i32), Cursor> = HashMap::new();
         let mut summary = AppendSummary::default();
         let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
@@ -296,11 +304,15 @@ impl LogStore {
         batch.commit().map_err(self.error("write a batch"))?;
         *audit_head = new_head;
         inner.record_count.store(record_count, Ordering::Relaxed);
-        next_offsets.extend(
-            advanced
-                .into_iter()
-                .map(|((topic, partition), next)| ((topic.to_owned(), partition), next)),
-        );
+        inner
+            .next_offsets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(
+                advanced
+                    .into_iter()
+                    .map(|((topic, partition), next)| ((topic.to_owned(), partition), next)),
+            );
         Ok(summary)
     }
 
@@ -559,11 +571,19 @@ impl LogStore {
         batch.commit().map_err(self.error("record a replay"))
     }
 
-    /// Saves a replay's progress.
+    /// Saves a replay's progress durably: after a crash, a replay says how far it got, and
+    /// "replay again to finish" starts from the truth. (The replayer saves twice a second at
+    /// most, so the sync costs little.)
     pub fn update_replay(&self, replay: &ReplayRecord) -> Result<(), StoreError> {
-        self.inner
-            .replays
-            .insert(replay.replay_id.as_bytes(), replay.encode_to_vec())
+        let inner = &*self.inner;
+        let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(
+            &inner.replays,
+            replay.replay_id.as_bytes(),
+            replay.encode_to_vec(),
+        );
+        batch
+            .commit()
             .map_err(self.error("save a replay's progress"))
     }
 

@@ -664,12 +664,17 @@ on_every_broker!(
     outcomes_are_published_on_the_outcomes_topic,
 );
 
-/// No broker listens: every request is answered 503 with `Retry-After` once the producer's
-/// `message.timeout.ms` expires, saying which events were not published.
+/// No broker listens: once the gateway has given up waiting for Kafka at start (its
+/// start-up deadline, a second here, a minute by default), it serves anyway, and every
+/// request is answered 503 with `Retry-After` once the producer's `message.timeout.ms`
+/// expires, saying which events were not published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_kafka_is_answered_503_with_retry_after() {
     let nowhere = format!("127.0.0.1:{}", free_port());
-    let gateway = start_gateway(&nowhere, &["message.timeout.ms=1000"], |_| {}).await;
+    let gateway = start_gateway(&nowhere, &["message.timeout.ms=1000"], |config| {
+        config.kafka.startup_deadline = Duration::from_secs(1);
+    })
+    .await;
     let topic = unique_topic("unreachable");
     let event = json!({"type": "t.v1", "source": "s"});
 

@@ -57,6 +57,11 @@ impl ServiceProcess {
         ServiceProcess(command.spawn().expect("the service's binary starts"))
     }
 
+    /// Its process id, to send it a signal of the test's choosing.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Stops the process `how`, and waits for it to exit; a terminated service must exit
     /// cleanly (its drain finished within its deadline).
     pub fn stop(mut self, how: Stop) {

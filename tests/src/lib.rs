@@ -41,7 +41,7 @@ pub use kafka::{KafkaCluster, launcher as kafka_launcher};
 pub use kill::{
     Generator, ServiceProcess, Stop, next_kill_at, restarted_consumer_env, service_binary,
 };
-pub use topic::{messages_on, read_topic};
+pub use topic::{committed_offsets, messages_on, read_topic};
 
 /// How long a scenario waits for what it expects before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);

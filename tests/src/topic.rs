@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -60,4 +60,33 @@ pub async fn messages_on(broker: &Broker, topic: &str, partitions: i32) -> i64 {
     })
     .await
     .unwrap()
+}
+
+/// What consumer group `group` has committed for each of `topic`'s `partitions`: the next
+/// offset it will read, or `None` where it committed nothing.
+pub fn committed_offsets(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(i32, Option<i64>)> {
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut wanted = TopicPartitionList::new();
+    for partition in 0..partitions {
+        wanted.add_partition(topic, partition);
+    }
+    consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("the broker answers OffsetFetch")
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(next) => (e.partition(), Some(next)),
+            _ => (e.partition(), None),
+        })
+        .collect()
 }

@@ -5,18 +5,15 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::join_all;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use retrace_archive::TopicSelection;
 use retrace_log_store::{LogStore, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, PATIENCE, Position, RunningArchive, SmallFilesystem, eventually, on_every_broker,
-    unique_topic,
+    Broker, PATIENCE, Position, RunningArchive, SmallFilesystem, committed_offsets, eventually,
+    on_every_broker, unique_topic,
 };
 
 const FILESYSTEM: u64 = 64 << 20;
@@ -35,30 +32,6 @@ async fn positions(archive: &RunningArchive, topic: &str) -> Vec<Position> {
         .await
         .unwrap();
     positions.into_iter().filter(|p| p.topic == topic).collect()
-}
-
-/// What the consumer group `group` has committed for `topic`, per partition.
-fn committed(broker: &Broker, group: &str, topic: &str) -> Vec<(i32, Option<i64>)> {
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut wanted = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        wanted.add_partition(topic, partition);
-    }
-    let offsets = consumer
-        .committed_offsets(wanted, Duration::from_secs(10))
-        .expect("the broker answers OffsetFetch");
-    offsets
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(next) => (e.partition(), Some(next)),
-            _ => (e.partition(), None),
-        })
-        .collect()
 }
 
 /// One scenario at a time: the paused gauge is the process', and the mock and Apache Kafka
@@ -123,7 +96,7 @@ async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Brok
         stored_total < EVENTS as i64,
         "the archive stored everything ({stored_total}) on a full disk; metrics:\n{metrics}"
     );
-    for (partition, committed) in committed(&broker, &group, &topic) {
+    for (partition, committed) in committed_offsets(&broker, &group, &topic, PARTITIONS) {
         let position = stored
             .iter()
             .find(|p| p.partition == partition)
@@ -147,7 +120,7 @@ async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Brok
     .await;
     // Everything stored is committed in the end, in the group the checks above read.
     eventually("every stored record committed", PATIENCE, || async {
-        let committed: i64 = committed(&broker, &group, &topic)
+        let committed: i64 = committed_offsets(&broker, &group, &topic, PARTITIONS)
             .iter()
             .filter_map(|(_, next)| *next)
             .sum();

@@ -5,14 +5,19 @@
 use std::process::Command;
 use std::time::Duration;
 
-use retrace_tests::{Broker, eventually, free_port, on_every_broker, unique_topic};
+use retrace_tests::{
+    Broker, ServiceProcess, Stop, eventually, free_port, on_every_broker, unique_topic,
+};
 use serde_json::Value;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// The archive's `/v1/config`, once it serves it (while starting it answers 503).
 async fn config(http: &str) -> Option<Value> {
     reqwest::get(format!("http://{http}/v1/config"))
         .await
+        .ok()?
+        .error_for_status()
         .ok()?
         .json()
         .await
@@ -26,19 +31,19 @@ async fn sighup_reloads_the_file_through_the_same_layers(broker: Broker) {
     let file = data.path().join("archive.toml");
     std::fs::write(&file, "[auth]\nenabled = false\n").unwrap();
     let http = format!("127.0.0.1:{}", free_port());
-    let mut archive = Command::new(env!("CARGO_BIN_EXE_retrace-archive"))
-        .env("RETRACE_CONFIG", &file)
-        .env("RETRACE_CONFIG_POLL_MS", "0")
-        .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
-        .env("RETRACE_ARCHIVE_TOPICS", &topic)
-        .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
-        // Tests of one binary share a Kafka node; each archive in a group of its own.
-        .env("RETRACE_ARCHIVE_GROUP", format!("{topic}-archive"))
-        .env("RETRACE_DATA_DIR", data.path().join("archive"))
-        .env("RETRACE_HTTP", &http)
-        .env("RETRACE_LOG", "warn")
-        .spawn()
-        .expect("the retrace-archive binary starts");
+    let archive = ServiceProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_retrace-archive"))
+            .env("RETRACE_CONFIG", &file)
+            .env("RETRACE_CONFIG_POLL_MS", "0")
+            .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
+            .env("RETRACE_ARCHIVE_TOPICS", &topic)
+            .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
+            // Tests of one binary share a Kafka node; each archive in a group of its own.
+            .env("RETRACE_ARCHIVE_GROUP", format!("{topic}-archive"))
+            .env("RETRACE_DATA_DIR", data.path().join("archive"))
+            .env("RETRACE_HTTP", &http)
+            .env("RETRACE_LOG", "warn"),
+    );
     let started = eventually("the archive to answer /v1/config", PATIENCE, || {
         config(&http)
     })
@@ -66,12 +71,7 @@ async fn sighup_reloads_the_file_through_the_same_layers(broker: Broker) {
         "the environment still wins over the file"
     );
 
-    let terminated = Command::new("kill")
-        .args(["-TERM", &archive.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(terminated.success());
-    assert!(archive.wait().unwrap().success(), "SIGTERM is a clean stop");
+    archive.stop(Stop::Terminate);
 }
 
 on_every_broker!(sighup_reloads_the_file_through_the_same_layers);
