@@ -51,6 +51,26 @@ pub fn service_binary(name: &str, built: &str) -> PathBuf {
     }
 }
 
+/// The gateway binary `built` (the test's `env!("CARGO_BIN_EXE_retrace-gateway")`) on
+/// `broker`, answering on `http`, configured by the file `config`. It creates no topic: the
+/// test does (librdkafka's mock cluster has no CreateTopics API, and each start would wait
+/// for it to time out).
+pub fn spawn_gateway_process(
+    built: &str,
+    broker: &crate::Broker,
+    http: &str,
+    config: &Path,
+) -> ServiceProcess {
+    ServiceProcess::spawn(
+        Command::new(service_binary("retrace-gateway", built))
+            .env("RETRACE_CONFIG", config)
+            .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
+            .env("RETRACE_HTTP", http)
+            .env("RETRACE_TOPICS_CREATE", "false")
+            .env("RETRACE_LOG", "warn"),
+    )
+}
+
 impl ServiceProcess {
     pub fn spawn(command: &mut Command) -> ServiceProcess {
         command.env_remove("RETRACE_TEST_BIN_DIR");

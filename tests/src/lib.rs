@@ -40,6 +40,7 @@ pub use jobs::{
 pub use kafka::{KafkaCluster, launcher as kafka_launcher};
 pub use kill::{
     Generator, ServiceProcess, Stop, next_kill_at, restarted_consumer_env, service_binary,
+    spawn_gateway_process,
 };
 pub use topic::{committed_offsets, messages_on, read_topic};
 

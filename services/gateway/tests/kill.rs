@@ -3,14 +3,13 @@
 //! archived twice.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use retrace_log_store::RecordKey;
 use retrace_tests::{
     Broker, Generator, PATIENCE, ServiceProcess, Stop, eventually, free_port, next_kill_at,
-    on_every_broker, service_binary, start_archive, unique_topic,
+    on_every_broker, spawn_gateway_process, start_archive, unique_topic,
 };
 
 const KILLS: usize = 50;
@@ -19,20 +18,7 @@ const KILL_SPREAD: i64 = 100;
 const PARTITIONS: i32 = 2;
 
 fn spawn_gateway(broker: &Broker, http: &str, config: &std::path::Path) -> ServiceProcess {
-    let mut command = Command::new(service_binary(
-        "retrace-gateway",
-        env!("CARGO_BIN_EXE_retrace-gateway"),
-    ));
-    // Authentication is not what this test is about: `[auth] enabled = false`.
-    command
-        .env("RETRACE_CONFIG", config)
-        .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
-        .env("RETRACE_HTTP", http)
-        // The test creates the topic it publishes to; librdkafka's mock cluster has no
-        // CreateTopics API, and each start would wait for it to time out.
-        .env("RETRACE_TOPICS_CREATE", "false")
-        .env("RETRACE_LOG", "warn");
-    ServiceProcess::spawn(&mut command)
+    spawn_gateway_process(env!("CARGO_BIN_EXE_retrace-gateway"), broker, http, config)
 }
 
 /// How many records `topic` holds in Kafka: acknowledged or not, whatever reached it.

@@ -5,29 +5,17 @@
 //! event: one step of the trace with its copies counted, one node of the tree. That is the
 //! guarantee docs/reliability.md states: at-least-once records, one event per event id.
 
-use std::process::Command;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use retrace_tests::{
     Broker, PATIENCE, RunningArchive, ServiceProcess, Stop, eventually, free_port, on_every_broker,
-    service_binary, start_archive, unique_topic,
+    spawn_gateway_process, start_archive, unique_topic,
 };
 use serde_json::{Value, json};
 
 fn spawn_gateway(broker: &Broker, http: &str, config: &std::path::Path) -> ServiceProcess {
-    let mut command = Command::new(service_binary(
-        "retrace-gateway",
-        env!("CARGO_BIN_EXE_retrace-gateway"),
-    ));
-    command
-        .env("RETRACE_CONFIG", config)
-        .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
-        .env("RETRACE_HTTP", http)
-        // The test creates its topic: librdkafka's mock cluster has no CreateTopics API.
-        .env("RETRACE_TOPICS_CREATE", "false")
-        .env("RETRACE_LOG", "warn");
-    ServiceProcess::spawn(&mut command)
+    spawn_gateway_process(env!("CARGO_BIN_EXE_retrace-gateway"), broker, http, config)
 }
 
 fn records_in_kafka(broker: &Broker, topic: &str) -> i64 {
