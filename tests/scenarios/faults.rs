@@ -261,16 +261,10 @@ async fn a_service_started_during_an_outage_says_starting_then_comes_up(broker: 
     let gateway = spawn_gateway(&broker.bootstrap(), &[], |config| {
         config.auth.enabled = true;
     });
-    let health = || async {
-        let response = gateway
-            .client
-            .get(format!("{}/healthz", gateway.url))
-            .send()
-            .await
-            .ok()?;
-        Some((response.status().as_u16(), response.text().await.ok()?))
-    };
-    let starting = eventually("the gateway to answer /healthz", PATIENCE, health).await;
+    let starting = eventually("the gateway to answer /healthz", PATIENCE, || {
+        gateway.health()
+    })
+    .await;
     assert_eq!(starting, (503, "starting\n".to_owned()));
     let early = gateway
         .events("registrations", &json!({"type": "t.v1", "source": "s"}))
@@ -286,7 +280,7 @@ async fn a_service_started_during_an_outage_says_starting_then_comes_up(broker: 
 
     broker.bring_up().await;
     eventually("the gateway to come up", PATIENCE, || async {
-        let (status, _) = health().await?;
+        let (status, _) = gateway.health().await?;
         (status == 200).then_some(())
     })
     .await;

@@ -28,13 +28,8 @@ pub async fn start_gateway(
 ) -> RunningGateway {
     let gateway = spawn_gateway(bootstrap, properties, configure);
     eventually("the gateway to serve /healthz", PATIENCE, || async {
-        let response = gateway
-            .client
-            .get(format!("{}/healthz", gateway.url))
-            .send()
-            .await
-            .ok()?;
-        response.status().is_success().then_some(())
+        let (status, _) = gateway.health().await?;
+        (status == 200).then_some(())
     })
     .await;
     gateway
@@ -75,6 +70,17 @@ pub async fn start_gateway_on(
 }
 
 impl RunningGateway {
+    /// `/healthz`'s status and body, once the port answers.
+    pub async fn health(&self) -> Option<(u16, String)> {
+        let response = self
+            .client
+            .get(format!("{}/healthz", self.url))
+            .send()
+            .await
+            .ok()?;
+        Some((response.status().as_u16(), response.text().await.ok()?))
+    }
+
     pub async fn post(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
         self.post_with(path, content_type, body, &[]).await
     }
