@@ -235,6 +235,8 @@ pub struct ErasureSummary {
     pub records: usize,
     /// Records that were already erased.
     pub already_erased: usize,
+    /// Outcomes of the subject's transactions whose free text was removed.
+    pub outcomes: usize,
 }
 
 /// What [`LogStore::check_consistency`] found.

@@ -34,9 +34,14 @@ pub struct ReplayRecord {
     pub error: String,
     #[prost(int64, tag = "12")]
     pub finished_at_ms: i64,
-    /// The caller's idempotency key: asking again with it returns this replay.
+    /// The caller's idempotency key, scoped to the caller: asking again with it returns
+    /// this replay.
     #[prost(string, tag = "13")]
     pub request_key: String,
+    /// A hash of the request the key came with: the same key with another request is
+    /// refused rather than answered with this replay.
+    #[prost(string, tag = "14")]
+    pub request_fingerprint: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]

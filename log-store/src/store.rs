@@ -662,12 +662,16 @@ impl LogStore {
 
     /// Removes the payload of every record that names `subject_id` among its subjects: its
     /// value, and every header but Retrace's own ids. Ids, kind, times and outcomes stay, so
-    /// traces still make sense. The old bytes remain on disk until the archive is compacted
-    /// ([`crate::compact`]).
+    /// traces still make sense. The outcomes of the subject's transactions pass through
+    /// `redact_outcome`, which returns the value to keep instead (the outcome without its
+    /// free text, where a consumer may have named the person) or `None` to keep it as it is:
+    /// the store does not read outcomes. The old bytes remain on disk until the archive is
+    /// compacted ([`crate::compact`]).
     pub fn erase_subject(
         &self,
         subject_id: &str,
         erased_at_ms: i64,
+        redact_outcome: impl Fn(&[u8]) -> Option<Vec<u8>>,
     ) -> Result<ErasureSummary, StoreError> {
         check_id("subject_id", subject_id)?;
         let inner = &*self.inner;
@@ -682,6 +686,18 @@ impl LogStore {
                 .ok_or_else(|| dangling("by_subject", &key))?;
             summary.transactions += 1;
             for record in self.transaction(&transaction)? {
+                if record.kind == RecordKind::Outcome {
+                    if let Some(redacted) = record.value.as_deref().and_then(&redact_outcome) {
+                        let primary = keys::record(&record.key);
+                        let redacted = ArchivedRecord {
+                            value: Some(redacted),
+                            ..record
+                        };
+                        batch.insert(&inner.records, primary, codec::encode(redacted));
+                        summary.outcomes += 1;
+                    }
+                    continue;
+                }
                 let touches = record
                     .ids
                     .as_ref()
@@ -736,6 +752,23 @@ impl LogStore {
             limit,
             cursor,
         )
+    }
+
+    /// The untraceable and malformed records of `topic` only (every partition and epoch), in
+    /// key order: e.g. the audit topic's records that were not chained.
+    pub fn flagged_in(
+        &self,
+        topic: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<ArchivedRecord>, StoreError> {
+        let start = keys::id_prefix(topic);
+        let mut end = start.clone();
+        // `topic \0` is followed by every key of the topic, and by none of another's.
+        *end.last_mut()
+            .expect("an id prefix ends with its terminator") = 1;
+        self.inner
+            .page(&self.inner.flagged, "flagged", start, end, limit, cursor)
     }
 
     /// Checks that every index agrees with the records, and every record with the indexes.

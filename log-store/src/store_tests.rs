@@ -212,6 +212,30 @@ fn flagged_records_are_kept_and_listed() {
     );
     let flagged = store.flagged(10, None).unwrap();
     assert_eq!(flagged.items.len(), 2);
+    let offsets = |page: &Page<ArchivedRecord>| -> Vec<i64> {
+        page.items.iter().map(|r| r.key.offset).collect()
+    };
+    let in_topic = store.flagged_in("legacy", 1, None).unwrap();
+    assert_eq!(offsets(&in_topic), [0]);
+    let rest = store
+        .flagged_in("legacy", 1, in_topic.next_cursor.as_deref())
+        .unwrap();
+    assert_eq!(offsets(&rest), [1]);
+    // Neither a topic whose name it starts with, nor one that starts with its name.
+    assert!(
+        store
+            .flagged_in("legac", 10, None)
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        store
+            .flagged_in("legacy2", 10, None)
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert!(
         flagged
             .items
@@ -414,18 +438,33 @@ fn an_erased_subjects_payloads_are_gone_from_every_file_after_compaction() {
     });
     let mut other = event("births", 1, "t2", 20);
     other.ids.as_mut().unwrap().subject_ids = vec!["beneficiary:7".into()];
-    append(&store, vec![touching, other.clone()]);
+    // A consumer named the person in its error text.
+    let mut failed = outcome(0, "t1", "births-0", 11);
+    failed.value = Some([b"failed: mother ".as_slice(), marker].concat());
+    append(&store, vec![touching, other.clone(), failed]);
     store.flush().unwrap();
     assert!(!files_containing(dir.path(), marker).is_empty());
 
-    let summary = store.erase_subject("beneficiary:42", 99).unwrap();
+    // The store does not read outcomes: the caller says what is left of one.
+    let redact = |value: &[u8]| {
+        value
+            .starts_with(b"failed: ")
+            .then(|| b"failed: [erased]".to_vec())
+    };
+    let summary = store.erase_subject("beneficiary:42", 99, redact).unwrap();
     assert_eq!(
         summary,
         ErasureSummary {
             transactions: 1,
             records: 1,
-            already_erased: 0
+            already_erased: 0,
+            outcomes: 1,
         }
+    );
+    let outcomes = store.outcomes("births-0").unwrap();
+    assert_eq!(
+        outcomes[0].value.as_deref(),
+        Some(b"failed: [erased]".as_slice())
     );
     let erased = store.transaction("t1").unwrap().remove(0);
     assert_eq!(erased.value, None);
@@ -436,7 +475,7 @@ fn an_erased_subjects_payloads_are_gone_from_every_file_after_compaction() {
     assert_eq!(store.transaction("t2").unwrap()[0].value, other.value);
     assert_eq!(
         store
-            .erase_subject("beneficiary:42", 100)
+            .erase_subject("beneficiary:42", 100, redact)
             .unwrap()
             .already_erased,
         1

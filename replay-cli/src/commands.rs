@@ -12,7 +12,7 @@ mod replay;
 use std::io::Write as _;
 
 use jiff::tz::TimeZone;
-use retrace_archive::api::{Page, Trace, TransactionSummary};
+use retrace_archive::api::{Behind, Page, Trace, TransactionSummary, describe_behind};
 
 use crate::Failure;
 pub use client::Server;
@@ -128,6 +128,7 @@ pub async fn subject(server: &Server, args: SubjectArgs) -> Result<(), Failure> 
     let path = ["v1", "subjects", &args.subject, "transactions"];
     let query = [("since", args.since.clone()), ("until", args.until.clone())];
     let listing = collect(&client, &path, &query, Some(args.limit as usize)).await?;
+    listing.note_behind();
     if args.json {
         return print_json(&listing.items);
     }
@@ -161,6 +162,7 @@ pub async fn failed(server: &Server, args: FailedArgs) -> Result<(), Failure> {
         Some(args.limit as usize),
     )
     .await?;
+    listing.note_behind();
     if args.json {
         return print_json(&listing.items);
     }
@@ -193,7 +195,7 @@ pub async fn export(server: &Server, args: ExportArgs) -> Result<(), Failure> {
     let limit = args.limit.map(|l| l as usize);
     let listing = match &args.subject {
         Some(subject) => {
-            let path = ["v1", "subjects", subject, "transactions"];
+            let path = ["v1", "exports", "subjects", subject, "transactions"];
             let query = [("since", args.since.clone()), ("until", args.until.clone())];
             collect(&client, &path, &query, limit).await?
         }
@@ -204,9 +206,10 @@ pub async fn export(server: &Server, args: ExportArgs) -> Result<(), Failure> {
                 args.topic.clone(),
                 args.event_type.clone(),
             );
-            collect(&client, &["v1", "transactions"], &query, limit).await?
+            collect(&client, &["v1", "exports", "transactions"], &query, limit).await?
         }
     };
+    listing.note_behind();
     let rows: Vec<render::ExportRow> = listing.items.iter().map(render::ExportRow::from).collect();
     match args.format {
         ExportFormat::Csv => print(&render::csv(&rows))?,
@@ -234,13 +237,23 @@ fn failed_query(
     ]
 }
 
-/// Transactions of a listing, newest first, and whether the server had more.
+/// Transactions of a listing, newest first, whether the server had more, and the partitions
+/// the archive was behind on when it answered.
 struct Listing {
     items: Vec<TransactionSummary>,
     more: bool,
+    behind: Vec<Behind>,
 }
 
 impl Listing {
+    /// Says, before anything else, that the listing may lack what the archive has not read
+    /// yet: "no failed transactions" is not an answer while it catches up.
+    fn note_behind(&self) {
+        if let Some(caveat) = describe_behind(&self.behind) {
+            eprintln!("retrace: {caveat}; this listing may be incomplete");
+        }
+    }
+
     fn note_more(&self, command: &str) {
         if self.more {
             eprintln!(
@@ -277,6 +290,7 @@ async fn collect(
                 return Ok(Listing {
                     more: next.is_some(),
                     items,
+                    behind: page.behind,
                 });
             }
         }

@@ -7,6 +7,7 @@
 mod commands;
 mod config;
 mod dev;
+mod kafka;
 mod topics;
 
 use std::process::ExitCode;
@@ -71,6 +72,9 @@ enum Command {
     /// Kafka topics: `check` lists the ones a service needs that are missing or differ from
     /// its configuration (partitions, replication).
     Topics(topics::TopicsArgs),
+    /// Kafka ACLs: `acls --print` shows the principals and ACLs of a deployment, `acls
+    /// --apply` creates them through Kafka's admin API.
+    Kafka(kafka::KafkaArgs),
 }
 
 /// How a command failed, and the exit code that says so.
@@ -114,6 +118,7 @@ async fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args).await,
         Command::Config(args) => config::run(args),
         Command::Topics(args) => topics::run(args).await,
+        Command::Kafka(args) => kafka::run(args).await,
         Command::Trace(args) => commands::trace(&server, args).await,
         Command::Subject(args) => commands::subject(&server, args).await,
         Command::Failed(args) => commands::failed(&server, args).await,

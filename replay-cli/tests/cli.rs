@@ -288,3 +288,58 @@ async fn usage_errors_exit_2_and_an_unreachable_server_exits_3() {
 }
 
 on_every_broker!(trace_list_export_and_replay_a_failed_transaction);
+
+/// `retrace kafka acls --print`: each principal's ACLs under what they are for; an
+/// application given one of Retrace's topics is a usage error. (`--apply` is tested on Apache
+/// Kafka with an authorizer in tests/scenarios/acls.rs.)
+#[tokio::test]
+async fn kafka_acls_print_the_principals_and_refuse_retraces_topics_for_applications() {
+    let printed = retrace(
+        "http://127.0.0.1:9",
+        &[
+            "kafka",
+            "acls",
+            "--print",
+            "--topic",
+            "registrations",
+            "--producer",
+            "User:civil-registry=registrations,births.*",
+        ],
+    )
+    .await;
+    assert_exit(&printed, 0);
+    for line in [
+        "# archive User:retrace-archive: ",
+        "ALLOW  User:retrace-archive     WRITE    TOPIC LITERAL  retrace.tokens",
+        "ALLOW  User:retrace-gateway     WRITE    TOPIC LITERAL  retrace.audit",
+        "ALLOW  User:civil-registry      WRITE    TOPIC PREFIXED births.",
+    ] {
+        assert!(
+            printed.stdout.contains(line),
+            "{line:?} in {}",
+            printed.stdout
+        );
+    }
+    assert!(
+        !printed
+            .stdout
+            .contains("User:civil-registry      WRITE    TOPIC LITERAL  retrace.")
+    );
+    let refused = retrace(
+        "http://127.0.0.1:9",
+        &[
+            "kafka",
+            "acls",
+            "--print",
+            "--producer",
+            "User:x=retrace.tokens",
+        ],
+    )
+    .await;
+    assert_exit(&refused, 2);
+    assert!(
+        refused.stderr.contains("retrace.tokens"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -191,6 +191,14 @@ fn dev_mode_comes_up_with_failed_demo_transactions_and_stops_cleanly(
         "{failure:?}"
     );
 
+    // dev.json holds the admin token: its owner alone may read it.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("dev.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "dev.json's mode is {mode:o}");
+
     // The CLI finds the dev server in its dev.json, on its port (not the default 7070), with
     // its token: no --server, no --token.
     let data_dir = dir.path().to_str().unwrap();

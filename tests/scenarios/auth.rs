@@ -48,11 +48,11 @@ async fn start_secured(broker: &Broker, topic: &str) -> RunningArchive {
 
 /// Authentication on, with `bootstrap_admin_sha256` the digest of the bootstrap admin token.
 fn secured(bootstrap_admin_sha256: String) -> AuthConfig {
-    AuthConfig {
+    retrace_tests::with_test_key(AuthConfig {
         enabled: true,
         bootstrap_admin_sha256: Some(bootstrap_admin_sha256),
         ..AuthConfig::default()
-    }
+    })
 }
 
 /// The gateway's and the worker's APIs on one address (as `retrace dev` serves them), with
@@ -165,12 +165,14 @@ async fn create_token(archive: &RunningArchive, name: &str, role: &str, extra: &
     created["token"].as_str().unwrap().to_owned()
 }
 
-/// A birth registration whose certificate step failed, with personal data in its payload.
+/// A birth registration whose certificate step failed with `error`, with personal data in
+/// its payload.
 async fn publish_failed_registration(
     broker: &Broker,
     topic: &str,
     subject: &str,
     payload: &Value,
+    error: &str,
 ) -> Envelope {
     let settings = broker.settings();
     let publisher = Publisher::new(&settings).unwrap();
@@ -183,7 +185,7 @@ async fn publish_failed_registration(
             &submitted,
             "certificates",
             OutcomeStatus::Failed,
-            Some("renderer down".into()),
+            Some(error.into()),
             1,
         ))
         .await
@@ -212,7 +214,9 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         "child": {"given_name": "Amina", "sex": "F"},
         "mother": {"phone": "+254700000001", "town": "Kisumu"},
     });
-    let event = publish_failed_registration(&broker, &topic, "beneficiary:7", &payload).await;
+    let event =
+        publish_failed_registration(&broker, &topic, "beneficiary:7", &payload, "renderer down")
+            .await;
     let transaction = event.transaction_id.clone();
     let admin_token = archive.token.clone();
     trace_when(
@@ -235,6 +239,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
         serve_gateway_and_worker(&broker, &queue, stop_services.clone()).await;
 
     let replay = json!({"reason": "renderer back", "only_failed": true, "dry_run": true});
+    let replay_to_audit = json!({"reason": "x", "dry_run": true, "target_topic": "retrace.audit"});
     let bulk = json!({"reason": "renderer back", "since": "1h", "dry_run": true});
     let erase = json!({"reason": "request #1"});
     let new_token = json!({"name": "made-in-matrix", "role": "publisher"});
@@ -261,6 +266,32 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
             None,
         ),
         ("GET", "/v1/positions".into(), None),
+        ("GET", "/v1/exports/transactions?since=1h".into(), None),
+        (
+            "GET",
+            "/v1/exports/subjects/beneficiary:7/transactions".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/messages?topic=retrace.tokens&from_offset=0&payload=true".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/messages?topic=retrace.audit&from_offset=0".into(),
+            None,
+        ),
+        (
+            "GET",
+            format!("/v1/messages?topic={topic}&from_offset=0&header=x-national-id:NIN-12345"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/v1/transactions/{transaction}/replay"),
+            Some(&replay_to_audit),
+        ),
         ("GET", "/v1/replays/no-such-replay".into(), None),
         (
             "POST",
@@ -316,14 +347,22 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     // threshold (0 here) needs `replay:bulk`: admins only. The erase, revoke and redrive
     // targets do not exist: a caller allowed to act on them gets 404. Only admins back up
     // (into a new directory: 201). The console's files hold no data: open to all. Only admins
-    // read a service's configuration.
-    let expected: [[u16; 5]; 28] = [
+    // read a service's configuration. Exports need `export` (analysts and admins); Retrace's
+    // own topics are read by admins only; a header filter on a value the caller sees masked
+    // is refused; no replay writes Retrace's own topics.
+    let expected: [[u16; 5]; 34] = [
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
         [403, 200, 200, 200, 401],
+        [403, 200, 403, 200, 401],
+        [403, 200, 403, 200, 401],
+        [403, 403, 403, 200, 401],
+        [403, 403, 403, 200, 401],
+        [403, 403, 200, 200, 401],
+        [403, 403, 400, 400, 401],
         [403, 404, 404, 404, 401],
         [403, 403, 200, 200, 401],
         [403, 403, 403, 200, 401],
@@ -592,6 +631,189 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     archive.stop().await;
 }
 
+/// The attempts a role's token could make beyond its grant (issue 29), each refused or
+/// harmless: a replay into the audit trail, reading token records, a header filter that
+/// guesses masked values, another caller's idempotency key, error text naming a person, a
+/// token posing as the bootstrap admin.
+async fn a_role_does_only_what_it_is_granted(broker: Broker) {
+    let topic = unique_topic("births");
+    let archive = start_secured(&broker, &topic).await;
+    // Token names are unique on the tokens topic, which the scenarios of a broker share.
+    let name = |role: &str| format!("{role}-{topic}");
+    let admin = create_token(&archive, &name("admin"), "admin", &[]).await;
+    let support = create_token(&archive, &name("support"), "support", &[]).await;
+    let analyst = create_token(&archive, &name("analyst"), "analyst", &[]).await;
+    let payload = json!({"child": {"given_name": "Amina"}});
+    let failed = |subject: &'static str| {
+        let (broker, topic, payload) = (&broker, &topic, &payload);
+        async move {
+            publish_failed_registration(broker, topic, subject, payload, "mother_id NID-99887766")
+                .await
+        }
+    };
+    let (first, second) = (failed("beneficiary:1").await, failed("beneficiary:2").await);
+    for event in [&first, &second] {
+        trace_when(
+            &archive,
+            &format!("/v1/transactions/{}", event.transaction_id),
+            Some(&admin),
+            |t| t.failure.is_some(),
+        )
+        .await;
+    }
+
+    // A replay into the audit trail is refused, and the refusal is audited with its target.
+    let (status, refused) = call(
+        &archive,
+        "POST",
+        &format!("/v1/transactions/{}/replay", first.transaction_id),
+        Some(&support),
+        Some(&json!({"reason": "forge", "target_topic": "retrace.audit"})),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("target_topic"))
+    );
+    let (_, trail) = call(
+        &archive,
+        "GET",
+        &format!("/v1/audit?actor={}&limit=100", name("support")),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let trail: Page<AuditView> = serde_json::from_value(trail).unwrap();
+    assert!(
+        trail.items.iter().any(|r| r.action == "replay.start"
+            && r.target == format!("{} to retrace.audit", first.transaction_id)
+            && r.result.contains("Retrace's own topic")),
+        "{:?}",
+        trail.items
+    );
+    let (_, verified) = call(&archive, "GET", "/v1/audit/verify", Some(&admin), None).await;
+    assert_eq!(verified["intact"], true, "{verified}");
+
+    // Token records: never with their hash, admins included.
+    let (status, records) = call(
+        &archive,
+        "GET",
+        &format!("/v1/messages?topic={TOKENS_TOPIC}&from_offset=0&payload=true"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{records}");
+    let items = records["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "the admin lists the token records");
+    assert!(
+        items.iter().all(|m| m.get("payload").is_none()),
+        "{records}"
+    );
+    assert!(!records.to_string().contains("secret_sha256"), "{records}");
+
+    // Idempotency keys belong to their caller and their request.
+    let replay_with_key = |token: &str, transaction: &str, key: &str| {
+        let url = archive.url(&format!("/v1/transactions/{transaction}/replay"));
+        let (token, key) = (token.to_owned(), key.to_owned());
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", key)
+                .json(&json!({"reason": "renderer back", "only_failed": true}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, by_support) = replay_with_key(&support, &first.transaction_id, "K").await;
+    assert_eq!(status, 202, "{by_support}");
+    let (status, again) = replay_with_key(&support, &first.transaction_id, "K").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again["replay"]["replay_id"],
+        by_support["replay"]["replay_id"]
+    );
+    let (status, by_admin) = replay_with_key(&admin, &second.transaction_id, "K").await;
+    assert_eq!(status, 202, "another caller's key is its own: {by_admin}");
+    assert_ne!(
+        by_admin["replay"]["replay_id"],
+        by_support["replay"]["replay_id"]
+    );
+    assert_eq!(by_admin["replay"]["requested_by"], name("admin"));
+    let (status, reused) = replay_with_key(&support, &second.transaction_id, "K").await;
+    assert_eq!(status, 409, "{reused}");
+    let reuse = reused["error"].as_str().unwrap();
+    let first_replay = by_support["replay"]["replay_id"].as_str().unwrap();
+    assert!(reuse.contains(first_replay), "{reuse}");
+
+    // Reading a replay is audited.
+    let (status, _) = call(
+        &archive,
+        "GET",
+        &format!("/v1/replays/{first_replay}"),
+        Some(&analyst),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, read) = call(
+        &archive,
+        "GET",
+        &format!("/v1/audit?actor={}&target={first_replay}", name("analyst")),
+        Some(&admin),
+        None,
+    )
+    .await;
+    let read: Page<AuditView> = serde_json::from_value(read).unwrap();
+    assert!(
+        read.items.iter().any(|r| r.action == "replay.read"),
+        "{:?}",
+        read.items
+    );
+
+    // Error text is free text: masked without payload:read, like a text payload.
+    let path = format!("/v1/transactions/{}", first.transaction_id);
+    let masked = trace_when(&archive, &path, Some(&analyst), |_| true).await;
+    assert_eq!(masked.failure.unwrap().error, MASK);
+    assert!(
+        masked.events[0]
+            .outcomes
+            .iter()
+            .all(|o| o.error.is_empty() || o.error == MASK)
+    );
+    let (_, listed) = call(
+        &archive,
+        "GET",
+        "/v1/transactions?status=failed&since=1h",
+        Some(&analyst),
+        None,
+    )
+    .await;
+    assert!(!listed.to_string().contains("NID-99887766"), "{listed}");
+    let shown = trace_when(&archive, &path, Some(&support), |_| true).await;
+    assert_eq!(shown.failure.unwrap().error, "mother_id NID-99887766");
+
+    // No token passes for the bootstrap admin in the audit trail.
+    let (status, refused) = call(
+        &archive,
+        "POST",
+        "/v1/tokens",
+        Some(&admin),
+        Some(&json!({"name": "bootstrap-admin", "role": "admin"})),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("name")),
+        "{refused}"
+    );
+    archive.stop().await;
+}
+
 /// Every occurrence of `marker` in any file under `dir`.
 fn occurrences(dir: &Path, marker: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
@@ -620,7 +842,9 @@ async fn an_erased_subject_is_gone_from_answers_replays_and_disk(broker: Broker)
     let marker = format!("ERASE-ME-{}", retrace_proto::new_event_id());
     let subject = format!("beneficiary:{}", retrace_proto::new_event_id());
     let payload = json!({"child": {"given_name": marker}, "note": "born at home"});
-    let event = publish_failed_registration(&broker, &topic, &subject, &payload).await;
+    // The consumer named the child in its error text too.
+    let error = format!("renderer down rendering the certificate of {marker}");
+    let event = publish_failed_registration(&broker, &topic, &subject, &payload, &error).await;
     let trace_path = format!("/v1/transactions/{}?payload=true", event.transaction_id);
     let before = trace_when(&archive, &trace_path, admin.as_deref(), |t| {
         t.failure.is_some() && t.events.len() == 1
@@ -664,9 +888,10 @@ async fn an_erased_subject_is_gone_from_answers_replays_and_disk(broker: Broker)
     assert_eq!((shown.json, shown.text, shown.base64), (None, None, None));
     assert_eq!(
         after.failure.unwrap().error,
-        "renderer down",
-        "outcomes stay"
+        retrace_archive::ERASED_ERROR,
+        "the failure stays, without the text that named the person"
     );
+    assert_eq!(erased["outcomes"], 1, "{erased}");
     let (status, refused) = call(
         &archive,
         "POST",
@@ -707,5 +932,6 @@ async fn an_erased_subject_is_gone_from_answers_replays_and_disk(broker: Broker)
 
 on_every_broker!(
     every_endpoint_answers_each_role_as_the_matrix_says,
+    a_role_does_only_what_it_is_granted,
     an_erased_subject_is_gone_from_answers_replays_and_disk,
 );

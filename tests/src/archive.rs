@@ -59,6 +59,7 @@ impl RunningArchive {
         // they would split the partitions between them.
         config.group_id = crate::unique_topic("archive-group");
         config.auth.enabled = false;
+        config.auth.signing_keys = vec![crate::TEST_SIGNING_KEY.to_owned()];
         configure(&mut config);
         RunningArchive::serve(Reloader::fixed("archive", config), dir, port).await
     }

@@ -51,6 +51,7 @@ pub fn spawn_gateway(
     // Most scenarios are about publishing; `callers_need_a_token_and_a_topic_on_its_list`
     // turns authentication on.
     config.auth.enabled = false;
+    config.auth.signing_keys = vec![crate::TEST_SIGNING_KEY.to_owned()];
     configure(&mut config);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(retrace_gateway::run(config, shutdown.clone()));

@@ -19,6 +19,8 @@ pub struct KafkaCluster {
     dir: tempfile::TempDir,
     bootstrap: String,
     nodes: u8,
+    /// With SASL: the super user's librdkafka properties (`name=value`).
+    admin_properties: Vec<String>,
 }
 
 /// The launcher script, `tests/kafka/kafka-local`.
@@ -37,6 +39,22 @@ impl KafkaCluster {
 
     /// A cluster of `nodes` (1 or 3) for one test; returns once every node serves clients.
     pub fn start(nodes: u8) -> KafkaCluster {
+        KafkaCluster::launch(nodes, &[])
+    }
+
+    /// One node for one test whose clients authenticate with SASL/SCRAM-SHA-512 and whose
+    /// requests the StandardAuthorizer checks against ACLs: the super user `admin`
+    /// ([`KafkaCluster::admin_settings`]) and `users` (name, password), created at format
+    /// time. Passwords: letters, digits, `.`, `_`, `-`.
+    pub fn start_sasl(users: &[(&str, &str)]) -> KafkaCluster {
+        let mut args = vec!["--sasl".to_owned()];
+        for (name, password) in users {
+            args.extend(["--scram-user".to_owned(), format!("{name}={password}")]);
+        }
+        KafkaCluster::launch(1, &args)
+    }
+
+    fn launch(nodes: u8, extra: &[String]) -> KafkaCluster {
         let dir = tempfile::Builder::new()
             .prefix("retrace-kafka-")
             .tempdir()
@@ -51,6 +69,7 @@ impl KafkaCluster {
                 "--until-stdin-closes",
                 "--clean",
             ])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -70,10 +89,16 @@ impl KafkaCluster {
             .stdout
             .take()
             .expect("the launcher's stdout is piped");
+        let mut admin_properties = Vec::new();
         let bootstrap = BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("bootstrap=").map(str::to_owned));
+            .find_map(|line| {
+                if let Some(property) = line.strip_prefix("kafka.property=") {
+                    admin_properties.push(property.to_owned());
+                }
+                line.strip_prefix("bootstrap=").map(str::to_owned)
+            });
         let Some(bootstrap) = bootstrap else {
             let status = launcher.wait().map(|s| s.to_string()).unwrap_or_default();
             panic!(
@@ -89,11 +114,36 @@ impl KafkaCluster {
             dir,
             bootstrap,
             nodes,
+            admin_properties,
         }
     }
 
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// Kafka settings for a client authenticating as `user` on a [`KafkaCluster::start_sasl`]
+    /// cluster.
+    pub fn user_settings(&self, user: &str, password: &str) -> retrace_sdk::KafkaSettings {
+        retrace_sdk::KafkaSettings::new(&self.bootstrap)
+            .with_properties([
+                "security.protocol=SASL_PLAINTEXT",
+                "sasl.mechanism=SCRAM-SHA-512",
+                &format!("sasl.username={user}"),
+                &format!("sasl.password={password}"),
+            ])
+            .expect("SASL properties are name=value")
+    }
+
+    /// Kafka settings for the super user of a [`KafkaCluster::start_sasl`] cluster.
+    pub fn admin_settings(&self) -> retrace_sdk::KafkaSettings {
+        assert!(
+            !self.admin_properties.is_empty(),
+            "this cluster was not started with SASL"
+        );
+        retrace_sdk::KafkaSettings::new(&self.bootstrap)
+            .with_properties(self.admin_properties.iter().map(String::as_str))
+            .expect("the launcher prints name=value properties")
     }
 
     pub fn nodes(&self) -> u8 {

@@ -14,17 +14,87 @@ use futures::stream::FuturesUnordered;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The consumer session timeout (`session.timeout.ms`) of a service that a test restarts over
+/// and over on Apache Kafka: longer than the default 45 s, so that a restart which waited for
+/// the dead member's eviction shows as a resume of a minute or more.
+pub const RESTARTED_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Environment for a service process that a test kills over and over. The services are
 /// static members of their consumer groups, which Apache Kafka hands a restarted member's
-/// partitions back to at once; librdkafka's mock cluster does not replace a static member,
-/// so there the killed member's session is made to end after three seconds.
-pub fn restarted_consumer_env(broker: &crate::Broker) -> Vec<(&'static str, &'static str)> {
-    match broker {
-        crate::Broker::Mock(_) => vec![(
-            "RETRACE_KAFKA_PROPERTIES",
-            "session.timeout.ms=3000,heartbeat.interval.ms=300",
-        )],
-        _ => vec![],
+/// partitions back to at once: there the session is [`RESTARTED_SESSION_TIMEOUT`], so that
+/// [`Resumes::record`] tells a restart that waited for the eviction from one that did not.
+/// librdkafka's mock cluster does not replace a static member, so there the killed member's
+/// session is made to end after three seconds.
+pub fn restarted_consumer_env(broker: &crate::Broker) -> Vec<(&'static str, String)> {
+    let properties = match broker {
+        crate::Broker::Mock(_) => "session.timeout.ms=3000,heartbeat.interval.ms=300".to_owned(),
+        _ => format!(
+            "session.timeout.ms={}",
+            RESTARTED_SESSION_TIMEOUT.as_millis()
+        ),
+    };
+    vec![("RETRACE_KAFKA_PROPERTIES", properties)]
+}
+
+/// How long each restart of a loop took to resume: from spawning the new process to the
+/// first piece of work it did itself (a record archived, a job run).
+pub struct Resumes {
+    /// Whether the broker is Apache Kafka, where [`Resumes::record`] holds each resume to less
+    /// than the session timeout.
+    apache_kafka: bool,
+    took: Vec<Duration>,
+}
+
+impl Resumes {
+    pub fn new(broker: &crate::Broker) -> Self {
+        Resumes {
+            apache_kafka: !matches!(broker, crate::Broker::Mock(_)),
+            took: Vec::new(),
+        }
+    }
+
+    /// Records the `restart`th resume, which `took` this long, and checks it (see
+    /// [`Resumes::check`]).
+    pub fn record(&mut self, restart: usize, took: Duration) {
+        self.took.push(took);
+        self.check(restart, took);
+    }
+
+    /// On Apache Kafka a restarted static member must resume before the dead one's session
+    /// ends: a resume that took the session timeout or longer waited for the coordinator to
+    /// evict the dead member (and a rebalance), which static membership is there to avoid.
+    fn check(&self, restart: usize, took: Duration) {
+        if self.apache_kafka {
+            assert!(
+                took < RESTARTED_SESSION_TIMEOUT,
+                "restart {restart} resumed after {took:?}, not within the session timeout \
+                 (session.timeout.ms={}): the new process waited for the dead member's \
+                 eviction instead of taking its partitions back as the same static member \
+                 (resumes so far: {self})",
+                RESTARTED_SESSION_TIMEOUT.as_millis()
+            );
+        }
+    }
+
+    /// The `q`-quantile (nearest rank) of the resumes so far.
+    fn quantile(&self, q: f64) -> Duration {
+        let mut sorted = self.took.clone();
+        sorted.sort();
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+        sorted.get(rank - 1).copied().unwrap_or_default()
+    }
+}
+
+/// `resumes=… resume_p50_ms=… resume_max_ms=…`, for a test's summary line.
+impl std::fmt::Display for Resumes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resumes={} resume_p50_ms={} resume_max_ms={}",
+            self.took.len(),
+            self.quantile(0.5).as_millis(),
+            self.quantile(1.0).as_millis()
+        )
     }
 }
 

@@ -39,8 +39,8 @@ pub use jobs::{
 };
 pub use kafka::{KafkaCluster, launcher as kafka_launcher};
 pub use kill::{
-    Generator, ServiceProcess, Stop, next_kill_at, restarted_consumer_env, service_binary,
-    spawn_gateway_process,
+    Generator, RESTARTED_SESSION_TIMEOUT, Resumes, ServiceProcess, Stop, next_kill_at,
+    restarted_consumer_env, service_binary, spawn_gateway_process,
 };
 pub use topic::{committed_offsets, messages_on, read_topic};
 
@@ -191,6 +191,7 @@ impl Broker {
             config: Some(file.to_owned()),
             config_poll_ms: Some(50),
             kafka_bootstrap: Some(self.bootstrap()),
+            signing_keys: Some(TEST_SIGNING_KEY.to_owned()),
             ..retrace_config::CommonArgs::default()
         }
     }
@@ -305,16 +306,7 @@ where
 }
 
 /// Partition positions reported by an archive's `/v1/positions`.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct Position {
-    pub topic: String,
-    pub partition: i32,
-    #[serde(default)]
-    pub epoch: u32,
-    pub next_offset: i64,
-    pub reset_at: Option<String>,
-    pub previous_next_offset: Option<i64>,
-}
+pub use retrace_archive::api::PositionView as Position;
 
 /// How many records of `topic` the archive at `http` has stored (offsets start at 0), asked
 /// with `token` when its API needs one.
@@ -333,6 +325,20 @@ pub async fn archived_count(http: &str, token: Option<&str>, topic: &str) -> Opt
     )
 }
 
+/// The signing key every service the harness starts shares (`[auth] signing_keys`), so
+/// token records and audit events one writes, another applies and chains. Tests that write
+/// Retrace's own topics behind the services' backs do so without it.
+pub const TEST_SIGNING_KEY: &str =
+    "7e3a5c0f9b1d24e68a0c3f5b7d9e1a2c4b6d8f0a1c3e5a7b9d0f2a4c6e8b0d1f";
+
+/// `[auth]` with [`TEST_SIGNING_KEY`] and the rest of `config`.
+pub fn with_test_key(config: retrace_auth::AuthConfig) -> retrace_auth::AuthConfig {
+    retrace_auth::AuthConfig {
+        signing_keys: vec![TEST_SIGNING_KEY.to_owned()],
+        ..config
+    }
+}
+
 /// Authentication switched off (every caller is an anonymous admin), for scenarios about
 /// something else: the guard and audit sender a service's router takes, and the task that
 /// forwards audit events until `shutdown`.
@@ -344,10 +350,10 @@ pub async fn auth_off(
     retrace_auth::AuditSender,
     tokio::task::JoinHandle<()>,
 ) {
-    let config = retrace_auth::AuthConfig {
+    let config = with_test_key(retrace_auth::AuthConfig {
         enabled: false,
         ..retrace_auth::AuthConfig::default()
-    };
+    });
     let settings = retrace_sdk::KafkaSettings::new(bootstrap);
     let auth = retrace_auth::ServiceAuth::start(&config, &settings, "test", shutdown)
         .await

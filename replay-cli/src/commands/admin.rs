@@ -4,9 +4,9 @@
 //! `/v1/tokens`, `/v1/audit` and `/v1/subjects/{id}/erase` routes, which need an admin token.
 
 use jiff::tz::TimeZone;
+use retrace_archive::AuditReport;
 use retrace_archive::api::{
-    AuditVerificationView, AuditView, CreateTokenRequest, CreatedToken, EraseRequest, ErasureView,
-    Page, TokenView,
+    AuditView, CreateTokenRequest, CreatedToken, EraseRequest, ErasureView, Page, TokenView,
 };
 
 use super::client::{Client, Request, Server};
@@ -196,19 +196,41 @@ pub async fn audit(server: &Server, args: AuditArgs) -> Result<(), Failure> {
 }
 
 async fn verify(client: &Client) -> Result<(), Failure> {
-    let report: AuditVerificationView = client
+    let report: AuditReport = client
         .send(Request::get(&["v1", "audit", "verify"]))
         .await?;
     print(&render::audit_verification(&report))?;
-    if report.intact && report.problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::NothingToDo(format!(
-            "the audit trail is not intact: {} problem{} found",
-            report.problems.len(),
-            if report.problems.len() == 1 { "" } else { "s" }
-        )))
+    if report.clean() {
+        return Ok(());
     }
+    let mut found = Vec::new();
+    if !report.chain.problems.is_empty() || !report.chain.intact {
+        found.push(format!(
+            "{} break{} in the chain",
+            report.chain.problems.len(),
+            if report.chain.problems.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ));
+    }
+    for (count, what) in [
+        (report.unsigned.len(), "unsigned"),
+        (report.badly_signed.len(), "badly signed"),
+    ] {
+        if count > 0 {
+            found.push(format!(
+                "{count}{} {what} audit record{} not chained",
+                if report.truncated { "+" } else { "" },
+                if count == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    Err(Failure::NothingToDo(format!(
+        "the audit trail is not clean: {}",
+        found.join("; ")
+    )))
 }
 
 pub async fn erase(server: &Server, args: EraseArgs) -> Result<(), Failure> {

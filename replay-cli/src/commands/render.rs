@@ -5,9 +5,10 @@
 use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
+use retrace_archive::AuditReport;
 use retrace_archive::api::{
-    AuditVerificationView, AuditView, ErasureView, FailedStep, OutcomeView, Payload, ReplayPlan,
-    ReplayView, TokenView, Trace, TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
+    AuditView, ErasureView, FailedStep, OutcomeView, Payload, ReplayPlan, ReplayView, TokenView,
+    Trace, TraceEvent, TransactionStatus, TransactionSummary, TreeNode, describe_behind,
 };
 use retrace_worker::{QueueStatus, RedriveReport};
 use serde::Serialize;
@@ -92,6 +93,9 @@ pub fn trace(trace: &Trace, tz: &TimeZone) -> String {
         plural(events)
     )
     .unwrap();
+    if let Some(caveat) = describe_behind(&trace.behind) {
+        writeln!(out, "⚠ {caveat}; this trace may be incomplete").unwrap();
+    }
     out.push_str("\nTimeline\n");
     out.push_str(&timeline(&trace.events, tz));
     if let Some(failure) = &trace.failure {
@@ -503,15 +507,24 @@ fn csv_record(fields: impl IntoIterator<Item = String>) -> String {
 }
 
 /// A field quoted when it must be: when it holds a comma, a quote, a line break, or
-/// leading or trailing space; quotes inside are doubled.
+/// leading or trailing space; quotes inside are doubled. One a spreadsheet would run as a
+/// formula is made text first.
 pub fn csv_field(field: &str) -> String {
+    // A spreadsheet runs a cell that starts with one of these as a formula; an id or an error
+    // text chosen by whoever published the event must stay text (OWASP's CSV injection
+    // advice: a leading apostrophe, which spreadsheets hide).
+    let field = if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{field}")
+    } else {
+        field.to_owned()
+    };
     let needs_quotes = field.contains([',', '"', '\n', '\r'])
         || field.starts_with(char::is_whitespace)
         || field.ends_with(char::is_whitespace);
     if needs_quotes {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
-        field.to_owned()
+        field
     }
 }
 
@@ -786,19 +799,51 @@ pub fn audit_listing(records: &[AuditView], tz: &TimeZone) -> String {
     lines(&rows)
 }
 
-/// `retrace audit verify`: intact, or each problem.
-pub fn audit_verification(report: &AuditVerificationView) -> String {
-    if report.intact && report.problems.is_empty() {
-        return format!("audit trail intact: {} records\n", report.records);
-    }
-    let mut out = format!(
-        "audit trail NOT intact: {} problem{} in {} records\n",
-        report.problems.len(),
-        plural(report.problems.len()),
-        report.records
-    );
-    for problem in &report.problems {
-        writeln!(out, "  {problem}").unwrap();
+/// `retrace audit verify`: intact, or each break in the chain; then, apart, the audit
+/// records that were never chained because they are unsigned or badly signed.
+pub fn audit_verification(report: &AuditReport) -> String {
+    let chain = &report.chain;
+    let mut out = if chain.intact && chain.problems.is_empty() {
+        format!("audit trail intact: {} records\n", chain.records)
+    } else {
+        let mut out = format!(
+            "audit trail NOT intact: {} problem{} in {} records\n",
+            chain.problems.len(),
+            plural(chain.problems.len()),
+            chain.records
+        );
+        for problem in &chain.problems {
+            writeln!(out, "  {problem}").unwrap();
+        }
+        out
+    };
+    for (list, what) in [
+        (&report.unsigned, "unsigned"),
+        (&report.badly_signed, "badly signed"),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        writeln!(
+            out,
+            "{}{} {what} audit record{} on the audit topic, never chained \
+             (written without Retrace's signing key):",
+            list.len(),
+            if report.truncated { "+" } else { "" },
+            plural(list.len())
+        )
+        .unwrap();
+        for record in list {
+            writeln!(
+                out,
+                "  {} archived {} key {}: {}",
+                record.record,
+                record.archived_at,
+                record.key.as_deref().unwrap_or("-"),
+                record.problem
+            )
+            .unwrap();
+        }
     }
     out
 }
@@ -820,6 +865,15 @@ pub fn erasure(erased: &ErasureView, tz: &TimeZone) -> String {
             " ({} record{} already erased before)",
             erased.already_erased,
             plural(erased.already_erased)
+        )
+        .unwrap();
+    }
+    if erased.outcomes > 0 {
+        write!(
+            out,
+            ", and the error text of {} outcome{}",
+            erased.outcomes,
+            plural(erased.outcomes)
         )
         .unwrap();
     }

@@ -1,7 +1,7 @@
 use jiff::tz::TimeZone;
 use retrace_archive::api::{
-    FailedStep, MessageView, OutcomeView, Payload, PlannedMessage, ReplayPlan, ReplayView, Trace,
-    TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
+    Behind, FailedStep, MessageView, OutcomeView, Payload, PlannedMessage, ReplayPlan, ReplayView,
+    Trace, TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
 };
 
 use retrace_worker::{QueueStatus, RedriveReport};
@@ -125,6 +125,7 @@ fn sample_trace() -> Trace {
         }],
         replays: vec![replay()],
         failure: Some(failure()),
+        behind: Vec::new(),
     }
 }
 
@@ -263,6 +264,36 @@ fn the_trace_page_has_status_failure_replays_and_tree() {
 }
 
 #[test]
+fn a_trace_read_while_the_archive_is_behind_says_it_may_be_incomplete() {
+    let utc = TimeZone::UTC;
+    assert!(!trace(&sample_trace(), &utc).contains("behind"));
+    let behind = |partition, lag, since: &str| Behind {
+        topic: "registrations".into(),
+        partition,
+        lag,
+        since: since.into(),
+    };
+    let one = Trace {
+        behind: vec![behind(2, 1204, "2026-03-02T10:00:01Z")],
+        ..sample_trace()
+    };
+    assert!(trace(&one, &utc).lines().any(|line| line
+        == "⚠ the archive is 1,204 messages behind on registrations/2 (since \
+            2026-03-02T10:00:01Z); this trace may be incomplete"));
+    let several = Trace {
+        behind: vec![
+            behind(2, 1000, "2026-03-02T10:00:05Z"),
+            behind(0, 1, "2026-03-02T10:00:01Z"),
+        ],
+        ..sample_trace()
+    };
+    assert!(trace(&several, &utc).contains(
+        "the archive is 1,001 messages behind on registrations/2 and 1 other partition \
+         (since 2026-03-02T10:00:01Z)"
+    ));
+}
+
+#[test]
 fn outcomes_read_as_sentences() {
     assert_eq!(
         outcome(&failed_outcome()),
@@ -319,6 +350,26 @@ fn csv_fields_are_quoted_when_they_must_be() {
     assert_eq!(csv_field("say \"no\""), "\"say \"\"no\"\"\"");
     assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
     assert_eq!(csv_field(" padded"), "\" padded\"");
+}
+
+#[test]
+fn csv_cells_a_spreadsheet_would_run_as_formulas_stay_text() {
+    assert_eq!(
+        csv_field("=HYPERLINK(\"http://evil\",\"x\")"),
+        "\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\""
+    );
+    for formula in ["+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"] {
+        let cell = csv_field(formula);
+        assert!(
+            cell.trim_start_matches('"').starts_with('\''),
+            "{formula:?} → {cell:?}"
+        );
+    }
+    assert_eq!(
+        csv_field("t-1"),
+        "t-1",
+        "only a formula's first character matters"
+    );
 }
 
 #[test]
@@ -578,25 +629,71 @@ fn audit_records_are_a_table_in_local_time() {
     );
 }
 
+fn report(chain: retrace_archive::api::AuditVerificationView) -> retrace_archive::AuditReport {
+    retrace_archive::AuditReport {
+        chain,
+        unsigned: vec![],
+        badly_signed: vec![],
+        truncated: false,
+    }
+}
+
 #[test]
 fn audit_verification_says_intact_or_names_each_problem() {
-    let intact = retrace_archive::api::AuditVerificationView {
+    let intact = report(retrace_archive::api::AuditVerificationView {
         records: 7,
         intact: true,
         problems: vec![],
-    };
+    });
+    assert!(intact.clean());
     assert_eq!(
         audit_verification(&intact),
         "audit trail intact: 7 records\n"
     );
-    let broken = retrace_archive::api::AuditVerificationView {
+    let broken = report(retrace_archive::api::AuditVerificationView {
         records: 7,
         intact: false,
         problems: vec!["record 3 altered".into(), "record 5 missing".into()],
-    };
+    });
+    assert!(!broken.clean());
     assert_eq!(
         audit_verification(&broken),
         "audit trail NOT intact: 2 problems in 7 records\n  record 3 altered\n  record 5 missing\n"
+    );
+}
+
+#[test]
+fn unsigned_and_badly_signed_audit_records_are_reported_apart_from_the_chain() {
+    let unchained = |offset: u32, problem: &str| retrace_archive::UnchainedAuditView {
+        record: format!("retrace.audit/0@{offset}"),
+        archived_at: "2026-03-02T09:15:00.000Z".into(),
+        key: Some("mallory".into()),
+        problem: problem.into(),
+    };
+    let mut flagged = report(retrace_archive::api::AuditVerificationView {
+        records: 3,
+        intact: true,
+        problems: vec![],
+    });
+    flagged.unsigned = vec![unchained(4, "audit event not chained, unsigned")];
+    flagged.badly_signed = vec![
+        unchained(5, "audit event not chained, badly signed: forged"),
+        unchained(6, "audit event not chained, badly signed: unknown key"),
+    ];
+    assert!(!flagged.clean());
+    assert_eq!(
+        audit_verification(&flagged),
+        "audit trail intact: 3 records\n\
+         1 unsigned audit record on the audit topic, never chained (written without \
+         Retrace's signing key):\n\
+         \x20 retrace.audit/0@4 archived 2026-03-02T09:15:00.000Z key mallory: audit event \
+         not chained, unsigned\n\
+         2 badly signed audit records on the audit topic, never chained (written without \
+         Retrace's signing key):\n\
+         \x20 retrace.audit/0@5 archived 2026-03-02T09:15:00.000Z key mallory: audit event \
+         not chained, badly signed: forged\n\
+         \x20 retrace.audit/0@6 archived 2026-03-02T09:15:00.000Z key mallory: audit event \
+         not chained, badly signed: unknown key\n"
     );
 }
 
@@ -608,13 +705,15 @@ fn an_erasure_says_what_and_when_the_bytes_leave() {
         transactions: 2,
         records: 5,
         already_erased: 1,
+        outcomes: 2,
         note: "Kafka keeps its own copies".into(),
     };
     let text = erasure(&erased, &TimeZone::UTC);
     assert!(
         text.starts_with(
             "erased subject beneficiary:42 at 2026-03-02 09:15:00: the payloads of 5 records \
-             in 2 transactions (1 record already erased before)\n"
+             in 2 transactions (1 record already erased before), and the error text of 2 \
+             outcomes\n"
         ),
         "{text}"
     );

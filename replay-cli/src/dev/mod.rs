@@ -253,6 +253,7 @@ async fn serve(args: &DevArgs, kafka: &Kafka, archive_dir: PathBuf) -> Result<()
     let (token, token_sha256) = retrace_auth::generate();
     let auth = AuthConfig {
         bootstrap_admin_sha256: Some(token_sha256),
+        signing_key_file: Some(signing_key_file(&args.data_dir)?),
         ..AuthConfig::default()
     };
     let mut archive_config = ArchiveConfig::new(bootstrap, &archive_dir);
@@ -350,6 +351,38 @@ async fn serve(args: &DevArgs, kafka: &Kafka, archive_dir: PathBuf) -> Result<()
 
 /// The mock cluster starts empty, with offsets from 0 again, so an archive of an earlier
 /// mock cluster cannot continue: it is kept as `mock-archive.previous`, and a new one begins.
+/// The key dev mode's services sign token records and audit events with: made once, kept in
+/// the data directory (`signing.key`, readable by its owner only), so the tokens and audit
+/// events of an earlier run on the same Kafka stay valid.
+fn signing_key_file(data_dir: &Path) -> Result<PathBuf, Failure> {
+    let path = data_dir.join("signing.key");
+    if path.exists() {
+        return Ok(path);
+    }
+    let failed = |e: std::io::Error| {
+        Failure::Server(format!(
+            "cannot write dev mode's signing key to {}: {e}; check that the data directory \
+             is writable, or set RETRACE_DATA_DIR to one that is",
+            path.display()
+        ))
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(failed)?;
+    std::io::Write::write_all(
+        &mut file,
+        format!(
+            "# retrace dev's signing key (docs/security.md, \"Signed records\")\n{}\n",
+            retrace_auth::SigningKeys::generate_hex()
+        )
+        .as_bytes(),
+    )
+    .map_err(failed)?;
+    Ok(path)
+}
+
 fn fresh_mock_archive(data_dir: &Path) -> Result<PathBuf, Failure> {
     let current = data_dir.join("mock-archive");
     let previous = data_dir.join("mock-archive.previous");
@@ -411,6 +444,22 @@ fn topic_settings() -> (TopicSettings, Vec<TopicSpec>) {
     (settings, specs)
 }
 
+/// Writes `text` to `path` readable by its owner alone (0600), as a file holding a token
+/// must be, whatever mode an earlier copy had.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
 /// Prints the banner and writes `dev.json`, once the API is listening; returns the file's
 /// path.
 fn announce(
@@ -428,7 +477,7 @@ fn announce(
     };
     let path = data_dir.join("dev.json");
     let json = serde_json::to_string_pretty(&info).expect("dev info serialises");
-    std::fs::write(&path, json + "\n")
+    write_private(&path, &(json + "\n"))
         .map_err(|e| Failure::Server(format!("cannot write {}: {e}", path.display())))?;
     // The CLI reads the address and the token from dev.json in RETRACE_DATA_DIR.
     let retrace = if data_dir == Path::new(DEFAULT_DATA_DIR) {

@@ -13,12 +13,15 @@ use retrace_auth::{
     Caller, NewToken, Permission, RegistryError, Role, TokenFormatError, TokenRecord,
 };
 use retrace_log_store::{AuditFilter, AuditRecord};
+use retrace_proto::AUDIT_TOPIC;
+use serde::{Deserialize, Serialize};
 
 use crate::api::{
     AuditVerificationView, AuditView, CreateTokenRequest, CreatedToken, EraseRequest, ErasureView,
     Page, TokenView,
 };
 use crate::audit::Audit;
+use crate::classify::SignatureFault;
 use crate::replay::now_ms;
 use crate::routes::{Answer, Api, ApiError, Params, answer_audited, describe_query, json_body};
 use crate::trace::rfc3339;
@@ -28,6 +31,21 @@ pub const ERASURE_NOTE: &str = "the payloads are gone from every API answer now;
      leave the archive's disk at the next offline compaction (stop the archive, run \
      `retrace-archive compact --data-dir DIR`), and Kafka keeps its own copies until the \
      topics' retention removes them";
+
+/// What an erasure leaves of an outcome's error text, where a consumer may have named the
+/// person.
+pub const ERASED_ERROR: &str = "[erased at the subject's request]";
+
+/// An outcome without its error text (status, consumer, attempt and time stay, so the trace
+/// still says what failed where); `None` when it has none left to remove.
+fn without_error_text(value: &[u8]) -> Option<Vec<u8>> {
+    let mut outcome = <retrace_proto::Outcome as prost::Message>::decode(value).ok()?;
+    if outcome.error.is_empty() || outcome.error == ERASED_ERROR {
+        return None;
+    }
+    outcome.error = ERASED_ERROR.to_owned();
+    Some(prost::Message::encode_to_vec(&outcome))
+}
 
 pub(crate) async fn erase_subject(
     State(api): State<Api>,
@@ -47,7 +65,7 @@ pub(crate) async fn erase_subject(
             ));
         }
         let at_ms = now_ms();
-        let summary = store.erase_subject(&subject, at_ms)?;
+        let summary = store.erase_subject(&subject, at_ms, without_error_text)?;
         if summary.transactions == 0 {
             return Err(ApiError::not_found(format!(
                 "no archived message names subject {subject:?}; nothing was erased"
@@ -61,6 +79,7 @@ pub(crate) async fn erase_subject(
                 transactions: summary.transactions,
                 records: summary.records,
                 already_erased: summary.already_erased,
+                outcomes: summary.outcomes,
                 note: ERASURE_NOTE.to_owned(),
             },
         ))
@@ -88,25 +107,107 @@ pub(crate) async fn audit_trail(
             Page {
                 items: page.items.iter().map(audit_view).collect(),
                 next_cursor: page.next_cursor,
+                behind: Vec::new(),
             },
         ))
     })
     .await
 }
 
+/// `GET /v1/audit/verify`: the hash chain, as [`AuditVerificationView`] says it, and
+/// separately the records of the audit topic that were never chained because their
+/// signature is missing or wrong (docs/security.md, "Signed records").
+///
+/// (It belongs in `api.rs` with the other documents; kept here while that file is being
+/// changed for other work.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// The chain: `records`, `intact`, `problems` (breaks only).
+    #[serde(flatten)]
+    pub chain: AuditVerificationView,
+    /// Records on the audit topic without a signature: not chained.
+    #[serde(default)]
+    pub unsigned: Vec<UnchainedAuditView>,
+    /// Records on the audit topic whose signature no configured key made: not chained.
+    #[serde(default)]
+    pub badly_signed: Vec<UnchainedAuditView>,
+    /// More unsigned or badly signed records exist than the first
+    /// [`UNCHAINED_LISTED`] of each listed here.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+impl AuditReport {
+    /// Nothing wrong: the chain intact and no unsigned or badly signed audit record.
+    pub fn clean(&self) -> bool {
+        self.chain.intact
+            && self.chain.problems.is_empty()
+            && self.unsigned.is_empty()
+            && self.badly_signed.is_empty()
+    }
+}
+
+/// One record of the audit topic that was not chained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnchainedAuditView {
+    /// `topic/partition@offset` (with the epoch after a log reset).
+    pub record: String,
+    pub archived_at: String,
+    /// The Kafka message key, as text: who the record claims acted.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Why it was not chained.
+    pub problem: String,
+}
+
+/// How many unsigned, and how many badly signed, records `/v1/audit/verify` lists at most.
+pub const UNCHAINED_LISTED: usize = 1000;
+
 pub(crate) async fn verify_audit(State(api): State<Api>, caller: Caller) -> Response {
     let store = api.store().clone();
     let audit = Audit::new(&caller, "audit.verify", "audit trail");
     answer_audited(&api, "audit_verify", audit, move |_| {
         let report = store.verify_audit()?;
-        Ok((
-            StatusCode::OK,
-            AuditVerificationView {
+        let mut answer = AuditReport {
+            chain: AuditVerificationView {
                 records: report.records,
                 intact: report.problems.is_empty(),
                 problems: report.problems,
             },
-        ))
+            unsigned: Vec::new(),
+            badly_signed: Vec::new(),
+            truncated: false,
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = store.flagged_in(AUDIT_TOPIC, 500, cursor.as_deref())?;
+            for record in page.items {
+                let problem = record.problem.clone().unwrap_or_default();
+                let list = match SignatureFault::of(&problem) {
+                    Some(SignatureFault::Unsigned) => &mut answer.unsigned,
+                    Some(SignatureFault::BadlySigned) => &mut answer.badly_signed,
+                    None => continue,
+                };
+                if list.len() == UNCHAINED_LISTED {
+                    answer.truncated = true;
+                    continue;
+                }
+                list.push(UnchainedAuditView {
+                    record: record.key.to_string(),
+                    archived_at: rfc3339(record.archived_at_ms),
+                    key: record
+                        .message_key
+                        .as_deref()
+                        .map(|k| String::from_utf8_lossy(k).into_owned()),
+                    problem,
+                });
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok((StatusCode::OK, answer))
     })
     .await
 }
@@ -155,6 +256,21 @@ async fn create(
 ) -> Answer<CreatedToken> {
     let request: CreateTokenRequest = json_body(body)?;
     audit.target = format!("token {} (role {})", request.name, request.role);
+    // Audit records name callers: a token must not pass for the bootstrap admin or for a
+    // caller with no credential.
+    let name = request.name.trim();
+    if [retrace_auth::BOOTSTRAP_ACTOR, retrace_auth::ANONYMOUS_ACTOR]
+        .iter()
+        .any(|reserved| name.eq_ignore_ascii_case(reserved))
+    {
+        return Err(ApiError::bad(
+            "name",
+            format!(
+                "the name {name:?} is reserved: audit records use it for Retrace's own \
+                 callers; choose another"
+            ),
+        ));
+    }
     let role: Role = request
         .role
         .parse()

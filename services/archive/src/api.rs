@@ -61,6 +61,23 @@ pub struct Trace {
     pub replays: Vec<ReplayView>,
     /// The failure that makes the status `failed` or `replayed`, the newest if several.
     pub failure: Option<FailedStep>,
+    /// Partitions the archive is behind on: events of the transaction may be on Kafka and
+    /// not archived yet. Absent when it keeps up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<Behind>,
+}
+
+/// A partition the archive is behind on: a record Kafka held at the previous lag check
+/// (`[archive] lag_check_ms`) is still not archived. Answers that read the archive carry the
+/// partitions behind when they answer, since what they lack may be there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Behind {
+    pub topic: String,
+    pub partition: i32,
+    /// Records on Kafka not archived yet.
+    pub lag: i64,
+    /// When the oldest of them was first seen on Kafka.
+    pub since: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +201,9 @@ pub struct TransactionSummary {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+    /// As in [`Trace::behind`]: the listing may miss what these partitions hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<Behind>,
 }
 
 /// `GET /v1/events/{event_id}`.
@@ -193,6 +213,9 @@ pub struct EventView {
     /// Every archived copy: more than one when it was published twice or replayed.
     pub copies: Vec<MessageView>,
     pub outcomes: Vec<OutcomeView>,
+    /// As in [`Trace::behind`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<Behind>,
 }
 
 /// `POST /v1/transactions/{id}/replay`.
@@ -336,6 +359,9 @@ pub struct ErasureView {
     pub records: usize,
     /// Records an earlier erasure had already emptied.
     pub already_erased: usize,
+    /// Outcomes of the subject's transactions whose error text this erasure removed.
+    #[serde(default)]
+    pub outcomes: usize,
     /// What still holds the bytes, and what removes them.
     pub note: String,
 }
@@ -378,6 +404,55 @@ pub struct PositionView {
     /// Where the archive stood in the previous epoch's log; absent in epoch 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_next_offset: Option<i64>,
+    /// Kafka's log end at the last lag check; absent until one answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_watermark: Option<i64>,
+    /// Records Kafka holds that the archive does not yet, at the last lag check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
+    /// When the partition fell behind (see [`Behind`]); absent while it keeps up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind_since: Option<String>,
+}
+
+/// "the archive is 1,204 messages behind on registrations/2 (since …)", for answers that
+/// carry [`Behind`] partitions; `None` when there are none.
+pub fn describe_behind(behind: &[Behind]) -> Option<String> {
+    let first = behind.first()?;
+    let total: i64 = behind.iter().map(|b| b.lag).sum();
+    let since = behind
+        .iter()
+        .map(|b| b.since.as_str())
+        .min()
+        .unwrap_or(&first.since);
+    let messages = if total == 1 { "message" } else { "messages" };
+    let place = match behind.len() {
+        1 => format!("{}/{}", first.topic, first.partition),
+        n => format!(
+            "{}/{} and {} other partition{}",
+            first.topic,
+            first.partition,
+            n - 1,
+            if n == 2 { "" } else { "s" }
+        ),
+    };
+    Some(format!(
+        "the archive is {} {messages} behind on {place} (since {since})",
+        thousands(total)
+    ))
+}
+
+/// 1204 → "1,204".
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// One record of the audit trail (`GET /v1/audit`).
@@ -475,4 +550,8 @@ pub struct ErrorBody {
     /// The request field or parameter at fault, when one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// On a 404 of a transaction or event: the partitions the archive is behind on, where it
+    /// may still be (see [`Behind`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<Behind>,
 }

@@ -178,6 +178,9 @@ impl From<Position> for PositionView {
             next_offset: position.next_offset,
             reset_at: position.reset.map(|reset| rfc3339(reset.at_ms)),
             previous_next_offset: position.reset.map(|reset| reset.previous_next_offset),
+            high_watermark: None,
+            lag: None,
+            behind_since: None,
         }
     }
 }

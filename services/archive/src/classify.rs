@@ -1,19 +1,81 @@
 //! What a consumed Kafka record is: an envelope, a headers-only event, an outcome, or
 //! something untraceable or malformed. Every record becomes an [`ArchivedRecord`]; none is
 //! refused, since the archive keeps everything.
+//!
+//! An audit event is chained into the audit trail only when it carries a valid signature
+//! from a Retrace service ([`retrace_auth::SIGNATURE_HEADER`]); an unsigned or badly signed
+//! one is kept as malformed, with a problem saying which ([`SignatureFault::of`]), counted
+//! and logged ([`AuditEventRejected`]), and never chained.
 
 use prost::Message as _;
 use prost_types::Timestamp;
 use rdkafka::Message;
 use rdkafka::message::Headers;
+use retrace_auth::{SIGNATURE_HEADER, SigningKeys, Verdict};
 use retrace_log_store::{
     ArchivedRecord, AuditEntry, EventIds, Header, OutcomeRef, PreparedRecord, RecordKey, RecordKind,
 };
 use retrace_proto::headers::TraceHeaders;
 use retrace_proto::{AUDIT_TOPIC, AuditEvent, Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_telemetry::InternalEvent;
 
-/// Copies `message` out of Kafka's buffers and says what it is.
+use crate::events::AuditEventRejected;
+
+/// The keys audit events are verified with, set when an archive opens
+/// ([`verify_audit_with`]). One per process: `classify`'s callers (the archiver, the
+/// rebuild) take no keys, so the archive opened last in a process decides.
+static AUDIT_KEYS: std::sync::RwLock<Option<SigningKeys>> = std::sync::RwLock::new(None);
+
+/// Verifies the audit events classified from now on with `keys`.
+pub(crate) fn verify_audit_with(keys: SigningKeys) {
+    *AUDIT_KEYS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(keys);
+}
+
+fn audit_keys() -> SigningKeys {
+    AUDIT_KEYS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+        .unwrap_or_default()
+}
+
+/// Why an audit event on the audit topic was not chained, when its signature is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignatureFault {
+    Unsigned,
+    BadlySigned,
+}
+
+const NOT_CHAINED: &str = "audit event not chained, ";
+
+impl SignatureFault {
+    /// The fault a flagged record's problem names, if it is one of these.
+    pub(crate) fn of(problem: &str) -> Option<SignatureFault> {
+        let rest = problem.strip_prefix(NOT_CHAINED)?;
+        if rest.starts_with("unsigned") {
+            Some(SignatureFault::Unsigned)
+        } else if rest.starts_with("badly signed") {
+            Some(SignatureFault::BadlySigned)
+        } else {
+            None
+        }
+    }
+}
+
+/// Copies `message` out of Kafka's buffers and says what it is; audit events are verified
+/// with the keys of the archive opened last ([`verify_audit_with`]).
 pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
+    classify_with(message, archived_at_ms, &audit_keys())
+}
+
+/// [`classify`], verifying audit events with `keys`.
+pub fn classify_with(
+    message: &impl Message,
+    archived_at_ms: i64,
+    keys: &SigningKeys,
+) -> ArchivedRecord {
     let value = message.payload();
     let headers: Vec<Header> = message
         .headers()
@@ -30,7 +92,24 @@ pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
     let kafka_timestamp_ms = message.timestamp().to_millis();
     let understood = match message.topic() {
         OUTCOMES_TOPIC => outcome(value),
-        AUDIT_TOPIC => audit(value),
+        AUDIT_TOPIC => {
+            let signature = headers
+                .iter()
+                .find(|h| h.name == SIGNATURE_HEADER)
+                .and_then(|h| h.value.as_deref());
+            match keys.verify(AUDIT_TOPIC, message.key(), value, signature) {
+                Verdict::Valid(_) => audit(value),
+                verdict => {
+                    AuditEventRejected {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        verdict: &verdict,
+                    }
+                    .emit();
+                    Understood::flagged(RecordKind::Malformed, format!("{NOT_CHAINED}{verdict}"))
+                }
+            }
+        }
         _ => event(value.unwrap_or_default(), &headers),
     };
     ArchivedRecord {

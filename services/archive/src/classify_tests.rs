@@ -327,6 +327,19 @@ mod fuzz {
     }
 }
 
+fn signed(keys: &SigningKeys, topic: &str, value: &[u8]) -> OwnedMessage {
+    let signature = keys.sign(topic, Some(b"key"), Some(value)).unwrap();
+    message(
+        topic,
+        Some(value.to_vec()),
+        &[(SIGNATURE_HEADER, signature.as_bytes())],
+    )
+}
+
+fn test_keys() -> SigningKeys {
+    SigningKeys::from_hex(&[SigningKeys::generate_hex()], "in the test").unwrap()
+}
+
 #[test]
 fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
     let event = retrace_proto::AuditEvent {
@@ -343,9 +356,11 @@ fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
         result: "topic not allowed".into(),
         service: "gateway".into(),
     };
-    let record = classify(
-        &message(retrace_proto::AUDIT_TOPIC, Some(event.encode_to_vec()), &[]),
+    let keys = test_keys();
+    let record = classify_with(
+        &signed(&keys, retrace_proto::AUDIT_TOPIC, &event.encode_to_vec()),
         7,
+        &keys,
     );
     assert_eq!(record.kind, RecordKind::Audit);
     let entry = record.audit.unwrap();
@@ -353,10 +368,75 @@ fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
         (entry.action.as_str(), entry.actor.as_str(), entry.at_ms),
         ("gateway.denied", "legacy-app", 5000)
     );
-    let garbage = classify(
-        &message(retrace_proto::AUDIT_TOPIC, Some(vec![0xff; 3]), &[]),
+    let garbage = classify_with(
+        &signed(&keys, retrace_proto::AUDIT_TOPIC, &[0xff; 3]),
         7,
+        &keys,
     );
     assert_eq!(garbage.kind, RecordKind::Malformed);
     assert_eq!(garbage.audit, None);
+    assert_eq!(
+        SignatureFault::of(garbage.problem.as_deref().unwrap()),
+        None
+    );
+}
+
+#[test]
+fn an_audit_event_without_a_valid_signature_is_flagged_and_never_chained() {
+    let keys = test_keys();
+    let event = retrace_proto::AuditEvent {
+        actor: "mallory".into(),
+        action: "token.create".into(),
+        service: "archive".into(),
+        result: "ok".into(),
+        ..retrace_proto::AuditEvent::default()
+    };
+    let value = event.encode_to_vec();
+    let unsigned = classify_with(
+        &message(retrace_proto::AUDIT_TOPIC, Some(value.clone()), &[]),
+        7,
+        &keys,
+    );
+    let foreign = classify_with(
+        &signed(&test_keys(), retrace_proto::AUDIT_TOPIC, &value),
+        7,
+        &keys,
+    );
+    // A record signed for another topic does not verify here.
+    let moved = {
+        let signature = keys
+            .sign("retrace.tokens", Some(b"key"), Some(&value))
+            .unwrap();
+        classify_with(
+            &message(
+                retrace_proto::AUDIT_TOPIC,
+                Some(value.clone()),
+                &[(SIGNATURE_HEADER, signature.as_bytes())],
+            ),
+            7,
+            &keys,
+        )
+    };
+    for (record, fault) in [
+        (&unsigned, SignatureFault::Unsigned),
+        (&foreign, SignatureFault::BadlySigned),
+        (&moved, SignatureFault::BadlySigned),
+    ] {
+        assert_eq!(record.kind, RecordKind::Malformed);
+        assert_eq!(record.audit, None, "never chained");
+        let problem = record.problem.as_deref().unwrap();
+        assert_eq!(SignatureFault::of(problem), Some(fault), "{problem}");
+        prepare(record.clone());
+    }
+    // The archive opened last in the process decides for `classify`: none here, so even a
+    // record signed with some key is not chained.
+    assert_eq!(
+        SignatureFault::of(
+            classify(&signed(&keys, retrace_proto::AUDIT_TOPIC, &value), 7)
+                .problem
+                .as_deref()
+                .unwrap()
+        ),
+        Some(SignatureFault::BadlySigned)
+    );
 }

@@ -39,6 +39,20 @@ impl TopicSelection {
             TopicSelection::Pattern(pattern) => vec![format!("^{pattern}")],
         }
     }
+
+    /// Whether `topic` is archived. librdkafka matches patterns as POSIX regexes; the ones
+    /// Retrace uses read the same in Rust's syntax. A pattern Rust cannot read matches
+    /// nothing here, which only hides its topics' lag.
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            TopicSelection::Names(names) => names.iter().any(|name| name == topic),
+            TopicSelection::Pattern(_) => self
+                .subscription()
+                .first()
+                .and_then(|pattern| regex::Regex::new(pattern).ok())
+                .is_some_and(|pattern| pattern.is_match(topic)),
+        }
+    }
 }
 
 /// How records are grouped into one durable write.
@@ -86,6 +100,11 @@ pub struct ArchiveConfig {
     /// (`[archive] shutdown_grace_ms`). Stopping early loses nothing: the archive resumes
     /// from its stored positions.
     pub shutdown_grace: Duration,
+    /// How often the archive asks Kafka where each partition ends, to say how far behind it
+    /// is (`[archive] lag_check_ms`): `/v1/positions`, the caveat on traces and listings, the
+    /// lag metrics.
+    #[serde(rename = "lag_check_ms", serialize_with = "serialize_ms")]
+    pub lag_check: Duration,
 }
 
 /// `[masking]` in the configuration file.
@@ -131,6 +150,7 @@ impl ArchiveConfig {
             replay_bulk_admin_above: DEFAULT_REPLAY_BULK_ADMIN_ABOVE,
             masking: MaskingConfig::default(),
             shutdown_grace: Duration::from_secs(20),
+            lag_check: Duration::from_secs(2),
         }
     }
 }
@@ -206,6 +226,7 @@ struct FileArchive {
     batch_wait_ms: Option<u64>,
     replay_bulk_admin_above: Option<usize>,
     shutdown_grace_ms: Option<u64>,
+    lag_check_ms: Option<u64>,
     disk_reserve_mb: Option<u64>,
 }
 
@@ -250,6 +271,11 @@ impl ArchiveArgs {
         }
         if let Some(grace) = file.archive.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(grace);
+        }
+        if let Some(every) =
+            problems.at_least_one("archive.lag_check_ms", file.archive.lag_check_ms)
+        {
+            config.lag_check = Duration::from_millis(every);
         }
         if let Some(above) = file.archive.replay_bulk_admin_above {
             config.replay_bulk_admin_above = above;

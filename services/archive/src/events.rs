@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use metrics::{counter, histogram};
+use metrics::{counter, gauge, histogram};
 use retrace_log_store::{AppendSummary, RecordKey, RecordKind, ReplayRecord};
 use retrace_sdk::Delivery;
 use retrace_telemetry::InternalEvent;
@@ -193,6 +193,94 @@ impl InternalEvent for LogReset<'_> {
             self.epoch
         );
         counter!("retrace_archive_log_resets_total", "topic" => self.topic.to_owned()).increment(1);
+    }
+}
+
+/// A lag check of one partition: how many records Kafka holds that the archive does not
+/// yet, and for how long it has been behind (0 while it keeps up).
+pub(crate) struct PartitionLagChecked<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub lag: i64,
+    pub behind_ms: i64,
+}
+
+impl InternalEvent for PartitionLagChecked<'_> {
+    fn emit(self) {
+        let labels = [
+            ("topic", self.topic.to_owned()),
+            ("partition", self.partition.to_string()),
+        ];
+        gauge!("retrace_archive_lag_records", &labels).set(self.lag as f64);
+        gauge!("retrace_archive_behind_seconds", &labels).set(self.behind_ms as f64 / 1000.0);
+    }
+}
+
+/// A partition fell behind: a record Kafka held a check ago is still not archived.
+pub(crate) struct ArchiveBehind<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub lag: i64,
+    pub since: &'a str,
+}
+
+impl InternalEvent for ArchiveBehind<'_> {
+    fn emit(self) {
+        warn!(
+            topic = self.topic,
+            partition = self.partition,
+            lag = self.lag,
+            since = self.since,
+            "the archive is {} records behind on {}/{} (since {}): traces and listings may \
+             miss its latest events until it catches up",
+            self.lag,
+            self.topic,
+            self.partition,
+            self.since
+        );
+        counter!("retrace_archive_fell_behind_total", "topic" => self.topic.to_owned())
+            .increment(1);
+    }
+}
+
+pub(crate) struct ArchiveCaughtUp<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub behind_for: Duration,
+}
+
+impl InternalEvent for ArchiveCaughtUp<'_> {
+    fn emit(self) {
+        info!(
+            topic = self.topic,
+            partition = self.partition,
+            behind_ms = self.behind_for.as_millis() as u64,
+            "the archive caught up on {}/{} after {:.1} s behind",
+            self.topic,
+            self.partition,
+            self.behind_for.as_secs_f64()
+        );
+    }
+}
+
+/// Kafka did not say where its partitions end, so the lag is not known.
+pub(crate) struct LagCheckFailed<'a> {
+    pub error: &'a rdkafka::error::KafkaError,
+    /// Logged on the first failure of a run of them, counted every time.
+    pub logged: bool,
+}
+
+impl InternalEvent for LagCheckFailed<'_> {
+    fn emit(self) {
+        if self.logged {
+            warn!(
+                error = %self.error,
+                "cannot ask Kafka where the archived partitions end ({}): /v1/positions keeps \
+                 the last lag known; checks go on",
+                self.error
+            );
+        }
+        counter!("retrace_archive_lag_check_failures_total").increment(1);
     }
 }
 
@@ -471,5 +559,35 @@ impl InternalEvent for LiveSettingsKept<'_> {
             self.version,
             self.error
         );
+    }
+}
+
+/// A record on the audit topic without a valid signature from a Retrace service: kept as
+/// malformed, never chained into the audit trail; alerted on
+/// (`RetraceUnsignedSecurityRecords`).
+pub(crate) struct AuditEventRejected<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub verdict: &'a retrace_auth::Verdict,
+}
+
+impl InternalEvent for AuditEventRejected<'_> {
+    fn emit(self) {
+        error!(
+            category = "security",
+            topic = retrace_proto::AUDIT_TOPIC,
+            partition = self.partition,
+            offset = self.offset,
+            reason = self.verdict.reason(),
+            problem = %self.verdict,
+            "audit event NOT chained, {}: something wrote the audit topic without Retrace's \
+             signing key (docs/security.md, \"Signed records\")",
+            self.verdict
+        );
+        counter!(
+            "retrace_archive_audit_events_rejected_total",
+            "reason" => self.verdict.reason(),
+        )
+        .increment(1);
     }
 }

@@ -1,4 +1,4 @@
-//! `/v1/positions`: where each partition stands in the archive.
+//! `/v1/positions`: where each partition stands in the archive, and how far behind Kafka.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,32 +8,64 @@ use axum::{Json, Router};
 use retrace_log_store::LogStore;
 
 use crate::api::PositionView;
+use crate::lag::Lag;
+use crate::trace::rfc3339;
 
-pub(crate) fn router(store: LogStore) -> Router {
+pub(crate) fn router(store: LogStore, lag: Lag) -> Router {
     Router::new()
         .route("/v1/positions", get(positions))
-        .with_state(store)
+        .with_state((store, lag))
 }
 
-/// The next offset the archive will store, per partition: compare with Kafka's high
-/// watermarks to see how far behind it is.
-async fn positions(State(store): State<LogStore>) -> Response {
+/// The next offset the archive will store, per partition, with Kafka's log end and the lag
+/// at the last check. A partition Kafka holds and the archive has not stored a record of
+/// yet is listed at offset 0.
+async fn positions(State((store, lag)): State<(LogStore, Lag)>) -> Response {
     let positions = tokio::task::spawn_blocking(move || store.positions())
         .await
         .map_err(|e| e.to_string())
         .and_then(|read| read.map_err(|e| e.to_string()));
-    match positions {
-        Ok(positions) => Json(
-            positions
-                .into_iter()
-                .map(PositionView::from)
-                .collect::<Vec<_>>(),
-        )
-        .into_response(),
-        Err(error) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": error })),
-        )
-            .into_response(),
+    let positions = match positions {
+        Ok(positions) => positions,
+        Err(error) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "error": error })),
+            )
+                .into_response();
+        }
+    };
+    let mut checked = lag.partitions();
+    let mut views: Vec<PositionView> = positions
+        .into_iter()
+        .map(|position| {
+            let lag = checked.remove(&(position.topic.clone(), position.partition));
+            with_lag(PositionView::from(position), lag.as_ref())
+        })
+        .collect();
+    views.extend(checked.into_iter().map(|((topic, partition), lag)| {
+        let never_archived = PositionView {
+            topic,
+            partition,
+            epoch: 0,
+            next_offset: 0,
+            reset_at: None,
+            previous_next_offset: None,
+            high_watermark: None,
+            lag: None,
+            behind_since: None,
+        };
+        with_lag(never_archived, Some(&lag))
+    }));
+    views.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Json(views).into_response()
+}
+
+fn with_lag(mut view: PositionView, lag: Option<&crate::lag::PartitionLag>) -> PositionView {
+    if let Some(lag) = lag {
+        view.high_watermark = Some(lag.high_watermark);
+        view.lag = Some(lag.lag);
+        view.behind_since = lag.behind_since_ms.map(rfc3339);
     }
+    view
 }

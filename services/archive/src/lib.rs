@@ -24,6 +24,7 @@ mod classify;
 mod config;
 mod events;
 mod http;
+mod lag;
 mod live;
 mod masking;
 mod rebuild;
@@ -47,9 +48,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use admin::ERASURE_NOTE;
+pub use admin::{AuditReport, ERASED_ERROR, ERASURE_NOTE, UNCHAINED_LISTED, UnchainedAuditView};
 pub use backup::{BackupError, backup, restore};
-pub use classify::{classify, prepare};
+pub use classify::{classify, classify_with, prepare};
 pub use config::{
     ALL_TOPICS_PATTERN, ArchiveArgs, ArchiveConfig, BatchSettings, ConfigError,
     DEFAULT_REPLAY_BULK_ADMIN_ABOVE, MaskingConfig, TopicSelection,
@@ -63,6 +64,7 @@ pub use trace::trace;
 use crate::archiver::Archiver;
 use crate::audit::{Audit, Auditor};
 use crate::events::{ApiListening, ArchiveStarted};
+use crate::lag::Lag;
 use crate::live::Live;
 use crate::replay::{Replayer, now_ms};
 use crate::routes::Api;
@@ -86,6 +88,8 @@ pub enum ArchiveError {
     Auth(#[from] AuthSetupError),
     #[error("masking.json_paths: {0}")]
     Masking(#[from] MaskingError),
+    #[error(transparent)]
+    SigningKeys(#[from] retrace_auth::SigningKeyError),
 }
 
 /// An archive ready to run: its store open, its consumer created, its API routable.
@@ -125,6 +129,10 @@ impl Archive {
         let config = &loaded.config;
         // Metrics recorded before the recorder exists are lost.
         retrace_telemetry::prometheus();
+        // Audit events consumed are chained only when signed with one of these; token
+        // records applied only then.
+        let keys = config.auth.signing_keys()?;
+        classify::verify_audit_with(keys.clone());
         let data_dir = config.data_dir.clone();
         let options = config.store.clone();
         let store = tokio::task::spawn_blocking(move || {
@@ -149,6 +157,7 @@ impl Archive {
             let (registry, task) = TokenRegistry::start(
                 &config.kafka,
                 &config.auth.tokens_topic,
+                keys,
                 stop_registry.clone(),
             )
             .await?;
@@ -175,6 +184,7 @@ impl Archive {
                 auditor,
                 live: live.subscribe(),
                 registry,
+                lag: Lag::default(),
             },
             config: updates,
             live,
@@ -194,7 +204,7 @@ impl Archive {
     pub fn router(&self) -> Router {
         routes::router(self.api.clone())
             .merge(
-                http::router(self.api.store().clone())
+                http::router(self.api.store().clone(), self.api.lag.clone())
                     .route_layer(self.api.guard.require(Permission::TraceRead)),
             )
             .merge(ui::router())
@@ -232,6 +242,12 @@ impl Archive {
             |config: &ArchiveConfig| &config.auth,
             self.shutdown.clone(),
         );
+        let lag = lag::watch(
+            self.api.lag.clone(),
+            self.config.clone(),
+            self.api.store().clone(),
+            self.shutdown.clone(),
+        );
         let following = live::follow(self.config, self.live, self.shutdown.clone());
         let shutdown = self.shutdown.clone();
         let archiver = self.archiver;
@@ -242,7 +258,7 @@ impl Archive {
             }
             archived
         };
-        let (archived, (), ()) = tokio::join!(archiving, following, auth);
+        let (archived, (), (), ()) = tokio::join!(archiving, following, auth, lag);
         self.ready.store(false, Ordering::Release);
         self.api.replayer.stopped().await;
         self.api.auditor.stopped().await;

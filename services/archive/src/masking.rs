@@ -3,10 +3,13 @@
 //! Configured JSON paths (`[masking] json_paths`) are shown as `"***"`; payloads that are not
 //! JSON (text, base64) and header values other than Retrace's own (`retrace-*`,
 //! `traceparent`) are hidden whole, since no path can say which part of them is personal.
+//! So is the error text of an outcome: a consumer writes what it likes there ("mother_id
+//! NID-99887766 for child Amina").
 
 use serde_json::Value;
 
-use crate::api::{MessageView, Payload};
+use crate::admin::ERASED_ERROR;
+use crate::api::{MessageView, OutcomeView, Payload, Trace, TransactionSummary};
 
 /// What a masked value reads as.
 pub const MASK: &str = "***";
@@ -59,6 +62,30 @@ impl Masking {
     }
 
     /// Masks a message's payload, if it carries one.
+    /// A trace: its messages, and the error text of its outcomes and failure.
+    pub fn trace(&self, trace: &mut Trace) {
+        for event in &mut trace.events {
+            self.message(&mut event.message);
+            self.outcomes(&mut event.outcomes);
+        }
+        if let Some(failure) = &mut trace.failure {
+            error_text(&mut failure.error);
+        }
+    }
+
+    /// A line of a listing: the error text of its failure.
+    pub fn summary(&self, summary: &mut TransactionSummary) {
+        if let Some(failure) = &mut summary.failure {
+            error_text(&mut failure.error);
+        }
+    }
+
+    pub fn outcomes(&self, outcomes: &mut [OutcomeView]) {
+        for outcome in outcomes {
+            error_text(&mut outcome.error);
+        }
+    }
+
     pub fn message(&self, view: &mut MessageView) {
         if let Some(payload) = view.payload.as_mut() {
             self.payload(payload);
@@ -82,6 +109,13 @@ impl Masking {
                 *value = Some(MASK.to_owned());
             }
         }
+    }
+}
+
+/// Free text hidden whole; what an erasure left of it says so and stays.
+fn error_text(error: &mut String) {
+    if !error.is_empty() && error != ERASED_ERROR {
+        *error = MASK.to_owned();
     }
 }
 

@@ -27,13 +27,14 @@ use tokio::sync::watch;
 
 use crate::admin;
 use crate::api::{
-    BulkReplayRequest, ErrorBody, EventView, Page, ReplayPlan, ReplayRequest, ReplayResponse,
-    TransactionStatus, TransactionSummary, WhoAmI,
+    Behind, BulkReplayRequest, ErrorBody, EventView, Page, ReplayPlan, ReplayRequest,
+    ReplayResponse, TransactionStatus, TransactionSummary, WhoAmI, describe_behind,
 };
 use crate::audit::{Audit, Auditor};
 use crate::events::QueryServed;
+use crate::lag::Lag;
 use crate::live::Live;
-use crate::masking::Masking;
+use crate::masking::{Masking, is_retrace_header};
 use crate::replay::{Planned, Replayer, Selection, now_ms, plan};
 use crate::trace::{message_view, outcome_view, replay_view, rfc3339, summary, trace};
 
@@ -55,6 +56,8 @@ pub(crate) struct Api {
     pub live: watch::Receiver<Arc<Live>>,
     /// Absent when authentication is disabled.
     pub registry: Option<TokenRegistry>,
+    /// How far behind Kafka the archive is, as of the last check.
+    pub lag: Lag,
 }
 
 impl Api {
@@ -80,6 +83,13 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/v1/replays/{id}", get(get_replay))
         .route_layer(guard.require(Permission::TraceRead));
     // Bulk replays above the threshold also need `replay:bulk`, checked once planned.
+    let export = Router::new()
+        .route("/v1/exports/transactions", get(export_transactions))
+        .route(
+            "/v1/exports/subjects/{id}/transactions",
+            get(export_subject_transactions),
+        )
+        .route_layer(guard.require(Permission::Export));
     let replay = Router::new()
         .route("/v1/transactions/{id}/replay", post(replay_transaction))
         .route("/v1/replays", post(bulk_replay))
@@ -109,6 +119,7 @@ pub(crate) fn router(api: Api) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .merge(me)
         .merge(read)
+        .merge(export)
         .merge(replay)
         .merge(erase)
         .merge(audit)
@@ -131,6 +142,7 @@ impl ApiError {
             body: ErrorBody {
                 error: error.into(),
                 field: None,
+                behind: Vec::new(),
             },
         }
     }
@@ -141,6 +153,7 @@ impl ApiError {
             body: ErrorBody {
                 error: error.into(),
                 field: Some(field.to_owned()),
+                behind: Vec::new(),
             },
         }
     }
@@ -151,8 +164,24 @@ impl ApiError {
             body: ErrorBody {
                 error: error.into(),
                 field: None,
+                behind: Vec::new(),
             },
         }
+    }
+
+    /// This "not found" with the partitions the archive is behind on, where the thing may
+    /// still be: said in the message too, so no one reads "no archived message" as "it did
+    /// not happen" while the archive catches up.
+    pub(crate) fn unless_behind(mut self, behind: Vec<Behind>) -> Self {
+        if let Some(caveat) = describe_behind(&behind) {
+            self.body.error = format!(
+                "{}; {caveat}, so it may be on Kafka and not archived yet: ask again once \
+                 the archive caught up (GET /v1/positions)",
+                self.body.error
+            );
+        }
+        self.body.behind = behind;
+        self
     }
 
     pub(crate) fn nothing_to_do(error: impl Into<String>) -> Self {
@@ -161,6 +190,7 @@ impl ApiError {
             body: ErrorBody {
                 error: error.into(),
                 field: None,
+                behind: Vec::new(),
             },
         }
     }
@@ -187,6 +217,7 @@ impl From<StoreError> for ApiError {
                 body: ErrorBody {
                     error: other.to_string(),
                     field: None,
+                    behind: Vec::new(),
                 },
             },
         }
@@ -215,6 +246,7 @@ async fn answer<T: Serialize + Send + 'static>(
             body: ErrorBody {
                 error: format!("the query failed unexpectedly: {panic}"),
                 field: None,
+                behind: Vec::new(),
             },
         }
         .into_response(),
@@ -383,19 +415,23 @@ async fn get_transaction(
 ) -> Response {
     let store = api.store().clone();
     let masking = api.masking_for(&caller);
+    let lag = api.lag.clone();
     let audit = Audit::new(&caller, "transaction.read", &id);
     answer_audited(&api, "transaction", audit, move |_| {
         let params = Params::new(raw, &["payload"])?;
         let records = store.transaction(&id)?;
         let replays = store.transaction_replays(&id)?;
         let found = trace(&id, &records, &replays, params.flag("payload")?);
-        let mut trace = found.ok_or_else(|| {
-            ApiError::not_found(format!("no archived message belongs to transaction {id:?}"))
-        })?;
+        let behind = lag.behind(None);
+        let Some(mut trace) = found else {
+            return Err(ApiError::not_found(format!(
+                "no archived message belongs to transaction {id:?}"
+            ))
+            .unless_behind(behind));
+        };
+        trace.behind = behind;
         if let Some(masking) = masking {
-            for event in &mut trace.events {
-                masking.message(&mut event.message);
-            }
+            masking.trace(&mut trace);
         }
         Ok((StatusCode::OK, trace))
     })
@@ -428,8 +464,28 @@ async fn list_transactions(
     caller: Caller,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
+    transactions(api, caller, raw, "transactions.list").await
+}
+
+/// The listing, for an export: the `export` permission, and audited as one.
+async fn export_transactions(
+    State(api): State<Api>,
+    caller: Caller,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    transactions(api, caller, raw, "transactions.export").await
+}
+
+async fn transactions(
+    api: Api,
+    caller: Caller,
+    raw: HashMap<String, String>,
+    action: &'static str,
+) -> Response {
     let store = api.store().clone();
-    let audit = Audit::new(&caller, "transactions.list", describe_query(&raw));
+    let lag = api.lag.clone();
+    let masking = api.masking_for(&caller);
+    let audit = Audit::new(&caller, action, describe_query(&raw));
     answer_audited(&api, "transactions", audit, move |_| {
         let params = Params::new(
             raw,
@@ -447,13 +503,17 @@ async fn list_transactions(
             event_type: params.text("type").map(str::to_owned),
             service: params.text("service").map(str::to_owned),
         };
-        let page = select_transactions(
+        let mut page = select_transactions(
             &store,
             &filter,
             params.limit()?,
             MAX_SCAN,
             params.text("cursor"),
         )?;
+        page.behind = lag.behind(filter.topic.as_deref());
+        if let Some(masking) = masking {
+            page.items.iter_mut().for_each(|item| masking.summary(item));
+        }
         Ok((StatusCode::OK, page))
     })
     .await
@@ -515,6 +575,7 @@ fn select_transactions(
             return Ok(Page {
                 items,
                 next_cursor: last_cursor,
+                behind: Vec::new(),
             });
         }
         let marked = marked?;
@@ -554,6 +615,7 @@ fn select_transactions(
     Ok(Page {
         items,
         next_cursor: None,
+        behind: Vec::new(),
     })
 }
 
@@ -585,8 +647,30 @@ async fn subject_transactions(
     Path(subject): Path<String>,
     Query(raw): Query<HashMap<String, String>>,
 ) -> Response {
+    subject_listing(api, caller, subject, raw, "subject.read").await
+}
+
+/// The subject's transactions, for an export: the `export` permission, and audited as one.
+async fn export_subject_transactions(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(subject): Path<String>,
+    Query(raw): Query<HashMap<String, String>>,
+) -> Response {
+    subject_listing(api, caller, subject, raw, "subject.export").await
+}
+
+async fn subject_listing(
+    api: Api,
+    caller: Caller,
+    subject: String,
+    raw: HashMap<String, String>,
+    action: &'static str,
+) -> Response {
     let store = api.store().clone();
-    let audit = Audit::new(&caller, "subject.read", &subject);
+    let lag = api.lag.clone();
+    let masking = api.masking_for(&caller);
+    let audit = Audit::new(&caller, action, &subject);
     answer_audited(&api, "subject", audit, move |_| {
         let params = Params::new(raw, &["since", "until", "limit", "cursor"])?;
         let page = store.subject_transactions(
@@ -601,11 +685,15 @@ async fn subject_transactions(
             let replays = store.transaction_replays(&found.transaction_id)?;
             items.extend(trace(&found.transaction_id, &records, &replays, false).map(summary));
         }
+        if let Some(masking) = masking {
+            items.iter_mut().for_each(|item| masking.summary(item));
+        }
         Ok((
             StatusCode::OK,
             Page {
                 items,
                 next_cursor: page.next_cursor,
+                behind: lag.behind(None),
             },
         ))
     })
@@ -620,17 +708,20 @@ async fn get_event(
 ) -> Response {
     let store = api.store().clone();
     let masking = api.masking_for(&caller);
+    let lag = api.lag.clone();
     let audit = Audit::new(&caller, "event.read", &event_id);
     answer_audited(&api, "event", audit, move |_| {
         let params = Params::new(raw, &["payload"])?;
         let with_payload = params.flag("payload")?;
         let copies = store.event(&event_id)?;
+        let behind = lag.behind(None);
         if copies.is_empty() {
             return Err(ApiError::not_found(format!(
                 "no archived message has event id {event_id:?}"
-            )));
+            ))
+            .unless_behind(behind));
         }
-        let outcomes = store
+        let mut outcomes: Vec<_> = store
             .outcomes(&event_id)?
             .iter()
             .filter_map(|record| {
@@ -639,6 +730,9 @@ async fn get_event(
                 Some(outcome_view(&outcome, record.time_ms))
             })
             .collect();
+        if let Some(masking) = &masking {
+            masking.outcomes(&mut outcomes);
+        }
         Ok((
             StatusCode::OK,
             EventView {
@@ -648,6 +742,7 @@ async fn get_event(
                     .map(|r| masked_view(r, with_payload, masking.as_deref()))
                     .collect(),
                 outcomes,
+                behind,
             },
         ))
     })
@@ -674,12 +769,28 @@ async fn messages(
 ) -> Response {
     let store = api.store().clone();
     let masking = api.masking_for(&caller);
+    let lag = api.lag.clone();
+    let guard = api.guard.clone();
     let audit = Audit::new(&caller, "messages.read", describe_query(&raw));
     answer_audited(&api, "messages", audit, move |_| {
         let params = Params::new(raw, MESSAGES_PARAMETERS)?;
         let topic = params
             .text("topic")
             .ok_or_else(|| ApiError::bad("topic", "topic is required"))?;
+        let internal = retrace_sdk::internal_topic(topic);
+        if let Some(kind) = internal
+            && !(caller.can(Permission::AuditRead) && caller.can(Permission::TokenAdmin))
+        {
+            let message = format!(
+                "{} (role {}) may not read {topic}: it is Retrace's own topic of {}, readable \
+                 by admins only",
+                caller.actor,
+                caller.role,
+                kind.carries()
+            );
+            guard.forbid(&caller, "GET", "/v1/messages", message.clone());
+            return Err(ApiError::new(StatusCode::FORBIDDEN, message));
+        }
         let partition = params.number::<i32>("partition")?;
         let from_offset = params.number::<i64>("from_offset")?;
         let (from, until) = params.window("from_time", "until_time")?;
@@ -691,6 +802,26 @@ async fn messages(
                 })
             })
             .transpose()?;
+        // A filter on a value the caller sees masked would tell it the value: a guess
+        // answered by a match.
+        if let Some((name, _)) = header
+            && masking.is_some()
+            && !is_retrace_header(name)
+        {
+            let message = format!(
+                "{} (role {}) may not filter on header {name:?}: its values are masked for \
+                 callers without `{}`, and a filter would reveal them; filter on a retrace-* \
+                 header, or ask for `{}`",
+                caller.actor,
+                caller.role,
+                Permission::PayloadRead,
+                Permission::PayloadRead
+            );
+            guard.forbid(&caller, "GET", "/v1/messages", message.clone());
+            let mut refused = ApiError::new(StatusCode::FORBIDDEN, message);
+            refused.body.field = Some("header".to_owned());
+            return Err(refused);
+        }
         let limit = params.limit()?;
         let cursor = params.text("cursor");
         let by_offset = partition.is_some() || from_offset.is_some();
@@ -699,7 +830,9 @@ async fn messages(
         } else {
             store.records_by_time(topic, from, until, limit, cursor)?
         };
-        let with_payload = params.flag("payload")?;
+        // Token records hold each token's secret hash: no one reads it, admins included.
+        let with_payload =
+            params.flag("payload")? && internal != Some(retrace_sdk::InternalTopic::Tokens);
         let items = page
             .items
             .iter()
@@ -713,11 +846,17 @@ async fn messages(
             })
             .map(|r| masked_view(r, with_payload, masking.as_deref()))
             .collect();
+        let behind = lag
+            .behind(Some(topic))
+            .into_iter()
+            .filter(|b| partition.is_none_or(|p| p == b.partition))
+            .collect();
         Ok((
             StatusCode::OK,
             Page {
                 items,
                 next_cursor: page.next_cursor,
+                behind,
             },
         ))
     })
@@ -737,9 +876,10 @@ fn masked_view(
     view
 }
 
-async fn get_replay(State(api): State<Api>, Path(id): Path<String>) -> Response {
+async fn get_replay(State(api): State<Api>, caller: Caller, Path(id): Path<String>) -> Response {
     let store = api.store().clone();
-    answer("replay", move || {
+    let audit = Audit::new(&caller, "replay.read", &id);
+    answer_audited(&api, "replay", audit, move |_| {
         let replay = store
             .replay(&id)?
             .ok_or_else(|| ApiError::not_found(format!("no replay has id {id:?}")))?;
@@ -761,6 +901,9 @@ async fn replay_transaction(
     let audit = Audit::new(&caller, "replay.start", &transaction_id);
     answer_audited(&api, "replay_transaction", audit, move |audit| {
         let request: ReplayRequest = json_body(&body)?;
+        let request_key = request_key.map(|key| {
+            IdempotencyKey::new(&caller, key, &["transaction", &transaction_id], &request)
+        });
         if request.dry_run {
             audit.action = "replay.plan";
         }
@@ -768,7 +911,8 @@ async fn replay_transaction(
         let reason = required_reason(&request.reason)?;
         let requested_by = requested_by(&caller, auth_enabled, request.requested_by)?;
         if let Some(topic) = &request.target_topic {
-            check_topic("target_topic", topic)?;
+            audit.target = format!("{transaction_id} to {topic}");
+            check_target_topic(topic)?;
         }
         let store = replayer.store();
         let records = store.transaction(&transaction_id)?;
@@ -785,6 +929,7 @@ async fn replay_transaction(
         let planned = plan(&records, &selection)
             .map_err(|e| ApiError::bad("from_event_id", e.to_string()))?;
         refuse_erased(&planned)?;
+        refuse_internal_sources(&planned)?;
         if planned.is_empty() {
             return Err(ApiError::nothing_to_do(format!(
                 "nothing to replay: transaction {transaction_id} has no {}",
@@ -838,6 +983,8 @@ async fn bulk_replay(
     let audit = Audit::new(&caller, "replay.start", "");
     answer_audited(&api, "bulk_replay", audit, move |audit| {
         let request: BulkReplayRequest = json_body(&body)?;
+        let request_key =
+            request_key.map(|key| IdempotencyKey::new(&caller, key, &["bulk"], &request));
         if request.dry_run {
             audit.action = "replay.plan";
         }
@@ -849,7 +996,8 @@ async fn bulk_replay(
             request.requested_by.clone(),
         )?;
         if let Some(topic) = &request.target_topic {
-            check_topic("target_topic", topic)?;
+            audit.target = format!("query to {topic}");
+            check_target_topic(topic)?;
         }
         if !(1..=100_000).contains(&request.rate) {
             return Err(ApiError::bad(
@@ -878,7 +1026,10 @@ async fn bulk_replay(
             event_type: request.event_type.clone(),
             service: None,
         };
-        audit.target = format!("query {}", filter.describe());
+        audit.target = match &request.target_topic {
+            Some(topic) => format!("query {} to {topic}", filter.describe()),
+            None => format!("query {}", filter.describe()),
+        };
         let store = replayer.store();
         let selected = select_transactions(
             store,
@@ -932,6 +1083,7 @@ async fn bulk_replay(
             return Err(ApiError::new(StatusCode::FORBIDDEN, message));
         }
         refuse_erased(&planned)?;
+        refuse_internal_sources(&planned)?;
         respond_with_replay(
             &replayer,
             ReplayOrder {
@@ -966,9 +1118,42 @@ struct ReplayOrder {
     reason: String,
     requested_by: String,
     target_topic: Option<String>,
-    request_key: Option<String>,
+    request_key: Option<IdempotencyKey>,
     dry_run: bool,
     rate: Option<u32>,
+}
+
+/// An `Idempotency-Key` as the store keeps it: scoped to the caller who sent it, with the
+/// fingerprint of the request it came with. The same caller sending the same key with the
+/// same request gets the first replay back; another caller's key never meets it; the same
+/// key with another request (transaction, target, selection) is refused.
+struct IdempotencyKey {
+    /// What the caller sent.
+    given: String,
+    /// The caller's credential kind and name, then the key.
+    scoped: String,
+    fingerprint: String,
+}
+
+impl IdempotencyKey {
+    fn new(caller: &Caller, given: String, route: &[&str], request: &impl Serialize) -> Self {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        for part in route {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        hash.update(serde_json::to_vec(request).expect("requests serialise to JSON"));
+        IdempotencyKey {
+            scoped: format!(
+                "{}\u{1f}{}\u{1f}{given}",
+                caller.credential.as_str(),
+                caller.actor
+            ),
+            given,
+            fingerprint: format!("{:x}", hash.finalize()),
+        }
+    }
 }
 
 fn respond_with_replay(replayer: &Replayer, order: ReplayOrder) -> Answer<ReplayResponse> {
@@ -987,8 +1172,15 @@ fn respond_with_replay(replayer: &Replayer, order: ReplayOrder) -> Answer<Replay
         ));
     }
     if let Some(key) = &order.request_key
-        && let Some(earlier) = replayer.store().replay_for_request(key)?
+        && let Some(earlier) = replayer.store().replay_for_request(&key.scoped)?
     {
+        if earlier.request_fingerprint != key.fingerprint {
+            return Err(ApiError::nothing_to_do(format!(
+                "Idempotency-Key {:?} was already used for replay {} with another request \
+                 (transaction, target topic or selection); send a new key for a new request",
+                key.given, earlier.replay_id
+            )));
+        }
         return Ok((
             StatusCode::OK,
             ReplayResponse {
@@ -1006,7 +1198,12 @@ fn respond_with_replay(replayer: &Replayer, order: ReplayOrder) -> Answer<Replay
         transaction_ids: order.transactions,
         selection: order.selection,
         target_topic: order.target_topic.unwrap_or_default(),
-        request_key: order.request_key.unwrap_or_default(),
+        request_fingerprint: order
+            .request_key
+            .as_ref()
+            .map(|key| key.fingerprint.clone())
+            .unwrap_or_default(),
+        request_key: order.request_key.map(|key| key.scoped).unwrap_or_default(),
         ..ReplayRecord::default()
     };
     let started = replayer.start(replay, order.planned, order.rate)?;
@@ -1080,9 +1277,43 @@ pub(crate) fn required_reason(reason: &str) -> Result<String, ApiError> {
     Ok(reason.to_owned())
 }
 
-fn check_topic(field: &str, topic: &str) -> Result<(), ApiError> {
+/// A replay's `target_topic`: a valid name, and never one of Retrace's own topics, which
+/// hold what Retrace's services alone write (audit events, token records, outcomes, jobs).
+fn check_target_topic(topic: &str) -> Result<(), ApiError> {
     retrace_sdk::check_topic_name(topic)
-        .map_err(|problem| ApiError::bad(field, format!("topic {topic:?} {problem}")))
+        .map_err(|problem| ApiError::bad("target_topic", format!("topic {topic:?} {problem}")))?;
+    match retrace_sdk::internal_topic(topic) {
+        Some(kind) => Err(ApiError::bad(
+            "target_topic",
+            format!(
+                "target_topic {topic:?} is Retrace's own topic of {}: a replay never writes \
+                 Retrace's internal topics; replay to the topic the events came from, or to \
+                 an application topic",
+                kind.carries()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A replay re-publishes to the topics its messages came from: never to the topics of
+/// Retrace's security records (tokens, audit) or outcomes, whatever records got there. Jobs
+/// go back to their queue.
+fn refuse_internal_sources(planned: &[Planned]) -> Result<(), ApiError> {
+    let Some((topic, kind)) = planned.iter().find_map(|p| {
+        let kind = retrace_sdk::internal_topic(&p.target_topic)?;
+        (kind != retrace_sdk::InternalTopic::Jobs).then_some((&p.target_topic, kind))
+    }) else {
+        return Ok(());
+    };
+    Err(ApiError::bad(
+        "target_topic",
+        format!(
+            "the replay would publish to {topic}, Retrace's own topic of {}, which a replay \
+             never writes; replay the transaction's application events only",
+            kind.carries()
+        ),
+    ))
 }
 
 async fn openapi() -> Response {

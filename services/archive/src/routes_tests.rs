@@ -75,9 +75,29 @@ fn a_request_body_error_names_the_field() {
 
 #[test]
 fn a_bad_target_topic_is_refused_by_field() {
-    let error = check_topic("target_topic", "a b").unwrap_err();
+    let error = check_target_topic("a b").unwrap_err();
     assert_eq!(error.body.field.as_deref(), Some("target_topic"));
     assert!(error.body.error.contains("' '"), "{}", error.body.error);
+}
+
+#[test]
+fn a_replay_never_targets_retraces_own_topics() {
+    for topic in [
+        "retrace.audit",
+        "retrace.tokens",
+        "retrace.outcomes",
+        "retrace.jobs.certificates",
+        "retrace.anything",
+    ] {
+        let error = check_target_topic(topic).unwrap_err();
+        assert_eq!(error.body.field.as_deref(), Some("target_topic"));
+        assert!(
+            error.body.error.contains("Retrace's own topic"),
+            "{topic}: {}",
+            error.body.error
+        );
+    }
+    check_target_topic("registrations").unwrap();
 }
 
 #[test]

@@ -70,6 +70,7 @@ pub fn trace(
         tree: causation_tree(&events),
         replays: replays.iter().map(replay_view).collect(),
         failure: failure.map(|(_, step)| step),
+        behind: Vec::new(),
     })
 }
 

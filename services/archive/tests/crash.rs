@@ -5,14 +5,14 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, Generator, ServiceProcess, Stop, archived_count, eventually, free_port, next_kill_at,
-    on_every_broker, restarted_consumer_env, service_binary, unique_topic,
+    Broker, Generator, Resumes, ServiceProcess, Stop, archived_count, eventually, free_port,
+    next_kill_at, on_every_broker, restarted_consumer_env, service_binary, unique_topic,
 };
 
 const KILLS: usize = 50;
@@ -81,7 +81,11 @@ async fn archive_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
         }
     });
 
-    for _ in 0..stops {
+    // From each restart's spawn to the first record the new process archived itself (the
+    // first process joins a new group: not a restart).
+    let mut resumes = Resumes::new(&broker);
+    for restart in 0..stops {
+        let spawned = Instant::now();
         let archive = spawn_archive(&broker, &topic, data.path(), &http, config.path());
         // Counted from what this process reports first, so that it is stopped only once
         // it has archived something itself (it is running, its signal handler installed).
@@ -89,6 +93,13 @@ async fn archive_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
             archived_count(&http, None, &topic)
         })
         .await;
+        eventually("the new process to archive a record", PATIENCE, || async {
+            (archived_count(&http, None, &topic).await? > first).then_some(())
+        })
+        .await;
+        if restart > 0 {
+            resumes.record(restart, spawned.elapsed());
+        }
         let stop_at = next_kill_at(first, KILL_SPREAD);
         eventually(&format!("{stop_at} records archived"), PATIENCE, || async {
             (archived_count(&http, None, &topic).await? >= stop_at).then_some(())
@@ -141,7 +152,7 @@ async fn archive_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
         "no record beyond the acknowledged ones"
     );
     println!(
-        "archive {stop:?} loop: stops={stops} events={total} lost=0 duplicates=0 on {}",
+        "archive {stop:?} loop: stops={stops} events={total} lost=0 duplicates=0 {resumes} on {}",
         broker.name()
     );
 }

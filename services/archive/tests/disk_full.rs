@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::join_all;
 use retrace_archive::TopicSelection;
@@ -53,6 +54,7 @@ async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Brok
         config.topics = TopicSelection::Names(vec![topic.clone()]);
         config.store.memtable_bytes = 1 << 20;
         config.store.disk_reserve_bytes = RESERVE;
+        config.lag_check = Duration::from_millis(200);
     })
     .await;
 
@@ -108,8 +110,55 @@ async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Brok
         );
     }
 
+    // It says how far behind it is, since when, and that answers may lack what it has not
+    // archived: a transaction it has not read is "not found, but the archive is behind".
+    eventually("the archive to say it is behind", PATIENCE, || async {
+        let positions = positions(&archive, &topic).await;
+        let lag: i64 = positions.iter().filter_map(|p| p.lag).sum();
+        let behind = positions.iter().any(|p| p.behind_since.is_some());
+        (behind && lag == EVENTS as i64 - stored_total).then_some(())
+    })
+    .await;
+    let mut unarchived = None;
+    for event in events.iter().rev() {
+        let (status, body) = get_json(
+            &archive,
+            &format!("/v1/transactions/{}", event.transaction_id),
+        )
+        .await;
+        if status == 404 {
+            unarchived = Some((event, body));
+            break;
+        }
+    }
+    let (unarchived, not_found) = unarchived.expect("an event the full disk kept out");
+    let error = not_found["error"].as_str().unwrap();
+    assert!(
+        error.contains("the archive is") && error.contains(&format!("behind on {topic}/")),
+        "a 404 while behind says so: {error}"
+    );
+    assert!(
+        !not_found["behind"].as_array().unwrap().is_empty(),
+        "{not_found}"
+    );
+
     std::fs::remove_file(&ballast_path).unwrap();
     archive.wait_for_records(&topic, EVENTS as i64).await;
+    eventually("the archive caught up", PATIENCE, || async {
+        positions(&archive, &topic)
+            .await
+            .iter()
+            .all(|p| p.lag == Some(0) && p.behind_since.is_none())
+            .then_some(())
+    })
+    .await;
+    let (status, trace) = get_json(
+        &archive,
+        &format!("/v1/transactions/{}", unarchived.transaction_id),
+    )
+    .await;
+    assert_eq!(status, 200, "{trace}");
+    assert!(trace.get("behind").is_none(), "caught up: {trace}");
     eventually("ingestion resumed", PATIENCE, || async {
         let metrics = archive.metrics().await;
         metrics
@@ -145,6 +194,12 @@ async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Brok
          duplicates=0",
         broker.name()
     );
+}
+
+async fn get_json(archive: &RunningArchive, path: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(archive.url(path)).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
 }
 
 on_every_broker!(full_disk_pauses_ingestion_and_resumes_once_space_is_freed);

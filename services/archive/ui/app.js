@@ -120,6 +120,7 @@ async function api(path, { method = 'GET', query, body, headers = {} } = {}) {
   if (text) {
     try { data = JSON.parse(text); } catch { data = { error: text }; }
   }
+  showBehind(url.pathname, data);
   if (response.status === 401) {
     const message = `The server refused the token: ${data && data.error ? data.error : 'not signed in'}`;
     signOut(message);
@@ -130,6 +131,28 @@ async function api(path, { method = 'GET', query, body, headers = {} } = {}) {
     throw new ApiError(response.status, message);
   }
   return data;
+}
+
+/// Answers that read the archive say which partitions it is behind on (`behind`), since
+/// what they lack may be on Kafka and not archived yet; the banner says so until an answer
+/// of the same kind comes without it.
+const READS_ARCHIVE = /^\/v1\/(transactions|events|subjects|messages|exports)(\/|$)/;
+
+function showBehind(path, data) {
+  if (!READS_ARCHIVE.test(path)) return;
+  const banner = $('#behind');
+  const behind = data && Array.isArray(data.behind) ? data.behind : [];
+  if (behind.length === 0) {
+    banner.hidden = true;
+    return;
+  }
+  const total = behind.reduce((sum, b) => sum + b.lag, 0);
+  const since = behind.map((b) => b.since).sort()[0];
+  const first = `${behind[0].topic}/${behind[0].partition}`;
+  const where = behind.length === 1 ? first
+    : `${first} and ${behind.length - 1} other partition${behind.length === 2 ? '' : 's'}`;
+  banner.textContent = `The archive is ${total.toLocaleString('en')} message${total === 1 ? '' : 's'} behind on ${where} (since ${TIME_FORMAT.format(new Date(since))}): what you see may be incomplete until it catches up.`;
+  banner.hidden = false;
 }
 
 /// Builds a page's content and shows it, unless the person has moved on meanwhile.
@@ -649,8 +672,11 @@ function exportRow(t) {
   };
 }
 
+/// As the CLI's `csv_field`: a cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`,
+/// tab, CR first) gets a leading apostrophe, so an id or error text stays text.
 function csvField(value) {
-  const text = Array.isArray(value) ? value.join(';') : value === null || value === undefined ? '' : String(value);
+  const raw = Array.isArray(value) ? value.join(';') : value === null || value === undefined ? '' : String(value);
+  const text = /^[=+\-@\t\r]/.test(raw) ? `'${raw}` : raw;
   return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
@@ -659,7 +685,7 @@ async function exportSubject(subject, format, status) {
   const rows = [];
   let cursor = null;
   do {
-    const page = await api(`/v1/subjects/${enc(subject)}/transactions`, { query: { limit: 500, cursor } });
+    const page = await api(`/v1/exports/subjects/${enc(subject)}/transactions`, { query: { limit: 500, cursor } });
     rows.push(...page.items.map(exportRow));
     cursor = page.next_cursor;
   } while (cursor);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::permissions::{Grant, GrantError};
+use crate::signing::{SigningKeyError, SigningKeys};
 use crate::token::{from_hex_32, is_lower_hex};
 
 /// The compacted topic API tokens live on unless configured otherwise.
@@ -26,6 +27,13 @@ pub struct AuthConfig {
     pub tokens_topic: String,
     /// People's bearer tokens from an OIDC provider (Keycloak, ...).
     pub oidc: Option<OidcConfig>,
+    /// Keys (hex, at least 64 digits each) that token records and audit events are signed
+    /// with (the first) and verified with (all of them: two during a rotation). Shared by
+    /// every Retrace service; `RETRACE_SIGNING_KEYS` (comma-separated) replaces them.
+    /// Secret: shown as `***` in `/v1/config`.
+    pub signing_keys: Vec<String>,
+    /// A file of signing keys, one a line, the current one first (after `signing_keys`).
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl Default for AuthConfig {
@@ -36,6 +44,8 @@ impl Default for AuthConfig {
             metrics_public: true,
             tokens_topic: DEFAULT_TOKENS_TOPIC.to_owned(),
             oidc: None,
+            signing_keys: Vec::new(),
+            signing_key_file: None,
         }
     }
 }
@@ -97,6 +107,8 @@ pub enum AuthConfigError {
     Empty { field: &'static str },
     #[error("auth.tokens_topic {topic:?} is not a valid Kafka topic name: {problem}")]
     TokensTopic { topic: String, problem: String },
+    #[error(transparent)]
+    SigningKey(#[from] SigningKeyError),
 }
 
 impl AuthConfig {
@@ -113,6 +125,7 @@ impl AuthConfig {
                 problem: problem.to_string(),
             }
         })?;
+        SigningKeys::from_hex(&self.signing_keys, "in auth.signing_keys")?;
         if let Some(oidc) = &self.oidc {
             oidc.role_grants()?;
             if oidc.jwks_file.is_some() == oidc.jwks_url.is_some() {
@@ -129,6 +142,19 @@ impl AuthConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// The signing keys: `signing_keys`, then the keys of `signing_key_file` (read now).
+    /// Empty when neither is set: then what this service writes is unsigned, and every
+    /// token record and audit event it reads is flagged and not applied.
+    pub fn signing_keys(&self) -> Result<SigningKeys, SigningKeyError> {
+        let inline = SigningKeys::from_hex(&self.signing_keys, "in auth.signing_keys")?;
+        match &self.signing_key_file {
+            Some(path) => Ok(inline.and(&SigningKeys::from_file(path)?)),
+            None => Ok(inline),
+        }
     }
 }
 

@@ -146,6 +146,71 @@ impl InternalEvent for RegistryRecordSkipped<'_> {
     }
 }
 
+/// A record on the token topic without a valid signature: written by something that holds
+/// no signing key. Never applied; alerted on (`RetraceUnsignedSecurityRecords`).
+pub(crate) struct TokenRecordRejected<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// The message key: the token id the record claims to be about.
+    pub key: Option<&'a str>,
+    pub verdict: &'a crate::signing::Verdict,
+}
+
+impl InternalEvent for TokenRecordRejected<'_> {
+    fn emit(self) {
+        error!(
+            category = "security",
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            token_id = self.key,
+            reason = self.verdict.reason(),
+            problem = %self.verdict,
+            "token record NOT applied, {}: something wrote the token topic without \
+             Retrace's signing key (docs/security.md, \"Signed records\")",
+            self.verdict
+        );
+        counter!(
+            "retrace_auth_token_records_rejected_total",
+            "reason" => self.verdict.reason(),
+        )
+        .increment(1);
+    }
+}
+
+/// The signing keys a service started with; none is a loud warning, since every reader will
+/// flag what this service writes, and it applies no token record it reads.
+pub(crate) struct SigningKeysLoaded<'a> {
+    pub service: &'a str,
+    pub keys: &'a crate::signing::SigningKeys,
+}
+
+impl InternalEvent for SigningKeysLoaded<'_> {
+    fn emit(self) {
+        let ids = self.keys.ids();
+        if ids.is_empty() {
+            error!(
+                category = "security",
+                service = self.service,
+                "no signing key (auth.signing_keys, RETRACE_SIGNING_KEYS, \
+                 auth.signing_key_file): the token records and audit events this service \
+                 writes are unsigned, so other services will flag them, and it applies no \
+                 token record it reads. Give every Retrace service the same key, e.g. from \
+                 `openssl rand -hex 32`"
+            );
+        } else {
+            info!(
+                service = self.service,
+                signing_key = ids[0],
+                verifying_keys = ids.join(","),
+                "signing keys loaded"
+            );
+        }
+        metrics::gauge!("retrace_auth_signing_keys").set(ids.len() as f64);
+    }
+}
+
 pub(crate) struct RegistryKafkaProblem<'a> {
     pub error: &'a dyn std::fmt::Display,
 }

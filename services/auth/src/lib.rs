@@ -8,6 +8,8 @@
 //!   into its [`TokenRegistry`]; a bootstrap admin token made offline with [`generate`].
 //! - OIDC bearer tokens (JWTs) for people, verified against the provider's JWKS, with a claim
 //!   mapped to roles (`[auth.oidc]` in [`AuthConfig`]).
+//! - Token records and audit events signed (HMAC-SHA256, header `retrace-signature`) with the
+//!   [`SigningKeys`] Retrace's services share, and verified by every reader.
 //! - [`Authenticator`]: headers → [`Caller`] or [`AuthError`]; [`Guard`]: the axum layer that
 //!   puts a route behind a permission and reports every denial to a [`DenialSink`].
 //!
@@ -37,6 +39,7 @@ mod oidc;
 mod permissions;
 mod registry;
 mod service;
+mod signing;
 mod token;
 
 pub use authenticator::{
@@ -49,4 +52,5 @@ pub use oidc::{JwksError, OidcSetupError};
 pub use permissions::{Grant, GrantError, Permission, Role};
 pub use registry::{RegistryError, TokenRegistry};
 pub use service::{AuditSender, ServiceAuth, ServiceAuthError};
+pub use signing::{MIN_KEY_BYTES, SIGNATURE_HEADER, SigningKeyError, SigningKeys, Verdict};
 pub use token::{NewToken, TOKEN_PREFIX, TokenFormatError, TokenRecord, generate, sha256_hex};

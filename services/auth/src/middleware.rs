@@ -138,6 +138,19 @@ impl Guard {
     /// bulk replay above the size needing admin): reports it like the guard's own denials and
     /// returns the 403 to answer.
     pub fn forbid(&self, caller: &Caller, method: &str, path: &str, message: String) -> Response {
+        self.forbid_because(caller, method, path, "forbidden", message)
+    }
+
+    /// [`Guard::forbid`] with a `reason` of its own (short and fixed: the metric's label and
+    /// the answer's `error`), e.g. `internal_topic`.
+    pub fn forbid_because(
+        &self,
+        caller: &Caller,
+        method: &str,
+        path: &str,
+        reason: &'static str,
+        message: String,
+    ) -> Response {
         self.deny(Denial {
             actor: Some(caller.actor.clone()),
             caller: Some(caller.clone()),
@@ -145,7 +158,7 @@ impl Guard {
             method: method.to_owned(),
             path: path.to_owned(),
             status: StatusCode::FORBIDDEN.as_u16(),
-            reason: "forbidden",
+            reason,
             message,
         })
     }

@@ -2,6 +2,11 @@
 //! topic (`retrace.tokens`: key = token id, value = the [`TokenRecord`] as JSON; a revocation
 //! is the record published again with `revoked_at`).
 //!
+//! Every record carries the signature of the service that wrote it ([`SIGNATURE_HEADER`]);
+//! one without a valid signature (written straight to Kafka by something holding no signing
+//! key) is flagged ([`TokenRecordRejected`]: an error line and a counter) and never applied,
+//! whatever it says, a tombstone included.
+//!
 //! Each service reads the whole topic from the beginning, without a consumer group, and
 //! keeps the records in memory; it reports [`TokenRegistry::caught_up`] once it has read up
 //! to the end offsets seen at start, and services answer 503 until then.
@@ -20,7 +25,11 @@ use retrace_telemetry::InternalEvent;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{RegistryCaughtUp, RegistryKafkaProblem, RegistryRecordSkipped, TokenChanged};
+use crate::events::{
+    RegistryCaughtUp, RegistryKafkaProblem, RegistryRecordSkipped, TokenChanged,
+    TokenRecordRejected,
+};
+use crate::signing::{SIGNATURE_HEADER, SigningKeys, Verdict};
 use crate::token::{NewToken, TokenFormatError, TokenRecord};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,15 +88,19 @@ struct Inner {
     tokens: RwLock<HashMap<String, TokenRecord>>,
     caught_up: Arc<AtomicBool>,
     publisher: Option<Publisher>,
+    /// Signs the records published, verifies the records read.
+    keys: SigningKeys,
 }
 
 impl TokenRegistry {
-    /// Starts reading `topic` from the beginning. The returned task polls Kafka until
+    /// Starts reading `topic` from the beginning, applying only records signed with one of
+    /// `keys` (and signing its own with the first). The returned task polls Kafka until
     /// `shutdown` is cancelled; the registry answers as soon as it is returned, and
     /// [`caught_up`](Self::caught_up) turns true once every record present at start is read.
     pub async fn start(
         kafka: &KafkaSettings,
         topic: &str,
+        keys: SigningKeys,
         shutdown: CancellationToken,
     ) -> Result<(TokenRegistry, JoinHandle<()>), RegistryError> {
         let publisher = Publisher::new(kafka)?;
@@ -113,6 +126,7 @@ impl TokenRegistry {
                 tokens: RwLock::default(),
                 caught_up: Arc::new(AtomicBool::new(false)),
                 publisher: Some(publisher),
+                keys,
             }),
         };
         let reader = registry.clone();
@@ -129,6 +143,7 @@ impl TokenRegistry {
                 tokens: RwLock::default(),
                 caught_up: Arc::new(AtomicBool::new(true)),
                 publisher: None,
+                keys: SigningKeys::default(),
             }),
         };
         for record in records {
@@ -233,13 +248,19 @@ impl TokenRegistry {
             .as_ref()
             .ok_or(RegistryError::Detached)?;
         let value = serde_json::to_vec(record).expect("a token record serialises");
+        let key = Some(record.id.as_bytes());
+        let signature = self.inner.keys.sign(&self.inner.topic, key, Some(&value));
+        let headers: Vec<(&str, Option<&[u8]>)> = signature
+            .iter()
+            .map(|signature| (SIGNATURE_HEADER, Some(signature.as_bytes())))
+            .collect();
         publisher
             .republish(
                 &self.inner.topic,
                 &RawMessage {
-                    key: Some(record.id.as_bytes()),
+                    key,
                     value: Some(&value),
-                    headers: &[],
+                    headers: &headers,
                 },
                 &format!("token {}", record.id),
             )
@@ -312,6 +333,28 @@ impl TokenRegistry {
     }
 
     fn apply(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        use rdkafka::message::Headers;
+        let signature = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == SIGNATURE_HEADER)
+                .and_then(|h| h.value)
+        });
+        let verdict =
+            self.inner
+                .keys
+                .verify(message.topic(), message.key(), message.payload(), signature);
+        if !matches!(verdict, Verdict::Valid(_)) {
+            TokenRecordRejected {
+                topic: message.topic(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(String::from_utf8_lossy).as_deref(),
+                verdict: &verdict,
+            }
+            .emit();
+            return;
+        }
         let Some(value) = message.payload() else {
             // A tombstone: the token is forgotten (after compaction nobody would know it).
             if let Some(id) = message.key().and_then(|k| std::str::from_utf8(k).ok()) {

@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{AuditEventDropped, AuditEventNotPublished};
+use crate::events::{AuditEventDropped, AuditEventNotPublished, SigningKeysLoaded};
+use crate::signing::{SIGNATURE_HEADER, SigningKeyError, SigningKeys};
 use crate::{
     AuthConfig, AuthSetupError, Authenticator, Caller, Denial, DenialSink, Guard, RegistryError,
     TokenRegistry,
@@ -32,6 +33,8 @@ pub enum ServiceAuthError {
     Registry(#[from] RegistryError),
     #[error("cannot create the producer audit events are published with: {0}")]
     Publisher(#[from] retrace_sdk::PublishError),
+    #[error(transparent)]
+    SigningKeys(#[from] SigningKeyError),
 }
 
 /// A service's authentication, running.
@@ -46,16 +49,24 @@ pub struct ServiceAuth {
 
 impl ServiceAuth {
     /// Starts the token registry (when authentication is enabled) and prepares the audit
-    /// forwarder of `service` (e.g. `gateway`). Run [`ServiceAuth::run`] beside the service.
+    /// forwarder of `service` (e.g. `gateway`), both with `[auth]`'s signing keys (read
+    /// now). Run [`ServiceAuth::run`] beside the service.
     pub async fn start(
         config: &AuthConfig,
         kafka: &KafkaSettings,
         service: &str,
         shutdown: CancellationToken,
     ) -> Result<ServiceAuth, ServiceAuthError> {
+        let keys = config.signing_keys()?;
+        SigningKeysLoaded {
+            service,
+            keys: &keys,
+        }
+        .emit();
         let (registry, task) = if config.enabled {
             let (registry, task) =
-                TokenRegistry::start(kafka, &config.tokens_topic, shutdown.clone()).await?;
+                TokenRegistry::start(kafka, &config.tokens_topic, keys.clone(), shutdown.clone())
+                    .await?;
             (Some(registry), Some(task))
         } else {
             (None, None)
@@ -77,6 +88,7 @@ impl ServiceAuth {
             registry: task,
             forwarder: AuditForwarder {
                 publisher: Publisher::new(kafka)?,
+                keys,
                 queue,
                 shutdown,
             },
@@ -160,6 +172,8 @@ impl DenialSink for AuditSender {
 
 struct AuditForwarder {
     publisher: Publisher,
+    /// Signs every audit event: the archive chains only signed ones.
+    keys: SigningKeys,
     queue: mpsc::Receiver<AuditEvent>,
     shutdown: CancellationToken,
 }
@@ -181,7 +195,11 @@ impl AuditForwarder {
     }
 
     async fn publish(&self, event: &AuditEvent) {
-        if let Err(error) = self.publisher.publish_audit(event).await {
+        let sign = |topic: &str, key: &[u8], value: &[u8]| {
+            let signature = self.keys.sign(topic, Some(key), Some(value))?;
+            Some((SIGNATURE_HEADER, signature))
+        };
+        if let Err(error) = self.publisher.publish_audit(event, sign).await {
             AuditEventNotPublished {
                 action: &event.action,
                 error: &error,

@@ -188,7 +188,7 @@ pub(crate) fn from_hex_32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {

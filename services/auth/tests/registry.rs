@@ -37,7 +37,7 @@ async fn start(
     shutdown: &CancellationToken,
 ) -> (TokenRegistry, Authenticator, tokio::task::JoinHandle<()>) {
     let kafka = broker.settings();
-    let (registry, task) = TokenRegistry::start(&kafka, topic, shutdown.child_token())
+    let (registry, task) = TokenRegistry::start(&kafka, topic, keys(), shutdown.child_token())
         .await
         .expect("the registry starts");
     let config = AuthConfig {
@@ -48,6 +48,10 @@ async fn start(
         .await
         .unwrap();
     (registry, authenticator, task)
+}
+
+fn keys() -> retrace_auth::SigningKeys {
+    retrace_auth::SigningKeys::from_hex(&[retrace_tests::TEST_SIGNING_KEY], "in the test").unwrap()
 }
 
 async fn caught_up(registry: &TokenRegistry) {
@@ -146,7 +150,7 @@ async fn a_missing_topic_is_named(broker: Broker) {
         startup_deadline: Duration::from_secs(2),
         ..broker.settings()
     };
-    let error = TokenRegistry::start(&kafka, &topic, CancellationToken::new())
+    let error = TokenRegistry::start(&kafka, &topic, keys(), CancellationToken::new())
         .await
         .err()
         .expect("a missing topic is an error");

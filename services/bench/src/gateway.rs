@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::builder::ArgPredicate::IsPresent;
 use futures::StreamExt;
 use retrace_gateway::GatewayConfig;
 use retrace_proto::Envelope;
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, eventually, free_port};
+use retrace_tests::{Broker, free_port};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -19,12 +20,20 @@ const TOPIC: &str = "bench.gateway";
 #[derive(clap::Args)]
 pub struct Options {
     /// Events published by the baseline and by the batched run.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(
+        long,
+        default_value_t = 100_000,
+        default_value_if("smoke", IsPresent, "2000")
+    )]
     events: usize,
     /// Events sent one request each (slower, so fewer).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(
+        long,
+        default_value_t = 20_000,
+        default_value_if("smoke", IsPresent, "500")
+    )]
     single_events: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, default_value_if("smoke", IsPresent, "4"))]
     partitions: i32,
     /// Concurrent clients sending one event per request.
     #[arg(long, default_value_t = 64)]
@@ -41,6 +50,10 @@ pub struct Options {
     /// Events the baseline keeps in flight at once.
     #[arg(long, default_value_t = 1000)]
     in_flight: usize,
+    /// A check that every phase runs, in seconds: 2,000 events (500 single) on 4 partitions
+    /// unless set. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -60,20 +73,40 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let port = free_port();
     let mut config = GatewayConfig::new(broker.bootstrap());
     config.http = ([127, 0, 0, 1], port).into();
+    // Authentication as in production: every request carries the bootstrap admin token and
+    // is checked, as a publisher's API token would be.
+    let auth = crate::auth::secured(&broker).await;
+    config.auth = auth.config;
+    // The bench creates the topics; the mock cluster has no CreateTopics API.
+    config.provisioning.create = false;
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(retrace_gateway::run(config, shutdown.clone()));
+    let mut server = tokio::spawn(retrace_gateway::run(config, shutdown.clone()));
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    eventually("the gateway to serve", Duration::from_secs(30), || async {
-        let response = client.get(format!("{url}/healthz")).send().await.ok()?;
-        response.status().is_success().then_some(())
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if server.is_finished() {
+            (&mut server)
+                .await?
+                .context("the gateway failed to start")?;
+            anyhow::bail!("the gateway stopped while starting");
+        }
+        let health = client.get(format!("{url}/healthz")).send().await;
+        if health.is_ok_and(|h| h.status().is_success()) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the gateway did not serve /healthz within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let events_url = format!("{url}/v1/topics/{TOPIC}/events");
 
     let single = send_all(
         &client,
         &events_url,
+        &auth.token,
         options.clients,
         request_bodies(options.single_events, 1, options.payload_bytes),
     )
@@ -84,6 +117,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let batched = send_all(
         &client,
         &events_url,
+        &auth.token,
         options.batch_clients,
         request_bodies(options.events, options.batch, options.payload_bytes),
     )
@@ -156,6 +190,7 @@ async fn baseline(broker: &Broker, options: &Options) -> anyhow::Result<f64> {
 async fn send_all(
     client: &reqwest::Client,
     url: &str,
+    token: &str,
     clients: usize,
     bodies: Vec<Vec<u8>>,
 ) -> anyhow::Result<f64> {
@@ -165,6 +200,7 @@ async fn send_all(
         let queue = Arc::clone(&queue);
         let client = client.clone();
         let url = url.to_owned();
+        let token = token.to_owned();
         tokio::spawn(async move {
             let mut events = 0;
             loop {
@@ -173,6 +209,7 @@ async fn send_all(
                 };
                 let response = client
                     .post(&url)
+                    .bearer_auth(&token)
                     .header("content-type", "application/json")
                     .body(body)
                     .send()

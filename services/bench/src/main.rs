@@ -2,6 +2,7 @@
 //! figure last, measured against a baseline run in the same process where one exists.
 
 mod archive;
+mod auth;
 mod gateway;
 mod soak;
 mod trace;

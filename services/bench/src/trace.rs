@@ -1,12 +1,16 @@
 //! `retrace-bench trace`: how long a support person waits for a transaction's trace, in an
 //! archive of a million messages. The baseline is the store read alone (the transaction's
 //! records, no trace building, no HTTP), measured in the same run on the same transactions;
-//! and, for the cost of the audit trail, the same trace over HTTP from a server that builds
-//! it exactly as the archive does but writes no audit record (`audit_overhead_ratio`).
+//! and, for the cost of the caller check and the audit trail, the same trace over HTTP from
+//! a server that builds it exactly as the archive does but checks no token and writes no
+//! audit record (`audit_overhead_ratio`). The archive runs with authentication on, as in
+//! production; the bench's requests carry the bootstrap admin token.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::builder::ArgPredicate::IsPresent;
 use prost::Message as _;
 use rand::Rng as _;
 use rand::seq::SliceRandom as _;
@@ -31,14 +35,26 @@ const PARTITIONS: i32 = 8;
 #[derive(clap::Args)]
 pub struct Options {
     /// Messages in the archive (events and their outcomes).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        default_value_t = 1_000_000,
+        default_value_if("smoke", IsPresent, "20000")
+    )]
     messages: usize,
     /// Traces requested, each of a random transaction.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(
+        long,
+        default_value_t = 2_000,
+        default_value_if("smoke", IsPresent, "100")
+    )]
     lookups: usize,
     /// Transactions are written this many at a time, interleaved, as they arrive in Kafka.
     #[arg(long, default_value_t = 200)]
     in_flight: usize,
+    /// A check that every phase runs, in seconds: 20,000 messages and 100 lookups unless
+    /// set. Its figures mean nothing.
+    #[arg(long)]
+    smoke: bool,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
@@ -67,7 +83,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     let client = reqwest::Client::new();
     let baseline = Server::start(unaudited_traces(reader.clone())).await?;
-    let mut unaudited = time_traces(&client, &baseline.url, &sample).await?;
+    let mut unaudited = time_traces(&client, &baseline.url, None, &sample).await?;
     // The archive opens the store next: every handle to it must be gone first.
     baseline.stop().await?;
     drop(reader);
@@ -76,14 +92,27 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let broker = Broker::mock();
     let shutdown = CancellationToken::new();
     let mut config = ArchiveConfig::new(broker.bootstrap(), dir.path());
-    // Callers are anonymous; every trace read is still audited, as in production.
-    config.auth.enabled = false;
-    let archive = Archive::open(&config, shutdown)
+    // As in production: each request's token checked (the bootstrap admin's), each trace
+    // read audited.
+    let auth = crate::auth::secured(&broker).await;
+    config.auth = auth.config;
+    let archive = Archive::open(&config, shutdown.clone())
         .await
         .context("opening the filled archive")?;
+    // Tokens are checked once the registry has read the tokens topic.
+    let ready = archive.readiness();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready.iter().all(|flag| flag.load(Ordering::Acquire)) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the archive's token registry did not catch up within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let server = Server::start(archive.router()).await?;
-    let mut over_http = time_traces(&client, &server.url, &sample).await?;
+    let mut over_http = time_traces(&client, &server.url, Some(&auth.token), &sample).await?;
     server.stop().await?;
+    shutdown.cancel();
     let (store_p50, store_p99) = percentiles(&mut store_read);
     let (unaudited_p50, unaudited_p99) = percentiles(&mut unaudited);
     let (http_p50, http_p99) = percentiles(&mut over_http);
@@ -159,17 +188,23 @@ fn unaudited_traces(store: LogStore) -> axum::Router {
 async fn time_traces(
     client: &reqwest::Client,
     base: &str,
+    token: Option<&str>,
     sample: &[(String, usize)],
 ) -> anyhow::Result<Vec<Duration>> {
+    let get = |transaction: &str| {
+        let request = client.get(format!("{base}/v1/transactions/{transaction}"));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
     for (transaction, _) in sample {
-        let url = format!("{base}/v1/transactions/{transaction}");
-        client.get(url).send().await?.error_for_status()?;
+        get(transaction).send().await?.error_for_status()?;
     }
     let mut timings = Vec::with_capacity(sample.len());
     for (transaction, messages) in sample {
         let began = Instant::now();
-        let body = client
-            .get(format!("{base}/v1/transactions/{transaction}"))
+        let body = get(transaction)
             .send()
             .await?
             .error_for_status()?

@@ -40,6 +40,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
+use clap::builder::ArgPredicate::IsPresent;
 use futures::TryStreamExt as _;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -65,22 +66,34 @@ const QUEUE: &str = "bench";
 #[derive(clap::Args)]
 pub struct Options {
     /// No-op jobs to run.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(
+        long,
+        default_value_t = 100_000,
+        default_value_if("smoke", IsPresent, "2000")
+    )]
     jobs: usize,
     /// Partitions of the no-op jobs' queue.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, default_value_if("smoke", IsPresent, "4"))]
     partitions: i32,
     /// No-op jobs running at once in the worker.
     #[arg(long, default_value_t = 512)]
     concurrency: usize,
     /// Peak: how long the user traffic lasts, in milliseconds.
-    #[arg(long, default_value_t = 8_000)]
+    #[arg(
+        long,
+        default_value_t = 8_000,
+        default_value_if("smoke", IsPresent, "2000")
+    )]
     peak_ms: u64,
     /// Peak: user requests per second (and messages per second on the user-traffic topic).
     #[arg(long, default_value_t = 150.0)]
     user_rate: f64,
     /// Peak: jobs waiting on the queue before the peak begins.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(
+        long,
+        default_value_t = 2_000,
+        default_value_if("smoke", IsPresent, "200")
+    )]
     backlog: usize,
     /// Peak: jobs calling the target at once (the queue's `concurrency`).
     #[arg(long, default_value_t = 16)]
@@ -104,7 +117,11 @@ pub struct Options {
     #[arg(long, default_value_t = 0)]
     lead_ms: u64,
     /// Scaling: jobs per run (one process, then two).
-    #[arg(long, default_value_t = 4_000)]
+    #[arg(
+        long,
+        default_value_t = 4_000,
+        default_value_if("smoke", IsPresent, "200")
+    )]
     scale_jobs: usize,
     /// Scaling: how long the webhook holds each job, in milliseconds.
     #[arg(long, default_value_t = 20)]
@@ -115,6 +132,14 @@ pub struct Options {
     /// Scaling: partitions of the queue the processes share.
     #[arg(long, default_value_t = 8)]
     scale_partitions: i32,
+    /// Scaling: the `retrace-worker` binary to start; by default the one beside this one.
+    #[arg(long)]
+    worker_binary: Option<std::path::PathBuf>,
+    /// A check that every phase runs, in seconds: 2,000 no-op jobs on 4 partitions, a 2 s
+    /// peak over a backlog of 200, 200 jobs per scaling run, unless set. Its figures mean
+    /// nothing.
+    #[arg(long)]
+    smoke: bool,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {

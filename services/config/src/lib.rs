@@ -77,6 +77,11 @@ pub struct CommonArgs {
     /// `[auth] bootstrap_admin_sha256`.
     #[arg(long, env = "RETRACE_AUTH_BOOTSTRAP_ADMIN_SHA256")]
     pub auth_bootstrap_admin_sha256: Option<String>,
+    /// Keys that sign and verify token records and audit events (hex, comma-separated, the
+    /// current one first); replaces `[auth] signing_keys`. Prefer the environment (or
+    /// `[auth] signing_key_file`): a flag's value shows in the process list.
+    #[arg(long, env = "RETRACE_SIGNING_KEYS", hide_env_values = true)]
+    pub signing_keys: Option<String>,
     /// Write `audit` log lines to this file (rotated) instead of stderr.
     #[arg(long, env = "RETRACE_LOG_AUDIT_FILE")]
     pub log_audit_file: Option<PathBuf>,
@@ -319,6 +324,14 @@ impl CommonArgs {
     pub fn auth(&self, mut file: AuthConfig) -> Result<AuthConfig, ConfigError> {
         if let Some(hash) = &self.auth_bootstrap_admin_sha256 {
             file.bootstrap_admin_sha256 = Some(hash.clone());
+        }
+        if let Some(keys) = &self.signing_keys {
+            file.signing_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(str::to_owned)
+                .collect();
         }
         file.validate()?;
         Ok(file)

@@ -43,8 +43,9 @@ pub const REDACTED: &str = "***";
 
 /// Words that mark a setting as secret wherever they appear in its path
 /// (`kafka.properties.sasl.password`, `auth.bootstrap_admin_sha256`).
-const SECRET_WORDS: [&str; 6] = [
+const SECRET_WORDS: [&str; 7] = [
     "password",
+    "signing_keys",
     "secret",
     "sha256",
     "credential",

@@ -6,9 +6,7 @@ use std::time::SystemTime;
 
 use prost::Message as _;
 use prost_types::Timestamp;
-use retrace_proto::{
-    Envelope, EnvelopeError, Job, JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus,
-};
+use retrace_proto::{Envelope, EnvelopeError, Job, JobPriority, Outcome, OutcomeStatus};
 use serde_json::value::RawValue;
 
 /// The media type of an event's payload when it was sent as JSON.
@@ -75,8 +73,6 @@ pub fn check_topic(topic: &str) -> Result<(), BadInput> {
         problem.to_string()
     } else if topic.starts_with("__") {
         "starts with `__`: such topics are Kafka's own".to_owned()
-    } else if topic == OUTCOMES_TOPIC {
-        format!("is {OUTCOMES_TOPIC}, which carries outcomes, not events: use POST /v1/outcomes")
     } else {
         return Ok(());
     };

@@ -68,6 +68,33 @@ fn check_allowed(gateway: &Gateway, caller: &Caller, path: &str, topic: &str) ->
     })
 }
 
+/// Retrace's own topics (`retrace.*`, and the configured token topic) are never published
+/// to on a caller's behalf, whatever its role or topic list: refused with 403 naming the
+/// route to use instead, and the refusal audited.
+fn check_not_internal(
+    gateway: &Gateway,
+    caller: &Caller,
+    path: &str,
+    topic: &str,
+) -> Option<Response> {
+    let internal = retrace_sdk::internal_topic(topic).or_else(|| {
+        (topic == gateway.shared.tokens_topic).then_some(retrace_sdk::InternalTopic::Tokens)
+    })?;
+    Some(gateway.shared.guard.forbid_because(
+        caller,
+        "POST",
+        path,
+        "internal_topic",
+        format!(
+            "{} may not publish to topic {topic}: it is Retrace's own topic of {}, which \
+             the gateway never writes; {}",
+            caller.actor,
+            internal.carries(),
+            internal.instead()
+        ),
+    ))
+}
+
 /// One event's result: where Kafka put it, or why it is not there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct EventResult {
@@ -468,6 +495,9 @@ async fn publish_events(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let path = format!("/v1/topics/{topic}/events");
+    if let Some(refused) = check_not_internal(&gateway, &caller, &path, &topic) {
+        return refused;
+    }
     if let Some(refused) = check_allowed(&gateway, &caller, &path, &topic) {
         return refused;
     }

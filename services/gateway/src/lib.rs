@@ -62,6 +62,8 @@ struct Shared {
     publisher: Publisher,
     guard: Guard,
     max_body_bytes: usize,
+    /// `[auth] tokens_topic`: refused like Retrace's other own topics, whatever its name.
+    tokens_topic: String,
     /// Event ids published, per topic, with their first result.
     events: Memory<EventResult>,
     /// `Idempotency-Key`s, per route (and topic), with their request and answer.
@@ -79,6 +81,7 @@ impl Gateway {
                 publisher,
                 guard,
                 max_body_bytes: config.max_body_bytes,
+                tokens_topic: config.auth.tokens_topic.clone(),
                 events: Memory::new(idempotency.window, idempotency.capacity),
                 requests: Memory::new(idempotency.window, idempotency.capacity),
             }),

@@ -16,6 +16,12 @@ pub struct KafkaSettings {
     /// service gives up and exits with the step's error.
     #[serde(rename = "startup_deadline_ms", serialize_with = "serialize_ms")]
     pub startup_deadline: Duration,
+    /// This process's name in the consumer groups of [`crate::consume`], making it a static
+    /// member (`group.instance.id`): restarted, it gets its partitions back at once. Unique
+    /// per process (a pod name, a replica number). `None`: a dynamic member. Read by
+    /// `consume` only; the archive and the worker have settings of their own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_instance_id: Option<String>,
 }
 
 /// The default [`KafkaSettings::startup_deadline`]: longer than a broker's fencing of a dead
@@ -45,7 +51,15 @@ impl KafkaSettings {
             bootstrap_servers: bootstrap_servers.into(),
             properties: BTreeMap::new(),
             startup_deadline: DEFAULT_STARTUP_DEADLINE,
+            group_instance_id: None,
         }
+    }
+
+    /// Makes [`crate::consume`] a static member of its group under `instance_id` (see
+    /// [`KafkaSettings::group_instance_id`]); an empty id leaves it a dynamic member.
+    pub fn with_group_instance_id(mut self, instance_id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(instance_id.into()).filter(|id| !id.is_empty());
+        self
     }
 
     /// Adds properties written as `name=value`.

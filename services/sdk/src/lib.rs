@@ -8,6 +8,7 @@
 //! [`Envelope`]: retrace_proto::Envelope
 //! [`Outcome`]: retrace_proto::Outcome
 
+pub mod acls;
 mod consumer;
 mod events;
 mod jobs;
@@ -29,4 +30,7 @@ pub use provision::{
 };
 pub use publisher::{Delivery, PublishError, Publisher, RawMessage};
 pub use startup::{is_transient, retry_at_start};
-pub use topic::{MAX_TOPIC_LEN, TopicNameError, check_topic_name};
+pub use topic::{
+    INTERNAL_TOPIC_PREFIX, InternalTopic, MAX_TOPIC_LEN, TopicNameError, check_topic_name,
+    internal_topic, is_internal_topic,
+};

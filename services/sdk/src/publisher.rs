@@ -194,20 +194,42 @@ impl Publisher {
     }
 
     /// Publishes what a service let someone do, or refused, for the archive's audit trail.
-    pub async fn publish_audit(&self, event: &AuditEvent) -> Result<Delivery, PublishError> {
+    /// `sign` is given the topic, the message key and the value as they will be sent, and
+    /// answers the header carrying their signature (name, value), if any: the archive chains
+    /// only signed audit events.
+    pub async fn publish_audit(
+        &self,
+        event: &AuditEvent,
+        sign: impl FnOnce(&str, &[u8], &[u8]) -> Option<(&'static str, String)>,
+    ) -> Result<Delivery, PublishError> {
         let headers = TraceHeaders {
             source: event.service.clone(),
             event_type: AUDIT_TYPE.to_owned(),
             ..TraceHeaders::default()
         };
-        self.send(
-            AUDIT_TOPIC,
-            &event.actor,
-            &event.encode_to_vec(),
-            &headers,
-            &event.action,
-        )
-        .await
+        let value = event.encode_to_vec();
+        let signature = sign(AUDIT_TOPIC, event.actor.as_bytes(), &value);
+        let mut kafka_headers =
+            headers
+                .pairs()
+                .into_iter()
+                .fold(OwnedHeaders::new(), |all, (name, value)| {
+                    all.insert(Header {
+                        key: name,
+                        value: Some(value),
+                    })
+                });
+        if let Some((name, signature)) = &signature {
+            kafka_headers = kafka_headers.insert(Header {
+                key: name,
+                value: Some(signature.as_bytes()),
+            });
+        }
+        let record = FutureRecord::to(AUDIT_TOPIC)
+            .key(event.actor.as_bytes())
+            .payload(&value)
+            .headers(kafka_headers);
+        self.deliver(record, &event.action).await
     }
 
     /// Publishes a message exactly as given (key, value and headers), as a replay does with

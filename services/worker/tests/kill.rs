@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -20,9 +20,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use retrace_proto::{OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, Generator, PATIENCE, ServiceProcess, Stop, eventually, eventually_explained, free_port,
-    job, next_kill_at, on_every_broker, restarted_consumer_env, serve, service_binary,
-    unique_topic,
+    Broker, Generator, PATIENCE, RESTARTED_SESSION_TIMEOUT, Resumes, ServiceProcess, Stop,
+    eventually, eventually_explained, free_port, job, next_kill_at, on_every_broker,
+    restarted_consumer_env, serve, service_binary, unique_topic,
 };
 use retrace_worker::{WebhookBody, enqueue};
 use tempfile::TempDir;
@@ -246,10 +246,29 @@ async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
         }
     });
 
-    for _ in 0..stops {
+    // From each restart's spawn to the first webhook call of the new process (the first
+    // process joins a new group: not a restart).
+    let mut resumes = Resumes::new(&broker);
+    for restart in 0..stops {
         // The previous process is gone: every call from now on comes from this one.
-        let stop_at = next_kill_at(target.calls.load(Ordering::SeqCst), STOP_SPREAD);
+        let before = target.calls.load(Ordering::SeqCst);
+        let stop_at = next_kill_at(before, STOP_SPREAD);
+        let spawned = Instant::now();
         let worker = spawn_worker(&broker, &config);
+        // Patient beyond the session timeout, so that a restart waiting for the dead
+        // member's eviction fails on what it took, not on this wait.
+        eventually(
+            "the new process's first webhook call",
+            2 * RESTARTED_SESSION_TIMEOUT,
+            || {
+                let count = target.calls.load(Ordering::SeqCst);
+                async move { (count > before).then_some(()) }
+            },
+        )
+        .await;
+        if restart > 0 {
+            resumes.record(restart, spawned.elapsed());
+        }
         eventually(&format!("{stop_at} webhook calls"), PATIENCE, || {
             let count = target.calls.load(Ordering::SeqCst);
             async move { (count >= stop_at).then_some(()) }
@@ -317,7 +336,7 @@ async fn worker_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
     }
     println!(
         "worker {stop:?} loop: stops={stops} jobs={} dead_lettered={dead_lettered} lost=0 \
-         ran_twice={ran_twice} on {}",
+         ran_twice={ran_twice} {resumes} on {}",
         enqueued.len(),
         broker.name()
     );

@@ -18,6 +18,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::post;
 use futures::TryStreamExt as _;
+use retrace_auth::AuthConfig;
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_tests::{Broker, free_port};
 use retrace_worker::enqueue;
@@ -27,13 +28,22 @@ use super::{Options, ProcessedOutcomes, create_queue, job_envelope};
 
 /// Runs the one-process and two-process measurements; prints their lines.
 pub async fn run(broker: &Broker, options: &Options) -> anyhow::Result<()> {
-    let Some(binary) = worker_binary()? else {
-        println!(
-            "worker_scale_skipped=retrace-worker not built beside retrace-bench: cargo build \
-             --release -p retrace-worker"
-        );
-        return Ok(());
+    let binary = match &options.worker_binary {
+        Some(binary) => binary.clone(),
+        None => match worker_binary()? {
+            Some(binary) => binary,
+            None => {
+                println!(
+                    "worker_scale_skipped=retrace-worker not built beside retrace-bench: cargo \
+                     build --release -p retrace-worker, or name it with --worker-binary"
+                );
+                return Ok(());
+            }
+        },
     };
+    // The processes' `[auth]`: on, as in production, though the bench calls no API of
+    // theirs (jobs run whatever it says); the token records they read need the topic.
+    let auth = crate::auth::secured(broker).await;
     anyhow::ensure!(options.scale_jobs >= 10, "--scale-jobs must be at least 10");
     let stop_target = CancellationToken::new();
     let (target_url, target) = serve_target(options.scale_work_ms, stop_target.clone()).await?;
@@ -43,9 +53,19 @@ pub async fn run(broker: &Broker, options: &Options) -> anyhow::Result<()> {
         "worker_scale_concurrency_per_process={}",
         options.scale_concurrency
     );
-    let one = jobs_per_s(broker, options, &binary, &target_url, 1).await?;
+    let run = |processes| {
+        jobs_per_s(
+            broker,
+            options,
+            &binary,
+            &auth.config,
+            &target_url,
+            processes,
+        )
+    };
+    let one = run(1).await?;
     println!("worker_processes_1_jobs_per_s={one:.0}");
-    let two = jobs_per_s(broker, options, &binary, &target_url, 2).await?;
+    let two = run(2).await?;
     println!("worker_processes_2_jobs_per_s={two:.0}");
     println!("worker_scale_2_over_1={:.2}", two / one);
     stop_target.cancel();
@@ -87,6 +107,7 @@ async fn jobs_per_s(
     broker: &Broker,
     options: &Options,
     binary: &Path,
+    auth: &AuthConfig,
     target_url: &str,
     processes: usize,
 ) -> anyhow::Result<f64> {
@@ -108,8 +129,8 @@ async fn jobs_per_s(
     std::fs::write(
         &config,
         format!(
-            "[auth]\nenabled = false\n\n[queues.{queue}]\nwebhook = \"{target_url}\"\n\
-             concurrency = {}\n",
+            "{}\n[queues.{queue}]\nwebhook = \"{target_url}\"\nconcurrency = {}\n",
+            toml::to_string(&AuthSection { auth })?,
             options.scale_concurrency
         ),
     )?;
@@ -146,10 +167,17 @@ fn spawn(binary: &Path, broker: &Broker, config: &Path) -> anyhow::Result<Child>
         .env("RETRACE_HTTP", format!("127.0.0.1:{}", free_port()))
         // The bench creates the topics; the mock cluster has no CreateTopics API.
         .env("RETRACE_TOPICS_CREATE", "false")
-        .env("RETRACE_LOG", "warn")
+        // Drift warnings name the bench's own partition counts, not a problem.
+        .env("RETRACE_LOG", "warn,retrace_sdk::events=error")
         .stdout(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {}", binary.display()))
+}
+
+/// `[auth]` of the processes' configuration file.
+#[derive(serde::Serialize)]
+struct AuthSection<'a> {
+    auth: &'a AuthConfig,
 }
 
 /// A worker process, killed when dropped.

@@ -1,0 +1,4 @@
+package org.retrace.sdk;
+
+/** Where the broker put a published message. */
+public record Delivery(String topic, int partition, long offset) {}

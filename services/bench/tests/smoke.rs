@@ -1,0 +1,147 @@
+//! Every benchmark mode runs to its end: `retrace-bench <mode> --smoke` (small counts, a few
+//! seconds each) exits 0 and prints its headline last, as `key=value`. A bench that can no
+//! longer finish (a service it starts refuses it, an API it polls changed) fails here rather
+//! than at release time. No figure is checked: the counts are too small to mean anything.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bench() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_retrace-bench"))
+}
+
+/// `binary` of the workspace's `package`, as built now by the cargo running this test: a
+/// no-op after `cargo test --workspace`, which built it already, and a fresh build, never a
+/// stale file, after `cargo test -p retrace-bench`, which builds only this package's
+/// binaries. Outside cargo, the one beside `retrace-bench`.
+fn built(package: &str, binary: &str) -> PathBuf {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return bench().with_file_name(binary);
+    };
+    let mut command = Command::new(cargo);
+    command.args([
+        "build",
+        "--locked",
+        "--message-format=json-render-diagnostics",
+    ]);
+    command.args(["-p", package, "--bin", binary]);
+    // The same profile, and the same target directory when it is plainly the one this
+    // test's binary came from (cargo tags its root), so nothing is built twice.
+    let profile_dir = bench().parent().expect("retrace-bench is in a directory");
+    match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(profile) => {
+            command.args(["--profile", profile]);
+        }
+        None => {}
+    }
+    if let Some(root) = profile_dir.parent()
+        && root.join("CACHEDIR.TAG").is_file()
+    {
+        command.arg("--target-dir").arg(root);
+    }
+    let output = command.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo build -p {package} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| {
+            message["reason"] == "compiler-artifact" && message["target"]["name"] == binary
+        })
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo built no executable {binary}"))
+}
+
+/// Runs `retrace-bench <mode> --smoke <extra>`; checks it succeeded and that its last line
+/// starts with `headline=<number>`. Answers what it printed.
+fn smoke(mode: &str, extra: &[&std::ffi::OsStr], headline: &str) -> String {
+    let output = Command::new(bench())
+        .args([mode, "--smoke"])
+        .args(extra)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("retrace-bench runs");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    println!("{report}");
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "retrace-bench {mode} --smoke failed ({}):\n{report}",
+        output.status
+    );
+    let last = report.lines().last().unwrap_or_default();
+    let value = last
+        .split_whitespace()
+        .next()
+        .and_then(|pair| pair.strip_prefix(&format!("{headline}=")))
+        .unwrap_or_else(|| panic!("{mode}'s last line is not {headline}=…: {last:?}"));
+    assert!(
+        value.parse::<f64>().is_ok(),
+        "{mode}'s headline {headline} is not a number: {last:?}"
+    );
+    report
+}
+
+#[test]
+fn archive_smoke_runs_every_phase() {
+    let report = smoke("archive", &[], "archive_msgs_per_s");
+    for key in ["raw_consume_msgs_per_s=", "store_only_msgs_per_s="] {
+        assert!(report.contains(key), "no {key} in:\n{report}");
+    }
+}
+
+#[test]
+fn gateway_smoke_runs_every_phase() {
+    let report = smoke("gateway", &[], "gateway_batched_events_per_s");
+    for key in [
+        "baseline_publish_events_per_s=",
+        "gateway_single_events_per_s=",
+    ] {
+        assert!(report.contains(key), "no {key} in:\n{report}");
+    }
+}
+
+#[test]
+fn trace_smoke_runs_every_phase() {
+    let report = smoke("trace", &[], "trace_http_p99_ms");
+    for key in ["store_read_p99_ms=", "trace_http_unaudited_p99_ms="] {
+        assert!(report.contains(key), "no {key} in:\n{report}");
+    }
+}
+
+#[test]
+fn worker_smoke_runs_every_phase_with_real_worker_processes() {
+    let worker = built("retrace-worker", "retrace-worker");
+    let report = smoke(
+        "worker",
+        &["--worker-binary".as_ref(), worker.as_os_str()],
+        "peak_p99_ratio_gate_off_over_on",
+    );
+    for key in [
+        "gate_off_user_p99_ms=",
+        "gate_on_user_p99_ms=",
+        "noop_jobs_per_s=",
+        "worker_processes_1_jobs_per_s=",
+        "worker_processes_2_jobs_per_s=",
+    ] {
+        assert!(report.contains(key), "no {key} in:\n{report}");
+    }
+}
+
+#[test]
+fn soak_smoke_loses_nothing_and_doubles_nothing() {
+    let retrace = built("retrace-cli", "retrace");
+    let report = smoke("soak", &["--retrace".as_ref(), retrace.as_os_str()], "lost");
+    assert!(
+        report.lines().any(|line| line == "duplicates=0"),
+        "{report}"
+    );
+    assert!(report.lines().any(|line| line == "lost=0"), "{report}");
+}
