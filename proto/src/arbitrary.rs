@@ -104,6 +104,7 @@ pub fn valid_outcome() -> impl Strategy<Value = Outcome> {
             error,
             attempt,
             at: Some(at),
+            ..Outcome::default()
         },
     )
 }

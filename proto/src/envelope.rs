@@ -112,6 +112,7 @@ impl Outcome {
             error: error.unwrap_or_default(),
             attempt,
             at: Some(SystemTime::now().into()),
+            ..Outcome::default()
         }
     }
 

@@ -174,6 +174,7 @@ fn outcome(status: OutcomeStatus, error: &str, attempt: u32, seconds: i64) -> Ou
         error: error.into(),
         attempt,
         at: Some(at(seconds, 42_000)),
+        ..Outcome::default()
     }
 }
 

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use futures::StreamExt as _;
+
 use retrace_archive::MASK;
 use retrace_archive::api::{AuditVerificationView, AuditView, Page, Trace};
 use retrace_auth::{AuthConfig, ServiceAuth};
@@ -559,11 +561,10 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
             .all(|r| r.action == "denied" && r.result.starts_with("401 missing")),
         "{anonymous:?}"
     );
-    assert_eq!(
-        anonymous.len(),
-        guarded_routes,
-        "every call without a token to a guarded route"
-    );
+    // The calls without a token came from one address for one reason: one record of them
+    // a minute, however many routes they tried (the statuses above say each was refused).
+    assert!(guarded_routes > 1);
+    assert_eq!(anonymous.len(), 1, "{anonymous:?}");
     let backups = audit("actor=admin&limit=500").await;
     assert!(
         backups.iter().any(|r| r.action == "archive.backup"
@@ -797,6 +798,44 @@ async fn a_role_does_only_what_it_is_granted(broker: Broker) {
     let shown = trace_when(&archive, &path, Some(&support), |_| true).await;
     assert_eq!(shown.failure.unwrap().error, "mother_id NID-99887766");
 
+    // Anyone can fail to authenticate: 10,000 attempts count in the metric, and add one
+    // record to the audit trail.
+    let denied = || async {
+        let (_, metrics) = call(&archive, "GET", "/metrics", Some(&admin), None).await;
+        metrics
+            .as_str()
+            .unwrap()
+            .lines()
+            .filter(|line| line.starts_with("retrace_auth_denied_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = denied().await;
+    let client = reqwest::Client::new();
+    let url = archive.url("/v1/transactions");
+    futures::stream::iter(0..10_000)
+        .for_each_concurrent(64, |n| {
+            let request = client
+                .get(&url)
+                .bearer_auth(format!("rtk_guess{n}_wrong"))
+                .send();
+            async move {
+                assert_eq!(request.await.unwrap().status().as_u16(), 401);
+            }
+        })
+        .await;
+    assert!(denied().await - before >= 10_000.0, "every attempt counted");
+    let (_, flood) = call(
+        &archive,
+        "GET",
+        "/v1/audit?actor=unauthenticated&limit=500",
+        Some(&admin),
+        None,
+    )
+    .await;
+    let flood: Page<AuditView> = serde_json::from_value(flood).unwrap();
+    assert_eq!(flood.items.len(), 1, "{:?}", flood.items);
+
     // No token passes for the bootstrap admin in the audit trail.
     let (status, refused) = call(
         &archive,
@@ -812,6 +851,102 @@ async fn a_role_does_only_what_it_is_granted(broker: Broker) {
         "{refused}"
     );
     archive.stop().await;
+}
+
+/// An outcome reported through the gateway carries who reported it, and a reporter limited
+/// to some topics speaks only for events of those: a publisher allowed `orders` cannot fail
+/// a registration.
+async fn an_outcome_speaks_only_for_the_reporters_topics(broker: Broker) {
+    let topic = unique_topic("births");
+    let orders = unique_topic("orders");
+    broker.create_topic(&orders, 1).await;
+    let archive = start_secured(&broker, &topic).await;
+    let admin = archive.token.clone();
+    let payload = json!({"child": {"given_name": "Amina"}});
+    let submitted = Envelope::root("registration", "birth.registration.submitted.v1")
+        .with_subject("beneficiary:9")
+        .with_payload("application/json", serde_json::to_vec(&payload).unwrap());
+    Publisher::new(&broker.settings())
+        .unwrap()
+        .publish(&topic, &submitted)
+        .await
+        .unwrap();
+    let path = format!("/v1/transactions/{}", submitted.transaction_id);
+    trace_when(&archive, &path, admin.as_deref(), |_| true).await;
+    let body = json!({"name": format!("orders-{orders}"), "role": "publisher",
+                      "topics": [orders], "expires_in_s": 3600});
+    let (status, created) = call(
+        &archive,
+        "POST",
+        "/v1/tokens",
+        admin.as_deref(),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let restricted = created["token"].as_str().unwrap().to_owned();
+    let reporter = create_token(&archive, &format!("validation-{topic}"), "publisher", &[]).await;
+    let queue = unique_topic("outcome-queue");
+    broker.create_queue(&queue).await;
+    let stop_services = CancellationToken::new();
+    let (services, server, audit_forwarder) =
+        serve_gateway_and_worker(&broker, &queue, stop_services.clone()).await;
+    let report = |token: String, extra: Value| {
+        let mut outcome = json!({"event_id": submitted.event_id,
+                                 "transaction_id": submitted.transaction_id,
+                                 "consumer": "validation", "status": "failed",
+                                 "error": "forged by the orders service"});
+        outcome
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let url = format!("{services}/v1/outcomes");
+        async move { request("POST", url, Some(&token), Some(&outcome)).await }
+    };
+
+    let (status, missing) = report(restricted.clone(), json!({})).await;
+    assert_eq!(
+        (status, missing["field"].as_str()),
+        (400, Some("topic")),
+        "{missing}"
+    );
+    let (status, refused) = report(restricted.clone(), json!({"topic": topic})).await;
+    assert_eq!(status, 403, "{refused}");
+    // Named as one of its own topics, the outcome is published, and the archive, which
+    // knows the event's topic, leaves it out.
+    let (status, lied) = report(restricted.clone(), json!({"topic": orders})).await;
+    assert_eq!(status, 202, "{lied}");
+    let (status, genuine) = report(reporter, json!({"error": "register down"})).await;
+    assert_eq!(status, 202, "{genuine}");
+    let trace = trace_when(&archive, &path, admin.as_deref(), |t| {
+        t.events[0]
+            .outcomes
+            .iter()
+            .any(|o| o.error == "register down")
+    })
+    .await;
+    let outcomes = &trace.events[0].outcomes;
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.error != "forged by the orders service"),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].reported_by, format!("validation-{topic}"));
+    assert_eq!(trace.failure.unwrap().error, "register down");
+    stop_services.cancel();
+    server.abort();
+    audit_forwarder.await.unwrap();
+    archive.stop().await;
+}
+
+/// On Apache Kafka only: on librdkafka's mock cluster this scenario passes alone (about 20 s)
+/// but stalled past ten minutes when run beside this binary's other mock scenarios, a stall not
+/// yet explained (see docs/testing.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_speaks_only_for_the_reporters_topics_on_apache_kafka() {
+    an_outcome_speaks_only_for_the_reporters_topics(Broker::real()).await;
 }
 
 /// Every occurrence of `marker` in any file under `dir`.

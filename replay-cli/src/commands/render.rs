@@ -62,6 +62,9 @@ pub fn outcome(outcome: &OutcomeView) -> String {
     if outcome.attempt > 1 {
         write!(text, ", attempt {}", outcome.attempt).unwrap();
     }
+    if !outcome.reported_by.is_empty() {
+        write!(text, ", reported by {}", outcome.reported_by).unwrap();
+    }
     text
 }
 

@@ -33,6 +33,7 @@ fn failed_outcome() -> OutcomeView {
         consumer: "validation".into(),
         status: "failed".into(),
         error: "birth date is in the future".into(),
+        reported_by: String::new(),
         attempt: 1,
         time: "2026-03-02T09:15:00.400Z".into(),
     }
@@ -307,6 +308,14 @@ fn outcomes_read_as_sentences() {
     assert_eq!(
         outcome(&retried),
         "validation: dead lettered (birth date is in the future), attempt 3"
+    );
+    let through_the_gateway = OutcomeView {
+        reported_by: "validation-service".into(),
+        ..failed_outcome()
+    };
+    assert_eq!(
+        outcome(&through_the_gateway),
+        "validation: failed (birth date is in the future), reported by validation-service"
     );
 }
 

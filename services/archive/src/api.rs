@@ -167,6 +167,10 @@ pub struct OutcomeView {
     pub status: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
+    /// Who reported it through the gateway (`POST /v1/outcomes`); absent for outcomes a
+    /// service published on Kafka itself.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reported_by: String,
     pub attempt: u32,
     pub time: String,
 }

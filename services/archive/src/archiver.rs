@@ -25,6 +25,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Str
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use retrace_auth::SigningKeys;
 use retrace_config::{ConsumerRecreated, Loaded, topic_set_hash};
 use retrace_log_store::{LogStore, PreparedRecord, StoreError};
 use retrace_telemetry::InternalEvent;
@@ -138,6 +139,8 @@ pub(crate) struct Archiver {
     topics: TopicSelection,
     config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
     cursors: Cursors,
+    /// Audit events are chained only when signed with one of these.
+    keys: SigningKeys,
 }
 
 #[derive(Default)]
@@ -152,6 +155,7 @@ impl Archiver {
     pub(crate) fn new(
         config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
         store: LogStore,
+        keys: SigningKeys,
     ) -> KafkaResult<Self> {
         let current = Arc::clone(&config.borrow());
         let client = Self::client(&current.config);
@@ -165,6 +169,7 @@ impl Archiver {
             topics: current.config.topics.clone(),
             config,
             cursors,
+            keys,
         })
     }
 
@@ -292,7 +297,7 @@ impl Archiver {
                     continue;
                 }
             };
-            let mut record = classify(&message, now_ms());
+            let mut record = classify(&message, now_ms(), &self.keys);
             record.key.epoch =
                 self.follow(&record.key.topic, record.key.partition, record.key.offset);
             RecordConsumed {

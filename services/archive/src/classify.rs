@@ -21,26 +21,6 @@ use retrace_telemetry::InternalEvent;
 
 use crate::events::AuditEventRejected;
 
-/// The keys audit events are verified with, set when an archive opens
-/// ([`verify_audit_with`]). One per process: `classify`'s callers (the archiver, the
-/// rebuild) take no keys, so the archive opened last in a process decides.
-static AUDIT_KEYS: std::sync::RwLock<Option<SigningKeys>> = std::sync::RwLock::new(None);
-
-/// Verifies the audit events classified from now on with `keys`.
-pub(crate) fn verify_audit_with(keys: SigningKeys) {
-    *AUDIT_KEYS
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(keys);
-}
-
-fn audit_keys() -> SigningKeys {
-    AUDIT_KEYS
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
-        .unwrap_or_default()
-}
-
 /// Why an audit event on the audit topic was not chained, when its signature is at fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SignatureFault {
@@ -64,18 +44,9 @@ impl SignatureFault {
     }
 }
 
-/// Copies `message` out of Kafka's buffers and says what it is; audit events are verified
-/// with the keys of the archive opened last ([`verify_audit_with`]).
-pub fn classify(message: &impl Message, archived_at_ms: i64) -> ArchivedRecord {
-    classify_with(message, archived_at_ms, &audit_keys())
-}
-
-/// [`classify`], verifying audit events with `keys`.
-pub fn classify_with(
-    message: &impl Message,
-    archived_at_ms: i64,
-    keys: &SigningKeys,
-) -> ArchivedRecord {
+/// Copies `message` out of Kafka's buffers and says what it is; audit events are chained
+/// only when signed with one of `keys` (the configuration's `[auth]` signing keys).
+pub fn classify(message: &impl Message, archived_at_ms: i64, keys: &SigningKeys) -> ArchivedRecord {
     let value = message.payload();
     let headers: Vec<Header> = message
         .headers()

@@ -35,7 +35,7 @@ fn envelope() -> Envelope {
 #[test]
 fn an_envelope_is_traced_by_its_own_ids_and_time() {
     let envelope = envelope();
-    let record = classify(
+    let record = classify_unsigned(
         &message("registrations", Some(envelope.encode_to_vec()), &[]),
         7,
     );
@@ -54,7 +54,7 @@ fn an_envelope_is_traced_by_its_own_ids_and_time() {
 
 #[test]
 fn headers_alone_make_a_record_traceable() {
-    let record = classify(
+    let record = classify_unsigned(
         &message(
             "legacy",
             Some(br#"{"json": true}"#.to_vec()),
@@ -91,7 +91,7 @@ fn shown(record: &ArchivedRecord, masking: Option<&[&str]>) -> MessageView {
 #[test]
 fn json_beside_retrace_headers_is_shown_as_json_without_a_warning() {
     let value = br#"{"child": {"given_name": "Amina", "sex": "F"}, "mother_id": "NIN-123"}"#;
-    let record = classify(&message("legacy", Some(value.to_vec()), FOREIGN_HEADERS), 7);
+    let record = classify_unsigned(&message("legacy", Some(value.to_vec()), FOREIGN_HEADERS), 7);
     assert_eq!(record.kind, RecordKind::HeadersOnly);
     assert_eq!(record.problem, None);
 
@@ -128,7 +128,8 @@ fn json_beside_retrace_headers_is_shown_as_json_without_a_warning() {
 #[test]
 fn text_beside_retrace_headers_is_shown_as_text_without_a_warning() {
     for value in [&b"SMS queued for +000\nreply STOP to end"[..], b""] {
-        let record = classify(&message("legacy", Some(value.to_vec()), FOREIGN_HEADERS), 7);
+        let record =
+            classify_unsigned(&message("legacy", Some(value.to_vec()), FOREIGN_HEADERS), 7);
         let view = shown(&record, None);
         assert_eq!((view.kind.as_str(), view.problem), ("headers_only", None));
         let text = view.payload.unwrap().text;
@@ -150,7 +151,7 @@ fn a_value_that_claims_to_be_an_envelope_keeps_its_warning() {
     for (what, value, content_type) in cases {
         let mut headers = FOREIGN_HEADERS.to_vec();
         headers.extend(content_type.map(|media_type| ("content-type", media_type)));
-        let record = classify(&message("legacy", Some(value.to_vec()), &headers), 7);
+        let record = classify_unsigned(&message("legacy", Some(value.to_vec()), &headers), 7);
         assert_eq!(record.kind, RecordKind::HeadersOnly, "{what}");
         let view = shown(&record, None);
         let problem = view.problem.unwrap_or_default();
@@ -162,7 +163,7 @@ fn a_value_that_claims_to_be_an_envelope_keeps_its_warning() {
     // A binary format the publisher names is not an envelope either.
     let mut avro = FOREIGN_HEADERS.to_vec();
     avro.push(("Content-Type", b"avro/binary"));
-    let record = classify(&message("legacy", Some(vec![0x02, 0x12, 0xff]), &avro), 7);
+    let record = classify_unsigned(&message("legacy", Some(vec![0x02, 0x12, 0xff]), &avro), 7);
     let view = shown(&record, None);
     assert_eq!(view.problem, None);
     assert_eq!(view.payload.unwrap().base64.as_deref(), Some("AhL/"));
@@ -171,7 +172,7 @@ fn a_value_that_claims_to_be_an_envelope_keeps_its_warning() {
 #[test]
 fn a_truncated_envelope_is_kept_with_its_decode_error() {
     let bytes = envelope().encode_to_vec();
-    let record = classify(
+    let record = classify_unsigned(
         &message(
             "registrations",
             Some(bytes[..bytes.len() / 2].to_vec()),
@@ -189,7 +190,7 @@ fn a_truncated_envelope_is_kept_with_its_decode_error() {
 fn an_envelope_without_transaction_names_the_field() {
     let mut envelope = envelope();
     envelope.transaction_id.clear();
-    let record = classify(
+    let record = classify_unsigned(
         &message("registrations", Some(envelope.encode_to_vec()), &[]),
         7,
     );
@@ -199,7 +200,7 @@ fn an_envelope_without_transaction_names_the_field() {
 
 #[test]
 fn a_non_utf8_retrace_header_is_malformed_and_named() {
-    let record = classify(
+    let record = classify_unsigned(
         &message(
             "legacy",
             Some(b"x".to_vec()),
@@ -221,7 +222,7 @@ fn an_outcome_points_at_its_event() {
         Some("boom".into()),
         1,
     );
-    let record = classify(
+    let record = classify_unsigned(
         &message(OUTCOMES_TOPIC, Some(outcome.encode_to_vec()), &[]),
         7,
     );
@@ -239,13 +240,13 @@ fn an_outcome_points_at_its_event() {
 
 #[test]
 fn garbage_on_the_outcomes_topic_is_malformed() {
-    let record = classify(&message(OUTCOMES_TOPIC, Some(vec![0xff; 9]), &[]), 7);
+    let record = classify_unsigned(&message(OUTCOMES_TOPIC, Some(vec![0xff; 9]), &[]), 7);
     assert_eq!(record.kind, RecordKind::Malformed);
 }
 
 #[test]
 fn a_record_without_value_or_headers_is_kept_untraceable() {
-    let record = classify(&message("t", None, &[]), 7);
+    let record = classify_unsigned(&message("t", None, &[]), 7);
     assert_eq!(record.kind, RecordKind::Untraceable);
     assert_eq!(record.value, None);
 }
@@ -260,7 +261,7 @@ mod fuzz {
     use super::*;
 
     fn check(topic: &str, value: Vec<u8>, headers: &[(&str, &[u8])]) -> Result<(), TestCaseError> {
-        let record = classify(&message(topic, Some(value.clone()), headers), 7);
+        let record = classify_unsigned(&message(topic, Some(value.clone()), headers), 7);
         prop_assert_eq!(record.value.as_ref(), Some(&value));
         let flagged = matches!(record.kind, RecordKind::Malformed | RecordKind::Untraceable);
         // Headers-only records may carry one too: why a value that claims to be an envelope
@@ -316,7 +317,7 @@ mod fuzz {
 
         #[test]
         fn valid_envelopes_are_traced_by_their_ids(envelope in valid_envelope()) {
-            let record = classify(&message("registrations", Some(envelope.encode_to_vec()), &[]), 7);
+            let record = classify_unsigned(&message("registrations", Some(envelope.encode_to_vec()), &[]), 7);
             prop_assert_eq!(record.kind, RecordKind::Envelope);
             let ids = record.ids.clone().unwrap();
             prop_assert_eq!(&ids.event_id, &envelope.event_id);
@@ -340,6 +341,12 @@ fn test_keys() -> SigningKeys {
     SigningKeys::from_hex(&[SigningKeys::generate_hex()], "in the test").unwrap()
 }
 
+/// What an archive with no signing key makes of `message` (nothing on the audit topic is
+/// chained then).
+fn classify_unsigned(message: &impl rdkafka::Message, archived_at_ms: i64) -> ArchivedRecord {
+    classify(message, archived_at_ms, &SigningKeys::default())
+}
+
 #[test]
 fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
     let event = retrace_proto::AuditEvent {
@@ -357,7 +364,7 @@ fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
         service: "gateway".into(),
     };
     let keys = test_keys();
-    let record = classify_with(
+    let record = classify(
         &signed(&keys, retrace_proto::AUDIT_TOPIC, &event.encode_to_vec()),
         7,
         &keys,
@@ -368,7 +375,7 @@ fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
         (entry.action.as_str(), entry.actor.as_str(), entry.at_ms),
         ("gateway.denied", "legacy-app", 5000)
     );
-    let garbage = classify_with(
+    let garbage = classify(
         &signed(&keys, retrace_proto::AUDIT_TOPIC, &[0xff; 3]),
         7,
         &keys,
@@ -392,12 +399,12 @@ fn an_audit_event_without_a_valid_signature_is_flagged_and_never_chained() {
         ..retrace_proto::AuditEvent::default()
     };
     let value = event.encode_to_vec();
-    let unsigned = classify_with(
+    let unsigned = classify(
         &message(retrace_proto::AUDIT_TOPIC, Some(value.clone()), &[]),
         7,
         &keys,
     );
-    let foreign = classify_with(
+    let foreign = classify(
         &signed(&test_keys(), retrace_proto::AUDIT_TOPIC, &value),
         7,
         &keys,
@@ -407,7 +414,7 @@ fn an_audit_event_without_a_valid_signature_is_flagged_and_never_chained() {
         let signature = keys
             .sign("retrace.tokens", Some(b"key"), Some(&value))
             .unwrap();
-        classify_with(
+        classify(
             &message(
                 retrace_proto::AUDIT_TOPIC,
                 Some(value.clone()),
@@ -432,7 +439,7 @@ fn an_audit_event_without_a_valid_signature_is_flagged_and_never_chained() {
     // record signed with some key is not chained.
     assert_eq!(
         SignatureFault::of(
-            classify(&signed(&keys, retrace_proto::AUDIT_TOPIC, &value), 7)
+            classify_unsigned(&signed(&keys, retrace_proto::AUDIT_TOPIC, &value), 7)
                 .problem
                 .as_deref()
                 .unwrap()

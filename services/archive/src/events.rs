@@ -207,12 +207,18 @@ pub(crate) struct PartitionLagChecked<'a> {
 
 impl InternalEvent for PartitionLagChecked<'_> {
     fn emit(self) {
-        let labels = [
-            ("topic", self.topic.to_owned()),
-            ("partition", self.partition.to_string()),
-        ];
-        gauge!("retrace_archive_lag_records", &labels).set(self.lag as f64);
-        gauge!("retrace_archive_behind_seconds", &labels).set(self.behind_ms as f64 / 1000.0);
+        gauge!(
+            "retrace_archive_lag_records",
+            "topic" => self.topic.to_owned(),
+            "partition" => self.partition.to_string()
+        )
+        .set(self.lag as f64);
+        gauge!(
+            "retrace_archive_behind_seconds",
+            "topic" => self.topic.to_owned(),
+            "partition" => self.partition.to_string()
+        )
+        .set(self.behind_ms as f64 / 1000.0);
     }
 }
 

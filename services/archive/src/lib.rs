@@ -50,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use admin::{AuditReport, ERASED_ERROR, ERASURE_NOTE, UNCHAINED_LISTED, UnchainedAuditView};
 pub use backup::{BackupError, backup, restore};
-pub use classify::{classify, classify_with, prepare};
+pub use classify::{classify, prepare};
 pub use config::{
     ALL_TOPICS_PATTERN, ArchiveArgs, ArchiveConfig, BatchSettings, ConfigError,
     DEFAULT_REPLAY_BULK_ADMIN_ABOVE, MaskingConfig, TopicSelection,
@@ -132,7 +132,6 @@ impl Archive {
         // Audit events consumed are chained only when signed with one of these; token
         // records applied only then.
         let keys = config.auth.signing_keys()?;
-        classify::verify_audit_with(keys.clone());
         let data_dir = config.data_dir.clone();
         let options = config.store.clone();
         let store = tokio::task::spawn_blocking(move || {
@@ -142,12 +141,13 @@ impl Archive {
         })
         .await
         .expect("opening the store does not panic")?;
-        let archiver = Archiver::new(updates.clone(), store.clone()).map_err(|source| {
-            ArchiveError::Kafka {
-                bootstrap: config.kafka.bootstrap_servers.clone(),
-                source,
-            }
-        })?;
+        let archiver =
+            Archiver::new(updates.clone(), store.clone(), keys.clone()).map_err(|source| {
+                ArchiveError::Kafka {
+                    bootstrap: config.kafka.bootstrap_servers.clone(),
+                    source,
+                }
+            })?;
         let publisher = Publisher::new(&config.kafka)?;
         let live = watch::Sender::new(Arc::new(Live::of(config)?));
         let stop_registry = shutdown.child_token();

@@ -1,7 +1,7 @@
 //! `retrace rebuild --from-kafka`: an archive rebuilt, or its gap filled, from what Kafka
 //! still retains, offline (the archive service stopped). It reads each partition from where
 //! the archive stands (or `since`) up to the high watermark seen when it started, through
-//! the archiver's own path: [`classify_with`] (the configuration's signing keys), [`prepare`], [`LogStore::append`] with positions.
+//! the archiver's own path: [`classify`] (with the configuration's signing keys), [`prepare`], [`LogStore::append`] with positions.
 //! Records already archived are skipped, so running it twice, or over a restored backup,
 //! stores nothing twice; the archive service resumes where the rebuild stopped.
 
@@ -14,7 +14,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use retrace_log_store::{LogStore, PreparedRecord, StoreError};
 use retrace_telemetry::InternalEvent;
 
-use crate::classify::{classify_with, prepare};
+use crate::classify::{classify, prepare};
 use crate::config::{ALL_TOPICS_PATTERN, ArchiveConfig, TopicSelection};
 use crate::events::BatchArchived;
 use crate::replay::now_ms;
@@ -115,7 +115,7 @@ pub fn rebuild(
                     continue;
                 };
                 if message.offset() < end {
-                    batch.push(prepare(classify_with(&message, now_ms(), &keys)));
+                    batch.push(prepare(classify(&message, now_ms(), &keys)));
                     done.read += 1;
                 }
                 if message.offset() + 1 >= end {

@@ -60,7 +60,11 @@ async fn archive() -> (Archive, tempfile::TempDir) {
                 n / 2,
                 None,
             );
-            prepare(classify(&message, 1_700_000_000_000 + n))
+            prepare(classify(
+                &message,
+                1_700_000_000_000 + n,
+                &retrace_auth::SigningKeys::default(),
+            ))
         })
         .collect();
     archive.api.store().append(&records).unwrap();

@@ -116,11 +116,22 @@ pub fn failed_event_ids(records: &[ArchivedRecord]) -> HashSet<String> {
 /// Each event's outcomes, in the order of `records` (time order).
 type Outcomes<'r> = HashMap<&'r str, Vec<(i64, OutcomeView, OutcomeStatus)>>;
 
+/// An outcome that names a topic speaks only for an event on that topic: one reported through
+/// the gateway by a caller allowed only some topics, about an event of another, is ignored.
 fn outcomes_by_event(records: &[ArchivedRecord]) -> Outcomes<'_> {
+    let topics: HashMap<&str, &str> = records
+        .iter()
+        .filter(|r| r.outcome.is_none())
+        .filter_map(|r| Some((r.ids.as_ref()?.event_id.as_str(), r.key.topic.as_str())))
+        .collect();
     let mut outcomes = Outcomes::new();
     for record in records {
         if let (Some(about), Some(value)) = (&record.outcome, record.value.as_deref())
             && let Ok(outcome) = Outcome::decode(value)
+            && (outcome.topic.is_empty()
+                || topics
+                    .get(about.event_id.as_str())
+                    .is_none_or(|topic| *topic == outcome.topic))
         {
             let status = outcome.status();
             outcomes.entry(&about.event_id).or_default().push((
@@ -358,6 +369,7 @@ pub fn outcome_view(outcome: &Outcome, archived_time_ms: i64) -> OutcomeView {
         consumer: outcome.consumer.clone(),
         status: status.to_owned(),
         error: outcome.error.clone(),
+        reported_by: outcome.reported_by.clone(),
         attempt: outcome.attempt,
         time: rfc3339(archived_time_ms),
     }

@@ -61,6 +61,7 @@ fn outcome(
         },
         attempt: 1,
         at: None,
+        ..Outcome::default()
     };
     let failed = matches!(status, OutcomeStatus::Failed | OutcomeStatus::DeadLettered);
     ArchivedRecord {
@@ -124,6 +125,34 @@ fn a_transaction_whose_last_word_is_a_failure_is_failed_at_that_step() {
     assert_eq!(trace.events[1].since_previous_ms, 20);
     assert_eq!(trace.events[1].outcomes[0].status, "failed");
     assert_eq!(trace.duration_ms, 50);
+}
+
+#[test]
+fn an_outcome_naming_another_topic_than_its_events_is_ignored() {
+    let forged = |topic: &str| {
+        let mut record = outcome(2, A, "validation", OutcomeStatus::Failed, 200);
+        let mut value = Outcome::decode(record.value.as_deref().unwrap()).unwrap();
+        value.topic = topic.into();
+        value.reported_by = "orders-publisher".into();
+        record.value = Some(value.encode_to_vec());
+        record
+    };
+    let mut records = vec![
+        event("registrations", 0, A, "", 100),
+        outcome(0, A, "validation", OutcomeStatus::Processed, 110),
+    ];
+    records.push(forged("orders"));
+    let ignored = trace("t1", &records, &[], false).unwrap();
+    assert_eq!(ignored.status, TransactionStatus::Ok, "{ignored:?}");
+    assert_eq!(ignored.events[0].outcomes.len(), 1);
+    records.pop();
+    records.push(forged("registrations"));
+    let counted = trace("t1", &records, &[], false).unwrap();
+    assert_eq!(counted.status, TransactionStatus::Failed);
+    assert_eq!(
+        counted.events[0].outcomes[1].reported_by,
+        "orders-publisher"
+    );
 }
 
 #[test]

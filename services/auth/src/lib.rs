@@ -34,6 +34,7 @@ mod authenticator;
 mod caller;
 mod config;
 mod events;
+mod flood;
 mod middleware;
 mod oidc;
 mod permissions;
@@ -47,6 +48,7 @@ pub use authenticator::{
 };
 pub use caller::{Caller, CredentialKind};
 pub use config::{AuthConfig, AuthConfigError, DEFAULT_TOKENS_TOPIC, OidcConfig};
+pub use flood::{FLOOD_WINDOW, MAX_TARGET};
 pub use middleware::{Denial, DenialSink, Guard, LogOnly, Require, RequireLayer};
 pub use oidc::{JwksError, OidcSetupError};
 pub use permissions::{Grant, GrantError, Permission, Role};

@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
@@ -21,6 +22,7 @@ use crate::authenticator::{AuthError, AuthSetupError, Authenticator};
 use crate::caller::Caller;
 use crate::config::AuthConfig;
 use crate::events::RequestDenied;
+use crate::flood::FloodGate;
 use crate::permissions::Permission;
 
 /// One refused request, as handed to a [`DenialSink`].
@@ -67,6 +69,9 @@ struct ErrorBody<'a> {
 pub struct Guard {
     authenticator: Arc<RwLock<Arc<Authenticator>>>,
     sink: Arc<dyn DenialSink>,
+    /// Which denials reach the sink: failed authentication at most once per origin and
+    /// reason a minute.
+    flood: Arc<FloodGate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +86,7 @@ impl Guard {
         Guard {
             authenticator: Arc::new(RwLock::new(authenticator)),
             sink,
+            flood: Arc::default(),
         }
     }
 
@@ -174,12 +180,15 @@ impl Guard {
             detail: &denial.message,
         }
         .emit();
-        self.sink.denied(&denial);
-        error_response(
+        let response = error_response(
             StatusCode::from_u16(denial.status).unwrap_or(StatusCode::FORBIDDEN),
             &denial.message,
             denial.reason,
-        )
+        );
+        if let Some(denial) = self.flood.admit(denial, Instant::now()) {
+            self.sink.denied(&denial);
+        }
+        response
     }
 
     async fn check(&self, need: Need, request: &mut Request) -> Result<(), Response> {

@@ -180,7 +180,7 @@ fn store_only(envelopes: &[Envelope], batch_records: usize) -> anyhow::Result<f6
                     (batch_number * batch_records + i) as i64,
                     None,
                 );
-                prepare(classify(&message, 0))
+                prepare(classify(&message, 0, &retrace_auth::SigningKeys::default()))
             })
             .collect();
         store.append(&records)?;

@@ -34,6 +34,7 @@ const OUTCOME_FIELDS: &[&str] = &[
     "status",
     "error",
     "attempt",
+    "topic",
 ];
 
 /// What is wrong with a request, and where: `field` is a path into the JSON body
@@ -205,6 +206,13 @@ pub fn outcome_from_json(body: &[u8], now: SystemTime) -> Result<Outcome, BadInp
             "transaction_id" => outcome.transaction_id = string(raw, field)?.unwrap_or_default(),
             "consumer" => outcome.consumer = string(raw, field)?.unwrap_or_default(),
             "error" => outcome.error = string(raw, field)?.unwrap_or_default(),
+            "topic" => {
+                let topic = string(raw, field)?.unwrap_or_default();
+                retrace_sdk::check_topic_name(&topic).map_err(|problem| {
+                    BadInput::at("topic", format!("topic {topic:?} {problem}"))
+                })?;
+                outcome.topic = topic;
+            }
             "status" => status = string(raw, field)?,
             "attempt" => {
                 if let Some(attempt) = attempt(raw)? {

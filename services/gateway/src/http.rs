@@ -581,27 +581,45 @@ async fn enqueue_jobs(
     handled.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `POST /v1/outcomes`.
+/// `POST /v1/outcomes`. The outcome carries who reported it (the caller's name). A caller
+/// with a topic list reports only on events of its topics: it names the event's topic, which
+/// must be on its list, and the archive ignores an outcome whose topic is not its event's.
 async fn publish_outcome(
     State(gateway): State<Gateway>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let handled = async {
         let body = body_of(&gateway, body)?;
         let format = format_of(&headers, false)?;
-        let prepare = || {
-            let outcome = convert::outcome_from_json(&body, SystemTime::now())?;
-            Ok(Prepared::Outcome(outcome))
-        };
+        let mut outcome = convert::outcome_from_json(&body, SystemTime::now())?;
+        if caller.topics.is_some() {
+            if outcome.topic.is_empty() {
+                return Err(BadInput::at(
+                    "topic",
+                    format!(
+                        "field `topic` is missing: {} may report outcomes only on events of the \
+                         topics on its token's list, so name the event's topic",
+                        caller.actor
+                    ),
+                )
+                .into());
+            }
+            if let Some(refused) = check_allowed(&gateway, &caller, "/v1/outcomes", &outcome.topic)
+            {
+                return Ok(refused);
+            }
+        }
+        outcome.reported_by = caller.actor.clone();
+        let prepare = move || Ok(Prepared::Outcome(outcome));
         let publish = async |prepared| match prepared {
             Prepared::Outcome(outcome) => gateway.publish_outcome(&outcome).await,
             Prepared::Events(..) => unreachable!("an outcome is prepared for this route"),
         };
-        idempotently(
-            &gateway, "outcomes", &headers, format, &body, prepare, publish,
-        )
-        .await
+        // Keys are the caller's own: another caller's same key is another request.
+        let scope = format!("outcomes\0{}", caller.actor);
+        idempotently(&gateway, &scope, &headers, format, &body, prepare, publish).await
     };
     handled.await.unwrap_or_else(IntoResponse::into_response)
 }
