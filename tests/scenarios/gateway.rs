@@ -578,34 +578,11 @@ async fn callers_need_a_token_and_a_topic_on_its_list(broker: Broker) {
         broker.create_topic(topic, 1).await;
     }
     broker.create_topic(retrace_proto::AUDIT_TOPIC, 1).await;
-    let settings = broker.settings();
-    let stop_registry = CancellationToken::new();
-    let (registry, registry_task) = retrace_auth::TokenRegistry::start(
-        &settings,
-        retrace_auth::DEFAULT_TOKENS_TOPIC,
-        retrace_tests::with_test_key(retrace_auth::AuthConfig::default())
-            .signing_keys()
-            .unwrap(),
-        stop_registry.clone(),
-    )
-    .await
-    .unwrap();
-    let token = |role, topics: Option<Vec<String>>| {
-        let registry = registry.clone();
-        let name = unique_topic("token");
-        async move {
-            let spec = retrace_auth::NewToken {
-                name,
-                role,
-                extra: vec![],
-                topics,
-                expires_in: None,
-            };
-            registry.create(spec, "test").await.unwrap().0
-        }
-    };
-    let publisher = token(retrace_auth::Role::Publisher, Some(vec![allowed.clone()])).await;
-    let analyst = token(retrace_auth::Role::Analyst, None).await;
+    let tokens = Tokens::start(&broker).await;
+    let publisher = tokens
+        .make(retrace_auth::Role::Publisher, Some(vec![allowed.clone()]))
+        .await;
+    let analyst = tokens.make(retrace_auth::Role::Analyst, None).await;
     let gateway = start_gateway_on(&broker, |config| config.auth.enabled = true).await;
     let event = json!({"type": "registration.submitted.v1", "source": "php-registry"});
     let send = |topic: &str, token: Option<&str>| {
@@ -651,8 +628,160 @@ async fn callers_need_a_token_and_a_topic_on_its_list(broker: Broker) {
     );
     assert!(audited.iter().any(|e| e.target.contains(&other)));
     gateway.stop().await;
-    stop_registry.cancel();
-    registry_task.await.unwrap();
+    tokens.stop().await;
+}
+
+/// API tokens made straight in the registry, as the archive's `POST /v1/tokens` does.
+struct Tokens {
+    registry: retrace_auth::TokenRegistry,
+    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+}
+
+impl Tokens {
+    async fn start(broker: &Broker) -> Tokens {
+        let stop = CancellationToken::new();
+        let (registry, task) = retrace_auth::TokenRegistry::start(
+            &broker.settings(),
+            retrace_auth::DEFAULT_TOKENS_TOPIC,
+            retrace_tests::with_test_key(retrace_auth::AuthConfig::default())
+                .signing_keys()
+                .unwrap(),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        Tokens {
+            registry,
+            task,
+            stop,
+        }
+    }
+
+    /// A new token of `role`, publishing to `topics` (any when `None`).
+    async fn make(&self, role: retrace_auth::Role, topics: Option<Vec<String>>) -> String {
+        let spec = retrace_auth::NewToken {
+            name: unique_topic("token"),
+            role,
+            extra: vec![],
+            topics,
+            expires_in: None,
+        };
+        self.registry.create(spec, "test").await.unwrap().0
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+/// Retrace's own topics are refused to every caller, whatever its role and its token's list:
+/// JSON, and protobuf crafted to decode as an audit event, each answered 403 naming the route
+/// to use instead, nothing written, each refusal audited. On Apache Kafka (a node of its own:
+/// it reads the audit topic from its start); on the mock cluster it stalled under load
+/// waiting for the audit records, not explained yet (docs/testing.md).
+async fn retraces_own_topics_are_refused_to_every_caller(broker: Broker) {
+    let queue = unique_topic("q");
+    let internal = [
+        retrace_auth::DEFAULT_TOKENS_TOPIC.to_owned(),
+        retrace_proto::AUDIT_TOPIC.to_owned(),
+        OUTCOMES_TOPIC.to_owned(),
+        format!("retrace.jobs.{queue}"),
+        format!("retrace.jobs.{queue}.urgent"),
+        format!("retrace.jobs.{queue}.retry"),
+        format!("retrace.jobs.{queue}.dlq"),
+        format!("retrace.{}", unique_topic("other")),
+    ];
+    for topic in &internal {
+        broker.create_topic(topic, 1).await;
+    }
+    let allowed = unique_topic("registrations");
+    broker.create_topic(&allowed, 1).await;
+    let tokens = Tokens::start(&broker).await;
+    let listing_all = tokens
+        .make(retrace_auth::Role::Publisher, Some(internal.to_vec()))
+        .await;
+    let admin = tokens.make(retrace_auth::Role::Admin, None).await;
+    let analyst = tokens.make(retrace_auth::Role::Analyst, None).await;
+    let gateway = start_gateway_on(&broker, |config| config.auth.enabled = true).await;
+    let event = json!({"type": "registration.submitted.v1", "source": "php-registry"});
+    let as_audit_event = retrace_proto::AuditEvent {
+        actor: "t-admin".into(),
+        role: "admin".into(),
+        origin: "10.9.9.9".into(),
+        action: "1.erase".into(),
+        ..retrace_proto::AuditEvent::default()
+    }
+    .encode_to_vec();
+    let bodies = [
+        ("application/json", serde_json::to_vec(&event).unwrap()),
+        ("application/x-protobuf", as_audit_event),
+    ];
+    let post = |topic: &str, token: &str, (content_type, body): &(&str, Vec<u8>)| {
+        gateway
+            .client
+            .post(format!("{}/v1/topics/{topic}/events", gateway.url))
+            .header("content-type", *content_type)
+            .header("authorization", format!("Bearer {token}"))
+            .body(body.clone())
+            .send()
+    };
+    eventually("the gateway to know the tokens", PATIENCE, || async {
+        let response = post(&allowed, &admin, &bodies[0]).await.unwrap();
+        (response.status().as_u16() == 202).then_some(())
+    })
+    .await;
+    let mut refused = 0;
+    for token in [&listing_all, &admin] {
+        for topic in &internal {
+            for body in &bodies {
+                let response = post(topic, token, body).await.unwrap();
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap();
+                assert_eq!(status, 403, "{topic} ({}): {text}", body.0);
+                assert!(text.contains("Retrace's own topic"), "{text}");
+                refused += 1;
+            }
+        }
+    }
+    let by_analyst = post(&internal[1], &analyst, &bodies[0]).await.unwrap();
+    assert_eq!(by_analyst.status().as_u16(), 403, "analysts do not publish");
+    for topic in &internal[2..] {
+        assert_eq!(messages_on(&broker, topic, 1).await, 0, "{topic}");
+    }
+    // Every refusal is on the audit topic (with, at most, a refused token from the wait for
+    // the gateway to know the tokens).
+    let on_audit_topic = eventually("the refusals audited", PATIENCE, || async {
+        let audited = messages_on(&broker, retrace_proto::AUDIT_TOPIC, 1).await;
+        (audited > refused as i64).then_some(audited)
+    })
+    .await;
+    let denials = read_topic(
+        &broker,
+        retrace_proto::AUDIT_TOPIC,
+        1,
+        on_audit_topic as usize,
+    )
+    .await;
+    let audited: Vec<retrace_proto::AuditEvent> = denials
+        .iter()
+        .map(|m| retrace_proto::AuditEvent::decode(m.payload().unwrap()).unwrap())
+        .collect();
+    assert!(
+        audited
+            .iter()
+            .all(|e| e.action == "denied" && e.service == "gateway")
+    );
+    for topic in &internal {
+        let about = audited
+            .iter()
+            .filter(|e| e.target == format!("POST /v1/topics/{topic}/events"))
+            .count();
+        assert!(about >= 4, "{topic}: {about} refusals audited");
+    }
+    gateway.stop().await;
+    tokens.stop().await;
 }
 
 // The private ones read Retrace's own topics (tokens, outcomes, audit) from their start,
@@ -666,6 +795,11 @@ on_every_broker!(
     private: callers_need_a_token_and_a_topic_on_its_list,
     outcomes_are_published_on_the_outcomes_topic,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retraces_own_topics_are_refused_to_every_caller_on_apache_kafka() {
+    retraces_own_topics_are_refused_to_every_caller(Broker::real_private()).await;
+}
 
 /// No broker listens: once the gateway has given up waiting for Kafka at start (its
 /// start-up deadline, a second here, a minute by default), it serves anyway, and every
