@@ -19,7 +19,8 @@ use retrace_proto::{AUDIT_TOPIC, OUTCOMES_TOPIC};
 use retrace_sdk::acls::{AclPlan, create_acls};
 use retrace_sdk::{KafkaSettings, QueueTopics};
 use retrace_tests::{
-    Broker, KafkaCluster, PATIENCE, RunningArchive, eventually, free_port, serve, start_gateway,
+    Broker, KafkaCluster, PATIENCE, RunningArchive, eventually, free_port, request_json, serve,
+    start_gateway,
 };
 use retrace_worker::{QueueConfig, WorkerConfig};
 use serde_json::{Value, json};
@@ -66,33 +67,6 @@ async fn write_as(settings: &KafkaSettings, topic: &str) -> Result<(), RDKafkaEr
         Err((KafkaError::MessageProduction(code), _)) => Err(code),
         Err((other, _)) => panic!("publishing to {topic}: {other}"),
     }
-}
-
-/// Calls a service; answers the status and the body (JSON, else the text).
-async fn request(
-    method: &str,
-    url: String,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = match method {
-        "GET" => client.get(url),
-        _ => client.post(url),
-    };
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -152,7 +126,7 @@ async fn services_work_under_their_own_principals_and_applications_cannot_write_
     .await;
     archive.token = Some(bootstrap_token.clone());
     let admin_token = Some(bootstrap_token.as_str());
-    let (status, created) = request(
+    let (status, created) = request_json(
         "POST",
         archive.url("/v1/tokens"),
         admin_token,
@@ -239,14 +213,14 @@ async fn services_work_under_their_own_principals_and_applications_cannot_write_
         let url = archive.url(&trace_path);
         async move {
             eventually(&format!("{url} to be traced"), PATIENCE, || async {
-                let (status, body) = request("GET", url.clone(), admin_token, None).await;
+                let (status, body) = request_json("GET", url.clone(), admin_token, None).await;
                 (status == 200 && ready(&body)).then_some(body)
             })
             .await
         }
     };
     trace(|t| t["status"] == "failed").await;
-    let (status, started) = request(
+    let (status, started) = request_json(
         "POST",
         archive.url(&format!("{trace_path}/replay")),
         admin_token,
@@ -272,7 +246,7 @@ async fn services_work_under_their_own_principals_and_applications_cannot_write_
     let job_transaction = enqueued.body["transaction_id"].as_str().unwrap().to_owned();
     let job_path = archive.url(&format!("/v1/transactions/{job_transaction}"));
     eventually("the job's outcome to be traced", PATIENCE, || async {
-        let (status, body) = request("GET", job_path.clone(), admin_token, None).await;
+        let (status, body) = request_json("GET", job_path.clone(), admin_token, None).await;
         let processed = body["events"][0]["outcomes"]
             .as_array()
             .is_some_and(|o| o.iter().any(|o| o["status"] == "processed"));

@@ -16,7 +16,8 @@ use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, PATIENCE, RunningArchive, eventually, on_every_broker, serve, unique_topic,
+    Broker, PATIENCE, RunningArchive, eventually, on_every_broker, request_json, serve,
+    unique_topic,
 };
 use retrace_worker::{Handlers, QueueConfig, Worker, WorkerConfig};
 use serde_json::{Value, json};
@@ -116,35 +117,7 @@ async fn call(
     token: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, Value) {
-    request(method, archive.url(path), token, body).await
-}
-
-/// Calls any of the services; answers the status and the body (JSON, else the text).
-async fn request(
-    method: &str,
-    url: String,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut request = match method {
-        "GET" => client.get(url),
-        "POST" => client.post(url),
-        other => panic!("no {other} in this API"),
-    };
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    request_json(method, archive.url(path), token, body).await
 }
 
 /// Creates a token through the API as the bootstrap admin; returns its text.
@@ -392,7 +365,7 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
     for (method, url, body) in &endpoints {
         let mut row = [0u16; 5];
         for (column, (_, token)) in tokens.iter().enumerate() {
-            row[column] = request(method, url.clone(), token.as_deref(), *body)
+            row[column] = request_json(method, url.clone(), token.as_deref(), *body)
                 .await
                 .0;
         }
@@ -901,7 +874,7 @@ async fn an_outcome_speaks_only_for_the_reporters_topics(broker: Broker) {
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         let url = format!("{services}/v1/outcomes");
-        async move { request("POST", url, Some(&token), Some(&outcome)).await }
+        async move { request_json("POST", url, Some(&token), Some(&outcome)).await }
     };
 
     let (status, missing) = report(restricted.clone(), json!({})).await;

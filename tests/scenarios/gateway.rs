@@ -616,19 +616,27 @@ async fn callers_need_a_token_and_a_topic_on_its_list(broker: Broker) {
         "analysts do not publish"
     );
     assert_eq!(messages_on(&broker, &other, 1).await, 0);
-    let denials = read_topic(&broker, retrace_proto::AUDIT_TOPIC, 1, 4).await;
-    let audited: Vec<retrace_proto::AuditEvent> = denials
-        .iter()
-        .map(|m| retrace_proto::AuditEvent::decode(m.payload().unwrap()).unwrap())
-        .collect();
-    assert!(
-        audited
-            .iter()
-            .all(|e| e.action == "denied" && e.service == "gateway")
-    );
+    let audited = gateway_denials(&broker, 4).await;
     assert!(audited.iter().any(|e| e.target.contains(&other)));
     gateway.stop().await;
     tokens.stop().await;
+}
+
+/// The first `count` audit events on the audit topic, each a denial by the gateway.
+async fn gateway_denials(broker: &Broker, count: usize) -> Vec<retrace_proto::AuditEvent> {
+    let audited: Vec<retrace_proto::AuditEvent> =
+        read_topic(broker, retrace_proto::AUDIT_TOPIC, 1, count)
+            .await
+            .iter()
+            .map(|m| retrace_proto::AuditEvent::decode(m.payload().unwrap()).unwrap())
+            .collect();
+    assert!(
+        audited
+            .iter()
+            .all(|e| e.action == "denied" && e.service == "gateway"),
+        "{audited:?}"
+    );
+    audited
 }
 
 /// API tokens made straight in the registry, as the archive's `POST /v1/tokens` does.
@@ -757,22 +765,7 @@ async fn retraces_own_topics_are_refused_to_every_caller(broker: Broker) {
         (audited > refused as i64).then_some(audited)
     })
     .await;
-    let denials = read_topic(
-        &broker,
-        retrace_proto::AUDIT_TOPIC,
-        1,
-        on_audit_topic as usize,
-    )
-    .await;
-    let audited: Vec<retrace_proto::AuditEvent> = denials
-        .iter()
-        .map(|m| retrace_proto::AuditEvent::decode(m.payload().unwrap()).unwrap())
-        .collect();
-    assert!(
-        audited
-            .iter()
-            .all(|e| e.action == "denied" && e.service == "gateway")
-    );
+    let audited = gateway_denials(&broker, on_audit_topic as usize).await;
     for topic in &internal {
         let about = audited
             .iter()

@@ -305,6 +305,35 @@ where
     }
 }
 
+/// Calls any of the services (`GET` or `POST`, with a bearer `token` and a JSON `body` when
+/// given); answers the status and the body (JSON, else the text).
+pub async fn request_json(
+    method: &str,
+    url: String,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let mut request = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url),
+        other => panic!("no {other} in this API"),
+    };
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
 /// Partition positions reported by an archive's `/v1/positions`.
 pub use retrace_archive::api::PositionView as Position;
 

@@ -209,16 +209,7 @@ impl Publisher {
         };
         let value = event.encode_to_vec();
         let signature = sign(AUDIT_TOPIC, event.actor.as_bytes(), &value);
-        let mut kafka_headers =
-            headers
-                .pairs()
-                .into_iter()
-                .fold(OwnedHeaders::new(), |all, (name, value)| {
-                    all.insert(Header {
-                        key: name,
-                        value: Some(value),
-                    })
-                });
+        let mut kafka_headers = kafka_headers(&headers);
         if let Some((name, signature)) = &signature {
             kafka_headers = kafka_headers.insert(Header {
                 key: name,
@@ -267,20 +258,10 @@ impl Publisher {
         headers: &TraceHeaders,
         event_id: &str,
     ) -> Result<Delivery, PublishError> {
-        let kafka_headers =
-            headers
-                .pairs()
-                .into_iter()
-                .fold(OwnedHeaders::new(), |all, (name, value)| {
-                    all.insert(Header {
-                        key: name,
-                        value: Some(value),
-                    })
-                });
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
-            .headers(kafka_headers);
+            .headers(kafka_headers(headers));
         self.deliver(record, event_id).await
     }
 
@@ -335,5 +316,18 @@ fn create(settings: &KafkaSettings) -> Result<FutureProducer<WatchBrokers>, Publ
         .map_err(|source| PublishError::Create {
             bootstrap: settings.bootstrap_servers.clone(),
             source: Box::new(source),
+        })
+}
+
+/// `headers` as Kafka record headers, in their order.
+fn kafka_headers(headers: &TraceHeaders) -> OwnedHeaders {
+    headers
+        .pairs()
+        .into_iter()
+        .fold(OwnedHeaders::new(), |all, (name, value)| {
+            all.insert(Header {
+                key: name,
+                value: Some(value),
+            })
         })
 }
