@@ -19,6 +19,8 @@ pub struct AuditEntry {
     pub at_ms: i64,
     /// Who: a token name, a person's subject claim, or `anonymous`.
     pub actor: String,
+    /// Which credential: the API token's id or the OIDC `sub`; empty when none is known.
+    pub actor_id: String,
     pub role: String,
     /// From where: the caller's address.
     pub origin: String,
@@ -59,6 +61,11 @@ pub struct AuditRecord {
     /// SHA-256 of this record's content, `seq` and `prev_hash` included.
     #[prost(bytes = "vec", tag = "11")]
     pub hash: Vec<u8>,
+    /// Which credential (see [`AuditEntry::actor_id`]). Added after the first records: empty
+    /// in those, and an empty string is absent from the encoding the hash is taken over, so
+    /// their hashes still hold.
+    #[prost(string, tag = "12")]
+    pub actor_id: String,
 }
 
 impl AuditRecord {
@@ -80,6 +87,7 @@ impl AuditRecord {
             seq,
             at_ms: entry.at_ms,
             actor: entry.actor,
+            actor_id: entry.actor_id,
             role: entry.role,
             origin: entry.origin,
             action: entry.action,

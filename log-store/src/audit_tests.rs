@@ -9,6 +9,7 @@ fn entry(n: i64, actor: &str, target: &str) -> AuditEntry {
     AuditEntry {
         at_ms: n,
         actor: actor.into(),
+        actor_id: String::new(),
         role: "support".into(),
         origin: "10.0.0.7".into(),
         action: "transaction.read".into(),
@@ -194,4 +195,67 @@ fn audit_events_archived_with_records_are_chained_once_with_the_others() {
         "the redelivered record is not chained again"
     );
     assert!(store.verify_audit().unwrap().problems.is_empty());
+}
+
+/// The audit record as it was before `actor_id` (tags 1 to 11), to prove the trail written
+/// then still verifies.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RecordBeforeActorId {
+    #[prost(uint64, tag = "1")]
+    seq: u64,
+    #[prost(int64, tag = "2")]
+    at_ms: i64,
+    #[prost(string, tag = "3")]
+    actor: String,
+    #[prost(string, tag = "4")]
+    role: String,
+    #[prost(string, tag = "5")]
+    origin: String,
+    #[prost(string, tag = "6")]
+    action: String,
+    #[prost(string, tag = "7")]
+    target: String,
+    #[prost(string, tag = "8")]
+    reason: String,
+    #[prost(string, tag = "9")]
+    result: String,
+    #[prost(bytes = "vec", tag = "10")]
+    prev_hash: Vec<u8>,
+    #[prost(bytes = "vec", tag = "11")]
+    hash: Vec<u8>,
+}
+
+#[test]
+fn records_without_a_credential_id_hash_as_before_it_existed_and_one_with_it_is_chained() {
+    let entry = entry(7, "ana", "t1");
+    let record = AuditRecord::after(&None, entry.clone());
+    let before = RecordBeforeActorId {
+        seq: 1,
+        at_ms: entry.at_ms,
+        actor: entry.actor.clone(),
+        role: entry.role.clone(),
+        origin: entry.origin.clone(),
+        action: entry.action.clone(),
+        target: entry.target.clone(),
+        reason: entry.reason.clone(),
+        result: entry.result.clone(),
+        prev_hash: ZERO_HASH.to_vec(),
+        hash: Vec::new(),
+    };
+    assert_eq!(
+        record.hash,
+        Sha256::digest(before.encode_to_vec()).to_vec(),
+        "a record without actor_id hashes exactly as records written before the field"
+    );
+    let with_id = AuditRecord::after(
+        &None,
+        AuditEntry {
+            actor_id: "3f9a2c".into(),
+            ..entry
+        },
+    );
+    assert_ne!(
+        with_id.hash, record.hash,
+        "the credential id is covered by the chain"
+    );
 }

@@ -1,5 +1,7 @@
 use super::*;
-use crate::{ErasureSummary, EventIds, Header, OutcomeRef, RecordKind, ReplayState};
+use crate::{
+    ErasureSummary, EventIds, Header, Mark, OutcomeRef, Page, RecordKind, ReplayRecord, ReplayState,
+};
 
 fn open(dir: &tempfile::TempDir) -> LogStore {
     LogStore::open(dir.path(), &StoreOptions::default()).unwrap()

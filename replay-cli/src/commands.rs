@@ -12,7 +12,7 @@ mod replay;
 use std::io::Write as _;
 
 use jiff::tz::TimeZone;
-use retrace_archive::api::{Behind, Page, Trace, TransactionSummary, describe_behind};
+use retrace_api::{Behind, Page, Trace, TransactionSummary, describe_behind};
 
 use crate::Failure;
 pub use client::Server;

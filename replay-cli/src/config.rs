@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use retrace_config::{CommonArgs, ConfigError};
+use retrace_service::{CommonArgs, ConfigError};
 
 use crate::Failure;
 

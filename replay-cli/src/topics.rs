@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use clap::FromArgMatches;
-use retrace_config::ConfigError;
 use retrace_sdk::{KafkaSettings, TopicSpec};
+use retrace_service::ConfigError;
 
 use crate::Failure;
 use crate::config::Service;
@@ -95,5 +95,5 @@ fn from_environment<A: clap::Args + FromArgMatches>(
     A::augment_args(clap::Command::new("service"))
         .try_get_matches_from(argv)
         .and_then(|matches| A::from_arg_matches(&matches))
-        .map_err(|e| retrace_config::wrong("environment", e.to_string()))
+        .map_err(|e| retrace_service::wrong("environment", e.to_string()))
 }

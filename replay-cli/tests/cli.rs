@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_exit, retrace};
-use retrace_archive::api::{Trace, TransactionStatus};
+use retrace_api::{Trace, TransactionStatus};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_tests::{

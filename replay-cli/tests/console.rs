@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use retrace_archive::api::{CreatedToken, Page, Trace, TransactionSummary, WhoAmI};
+use retrace_api::{CreatedToken, Page, Trace, TransactionSummary, WhoAmI};
 use retrace_tests::{KafkaCluster, PATIENCE, eventually, free_port};
 use serde_json::json;
 
@@ -372,6 +372,35 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     .await;
     assert!(csv.starts_with("transaction_id,status,started_at"), "{csv}");
     assert!(csv.contains(&transaction), "{csv}");
+    // A cell a spreadsheet would run as a formula is written as text, by the page's own CSV
+    // writer: an id or error text of `=HYPERLINK(…)` cannot become a link or a command.
+    let cells = browser
+        .execute(
+            "return arguments[0].map(csvField)",
+            vec![json!([
+                "=HYPERLINK(\"http://evil\")",
+                "+1",
+                "-2",
+                "@SUM(A1)",
+                "\tx",
+                "\rx",
+                "NID-1"
+            ])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cells,
+        json!([
+            "\"'=HYPERLINK(\"\"http://evil\"\")\"",
+            "'+1",
+            "'-2",
+            "'@SUM(A1)",
+            "'\tx",
+            "\"'\rx\"",
+            "NID-1"
+        ])
+    );
 
     // A certificate job the renderer kept failing, redriven from the jobs page.
     browser.goto(&format!("{http}/ui/#/jobs")).await.unwrap();

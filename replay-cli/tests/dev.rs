@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::DevServer;
-use retrace_archive::api::{Page, PositionView, TransactionStatus, TransactionSummary};
+use retrace_api::{Page, PositionView, TransactionStatus, TransactionSummary};
 use retrace_tests::{KafkaCluster, PATIENCE, wait_for};
 
 fn get_json<T: serde::de::DeserializeOwned>(url: &str, token: &str) -> Option<T> {

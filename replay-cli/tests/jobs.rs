@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::{assert_exit, retrace};
+use retrace_api::QueueStatus;
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_tests::{
     Broker, PATIENCE, auth_off, closed_gate, eventually, free_port, job, on_every_broker, serve,
     unique_topic,
 };
 use retrace_worker::{
-    Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueStatus, QueueTopics, ReceivedJob,
-    Worker, WorkerConfig, enqueue,
+    Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueTopics, ReceivedJob, Worker,
+    WorkerConfig, enqueue,
 };
 use tokio_util::sync::CancellationToken;
 

@@ -29,7 +29,7 @@ const NOT_RUN_HERE: &[(&str, &str)] = &[
 /// The prefixes under which the README runs the `retrace` binary; the test runs the one cargo
 /// built for it instead.
 const RETRACE: &[&[&str]] = &[
-    &["cargo", "run", "--release", "-p", "retrace-cli", "--"],
+    &["cargo", "run", "--release", "-p", "retrace", "--"],
     &["./target/release/retrace"],
     &["retrace"],
 ];

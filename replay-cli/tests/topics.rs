@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{assert_exit, retrace};
-use retrace_config::CommonArgs;
 use retrace_sdk::{Drift, ensure_topics};
+use retrace_service::CommonArgs;
 use retrace_tests::{Broker, on_every_broker, unique_topic};
 use retrace_worker::WorkerArgs;
 

@@ -8,13 +8,13 @@ use std::path::Path;
 
 use futures::StreamExt as _;
 
+use retrace_api::{AuditVerificationView, AuditView, Page, Trace};
 use retrace_archive::MASK;
-use retrace_archive::api::{AuditVerificationView, AuditView, Page, Trace};
 use retrace_auth::{AuthConfig, ServiceAuth};
-use retrace_config::Reloader;
 use retrace_gateway::{Gateway, GatewayConfig};
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
+use retrace_service::Reloader;
 use retrace_tests::{
     Broker, PATIENCE, RunningArchive, eventually, on_every_broker, request_json, serve,
     unique_topic,
@@ -91,10 +91,10 @@ async fn serve_gateway_and_worker(
     let router = gateway
         .router()
         .merge(worker.router(&auth.guard, auth.audit()))
-        .merge(retrace_config::http::router(
+        .merge(retrace_service::http::router(
             &auth.guard,
             config.documents(),
-            retrace_config::http::audit_to(auth.audit()),
+            retrace_service::http::audit_to(auth.audit()),
         ));
     let (url, server) = serve(router).await;
     let ready = auth.ready();
@@ -503,6 +503,19 @@ async fn every_endpoint_answers_each_role_as_the_matrix_says(broker: Broker) {
             "{action} by support in {actions:?}"
         );
     }
+    // Each record names the token by its id as well, which a second token of the same name
+    // would not share: `rtk_<id>_<secret>`.
+    let support_id = support
+        .as_deref()
+        .and_then(|text| text.split('_').nth(1))
+        .unwrap();
+    assert!(
+        by_support
+            .iter()
+            .filter(|r| r.action != "denied" || r.result.starts_with("403"))
+            .all(|r| r.actor_id == support_id),
+        "every record of support's token carries its id {support_id}: {by_support:?}"
+    );
     let started_record = by_support
         .iter()
         .find(|r| r.action == "replay.start" && r.result == "ok")

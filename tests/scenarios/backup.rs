@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use retrace_archive::api::BackupManifest;
+use retrace_api::BackupManifest;
 use retrace_archive::{ArchiveConfig, RebuildProgress, TopicSelection};
 use retrace_log_store::{ArchivedRecord, LogStore, StoreOptions};
 use retrace_proto::Envelope;

@@ -18,14 +18,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use retrace_archive::api::EventView;
+use retrace_api::EventView;
 use retrace_proto::{Envelope, OUTCOMES_TOPIC};
 use retrace_sdk::{Publisher, QueueTopics, enqueue};
 use retrace_telemetry::{FileSink, LogFormat, LogSink, LogSinks, Rotation};
 use retrace_tests::{
     Broker, Generator, KafkaCluster, PATIENCE, RunningArchive, RunningGateway, WebhookTarget,
-    archived_copy, eventually, eventually_explained, free_port, in_archive, job, messages_on,
-    metric_sum, start_archive, start_gateway_on, unique_topic, wait_until_archived, webhook_queue,
+    archived_copy, eventually, eventually_explained, free_port, in_archive, job, json_answer,
+    messages_on, metric_sum, start_archive, start_gateway_on, unique_topic, wait_until_archived,
+    webhook_queue,
 };
 use serde_json::json;
 
@@ -560,14 +561,8 @@ async fn the_worker_keeps_at_least_once_through_a_leader_change() {
     let client = reqwest::Client::new();
     let mut outcomes_per_job: HashMap<String, Vec<String>> = HashMap::new();
     for id in &acked {
-        let view: EventView = client
-            .get(archive.url(&format!("/v1/events/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let view: EventView =
+            json_answer(client.get(archive.url(&format!("/v1/events/{id}")))).await;
         assert_eq!(view.copies.len(), 1, "job {id} enqueued once: {view:?}");
         let statuses = view.outcomes.iter().map(|o| o.status.clone()).collect();
         outcomes_per_job.insert(id.clone(), statuses);

@@ -130,7 +130,7 @@ fn problems_with<A: Args + FromArgMatches>(
     resolve: impl FnOnce(A) -> Result<(), String>,
 ) -> Vec<String> {
     let names = service.environment.keys().cloned().chain(image_env_vars());
-    let mut problems: Vec<String> = retrace_config::unknown_env_vars::<A>(names)
+    let mut problems: Vec<String> = retrace_service::unknown_env_vars::<A>(names)
         .into_iter()
         .map(|name| format!("{}: {binary} does not read {name}", service.name))
         .collect();

@@ -13,7 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use retrace_log_store::RecordKind;
 use retrace_proto::{Envelope, Outcome, OutcomeStatus};
-use retrace_tests::{Broker, on_every_broker, start_archive, unique_topic};
+use retrace_tests::{Broker, json_answer, on_every_broker, start_archive, unique_topic};
 
 const MALFORMED: usize = 10_000;
 /// One valid message after every `MIX` malformed ones.
@@ -203,14 +203,8 @@ async fn malformed_messages_are_kept_flagged_and_counted_beside_valid_traffic(br
     // Traceable through the API while running.
     let client = reqwest::Client::new();
     for root in transactions.iter().step_by(EVENTS_PER_TRANSACTION * 10) {
-        let trace: serde_json::Value = client
-            .get(archive.url(&format!("/v1/transactions/{}", root.transaction_id)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = archive.url(&format!("/v1/transactions/{}", root.transaction_id));
+        let trace: serde_json::Value = json_answer(client.get(url)).await;
         assert_eq!(
             trace["events"].as_array().map(Vec::len),
             Some(EVENTS_PER_TRANSACTION),

@@ -3,19 +3,13 @@
 //! rules and dashboard query only metrics that exist.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use retrace_tests::repo;
 use serde_norway::Value;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate is inside the workspace")
-        .to_owned()
-}
-
 fn read(relative: &str) -> String {
-    let path = workspace().join(relative);
+    let path = repo().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {relative}: {e}"))
 }
 
@@ -29,7 +23,7 @@ struct Metric {
 fn sources() -> Vec<PathBuf> {
     let mut pending: Vec<PathBuf> = ["proto", "log-store", "services", "replay-cli"]
         .iter()
-        .map(|folder| workspace().join(folder))
+        .map(|folder| repo().join(folder))
         .collect();
     let mut files = Vec::new();
     while let Some(dir) = pending.pop() {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures::StreamExt as _;
-use retrace_archive::api::{Trace, TreeNode};
+use retrace_api::{Trace, TreeNode};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{

@@ -6,12 +6,14 @@
 
 use std::path::Path;
 
+use retrace_api::QueueStatus;
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, PATIENCE, RunningArchive, eventually, free_port, on_every_broker, unique_topic,
+    Broker, PATIENCE, RunningArchive, eventually, free_port, json_answer, on_every_broker,
+    unique_topic,
 };
-use retrace_worker::{QueueStatus, WorkerArgs};
+use retrace_worker::WorkerArgs;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -188,16 +190,13 @@ async fn new_masking_rules_mask_the_next_answer(broker: Broker) {
     assert_eq!(running["config"]["auth"]["bootstrap_admin_sha256"], "***");
 
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(archive.url("/v1/tokens"))
-        .bearer_auth(archive.token.as_deref().unwrap())
-        .json(&json!({"name": "analyst", "role": "analyst", "expires_in_s": 3600}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = json_answer(
+        client
+            .post(archive.url("/v1/tokens"))
+            .bearer_auth(archive.token.as_deref().unwrap())
+            .json(&json!({"name": "analyst", "role": "analyst", "expires_in_s": 3600})),
+    )
+    .await;
     let analyst = created["token"].as_str().unwrap().to_owned();
     let event = publish(
         &broker,
@@ -301,7 +300,7 @@ async fn a_reloaded_gate_window_shows_on_the_queue_status(broker: Broker) {
     write(&file, &worker_file(&queue, Some((&at(2), &at(3)))));
     let port = free_port();
     let args = WorkerArgs {
-        common: broker.config_args(&file),
+        common: retrace_tests::config_args(&broker, &file),
         http: Some(([127, 0, 0, 1], port).into()),
         instance_id: None,
     };

@@ -7,18 +7,10 @@
 //!
 //! Maven runs offline: `tests/setup` fetches the SDK's dependencies (protoc included) once.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use retrace_tests::Broker;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the repository")
-        .to_owned()
-}
+use retrace_tests::{Broker, assert_not_checked_in, repo};
 
 #[test]
 fn the_java_sdks_tests_pass_against_apache_kafka() {
@@ -53,21 +45,8 @@ fn the_java_sdks_tests_pass_against_apache_kafka() {
 #[test]
 fn the_sdk_is_packaged_with_generated_types_only() {
     // The Java types generated from proto/ (target/generated-sources) are build output.
-    let listed = Command::new("git")
-        .args([
-            "ls-files",
-            "sdks/java/target",
-            "sdks/java/src/main/java/retrace",
-        ])
-        .current_dir(repo())
-        .output();
-    if let Ok(listed) = listed
-        && listed.status.success()
-    {
-        assert!(
-            listed.stdout.is_empty(),
-            "generated or built files are checked in: {}",
-            String::from_utf8_lossy(&listed.stdout)
-        );
-    }
+    assert_not_checked_in(
+        &["sdks/java/target", "sdks/java/src/main/java/retrace"],
+        "generated or built files",
+    );
 }

@@ -7,8 +7,6 @@
 //! The SDK's virtualenv (`sdks/python/.venv`, with the SDK installed editable) is made by
 //! `tests/setup`.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -20,15 +18,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use retrace_proto::{Envelope, Outcome};
 use retrace_sdk::{Delivery, Publisher, QueueTopics, enqueue};
-use retrace_tests::{Broker, PATIENCE, unique_topic};
+use retrace_tests::{Broker, PATIENCE, assert_not_checked_in, repo, unique_topic};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the repository")
-        .to_owned()
-}
 
 fn testdata(name: &str) -> Value {
     let path = repo().join("proto/testdata").join(name);
@@ -229,17 +220,8 @@ async fn librdkafka_puts_every_id_where_partitions_json_says() {
 #[test]
 fn the_sdk_is_packaged_with_generated_types_only() {
     // The generated protobuf modules are build output: never checked in.
-    let listed = Command::new("git")
-        .args(["ls-files", "sdks/python/src/retrace_sdk/_pb"])
-        .current_dir(repo())
-        .output();
-    if let Ok(listed) = listed
-        && listed.status.success()
-    {
-        assert!(
-            listed.stdout.is_empty(),
-            "generated protobuf modules are checked in: {}",
-            String::from_utf8_lossy(&listed.stdout)
-        );
-    }
+    assert_not_checked_in(
+        &["sdks/python/src/retrace_sdk/_pb"],
+        "generated protobuf modules",
+    );
 }

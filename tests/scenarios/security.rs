@@ -10,8 +10,8 @@ use std::time::Duration;
 use prost::Message as _;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use retrace_archive::AuditReport;
-use retrace_archive::api::{AuditView, CreatedToken, Page};
+use retrace_api::AuditReport;
+use retrace_api::{AuditView, CreatedToken, Page};
 use retrace_auth::{AuthConfig, SIGNATURE_HEADER, SigningKeys, TokenRecord, TokenRegistry};
 use retrace_proto::{AUDIT_TOPIC, AuditEvent, Envelope, OUTCOMES_TOPIC};
 use retrace_tests::{
@@ -241,6 +241,7 @@ async fn an_audit_event_written_without_the_signing_key_is_flagged_and_never_cha
         reason: String::new(),
         result: "ok".into(),
         service: "archive".into(),
+        ..AuditEvent::default()
     }
     .encode_to_vec();
     let crafted = Envelope {
@@ -274,7 +275,7 @@ async fn an_audit_event_written_without_the_signing_key_is_flagged_and_never_cha
         let (status, report) = call(&archive, "GET", "/v1/audit/verify", &admin, None).await;
         assert_eq!(status, 200, "{report}");
         let report: AuditReport = serde_json::from_value(report).unwrap();
-        let ours = |list: &[retrace_archive::UnchainedAuditView]| {
+        let ours = |list: &[retrace_api::UnchainedAuditView]| {
             list.iter()
                 .filter(|r| r.key.as_deref() == Some(mallory.as_str()))
                 .count()

@@ -9,7 +9,7 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use retrace_archive::api::{
+use retrace_api::{
     EventView, Page, ReplayResponse, ReplayView, Trace, TransactionStatus, TransactionSummary,
 };
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};

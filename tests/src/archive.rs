@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use retrace_archive::{ArchiveArgs, ArchiveConfig, ArchiveError};
-use retrace_config::Reloader;
 use retrace_log_store::{LogStore, StoreOptions};
+use retrace_service::Reloader;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{Broker, PATIENCE, eventually, free_port};
@@ -71,7 +71,7 @@ impl RunningArchive {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let args = ArchiveArgs {
-            common: broker.config_args(config),
+            common: crate::config_args(broker, config),
             http: Some(([127, 0, 0, 1], port).into()),
             data_dir: Some(dir.path().to_owned()),
             batch_wait_ms: Some(20),

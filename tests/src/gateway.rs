@@ -44,6 +44,7 @@ pub fn spawn_gateway(
     let mut config = GatewayConfig::new(bootstrap);
     config.kafka = config
         .kafka
+        .clone()
         .with_properties(properties.iter().copied())
         .unwrap();
     let port = free_port();

@@ -10,10 +10,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use retrace_proto::{Envelope, Job, JobPriority, OUTCOMES_TOPIC};
-use retrace_sdk::QueueTopics;
+use retrace_api::QueueStatus;
+use retrace_proto::{Envelope, Job, JobPriority};
 use retrace_worker::{
-    Backoff, Handlers, JobHandler, QueueConfig, QueueStatus, WebhookBody, Worker, WorkerConfig,
+    Backoff, Handlers, JobHandler, QueueConfig, WebhookBody, Worker, WorkerConfig,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -26,17 +26,6 @@ pub const FAST_BACKOFF: Backoff = Backoff {
     factor: 2.0,
     max_ms: 200,
 };
-
-impl Broker {
-    /// Creates `queue`'s topics (every lane, retry, dead-letter; two partitions each) and
-    /// the outcomes topic.
-    pub async fn create_queue(&self, queue: &str) {
-        for topic in QueueTopics::of(queue).all() {
-            self.create_topic(topic, 2).await;
-        }
-        self.create_topic(OUTCOMES_TOPIC, 1).await;
-    }
-}
 
 /// A normal-priority job of `kind` from `source`, about beneficiary:7.
 pub fn job(source: &str, kind: &str) -> Envelope {

@@ -4,8 +4,8 @@
 //! `/v1/tokens`, `/v1/audit` and `/v1/subjects/{id}/erase` routes, which need an admin token.
 
 use jiff::tz::TimeZone;
-use retrace_archive::AuditReport;
-use retrace_archive::api::{
+use retrace_api::AuditReport;
+use retrace_api::{
     AuditView, CreateTokenRequest, CreatedToken, EraseRequest, ErasureView, Page, TokenView,
 };
 

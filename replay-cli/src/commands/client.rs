@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
-use retrace_archive::api::ErrorBody;
+use retrace_api::ErrorBody;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

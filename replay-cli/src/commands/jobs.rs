@@ -2,7 +2,7 @@
 //! counts; `redrive` moves dead-lettered jobs back to their lanes: it shows what will move (a
 //! dry run on the worker), asks, then moves exactly those jobs and prints what moved.
 
-use retrace_worker::{QueueStatus, RedriveBody, RedriveReport};
+use retrace_api::{QueueStatus, RedriveBody, RedriveReport};
 
 use super::client::{Client, Request, Server};
 use super::operator::{Action, confirm};

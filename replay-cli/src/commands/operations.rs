@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use retrace_api::{BackupManifest, BackupRequest};
 use retrace_archive::ArchiveArgs;
-use retrace_archive::api::{BackupManifest, BackupRequest};
 
 use super::client::{Client, Request};
 use super::{Server, print, render};

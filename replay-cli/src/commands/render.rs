@@ -5,12 +5,12 @@
 use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
-use retrace_archive::AuditReport;
-use retrace_archive::api::{
+use retrace_api::AuditReport;
+use retrace_api::{
     AuditView, ErasureView, FailedStep, OutcomeView, Payload, ReplayPlan, ReplayView, TokenView,
     Trace, TraceEvent, TransactionStatus, TransactionSummary, TreeNode, describe_behind,
 };
-use retrace_worker::{QueueStatus, RedriveReport};
+use retrace_api::{QueueStatus, RedriveReport};
 use serde::Serialize;
 
 /// At most this many planned messages are listed one by one.
@@ -780,6 +780,7 @@ pub fn audit_listing(records: &[AuditView], tz: &TimeZone) -> String {
     let mut rows = vec![vec![
         format!("TIME ({})", zone_name(tz)),
         "ACTOR".to_owned(),
+        "ACTOR ID".to_owned(),
         "ROLE".to_owned(),
         "ORIGIN".to_owned(),
         "ACTION".to_owned(),
@@ -791,6 +792,7 @@ pub fn audit_listing(records: &[AuditView], tz: &TimeZone) -> String {
         vec![
             local_time(&r.at, tz, false),
             or_dash(r.actor.clone()),
+            or_dash(r.actor_id.clone()),
             or_dash(r.role.clone()),
             or_dash(r.origin.clone()),
             r.action.clone(),
@@ -947,7 +949,7 @@ fn plural(n: usize) -> &'static str {
 mod tests;
 
 /// A backup's manifest, after `what` was done with it; for a restore, what happens next.
-pub fn backup_manifest(what: &str, manifest: &retrace_archive::api::BackupManifest) -> String {
+pub fn backup_manifest(what: &str, manifest: &retrace_api::BackupManifest) -> String {
     let mut text = format!(
         "{what}: {} records, format {}, taken {}\n",
         manifest.records, manifest.format_version, manifest.created_at

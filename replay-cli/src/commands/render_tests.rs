@@ -1,10 +1,10 @@
 use jiff::tz::TimeZone;
-use retrace_archive::api::{
+use retrace_api::{
     Behind, FailedStep, MessageView, OutcomeView, Payload, PlannedMessage, ReplayPlan, ReplayView,
     Trace, TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
 };
 
-use retrace_worker::{QueueStatus, RedriveReport};
+use retrace_api::{QueueStatus, RedriveReport};
 
 use super::*;
 
@@ -553,8 +553,8 @@ fn redrive_plans_and_results_list_jobs_and_lanes() {
     assert!(text.ends_with("  … and 5 more\n  to q: 20 jobs\n  to q.urgent: 5 jobs\n"));
 }
 
-fn token_view(revoked: bool) -> retrace_archive::api::TokenView {
-    retrace_archive::api::TokenView {
+fn token_view(revoked: bool) -> retrace_api::TokenView {
+    retrace_api::TokenView {
         id: "k1".into(),
         name: "ana".into(),
         role: "analyst".into(),
@@ -602,10 +602,11 @@ fn tokens_are_listed_without_secrets() {
 
 #[test]
 fn audit_records_are_a_table_in_local_time() {
-    let record = retrace_archive::api::AuditView {
+    let record = retrace_api::AuditView {
         seq: 1,
         at: "2026-03-02T09:15:00.123Z".into(),
         actor: "ana".into(),
+        actor_id: "3f9a2c0d11aa".into(),
         role: "analyst".into(),
         origin: "127.0.0.1".into(),
         action: "transaction.read".into(),
@@ -618,7 +619,7 @@ fn audit_records_are_a_table_in_local_time() {
     let lines: Vec<&str> = listing.lines().collect();
     assert!(lines[0].starts_with("TIME ("), "{listing}");
     for column in [
-        "ACTOR", "ROLE", "ORIGIN", "ACTION", "TARGET", "REASON", "RESULT",
+        "ACTOR", "ACTOR ID", "ROLE", "ORIGIN", "ACTION", "TARGET", "REASON", "RESULT",
     ] {
         assert!(lines[0].contains(column), "{listing}");
     }
@@ -628,6 +629,7 @@ fn audit_records_are_a_table_in_local_time() {
             "2026-03-02",
             "10:15:00",
             "ana",
+            "3f9a2c0d11aa",
             "analyst",
             "127.0.0.1",
             "transaction.read",
@@ -638,8 +640,8 @@ fn audit_records_are_a_table_in_local_time() {
     );
 }
 
-fn report(chain: retrace_archive::api::AuditVerificationView) -> retrace_archive::AuditReport {
-    retrace_archive::AuditReport {
+fn report(chain: retrace_api::AuditVerificationView) -> retrace_api::AuditReport {
+    retrace_api::AuditReport {
         chain,
         unsigned: vec![],
         badly_signed: vec![],
@@ -649,7 +651,7 @@ fn report(chain: retrace_archive::api::AuditVerificationView) -> retrace_archive
 
 #[test]
 fn audit_verification_says_intact_or_names_each_problem() {
-    let intact = report(retrace_archive::api::AuditVerificationView {
+    let intact = report(retrace_api::AuditVerificationView {
         records: 7,
         intact: true,
         problems: vec![],
@@ -659,7 +661,7 @@ fn audit_verification_says_intact_or_names_each_problem() {
         audit_verification(&intact),
         "audit trail intact: 7 records\n"
     );
-    let broken = report(retrace_archive::api::AuditVerificationView {
+    let broken = report(retrace_api::AuditVerificationView {
         records: 7,
         intact: false,
         problems: vec!["record 3 altered".into(), "record 5 missing".into()],
@@ -673,13 +675,13 @@ fn audit_verification_says_intact_or_names_each_problem() {
 
 #[test]
 fn unsigned_and_badly_signed_audit_records_are_reported_apart_from_the_chain() {
-    let unchained = |offset: u32, problem: &str| retrace_archive::UnchainedAuditView {
+    let unchained = |offset: u32, problem: &str| retrace_api::UnchainedAuditView {
         record: format!("retrace.audit/0@{offset}"),
         archived_at: "2026-03-02T09:15:00.000Z".into(),
         key: Some("mallory".into()),
         problem: problem.into(),
     };
-    let mut flagged = report(retrace_archive::api::AuditVerificationView {
+    let mut flagged = report(retrace_api::AuditVerificationView {
         records: 3,
         intact: true,
         problems: vec![],
@@ -708,7 +710,7 @@ fn unsigned_and_badly_signed_audit_records_are_reported_apart_from_the_chain() {
 
 #[test]
 fn an_erasure_says_what_and_when_the_bytes_leave() {
-    let erased = retrace_archive::api::ErasureView {
+    let erased = retrace_api::ErasureView {
         subject_id: "beneficiary:42".into(),
         erased_at: "2026-03-02T09:15:00Z".into(),
         transactions: 2,

@@ -4,7 +4,7 @@
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use retrace_archive::api::{
+use retrace_api::{
     BulkReplayRequest, ReplayRequest, ReplayResponse, ReplayView, TransactionStatus,
 };
 

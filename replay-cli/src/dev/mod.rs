@@ -285,8 +285,16 @@ async fn serve(args: &DevArgs, kafka: &Kafka, archive_dir: PathBuf) -> Result<()
         ))
     })?;
     let http = listener.local_addr();
+    // `GET /v1/config` shows the archive's configuration, as the archive service does (its
+    // OpenAPI document lists the route); each read is audited on the audit topic.
+    let config_route = retrace_service::http::router(
+        &services_auth.guard,
+        retrace_service::Reloader::fixed("archive", archive_config.clone()).documents(),
+        retrace_service::http::audit_to(services_auth.audit()),
+    );
     let app = archive
         .router()
+        .merge(config_route)
         .merge(gateway.router())
         .merge(worker.router(&services_auth.guard, services_auth.audit()))
         .merge(retrace_telemetry::health_router(

@@ -1,29 +1,24 @@
-//! The routes that change or reveal who did what: erasing a subject's payloads
-//! (`/v1/subjects/{id}/erase`), the audit trail (`/v1/audit`, `/v1/audit/verify`) and API
-//! tokens (`/v1/tokens`). Each is audited like the trace routes.
+//! What changes or reveals who did what: erasing a subject's payloads, reading and verifying
+//! the audit trail, and listing, creating and revoking API tokens. The routes that ask for
+//! them are `routes/erasure.rs`, `routes/audit.rs` and `routes/tokens.rs`.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use retrace_api::{
+    AuditReport, AuditVerificationView, AuditView, CreateTokenRequest, CreatedToken, EraseRequest,
+    ErasureView, Page, TokenView, UnchainedAuditView,
+};
 use retrace_auth::{
-    Caller, NewToken, Permission, RegistryError, Role, TokenFormatError, TokenRecord,
+    Caller, NewToken, Permission, RegistryError, Role, TokenFormatError, TokenRecord, TokenRegistry,
 };
-use retrace_log_store::{AuditFilter, AuditRecord};
+use retrace_http::ApiError;
+use retrace_log_store::{AuditFilter, AuditRecord, LogStore};
 use retrace_proto::AUDIT_TOPIC;
-use serde::{Deserialize, Serialize};
 
-use crate::api::{
-    AuditVerificationView, AuditView, CreateTokenRequest, CreatedToken, EraseRequest, ErasureView,
-    Page, TokenView,
-};
 use crate::audit::Audit;
 use crate::classify::SignatureFault;
+use crate::reads::store_error;
 use crate::replay::now_ms;
-use crate::routes::{Answer, Api, ApiError, Params, answer_audited, describe_query, json_body};
 use crate::trace::rfc3339;
 
 /// What still holds an erased subject's bytes, said with every erasure.
@@ -47,169 +42,105 @@ fn without_error_text(value: &[u8]) -> Option<Vec<u8>> {
     Some(prost::Message::encode_to_vec(&outcome))
 }
 
-pub(crate) async fn erase_subject(
-    State(api): State<Api>,
-    caller: Caller,
-    Path(subject): Path<String>,
-    body: Bytes,
-) -> Response {
-    let store = api.store().clone();
-    let audit = Audit::new(&caller, "subject.erase", &subject);
-    answer_audited(&api, "erase", audit, move |audit| {
-        let request: EraseRequest = json_body(&body)?;
-        audit.reason = request.reason.trim().to_owned();
-        if audit.reason.is_empty() {
-            return Err(ApiError::bad(
-                "reason",
-                "reason is required: say why (the request's reference), for the audit trail",
-            ));
-        }
-        let at_ms = now_ms();
-        let summary = store.erase_subject(&subject, at_ms, without_error_text)?;
-        if summary.transactions == 0 {
-            return Err(ApiError::not_found(format!(
-                "no archived message names subject {subject:?}; nothing was erased"
-            )));
-        }
-        Ok((
-            StatusCode::OK,
-            ErasureView {
-                subject_id: subject,
-                erased_at: rfc3339(at_ms),
-                transactions: summary.transactions,
-                records: summary.records,
-                already_erased: summary.already_erased,
-                outcomes: summary.outcomes,
-                note: ERASURE_NOTE.to_owned(),
-            },
-        ))
-    })
-    .await
-}
-
-pub(crate) async fn audit_trail(
-    State(api): State<Api>,
-    caller: Caller,
-    Query(raw): Query<HashMap<String, String>>,
-) -> Response {
-    let store = api.store().clone();
-    let audit = Audit::new(&caller, "audit.read", describe_query(&raw));
-    answer_audited(&api, "audit", audit, move |_| {
-        let params = Params::new(raw, &["since", "actor", "target", "limit", "cursor"])?;
-        let filter = AuditFilter {
-            since_ms: params.time("since")?,
-            actor: params.text("actor").map(str::to_owned),
-            target: params.text("target").map(str::to_owned),
-        };
-        let page = store.audit(&filter, params.limit()?, params.text("cursor"))?;
-        Ok((
-            StatusCode::OK,
-            Page {
-                items: page.items.iter().map(audit_view).collect(),
-                next_cursor: page.next_cursor,
-                behind: Vec::new(),
-            },
-        ))
-    })
-    .await
-}
-
-/// `GET /v1/audit/verify`: the hash chain, as [`AuditVerificationView`] says it, and
-/// separately the records of the audit topic that were never chained because their
-/// signature is missing or wrong (docs/security.md, "Signed records").
-///
-/// (It belongs in `api.rs` with the other documents; kept here while that file is being
-/// changed for other work.)
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditReport {
-    /// The chain: `records`, `intact`, `problems` (breaks only).
-    #[serde(flatten)]
-    pub chain: AuditVerificationView,
-    /// Records on the audit topic without a signature: not chained.
-    #[serde(default)]
-    pub unsigned: Vec<UnchainedAuditView>,
-    /// Records on the audit topic whose signature no configured key made: not chained.
-    #[serde(default)]
-    pub badly_signed: Vec<UnchainedAuditView>,
-    /// More unsigned or badly signed records exist than the first
-    /// [`UNCHAINED_LISTED`] of each listed here.
-    #[serde(default)]
-    pub truncated: bool,
-}
-
-impl AuditReport {
-    /// Nothing wrong: the chain intact and no unsigned or badly signed audit record.
-    pub fn clean(&self) -> bool {
-        self.chain.intact
-            && self.chain.problems.is_empty()
-            && self.unsigned.is_empty()
-            && self.badly_signed.is_empty()
+/// Erases `subject`'s payloads and the error texts of outcomes on its events; `audit` gets
+/// the request's reason.
+pub(crate) fn erase(
+    store: &LogStore,
+    subject: String,
+    request: EraseRequest,
+    audit: &mut Audit,
+) -> Result<ErasureView, ApiError> {
+    audit.reason = request.reason.trim().to_owned();
+    if audit.reason.is_empty() {
+        return Err(ApiError::invalid(
+            "reason",
+            "reason is required: say why (the request's reference), for the audit trail",
+        ));
     }
+    let at_ms = now_ms();
+    let summary = store
+        .erase_subject(&subject, at_ms, without_error_text)
+        .map_err(store_error)?;
+    if summary.transactions == 0 {
+        return Err(ApiError::not_found(format!(
+            "no archived message names subject {subject:?}; nothing was erased"
+        )));
+    }
+    Ok(ErasureView {
+        subject_id: subject,
+        erased_at: rfc3339(at_ms),
+        transactions: summary.transactions,
+        records: summary.records,
+        already_erased: summary.already_erased,
+        outcomes: summary.outcomes,
+        note: ERASURE_NOTE.to_owned(),
+    })
 }
 
-/// One record of the audit topic that was not chained.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UnchainedAuditView {
-    /// `topic/partition@offset` (with the epoch after a log reset).
-    pub record: String,
-    pub archived_at: String,
-    /// The Kafka message key, as text: who the record claims acted.
-    #[serde(default)]
-    pub key: Option<String>,
-    /// Why it was not chained.
-    pub problem: String,
+/// The audit trail's records `filter` selects, a page at a time.
+pub(crate) fn audit_trail(
+    store: &LogStore,
+    filter: &AuditFilter,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Page<AuditView>, ApiError> {
+    let page = store.audit(filter, limit, cursor).map_err(store_error)?;
+    Ok(Page {
+        items: page.items.iter().map(audit_view).collect(),
+        next_cursor: page.next_cursor,
+        behind: Vec::new(),
+    })
 }
 
 /// How many unsigned, and how many badly signed, records `/v1/audit/verify` lists at most.
 pub const UNCHAINED_LISTED: usize = 1000;
 
-pub(crate) async fn verify_audit(State(api): State<Api>, caller: Caller) -> Response {
-    let store = api.store().clone();
-    let audit = Audit::new(&caller, "audit.verify", "audit trail");
-    answer_audited(&api, "audit_verify", audit, move |_| {
-        let report = store.verify_audit()?;
-        let mut answer = AuditReport {
-            chain: AuditVerificationView {
-                records: report.records,
-                intact: report.problems.is_empty(),
-                problems: report.problems,
-            },
-            unsigned: Vec::new(),
-            badly_signed: Vec::new(),
-            truncated: false,
-        };
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = store.flagged_in(AUDIT_TOPIC, 500, cursor.as_deref())?;
-            for record in page.items {
-                let problem = record.problem.clone().unwrap_or_default();
-                let list = match SignatureFault::of(&problem) {
-                    Some(SignatureFault::Unsigned) => &mut answer.unsigned,
-                    Some(SignatureFault::BadlySigned) => &mut answer.badly_signed,
-                    None => continue,
-                };
-                if list.len() == UNCHAINED_LISTED {
-                    answer.truncated = true;
-                    continue;
-                }
-                list.push(UnchainedAuditView {
-                    record: record.key.to_string(),
-                    archived_at: rfc3339(record.archived_at_ms),
-                    key: record
-                        .message_key
-                        .as_deref()
-                        .map(|k| String::from_utf8_lossy(k).into_owned()),
-                    problem,
-                });
+/// Checks the audit trail's hash chain, and lists the audit events left out of it (unsigned
+/// or badly signed), [`UNCHAINED_LISTED`] of each at most.
+pub(crate) fn verify_audit(store: &LogStore) -> Result<AuditReport, ApiError> {
+    let report = store.verify_audit().map_err(store_error)?;
+    let mut answer = AuditReport {
+        chain: AuditVerificationView {
+            records: report.records,
+            intact: report.problems.is_empty(),
+            problems: report.problems,
+        },
+        unsigned: Vec::new(),
+        badly_signed: Vec::new(),
+        truncated: false,
+    };
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .flagged_in(AUDIT_TOPIC, 500, cursor.as_deref())
+            .map_err(store_error)?;
+        for record in page.items {
+            let problem = record.problem.clone().unwrap_or_default();
+            let list = match SignatureFault::of(&problem) {
+                Some(SignatureFault::Unsigned) => &mut answer.unsigned,
+                Some(SignatureFault::BadlySigned) => &mut answer.badly_signed,
+                None => continue,
+            };
+            if list.len() == UNCHAINED_LISTED {
+                answer.truncated = true;
+                continue;
             }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+            list.push(UnchainedAuditView {
+                record: record.key.to_string(),
+                archived_at: rfc3339(record.archived_at_ms),
+                key: record
+                    .message_key
+                    .as_deref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned()),
+                problem,
+            });
         }
-        Ok((StatusCode::OK, answer))
-    })
-    .await
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(answer)
 }
 
 fn audit_view(record: &AuditRecord) -> AuditView {
@@ -217,6 +148,7 @@ fn audit_view(record: &AuditRecord) -> AuditView {
         seq: record.seq,
         at: rfc3339(record.at_ms),
         actor: record.actor.clone(),
+        actor_id: record.actor_id.clone(),
         role: record.role.clone(),
         origin: record.origin.clone(),
         action: record.action.clone(),
@@ -231,30 +163,22 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) async fn list_tokens(State(api): State<Api>, caller: Caller) -> Response {
-    let answered: Answer<Vec<TokenView>> = registry(&api).map(|registry| {
-        (
-            StatusCode::OK,
-            registry.list().iter().map(token_view).collect(),
-        )
-    });
-    let audit = Audit::new(&caller, "tokens.list", "API tokens");
-    answer_audited(&api, "tokens", audit, move |_| answered).await
+/// Every API token, revoked and expired ones too.
+pub(crate) fn list_tokens(registry: Option<&TokenRegistry>) -> Result<Vec<TokenView>, ApiError> {
+    Ok(registry_of(registry)?
+        .list()
+        .iter()
+        .map(token_view)
+        .collect())
 }
 
-pub(crate) async fn create_token(State(api): State<Api>, caller: Caller, body: Bytes) -> Response {
-    let mut audit = Audit::new(&caller, "token.create", "");
-    let answered = create(&api, &caller, &body, &mut audit).await;
-    answer_audited(&api, "token_create", audit, move |_| answered).await
-}
-
-async fn create(
-    api: &Api,
+/// Creates the token `request` describes, in `caller`'s name; `audit` names it.
+pub(crate) async fn create_token(
+    registry: Option<&TokenRegistry>,
     caller: &Caller,
-    body: &[u8],
+    request: CreateTokenRequest,
     audit: &mut Audit,
-) -> Answer<CreatedToken> {
-    let request: CreateTokenRequest = json_body(body)?;
+) -> Result<CreatedToken, ApiError> {
     audit.target = format!("token {} (role {})", request.name, request.role);
     // Audit records name callers: a token must not pass for the bootstrap admin or for a
     // caller with no credential.
@@ -263,7 +187,7 @@ async fn create(
         .iter()
         .any(|reserved| name.eq_ignore_ascii_case(reserved))
     {
-        return Err(ApiError::bad(
+        return Err(ApiError::invalid(
             "name",
             format!(
                 "the name {name:?} is reserved: audit records use it for Retrace's own \
@@ -274,17 +198,18 @@ async fn create(
     let role: Role = request
         .role
         .parse()
-        .map_err(|e: retrace_auth::GrantError| ApiError::bad("role", e.to_string()))?;
+        .map_err(|e: retrace_auth::GrantError| ApiError::invalid("role", e.to_string()))?;
     let extra = request
         .extra
         .iter()
         .map(|p| p.parse::<Permission>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::bad("extra", e.to_string()))?;
+        .map_err(|e| ApiError::invalid("extra", e.to_string()))?;
     if let Some(topics) = &request.topics {
         for topic in topics {
-            retrace_sdk::check_topic_name(topic)
-                .map_err(|problem| ApiError::bad("topics", format!("topic {topic:?} {problem}")))?;
+            retrace_sdk::check_topic_name(topic).map_err(|problem| {
+                ApiError::invalid("topics", format!("topic {topic:?} {problem}"))
+            })?;
         }
     }
     let spec = NewToken {
@@ -294,7 +219,7 @@ async fn create(
         topics: request.topics,
         expires_in: request.expires_in_s.map(Duration::from_secs),
     };
-    let (token, record) = registry(api)?
+    let (token, record) = registry_of(registry)?
         .create(spec, &caller.actor)
         .await
         .map_err(registry_error)?;
@@ -302,38 +227,30 @@ async fn create(
         "token {} ({}, role {})",
         record.id, record.name, record.role
     );
-    Ok((
-        StatusCode::CREATED,
-        CreatedToken {
-            token,
-            record: token_view(&record),
-        },
-    ))
+    Ok(CreatedToken {
+        token,
+        record: token_view(&record),
+    })
 }
 
+/// Revokes token `id` in `caller`'s name; `audit` names it.
 pub(crate) async fn revoke_token(
-    State(api): State<Api>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Response {
-    let mut audit = Audit::new(&caller, "token.revoke", format!("token {id}"));
-    let answered = match registry(&api) {
-        Ok(registry) => registry
-            .revoke(&id, &caller.actor)
-            .await
-            .map(|record| {
-                audit.target = format!("token {} ({})", record.id, record.name);
-                (StatusCode::OK, token_view(&record))
-            })
-            .map_err(registry_error),
-        Err(error) => Err(error),
-    };
-    answer_audited(&api, "token_revoke", audit, move |_| answered).await
+    registry: Option<&TokenRegistry>,
+    caller: &Caller,
+    id: &str,
+    audit: &mut Audit,
+) -> Result<TokenView, ApiError> {
+    let record = registry_of(registry)?
+        .revoke(id, &caller.actor)
+        .await
+        .map_err(registry_error)?;
+    audit.target = format!("token {} ({})", record.id, record.name);
+    Ok(token_view(&record))
 }
 
-fn registry(api: &Api) -> Result<&retrace_auth::TokenRegistry, ApiError> {
-    api.registry.as_ref().ok_or_else(|| {
-        ApiError::nothing_to_do(
+fn registry_of(registry: Option<&TokenRegistry>) -> Result<&TokenRegistry, ApiError> {
+    registry.ok_or_else(|| {
+        ApiError::conflict(
             "API tokens are not available: authentication is disabled on this archive \
              (auth.enabled = false); enable it to create and revoke tokens",
         )
@@ -342,27 +259,23 @@ fn registry(api: &Api) -> Result<&retrace_auth::TokenRegistry, ApiError> {
 
 fn registry_error(error: RegistryError) -> ApiError {
     match &error {
-        RegistryError::NameTaken(_) => ApiError {
-            status: StatusCode::CONFLICT,
-            ..ApiError::bad("name", error.to_string())
-        },
+        RegistryError::NameTaken(_) => ApiError::conflict(error.to_string()).with_field("name"),
         RegistryError::Format(TokenFormatError::BadName(_)) => {
-            ApiError::bad("name", error.to_string())
+            ApiError::invalid("name", error.to_string())
         }
         RegistryError::Format(TokenFormatError::BadExpiry(_)) => {
-            ApiError::bad("expires_in_s", error.to_string())
+            ApiError::invalid("expires_in_s", error.to_string())
         }
         RegistryError::NotFound(_) => ApiError::not_found(error.to_string()),
         RegistryError::AlreadyRevoked { .. } | RegistryError::Detached => {
-            ApiError::nothing_to_do(error.to_string())
+            ApiError::conflict(error.to_string())
         }
         RegistryError::Format(_)
         | RegistryError::Publish(_)
         | RegistryError::Read { .. }
-        | RegistryError::NoTopic { .. } => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{error}; retry once Kafka answers"),
-        ),
+        | RegistryError::NoTopic { .. } => {
+            ApiError::unavailable(format!("{error}; retry once Kafka answers"))
+        }
     }
 }
 

@@ -63,6 +63,7 @@ impl Auditor {
         self.append(AuditEntry {
             at_ms: now_ms(),
             actor: audit.caller.actor.clone(),
+            actor_id: audit.caller.actor_id.clone(),
             role: audit.caller.role.as_str().to_owned(),
             origin: audit.caller.origin.clone(),
             action: audit.action.to_owned(),
@@ -110,6 +111,11 @@ impl DenialSink for Auditor {
                 .actor
                 .clone()
                 .unwrap_or_else(|| "unauthenticated".to_owned()),
+            actor_id: denial
+                .caller
+                .as_ref()
+                .map(|c| c.actor_id.clone())
+                .unwrap_or_default(),
             role: denial
                 .caller
                 .as_ref()

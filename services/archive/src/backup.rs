@@ -6,19 +6,14 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
-use retrace_auth::Caller;
-use retrace_log_store::{BackupSummary, FORMAT_VERSION, LogStore, Position, StoreError};
+use retrace_api::BackupManifest;
+use retrace_http::ApiError;
+use retrace_log_store::{BackupSummary, FORMAT_VERSION, LogStore, StoreError};
 use retrace_telemetry::InternalEvent;
 
-use crate::api::{BackupManifest, BackupRequest, PositionView};
-use crate::audit::Audit;
 use crate::events::{ArchiveRestored, BackupWritten};
+use crate::reads::{position_view, store_error};
 use crate::replay::now_ms;
-use crate::routes::{Api, ApiError, answer_audited, json_body};
 use crate::trace::rfc3339;
 
 const MANIFEST: &str = "manifest.json";
@@ -63,34 +58,26 @@ impl BackupError {
     }
 }
 
-/// `POST /v1/admin/backups`: the archive as it is now, into the caller's directory.
-pub(crate) async fn create_backup(State(api): State<Api>, caller: Caller, body: Bytes) -> Response {
-    let store = api.store().clone();
-    let mut audit = Audit::new(&caller, "archive.backup", "");
-    let request: Result<BackupRequest, ApiError> = json_body(&body);
-    if let Ok(request) = &request {
-        audit.target = request.directory.clone();
+/// `POST /v1/admin/backups`: the archive as it is now, into `directory` (absolute, new or
+/// empty, on the archive's host).
+pub(crate) fn backup_on_request(
+    store: &LogStore,
+    directory: &str,
+) -> Result<BackupManifest, ApiError> {
+    if !Path::new(directory).is_absolute() {
+        return Err(ApiError::invalid(
+            "directory",
+            "directory must be an absolute path: a new or empty directory on the archive's \
+             host",
+        ));
     }
-    answer_audited(&api, "backup", audit, move |_| {
-        let request = request?;
-        if !Path::new(&request.directory).is_absolute() {
-            return Err(ApiError::bad(
-                "directory",
-                "directory must be an absolute path: a new or empty directory on the \
-                 archive's host",
-            ));
+    backup(store, Path::new(directory)).map_err(|error| match error {
+        BackupError::Store(StoreError::BackupTarget { .. }) => {
+            ApiError::conflict(error.to_string())
         }
-        let manifest =
-            backup(&store, Path::new(&request.directory)).map_err(|error| match error {
-                BackupError::Store(StoreError::BackupTarget { .. }) => {
-                    ApiError::nothing_to_do(error.to_string())
-                }
-                BackupError::Store(error) => ApiError::from(error),
-                other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-            })?;
-        Ok((StatusCode::CREATED, manifest))
+        BackupError::Store(error) => store_error(error),
+        other => ApiError::internal(other.to_string()),
     })
-    .await
 }
 
 /// Writes a backup of `store` into `dir` (new or empty): the store in `dir/archive`, then
@@ -164,24 +151,8 @@ fn manifest(summary: &BackupSummary) -> BackupManifest {
             .positions
             .iter()
             .cloned()
-            .map(PositionView::from)
+            .map(position_view)
             .collect(),
-    }
-}
-
-impl From<Position> for PositionView {
-    fn from(position: Position) -> Self {
-        PositionView {
-            topic: position.topic,
-            partition: position.partition,
-            epoch: position.epoch,
-            next_offset: position.next_offset,
-            reset_at: position.reset.map(|reset| rfc3339(reset.at_ms)),
-            previous_next_offset: position.reset.map(|reset| reset.previous_next_offset),
-            high_watermark: None,
-            lag: None,
-            behind_since: None,
-        }
     }
 }
 

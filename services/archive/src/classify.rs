@@ -197,6 +197,7 @@ fn audit(value: Option<&[u8]>) -> Understood {
                 audit: Some(AuditEntry {
                     at_ms: at_ms.unwrap_or_default(),
                     actor: event.actor,
+                    actor_id: event.actor_id,
                     role: event.role,
                     origin: event.origin,
                     action: format!("{}.{}", event.service, event.action),

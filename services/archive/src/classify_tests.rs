@@ -4,9 +4,9 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders, OwnedMessage};
 use retrace_proto::{Envelope, OutcomeStatus};
 
 use super::*;
-use crate::api::MessageView;
 use crate::masking::{MASK, Masking};
 use crate::trace::message_view;
+use retrace_api::MessageView;
 
 fn message(topic: &str, value: Option<Vec<u8>>, headers: &[(&str, &[u8])]) -> OwnedMessage {
     let headers = headers
@@ -355,6 +355,7 @@ fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
             nanos: 0,
         }),
         actor: "legacy-app".into(),
+        actor_id: "5be1e2a0c3d4".into(),
         role: "publisher".into(),
         origin: "10.1.2.3".into(),
         action: "denied".into(),
@@ -372,8 +373,13 @@ fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
     assert_eq!(record.kind, RecordKind::Audit);
     let entry = record.audit.unwrap();
     assert_eq!(
-        (entry.action.as_str(), entry.actor.as_str(), entry.at_ms),
-        ("gateway.denied", "legacy-app", 5000)
+        (
+            entry.action.as_str(),
+            entry.actor.as_str(),
+            entry.actor_id.as_str(),
+            entry.at_ms
+        ),
+        ("gateway.denied", "legacy-app", "5be1e2a0c3d4", 5000)
     );
     let garbage = classify(
         &signed(&keys, retrace_proto::AUDIT_TOPIC, &[0xff; 3]),

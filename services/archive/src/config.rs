@@ -6,15 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use retrace_auth::AuthConfig;
-pub use retrace_config::ConfigError;
-use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, TopicsSection,
-    serialize_ms, wrong,
-};
 use retrace_http::TlsFiles;
 use retrace_log_store::StoreOptions;
-use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
-use retrace_telemetry::{LogFormat, LogSinks};
+use retrace_sdk::TopicSpec;
+pub use retrace_service::ConfigError;
+use retrace_service::{
+    CommonArgs, CommonConfig, CommonSections, DEFAULT_BOOTSTRAP, KafkaSection, LogSection,
+    Problems, TopicsSection, serialize_ms, wrong,
+};
 use serde::{Deserialize, Serialize};
 
 /// Every topic except Kafka's internal `__*` ones (librdkafka regexes are POSIX: no
@@ -67,13 +66,13 @@ pub struct BatchSettings {
 /// What `GET /v1/config` shows, and what a reload compares.
 #[derive(Debug, Clone, Serialize)]
 pub struct ArchiveConfig {
-    pub kafka: KafkaSettings,
+    /// Kafka, the HTTP address, TLS, logging, `[topics]`, and who may call the API (`[auth]`,
+    /// enabled unless configured otherwise); read as the archive's own (`config.kafka`).
+    #[serde(flatten)]
+    pub common: CommonConfig,
     pub topics: TopicSelection,
     pub group_id: String,
     pub data_dir: PathBuf,
-    pub http: SocketAddr,
-    /// Serve HTTPS with these (`[tls]`, `--tls-cert`/`--tls-key`); plain HTTP when `None`.
-    pub tls: Option<TlsFiles>,
     pub batch: BatchSettings,
     /// Not configurable: the engine's memory caps.
     #[serde(skip)]
@@ -82,14 +81,6 @@ pub struct ArchiveConfig {
     /// appear.
     #[serde(rename = "metadata_refresh_ms", serialize_with = "serialize_ms")]
     pub metadata_refresh: Duration,
-    pub log_format: LogFormat,
-    pub log_filter: String,
-    /// `[log.sinks]`: where each log category goes.
-    pub log_sinks: LogSinks,
-    /// `[auth]`: who may call the API. Enabled unless configured otherwise.
-    pub auth: AuthConfig,
-    /// `[topics]`: how the topics it needs are created at start.
-    pub provisioning: TopicSettings,
     /// Bulk replays planning more messages than this need the `replay:bulk` permission
     /// (admins).
     pub replay_bulk_admin_above: usize,
@@ -117,11 +108,7 @@ pub struct MaskingConfig {
     pub json_paths: Vec<String>,
 }
 
-impl Reloadable for ArchiveConfig {
-    fn tls(&self) -> Option<&TlsFiles> {
-        self.tls.as_ref()
-    }
-}
+retrace_service::service_config!(ArchiveConfig);
 
 /// Bulk replays planning more messages than this need `replay:bulk` unless configured.
 pub const DEFAULT_REPLAY_BULK_ADMIN_ABOVE: usize = 100;
@@ -129,33 +116,26 @@ pub const DEFAULT_REPLAY_BULK_ADMIN_ABOVE: usize = 100;
 impl ArchiveConfig {
     /// The defaults, for an archive of `bootstrap` kept in `data_dir`.
     pub fn new(bootstrap: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        let mut common = CommonConfig::new(bootstrap, SocketAddr::from(([127, 0, 0, 1], 7070)));
+        common.log_filter = "info,fjall=warn,lsm_tree=warn".to_owned();
         ArchiveConfig {
-            kafka: KafkaSettings::new(bootstrap),
+            common,
             topics: TopicSelection::Pattern(ALL_TOPICS_PATTERN.to_owned()),
             group_id: "retrace-archive".to_owned(),
             data_dir: data_dir.into(),
-            http: SocketAddr::from(([127, 0, 0, 1], 7070)),
-            tls: None,
             batch: BatchSettings {
                 max_records: 5000,
                 max_wait: Duration::from_millis(50),
             },
             store: StoreOptions::default(),
             metadata_refresh: Duration::from_secs(5),
-            log_format: LogFormat::Auto,
-            log_sinks: LogSinks::default(),
-            log_filter: "info,fjall=warn,lsm_tree=warn".to_owned(),
-            auth: AuthConfig::default(),
-            provisioning: TopicSettings::default(),
             replay_bulk_admin_above: DEFAULT_REPLAY_BULK_ADMIN_ABOVE,
             masking: MaskingConfig::default(),
             shutdown_grace: Duration::from_secs(20),
             lag_check: Duration::from_secs(2),
         }
     }
-}
 
-impl ArchiveConfig {
     /// The topics the archive creates when missing: Retrace's own, and `[topics] extra`.
     pub fn topics_needed(&self) -> Vec<TopicSpec> {
         self.provisioning
@@ -197,20 +177,14 @@ pub struct ArchiveArgs {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct FileConfig {
-    #[serde(default)]
     kafka: KafkaSection,
     tls: Option<TlsFiles>,
-    #[serde(default)]
     archive: FileArchive,
-    #[serde(default)]
     log: LogSection,
-    #[serde(default)]
     auth: AuthConfig,
-    #[serde(default)]
     topics: TopicsSection,
-    #[serde(default)]
     masking: MaskingConfig,
 }
 
@@ -234,72 +208,59 @@ impl ArchiveArgs {
     /// Layers defaults, the file, and these flags (which clap already merged with the env);
     /// refuses the result naming every problem found.
     pub fn resolve(self) -> Result<ArchiveConfig, ConfigError> {
-        let file: FileConfig = self.common.read_file()?;
+        let FileConfig {
+            kafka,
+            tls,
+            archive: file,
+            log,
+            auth,
+            topics,
+            masking,
+        } = self.common.read_file()?;
         let mut problems = Problems::default();
         let data_dir = self
             .data_dir
-            .or(file.archive.data_dir)
+            .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("retrace-data"));
         let mut config = ArchiveConfig::new(DEFAULT_BOOTSTRAP, data_dir);
-        if let Some(kafka) = problems.check(self.common.kafka(file.kafka, &[])) {
-            config.kafka = kafka;
-        }
-        let names = Some(self.topics)
-            .filter(|t| !t.is_empty())
-            .or(file.archive.topics);
-        let pattern = self.topic_pattern.or(file.archive.topic_pattern);
+        let names = Some(self.topics).filter(|t| !t.is_empty()).or(file.topics);
+        let pattern = self.topic_pattern.or(file.topic_pattern);
         config.topics = match (names, pattern) {
             (Some(names), _) => TopicSelection::Names(names),
             (None, Some(pattern)) => TopicSelection::Pattern(pattern),
             (None, None) => config.topics,
         };
-        if let Some(group) = self.group.or(file.archive.group) {
+        if let Some(group) = self.group.or(file.group) {
             config.group_id = group;
         }
-        if let Some(http) = self.http.or(file.archive.http) {
-            config.http = http;
-        }
-        let max_records = self.batch_records.or(file.archive.batch_records);
+        let max_records = self.batch_records.or(file.batch_records);
         if let Some(max_records) = problems.at_least_one("archive.batch_records", max_records) {
             config.batch.max_records = max_records;
         }
-        if let Some(wait) = self.batch_wait_ms.or(file.archive.batch_wait_ms) {
+        if let Some(wait) = self.batch_wait_ms.or(file.batch_wait_ms) {
             config.batch.max_wait = Duration::from_millis(wait);
         }
-        if let Some(reserve) = file.archive.disk_reserve_mb {
+        if let Some(reserve) = file.disk_reserve_mb {
             config.store.disk_reserve_bytes = reserve << 20;
         }
-        if let Some(grace) = file.archive.shutdown_grace_ms {
+        if let Some(grace) = file.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(grace);
         }
-        if let Some(every) =
-            problems.at_least_one("archive.lag_check_ms", file.archive.lag_check_ms)
-        {
+        if let Some(every) = problems.at_least_one("archive.lag_check_ms", file.lag_check_ms) {
             config.lag_check = Duration::from_millis(every);
         }
-        if let Some(above) = file.archive.replay_bulk_admin_above {
+        if let Some(above) = file.replay_bulk_admin_above {
             config.replay_bulk_admin_above = above;
         }
-        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
-            config.provisioning = topics;
-        }
-        if let Some(auth) = problems.check(self.common.auth(file.auth)) {
-            config.auth = auth;
-        }
         problems.check(
-            crate::masking::Masking::new(&file.masking.json_paths)
+            crate::masking::Masking::new(&masking.json_paths)
                 .map_err(|e| wrong("masking.json_paths", e.to_string())),
         );
-        config.masking = file.masking;
-        let log = self
-            .common
-            .log(file.log, &mut config.log_format, &mut config.log_filter);
-        if let Some(sinks) = problems.check(log) {
-            config.log_sinks = sinks;
-        }
-        if let Some(tls) = problems.check(self.common.tls(file.tls)) {
-            config.tls = tls;
-        }
+        config.masking = masking;
+        let common = CommonSections::new(kafka, tls, log, auth, topics);
+        let http = self.http.or(file.http);
+        self.common
+            .layer(&mut config.common, common, http, &mut problems);
         problems.finish(config)
     }
 }
@@ -308,12 +269,24 @@ impl ArchiveArgs {
 mod tests {
     use super::*;
 
+    /// The flags of an archive whose configuration file, in `dir`, holds `toml`.
+    fn with_file(dir: &tempfile::TempDir, toml: &str) -> ArchiveArgs {
+        let path = dir.path().join("retrace.toml");
+        std::fs::write(&path, toml).unwrap();
+        ArchiveArgs {
+            common: CommonArgs {
+                config: Some(path),
+                ..CommonArgs::default()
+            },
+            ..ArchiveArgs::default()
+        }
+    }
+
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("retrace.toml");
-        std::fs::write(
-            &path,
+        let mut args = with_file(
+            &dir,
             r#"
 [kafka]
 bootstrap = "file:9092"
@@ -323,19 +296,10 @@ properties = { "security.protocol" = "SASL_SSL" }
 topics = ["registrations"]
 batch_records = 100
 "#,
-        )
-        .unwrap();
-        let config = ArchiveArgs {
-            common: CommonArgs {
-                config: Some(path),
-                kafka_bootstrap: Some("flag:9092".into()),
-                kafka_properties: vec!["sasl.mechanism=PLAIN".into()],
-                ..CommonArgs::default()
-            },
-            ..ArchiveArgs::default()
-        }
-        .resolve()
-        .unwrap();
+        );
+        args.common.kafka_bootstrap = Some("flag:9092".into());
+        args.common.kafka_properties = vec!["sasl.mechanism=PLAIN".into()];
+        let config = args.resolve().unwrap();
         assert_eq!(config.kafka.bootstrap_servers, "flag:9092");
         assert_eq!(config.kafka.properties.len(), 2);
         assert_eq!(
@@ -349,9 +313,8 @@ batch_records = 100
     #[test]
     fn auth_masking_and_the_bulk_threshold_come_from_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("retrace.toml");
-        std::fs::write(
-            &path,
+        let args = with_file(
+            &dir,
             r#"
 [archive]
 replay_bulk_admin_above = 20
@@ -363,17 +326,8 @@ tokens_topic = "ops.tokens"
 [masking]
 json_paths = ["child.given_name", "*.phone"]
 "#,
-        )
-        .unwrap();
-        let config = ArchiveArgs {
-            common: CommonArgs {
-                config: Some(path.clone()),
-                ..CommonArgs::default()
-            },
-            ..ArchiveArgs::default()
-        }
-        .resolve()
-        .unwrap();
+        );
+        let config = args.resolve().unwrap();
         assert_eq!(config.replay_bulk_admin_above, 20);
         assert!(config.auth.enabled);
         assert_eq!(config.auth.tokens_topic, "ops.tokens");
@@ -389,38 +343,20 @@ json_paths = ["child.given_name", "*.phone"]
             DEFAULT_REPLAY_BULK_ADMIN_ABOVE
         );
 
-        std::fs::write(&path, "[auth]\nbootstrap_admin_sha256 = \"abc\"\n").unwrap();
-        let resolve = || {
-            ArchiveArgs {
-                common: CommonArgs {
-                    config: Some(path.clone()),
-                    ..CommonArgs::default()
-                },
-                ..ArchiveArgs::default()
-            }
-            .resolve()
-        };
-        let error = resolve().unwrap_err().to_string();
+        let args = with_file(&dir, "[auth]\nbootstrap_admin_sha256 = \"abc\"\n");
+        let error = args.resolve().unwrap_err().to_string();
         assert!(error.contains("bootstrap_admin_sha256"), "{error}");
-        std::fs::write(&path, "[masking]\njson_paths = [\"child..name\"]\n").unwrap();
-        let error = resolve().unwrap_err().to_string();
+        let args = with_file(&dir, "[masking]\njson_paths = [\"child..name\"]\n");
+        let error = args.resolve().unwrap_err().to_string();
         assert!(error.contains("child..name"), "{error}");
     }
 
     #[test]
     fn an_unknown_setting_in_the_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("retrace.toml");
-        std::fs::write(&path, "[archive]\nbatch_recs = 5\n").unwrap();
-        let error = ArchiveArgs {
-            common: CommonArgs {
-                config: Some(path),
-                ..CommonArgs::default()
-            },
-            ..ArchiveArgs::default()
-        }
-        .resolve()
-        .unwrap_err();
+        let error = with_file(&dir, "[archive]\nbatch_recs = 5\n")
+            .resolve()
+            .unwrap_err();
         assert!(error.to_string().contains("batch_recs"), "{error}");
     }
 }

@@ -26,17 +26,17 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
-use retrace_config::{Loaded, next_config};
 use retrace_log_store::LogStore;
+use retrace_service::{Loaded, next_config};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::Behind;
 use crate::config::{ArchiveConfig, TopicSelection};
 use crate::events::{ArchiveBehind, ArchiveCaughtUp, LagCheckFailed, PartitionLagChecked};
 use crate::replay::now_ms;
 use crate::trace::rfc3339;
+use retrace_api::Behind;
 
 /// How many not-yet-archived marks a partition remembers; past it, the oldest after the first
 /// are forgotten (only the first dates "since").

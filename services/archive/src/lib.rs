@@ -16,17 +16,16 @@
 //! restart; `GET /v1/config` shows what runs.
 
 mod admin;
-pub mod api;
 mod archiver;
 mod audit;
 mod backup;
 mod classify;
 mod config;
 mod events;
-mod http;
 mod lag;
 mod live;
 mod masking;
+mod reads;
 mod rebuild;
 mod replay;
 mod routes;
@@ -37,18 +36,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use retrace_auth::{
-    AuthSetupError, Authenticator, Guard, Permission, RegistryError, TokenRegistry,
-};
-use retrace_config::{Loaded, Reloader};
+use retrace_auth::{AuthSetupError, Authenticator, Guard, RegistryError, TokenRegistry};
 use retrace_log_store::{LogStore, ReplayState, StoreError};
-use retrace_sdk::{PublishError, Publisher, provision_at_start};
+use retrace_sdk::{PublishError, Publisher};
+use retrace_service::{Host, Hosted, Loaded, Reloader};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use admin::{AuditReport, ERASED_ERROR, ERASURE_NOTE, UNCHAINED_LISTED, UnchainedAuditView};
+pub use admin::{ERASED_ERROR, ERASURE_NOTE, UNCHAINED_LISTED};
 pub use backup::{BackupError, backup, restore};
 pub use classify::{classify, prepare};
 pub use config::{
@@ -58,7 +55,7 @@ pub use config::{
 pub use masking::{MASK, MaskingError};
 pub use rebuild::{RebuildError, RebuildProgress, rebuild};
 pub use retrace_auth::AuthConfig;
-pub use routes::parse_time;
+pub use routes::{openapi, parse_time};
 pub use trace::trace;
 
 use crate::archiver::Archiver;
@@ -202,12 +199,7 @@ impl Archive {
     /// `into_make_service_with_connect_info::<SocketAddr>()` so audit records name the
     /// caller's address.
     pub fn router(&self) -> Router {
-        routes::router(self.api.clone())
-            .merge(
-                http::router(self.api.store().clone(), self.api.lag.clone())
-                    .route_layer(self.api.guard.require(Permission::TraceRead)),
-            )
-            .merge(ui::router())
+        routes::router(self.api.clone()).merge(ui::router())
     }
 
     /// The guard in front of the API, for other routes served beside it (`/metrics`:
@@ -235,7 +227,7 @@ impl Archive {
     /// being recorded written, the token reader stopped, the store flushed. Fails when the
     /// store refuses writes until reopened: everything stops, so a restart recovers it.
     pub async fn run(self) -> Result<(), ArchiveError> {
-        let auth = retrace_config::follow_auth(
+        let auth = retrace_service::follow_auth(
             self.config.clone(),
             self.api.guard.clone(),
             "archive",
@@ -283,54 +275,25 @@ pub async fn serve(
     reloader: Reloader<ArchiveConfig>,
     shutdown: CancellationToken,
 ) -> Result<(), ArchiveError> {
-    let config = reloader.current();
-    let listener = retrace_http::bind(config.config.http, config.config.tls.as_ref()).await?;
-    reloader.reload_tls_of(listener.tls_reload());
-    let (listener, started) = listener
-        .while_starting("archive", async {
-            provision_at_start(
-                &config.config.kafka,
-                &config.config.provisioning,
-                &config.config.topics_needed(),
-                "retrace-archive",
-            )
-            .await;
-            Archive::following(reloader.subscribe(), shutdown.clone()).await
-        })
-        .await?;
-    let archive = started?;
-    let auditor = archive.api.auditor.clone();
-    let audit_read = move |caller: &retrace_auth::Caller| {
-        let read = Audit::new(caller, retrace_config::http::CONFIG_READ, "/v1/config");
-        auditor
-            .record(&read, "ok")
-            .map_err(|error| error.to_string())
-    };
-    let app = archive
-        .router()
-        .merge(retrace_config::http::router(
-            archive.guard(),
-            reloader.documents(),
-            audit_read,
-        ))
-        .merge(retrace_telemetry::health_router(archive.readiness()))
-        .merge(retrace_telemetry::metrics_router().route_layer(archive.guard().metrics()));
-    ApiListening {
-        url: &listener.url(),
-    }
-    .emit();
-    // The server stops when the archive does, whatever stopped it.
-    let stop_http = shutdown.child_token();
-    let serve = listener.serve(app, stop_http.clone().cancelled_owned());
-    let archive = async {
-        let archived = archive.run().await;
-        stop_http.cancel();
-        archived
-    };
-    let reloading = reloader.run(stop_http.clone());
-    let (archived, served, ()) = tokio::join!(archive, serve, reloading);
-    archived?;
-    Ok(served?)
+    let host = Host::new("archive", reloader, shutdown);
+    host.serve(|start| async move {
+        let archive = Archive::following(start.subscribe(), start.shutdown()).await?;
+        let auditor = archive.api.auditor.clone();
+        let audit_read = move |caller: &retrace_auth::Caller| {
+            let read = Audit::new(caller, retrace_service::http::CONFIG_READ, "/v1/config");
+            auditor
+                .record(&read, "ok")
+                .map_err(|error| error.to_string())
+        };
+        ApiListening { url: start.url() }.emit();
+        // The server stops when the archive does, whatever stopped it.
+        Ok(
+            Hosted::new(archive.router(), archive.guard().clone(), audit_read)
+                .ready(archive.readiness())
+                .stops_with(archive.run()),
+        )
+    })
+    .await
 }
 
 fn fail_interrupted_replays(store: &LogStore) -> Result<(), StoreError> {

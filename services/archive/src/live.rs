@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use retrace_config::{Loaded, next_config};
+use retrace_service::{Loaded, next_config};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use retrace_archive::ArchiveArgs;
+use retrace_archive::{ArchiveArgs, ArchiveConfig};
 use retrace_log_store::StoreOptions;
-use tokio_util::sync::CancellationToken;
+use retrace_service::run_binary;
 
 /// Keeps every Kafka record in Retrace's archive.
 #[derive(Parser)]
@@ -42,19 +42,17 @@ async fn main() -> anyhow::Result<()> {
         return compact(data_dir);
     }
     let args = cli.archive;
-    let reloader = args
-        .common
-        .clone()
-        .reloader("archive", move || args.clone().resolve())?;
-    let config = &reloader.current().config;
-    retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
-    retrace_config::warn_unknown_env_vars::<ArchiveArgs>("retrace-archive");
-    let shutdown = CancellationToken::new();
-    let deadline = config.shutdown_grace;
-    let archive = retrace_archive::serve(reloader, shutdown.clone());
-    retrace_telemetry::until_signalled(&shutdown, deadline, archive)
-        .await
-        .context("the archive stopped")
+    let common = args.common.clone();
+    let resolve = move || args.clone().resolve();
+    let grace = |config: &ArchiveConfig| config.shutdown_grace;
+    let stopped = run_binary::<ArchiveArgs, anyhow::Error, _, _, _>(
+        "archive",
+        &common,
+        resolve,
+        grace,
+        retrace_archive::serve,
+    );
+    stopped.await?.context("the archive stopped")
 }
 
 fn compact(data_dir: PathBuf) -> anyhow::Result<()> {

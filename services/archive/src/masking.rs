@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use crate::admin::ERASED_ERROR;
-use crate::api::{MessageView, OutcomeView, Payload, Trace, TransactionSummary};
+use retrace_api::{MessageView, OutcomeView, Payload, Trace, TransactionSummary};
 
 /// What a masked value reads as.
 pub const MASK: &str = "***";

@@ -6,6 +6,10 @@
 //! bounded rate; its progress is saved as it goes. Every re-published message keeps its key,
 //! value and headers and gains `retrace-replay-id` / `retrace-replay-of` headers (and, for an
 //! envelope, its `replay` field), so consumers and traces can tell the copy from the original.
+//!
+//! What a replay request must pass first, and how it is answered, is [`policy`].
+
+mod policy;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,9 +25,12 @@ use retrace_telemetry::InternalEvent;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::PlannedMessage;
+use retrace_api::PlannedMessage;
+
 use crate::events::{MessageReplayed, ReplayFinished, ReplayStarted};
 use crate::trace::{failed_event_ids, replay_id};
+
+pub(crate) use policy::{Replays, Replied};
 
 /// How many messages a bulk replay keeps in flight; Kafka keeps each partition's order.
 const BULK_IN_FLIGHT: usize = 64;

@@ -8,11 +8,11 @@ use retrace_log_store::{ArchivedRecord, RecordKind, ReplayRecord, ReplayState};
 use retrace_proto::headers::REPLAY_ID;
 use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 
-use crate::api::{
+use crate::classify::claims_envelope;
+use retrace_api::{
     FailedStep, MessageView, OutcomeView, Payload, ReplayView, Trace, TraceEvent,
     TransactionStatus, TransactionSummary, TreeNode,
 };
-use crate::classify::claims_envelope;
 
 /// Builds the trace of a transaction from its records (as [`LogStore::transaction`] returns
 /// them, in time order) and its replays. `None` when there is nothing to trace.

@@ -64,7 +64,8 @@ fn normalise(path: &str) -> String {
 
 /// The routes the OpenAPI document and the API table of docs/api.md document.
 fn documented_routes() -> Vec<String> {
-    let openapi: serde_json::Value = serde_json::from_str(include_str!("openapi.json")).unwrap();
+    let openapi: serde_json::Value =
+        serde_json::from_str(include_str!("../../api/openapi.json")).unwrap();
     let mut routes: Vec<String> = openapi["paths"]
         .as_object()
         .unwrap()

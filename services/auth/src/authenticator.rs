@@ -156,6 +156,7 @@ impl Authenticator {
         } else {
             Caller {
                 actor: ANONYMOUS_ACTOR.to_owned(),
+                actor_id: String::new(),
                 role: Role::Admin,
                 extra: Vec::new(),
                 topics: None,
@@ -196,6 +197,7 @@ impl Authenticator {
             BootstrapAdminUsed { origin }.emit();
             return Ok(Caller {
                 actor: BOOTSTRAP_ACTOR.to_owned(),
+                actor_id: String::new(),
                 role: Role::Admin,
                 extra: Vec::new(),
                 topics: None,
@@ -226,6 +228,7 @@ impl Authenticator {
         }
         Ok(Caller {
             actor: record.name,
+            actor_id: record.id,
             role: record.role,
             extra: record.extra,
             topics: record.topics,

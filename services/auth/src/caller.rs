@@ -31,6 +31,9 @@ impl CredentialKind {
 pub struct Caller {
     /// Token name, or the JWT's `preferred_username` (else `sub`); what audit records name.
     pub actor: String,
+    /// Which credential exactly, where a name can be given again: the API token's id, or
+    /// the JWT's `sub`; empty for the bootstrap admin and when authentication is off.
+    pub actor_id: String,
     pub role: Role,
     /// Permissions granted beyond the role (e.g. `payload:read` for an analyst).
     pub extra: Vec<Permission>,
@@ -65,6 +68,7 @@ mod tests {
     fn caller(role: Role, extra: Vec<Permission>, topics: Option<Vec<String>>) -> Caller {
         Caller {
             actor: "t".into(),
+            actor_id: String::new(),
             role,
             extra,
             topics,

@@ -9,12 +9,12 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
+use retrace_http::ApiError;
 use retrace_telemetry::InternalEvent;
 use tower::{Layer, Service};
 
@@ -54,13 +54,6 @@ pub struct LogOnly;
 
 impl DenialSink for LogOnly {
     fn denied(&self, _denial: &Denial) {}
-}
-
-/// The JSON error body every Retrace API answers with.
-#[derive(Debug, serde::Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    field: Option<&'a str>,
 }
 
 /// Checks callers for a service's routes. Cheap to clone; clones share the authenticator,
@@ -234,15 +227,9 @@ impl Guard {
     }
 }
 
+/// The error document answered with `status`, with the headers that status calls for.
 fn error_response(status: StatusCode, message: &str, reason: &str) -> Response {
-    let mut response = (
-        status,
-        Json(ErrorBody {
-            error: message,
-            field: None,
-        }),
-    )
-        .into_response();
+    let mut response = ApiError::of_status(status, message).into_response();
     let headers = response.headers_mut();
     if status == StatusCode::UNAUTHORIZED {
         // RFC 6750: a presented but unacceptable token is `invalid_token`.

@@ -107,6 +107,7 @@ async fn the_guard_answers_401_403_and_200() {
             .contains("Authorization: Bearer"),
         "{body}"
     );
+    assert_eq!(body["code"], "unauthenticated", "{body}");
 
     let response = get_with(&trace, Some("rtk_nonsense")).await;
     assert_eq!(response.status(), 401);
@@ -121,6 +122,7 @@ async fn the_guard_answers_401_403_and_200() {
     assert_eq!(response.status(), 403);
     assert!(!response.headers().contains_key("www-authenticate"));
     let body = error_of(response).await;
+    assert_eq!(body["code"], "forbidden", "{body}");
     let message = body["error"].as_str().unwrap();
     assert!(
         message.contains("billing") && message.contains("trace:read"),

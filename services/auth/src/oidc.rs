@@ -262,6 +262,11 @@ impl OidcVerifier {
                 reason: "the bearer token has neither `preferred_username` nor `sub`".into(),
             })?
             .to_owned();
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let mut roles: Vec<Role> = Vec::new();
         let mut extra = Vec::new();
         for name in self.provider_roles(&claims) {
@@ -289,6 +294,7 @@ impl OidcVerifier {
         extra.dedup();
         Ok(Caller {
             actor,
+            actor_id: subject,
             role,
             extra,
             topics: None,

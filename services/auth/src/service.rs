@@ -130,6 +130,7 @@ impl AuditSender {
         self.send(AuditEvent {
             at: Some(SystemTime::now().into()),
             actor: caller.actor.clone(),
+            actor_id: caller.actor_id.clone(),
             role: caller.role.to_string(),
             origin: caller.origin.clone(),
             action: action.to_owned(),
@@ -159,6 +160,7 @@ impl DenialSink for AuditSender {
                 .map(|c| c.actor.clone())
                 .or_else(|| denial.actor.clone())
                 .unwrap_or_else(|| crate::ANONYMOUS_ACTOR.to_owned()),
+            actor_id: caller.map(|c| c.actor_id.clone()).unwrap_or_default(),
             role: caller.map(|c| c.role.to_string()).unwrap_or_default(),
             origin: denial.origin.clone(),
             action: "denied".to_owned(),

@@ -3,21 +3,23 @@
 //! nothing (transport), and the store written directly with the archiver's batching (disk
 //! and CPU).
 
+use std::borrow::Borrow;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::builder::ArgPredicate::IsPresent;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 use retrace_archive::{ArchiveConfig, TopicSelection, classify, prepare};
+use retrace_fixtures::{Broker, free_port};
 use retrace_log_store::{LogStore, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_proto::headers::TraceHeaders;
-use retrace_tests::{Broker, free_port};
 use tokio_util::sync::CancellationToken;
+
+use crate::smoke;
 
 const TOPIC: &str = "bench.registrations";
 
@@ -25,13 +27,9 @@ const TOPIC: &str = "bench.registrations";
 pub struct Options {
     /// Messages to archive. The mock broker keeps about 5 MiB per partition, so raise
     /// --partitions with it.
-    #[arg(
-        long,
-        default_value_t = 200_000,
-        default_value_if("smoke", IsPresent, "2000")
-    )]
+    #[arg(long, default_value_t = 200_000, default_value_ifs = smoke("2000"))]
     messages: usize,
-    #[arg(long, default_value_t = 64, default_value_if("smoke", IsPresent, "4"))]
+    #[arg(long, default_value_t = 64, default_value_ifs = smoke("4"))]
     partitions: i32,
     /// Size of each encoded envelope, in bytes.
     #[arg(long, default_value_t = 500)]
@@ -49,7 +47,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let broker = Broker::mock();
     broker.create_topic(TOPIC, options.partitions).await;
     let envelopes = envelopes(&options);
-    produce(&broker, &envelopes)?;
+    produce(&broker, TOPIC, &envelopes)?;
     let mut config = ArchiveConfig::new(broker.bootstrap(), "unused");
     // Authentication as in production (its token registry reads the tokens topic beside
     // the ingest); the bench polls `/v1/positions` as the bootstrap admin. Without a token
@@ -101,13 +99,20 @@ fn envelopes(options: &Options) -> Vec<Envelope> {
         .collect()
 }
 
-fn produce(broker: &Broker, envelopes: &[Envelope]) -> anyhow::Result<()> {
+/// Produces `envelopes` to `topic` with their trace headers, as the SDK would, and waits
+/// until every one is acknowledged.
+pub(crate) fn produce(
+    broker: &Broker,
+    topic: &str,
+    envelopes: impl IntoIterator<Item = impl Borrow<Envelope>>,
+) -> anyhow::Result<()> {
     let producer: ThreadedProducer<DefaultProducerContext> = broker
         .client_config()
         .set("linger.ms", "20")
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     for envelope in envelopes {
+        let envelope = envelope.borrow();
         let headers = TraceHeaders::of(envelope).pairs().into_iter().fold(
             OwnedHeaders::new(),
             |all, (key, value)| {
@@ -118,13 +123,27 @@ fn produce(broker: &Broker, envelopes: &[Envelope]) -> anyhow::Result<()> {
             },
         );
         let value = envelope.encode_to_vec();
-        let record = BaseRecord::to(TOPIC)
+        let record = BaseRecord::to(topic)
             .key(&envelope.transaction_id)
             .payload(&value)
             .headers(headers);
         producer.send(record).map_err(|(e, _)| e)?;
     }
     producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}
+
+/// Assigns `consumer` every partition of `topic`, each from its beginning.
+pub(crate) fn assign_from_start(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
     Ok(())
 }
 
@@ -141,11 +160,7 @@ pub(crate) fn raw_consume(
         .set("group.id", "bench-raw")
         .set("enable.auto.commit", "false")
         .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
+    assign_from_start(&consumer, topic, partitions)?;
     let mut received = 0;
     let mut started = None;
     while received < messages {
@@ -262,7 +277,7 @@ async fn archived_count(
         "GET {url} answered {status}: {}",
         response.text().await.unwrap_or_default()
     );
-    let positions: Vec<retrace_tests::Position> = response.json().await?;
+    let positions: Vec<retrace_api::PositionView> = response.json().await?;
     Ok(Some(
         positions
             .iter()

@@ -3,7 +3,7 @@
 //! own requests carry, and a signing key for the token records and audit events.
 
 use retrace_auth::{AuthConfig, DEFAULT_TOKENS_TOPIC, SigningKeys};
-use retrace_tests::Broker;
+use retrace_fixtures::Broker;
 
 /// `[auth]` of a service the bench starts, and the token its requests send.
 pub struct Secured {

@@ -6,34 +6,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::builder::ArgPredicate::IsPresent;
 use futures::StreamExt;
+use retrace_fixtures::{Broker, free_port};
 use retrace_gateway::GatewayConfig;
 use retrace_proto::Envelope;
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, free_port};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+use crate::smoke;
 
 const TOPIC: &str = "bench.gateway";
 
 #[derive(clap::Args)]
 pub struct Options {
     /// Events published by the baseline and by the batched run.
-    #[arg(
-        long,
-        default_value_t = 100_000,
-        default_value_if("smoke", IsPresent, "2000")
-    )]
+    #[arg(long, default_value_t = 100_000, default_value_ifs = smoke("2000"))]
     events: usize,
     /// Events sent one request each (slower, so fewer).
-    #[arg(
-        long,
-        default_value_t = 20_000,
-        default_value_if("smoke", IsPresent, "500")
-    )]
+    #[arg(long, default_value_t = 20_000, default_value_ifs = smoke("500"))]
     single_events: usize,
-    #[arg(long, default_value_t = 16, default_value_if("smoke", IsPresent, "4"))]
+    #[arg(long, default_value_t = 16, default_value_ifs = smoke("4"))]
     partitions: i32,
     /// Concurrent clients sending one event per request.
     #[arg(long, default_value_t = 64)]

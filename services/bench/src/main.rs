@@ -9,6 +9,7 @@ mod trace;
 mod worker;
 
 use clap::Parser;
+use clap::builder::ArgPredicate;
 
 #[derive(Parser)]
 #[command(name = "retrace-bench")]
@@ -35,4 +36,10 @@ async fn main() -> anyhow::Result<()> {
         Area::Soak(options) => soak::run(options).await,
         Area::Worker(options) => worker::run(options).await,
     }
+}
+
+/// An option's default under `--smoke` (`default_value_ifs = smoke("2000")` beside its
+/// `default_value_t`): a check that every phase runs, small enough to take seconds.
+fn smoke(value: &'static str) -> [(&'static str, ArgPredicate, &'static str); 1] {
+    [("smoke", ArgPredicate::IsPresent, value)]
 }

@@ -17,43 +17,32 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::builder::ArgPredicate::IsPresent;
 use futures::StreamExt;
 use prost::Message as _;
 use rand::Rng;
 use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use retrace_archive::api::{Page, ReplayRequest, TransactionSummary};
+use retrace_api::{Page, ReplayRequest, TransactionSummary};
+use retrace_fixtures::{Broker, free_port};
 use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
-use retrace_tests::{Broker, free_port};
+
+use crate::smoke;
 
 #[derive(clap::Args)]
 pub struct Options {
     /// How long the workload runs: `60s`, `15m`, `1h`.
-    #[arg(
-        long,
-        default_value = "15m",
-        default_value_if("smoke", IsPresent, "15s"),
-        value_parser = parse_duration
-    )]
+    #[arg(long, value_parser = parse_duration)]
+    #[arg(default_value = "15m", default_value_ifs = smoke("15s"))]
     duration: Duration,
     /// Demo registrations started per second; each becomes about ten records (events,
     /// jobs, outcomes), reported as `events_per_s`.
-    #[arg(
-        long,
-        default_value_t = 250.0,
-        default_value_if("smoke", IsPresent, "20")
-    )]
+    #[arg(long, default_value_t = 250.0, default_value_ifs = smoke("20"))]
     rate: f64,
     /// A recently failed transaction is replayed this often.
-    #[arg(
-        long,
-        default_value = "10s",
-        default_value_if("smoke", IsPresent, "2s"),
-        value_parser = parse_duration
-    )]
+    #[arg(long, value_parser = parse_duration)]
+    #[arg(default_value = "10s", default_value_ifs = smoke("2s"))]
     replay_every: Duration,
     /// The `retrace` binary to run; by default the one beside this one.
     #[arg(long)]
@@ -208,7 +197,7 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         .spawn()
         .with_context(|| {
             format!(
-                "cannot run {} (build it: cargo build -p retrace-cli)",
+                "cannot run {} (build it: cargo build -p retrace)",
                 retrace.display()
             )
         })?);
@@ -439,7 +428,7 @@ async fn positions(
     client: &reqwest::Client,
     info: &DevInfo,
 ) -> anyhow::Result<HashMap<(String, i32), i64>> {
-    let positions: Vec<retrace_tests::Position> = client
+    let positions: Vec<retrace_api::PositionView> = client
         .get(format!("{}/v1/positions", info.http))
         .bearer_auth(&info.token)
         .send()

@@ -10,19 +10,20 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::builder::ArgPredicate::IsPresent;
 use prost::Message as _;
 use rand::Rng as _;
 use rand::seq::SliceRandom as _;
-use retrace_archive::api::Trace;
+use retrace_api::Trace;
 use retrace_archive::{Archive, ArchiveConfig};
+use retrace_fixtures::Broker;
 use retrace_log_store::{
     ArchivedRecord, EventIds, LogStore, OutcomeRef, PreparedRecord, RecordKey, RecordKind,
     StoreOptions,
 };
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
-use retrace_tests::Broker;
 use tokio_util::sync::CancellationToken;
+
+use crate::smoke;
 
 const TOPICS: [&str; 4] = [
     "registrations",
@@ -35,18 +36,10 @@ const PARTITIONS: i32 = 8;
 #[derive(clap::Args)]
 pub struct Options {
     /// Messages in the archive (events and their outcomes).
-    #[arg(
-        long,
-        default_value_t = 1_000_000,
-        default_value_if("smoke", IsPresent, "20000")
-    )]
+    #[arg(long, default_value_t = 1_000_000, default_value_ifs = smoke("20000"))]
     messages: usize,
     /// Traces requested, each of a random transaction.
-    #[arg(
-        long,
-        default_value_t = 2_000,
-        default_value_if("smoke", IsPresent, "100")
-    )]
+    #[arg(long, default_value_t = 2_000, default_value_ifs = smoke("100"))]
     lookups: usize,
     /// Transactions are written this many at a time, interleaved, as they arrive in Kafka.
     #[arg(long, default_value_t = 200)]

@@ -137,7 +137,7 @@ fn worker_smoke_runs_every_phase_with_real_worker_processes() {
 
 #[test]
 fn soak_smoke_loses_nothing_and_doubles_nothing() {
-    let retrace = built("retrace-cli", "retrace");
+    let retrace = built("retrace", "retrace");
     let report = smoke("soak", &["--retrace".as_ref(), retrace.as_os_str()], "lost");
     assert!(
         report.lines().any(|line| line == "duplicates=0"),

@@ -12,7 +12,7 @@ fn a_minute_of_dev_mode_with_the_demo_loses_nothing_and_doubles_nothing() {
     let retrace = bench.with_file_name("retrace");
     assert!(
         retrace.exists(),
-        "{} is missing: cargo build -p retrace-cli",
+        "{} is missing: cargo build -p retrace",
         retrace.display()
     );
     let output = Command::new(bench)

@@ -5,14 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use retrace_auth::AuthConfig;
-pub use retrace_config::ConfigError;
-use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, TopicsSection,
-    serialize_ms,
-};
 use retrace_http::TlsFiles;
-use retrace_sdk::{KafkaSettings, TopicSettings, TopicSpec};
-use retrace_telemetry::{LogFormat, LogSinks};
+use retrace_sdk::TopicSpec;
+pub use retrace_service::ConfigError;
+use retrace_service::{
+    CommonArgs, CommonConfig, CommonSections, DEFAULT_BOOTSTRAP, KafkaSection, LogSection,
+    Problems, TopicsSection, serialize_ms,
+};
 use serde::{Deserialize, Serialize};
 
 /// What the gateway remembers to answer a repeated request instead of publishing twice.
@@ -29,62 +28,40 @@ pub struct IdempotencySettings {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct GatewayConfig {
-    pub kafka: KafkaSettings,
-    /// Address of the HTTP server.
-    pub http: SocketAddr,
-    /// Serve HTTPS with these (`[tls]`, `--tls-cert`/`--tls-key`); plain HTTP when `None`.
-    pub tls: Option<TlsFiles>,
+    /// Kafka, the HTTP address, TLS, logging, `[topics]`, and who may publish (`[auth]`);
+    /// read as the gateway's own (`config.kafka`).
+    #[serde(flatten)]
+    pub common: CommonConfig,
     /// Largest request body accepted; a larger one is answered 413.
     pub max_body_bytes: usize,
     pub idempotency: IdempotencySettings,
-    pub log_format: LogFormat,
-    pub log_filter: String,
-    /// `[log.sinks]`: where each log category goes.
-    pub log_sinks: LogSinks,
-    /// Who may publish: `[auth]`.
-    pub auth: AuthConfig,
     /// How long requests in flight at SIGTERM may take to be answered before the process
     /// stops anyway (`[gateway] shutdown_grace_ms`). A request cut off is not answered, so
     /// its client retries it.
     pub shutdown_grace: Duration,
-    /// `[topics]`: how the topics it needs are created at start.
-    pub provisioning: TopicSettings,
 }
 
-impl GatewayConfig {
-    /// The topics the gateway creates when missing: Retrace's own (it publishes outcomes and
-    /// audit records), and `[topics] extra`.
-    pub fn topics_needed(&self) -> Vec<TopicSpec> {
-        self.provisioning
-            .retrace_topics(&self.auth.tokens_topic, [])
-    }
-}
+retrace_service::service_config!(GatewayConfig);
 
 impl GatewayConfig {
     /// The defaults, for a gateway publishing to `bootstrap`.
     pub fn new(bootstrap: impl Into<String>) -> Self {
         GatewayConfig {
-            kafka: KafkaSettings::new(bootstrap),
-            http: SocketAddr::from(([127, 0, 0, 1], 7071)),
-            tls: None,
+            common: CommonConfig::new(bootstrap, SocketAddr::from(([127, 0, 0, 1], 7071))),
             max_body_bytes: 1 << 20,
             idempotency: IdempotencySettings {
                 window: Duration::from_secs(600),
                 capacity: 100_000,
             },
-            log_format: LogFormat::Auto,
-            log_sinks: LogSinks::default(),
-            log_filter: "info".to_owned(),
-            auth: AuthConfig::default(),
-            provisioning: TopicSettings::default(),
             shutdown_grace: Duration::from_secs(15),
         }
     }
-}
 
-impl Reloadable for GatewayConfig {
-    fn tls(&self) -> Option<&TlsFiles> {
-        self.tls.as_ref()
+    /// The topics the gateway creates when missing: Retrace's own (it publishes outcomes and
+    /// audit records), and `[topics] extra`.
+    pub fn topics_needed(&self) -> Vec<TopicSpec> {
+        self.provisioning
+            .retrace_topics(&self.auth.tokens_topic, [])
     }
 }
 
@@ -109,18 +86,13 @@ pub struct GatewayArgs {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct FileConfig {
-    #[serde(default)]
     kafka: KafkaSection,
     tls: Option<TlsFiles>,
-    #[serde(default)]
     gateway: FileGateway,
-    #[serde(default)]
     log: LogSection,
-    #[serde(default)]
     auth: AuthConfig,
-    #[serde(default)]
     topics: TopicsSection,
 }
 
@@ -138,50 +110,35 @@ impl GatewayArgs {
     /// Layers defaults, the file, and these flags (which clap already merged with the env);
     /// refuses the result naming every problem found.
     pub fn resolve(self) -> Result<GatewayConfig, ConfigError> {
-        let file: FileConfig = self.common.read_file()?;
+        let FileConfig {
+            kafka,
+            tls,
+            gateway: file,
+            log,
+            auth,
+            topics,
+        } = self.common.read_file()?;
         let mut problems = Problems::default();
         let mut config = GatewayConfig::new(DEFAULT_BOOTSTRAP);
-        let kafka = self.common.kafka(file.kafka, &[]);
-        if let Some(kafka) = problems.check(kafka) {
-            config.kafka = kafka;
-        }
-        if let Some(grace) = file.gateway.shutdown_grace_ms {
+        if let Some(grace) = file.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(grace);
         }
-        if let Some(http) = self.http.or(file.gateway.http) {
-            config.http = http;
-        }
-        let max_body = self.max_body_bytes.or(file.gateway.max_body_bytes);
+        let max_body = self.max_body_bytes.or(file.max_body_bytes);
         if let Some(max) = problems.at_least_one("gateway.max_body_bytes", max_body) {
             config.max_body_bytes = max;
         }
-        let window = self
-            .idempotency_window_s
-            .or(file.gateway.idempotency_window_s);
+        let window = self.idempotency_window_s.or(file.idempotency_window_s);
         if let Some(window) = problems.at_least_one("gateway.idempotency_window_s", window) {
             config.idempotency.window = Duration::from_secs(window);
         }
-        let capacity = self
-            .idempotency_capacity
-            .or(file.gateway.idempotency_capacity);
+        let capacity = self.idempotency_capacity.or(file.idempotency_capacity);
         if let Some(capacity) = problems.at_least_one("gateway.idempotency_capacity", capacity) {
             config.idempotency.capacity = capacity;
         }
-        let log = self
-            .common
-            .log(file.log, &mut config.log_format, &mut config.log_filter);
-        if let Some(sinks) = problems.check(log) {
-            config.log_sinks = sinks;
-        }
-        if let Some(tls) = problems.check(self.common.tls(file.tls)) {
-            config.tls = tls;
-        }
-        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
-            config.provisioning = topics;
-        }
-        if let Some(auth) = problems.check(self.common.auth(file.auth)) {
-            config.auth = auth;
-        }
+        let common = CommonSections::new(kafka, tls, log, auth, topics);
+        let http = self.http.or(file.http);
+        self.common
+            .layer(&mut config.common, common, http, &mut problems);
         problems.finish(config)
     }
 }
@@ -190,12 +147,24 @@ impl GatewayArgs {
 mod tests {
     use super::*;
 
+    /// The flags of a gateway whose configuration file, in `dir`, holds `toml`.
+    fn with_file(dir: &tempfile::TempDir, toml: &str) -> GatewayArgs {
+        let path = dir.path().join("retrace.toml");
+        std::fs::write(&path, toml).unwrap();
+        GatewayArgs {
+            common: CommonArgs {
+                config: Some(path),
+                ..CommonArgs::default()
+            },
+            ..GatewayArgs::default()
+        }
+    }
+
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("retrace.toml");
-        std::fs::write(
-            &path,
+        let mut args = with_file(
+            &dir,
             r#"
 [kafka]
 bootstrap = "file:9092"
@@ -205,20 +174,11 @@ properties = { "security.protocol" = "SASL_SSL" }
 max_body_bytes = 2048
 idempotency_window_s = 60
 "#,
-        )
-        .unwrap();
-        let config = GatewayArgs {
-            common: CommonArgs {
-                config: Some(path),
-                kafka_bootstrap: Some("flag:9092".into()),
-                kafka_properties: vec!["message.timeout.ms=2500".into()],
-                ..CommonArgs::default()
-            },
-            idempotency_window_s: Some(30),
-            ..GatewayArgs::default()
-        }
-        .resolve()
-        .unwrap();
+        );
+        args.common.kafka_bootstrap = Some("flag:9092".into());
+        args.common.kafka_properties = vec!["message.timeout.ms=2500".into()];
+        args.idempotency_window_s = Some(30);
+        let config = args.resolve().unwrap();
         assert_eq!(config.kafka.bootstrap_servers, "flag:9092");
         assert_eq!(
             config.kafka.properties.get("security.protocol").unwrap(),
@@ -237,17 +197,9 @@ idempotency_window_s = 60
     #[test]
     fn an_unknown_setting_in_the_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("retrace.toml");
-        std::fs::write(&path, "[gateway]\nmax_body = 5\n").unwrap();
-        let error = GatewayArgs {
-            common: CommonArgs {
-                config: Some(path),
-                ..CommonArgs::default()
-            },
-            ..GatewayArgs::default()
-        }
-        .resolve()
-        .unwrap_err();
+        let error = with_file(&dir, "[gateway]\nmax_body = 5\n")
+            .resolve()
+            .unwrap_err();
         assert!(error.to_string().contains("max_body"), "{error}");
     }
 

@@ -2,7 +2,7 @@
 //! response shapes, and the status each failure is answered with.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,19 +11,18 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use retrace_api::ErrorCode;
 use retrace_auth::{Caller, Permission};
-use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome};
-use retrace_sdk::PublishError;
+use retrace_http::ApiError;
+use retrace_proto::{Envelope, Outcome};
 use retrace_telemetry::InternalEvent;
 use serde::Serialize;
-use tracing::Instrument;
+
+pub(crate) use retrace_api::EventResult;
 
 use crate::Gateway;
 use crate::convert::{self, BadInput, Shape};
-use crate::events::{
-    EventNotPublished, EventPublished, IdempotentReplay, OutcomePublished, RequestRejected,
-};
+use crate::events::{IdempotentReplay, RequestRejected};
 
 /// Seconds a client is asked to wait before retrying when Kafka did not acknowledge.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
@@ -95,37 +94,6 @@ fn check_not_internal(
     ))
 }
 
-/// One event's result: where Kafka put it, or why it is not there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub(crate) struct EventResult {
-    pub event_id: String,
-    pub transaction_id: String,
-    pub topic: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partition: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offset: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// This event id was already published on this topic: this is that first result.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub replayed: bool,
-}
-
-impl EventResult {
-    fn of(topic: &str, envelope: &Envelope) -> Self {
-        EventResult {
-            event_id: envelope.event_id.clone(),
-            transaction_id: envelope.transaction_id.clone(),
-            topic: topic.to_owned(),
-            partition: None,
-            offset: None,
-            error: None,
-            replayed: false,
-        }
-    }
-}
-
 /// What an `Idempotency-Key` stands for: a fingerprint of the request it came with, the
 /// ids the gateway generated for it until it succeeds (so a retry of a failed request
 /// publishes the same event ids), then only the answer.
@@ -177,13 +145,13 @@ impl Prepared {
 
 /// A success response, kept as bytes so a replay is byte-for-byte the same.
 #[derive(Clone)]
-struct Answer {
+pub(crate) struct Answer {
     status: StatusCode,
     body: Bytes,
 }
 
 impl Answer {
-    fn accepted(body: &impl Serialize) -> Self {
+    pub(crate) fn accepted(body: &impl Serialize) -> Self {
         Answer {
             status: StatusCode::ACCEPTED,
             body: serde_json::to_vec(body)
@@ -211,119 +179,47 @@ impl Answer {
     }
 }
 
-/// An error answer: `{"error": "...", "field": "..." | null}`, plus `results` when events
+/// A refusal, and why in one fixed word (the `reason` label of
+/// `retrace_gateway_requests_rejected_total`). Its error document has `results` when events
 /// reached the publishing stage, saying which were published and which not.
 pub(crate) struct Rejection {
-    status: StatusCode,
     reason: &'static str,
-    error: String,
-    field: Option<String>,
-    results: Option<Vec<EventResult>>,
+    /// Boxed: a rejection travels in every `Result` of a request's handling.
+    error: Box<ApiError>,
 }
 
 impl Rejection {
-    fn new(status: StatusCode, reason: &'static str, error: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: &'static str, error: ApiError) -> Self {
         Rejection {
-            status,
             reason,
-            error: error.into(),
-            field: None,
-            results: None,
+            error: Box::new(error),
         }
-    }
-
-    fn field(mut self, field: &str) -> Self {
-        self.field = Some(field.to_owned());
-        self
     }
 }
 
 impl From<BadInput> for Rejection {
     fn from(bad: BadInput) -> Self {
-        Rejection {
-            status: StatusCode::BAD_REQUEST,
-            reason: "invalid",
-            error: bad.problem,
-            field: bad.field,
-            results: None,
-        }
+        let mut error = ApiError::new(ErrorCode::Invalid, bad.problem);
+        error.body.field = bad.field;
+        Rejection::new("invalid", error)
     }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    field: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    results: Option<&'a [EventResult]>,
 }
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
+        let Rejection { reason, error } = self;
+        let error = *error;
         RequestRejected {
-            status: self.status.as_u16(),
-            reason: self.reason,
-            field: self.field.as_deref(),
-            error: &self.error,
+            status: error.status.as_u16(),
+            reason,
+            field: error.body.field.as_deref(),
+            error: &error.body.error,
         }
         .emit();
-        let body = ErrorBody {
-            error: &self.error,
-            field: self.field.as_deref(),
-            results: self.results.as_deref(),
-        };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        }
-        response
-    }
-}
-
-/// Why Kafka did not take an event, from the caller's point of view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// Not reachable, or not acknowledging in time: try again later.
-    Unavailable,
-    UnknownTopic,
-    /// Larger than the producer's or broker's `message.max.bytes`.
-    TooLarge,
-    /// Refused by the SDK's validation (the gateway validates first, so not expected).
-    Invalid,
-}
-
-impl Failure {
-    fn of(error: &PublishError) -> Self {
-        match error {
-            PublishError::Invalid(_) => Failure::Invalid,
-            PublishError::NotAcknowledged { source, .. } => match **source {
-                KafkaError::MessageProduction(
-                    RDKafkaErrorCode::UnknownTopic | RDKafkaErrorCode::UnknownTopicOrPartition,
-                ) => Failure::UnknownTopic,
-                KafkaError::MessageProduction(
-                    RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize,
-                ) => Failure::TooLarge,
-                _ => Failure::Unavailable,
-            },
-            _ => Failure::Unavailable,
-        }
-    }
-
-    /// The status of a request whose events failed this way (`failures` not empty): 503
-    /// with `Retry-After` as soon as one could go through later.
-    fn status(failures: &[Failure]) -> (StatusCode, &'static str) {
-        let worst = if failures.contains(&Failure::Unavailable) {
-            Failure::Unavailable
+        if error.status == StatusCode::SERVICE_UNAVAILABLE {
+            error.retry_after(RETRY_AFTER_SECONDS)
         } else {
-            failures[0]
-        };
-        match worst {
-            Failure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "kafka_unavailable"),
-            Failure::UnknownTopic => (StatusCode::NOT_FOUND, "unknown_topic"),
-            Failure::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
-            Failure::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+            error.into_response()
         }
     }
 }
@@ -358,14 +254,16 @@ fn format_of(headers: &HeaderMap, protobuf_allowed: bool) -> Result<Format, Reje
             Ok(Format::Protobuf)
         }
         other => Err(Rejection::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!(
-                "Content-Type {} is not accepted here: send {accepted}",
-                other.map_or("(none)".to_owned(), |t| format!("{t:?}"))
-            ),
-        )
-        .field("Content-Type")),
+            ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "Content-Type {} is not accepted here: send {accepted}",
+                    other.map_or("(none)".to_owned(), |t| format!("{t:?}"))
+                ),
+            )
+            .with_field("Content-Type"),
+        )),
     }
 }
 
@@ -373,19 +271,23 @@ fn body_of(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Byt
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Rejection::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                format!(
-                    "the body is larger than the gateway's limit of {} bytes \
-                     (max_body_bytes): send smaller batches",
-                    gateway.shared.max_body_bytes
+                ApiError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "the body is larger than the gateway's limit of {} bytes \
+                         (max_body_bytes): send smaller batches",
+                        gateway.shared.max_body_bytes
+                    ),
                 ),
             )
         } else {
             Rejection::new(
-                StatusCode::BAD_REQUEST,
                 "invalid",
-                format!("cannot read the body: {}", rejection.body_text()),
+                ApiError::new(
+                    ErrorCode::Invalid,
+                    format!("cannot read the body: {}", rejection.body_text()),
+                ),
             )
         }
     })
@@ -414,6 +316,28 @@ fn fingerprint(format: Format, body: &[u8]) -> u64 {
     hasher.finish()
 }
 
+/// [`idempotently`] for a route that publishes events: `prepare` makes the request's events,
+/// `destination` names the topic they are published on.
+async fn publish_idempotently(
+    gateway: &Gateway,
+    scope: &str,
+    headers: &HeaderMap,
+    format: Format,
+    body: &[u8],
+    prepare: impl FnOnce() -> Result<(Shape, Vec<Envelope>), BadInput>,
+    destination: impl FnOnce(Shape, &[Envelope]) -> Result<String, BadInput>,
+) -> Result<Response, Rejection> {
+    let prepare = || prepare().map(|(shape, envelopes)| Prepared::Events(shape, envelopes));
+    let publish = async |prepared| match prepared {
+        Prepared::Events(shape, envelopes) => {
+            let topic = destination(shape, &envelopes)?;
+            gateway.publish_events(&topic, shape, &envelopes).await
+        }
+        Prepared::Outcome(_) => unreachable!("events are prepared for this route"),
+    };
+    idempotently(gateway, scope, headers, format, body, prepare, publish).await
+}
+
 /// With an `Idempotency-Key`: answers a repeat from memory, or runs `prepare` then
 /// `publish`, one request per key at a time. Without one: just the two steps.
 async fn idempotently<P>(
@@ -440,15 +364,17 @@ where
     let fingerprint = fingerprint(format, body);
     let prepared = match &*remembered {
         Some(earlier) if earlier.fingerprint != fingerprint => {
-            return Err(Rejection::new(
+            let reused = ApiError::of_status(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
                 format!(
                     "Idempotency-Key {key:?} was first used with a different request: use a \
                      new key for a new request"
                 ),
-            )
-            .field("Idempotency-Key"));
+            );
+            return Err(Rejection::new(
+                "idempotency_key_reused",
+                reused.with_field("Idempotency-Key"),
+            ));
         }
         Some(Remembered {
             answer: Some(answer),
@@ -514,24 +440,11 @@ async fn publish_events(
                     vec![convert::event_from_protobuf(&body, now)?],
                 ),
             };
-            Ok(Prepared::Events(shape, envelopes))
+            Ok((shape, envelopes))
         };
-        let publish = async |prepared| match prepared {
-            Prepared::Events(shape, envelopes) => {
-                gateway.publish_events(&topic, shape, &envelopes).await
-            }
-            Prepared::Outcome(_) => unreachable!("events are prepared for this route"),
-        };
-        idempotently(
-            &gateway,
-            &format!("events\0{topic}"),
-            &headers,
-            format,
-            &body,
-            prepare,
-            publish,
-        )
-        .await
+        let scope = format!("events\0{topic}");
+        let topic_of = |_, _: &[Envelope]| Ok(topic.clone());
+        publish_idempotently(&gateway, &scope, &headers, format, &body, prepare, topic_of).await
     };
     handled.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -558,25 +471,11 @@ async fn enqueue_jobs(
         let prepare = || {
             let (shape, envelopes) = convert::events_from_json(&body, SystemTime::now())?;
             convert::lane_of_jobs(&queue, shape, &envelopes)?;
-            Ok(Prepared::Events(shape, envelopes))
+            Ok((shape, envelopes))
         };
-        let publish = async |prepared| match prepared {
-            Prepared::Events(shape, envelopes) => {
-                let lane = convert::lane_of_jobs(&queue, shape, &envelopes)?;
-                gateway.publish_events(&lane, shape, &envelopes).await
-            }
-            Prepared::Outcome(_) => unreachable!("jobs are prepared for this route"),
-        };
-        idempotently(
-            &gateway,
-            &format!("jobs\0{queue}"),
-            &headers,
-            format,
-            &body,
-            prepare,
-            publish,
-        )
-        .await
+        let scope = format!("jobs\0{queue}");
+        let lane = |shape, envelopes: &[Envelope]| convert::lane_of_jobs(&queue, shape, envelopes);
+        publish_idempotently(&gateway, &scope, &headers, format, &body, prepare, lane).await
     };
     handled.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -622,228 +521,4 @@ async fn publish_outcome(
         idempotently(&gateway, &scope, &headers, format, &body, prepare, publish).await
     };
     handled.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-#[derive(Serialize)]
-struct BatchAnswer<'a> {
-    results: &'a [EventResult],
-}
-
-#[derive(Serialize)]
-struct OutcomeAnswer<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
-}
-
-impl Gateway {
-    /// Publishes `envelopes` on `topic`, all at once, and answers with every one's result.
-    /// An event id already published on `topic` within the window is answered with its first
-    /// result instead.
-    async fn publish_events(
-        &self,
-        topic: &str,
-        shape: Shape,
-        envelopes: &[Envelope],
-    ) -> Result<Answer, Rejection> {
-        // Locked in event id order, so two requests sharing event ids cannot deadlock.
-        let mut order: Vec<usize> = (0..envelopes.len()).collect();
-        order.sort_unstable_by(|a, b| envelopes[*a].event_id.cmp(&envelopes[*b].event_id));
-        let mut slots: Vec<_> = envelopes.iter().map(|_| None).collect();
-        for index in order {
-            let key = format!("{topic}\0{}", envelopes[index].event_id);
-            slots[index] = Some(self.shared.events.lock(key).await);
-        }
-        let attempts = envelopes
-            .iter()
-            .zip(slots)
-            .map(|(envelope, slot)| async move {
-                let mut slot = slot.expect("every event's slot is locked");
-                if let Some(first) = &*slot {
-                    IdempotentReplay {
-                        by: "event_id",
-                        key: &envelope.event_id,
-                    }
-                    .emit();
-                    return Ok(EventResult {
-                        replayed: true,
-                        ..first.clone()
-                    });
-                }
-                let published = self.publish_one(topic, envelope).await?;
-                *slot = Some(published.clone());
-                Ok(published)
-            });
-        let attempts: Vec<Result<EventResult, (EventResult, Failure)>> =
-            futures::future::join_all(attempts).await;
-        let failures: Vec<Failure> = attempts
-            .iter()
-            .filter_map(|attempt| attempt.as_ref().err().map(|(_, failure)| *failure))
-            .collect();
-        let results: Vec<EventResult> = attempts
-            .into_iter()
-            .map(|attempt| attempt.unwrap_or_else(|(result, _)| result))
-            .collect();
-        if failures.is_empty() {
-            return Ok(match shape {
-                Shape::Single => Answer::accepted(&results[0]),
-                Shape::Batch => Answer::accepted(&BatchAnswer { results: &results }),
-            });
-        }
-        let (status, reason) = Failure::status(&failures);
-        let error = match shape {
-            Shape::Single => results[0].error.clone().unwrap_or_default(),
-            Shape::Batch => format!(
-                "{} of {} events were not published and the others were: each of `results` \
-                 has either an offset or an error. Sending the failed ones again with the same \
-                 event ids is safe",
-                failures.len(),
-                results.len()
-            ),
-        };
-        let mut rejection = Rejection::new(status, reason, error);
-        if status == StatusCode::NOT_FOUND {
-            rejection = rejection.field("topic");
-        }
-        rejection.results = Some(results);
-        Err(rejection)
-    }
-
-    async fn publish_one(
-        &self,
-        topic: &str,
-        envelope: &Envelope,
-    ) -> Result<EventResult, (EventResult, Failure)> {
-        let span = tracing::info_span!(
-            "publish",
-            topic,
-            event_id = %envelope.event_id,
-            transaction_id = %envelope.transaction_id,
-        );
-        let mut result = EventResult::of(topic, envelope);
-        let started = Instant::now();
-        match self
-            .shared
-            .publisher
-            .publish(topic, envelope)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(delivery) => {
-                let _entered = span.enter();
-                EventPublished {
-                    topic,
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                    elapsed: started.elapsed(),
-                }
-                .emit();
-                result.partition = Some(delivery.partition);
-                result.offset = Some(delivery.offset);
-                Ok(result)
-            }
-            Err(error) => {
-                let _entered = span.enter();
-                EventNotPublished {
-                    topic,
-                    error: &error,
-                }
-                .emit();
-                let failure = Failure::of(&error);
-                result.error = Some(error.to_string());
-                Err((result, failure))
-            }
-        }
-    }
-
-    async fn publish_outcome(&self, outcome: &Outcome) -> Result<Answer, Rejection> {
-        let span = tracing::info_span!(
-            "publish_outcome",
-            event_id = %outcome.event_id,
-            transaction_id = %outcome.transaction_id,
-            consumer = %outcome.consumer,
-        );
-        match self
-            .shared
-            .publisher
-            .publish_outcome(outcome)
-            .instrument(span)
-            .await
-        {
-            Ok(delivery) => {
-                OutcomePublished {
-                    status: outcome.status().as_str_name(),
-                }
-                .emit();
-                Ok(Answer::accepted(&OutcomeAnswer {
-                    topic: OUTCOMES_TOPIC,
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                }))
-            }
-            Err(error) => {
-                let (status, reason) = Failure::status(&[Failure::of(&error)]);
-                Err(Rejection::new(status, reason, error.to_string()))
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_retryable_failure_makes_the_whole_request_retryable() {
-        assert_eq!(
-            Failure::status(&[Failure::TooLarge, Failure::Unavailable]).0,
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-        assert_eq!(
-            Failure::status(&[Failure::TooLarge]).0,
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            Failure::status(&[Failure::UnknownTopic]).0,
-            StatusCode::NOT_FOUND
-        );
-    }
-
-    #[test]
-    fn a_timed_out_message_means_kafka_is_unavailable() {
-        let error = PublishError::NotAcknowledged {
-            event_id: "e".into(),
-            topic: "t".into(),
-            source: Box::new(KafkaError::MessageProduction(
-                RDKafkaErrorCode::MessageTimedOut,
-            )),
-        };
-        assert_eq!(Failure::of(&error), Failure::Unavailable);
-    }
-
-    #[test]
-    fn a_result_carries_either_an_offset_or_an_error() {
-        let mut result = EventResult {
-            event_id: "e".into(),
-            transaction_id: "t".into(),
-            topic: "registrations".into(),
-            partition: Some(2),
-            offset: Some(41),
-            error: None,
-            replayed: false,
-        };
-        assert_eq!(
-            serde_json::to_value(&result).unwrap(),
-            serde_json::json!({"event_id": "e", "transaction_id": "t",
-                               "topic": "registrations", "partition": 2, "offset": 41})
-        );
-        result.partition = None;
-        result.offset = None;
-        result.error = Some("timed out".into());
-        assert_eq!(
-            serde_json::to_value(&result).unwrap(),
-            serde_json::json!({"event_id": "e", "transaction_id": "t",
-                               "topic": "registrations", "error": "timed out"})
-        );
-    }
 }

@@ -23,14 +23,14 @@ mod convert;
 mod events;
 mod http;
 mod idempotency;
+mod publish;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use retrace_auth::{Guard, ServiceAuth};
-use retrace_config::Reloader;
+use retrace_auth::Guard;
 use retrace_sdk::{PublishError, Publisher};
+use retrace_service::{Host, Hosted, Reloader};
 use retrace_telemetry::InternalEvent;
 use tokio_util::sync::CancellationToken;
 
@@ -107,64 +107,17 @@ pub async fn serve(
     reloader: Reloader<GatewayConfig>,
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
-    // Metrics recorded before the recorder exists are lost.
-    retrace_telemetry::prometheus();
-    let loaded = reloader.current();
-    let config = &loaded.config;
-    let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
-    reloader.reload_tls_of(listener.tls_reload());
-    let (listener, started) = listener
-        .while_starting("gateway", async {
-            retrace_sdk::provision_at_start(
-                &config.kafka,
-                &config.provisioning,
-                &config.topics_needed(),
-                "retrace-gateway",
-            )
-            .await;
-            let auth = ServiceAuth::start(&config.auth, &config.kafka, "gateway", shutdown.clone())
-                .await?;
-            let gateway = Gateway::new(config, auth.guard.clone())?;
-            Ok::<_, GatewayError>((auth, gateway))
-        })
-        .await?;
-    let (auth, gateway) = started?;
-    GatewayStarted {
-        bootstrap: &config.kafka.bootstrap_servers,
-        url: &listener.url(),
-    }
-    .emit();
-    // Not ready once shutting down, so a load balancer stops sending while requests drain.
-    let ready = Arc::new(AtomicBool::new(true));
-    let app = gateway
-        .router()
-        .merge(retrace_config::http::router(
-            &auth.guard,
-            reloader.documents(),
-            retrace_config::http::audit_to(auth.audit()),
-        ))
-        .merge(retrace_telemetry::health_router(vec![
-            Arc::clone(&ready),
-            auth.ready(),
-        ]))
-        .merge(retrace_telemetry::metrics_router().route_layer(auth.guard.metrics()));
-    let stop_reloading = shutdown.clone();
-    let stopping = async move {
-        shutdown.cancelled().await;
-        ready.store(false, Ordering::Release);
-    };
-    let follow_auth = retrace_config::follow_auth(
-        reloader.subscribe(),
-        auth.guard.clone(),
-        "gateway",
-        |config: &GatewayConfig| &config.auth,
-        stop_reloading.clone(),
-    );
-    let (served, (), (), ()) = tokio::join!(
-        listener.serve(app, stopping),
-        auth.run(),
-        reloader.run(stop_reloading),
-        follow_auth
-    );
-    Ok(served?)
+    let host = Host::new("gateway", reloader, shutdown);
+    host.serve(|start| async move {
+        let config = start.config();
+        let auth = start.service_auth().await?;
+        let gateway = Gateway::new(config, auth.guard.clone())?;
+        GatewayStarted {
+            bootstrap: &config.kafka.bootstrap_servers,
+            url: start.url(),
+        }
+        .emit();
+        Ok(Hosted::with_auth(gateway.router(), auth))
+    })
+    .await
 }

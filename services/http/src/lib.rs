@@ -5,6 +5,11 @@
 //!
 //! Binding is separate from serving so a service can learn its address (port 0 in tests) and
 //! refuse to start on a bad certificate before it consumes anything.
+//!
+//! Every refusal is an [`ApiError`]: its status and the one error document,
+//! [`retrace_api::ErrorBody`].
+
+mod error;
 
 use std::future::Future;
 use std::io;
@@ -14,10 +19,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use error::{ApiError, json_body};
 
 /// The server's certificate chain and private key, PEM files (`[tls]` in a configuration
 /// file, or `--tls-cert` / `--tls-key`).
@@ -177,25 +184,20 @@ impl Listener {
 
 /// What [`Listener::while_starting`] answers.
 fn starting_router(service: &'static str) -> Router {
-    #[derive(serde::Serialize)]
-    struct Starting {
-        error: String,
-    }
-    fn unavailable(body: impl IntoResponse) -> Response {
-        let retry_after = [(axum::http::header::RETRY_AFTER, "1")];
-        (StatusCode::SERVICE_UNAVAILABLE, retry_after, body).into_response()
-    }
     Router::new()
         .route(
             "/healthz",
-            axum::routing::get(|| async { unavailable("starting\n") }),
+            axum::routing::get(|| async {
+                let retry_after = [(axum::http::header::RETRY_AFTER, "1")];
+                (StatusCode::SERVICE_UNAVAILABLE, retry_after, "starting\n").into_response()
+            }),
         )
         .fallback(move || async move {
-            let error = format!(
+            ApiError::unavailable(format!(
                 "the {service} is starting (waiting for Kafka, or reading its topics); retry \
                  in a moment, or see its log for what it waits on"
-            );
-            unavailable(axum::Json(Starting { error }))
+            ))
+            .retry_after(1)
         })
 }
 

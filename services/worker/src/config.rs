@@ -22,14 +22,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use retrace_auth::AuthConfig;
-pub use retrace_config::ConfigError;
-use retrace_config::{
-    CommonArgs, DEFAULT_BOOTSTRAP, KafkaSection, LogSection, Problems, Reloadable, TopicsSection,
-    invalid, serialize_ms,
-};
 use retrace_http::TlsFiles;
-use retrace_sdk::{KafkaSettings, QueueTopics, TopicSettings, TopicSpec};
-use retrace_telemetry::{LogFormat, LogSinks};
+use retrace_sdk::{QueueTopics, TopicSpec};
+pub use retrace_service::ConfigError;
+use retrace_service::{
+    CommonArgs, CommonConfig, CommonSections, DEFAULT_BOOTSTRAP, KafkaSection, LogSection,
+    Problems, TopicsSection, invalid, serialize_ms,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::gate::{GateConfig, GateSpec};
@@ -117,7 +116,7 @@ impl QueueConfig {
         }
         self.gate
             .validate(&format!("queues.{queue}.gate"))
-            .map_err(|e| retrace_config::wrong(&e.field, e.problem))
+            .map_err(|e| retrace_service::wrong(&e.field, e.problem))
     }
 }
 
@@ -130,11 +129,10 @@ pub struct KindConfig {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerConfig {
-    pub kafka: KafkaSettings,
-    /// Address of the HTTP server (standalone binary).
-    pub http: SocketAddr,
-    /// Serve HTTPS with these (`[tls]`, `--tls-cert`/`--tls-key`); plain HTTP when `None`.
-    pub tls: Option<TlsFiles>,
+    /// Kafka, the HTTP address (standalone binary), TLS, logging, `[topics]`, and who may
+    /// read the queues and redrive (`[auth]`); read as the worker's own (`config.kafka`).
+    #[serde(flatten)]
+    pub common: CommonConfig,
     pub queues: BTreeMap<String, QueueConfig>,
     /// How long jobs running at shutdown may take to finish; the rest run again elsewhere.
     #[serde(rename = "shutdown_grace_ms", serialize_with = "serialize_ms")]
@@ -147,15 +145,9 @@ pub struct WorkerConfig {
     /// its partitions wait for the session timeout before moving to the other workers.
     /// `None`: a dynamic member, which leaves on SIGTERM.
     pub instance_id: Option<String>,
-    pub log_format: LogFormat,
-    pub log_filter: String,
-    /// `[log.sinks]`: where each log category goes.
-    pub log_sinks: LogSinks,
-    /// Who may read the queues and redrive: `[auth]`.
-    pub auth: AuthConfig,
-    /// `[topics]`: how the topics it needs are created at start.
-    pub provisioning: TopicSettings,
 }
+
+retrace_service::service_config!(WorkerConfig);
 
 impl WorkerConfig {
     /// The topics the worker creates when missing: Retrace's own, every lane of each queue,
@@ -166,30 +158,15 @@ impl WorkerConfig {
         self.provisioning
             .retrace_topics(&self.auth.tokens_topic, own)
     }
-}
 
-impl WorkerConfig {
     /// The defaults, for a worker on `bootstrap` with no queues.
     pub fn new(bootstrap: impl Into<String>) -> Self {
         WorkerConfig {
-            kafka: KafkaSettings::new(bootstrap),
-            http: SocketAddr::from(([127, 0, 0, 1], 7072)),
-            tls: None,
+            common: CommonConfig::new(bootstrap, SocketAddr::from(([127, 0, 0, 1], 7072))),
             queues: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(10),
             instance_id: None,
-            log_format: LogFormat::Auto,
-            log_sinks: LogSinks::default(),
-            log_filter: "info".to_owned(),
-            auth: AuthConfig::default(),
-            provisioning: TopicSettings::default(),
         }
-    }
-}
-
-impl Reloadable for WorkerConfig {
-    fn tls(&self) -> Option<&TlsFiles> {
-        self.tls.as_ref()
     }
 }
 
@@ -210,20 +187,14 @@ pub struct WorkerArgs {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct FileConfig {
-    #[serde(default)]
     kafka: KafkaSection,
     tls: Option<TlsFiles>,
-    #[serde(default)]
     worker: FileWorker,
-    #[serde(default)]
     log: LogSection,
-    #[serde(default)]
     queues: BTreeMap<String, QueueConfig>,
-    #[serde(default)]
     auth: AuthConfig,
-    #[serde(default)]
     topics: TopicsSection,
 }
 
@@ -239,23 +210,25 @@ impl WorkerArgs {
     /// Layers defaults, the file, and these flags (which clap already merged with the env);
     /// refuses the result naming every problem found (the first of each queue).
     pub fn resolve(self) -> Result<WorkerConfig, ConfigError> {
-        let file: FileConfig = self.common.read_file()?;
+        let FileConfig {
+            kafka,
+            tls,
+            worker: file,
+            log,
+            queues,
+            auth,
+            topics,
+        } = self.common.read_file()?;
         let mut problems = Problems::default();
         let mut config = WorkerConfig::new(DEFAULT_BOOTSTRAP);
-        if let Some(kafka) = problems.check(self.common.kafka(file.kafka, &[])) {
-            config.kafka = kafka;
-        }
-        if let Some(http) = self.http.or(file.worker.http) {
-            config.http = http;
-        }
-        if let Some(grace) = file.worker.shutdown_grace_ms {
+        if let Some(grace) = file.shutdown_grace_ms {
             config.shutdown_grace = Duration::from_millis(grace);
         }
         config.instance_id = self
             .instance_id
-            .or(file.worker.instance_id)
+            .or(file.instance_id)
             .filter(|id| !id.is_empty());
-        for (name, queue) in &file.queues {
+        for (name, queue) in &queues {
             let named = retrace_sdk::check_topic_name(&crate::QueueTopics::of(name).dead_letter)
                 .map_err(|_| {
                     invalid(
@@ -265,22 +238,11 @@ impl WorkerArgs {
                 });
             problems.check(named.and_then(|()| queue.check(name)));
         }
-        config.queues = file.queues;
-        if let Some(topics) = problems.check(self.common.topics(file.topics)) {
-            config.provisioning = topics;
-        }
-        if let Some(auth) = problems.check(self.common.auth(file.auth)) {
-            config.auth = auth;
-        }
-        let log = self
-            .common
-            .log(file.log, &mut config.log_format, &mut config.log_filter);
-        if let Some(sinks) = problems.check(log) {
-            config.log_sinks = sinks;
-        }
-        if let Some(tls) = problems.check(self.common.tls(file.tls)) {
-            config.tls = tls;
-        }
+        config.queues = queues;
+        let common = CommonSections::new(kafka, tls, log, auth, topics);
+        let http = self.http.or(file.http);
+        self.common
+            .layer(&mut config.common, common, http, &mut problems);
         problems.finish(config)
     }
 }

@@ -200,7 +200,7 @@ impl InternalEvent for JobRedriven<'_> {
 pub(crate) struct RedriveAudited<'a> {
     pub queue: &'a str,
     pub request: &'a crate::RedriveRequest,
-    pub result: &'a Result<crate::RedriveReport, crate::RedriveError>,
+    pub result: &'a Result<retrace_api::RedriveReport, crate::RedriveError>,
 }
 
 impl InternalEvent for RedriveAudited<'_> {

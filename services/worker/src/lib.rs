@@ -66,7 +66,7 @@
 //! # HTTP
 //!
 //! `GET /v1/jobs/queues`: per queue, the gate and why, `pending` (the group's backlog in
-//! Kafka), this process's counts and `rate_per_s` ([`QueueStatus`]).
+//! Kafka), this process's counts and `rate_per_s` ([`retrace_api::QueueStatus`]).
 //! `GET /v1/config`: the configuration running ([`serve`]).
 //!
 //! # Reload
@@ -76,7 +76,8 @@
 //! after the queue, so no setting changes its topic set, and no reload re-creates it; queues
 //! added or removed, and a queue's other settings, take effect at the next start (the reload
 //! says so in its log).
-//! `POST /v1/jobs/queues/{queue}/redrive` with a [`RedriveBody`] answers a [`RedriveReport`];
+//! `POST /v1/jobs/queues/{queue}/redrive` with a [`retrace_api::RedriveBody`] answers a
+//! [`retrace_api::RedriveReport`];
 //! every redrive is logged with `category="audit"`.
 
 mod config;
@@ -90,13 +91,13 @@ mod status;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use rdkafka::error::KafkaError;
-use retrace_auth::{AuditSender, Guard, ServiceAuth};
-use retrace_config::{Loaded, Reloader};
+use retrace_api::QueueStatus;
+use retrace_auth::{AuditSender, Guard};
 use retrace_sdk::{PublishError, Publisher};
+use retrace_service::{Host, Hosted, Loaded, Reloader};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -104,13 +105,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ConfigError, KindConfig, QueueConfig, WorkerArgs, WorkerConfig};
 pub use handler::{IDEMPOTENCY_KEY, JobError, JobHandler, ReceivedJob, Webhook, WebhookBody};
-pub use redrive::{
-    RedriveBody, RedriveError, RedriveReport, RedriveRequest, RedriveSelection, redrive,
-};
+pub use redrive::{RedriveError, RedriveRequest, RedriveSelection, redrive};
 /// Jobs are enqueued with the SDK; re-exported for the worker's users.
 pub use retrace_sdk::{EnqueueError, QueueTopics, enqueue};
 pub use retry::{ATTEMPT, Backoff, DUE_AT, ERROR, REDRIVE_REASON, REDRIVEN_BY};
-pub use status::QueueStatus;
 
 use crate::events::{HttpListening, QueuesNeedRestart, WorkerStarted};
 use crate::gate::{Gate, GateError, GateSpec};
@@ -352,7 +350,7 @@ async fn follow_gates(
     gates: BTreeMap<String, watch::Sender<GateSpec>>,
     shutdown: CancellationToken,
 ) {
-    while let Some(loaded) = retrace_config::next_config(&mut config, &shutdown).await {
+    while let Some(loaded) = retrace_service::next_config(&mut config, &shutdown).await {
         let queues = &loaded.config.queues;
         for (queue, specs) in &gates {
             // A reload already checked every queue; a queue now gone keeps its gate.
@@ -399,64 +397,13 @@ pub async fn serve(
     reloader: Reloader<WorkerConfig>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    // Metrics recorded before the recorder exists are lost.
-    retrace_telemetry::prometheus();
-    let loaded = reloader.current();
-    let config = &loaded.config;
-    let listener = retrace_http::bind(config.http, config.tls.as_ref()).await?;
-    reloader.reload_tls_of(listener.tls_reload());
-    let (listener, started) = listener
-        .while_starting("worker", async {
-            retrace_sdk::provision_at_start(
-                &config.kafka,
-                &config.provisioning,
-                &config.topics_needed(),
-                "retrace-worker",
-            )
-            .await;
-            let worker = Worker::new(config, Handlers::new())?.following(reloader.subscribe());
-            let auth =
-                ServiceAuth::start(&config.auth, &config.kafka, "worker", shutdown.clone()).await?;
-            Ok::<_, WorkerError>((worker, auth))
-        })
-        .await?;
-    let (worker, auth) = started?;
-    HttpListening {
-        url: &listener.url(),
-    }
-    .emit();
-    let ready = Arc::new(AtomicBool::new(true));
-    let app = worker
-        .router(&auth.guard, auth.audit())
-        .merge(retrace_config::http::router(
-            &auth.guard,
-            reloader.documents(),
-            retrace_config::http::audit_to(auth.audit()),
-        ))
-        .merge(retrace_telemetry::health_router(vec![
-            Arc::clone(&ready),
-            auth.ready(),
-        ]))
-        .merge(retrace_telemetry::metrics_router().route_layer(auth.guard.metrics()));
-    let http_shutdown = shutdown.clone();
-    let stopping = async move {
-        http_shutdown.cancelled().await;
-        ready.store(false, Ordering::Release);
-    };
-    let serve = async { Ok(listener.serve(app, stopping).await?) };
-    let follow_auth = retrace_config::follow_auth(
-        reloader.subscribe(),
-        auth.guard.clone(),
-        "worker",
-        |config: &WorkerConfig| &config.auth,
-        shutdown.clone(),
-    );
-    let (served, ran, (), (), ()) = tokio::join!(
-        serve,
-        worker.run(shutdown.clone()),
-        auth.run(),
-        reloader.run(shutdown.clone()),
-        follow_auth
-    );
-    ran.and(served)
+    let host = Host::new("worker", reloader, shutdown);
+    host.serve(|start| async move {
+        let worker = Worker::new(start.config(), Handlers::new())?.following(start.subscribe());
+        let auth = start.service_auth().await?;
+        HttpListening { url: start.url() }.emit();
+        let router = worker.router(&auth.guard, auth.audit());
+        Ok(Hosted::with_auth(router, auth).task(worker.run(start.shutdown())))
+    })
+    .await
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use retrace_worker::WorkerArgs;
-use tokio_util::sync::CancellationToken;
+use retrace_service::run_binary;
+use retrace_worker::{WorkerArgs, WorkerConfig};
 
 /// After the jobs' grace: the final commit and leaving the group.
 const FINAL_COMMIT: Duration = Duration::from_secs(5);
@@ -21,17 +21,15 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Cli::parse().worker;
-    let reloader = args
-        .common
-        .clone()
-        .reloader("worker", move || args.clone().resolve())?;
-    let config = &reloader.current().config;
-    retrace_telemetry::init_logging_to(config.log_format, &config.log_filter, &config.log_sinks)?;
-    retrace_config::warn_unknown_env_vars::<WorkerArgs>("retrace-worker");
-    let shutdown = CancellationToken::new();
-    let deadline = config.shutdown_grace + FINAL_COMMIT;
-    let worker = retrace_worker::serve(reloader, shutdown.clone());
-    retrace_telemetry::until_signalled(&shutdown, deadline, worker)
-        .await
-        .context("the worker stopped")
+    let common = args.common.clone();
+    let resolve = move || args.clone().resolve();
+    let grace = |config: &WorkerConfig| config.shutdown_grace + FINAL_COMMIT;
+    let stopped = run_binary::<WorkerArgs, anyhow::Error, _, _, _>(
+        "worker",
+        &common,
+        resolve,
+        grace,
+        retrace_worker::serve,
+    );
+    stopped.await?.context("the worker stopped")
 }

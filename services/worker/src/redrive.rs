@@ -7,7 +7,7 @@
 //! `retrace-job-redrive-reason` headers. The topic keeps every copy: redriving `All` twice
 //! redrives twice (handlers are idempotent by job id); recording redrives is the CLI's job.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -15,6 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use retrace_api::{RedriveBody, RedriveReport};
 use retrace_proto::Envelope;
 use retrace_sdk::{KafkaSettings, PublishError, Publisher, RawMessage};
 use retrace_telemetry::InternalEvent;
@@ -42,16 +43,6 @@ pub struct RedriveRequest {
     pub reason: String,
 }
 
-/// The answer of a redrive, and of `POST /v1/jobs/queues/{queue}/redrive`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RedriveReport {
-    /// Job ids redriven (or that would be, in a dry run), with the lane each went to.
-    pub redriven: BTreeMap<String, String>,
-    /// Selected job ids not found in the dead-letter topic.
-    pub not_found: Vec<String>,
-    pub dry_run: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum RedriveError {
     #[error("cannot read dead-letter topic {topic}: {source}")]
@@ -68,28 +59,6 @@ pub enum RedriveError {
     },
     #[error("redrive refused: {0}")]
     Invalid(&'static str),
-}
-
-/// The body of `POST /v1/jobs/queues/{queue}/redrive`: `jobs` or `all`, and a `reason`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedriveBody {
-    /// These job ids (event ids)...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jobs: Option<Vec<String>>,
-    /// ... or every dead-lettered job of the queue.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub all: bool,
-    /// Jobs published per second at most; unlimited when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<f64>,
-    /// Find and report, move nothing.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// Why, for the audit trail and the redriven copies' headers (required). Who asks is
-    /// the authenticated caller.
-    #[serde(default)]
-    pub reason: String,
 }
 
 const READ_PATIENCE: Duration = Duration::from_secs(30);
@@ -297,58 +266,26 @@ fn read_dead_letters(
 /// redrive run to its end even if the caller goes away, audited, and its report answered.
 pub(crate) mod http {
     use axum::Json;
-    use axum::http::StatusCode;
     use axum::response::{IntoResponse, Response};
+    use retrace_auth::{AuditSender, Caller};
+    use retrace_http::{ApiError, json_body};
     use retrace_sdk::KafkaSettings;
     use retrace_telemetry::InternalEvent;
 
-    use super::{RedriveBody, RedriveError, RedriveRequest, RedriveSelection, redrive};
-    use retrace_auth::{AuditSender, Caller};
-
+    use super::{
+        RedriveBody, RedriveError, RedriveReport, RedriveRequest, RedriveSelection, redrive,
+    };
     use crate::events::RedriveAudited;
 
-    /// An answer that is not a success: `{"error": "...", "field": "..."}`, the archive's
-    /// error document.
-    #[derive(Debug, PartialEq, Eq)]
-    pub(crate) struct Refusal {
-        status: StatusCode,
-        error: String,
-        field: Option<String>,
-    }
-
-    impl Refusal {
-        fn bad(field: &str, error: impl Into<String>) -> Self {
-            Refusal {
-                status: StatusCode::BAD_REQUEST,
-                error: error.into(),
-                field: Some(field.to_owned()),
-            }
-        }
-    }
-
-    impl IntoResponse for Refusal {
-        fn into_response(self) -> Response {
-            let mut body = serde_json::json!({ "error": self.error });
-            if let Some(field) = self.field {
-                body["field"] = field.into();
-            }
-            (self.status, Json(body)).into_response()
-        }
-    }
-
     pub(crate) fn unknown_queue(queue: &str, known: &[&str]) -> Response {
-        Refusal {
-            status: StatusCode::NOT_FOUND,
-            error: format!(
-                "no queue {queue:?} in this worker; its queues: {}",
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
-            ),
-            field: None,
-        }
+        ApiError::not_found(format!(
+            "no queue {queue:?} in this worker; its queues: {}",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ))
         .into_response()
     }
 
@@ -361,7 +298,9 @@ pub(crate) mod http {
         caller: &Caller,
         audit: &AuditSender,
     ) -> Response {
-        let request = match parse(body).and_then(|body| check(body, caller.actor.clone())) {
+        let request = match json_body(body, "redrive request")
+            .and_then(|body| check(body, caller.actor.clone()))
+        {
             Ok(request) => request,
             Err(refusal) => return refusal.into_response(),
         };
@@ -378,49 +317,33 @@ pub(crate) mod http {
                 Json(report).into_response()
             }
             Err(refusal) => {
-                audit.record(caller, action, queue, &reason, &refusal.error);
+                audit.record(caller, action, queue, &reason, &refusal.body.error);
                 refusal.into_response()
             }
         }
-    }
-
-    fn parse(body: &[u8]) -> Result<RedriveBody, Refusal> {
-        serde_json::from_slice(body).map_err(|e| {
-            let message = e.to_string();
-            // serde names the field in its message: "unknown field `job`, expected ...".
-            let field = message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.contains("field"))
-                .unwrap_or("body");
-            Refusal::bad(
-                field,
-                format!("the request body is not a valid redrive request: {message}"),
-            )
-        })
     }
 
     /// The redrive `body` asks for, or a refusal naming the field at fault.
     pub(crate) fn check(
         body: RedriveBody,
         requested_by: String,
-    ) -> Result<RedriveRequest, Refusal> {
+    ) -> Result<RedriveRequest, ApiError> {
         let reason = body.reason.trim();
         if reason.is_empty() {
-            return Err(Refusal::bad(
+            return Err(ApiError::invalid(
                 "reason",
                 "reason is required: say why these jobs are redriven, for the audit trail",
             ));
         }
         let selection = match (body.jobs, body.all) {
             (Some(_), true) => {
-                return Err(Refusal::bad(
+                return Err(ApiError::invalid(
                     "jobs",
                     "give either jobs (a list of job ids) or all: true, not both",
                 ));
             }
             (None, false) => {
-                return Err(Refusal::bad(
+                return Err(ApiError::invalid(
                     "jobs",
                     "say which jobs: jobs (a list of job ids) or all: true",
                 ));
@@ -428,13 +351,16 @@ pub(crate) mod http {
             (None, true) => RedriveSelection::All,
             (Some(jobs), false) => {
                 if jobs.is_empty() {
-                    return Err(Refusal::bad(
+                    return Err(ApiError::invalid(
                         "jobs",
                         "jobs is empty: list job ids, or pass all: true",
                     ));
                 }
                 if let Some(blank) = jobs.iter().position(|id| id.trim().is_empty()) {
-                    return Err(Refusal::bad(&format!("jobs[{blank}]"), "a job id is blank"));
+                    return Err(ApiError::invalid(
+                        &format!("jobs[{blank}]"),
+                        "a job id is blank",
+                    ));
                 }
                 RedriveSelection::Jobs(jobs.into_iter().collect())
             }
@@ -442,7 +368,7 @@ pub(crate) mod http {
         if let Some(rate) = body.rate
             && !(rate > 0.0 && rate.is_finite())
         {
-            return Err(Refusal::bad(
+            return Err(ApiError::invalid(
                 "rate",
                 format!("rate {rate} must be a number of jobs per second above 0"),
             ));
@@ -462,7 +388,7 @@ pub(crate) mod http {
         kafka: KafkaSettings,
         queue: String,
         request: RedriveRequest,
-    ) -> Result<super::RedriveReport, Refusal> {
+    ) -> Result<RedriveReport, ApiError> {
         let task = tokio::spawn(async move {
             let result = redrive(&kafka, &queue, &request).await;
             RedriveAudited {
@@ -473,30 +399,20 @@ pub(crate) mod http {
             .emit();
             result
         });
-        let result = task.await.map_err(|panic| Refusal {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error: format!("the redrive failed unexpectedly: {panic}"),
-            field: None,
+        let result = task.await.map_err(|panic| {
+            ApiError::internal(format!("the redrive failed unexpectedly: {panic}"))
         })?;
         result.map_err(|error| match error {
-            RedriveError::Invalid(_) => Refusal {
-                status: StatusCode::BAD_REQUEST,
-                error: error.to_string(),
-                field: None,
-            },
-            RedriveError::Read { .. } | RedriveError::TimedOut { .. } => Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                error: format!("{error}; nothing was redriven. Is Kafka reachable?"),
-                field: None,
-            },
-            RedriveError::Publish { .. } => Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                error: format!(
-                    "{error}. Those jobs are back on their lane; redriving the rest again \
-                     redrives those twice (handlers get the job id as idempotency key)"
-                ),
-                field: None,
-            },
+            RedriveError::Invalid(_) => {
+                ApiError::new(retrace_api::ErrorCode::Invalid, error.to_string())
+            }
+            RedriveError::Read { .. } | RedriveError::TimedOut { .. } => ApiError::unavailable(
+                format!("{error}; nothing was redriven. Is Kafka reachable?"),
+            ),
+            RedriveError::Publish { .. } => ApiError::unavailable(format!(
+                "{error}. Those jobs are back on their lane; redriving the rest again \
+                 redrives those twice (handlers get the job id as idempotency key)"
+            )),
         })
     }
 
@@ -504,14 +420,19 @@ pub(crate) mod http {
     mod tests {
         use std::collections::BTreeSet;
 
+        use axum::http::StatusCode;
+
         use super::*;
 
-        fn body(json: &str) -> Result<RedriveRequest, Refusal> {
-            check(parse(json.as_bytes())?, "ops@desk".to_owned())
+        fn body(json: &str) -> Result<RedriveRequest, ApiError> {
+            check(
+                json_body(json.as_bytes(), "redrive request")?,
+                "ops@desk".to_owned(),
+            )
         }
 
         fn field(json: &str) -> String {
-            body(json).unwrap_err().field.unwrap()
+            body(json).unwrap_err().body.field.unwrap()
         }
 
         #[test]

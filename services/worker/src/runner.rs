@@ -14,37 +14,36 @@
 
 mod assignments;
 mod attempt;
+mod dispatch;
+mod holds;
+mod pausing;
+mod rebalance;
+mod settle;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use prost::Message as _;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{ClientContext, TopicPartitionList};
-use retrace_proto::{Envelope, JobPriority};
-use retrace_sdk::{KafkaSettings, Publisher, store_next_offset};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use retrace_proto::JobPriority;
+use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 
 use crate::config::QueueConfig;
-use crate::events::{KafkaTrouble, NotAJob, PartitionsPaused, QueueSlowed};
-use crate::gate::{Admission, AdmissionPolicy, GateHandle, GateSpec, GateState, admits};
-use crate::handler::{ReceivedJob, SharedHandler};
-use crate::retry::{self, ERROR, REDRIVEN_BY};
+use crate::events::KafkaTrouble;
+use crate::gate::{AdmissionPolicy, GateHandle, GateSpec};
+use crate::handler::SharedHandler;
 use crate::status::QueueCounters;
 use crate::{QueueTopics, WorkerError};
 
 use assignments::{Assignments, Ticket};
-use attempt::{RawCopy, attempt, defer};
+use attempt::RawCopy;
+use rebalance::RebalanceLog;
 
 /// Offsets are stored only once a job is settled, and committed in the background (and at
 /// shutdown). Prefetch is kept small: the gate pauses partitions, and a paused partition's
@@ -69,34 +68,6 @@ enum Lane {
     Urgent,
     Bulk,
     Retry,
-}
-
-/// Records assignments and revocations as they happen inside `recv`, for the runner to
-/// apply before it looks at the next message.
-#[derive(Default)]
-pub(crate) struct RebalanceLog {
-    changes: Mutex<Vec<(bool, Vec<Tp>)>>,
-}
-
-impl ClientContext for RebalanceLog {}
-
-impl ConsumerContext for RebalanceLog {
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let (assigned, list) = match rebalance {
-            Rebalance::Assign(list) => (true, list),
-            Rebalance::Revoke(list) => (false, list),
-            Rebalance::Error(_) => return,
-        };
-        let partitions = list
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        self.changes
-            .lock()
-            .expect("the rebalance log is never poisoned")
-            .push((assigned, partitions));
-    }
 }
 
 /// The handlers of one queue: per kind, and for every other kind.
@@ -170,14 +141,6 @@ enum Hold {
     },
 }
 
-/// What became of a message a runner decided on.
-enum Decision {
-    /// Started, moved, or settled at once (not a job).
-    Taken,
-    /// It may not run yet; handed back to wait at its partition's head.
-    Wait(Pending, Hold),
-}
-
 /// A finished job task.
 struct Settled {
     ticket: Ticket,
@@ -195,31 +158,6 @@ struct State {
     paused: HashSet<Tp>,
     slowed_until: Option<Instant>,
     next_start: Option<Instant>,
-}
-
-impl State {
-    /// Applies what the rebalance log recorded, in order; returns the partitions assigned
-    /// (and not revoked since). Either way a partition starts afresh, from its committed
-    /// offset: its waiting messages were not started, so nothing past them was committed,
-    /// and they are consumed again. Its pause flag is librdkafka's to keep (see
-    /// `apply_rebalances`), no longer ours to know.
-    fn rebalanced(&mut self, changes: Vec<(bool, Vec<Tp>)>) -> Vec<Tp> {
-        let mut assigned = Vec::new();
-        for (assign, partitions) in changes {
-            for tp in partitions {
-                self.waiting.remove(&tp);
-                self.paused.remove(&tp);
-                assigned.retain(|other| *other != tp);
-                if assign {
-                    self.assignments.assign(tp.clone());
-                    assigned.push(tp);
-                } else {
-                    self.assignments.revoke(&tp);
-                }
-            }
-        }
-        assigned
-    }
 }
 
 /// The messages of one partition that wait, in offset order.
@@ -329,12 +267,7 @@ impl QueueRunner {
                         self.apply_rebalances(&mut state);
                         self.take(&mut state, &mut jobs, &message);
                     }
-                    Err(error) => KafkaTrouble {
-                        queue: &self.shared.queue,
-                        during: "consume",
-                        error: &error,
-                    }
-                    .emit(),
+                    Err(error) => self.trouble("consume", &error),
                 },
             }
         }
@@ -353,12 +286,7 @@ impl QueueRunner {
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored since the last commit, or the group is gone: the next run
             // resumes from the last committed offset, at worst running a few jobs again.
-            KafkaTrouble {
-                queue: &self.shared.queue,
-                during: "final commit",
-                error: &error,
-            }
-            .emit();
+            self.trouble("final commit", &error);
         }
         Ok(())
     }
@@ -376,165 +304,10 @@ impl QueueRunner {
         .map(|(_, lane)| lane)
     }
 
-    fn apply_rebalances(&self, state: &mut State) {
-        let changes = std::mem::take(
-            &mut *self
-                .consumer
-                .context()
-                .changes
-                .lock()
-                .expect("the rebalance log is never poisoned"),
-        );
-        if changes.is_empty() {
-            return;
-        }
-        let assigned = state.rebalanced(changes);
-        if !assigned.is_empty() {
-            // librdkafka keeps the application's pause flag across revoke and assign
-            // (2.12.1): a partition paused when it was revoked comes back paused, and would
-            // never be fetched again. Resume all that came back; `reconcile` pauses again
-            // what must wait (a slowed lane).
-            if let Err(error) = self.consumer.resume(&partition_list(&assigned)) {
-                self.trouble("resume", &error);
-                // Counted as paused, so `reconcile` resumes it at the next recheck.
-                state.paused.extend(assigned);
-            }
-        }
-        self.reconcile(state);
-    }
-
     /// Whether a job may start now: a free slot, and the rate limit allows it.
     fn may_start(&self, state: &State, jobs: &JoinSet<Settled>) -> bool {
         jobs.len() < self.shared.config.concurrency
             && state.next_start.is_none_or(|at| at <= Instant::now())
-    }
-
-    /// The earliest time something held or slowed must be looked at again.
-    fn next_wake(&self, state: &State) -> Option<Instant> {
-        let now_sys = SystemTime::now();
-        let now = Instant::now();
-        let to_instant = |at: SystemTime| now + at.duration_since(now_sys).unwrap_or_default();
-        state
-            .waiting
-            .values()
-            .filter_map(|waiting| match waiting.hold? {
-                Hold::Due(due) => Some(to_instant(due)),
-                Hold::Gate { until, .. } => until.map(to_instant),
-            })
-            .chain(state.slowed_until)
-            // Past, it no longer holds anything back (and waking for it would spin).
-            .chain(state.next_start.filter(|at| *at > now))
-            .min()
-    }
-
-    /// Releases the held heads that may go now, then pauses and resumes partitions to match.
-    fn reevaluate(&self, state: &mut State) {
-        let now = SystemTime::now();
-        if state
-            .slowed_until
-            .is_some_and(|until| until <= Instant::now())
-        {
-            state.slowed_until = None;
-        }
-        let gate = self.gate.state();
-        let policy = self.shared.policy();
-        for waiting in state.waiting.values_mut() {
-            let still = waiting.hold.is_some_and(|hold| match hold {
-                Hold::Due(due) => due > now,
-                Hold::Gate {
-                    priority, deadline, ..
-                } => must_wait(&gate, priority, deadline, now, &policy).is_some(),
-            });
-            if !still {
-                waiting.hold = None;
-            }
-        }
-        self.reconcile(state);
-    }
-
-    /// Decides again on released heads, and the messages behind them, while jobs may start.
-    fn start_released(&self, state: &mut State, jobs: &mut JoinSet<Settled>) {
-        while self.may_start(state, jobs) {
-            let Some(tp) = state
-                .waiting
-                .iter()
-                .find(|(tp, waiting)| waiting.hold.is_none() && !self.slowed(state, tp))
-                .map(|(tp, _)| tp.clone())
-            else {
-                return;
-            };
-            let waiting = state.waiting.get_mut(&tp).expect("found above");
-            let pending = waiting
-                .messages
-                .pop_front()
-                .expect("a waiting partition has a message");
-            let decided = self.decide(state, jobs, pending);
-            let waiting = state.waiting.get_mut(&tp).expect("found above");
-            match decided {
-                Decision::Taken if waiting.messages.is_empty() => {
-                    state.waiting.remove(&tp);
-                    self.reconcile(state);
-                }
-                Decision::Taken => {}
-                Decision::Wait(pending, hold) => {
-                    waiting.messages.push_front(pending);
-                    waiting.hold = Some(hold);
-                }
-            }
-        }
-    }
-
-    /// Whether `tp`'s lane is paused because the queue's target asked for a pause; the
-    /// retry lane is not, so retries already due keep their place.
-    fn slowed(&self, state: &State, tp: &Tp) -> bool {
-        state.slowed_until.is_some() && self.lane(&tp.0) != Some(Lane::Retry)
-    }
-
-    fn should_pause(&self, state: &State, tp: &Tp) -> bool {
-        self.slowed(state, tp) || state.waiting.contains_key(tp)
-    }
-
-    /// Pauses the partitions that must wait and resumes the others.
-    fn reconcile(&self, state: &mut State) {
-        let to_pause: Vec<Tp> = state
-            .assignments
-            .partitions()
-            .filter(|tp| self.should_pause(state, tp) && !state.paused.contains(*tp))
-            .cloned()
-            .collect();
-        if !to_pause.is_empty() {
-            match self.consumer.pause(&partition_list(&to_pause)) {
-                Ok(()) => state.paused.extend(to_pause.iter().cloned()),
-                Err(error) => self.trouble("pause", &error),
-            }
-        }
-        let to_resume: Vec<Tp> = state
-            .paused
-            .iter()
-            .filter(|tp| !self.should_pause(state, tp))
-            .cloned()
-            .collect();
-        let mut resumed = 0;
-        if !to_resume.is_empty() {
-            match self.consumer.resume(&partition_list(&to_resume)) {
-                Ok(()) => {
-                    for tp in &to_resume {
-                        state.paused.remove(tp);
-                    }
-                    resumed = to_resume.len();
-                }
-                // Stays paused; tried again at the next recheck.
-                Err(error) => self.trouble("resume", &error),
-            }
-        }
-        if !to_pause.is_empty() || resumed > 0 {
-            PartitionsPaused {
-                queue: &self.shared.queue,
-                paused: to_pause.len(),
-                resumed,
-            }
-            .emit();
-        }
     }
 
     fn trouble(&self, during: &'static str, error: &dyn std::fmt::Display) {
@@ -545,219 +318,11 @@ impl QueueRunner {
         }
         .emit();
     }
-
-    /// Takes one consumed message: decides on it, unless its partition already waits.
-    fn take(&self, state: &mut State, jobs: &mut JoinSet<Settled>, message: &BorrowedMessage<'_>) {
-        let tp: Tp = (message.topic().to_owned(), message.partition());
-        let Some(lane) = self.lane(&tp.0) else {
-            return;
-        };
-        let Some(ticket) = state.assignments.ticket(tp, message.offset()) else {
-            // librdkafka drops what it fetched for a partition it revokes; should a message
-            // still come, it is its new owner's, who reads it from the committed offset.
-            return;
-        };
-        let pending = Pending {
-            ticket,
-            lane,
-            raw: RawCopy {
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().map(<[u8]>::to_vec),
-                headers: retry::owned_headers(message),
-            },
-        };
-        if let Some(waiting) = state.waiting.get_mut(&pending.ticket.tp) {
-            // Fetched before the pause took effect: it waits its turn behind the head.
-            waiting.messages.push_back(pending);
-            return;
-        }
-        if let Decision::Wait(pending, hold) = self.decide(state, jobs, pending) {
-            let tp = pending.ticket.tp.clone();
-            state.waiting.insert(
-                tp,
-                Waiting {
-                    hold: Some(hold),
-                    messages: VecDeque::from([pending]),
-                },
-            );
-            self.reconcile(state);
-        }
-    }
-
-    /// Runs a message's job (or moves it to the retry topic if it is not due yet, or settles
-    /// it at once if it is not a job), or hands it back with the reason it must wait.
-    fn decide(&self, state: &mut State, jobs: &mut JoinSet<Settled>, pending: Pending) -> Decision {
-        let envelope = match decode_job(pending.raw.value.as_deref()) {
-            Ok(envelope) => envelope,
-            Err(problem) => {
-                let ticket = &pending.ticket;
-                NotAJob {
-                    queue: &self.shared.queue,
-                    topic: &ticket.tp.0,
-                    partition: ticket.tp.1,
-                    offset: ticket.offset,
-                    problem: &problem,
-                }
-                .emit();
-                state.assignments.started(ticket);
-                self.store(state, ticket);
-                return Decision::Taken;
-            }
-        };
-        let job = envelope.job.clone().unwrap_or_default();
-        let now = SystemTime::now();
-        let headers = &pending.raw.headers;
-        if pending.lane == Lane::Retry
-            && let Some(due) = retry::due_at(headers).filter(|due| *due > now)
-        {
-            return Decision::Wait(pending, Hold::Due(due));
-        }
-        let not_before = job.not_before.and_then(|t| SystemTime::try_from(t).ok());
-        let deferred = (pending.lane != Lane::Retry)
-            .then_some(not_before)
-            .flatten()
-            .filter(|at| *at > now);
-        if deferred.is_none() {
-            let deadline = job.deadline.and_then(|t| SystemTime::try_from(t).ok());
-            let priority = job.priority();
-            if let Some(until) = must_wait(
-                &self.gate.state(),
-                priority,
-                deadline,
-                now,
-                &self.shared.policy(),
-            ) {
-                let hold = Hold::Gate {
-                    priority,
-                    deadline,
-                    until,
-                };
-                return Decision::Wait(pending, hold);
-            }
-        }
-        let Pending {
-            ticket,
-            raw,
-            lane: _,
-        } = pending;
-        let received = ReceivedJob {
-            attempt: retry::attempt_of(&raw.headers),
-            errors: retry::all_headers(&raw.headers, ERROR),
-            redriven_by: retry::header(&raw.headers, REDRIVEN_BY).map(str::to_owned),
-            envelope,
-            job,
-            queue: self.shared.queue.clone(),
-            topic: ticket.tp.0.clone(),
-            partition: ticket.tp.1,
-            offset: ticket.offset,
-        };
-        let span = tracing::info_span!(
-            "job",
-            queue = %self.shared.queue,
-            transaction_id = %received.envelope.transaction_id,
-            event_id = %received.envelope.event_id,
-            attempt = received.attempt,
-        );
-        state.assignments.started(&ticket);
-        let shared = Arc::clone(&self.shared);
-        if let Some(due) = deferred {
-            jobs.spawn(defer(shared, received, raw, due, ticket).instrument(span));
-            return Decision::Taken;
-        }
-        if let Some(rate) = self.shared.config.rate_per_s {
-            let start = state
-                .next_start
-                .unwrap_or_else(Instant::now)
-                .max(Instant::now());
-            state.next_start = Some(start + Duration::from_secs_f64(1.0 / rate));
-        }
-        jobs.spawn(attempt(shared, received, raw, ticket).instrument(span));
-        Decision::Taken
-    }
-
-    fn settled(&self, state: &mut State, joined: Result<Settled, tokio::task::JoinError>) {
-        let settled = match joined {
-            Ok(settled) => settled,
-            // Only cancellation at shutdown gets here (panics are caught in the task); the
-            // offset stays uncommitted.
-            Err(_) => return,
-        };
-        if let Some(pause) = settled.slow_for {
-            let until = Instant::now() + pause;
-            if state.slowed_until.is_none_or(|current| current < until) {
-                state.slowed_until = Some(until);
-                QueueSlowed {
-                    queue: &self.shared.queue,
-                    pause,
-                }
-                .emit();
-                self.reconcile(state);
-            }
-        }
-        if settled.done {
-            self.store(state, &settled.ticket);
-        }
-    }
-
-    /// Settles `ticket`'s message, and stores its partition's offset if it moved.
-    fn store(&self, state: &mut State, ticket: &Ticket) {
-        let Some(next) = state.assignments.settled(ticket) else {
-            return;
-        };
-        let tp = &ticket.tp;
-        if let Err(error) = store_next_offset(&self.consumer, &tp.0, tp.1, next) {
-            self.trouble("store offset", &error);
-        }
-    }
-}
-
-/// `None` when the job may start now; else when to ask again (`None` inside: only when the
-/// gate changes).
-fn must_wait(
-    gate: &GateState,
-    priority: JobPriority,
-    deadline: Option<SystemTime>,
-    now: SystemTime,
-    policy: &AdmissionPolicy,
-) -> Option<Option<SystemTime>> {
-    let stamp = |at: SystemTime| jiff::Timestamp::try_from(at).ok();
-    let admission = admits(
-        gate,
-        priority,
-        deadline.and_then(stamp),
-        stamp(now).unwrap_or_else(jiff::Timestamp::now),
-        policy,
-    );
-    match admission {
-        Admission::Run { .. } => None,
-        Admission::Wait { recheck_in, .. } => Some(recheck_in.map(|after| now + after)),
-    }
-}
-
-fn partition_list(partitions: &[Tp]) -> TopicPartitionList {
-    let mut list = TopicPartitionList::new();
-    for (topic, partition) in partitions {
-        list.add_partition(topic, *partition);
-    }
-    list
 }
 
 async fn sleep_until(wake: Option<Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-fn decode_job(payload: Option<&[u8]>) -> Result<Envelope, String> {
-    let envelope = Envelope::decode(payload.unwrap_or_default())
-        .map_err(|e| format!("not a protobuf envelope: {e}"))?;
-    envelope.validate().map_err(|e| e.to_string())?;
-    match &envelope.job {
-        None => Err("field `job` is missing: a job's envelope must carry it".to_owned()),
-        Some(job) if job.kind.is_empty() => {
-            Err("field `job.kind` is missing: it selects the handler".to_owned())
-        }
-        Some(_) => Ok(envelope),
     }
 }

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
+use retrace_api::QueueStatus;
 use retrace_auth::{AuditSender, Caller, Guard, Permission};
 use retrace_sdk::KafkaSettings;
 
@@ -122,38 +123,6 @@ impl RateWindow {
         let span = (elapsed.as_secs_f64() - first as f64).max(1.0);
         events as f64 / span
     }
-}
-
-/// One queue in `GET /v1/jobs/queues`. Fields are only ever added; the ones added after the
-/// first version default when absent, so a newer client reads an older worker.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueueStatus {
-    pub queue: String,
-    pub gate_open: bool,
-    pub gate_reason: String,
-    /// Jobs waiting in Kafka for this queue's consumer group (every process sharing the
-    /// queue): on its three lanes and its retry topic, from the group's committed offset (or
-    /// the start, when nothing is committed) to the end. Includes jobs running now and those
-    /// held by the gate; offsets are committed every second, and a reading is reused for a
-    /// second, so it trails by up to two.
-    /// `None` when Kafka did not answer in time (`pending_error` says why).
-    #[serde(default)]
-    pub pending: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_error: Option<String>,
-    pub running: u64,
-    pub done: u64,
-    pub retrying: u64,
-    /// Failed permanently, and dead-lettered at once.
-    pub failed: u64,
-    /// Out of attempts, and dead-lettered.
-    pub dead_lettered: u64,
-    /// Moved to the retry topic to wait for their `not_before`.
-    pub deferred: u64,
-    /// Attempts finished (done, retrying, failed or dead-lettered) per second in this
-    /// process, over the last minute (since it started, when younger).
-    #[serde(default)]
-    pub rate_per_s: f64,
 }
 
 /// One queue, as the status routes see it.

@@ -19,8 +19,8 @@ use axum::Router;
 use axum::routing::post;
 use futures::TryStreamExt as _;
 use retrace_auth::AuthConfig;
+use retrace_fixtures::{Broker, free_port};
 use retrace_sdk::{KafkaSettings, Publisher};
-use retrace_tests::{Broker, free_port};
 use retrace_worker::enqueue;
 use tokio_util::sync::CancellationToken;
 

@@ -1,0 +1,47 @@
+//! `POST /v1/subjects/{id}/erase`: erasing a subject's payloads, at its request.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use retrace_api::{EraseRequest, ErasureView, ErrorBody};
+use retrace_auth::Caller;
+use retrace_http::json_body;
+
+use super::Api;
+use super::plumbing::answer_audited;
+use crate::admin;
+use crate::audit::Audit;
+
+#[utoipa::path(
+    post,
+    path = "/v1/subjects/{id}/erase",
+    operation_id = "erase_subject",
+    tag = "erasure",
+    summary = "Erase the payloads of every archived record naming the subject; ids, types, times and outcomes stay",
+    description = "The bytes leave the disk at the next offline compaction (`retrace-archive compact --data-dir DIR`).",
+    params(("id" = String, Path, description = "Subject id, e.g. beneficiary:42")),
+    request_body = EraseRequest,
+    responses(
+        (status = 200, description = "What the erasure did", body = ErasureView),
+        (status = 400, description = "The request is invalid (no reason, not JSON); `field` names what", body = ErrorBody),
+        (status = 404, description = "No archived message names the subject", body = ErrorBody),
+    ),
+)]
+pub(super) async fn erase(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
+    let store = api.store().clone();
+    let audit = Audit::new(&caller, "subject.erase", &subject);
+    answer_audited(&api, "erase", audit, move |audit| {
+        let request: EraseRequest = json_body(&body, "request")?;
+        Ok((
+            StatusCode::OK,
+            admin::erase(&store, subject, request, audit)?,
+        ))
+    })
+    .await
+}
