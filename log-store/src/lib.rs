@@ -86,6 +86,15 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    pub const ALL: [RecordKind; 6] = [
+        RecordKind::Envelope,
+        RecordKind::HeadersOnly,
+        RecordKind::Outcome,
+        RecordKind::Untraceable,
+        RecordKind::Malformed,
+        RecordKind::Audit,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Envelope => "envelope",

@@ -18,6 +18,24 @@ pub const TRACEPARENT: &str = "traceparent";
 pub const REPLAY_ID: &str = "retrace-replay-id";
 pub const REPLAY_OF: &str = "retrace-replay-of";
 
+/// The off-peak worker's bookkeeping on the copies of a job it writes (retry, deferral,
+/// dead letter, redrive): the worker writes them, the archive reads them to tell a job's
+/// attempts apart.
+pub mod job {
+    /// Number of the attempt a copy on the retry topic (or a dead-lettered copy) is for;
+    /// absent on a job's first delivery (attempt 1).
+    pub const ATTEMPT: &str = "retrace-job-attempt";
+    /// When a copy on the retry topic is due, in milliseconds since the Unix epoch (RFC 3339
+    /// is also accepted when read).
+    pub const DUE_AT: &str = "retrace-job-due-at";
+    /// One per failed attempt, oldest first: `attempt 2: HTTP 503 from http://…`.
+    pub const ERROR: &str = "retrace-job-error";
+    /// Set on a job moved back from the dead-letter topic: who asked.
+    pub const REDRIVEN_BY: &str = "retrace-job-redriven-by";
+    /// Set on a job moved back from the dead-letter topic: why.
+    pub const REDRIVE_REASON: &str = "retrace-job-redrive-reason";
+}
+
 /// An event's ids as carried in Kafka headers. Empty strings stand for absent headers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceHeaders {

@@ -1,8 +1,9 @@
 //! The web console in a real browser: headless Chromium, driven through chromedriver, against
 //! `retrace dev --demo`. A support person finds a failed transaction, sees where it failed,
-//! plans and runs a replay and sees the replayed event arrive; exports a subject's history;
-//! redrives a dead-lettered job; an analyst sees neither payloads nor the replay button, and the server refuses the replay
-//! when the analyst's token asks for it anyway.
+//! plans and runs a replay and sees the replayed copy arrive under the event it replays;
+//! exports a subject's history; reads a dead-lettered job's attempts, folded under its one
+//! row; redrives a dead-lettered job; an analyst sees neither payloads nor the replay button,
+//! and the server refuses the replay when the analyst's token asks for it anyway.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian; `.ci/run` installs them). Screenshots of
 //! the main pages are written under the cargo target directory (the path is printed);
@@ -10,6 +11,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use retrace_api::{CreatedToken, Page, Trace, TransactionSummary, WhoAmI};
+use retrace_api::{CreatedToken, Page, RecordRole, Trace, TransactionSummary, WhoAmI};
 use retrace_tests::{KafkaCluster, PATIENCE, eventually, free_port};
 use serde_json::json;
 
@@ -326,12 +328,10 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     page.wait_for("#replay-started").await;
     page.wait_text("#replay-progress", "Replay done: 1 replayed event")
         .await;
-    assert!(page.count("#timeline details.replayed-copy").await >= 1);
     let replays = page
         .wait_text("#replays", "console test: the register is back")
         .await;
     assert!(replays.contains("done"), "{replays}");
-    page.screenshot("replayed").await;
     let trace: Trace = api(
         client.get(format!("{http}/v1/transactions/{transaction}")),
         &admin,
@@ -339,6 +339,29 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     .await
     .unwrap();
     assert_eq!(trace.replays.len(), 1, "one replay, recorded by the server");
+    // The replayed copy is not an event of its own: it is the second attempt of the event it
+    // replays, in that event's row, with its mark and its replay id.
+    let replayed_row = format!("#timeline details[data-event-id='{failed_event}']");
+    assert_eq!(
+        page.count(&replayed_row).await,
+        1,
+        "the replayed event is one row"
+    );
+    page.wait_text(
+        &format!("{replayed_row} details.attempts > summary"),
+        "2 attempts, processed",
+    )
+    .await;
+    page.click(&format!("{replayed_row} details.attempts > summary"))
+        .await;
+    let copy = page
+        .wait_text(
+            &format!("{replayed_row} details.attempts[open] li[data-role=replayed]"),
+            &trace.replays[0].replay_id,
+        )
+        .await;
+    assert!(copy.starts_with("↻ replayed to registrations at"), "{copy}");
+    page.screenshot("replayed").await;
 
     // An event id finds its transaction, opened at that event.
     page.fill("#search-box", &failed_event).await;
@@ -401,6 +424,172 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
             "NID-1"
         ])
     );
+
+    // A certificate job the renderer kept failing: its three attempts and its dead letter are
+    // one step of the transaction, folded under its row, in the order they happened.
+    let (dead, job) = eventually(
+        "the demo to dead-letter a certificate job, its records archived",
+        DEMO_PATIENCE,
+        || async {
+            let page: Page<TransactionSummary> = api(
+                client.get(format!("{http}/v1/transactions")).query(&[
+                    ("status", "failed"),
+                    ("service", "worker:certificates"),
+                    ("limit", "500"),
+                ]),
+                &admin,
+            )
+            .await?;
+            for summary in page.items {
+                let Some(failure) = summary
+                    .failure
+                    .filter(|f| f.consumer == "worker:certificates")
+                else {
+                    continue;
+                };
+                let trace: Trace = api(
+                    client.get(format!("{http}/v1/transactions/{}", summary.transaction_id)),
+                    &admin,
+                )
+                .await?;
+                let job = trace
+                    .events
+                    .iter()
+                    .find(|e| e.message.event_id == failure.event_id)?;
+                let retries = job
+                    .records
+                    .iter()
+                    .filter(|r| r.role == RecordRole::Retry)
+                    .count();
+                let attempts: Vec<u32> = job.outcomes().map(|o| o.attempt).collect();
+                if retries == 2
+                    && job
+                        .records
+                        .last()
+                        .is_some_and(|r| r.role == RecordRole::DeadLettered)
+                    && attempts == [1, 2, 3]
+                {
+                    return Some((trace, failure.event_id));
+                }
+            }
+            None
+        },
+    )
+    .await;
+    browser
+        .goto(&format!("{http}/ui/#/tx/{}", dead.transaction_id))
+        .await
+        .unwrap();
+    page.wait_text(
+        "#tx-summary .meta",
+        &format!("{} events", dead.events.len()),
+    )
+    .await;
+    let rows = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#timeline .waterfall > li > details'), \
+             (row) => row.dataset.eventId || '')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<String> = serde_json::from_value(rows).unwrap();
+    assert_eq!(rows.len(), dead.events.len(), "one row per event: {rows:?}");
+    let ids: HashSet<&String> = rows.iter().filter(|id| !id.is_empty()).collect();
+    assert_eq!(
+        ids.len(),
+        rows.iter().filter(|id| !id.is_empty()).count(),
+        "no event id twice: {rows:?}"
+    );
+    assert!(ids.contains(&job), "the job is a row: {rows:?}");
+    let row = format!("#timeline details[data-event-id='{job}']");
+    page.wait_text(&format!("{row} > summary"), "3 attempts")
+        .await;
+    page.click(&format!("{row} > summary")).await;
+    let fold = format!("{row} details.attempts");
+    let folded = page
+        .wait_text(&format!("{fold} > summary"), "3 attempts, dead-lettered")
+        .await;
+    let job_event = dead
+        .events
+        .iter()
+        .find(|e| e.message.event_id == job)
+        .unwrap();
+    let records = format!("{} Kafka records", job_event.records.len());
+    assert!(folded.contains(&records), "{folded}");
+    assert_eq!(
+        page.count(&format!("{fold}[open]")).await,
+        0,
+        "the attempts are folded until asked for"
+    );
+    page.click(&format!("{fold} > summary")).await;
+    let attempts = page
+        .wait_text(&format!("{fold}[open] .records"), "dead-lettered to")
+        .await;
+    // Each record of the job, then the outcomes reported on it: the same order as the API's.
+    let record = |role: RecordRole, topic: &str| match role {
+        RecordRole::Published => format!("published to {topic} at "),
+        RecordRole::Retry => "retry due ".to_owned(),
+        RecordRole::DeadLettered => format!("dead-lettered to {topic} at "),
+        other => panic!("a {other:?} record in a job the renderer kept failing: {attempts}"),
+    };
+    let expected: Vec<String> = job_event
+        .records
+        .iter()
+        .flat_map(|r| {
+            let outcomes = r.outcomes.iter().map(|o| {
+                format!(
+                    "attempt {} · worker:certificates {} at ",
+                    o.attempt,
+                    o.status.replace('_', " ")
+                )
+            });
+            std::iter::once(record(r.role, &r.topic)).chain(outcomes)
+        })
+        .collect();
+    let lines: Vec<&str> = attempts.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{attempts}");
+    for (line, start) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(start.as_str()),
+            "{line:?} is not {start:?}…:\n{attempts}"
+        );
+    }
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("attempt ")).count(),
+        3,
+        "{attempts}"
+    );
+    for line in lines.iter().filter(|l| l.starts_with("attempt ")) {
+        assert!(line.ends_with("HTTP 503 from pdf-renderer:8080"), "{line}");
+    }
+    for line in lines.iter().filter(|l| l.starts_with("retry due ")) {
+        assert!(
+            line.contains(" (after ") && line.ends_with(" on retrace.jobs.certificates.retry"),
+            "{line}"
+        );
+    }
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with("dead-lettered to retrace.jobs.certificates.dlq at ")
+            && last.ends_with(" after attempt 3"),
+        "the dead letter comes last: {attempts}"
+    );
+    // Each attempt's outcome at the time it was reported, each later than the one before.
+    let times = browser
+        .execute(
+            "return Array.from(document.querySelectorAll(arguments[0]), (t) => t.dateTime)",
+            vec![json!(format!("{fold} .record-outcomes time"))],
+        )
+        .await
+        .unwrap();
+    let times: Vec<String> = serde_json::from_value(times).unwrap();
+    assert_eq!(times.len(), 3, "{attempts}");
+    assert!(
+        times.windows(2).all(|pair| pair[0] < pair[1]),
+        "{times:?}\n{attempts}"
+    );
+    page.screenshot("attempts").await;
 
     // A certificate job the renderer kept failing, redriven from the jobs page.
     browser.goto(&format!("{http}/ui/#/jobs")).await.unwrap();

@@ -228,7 +228,7 @@ async fn services_work_under_their_own_principals_and_applications_cannot_write_
     )
     .await;
     assert_eq!(status, 202, "{started}");
-    let replayed = trace(|t| t["events"].as_array().is_some_and(|e| e.len() == 2)).await;
+    let replayed = trace(|t| t["events"][0]["records"].as_array().is_some_and(|r| r.len() == 2)).await;
     assert_eq!(replayed["replays"].as_array().map(Vec::len), Some(1));
 
     // A job enqueued through the gateway runs on the worker, whose outcome the archive traces.
@@ -247,7 +247,7 @@ async fn services_work_under_their_own_principals_and_applications_cannot_write_
     let job_path = archive.url(&format!("/v1/transactions/{job_transaction}"));
     eventually("the job's outcome to be traced", PATIENCE, || async {
         let (status, body) = request_json("GET", job_path.clone(), admin_token, None).await;
-        let processed = body["events"][0]["outcomes"]
+        let processed = body["events"][0]["records"][0]["outcomes"]
             .as_array()
             .is_some_and(|o| o.iter().any(|o| o["status"] == "processed"));
         (status == 200 && processed && body["status"] == "ok").then_some(())

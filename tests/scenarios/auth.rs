@@ -768,8 +768,7 @@ async fn a_role_does_only_what_it_is_granted(broker: Broker) {
     assert_eq!(masked.failure.unwrap().error, MASK);
     assert!(
         masked.events[0]
-            .outcomes
-            .iter()
+            .outcomes()
             .all(|o| o.error.is_empty() || o.error == MASK)
     );
     let (_, listed) = call(
@@ -905,13 +904,10 @@ async fn an_outcome_speaks_only_for_the_reporters_topics(broker: Broker) {
     let (status, genuine) = report(reporter, json!({"error": "register down"})).await;
     assert_eq!(status, 202, "{genuine}");
     let trace = trace_when(&archive, &path, admin.as_deref(), |t| {
-        t.events[0]
-            .outcomes
-            .iter()
-            .any(|o| o.error == "register down")
+        t.events[0].outcomes().any(|o| o.error == "register down")
     })
     .await;
-    let outcomes = &trace.events[0].outcomes;
+    let outcomes: Vec<_> = trace.events[0].outcomes().collect();
     assert!(
         outcomes
             .iter()

@@ -2,6 +2,8 @@
 //! `retrace-*` headers) is traced with its causation tree and outcomes; a replay re-publishes
 //! the failed step to Kafka with replay headers, and the trace shows it and its resolution.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prost::Message as _;
@@ -10,13 +12,16 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use retrace_api::{
-    EventView, Page, ReplayResponse, ReplayView, Trace, TransactionStatus, TransactionSummary,
+    EventView, Page, RecordRole, ReplayResponse, ReplayView, Trace, TraceEvent,
+    TransactionStatus, TransactionSummary,
 };
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, PATIENCE, RunningArchive, eventually, on_every_broker, start_archive, unique_topic,
+    Broker, Flaky, PATIENCE, RunningArchive, RunningWorker, eventually, job, messages_on,
+    on_every_broker, start_archive, unique_topic,
 };
+use retrace_worker::{Backoff, QueueConfig, QueueTopics, WorkerConfig, enqueue};
 use serde_json::{Value, json};
 
 struct Flow {
@@ -177,7 +182,10 @@ async fn a_failed_transaction_is_traced_replayed_and_resolved(broker: Broker) {
     assert_eq!(failure.event_id, flow.validated.event_id);
     assert_eq!(failure.consumer, "certificates");
     assert_eq!(failure.error, "renderer down: HTTP 503");
-    assert_eq!(trace.events[0].outcomes[0].status, "processed");
+    assert_eq!(
+        trace.events[0].outcomes().next().map(|o| o.status.as_str()),
+        Some("processed")
+    );
     // submitted → validated → notified
     let root = &trace.tree[0];
     assert_eq!(trace.tree.len(), 1);
@@ -266,13 +274,24 @@ async fn a_failed_transaction_is_traced_replayed_and_resolved(broker: Broker) {
         &archive,
         &transaction,
         "the replayed copy in the trace",
-        |t| t.events.len() == 4,
+        |t| {
+            let records = t.events.iter().flat_map(|e| &e.records);
+            records.filter(|r| r.replay_id.is_some()).count() == 1
+        },
     )
     .await;
     assert_eq!(replayed.status, TransactionStatus::Replayed);
     assert_eq!(replayed.replays[0].reason, "renderer is back");
+    assert_eq!(replayed.events.len(), 3, "a replayed copy is not an event");
+    let validated = replayed
+        .events
+        .iter()
+        .find(|e| e.message.event_id == flow.validated.event_id)
+        .unwrap();
+    let roles: Vec<_> = validated.records.iter().map(|r| r.role).collect();
+    assert_eq!(roles, [RecordRole::Published, RecordRole::Replayed]);
     assert_eq!(
-        replayed.events[3].message.replay_id.as_deref(),
+        validated.records[1].replay_id.as_deref(),
         Some(replay_id.as_str())
     );
 
@@ -301,6 +320,162 @@ async fn a_failed_transaction_is_traced_replayed_and_resolved(broker: Broker) {
     assert_eq!(status, 409, "nothing failed any more: {nothing}");
     let (store, _dir) = archive.stop().await;
     assert!(store.check_consistency().unwrap().problems.is_empty());
+}
+
+/// How long the worker waits before a job's second and third attempts, before jitter: long
+/// enough to stand out from the time an attempt takes, short enough for a test.
+const BACKOFF: Backoff = Backoff {
+    base_ms: 400,
+    factor: 2.0,
+    max_ms: 5_000,
+};
+
+/// How much later than the moment the worker computed a retry's due time the retry copy's
+/// Kafka timestamp may be: librdkafka stamps it (`CreateTime`) when the worker hands the copy
+/// over, right after; 250 ms covers a busy 2-core machine's scheduling in between.
+const STAMPED_WITHIN_MS: i64 = 250;
+
+fn ms(time: &str) -> i64 {
+    time.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+/// A certificate job caused by a registration fails three times on the worker: retried twice,
+/// then dead-lettered. Its trace is two events, the job one step with its records in the order
+/// written, each attempt's outcome under it and the retry delays the worker's backoff; a
+/// replay publishes it once, to its queue, and its success resolves the transaction.
+async fn a_dead_lettered_job_is_one_step_with_its_attempts_and_replays_once(broker: Broker) {
+    let queue = unique_topic("certificates");
+    broker.create_queue(&queue).await;
+    // The job's lane: a normal-priority job is published there.
+    let lane = QueueTopics::of(&queue).normal;
+    for topic in ["registrations", OUTCOMES_TOPIC] {
+        broker.create_topic(topic, 2).await;
+    }
+    let archive = start_archive(&broker).await;
+    let failing = Arc::new(AtomicBool::new(true));
+    let mut config = WorkerConfig::new(broker.bootstrap());
+    config.kafka = broker.settings();
+    config.queues.insert(
+        queue.clone(),
+        QueueConfig {
+            max_attempts: 3,
+            backoff: BACKOFF,
+            ..QueueConfig::default()
+        },
+    );
+    let flaky = Flaky {
+        failing: Arc::clone(&failing),
+    };
+    let worker = RunningWorker::with_handler(&broker, &config, &queue, flaky).await;
+    let publisher = Publisher::new(&broker.settings()).unwrap();
+    let registered = Envelope::root("registration", "birth.registration.submitted.v1")
+        .with_subject("beneficiary:42");
+    publisher
+        .publish("registrations", &registered)
+        .await
+        .unwrap();
+    let mut certificate =
+        Envelope::caused_by(&registered, "registration", "certificate.requested.v1");
+    certificate.job = job("registration", "certificate.render").job;
+    enqueue(&publisher, &queue, certificate.clone())
+        .await
+        .unwrap();
+    let transaction = registered.transaction_id.clone();
+    let step_of = |trace: &Trace| -> Option<TraceEvent> {
+        let id = &certificate.event_id;
+        trace.events.iter().find(|e| e.message.event_id == *id).cloned()
+    };
+
+    let dead = trace_when(&archive, &transaction, "the dead-lettered job", |t| {
+        step_of(t).is_some_and(|step| {
+            let last = step.records.last();
+            step.outcomes().any(|o| o.status == "dead_lettered")
+                && last.is_some_and(|r| r.role == RecordRole::DeadLettered)
+        })
+    })
+    .await;
+    assert_eq!(dead.events.len(), 2, "two events published: {dead:#?}");
+    assert_eq!(dead.status, TransactionStatus::Failed);
+    let step = step_of(&dead).unwrap();
+    assert_eq!(step.message.topic, lane, "placed at its publication");
+    let records: Vec<_> = step
+        .records
+        .iter()
+        .map(|r| {
+            let reported = r.outcomes.iter().map(|o| (o.attempt, o.status.as_str()));
+            (r.role, r.attempt, reported.collect::<Vec<_>>())
+        })
+        .collect();
+    use RecordRole::*;
+    assert_eq!(
+        records,
+        [
+            (Published, 1, vec![(1, "retrying")]),
+            (Retry, 2, vec![(2, "retrying")]),
+            (Retry, 3, vec![(3, "dead_lettered")]),
+            (DeadLettered, 3, vec![]),
+        ],
+        "each attempt's outcome under the record it ran from"
+    );
+    let written: Vec<i64> = step.records.iter().map(|r| ms(&r.time)).collect();
+    assert!(written.is_sorted(), "in the order written: {written:?}");
+    for retry in step.records.iter().filter(|r| r.role == Retry) {
+        let due = ms(retry.due_at.as_deref().unwrap());
+        let delay = due - ms(&retry.time);
+        let full = BACKOFF.base_ms as f64 * BACKOFF.factor.powi(retry.attempt as i32 - 2);
+        assert!(
+            delay <= full as i64 && delay >= (full / 2.0) as i64 - STAMPED_WITHIN_MS,
+            "attempt {}: due {delay} ms after the retry was written, the backoff being \
+             between {} and {full} ms",
+            retry.attempt,
+            full / 2.0
+        );
+        let ran = ms(&retry.outcomes[0].time);
+        assert!(ran >= due, "attempt {} ran before it was due", retry.attempt);
+    }
+    assert_eq!(
+        (ms(&step.last_at), step.duration_ms),
+        (
+            ms(&step.records[2].outcomes[0].time).max(ms(&step.records[3].time)),
+            ms(&step.last_at) - ms(&step.message.time)
+        ),
+        "the step runs to its last attempt"
+    );
+    let (_, listed) = get(&archive, "/v1/transactions?status=failed&since=1h").await;
+    let listed: Page<TransactionSummary> = serde_json::from_value(listed).unwrap();
+    let summary = listed.items.iter().find(|t| t.transaction_id == transaction);
+    assert_eq!(summary.map(|t| t.events), Some(2), "distinct events listed");
+
+    failing.store(false, Ordering::SeqCst);
+    let replay_path = format!("/v1/transactions/{transaction}/replay");
+    let (status, started) = post(
+        &archive,
+        &replay_path,
+        json!({"reason": "renderer back", "only_failed": true}),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let started: ReplayResponse = serde_json::from_value(started).unwrap();
+    let planned: Vec<_> = started.plan.messages.iter().map(|m| &m.target_topic).collect();
+    assert_eq!(planned, [&lane], "the job once, to its lane");
+    let resolved = trace_when(&archive, &transaction, "the replayed job processed", |t| {
+        t.status == TransactionStatus::Ok
+    })
+    .await;
+    let step = step_of(&resolved).unwrap();
+    let replayed: Vec<_> = step.records.iter().filter(|r| r.role == Replayed).collect();
+    assert_eq!(replayed.len(), 1, "{step:#?}");
+    assert_eq!(replayed[0].topic, lane);
+    let statuses: Vec<_> = replayed[0].outcomes.iter().map(|o| &o.status).collect();
+    assert_eq!(statuses, ["processed"]);
+    assert_eq!(resolved.events.len(), 2);
+    assert_eq!(
+        messages_on(&broker, &lane, 2).await,
+        2,
+        "the lane holds the job and its one replayed copy"
+    );
+    worker.stop().await;
+    archive.stop().await;
 }
 
 /// The message on `topic` that replay `replay_id` published: (key, value, replay-of).
@@ -512,6 +687,7 @@ async fn bad_requests_get_clear_errors_naming_the_parameter(broker: Broker) {
 
 on_every_broker!(
     a_failed_transaction_is_traced_replayed_and_resolved,
+    a_dead_lettered_job_is_one_step_with_its_attempts_and_replays_once,
     json_from_another_language_is_shown_as_json_without_a_warning,
     bad_requests_get_clear_errors_naming_the_parameter,
 );

@@ -13,7 +13,7 @@ use rdkafka::message::Headers as _;
 use retrace_proto::{JobPriority, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, FAST_BACKOFF, PATIENCE, RunningWorker, WebhookTarget, closed_gate,
+    Broker, FAST_BACKOFF, Flaky, PATIENCE, RunningWorker, WebhookTarget, closed_gate,
     eventually_explained, job, on_every_broker, unique_topic, webhook_config, webhook_queue,
 };
 use retrace_worker::{
@@ -87,23 +87,6 @@ async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
     assert!(outcomes[0].error.contains("HTTP 422"), "{:?}", outcomes[0]);
     running.stop().await;
     server.abort();
-}
-
-/// Fails with a retryable error while `failing` is set.
-struct Flaky {
-    failing: Arc<AtomicBool>,
-}
-
-impl JobHandler for Flaky {
-    async fn run(&self, job: &ReceivedJob) -> Result<(), JobError> {
-        match self.failing.load(Ordering::SeqCst) {
-            true => Err(JobError::Retry(format!(
-                "renderer down (attempt {})",
-                job.attempt
-            ))),
-            false => Ok(()),
-        }
-    }
 }
 
 async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {

@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use retrace_api::QueueStatus;
 use retrace_proto::{Envelope, Job, JobPriority};
 use retrace_worker::{
-    Backoff, Handlers, JobHandler, QueueConfig, WebhookBody, Worker, WorkerConfig,
+    Backoff, Handlers, JobError, JobHandler, QueueConfig, ReceivedJob, WebhookBody, Worker,
+    WorkerConfig,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +39,24 @@ pub fn job(source: &str, kind: &str) -> Envelope {
         ..Job::default()
     });
     envelope
+}
+
+/// A job handler that fails with a retryable error ("renderer down (attempt N)") while
+/// `failing` is set, and succeeds once it is cleared.
+pub struct Flaky {
+    pub failing: Arc<AtomicBool>,
+}
+
+impl JobHandler for Flaky {
+    async fn run(&self, job: &ReceivedJob) -> Result<(), JobError> {
+        match self.failing.load(Ordering::SeqCst) {
+            true => Err(JobError::Retry(format!(
+                "renderer down (attempt {})",
+                job.attempt
+            ))),
+            false => Ok(()),
+        }
+    }
 }
 
 /// A gate whose only window starts in two hours: closed now, and for the whole test.

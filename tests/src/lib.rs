@@ -25,7 +25,7 @@ pub use archived::{
 pub use disk::SmallFilesystem;
 pub use gateway::{Answer, RunningGateway, spawn_gateway, start_gateway, start_gateway_on};
 pub use jobs::{
-    FAST_BACKOFF, RunningWorker, WebhookTarget, closed_gate, job, serve, webhook_config,
+    FAST_BACKOFF, Flaky, RunningWorker, WebhookTarget, closed_gate, job, serve, webhook_config,
     webhook_queue,
 };
 pub use kill::{

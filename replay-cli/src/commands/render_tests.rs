@@ -1,7 +1,7 @@
 use jiff::tz::TimeZone;
 use retrace_api::{
-    Behind, FailedStep, MessageView, OutcomeView, Payload, PlannedMessage, ReplayPlan, ReplayView,
-    Trace, TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
+    Behind, EventRecord, FailedStep, MessageView, OutcomeView, Payload, PlannedMessage, RecordRole,
+    ReplayPlan, ReplayView, Trace, TraceEvent, TransactionStatus, TransactionSummary, TreeNode,
 };
 
 use retrace_api::{QueueStatus, RedriveReport};
@@ -76,7 +76,7 @@ fn replay() -> ReplayView {
     }
 }
 
-/// What the replayed copy's consumer said: the server lists it under the original too.
+/// What the replayed copy's consumer said.
 fn processed_after_replay() -> OutcomeView {
     OutcomeView {
         status: "processed".into(),
@@ -87,37 +87,71 @@ fn processed_after_replay() -> OutcomeView {
     }
 }
 
+fn record(role: RecordRole, time: &str, outcomes: Vec<OutcomeView>) -> EventRecord {
+    EventRecord {
+        role,
+        attempt: 1,
+        topic: "registrations".into(),
+        partition: 0,
+        offset: 0,
+        time: time.into(),
+        due_at: None,
+        replay_id: None,
+        redriven_by: None,
+        outcomes,
+    }
+}
+
+fn step(message: MessageView, since_previous_ms: i64, records: Vec<EventRecord>) -> TraceEvent {
+    let last_at = records.last().map(|r| r.time.clone()).unwrap_or_default();
+    TraceEvent {
+        message,
+        since_previous_ms,
+        last_at,
+        duration_ms: 0,
+        records,
+    }
+}
+
 fn sample_trace() -> Trace {
-    let mut copy = message("e-2", "registration.checked.v1", "2026-03-02T10:00:00.500Z");
-    copy.replay_id = Some("r-1".into());
+    let submitted = "2026-03-02T09:15:00Z";
+    let checked = "2026-03-02T09:15:00.120Z";
+    let processed = OutcomeView {
+        status: "processed".into(),
+        error: String::new(),
+        ..failed_outcome()
+    };
+    let replayed = EventRecord {
+        replay_id: Some("r-1".into()),
+        offset: 9,
+        ..record(
+            RecordRole::Replayed,
+            "2026-03-02T10:00:00.500Z",
+            vec![processed_after_replay()],
+        )
+    };
     Trace {
         transaction_id: "t-1".into(),
         status: TransactionStatus::Replayed,
-        started_at: "2026-03-02T09:15:00Z".into(),
-        last_at: "2026-03-02T10:00:00.500Z".into(),
-        duration_ms: 2_700_500,
+        started_at: submitted.into(),
+        last_at: "2026-03-02T10:00:01Z".into(),
+        duration_ms: 2_701_000,
         events: vec![
+            step(
+                message("e-1", "registration.submitted.v1", submitted),
+                0,
+                vec![record(RecordRole::Published, submitted, vec![processed])],
+            ),
             TraceEvent {
-                message: message("e-1", "registration.submitted.v1", "2026-03-02T09:15:00Z"),
-                since_previous_ms: 0,
-                copies: 1,
-                outcomes: vec![OutcomeView {
-                    status: "processed".into(),
-                    error: String::new(),
-                    ..failed_outcome()
-                }],
-            },
-            TraceEvent {
-                message: message("e-2", "registration.checked.v1", "2026-03-02T09:15:00.120Z"),
-                since_previous_ms: 120,
-                copies: 1,
-                outcomes: vec![failed_outcome(), processed_after_replay()],
-            },
-            TraceEvent {
-                message: copy,
-                since_previous_ms: 2_700_380,
-                copies: 1,
-                outcomes: vec![failed_outcome(), processed_after_replay()],
+                duration_ms: 2_700_880,
+                ..step(
+                    message("e-2", "registration.checked.v1", checked),
+                    120,
+                    vec![
+                        record(RecordRole::Published, checked, vec![failed_outcome()]),
+                        replayed,
+                    ],
+                )
             },
         ],
         tree: vec![TreeNode {
@@ -157,32 +191,108 @@ fn durations_use_the_largest_units_that_matter() {
 }
 
 #[test]
-fn the_timeline_shows_deltas_outcomes_and_replayed_copies_with_their_own_outcomes() {
+fn the_timeline_shows_each_event_once_with_its_replayed_copy_and_each_outcome_under_its_record() {
     let text = timeline(&sample_trace().events, &TimeZone::UTC);
     let expected = [
-        "  2026-03-02 09:15:00.000           registrations  registration.submitted.v1  from registration",
+        "  2026-03-02 09:15:00.000          registrations  registration.submitted.v1  from registration",
         "      validation: processed",
-        "  2026-03-02 09:15:00.120  +120ms   registrations  registration.checked.v1    from registration",
-        "      validation: failed (birth date is in the future)",
-        "  2026-03-02 10:00:00.500  +45m00s  registrations  registration.checked.v1    from registration  ↻ replayed copy (replay r-1)",
-        "      validation: processed",
+        "  2026-03-02 09:15:00.120  +120ms  registrations  registration.checked.v1    from registration",
+        "      2 records, over 45m00s:",
+        "        published on registrations at 2026-03-02 09:15:00.120",
+        "          validation: failed (birth date is in the future) at 2026-03-02 09:15:00.400",
+        "      ↻ replayed to registrations at 2026-03-02 10:00:00.500 (replay r-1)",
+        "          validation: processed at 2026-03-02 10:00:01.000",
     ];
     assert_eq!(text.lines().collect::<Vec<_>>(), expected);
 }
 
 #[test]
+fn a_job_reads_as_its_attempts_with_their_delays_and_where_it_was_dead_lettered() {
+    let queue = "retrace.jobs.certificates";
+    let failed = |attempt: u32, status: &str, time: &str| OutcomeView {
+        consumer: "worker:certificates".into(),
+        status: status.into(),
+        error: "HTTP 503".into(),
+        attempt,
+        time: time.into(),
+        ..failed_outcome()
+    };
+    let copy = |role, attempt, topic: &str, time: &str, due: Option<&str>, outcomes| EventRecord {
+        attempt,
+        topic: topic.into(),
+        due_at: due.map(Into::into),
+        ..record(role, time, outcomes)
+    };
+    let retry = format!("{queue}.retry");
+    let job = TraceEvent {
+        duration_ms: 7_020,
+        ..step(
+            MessageView {
+                topic: queue.into(),
+                ..message("e-9", "certificate.requested.v1", "2026-03-02T12:00:00Z")
+            },
+            0,
+            vec![
+                copy(
+                    RecordRole::Published,
+                    1,
+                    queue,
+                    "2026-03-02T12:00:00Z",
+                    None,
+                    vec![failed(1, "retrying", "2026-03-02T12:00:01Z")],
+                ),
+                copy(
+                    RecordRole::Retry,
+                    2,
+                    &retry,
+                    "2026-03-02T12:00:01Z",
+                    Some("2026-03-02T12:00:03Z"),
+                    vec![failed(2, "retrying", "2026-03-02T12:00:03.010Z")],
+                ),
+                copy(
+                    RecordRole::Retry,
+                    3,
+                    &retry,
+                    "2026-03-02T12:00:03.010Z",
+                    Some("2026-03-02T12:00:07Z"),
+                    vec![failed(3, "dead_lettered", "2026-03-02T12:00:07.020Z")],
+                ),
+                copy(
+                    RecordRole::DeadLettered,
+                    3,
+                    &format!("{queue}.dlq"),
+                    "2026-03-02T12:00:07.010Z",
+                    None,
+                    vec![],
+                ),
+            ],
+        )
+    };
+    let text = timeline(&[job], &TimeZone::UTC);
+    let expected = [
+        "      4 records, over 7.0s:",
+        "        published on retrace.jobs.certificates at 2026-03-02 12:00:00.000",
+        "          worker:certificates: retrying (HTTP 503) at 2026-03-02 12:00:01.000",
+        "      → retry, attempt 2, due 2026-03-02 12:00:03.000 (2.0s after it was written), on retrace.jobs.certificates.retry",
+        "          worker:certificates: retrying (HTTP 503), attempt 2 at 2026-03-02 12:00:03.010",
+        "      → retry, attempt 3, due 2026-03-02 12:00:07.000 (3.9s after it was written), on retrace.jobs.certificates.retry",
+        "          worker:certificates: dead lettered (HTTP 503), attempt 3 at 2026-03-02 12:00:07.020",
+        "      → dead-lettered to retrace.jobs.certificates.dlq at 2026-03-02 12:00:07.010 after attempt 3",
+    ];
+    assert_eq!(text.lines().skip(1).collect::<Vec<_>>(), expected);
+}
+
+#[test]
 fn a_headers_only_event_says_so_quietly_and_warns_only_when_its_value_claims_to_be_an_envelope() {
-    let foreign = |event_id: &str, time: &str, problem: Option<&str>| TraceEvent {
-        message: MessageView {
+    let foreign = |event_id: &str, time: &str, problem: Option<&str>| {
+        let message = MessageView {
             topic: "notifications".into(),
             kind: "headers_only".into(),
             problem: problem.map(Into::into),
             source: "node-sms".into(),
             ..message(event_id, "notification.sms.queued.v1", time)
-        },
-        since_previous_ms: 0,
-        copies: 1,
-        outcomes: vec![],
+        };
+        step(message, 0, vec![record(RecordRole::Published, time, vec![])])
     };
     let mut json = foreign("e-3", "2026-03-02T09:15:00Z", None);
     json.message.payload = Some(Payload {
@@ -249,7 +359,7 @@ e.v1 on registrations  e
 fn the_trace_page_has_status_failure_replays_and_tree() {
     let text = trace(&sample_trace(), &TimeZone::UTC);
     assert!(text.starts_with("Transaction t-1: replayed"), "{text}");
-    assert!(text.contains("started 2026-03-02 09:15:00.000 UTC, lasted 45m00s, 3 events"));
+    assert!(text.contains("started 2026-03-02 09:15:00.000 UTC, lasted 45m01s, 2 events"));
     assert!(text.contains(
         "Failed at registrations / registration.checked.v1 / validation: birth date is in the \
          future"

@@ -19,6 +19,7 @@ use rdkafka::producer::DefaultProducerContext;
 use retrace_archive::{Archive, ArchiveConfig, MaskingConfig};
 use retrace_auth::{AuthConfig, ServiceAuth};
 use retrace_gateway::{Gateway, GatewayConfig};
+use retrace_proto::{AUDIT_TOPIC, OUTCOMES_TOPIC};
 use retrace_sdk::{
     KafkaSettings, ProvisionError, Publisher, TopicSettings, TopicSpec, ensure_topics_at_start,
     topic_layout,
@@ -32,6 +33,8 @@ use local_kafka::LocalKafka;
 
 /// Partitions of each topic dev mode creates.
 const PARTITIONS: i32 = 3;
+/// The client name dev mode creates its topics as (the `service` of their metrics).
+const PROVISIONED_AS: &str = "retrace-dev";
 /// Where dev mode keeps its data, and where the CLI looks for its `dev.json`, unless
 /// `RETRACE_DATA_DIR` says otherwise.
 const DEFAULT_DATA_DIR: &str = "retrace-data";
@@ -162,6 +165,8 @@ struct DevInfo<'a> {
 pub async fn run(args: DevArgs) -> Result<(), Failure> {
     retrace_telemetry::init_logging(args.log_format, &args.log)
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    // Before the topics are provisioned, whose metrics are lost without a recorder.
+    retrace_telemetry::prometheus();
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         Failure::Server(format!(
             "cannot create the data directory {}: {e}",
@@ -238,7 +243,7 @@ async fn provision(bootstrap: &str) -> Result<(), Failure> {
             "cannot create the topics on Kafka at {bootstrap}: {e}"
         ))
     };
-    ensure_topics_at_start(&kafka, &settings, &specs, "retrace-dev")
+    ensure_topics_at_start(&kafka, &settings, &specs, PROVISIONED_AS)
         .await
         .map_err(failed)?;
     report_replication(&kafka, &specs).await.map_err(failed)
@@ -270,9 +275,16 @@ async fn serve(args: &DevArgs, kafka: &Kafka, archive_dir: PathBuf) -> Result<()
     let services_auth = ServiceAuth::start(&auth, &settings, "dev", shutdown.clone())
         .await
         .map_err(|e| Failure::Server(e.to_string()))?;
-    let gateway = Gateway::new(&GatewayConfig::new(bootstrap), services_auth.guard.clone())
+    // The demo's event topics are the ones the gateway is configured for, as `[topics]
+    // extra` would name them in a deployment: its metrics start with a series for each.
+    let mut gateway_config = GatewayConfig::new(bootstrap);
+    gateway_config.provisioning.extra = demo::TOPICS.map(str::to_owned).to_vec();
+    let gateway = Gateway::new(&gateway_config, services_auth.guard.clone())
         .map_err(|e| Failure::Server(e.to_string()))?;
     let publisher = Publisher::new(&settings).map_err(|e| Failure::Server(e.to_string()))?;
+    retrace_sdk::register_metrics(&demo::TOPICS, &[OUTCOMES_TOPIC, AUDIT_TOPIC]);
+    // The mock cluster's topics are created above, not provisioned; a real Kafka's were.
+    retrace_sdk::register_provisioning_metrics(PROVISIONED_AS);
     let worker = Worker::new(
         &demo::worker_config(&settings, args.demo_gate_rate)?,
         demo::handlers(&publisher),

@@ -57,8 +57,9 @@ pub struct Trace {
     pub started_at: String,
     pub last_at: String,
     pub duration_ms: i64,
-    /// Every archived message of the transaction except outcomes (which are attached to the
-    /// event they are about), in time order.
+    /// Each event of the transaction once, at the time it was first published, in time
+    /// order; the records that carry it again and the outcomes about it are under it.
+    /// Outcomes are not events: each is under the record it reports on.
     pub events: Vec<TraceEvent>,
     /// Causation: each root event with the events it caused, recursively.
     pub tree: Vec<TreeNode>,
@@ -86,20 +87,81 @@ pub struct Behind {
     pub since: String,
 }
 
+/// One event of a trace, once, however many Kafka records carry it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TraceEvent {
+    /// The event as first published.
     #[serde(flatten)]
     pub message: MessageView,
     /// Time since the previous event of the trace.
     pub since_previous_ms: i64,
-    /// How many records of this event the topic holds, this one the first: more than 1 when
-    /// a publish was retried after its answer was lost and both were written. They are one
-    /// event (each is in `GET /v1/events/{id}`'s `copies`); a replayed copy is a step of its
-    /// own.
-    #[serde(default = "one")]
-    pub copies: usize,
-    /// Each consumer's outcomes for this event, oldest first.
+    /// When the last record that carries the event, or the last outcome about it, was
+    /// written.
+    #[schema(format = DateTime)]
+    pub last_at: String,
+    /// From its first publication to `last_at`: how long it took, retries included.
+    pub duration_ms: i64,
+    /// Every Kafka record that carries the event, in the order written, each with the
+    /// outcomes that report on it: its publication, a publish retried after its answer was
+    /// lost, the worker's retry, deferral and dead-letter copies, a redrive, a replay's
+    /// copies. Their number is how many records the archive holds of the event.
+    pub records: Vec<EventRecord>,
+}
+
+impl TraceEvent {
+    /// Every outcome reported on the event, in the order of its records.
+    pub fn outcomes(&self) -> impl Iterator<Item = &OutcomeView> {
+        self.records.iter().flat_map(|record| &record.outcomes)
+    }
+}
+
+/// One Kafka record that carries an event, and what the consumers said about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventRecord {
+    pub role: RecordRole,
+    /// The delivery attempt the record is for: 1 for a publication, a redrive or a replay's
+    /// copy; the worker's retry copy carries the number of the attempt it will be, a
+    /// dead-letter copy the number of the last attempt.
+    pub attempt: u32,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// When the record was written: its Kafka timestamp (the producer's clock under
+    /// `CreateTime`, the broker's under `LogAppendTime`).
+    #[schema(format = DateTime)]
+    pub time: String,
+    /// For a retry or deferral copy: when the worker was to run it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub due_at: Option<String>,
+    /// For a replay's copy: the replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_id: Option<String>,
+    /// For a redrive: who moved the job back from the dead-letter topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_by: Option<String>,
+    /// The outcomes that report on this record's delivery, oldest first.
     pub outcomes: Vec<OutcomeView>,
+}
+
+/// Why a record that carries an event was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordRole {
+    /// The event's publication: its first record.
+    Published,
+    /// Written again by a publish retried after its answer was lost: the same event.
+    Republished,
+    /// The worker's copy on the retry topic after a failed attempt, due after the backoff.
+    Retry,
+    /// The worker's copy on the retry topic of a job not due yet (`not_before`).
+    Deferred,
+    /// The worker's copy on the dead-letter topic after the last attempt failed.
+    DeadLettered,
+    /// A dead-lettered job moved back to its queue (`retrace redrive`).
+    Redriven,
+    /// Re-published by a replay.
+    Replayed,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -211,6 +273,7 @@ pub struct TransactionSummary {
     pub status: TransactionStatus,
     pub started_at: String,
     pub last_at: String,
+    /// Distinct events: an event carried by several records (retried, replayed) counts once.
     pub events: usize,
     pub topics: Vec<String>,
     pub subject_ids: Vec<String>,
@@ -234,7 +297,9 @@ pub struct Page<T> {
 #[schema(as = Event)]
 pub struct EventView {
     pub event_id: String,
-    /// Every archived copy: more than one when it was published twice or replayed.
+    /// Every archived record that carries it, in the order written: more than one when it
+    /// was published twice, retried or dead-lettered by the worker, redriven or replayed
+    /// (the trace's [`TraceEvent::records`] says which is which).
     pub copies: Vec<MessageView>,
     pub outcomes: Vec<OutcomeView>,
     /// As in [`Trace::behind`].
@@ -311,8 +376,4 @@ fn thousands(n: i64) -> String {
         out.push(digit);
     }
     if n < 0 { format!("-{out}") } else { out }
-}
-
-fn one() -> usize {
-    1
 }

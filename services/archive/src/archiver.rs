@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use crate::classify::{classify, prepare};
 use crate::config::{ArchiveConfig, BatchSettings, TopicSelection};
 use crate::events::{
-    BatchArchived, ConsumptionPaused, KafkaProblem, LogReset, PartitionsAssigned, RecordConsumed,
-    RetentionGap, ShutdownWithUnwrittenBatch, StoreUnwritable, StoreWriteFailed,
+    BatchArchived, ConsumptionPaused, During, KafkaProblem, LogReset, PartitionsAssigned,
+    RecordConsumed, RetentionGap, ShutdownWithUnwrittenBatch, StoreUnwritable, StoreWriteFailed,
 };
 
 /// Where the consumer stands in one partition, as the archiver sees it.
@@ -84,7 +84,7 @@ impl ConsumerContext for ArchiveContext {
         };
         if let Err(error) = outcome {
             KafkaProblem {
-                during: "rebalance",
+                during: During::Rebalance,
                 error: &error,
             }
             .emit();
@@ -121,7 +121,7 @@ impl ArchiveContext {
             let offset = next.map_or(Offset::Beginning, Offset::Offset);
             if let Err(error) = partitions.set_partition_offset(topic, *partition, offset) {
                 KafkaProblem {
-                    during: "seek to the archive's position",
+                    during: During::Seek,
                     error: &error,
                 }
                 .emit();
@@ -223,7 +223,7 @@ impl Archiver {
         }
         if let Err(error) = self.store.flush() {
             KafkaProblem {
-                during: "final flush",
+                during: During::FinalFlush,
                 error: &error,
             }
             .emit();
@@ -248,7 +248,7 @@ impl Archiver {
         // every partition resumes from the archive's positions on assignment.
         if let Err(error) = subscribe(&self.consumer, wanted) {
             KafkaProblem {
-                during: "subscribe to the new topics (the old topics are still archived)",
+                during: During::Subscribe,
                 error: &error,
             }
             .emit();
@@ -290,7 +290,7 @@ impl Archiver {
                 Ok(message) => message,
                 Err(error) => {
                     KafkaProblem {
-                        during: "consume",
+                        during: During::Consume,
                         error: &error,
                     }
                     .emit();
@@ -441,7 +441,7 @@ impl Archiver {
         match result {
             Ok(()) => ConsumptionPaused { paused }.emit(),
             Err(error) => KafkaProblem {
-                during: "pause or resume",
+                during: During::PauseOrResume,
                 error: &error,
             }
             .emit(),
@@ -456,7 +456,7 @@ impl Archiver {
             if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*next))
             {
                 KafkaProblem {
-                    during: "commit",
+                    during: During::Commit,
                     error: &error,
                 }
                 .emit();
@@ -464,7 +464,7 @@ impl Archiver {
         }
         if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
             KafkaProblem {
-                during: "commit",
+                during: During::Commit,
                 error: &error,
             }
             .emit();

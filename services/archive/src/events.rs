@@ -1,13 +1,88 @@
-//! Everything the archiver reports about itself: one typed event per observable thing, each
-//! emitting its log line and its metrics together.
+//! Everything the archive reports about itself: one typed event per observable thing, each
+//! emitting its log line and its metrics together; here what ingests, in [`serving`] what
+//! serves the API. [`register_metrics`] registers the archive's series at zero as it opens.
+
+mod serving;
 
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
-use retrace_log_store::{AppendSummary, RecordKey, RecordKind, ReplayRecord};
-use retrace_sdk::Delivery;
-use retrace_telemetry::InternalEvent;
+use retrace_log_store::{AppendSummary, RecordKind};
+use retrace_telemetry::{InternalEvent, register};
 use tracing::{debug, error, info, warn};
+
+pub(crate) use serving::*;
+
+use crate::ArchiveConfig;
+
+/// The `reason` of `retrace_archive_store_errors_total`.
+const STORE_DISK_FULL: &str = "disk_full";
+const STORE_WRITE: &str = "write";
+const STORE_REPLAY_PROGRESS: &str = "replay_progress";
+
+/// Installs Retrace's metrics recorder, and registers at zero the archive's series (and the
+/// SDK's its replays publish with): per kind of record, reason and Kafka step, and per topic
+/// for the topics `config` names. Topics a pattern selects, and every partition's lag, are
+/// registered at the first lag check that finds them ([`PartitionFollowed`]), made as the
+/// archive starts and every `lag_check_ms` after.
+pub(crate) fn register_metrics(config: &ArchiveConfig) {
+    retrace_telemetry::prometheus();
+    if let crate::TopicSelection::Names(names) = &config.topics {
+        register_topic_metrics(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    register(
+        "retrace_archive_store_errors_total",
+        &[(
+            "reason",
+            &[STORE_DISK_FULL, STORE_WRITE, STORE_REPLAY_PROGRESS],
+        )],
+    );
+    register(
+        "retrace_archive_kafka_errors_total",
+        &[("during", &During::ALL.map(During::as_str))],
+    );
+    register(
+        "retrace_consumer_recreated_total",
+        &[
+            ("service", &["archive"]),
+            ("group", &[config.group_id.as_str()]),
+        ],
+    );
+    for plain in [
+        "retrace_archive_records_written_total",
+        "retrace_archive_records_already_archived_total",
+        "retrace_archive_batch_write_seconds",
+        "retrace_archive_batch_records",
+        "retrace_archive_paused",
+        "retrace_archive_store_unwritable_total",
+        "retrace_archive_lag_check_failures_total",
+        "retrace_archive_rebalances_total",
+    ] {
+        register(plain, &[]);
+    }
+    serving::register_metrics();
+    retrace_sdk::register_metrics(&[], &[]);
+}
+
+/// Registers at zero the series of archiving `topics`, and of replaying to them.
+fn register_topic_metrics(topics: &[&str]) {
+    register(
+        "retrace_archive_records_consumed_total",
+        &[
+            ("topic", topics),
+            ("kind", &RecordKind::ALL.map(RecordKind::as_str)),
+        ],
+    );
+    for per_topic in [
+        "retrace_archive_retention_gap_offsets_total",
+        "retrace_archive_log_resets_total",
+        "retrace_archive_fell_behind_total",
+        "retrace_replay_messages_total",
+    ] {
+        register(per_topic, &[("topic", topics)]);
+    }
+    retrace_sdk::register_metrics(&[], topics);
+}
 
 pub(crate) struct ArchiveStarted<'a> {
     pub bootstrap: &'a str,
@@ -106,7 +181,11 @@ impl InternalEvent for StoreWriteFailed<'_> {
             disk_full = self.disk_full,
             "archive write failed; consumption paused, nothing committed, retrying"
         );
-        let reason = if self.disk_full { "disk_full" } else { "write" };
+        let reason = if self.disk_full {
+            STORE_DISK_FULL
+        } else {
+            STORE_WRITE
+        };
         counter!("retrace_archive_store_errors_total", "reason" => reason).increment(1);
     }
 }
@@ -193,6 +272,37 @@ impl InternalEvent for LogReset<'_> {
             self.epoch
         );
         counter!("retrace_archive_log_resets_total", "topic" => self.topic.to_owned()).increment(1);
+    }
+}
+
+/// A lag check found a partition for the first time (at start, or a topic created since that
+/// the archive's pattern selects): its topic's series, and its lag gauges, start at zero.
+pub(crate) struct PartitionFollowed<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+}
+
+impl InternalEvent for PartitionFollowed<'_> {
+    fn emit(self) {
+        debug!(
+            topic = self.topic,
+            partition = self.partition,
+            "partition followed"
+        );
+        register_topic_metrics(&[self.topic]);
+        let partition = self.partition.to_string();
+        for per_partition in [
+            "retrace_archive_lag_records",
+            "retrace_archive_behind_seconds",
+        ] {
+            register(
+                per_partition,
+                &[
+                    ("topic", &[self.topic]),
+                    ("partition", &[partition.as_str()]),
+                ],
+            );
+        }
     }
 }
 
@@ -305,15 +415,53 @@ impl InternalEvent for ConsumptionPaused {
     }
 }
 
+/// What the archiver was doing when Kafka failed it: the `during` label of
+/// `retrace_archive_kafka_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum During {
+    Consume,
+    Rebalance,
+    Seek,
+    PauseOrResume,
+    Commit,
+    FinalFlush,
+    Subscribe,
+}
+
+impl During {
+    pub const ALL: [During; 7] = [
+        During::Consume,
+        During::Rebalance,
+        During::Seek,
+        During::PauseOrResume,
+        During::Commit,
+        During::FinalFlush,
+        During::Subscribe,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            During::Consume => "consume",
+            During::Rebalance => "rebalance",
+            During::Seek => "seek to the archive's position",
+            During::PauseOrResume => "pause or resume",
+            During::Commit => "commit",
+            During::FinalFlush => "final flush",
+            During::Subscribe => "subscribe to the new topics (the old topics are still archived)",
+        }
+    }
+}
+
 pub(crate) struct KafkaProblem<'a> {
-    pub during: &'static str,
+    pub during: During,
     pub error: &'a dyn std::fmt::Display,
 }
 
 impl InternalEvent for KafkaProblem<'_> {
     fn emit(self) {
-        warn!(during = self.during, error = %self.error, "Kafka problem; continuing");
-        counter!("retrace_archive_kafka_errors_total", "during" => self.during).increment(1);
+        let during = self.during.as_str();
+        warn!(during, error = %self.error, "Kafka problem; continuing");
+        counter!("retrace_archive_kafka_errors_total", "during" => during).increment(1);
     }
 }
 
@@ -346,254 +494,5 @@ impl InternalEvent for ShutdownWithUnwrittenBatch {
             "shutting down before the archive accepted the last batch; its records stay in \
              Kafka and are archived on the next start"
         );
-    }
-}
-
-pub(crate) struct ReplayStarted<'a> {
-    pub replay: &'a ReplayRecord,
-}
-
-impl InternalEvent for ReplayStarted<'_> {
-    fn emit(self) {
-        info!(
-            category = "audit",
-            replay_id = self.replay.replay_id,
-            requested_by = self.replay.requested_by,
-            reason = self.replay.reason,
-            transactions = ?self.replay.transaction_ids,
-            selection = self.replay.selection,
-            planned = self.replay.planned,
-            "replay started"
-        );
-        counter!("retrace_replays_started_total").increment(1);
-    }
-}
-
-pub(crate) struct ReplayFinished<'a> {
-    pub replay: &'a ReplayRecord,
-}
-
-impl InternalEvent for ReplayFinished<'_> {
-    fn emit(self) {
-        let state = self.replay.state().as_str();
-        if self.replay.error.is_empty() {
-            info!(
-                replay_id = self.replay.replay_id,
-                published = self.replay.published,
-                state,
-                "replay finished"
-            );
-        } else {
-            warn!(
-                replay_id = self.replay.replay_id,
-                published = self.replay.published,
-                planned = self.replay.planned,
-                error = self.replay.error,
-                state,
-                "replay stopped early"
-            );
-        }
-        counter!("retrace_replays_finished_total", "state" => state).increment(1);
-    }
-}
-
-pub(crate) struct MessageReplayed<'a> {
-    pub replay_id: &'a str,
-    pub original: &'a RecordKey,
-    pub delivery: &'a Delivery,
-}
-
-impl InternalEvent for MessageReplayed<'_> {
-    fn emit(self) {
-        debug!(
-            replay_id = self.replay_id,
-            original = %self.original,
-            topic = self.delivery.topic,
-            partition = self.delivery.partition,
-            offset = self.delivery.offset,
-            "message re-published"
-        );
-        counter!("retrace_replay_messages_total", "topic" => self.delivery.topic.clone())
-            .increment(1);
-    }
-}
-
-pub(crate) struct ReplayProgressNotSaved<'a> {
-    pub replay_id: &'a str,
-    pub error: &'a dyn std::fmt::Display,
-}
-
-impl InternalEvent for ReplayProgressNotSaved<'_> {
-    fn emit(self) {
-        error!(
-            replay_id = self.replay_id,
-            error = %self.error,
-            "could not save a replay's progress; its status may lag"
-        );
-        counter!("retrace_archive_store_errors_total", "reason" => "replay_progress").increment(1);
-    }
-}
-
-/// A query of the trace API was answered (or refused).
-pub(crate) struct QueryServed {
-    pub endpoint: &'static str,
-    pub status: u16,
-    pub elapsed: Duration,
-}
-
-impl InternalEvent for QueryServed {
-    fn emit(self) {
-        debug!(
-            endpoint = self.endpoint,
-            status = self.status,
-            elapsed_ms = self.elapsed.as_secs_f64() * 1e3,
-            "query served"
-        );
-        counter!(
-            "retrace_api_requests_total",
-            "endpoint" => self.endpoint,
-            "status" => self.status.to_string(),
-        )
-        .increment(1);
-        histogram!("retrace_api_request_seconds", "endpoint" => self.endpoint)
-            .record(self.elapsed.as_secs_f64());
-    }
-}
-
-/// An audit record was appended to the store's trail; the same facts as a log line.
-pub(crate) struct AuditRecorded<'a> {
-    pub entry: &'a retrace_log_store::AuditEntry,
-    pub seq: u64,
-}
-
-impl InternalEvent for AuditRecorded<'_> {
-    fn emit(self) {
-        let entry = self.entry;
-        info!(
-            category = "audit",
-            seq = self.seq,
-            at_ms = entry.at_ms,
-            actor = entry.actor,
-            role = entry.role,
-            origin = entry.origin,
-            action = entry.action,
-            target = entry.target,
-            reason = entry.reason,
-            result = entry.result,
-            "audit"
-        );
-        counter!("retrace_audit_records_total", "action" => entry.action.clone()).increment(1);
-    }
-}
-
-/// An audit record could not be written: the request it records is answered with an error.
-pub(crate) struct AuditNotRecorded<'a> {
-    pub entry: &'a retrace_log_store::AuditEntry,
-    pub error: &'a dyn std::fmt::Display,
-}
-
-impl InternalEvent for AuditNotRecorded<'_> {
-    fn emit(self) {
-        let entry = self.entry;
-        error!(
-            category = "audit",
-            actor = entry.actor,
-            origin = entry.origin,
-            action = entry.action,
-            target = entry.target,
-            result = entry.result,
-            error = %self.error,
-            "could not append to the audit trail; the request is refused"
-        );
-        counter!("retrace_audit_write_errors_total").increment(1);
-    }
-}
-
-pub(crate) struct BackupWritten<'a> {
-    pub directory: &'a std::path::Path,
-    pub records: u64,
-    pub entries: u64,
-    pub elapsed: Duration,
-}
-
-impl InternalEvent for BackupWritten<'_> {
-    fn emit(self) {
-        info!(
-            category = "audit",
-            directory = %self.directory.display(),
-            records = self.records,
-            entries = self.entries,
-            elapsed_ms = self.elapsed.as_millis() as u64,
-            "archive backed up"
-        );
-        counter!("retrace_archive_backups_total").increment(1);
-        histogram!("retrace_archive_backup_seconds").record(self.elapsed.as_secs_f64());
-    }
-}
-
-pub(crate) struct ArchiveRestored<'a> {
-    pub from: &'a std::path::Path,
-    pub data_dir: &'a std::path::Path,
-    pub records: u64,
-}
-
-impl InternalEvent for ArchiveRestored<'_> {
-    fn emit(self) {
-        info!(
-            category = "audit",
-            from = %self.from.display(),
-            data_dir = %self.data_dir.display(),
-            records = self.records,
-            "archive restored from a backup"
-        );
-    }
-}
-
-/// A reloaded configuration's API settings could not be built: the previous ones stay.
-pub(crate) struct LiveSettingsKept<'a> {
-    pub version: &'a str,
-    pub error: &'a crate::masking::MaskingError,
-}
-
-impl InternalEvent for LiveSettingsKept<'_> {
-    fn emit(self) {
-        error!(
-            version = self.version,
-            error = %self.error,
-            "configuration {} not applied to the API ({}); the previous masking rules and \
-             replay threshold stay",
-            self.version,
-            self.error
-        );
-    }
-}
-
-/// A record on the audit topic without a valid signature from a Retrace service: kept as
-/// malformed, never chained into the audit trail; alerted on
-/// (`RetraceUnsignedSecurityRecords`).
-pub(crate) struct AuditEventRejected<'a> {
-    pub partition: i32,
-    pub offset: i64,
-    pub verdict: &'a retrace_auth::Verdict,
-}
-
-impl InternalEvent for AuditEventRejected<'_> {
-    fn emit(self) {
-        error!(
-            category = "security",
-            topic = retrace_proto::AUDIT_TOPIC,
-            partition = self.partition,
-            offset = self.offset,
-            reason = self.verdict.reason(),
-            problem = %self.verdict,
-            "audit event NOT chained, {}: something wrote the audit topic without Retrace's \
-             signing key (docs/security.md, \"Signed records\")",
-            self.verdict
-        );
-        counter!(
-            "retrace_archive_audit_events_rejected_total",
-            "reason" => self.verdict.reason(),
-        )
-        .increment(1);
     }
 }

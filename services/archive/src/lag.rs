@@ -33,7 +33,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ArchiveConfig, TopicSelection};
-use crate::events::{ArchiveBehind, ArchiveCaughtUp, LagCheckFailed, PartitionLagChecked};
+use crate::events::{
+    ArchiveBehind, ArchiveCaughtUp, LagCheckFailed, PartitionFollowed, PartitionLagChecked,
+};
 use crate::replay::now_ms;
 use crate::trace::rfc3339;
 use retrace_api::Behind;
@@ -153,6 +155,13 @@ impl Lag {
                 .map_or(0, |p| p.next_offset);
             let key = (end.topic, end.partition);
             let lag = partitions.entry(key.clone()).or_default();
+            if !lag.checked {
+                PartitionFollowed {
+                    topic: &key.0,
+                    partition: key.1,
+                }
+                .emit();
+            }
             let was_behind = lag.behind_since_ms;
             lag.observe(
                 checked_at_ms,

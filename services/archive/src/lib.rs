@@ -124,8 +124,8 @@ impl Archive {
         let updates = config.clone();
         let loaded = Arc::clone(&config.borrow());
         let config = &loaded.config;
-        // Metrics recorded before the recorder exists are lost.
-        retrace_telemetry::prometheus();
+        // Metrics recorded before the recorder exists are lost: it is installed first.
+        events::register_metrics(config);
         // Audit events consumed are chained only when signed with one of these; token
         // records applied only then.
         let keys = config.auth.signing_keys()?;

@@ -66,7 +66,9 @@ impl Masking {
     pub fn trace(&self, trace: &mut Trace) {
         for event in &mut trace.events {
             self.message(&mut event.message);
-            self.outcomes(&mut event.outcomes);
+            for record in &mut event.records {
+                self.outcomes(&mut record.outcomes);
+            }
         }
         if let Some(failure) = &mut trace.failure {
             error_text(&mut failure.error);

@@ -167,7 +167,7 @@ pub(crate) fn select_transactions(
                 found
                     .events
                     .iter()
-                    .any(|e| e.message.source == *s || e.outcomes.iter().any(|o| o.consumer == *s))
+                    .any(|e| e.message.source == *s || e.outcomes().any(|o| o.consumer == *s))
             });
         if matches {
             items.push(summary(found));

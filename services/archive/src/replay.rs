@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 use retrace_api::PlannedMessage;
 
 use crate::events::{MessageReplayed, ReplayFinished, ReplayStarted};
-use crate::trace::{failed_event_ids, replay_id};
+use crate::trace::{failed_event_ids, is_publication, replay_id};
 
 pub(crate) use policy::{Replays, Replied};
 
@@ -74,13 +74,18 @@ impl Planned {
 }
 
 /// The messages of one transaction a replay re-publishes, in original (time) order: its
-/// original events (not outcomes, not earlier replays' copies), each once.
+/// original events (not outcomes, not earlier replays' copies), each once, as published: a
+/// job the worker retried and dead-lettered is re-published once, from its publication on
+/// its queue, not from its retry or dead-letter copies.
 pub fn plan(records: &[ArchivedRecord], selection: &Selection) -> Result<Vec<Planned>, PlanError> {
-    let originals: Vec<&ArchivedRecord> = records
+    let mut originals: Vec<&ArchivedRecord> = records
         .iter()
         .filter(|r| matches!(r.kind, RecordKind::Envelope | RecordKind::HeadersOnly))
         .filter(|r| replay_id(r).is_none())
         .collect();
+    // The worker's copies repeat the event's time: among records of one time, the
+    // publication goes first, so it is the one kept of its event.
+    originals.sort_by_key(|r| (r.time_ms, !is_publication(r)));
     let start = match &selection.from_event_id {
         Some(from) => originals
             .iter()

@@ -9,6 +9,10 @@ use retrace_proto::headers::REPLAY_ID;
 use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 
 use crate::classify::claims_envelope;
+
+mod records;
+
+pub(crate) use records::is_publication;
 use retrace_api::{
     FailedStep, MessageView, OutcomeView, Payload, ReplayView, Trace, TraceEvent,
     TransactionStatus, TransactionSummary, TreeNode,
@@ -40,32 +44,28 @@ pub fn trace(
         None if retrying => TransactionStatus::InProgress,
         None => TransactionStatus::Ok,
     };
+    let steps = steps(&events, &outcomes, with_payload);
+    let last_ms = steps
+        .iter()
+        .map(|(_, last_ms, _)| *last_ms)
+        .chain([last.time_ms])
+        .max()
+        .unwrap_or(last.time_ms);
     let mut previous_ms = first.time_ms;
-    let trace_events = steps(&events)
+    let trace_events = steps
         .into_iter()
-        .map(|(record, copies)| {
-            let since_previous_ms = record.time_ms - previous_ms;
-            previous_ms = record.time_ms;
-            let event_outcomes = record
-                .ids
-                .as_ref()
-                .and_then(|ids| outcomes.get(ids.event_id.as_str()))
-                .map(|list| list.iter().map(|(_, view, _)| view.clone()).collect())
-                .unwrap_or_default();
-            TraceEvent {
-                message: message_view(record, with_payload),
-                since_previous_ms,
-                copies,
-                outcomes: event_outcomes,
-            }
+        .map(|(first_ms, _, mut event)| {
+            event.since_previous_ms = first_ms - previous_ms;
+            previous_ms = first_ms;
+            event
         })
         .collect();
     Some(Trace {
         transaction_id: transaction_id.to_owned(),
         status,
         started_at: rfc3339(first.time_ms),
-        last_at: rfc3339(last.time_ms),
-        duration_ms: last.time_ms - first.time_ms,
+        last_at: rfc3339(last_ms),
+        duration_ms: last_ms - first.time_ms,
         events: trace_events,
         tree: causation_tree(&events),
         replays: replays.iter().map(replay_view).collect(),
@@ -193,27 +193,61 @@ fn current_failure(
     newest
 }
 
-/// Each event once, with how many records of it the topic holds. A publish retried after
-/// its answer was lost (a gateway killed, a 503 after the write) is written again under the
-/// same event id: that is one step, not two. A replayed copy stays a step of its own: it
-/// was asked for, and what follows it is new.
-fn steps<'r>(events: &[&'r ArchivedRecord]) -> Vec<(&'r ArchivedRecord, usize)> {
-    let mut steps: Vec<(&ArchivedRecord, usize)> = Vec::with_capacity(events.len());
-    let mut first_of: HashMap<&str, usize> = HashMap::new();
+/// Each event once, in time order, with every record that carries it and the outcomes
+/// about it; with its time and the time of its last record or outcome. An event is placed
+/// at its publication, whatever copies of it the worker, a redrive or a replay wrote later.
+/// A record without an event id is a step of its own.
+fn steps(
+    events: &[&ArchivedRecord],
+    outcomes: &Outcomes<'_>,
+    with_payload: bool,
+) -> Vec<(i64, i64, TraceEvent)> {
+    let mut groups: Vec<Vec<&ArchivedRecord>> = Vec::with_capacity(events.len());
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
     for &record in events {
-        let original = record
-            .ids
-            .as_ref()
-            .filter(|ids| !ids.event_id.is_empty() && replay_id(record).is_none());
-        if let Some(ids) = original {
-            if let Some(&step) = first_of.get(ids.event_id.as_str()) {
-                steps[step].1 += 1;
+        let event_id = record.ids.as_ref().map_or("", |ids| ids.event_id.as_str());
+        if !event_id.is_empty() {
+            if let Some(&group) = group_of.get(event_id) {
+                groups[group].push(record);
                 continue;
             }
-            first_of.insert(&ids.event_id, steps.len());
+            group_of.insert(event_id, groups.len());
         }
-        steps.push((record, 1));
+        groups.push(vec![record]);
     }
+    let mut steps: Vec<(i64, i64, TraceEvent)> = groups
+        .into_iter()
+        .map(|carriers| {
+            let first = carriers
+                .iter()
+                .copied()
+                .find(|r| records::is_publication(r))
+                .or_else(|| carriers.iter().copied().min_by_key(|r| records::written_ms(r)))
+                .expect("a group holds at least one record");
+            let about: Vec<(i64, &OutcomeView)> = first
+                .ids
+                .as_ref()
+                .and_then(|ids| outcomes.get(ids.event_id.as_str()))
+                .map(|list| list.iter().map(|(at, view, _)| (*at, view)).collect())
+                .unwrap_or_default();
+            let last_ms = carriers
+                .iter()
+                .map(|r| records::written_ms(r))
+                .chain(about.iter().map(|(at, _)| *at))
+                .chain([first.time_ms])
+                .max()
+                .unwrap_or(first.time_ms);
+            let event = TraceEvent {
+                message: message_view(first, with_payload),
+                since_previous_ms: 0,
+                last_at: rfc3339(last_ms),
+                duration_ms: last_ms - first.time_ms,
+                records: records::event_records(&carriers, &about),
+            };
+            (first.time_ms, last_ms, event)
+        })
+        .collect();
+    steps.sort_by_key(|(first_ms, _, _)| *first_ms);
     steps
 }
 
@@ -272,12 +306,7 @@ fn causation_tree(events: &[&ArchivedRecord]) -> Vec<TreeNode> {
 
 /// The replay a record was re-published by, from its `retrace-replay-id` header.
 pub fn replay_id(record: &ArchivedRecord) -> Option<String> {
-    record
-        .headers
-        .iter()
-        .find(|h| h.name == REPLAY_ID)
-        .and_then(|h| h.value.as_deref())
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    records::header(record, REPLAY_ID).map(str::to_owned)
 }
 
 pub fn message_view(record: &ArchivedRecord, with_payload: bool) -> MessageView {

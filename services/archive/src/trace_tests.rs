@@ -2,6 +2,8 @@ use prost::Message as _;
 use retrace_log_store::{EventIds, Header, OutcomeRef, RecordKey};
 use retrace_proto::{OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 
+use retrace_api::RecordRole;
+
 use super::*;
 
 fn event(topic: &str, offset: i64, event_id: &str, cause: &str, time_ms: i64) -> ArchivedRecord {
@@ -78,6 +80,7 @@ fn outcome(
 fn replayed(mut record: ArchivedRecord, replay: &str, offset: i64, time_ms: i64) -> ArchivedRecord {
     record.key.offset = offset;
     record.time_ms = time_ms;
+    record.kafka_timestamp_ms = Some(time_ms);
     record.headers.push(Header {
         name: REPLAY_ID.into(),
         value: Some(replay.as_bytes().to_vec()),
@@ -123,7 +126,7 @@ fn a_transaction_whose_last_word_is_a_failure_is_failed_at_that_step() {
     );
     assert_eq!(trace.events.len(), 2, "outcomes are attached, not listed");
     assert_eq!(trace.events[1].since_previous_ms, 20);
-    assert_eq!(trace.events[1].outcomes[0].status, "failed");
+    assert_eq!(trace.events[1].outcomes().next().unwrap().status, "failed");
     assert_eq!(trace.duration_ms, 50);
 }
 
@@ -144,13 +147,13 @@ fn an_outcome_naming_another_topic_than_its_events_is_ignored() {
     records.push(forged("orders"));
     let ignored = trace("t1", &records, &[], false).unwrap();
     assert_eq!(ignored.status, TransactionStatus::Ok, "{ignored:?}");
-    assert_eq!(ignored.events[0].outcomes.len(), 1);
+    assert_eq!(ignored.events[0].outcomes().count(), 1);
     records.pop();
     records.push(forged("registrations"));
     let counted = trace("t1", &records, &[], false).unwrap();
     assert_eq!(counted.status, TransactionStatus::Failed);
     assert_eq!(
-        counted.events[0].outcomes[1].reported_by,
+        counted.events[0].outcomes().nth(1).unwrap().reported_by,
         "orders-publisher"
     );
 }
@@ -187,7 +190,21 @@ fn a_replay_after_the_failure_makes_it_replayed_and_a_later_success_resolves_it(
     let trace = trace("t1", &resolved, &replays, false).unwrap();
     assert_eq!(trace.status, TransactionStatus::Ok);
     assert_eq!(trace.failure, None);
-    assert_eq!(trace.events[2].message.replay_id.as_deref(), Some("r1"));
+    assert_eq!(trace.events.len(), 2, "the replayed copy is a record of its event");
+    let copy = &trace.events[1].records[1];
+    assert_eq!(
+        (copy.role, copy.replay_id.as_deref(), copy.time.as_str()),
+        (RecordRole::Replayed, Some("r1"), rfc3339(170).as_str())
+    );
+    let statuses = |index: usize| -> Vec<&str> {
+        let outcomes = &trace.events[1].records[index].outcomes;
+        outcomes.iter().map(|o| o.status.as_str()).collect()
+    };
+    assert_eq!(
+        (statuses(0), statuses(1)),
+        (vec!["failed"], vec!["processed"]),
+        "each outcome under the record it reports on"
+    );
     assert_eq!(
         trace.tree[0].children.len(),
         1,
@@ -256,7 +273,7 @@ fn times_are_rfc3339_utc_with_milliseconds() {
 }
 
 #[test]
-fn an_event_written_twice_by_a_retried_publish_is_one_step_with_its_copies_counted() {
+fn an_event_written_twice_by_a_retried_publish_or_replayed_is_one_step() {
     let mut records = flow();
     // The retry's record: a later offset, the same event id, no replay id.
     records.insert(1, event("registrations", 1, A, "", 105));
@@ -265,19 +282,180 @@ fn an_event_written_twice_by_a_retried_publish_is_one_step_with_its_copies_count
     let steps: Vec<_> = trace
         .events
         .iter()
-        .map(|e| (e.message.event_id.as_str(), e.message.offset, e.copies))
+        .map(|e| {
+            let roles: Vec<RecordRole> = e.records.iter().map(|r| r.role).collect();
+            (e.message.event_id.as_str(), e.message.offset, roles)
+        })
         .collect();
+    use RecordRole::*;
     assert_eq!(
         steps,
-        [(A, 0, 2), (B, 0, 1), (B, 5, 1)],
-        "the retry folds into the first record; a replayed copy stays a step"
+        [
+            (A, 0, vec![Published, Republished]),
+            (B, 0, vec![Published, Replayed])
+        ],
+        "copies fold into the event's publication"
     );
-    assert_eq!(trace.events[0].outcomes.len(), 1, "its outcome, once");
+    assert_eq!(trace.events[0].outcomes().count(), 1, "its outcome, once");
     assert_eq!(
         trace.events[1].since_previous_ms, 20,
         "from the first record"
     );
     assert_eq!(trace.status, TransactionStatus::Failed);
     assert_eq!(trace.tree[0].children.len(), 1);
-    assert_eq!(summary(trace).events, 3);
+    assert_eq!(summary(trace).events, 2, "distinct events");
+}
+
+const QUEUE: &str = "retrace.jobs.certificates";
+
+/// A copy of the job `record` the worker wrote to `topic` at `written_ms`: the original's
+/// event time, the worker's headers.
+fn job_copy(
+    record: &ArchivedRecord,
+    topic: &str,
+    offset: i64,
+    written_ms: i64,
+    headers: &[(&str, String)],
+) -> ArchivedRecord {
+    let mut copy = record.clone();
+    copy.key.topic = topic.into();
+    copy.key.offset = offset;
+    copy.kafka_timestamp_ms = Some(written_ms);
+    copy.headers = headers
+        .iter()
+        .map(|(name, value)| Header {
+            name: (*name).into(),
+            value: Some(value.clone().into_bytes()),
+        })
+        .collect();
+    copy
+}
+
+fn of_attempt(mut record: ArchivedRecord, attempt: u32) -> ArchivedRecord {
+    let mut outcome = Outcome::decode(record.value.as_deref().unwrap()).unwrap();
+    outcome.attempt = attempt;
+    record.value = Some(outcome.encode_to_vec());
+    record
+}
+
+/// A certificate job published at 1000 that failed three times: retried after 500 ms and
+/// 1 s, then dead-lettered.
+fn dead_lettered_job() -> Vec<ArchivedRecord> {
+    use retrace_proto::headers::job::{ATTEMPT, DUE_AT, ERROR};
+    let job = event(QUEUE, 7, C, "", 1_000);
+    let error = |n: u32| (ERROR, format!("attempt {n}: HTTP 503"));
+    let retry = format!("{QUEUE}.retry");
+    let mut records = vec![
+        job.clone(),
+        job_copy(
+            &job,
+            &retry,
+            0,
+            1_005,
+            &[(ATTEMPT, "2".into()), (DUE_AT, "1505".into()), error(1)],
+        ),
+        job_copy(
+            &job,
+            &retry,
+            1,
+            1_512,
+            &[
+                (ATTEMPT, "3".into()),
+                (DUE_AT, "2512".into()),
+                error(1),
+                error(2),
+            ],
+        ),
+        job_copy(
+            &job,
+            &format!("{QUEUE}.dlq"),
+            0,
+            2_520,
+            &[(ATTEMPT, "3".into()), error(1), error(2), error(3)],
+        ),
+    ];
+    for (offset, attempt, status, at) in [
+        (10, 1, OutcomeStatus::Retrying, 1_006),
+        (11, 2, OutcomeStatus::Retrying, 1_513),
+        (12, 3, OutcomeStatus::DeadLettered, 2_521),
+    ] {
+        records.push(of_attempt(
+            outcome(offset, C, "worker:certificates", status, at),
+            attempt,
+        ));
+    }
+    // As the store returns them: by event time, the copies with their original's.
+    records.sort_by_key(|r| r.time_ms);
+    records
+}
+
+#[test]
+fn a_retried_and_dead_lettered_job_is_one_step_with_its_attempts_in_the_order_written() {
+    let trace = trace("t1", &dead_lettered_job(), &[], false).unwrap();
+    assert_eq!(trace.events.len(), 1, "one event: {trace:#?}");
+    let step = &trace.events[0];
+    assert_eq!(
+        (step.message.topic.as_str(), step.message.offset),
+        (QUEUE, 7)
+    );
+    let records: Vec<_> = step
+        .records
+        .iter()
+        .map(|r| {
+            let outcomes: Vec<_> = r
+                .outcomes
+                .iter()
+                .map(|o| (o.attempt, o.status.as_str()))
+                .collect();
+            (r.role, r.attempt, r.time.clone(), r.due_at.clone(), outcomes)
+        })
+        .collect();
+    use RecordRole::*;
+    assert_eq!(
+        records,
+        [
+            (Published, 1, rfc3339(1_000), None, vec![(1, "retrying")]),
+            (
+                Retry,
+                2,
+                rfc3339(1_005),
+                Some(rfc3339(1_505)),
+                vec![(2, "retrying")]
+            ),
+            (
+                Retry,
+                3,
+                rfc3339(1_512),
+                Some(rfc3339(2_512)),
+                vec![(3, "dead_lettered")]
+            ),
+            (DeadLettered, 3, rfc3339(2_520), None, vec![]),
+        ],
+        "each outcome under the attempt it reports, the dead letter last"
+    );
+    assert_eq!(
+        (step.duration_ms, step.last_at.as_str()),
+        (1_521, rfc3339(2_521).as_str()),
+        "the step runs to its last attempt"
+    );
+    assert_eq!(trace.duration_ms, 1_521);
+    assert_eq!(trace.status, TransactionStatus::Failed);
+    assert_eq!(summary(trace).events, 1);
+}
+
+#[test]
+fn a_replay_of_a_dead_lettered_job_publishes_it_once_to_its_queue() {
+    use crate::replay::{Selection, plan};
+    for only_failed in [false, true] {
+        let selection = Selection {
+            only_failed,
+            ..Selection::default()
+        };
+        let planned = plan(&dead_lettered_job(), &selection).unwrap();
+        let targets: Vec<_> = planned
+            .iter()
+            .map(|p| (p.original.key.topic.as_str(), p.target_topic.as_str()))
+            .collect();
+        assert_eq!(targets, [(QUEUE, QUEUE)], "only_failed: {only_failed}");
+    }
 }

@@ -58,10 +58,14 @@ const TIME_FORMAT = new Intl.DateTimeFormat(undefined, {
   hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3,
   hourCycle: 'h23',
 });
+/// The time of day alone, for the attempts of an event that all happen on one day.
+const CLOCK_FORMAT = new Intl.DateTimeFormat(undefined, {
+  hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3, hourCycle: 'h23',
+});
 
-function when(iso) {
+function when(iso, format = TIME_FORMAT) {
   if (!iso) return '';
-  return h('time', { datetime: iso, title: iso + ' (UTC)' }, TIME_FORMAT.format(new Date(iso)));
+  return h('time', { datetime: iso, title: iso + ' (UTC)' }, format.format(new Date(iso)));
 }
 
 function duration(ms) {
@@ -371,9 +375,12 @@ async function homePage(view) {
 /// A consumer's worst latest word decides an event's colour.
 const SEVERITY = ['', 'processed', 'skipped', 'retrying', 'failed', 'dead_lettered'];
 
+/// Every outcome about an event, each under the record it reports on, in the records' order.
+const outcomesOf = (event) => event.records.flatMap((r) => r.outcomes);
+
 function eventOutcome(event) {
   const latest = new Map();
-  for (const outcome of event.outcomes) latest.set(outcome.consumer, outcome.status);
+  for (const outcome of outcomesOf(event)) latest.set(outcome.consumer, outcome.status);
   let worst = '';
   for (const status of latest.values()) {
     if (SEVERITY.indexOf(status) > SEVERITY.indexOf(worst)) worst = status;
@@ -411,8 +418,11 @@ async function reloadTrace(page) {
 
 function renderTrace(page) {
   const t = page.trace;
-  // Keep open the rows the person opened.
-  for (const row of document.querySelectorAll('#timeline details[open]')) page.open.add(row.dataset.key);
+  // Keep open what the person opened (rows, attempts, headers), closed what they closed.
+  for (const fold of document.querySelectorAll('#timeline details[data-key]')) {
+    if (fold.open) page.open.add(fold.dataset.key);
+    else page.open.delete(fold.dataset.key);
+  }
   const subjects = [...new Set(t.events.flatMap((e) => e.subject_ids || []))];
   put(page.sections.summary,
     h('h1', {}, 'Transaction ', h('span', { class: 'mono' }, t.transaction_id), ' ', badge(t.status)),
@@ -451,19 +461,16 @@ function renderTrace(page) {
 function waterfall(page) {
   const t = page.trace;
   const start = Date.parse(t.started_at);
-  let end = start;
-  for (const e of t.events) {
-    end = Math.max(end, Date.parse(e.time), ...e.outcomes.map((o) => Date.parse(o.time)));
-  }
+  const end = Math.max(start, Date.parse(t.last_at), ...t.events.map((e) => Date.parse(e.last_at)));
   const span = Math.max(end - start, 1);
   const rows = t.events.map((e) => {
     const at = Date.parse(e.time);
-    const last = Math.max(at, ...e.outcomes.map((o) => Date.parse(o.time)));
     const worst = eventOutcome(e);
     const key = `${e.topic}/${e.partition}/${e.offset}`;
     const left = ((at - start) / span) * 100;
-    const width = Math.max(((last - at) / span) * 100, 0.6);
+    const width = Math.max(((Date.parse(e.last_at) - at) / span) * 100, 0.6);
     const label = worst ? worst.replace('_', ' ') : 'no outcome';
+    const replayed = !!e.replay_id || e.records.some((r) => r.role === 'replayed');
     const row = h('details', {
       class: e.replay_id ? 'replayed-copy' : null, 'data-key': key, 'data-event-id': e.event_id || null,
       'data-outcome': worst || 'none', open: page.open.has(key),
@@ -471,12 +478,13 @@ function waterfall(page) {
     h('summary', {},
       h('span', {}, when(e.time)),
       h('span', { class: 'gap', title: 'time since the previous event' }, `+${duration(e.since_previous_ms)}`),
-      h('span', {}, h('span', { class: 'mono' }, e.type || e.kind), e.replay_id ? [' ', badge('replay', 'replayed')] : null),
+      h('span', {}, h('span', { class: 'mono' }, e.type || e.kind), replayed ? [' ', badge('replay', '↻ replayed')] : null,
+        e.records.length > 1 ? h('span', { class: 'gap' }, ` · ${plural(attempts(e), 'attempt')}`) : null),
       h('span', {}, e.topic, e.source ? [' · ', e.source] : ''),
       h('span', {}, worst ? badge(worst) : h('span', { class: 'gap' }, 'no outcome')),
-      h('span', { class: 'track', role: 'img', 'aria-label': `${label}, ${duration(last - at)} from publication to last outcome` },
+      h('span', { class: 'track', role: 'img', 'aria-label': `${label}, ${duration(e.duration_ms)} from publication to its last record or outcome` },
         h('span', { class: `bar ${worst}`, 'data-left': left.toFixed(2), 'data-width': width.toFixed(2) }))),
-    eventDetail(page, e));
+    eventDetail(page, e, key));
     return h('li', {}, row);
   });
   const list = h('ol', { class: 'waterfall', 'aria-label': 'Events in time order' }, rows);
@@ -487,18 +495,20 @@ function waterfall(page) {
   }
   return [
     h('div', { class: 'legend', 'aria-hidden': 'true' },
-      ['processed', 'retrying', 'failed', 'dead_lettered'].map((s) => badge(s)), badge('', 'no outcome yet'), badge('replay', 'replayed copy')),
+      ['processed', 'retrying', 'failed', 'dead_lettered'].map((s) => badge(s)), badge('', 'no outcome yet'), badge('replay', '↻ replayed')),
     list,
   ];
 }
 
-function eventDetail(page, e) {
+function eventDetail(page, e, key) {
+  const headersKey = `${key}/headers`;
   const payload = e.payload
     ? h('div', {}, h('h3', {}, 'Payload', e.payload.content_type ? ` (${e.payload.content_type})` : ''),
       h('pre', { class: 'payload' }, e.payload.json !== undefined ? JSON.stringify(e.payload.json, null, 2) : e.payload.text || e.payload.base64 || ''),
-      e.payload.headers.length ? h('details', {}, h('summary', {}, 'Kafka headers'),
+      e.payload.headers.length ? h('details', { 'data-key': headersKey, open: page.open.has(headersKey) }, h('summary', {}, 'Kafka headers'),
         h('pre', { class: 'payload' }, e.payload.headers.map(([k, v]) => `${k}: ${v === null ? '' : v}`).join('\n'))) : null)
     : null;
+  const outcomes = outcomesOf(e);
   return h('div', { class: 'event-detail' },
     h('p', { class: 'meta' },
       h('span', {}, 'Event ', h('span', { class: 'mono' }, e.event_id || '—')),
@@ -509,17 +519,71 @@ function eventDetail(page, e) {
       // How other languages publish (proto/README.md): worth knowing, not a warning.
       e.kind === 'headers_only' && !e.problem ? h('span', {}, 'traced from its retrace-* headers') : null),
     e.problem ? h('p', { class: 'warning' }, h('b', {}, `⚠ ${e.kind}: `), e.problem) : null,
-    e.outcomes.length
-      ? h('table', { class: 'outcomes' },
-        h('thead', {}, h('tr', {}, ['Consumer', 'Outcome', 'Attempt', 'When', 'Error'].map((c) => h('th', { scope: 'col' }, c)))),
-        h('tbody', {}, e.outcomes.map((o) => h('tr', {},
-          h('td', {}, o.consumer), h('td', {}, badge(o.status)), h('td', {}, o.attempt),
-          h('td', {}, when(o.time)), h('td', {}, o.error || '')))))
-      : h('p', {}, 'No consumer has reported on this event yet.'),
+    // Carried by several records (retried, dead-lettered, redriven, replayed): its attempts,
+    // each outcome under the record it reports on. Carried by one: its outcomes.
+    e.records.length > 1 ? attemptsFold(page, e, `${key}/attempts`)
+      : outcomes.length
+        ? h('table', { class: 'outcomes' },
+          h('thead', {}, h('tr', {}, ['Consumer', 'Outcome', 'Attempt', 'When', 'Error'].map((c) => h('th', { scope: 'col' }, c)))),
+          h('tbody', {}, outcomes.map((o) => h('tr', {},
+            h('td', {}, o.consumer), h('td', {}, badge(o.status)), h('td', {}, o.attempt),
+            h('td', {}, when(o.time)), h('td', {}, o.error || '')))))
+        : h('p', {}, 'No consumer has reported on this event yet.'),
     payload,
     can('replay') && e.event_id && !e.replay_id
       ? h('button', { type: 'button', class: 'secondary', onclick: () => page.replayFrom && page.replayFrom(e.event_id) }, 'Replay from this event')
       : null);
+}
+
+/// The records that run an event (again): its publication, the worker's retries, a redrive, a
+/// replay's copy. Not a retried publish or a copy held until it is due, which repeat an attempt
+/// already counted, nor a dead-letter copy, which nothing runs.
+const ATTEMPT_ROLES = new Set(['published', 'retry', 'redriven', 'replayed']);
+const attempts = (event) => event.records.filter((r) => ATTEMPT_ROLES.has(r.role)).length;
+
+/// What a record that carries an event is, where and when it was written, as
+/// `retry due 12:00:03.005 (after 2.00 s) on retrace.jobs.certificates.retry`; `at` shows a
+/// time.
+const RECORD_LINES = {
+  published: (r, at) => ['published to ', r.topic, ' at ', at(r.time)],
+  republished: (r, at) => ['written again (a retried publish) to ', r.topic, ' at ', at(r.time)],
+  retry: (r, at) => ['retry due ', dueAfter(r, at), ' on ', r.topic],
+  deferred: (r, at) => ['held for later: due ', dueAfter(r, at), ' on ', r.topic],
+  dead_lettered: (r, at) => [`dead-lettered to ${r.topic} at `, at(r.time), ` after attempt ${r.attempt}`],
+  redriven: (r, at) => [`redriven by ${r.redriven_by || 'an unnamed caller'} to ${r.topic} at `, at(r.time)],
+  replayed: (r, at) => ['to ', r.topic, ' at ', at(r.time)],
+};
+
+const dueAfter = (r, at) => (r.due_at
+  ? [at(r.due_at), ` (after ${duration(Date.parse(r.due_at) - Date.parse(r.time))})`]
+  : ['unknown (written ', at(r.time), ')']);
+
+function recordLine(r, at) {
+  const line = RECORD_LINES[r.role] || ((x) => [`${x.role.replace('_', ' ')} on ${x.topic} at `, at(x.time)]);
+  return r.replay_id
+    ? [badge('replay', '↻ replayed'), ' ', line(r, at), ' (replay ', h('span', { class: 'mono' }, r.replay_id), ')']
+    : line(r, at);
+}
+
+const outcomeLine = (o, at) => h('li', { 'data-status': o.status },
+  o.attempt ? `attempt ${o.attempt} · ` : '', `${o.consumer} `, badge(o.status), ' at ', at(o.time),
+  o.error ? [' · ', o.error] : null);
+
+/// An event's records in the order written, folded: "3 attempts, dead-lettered". Their times
+/// go without the date when they all fall on the day of the event's publication.
+function attemptsFold(page, e, key) {
+  const worst = eventOutcome(e);
+  const day = (iso) => new Date(iso).toDateString();
+  const format = day(e.time) === day(e.last_at) ? CLOCK_FORMAT : TIME_FORMAT;
+  const at = (iso) => when(iso, format);
+  return h('details', { class: 'attempts', 'data-key': key, open: true },
+    h('summary', {}, `${plural(attempts(e), 'attempt')}, ${worst ? worst.replace('_', '-') : 'no outcome yet'}`,
+      h('span', { class: 'gap' }, ` · ${plural(e.records.length, 'Kafka record')} over ${duration(e.duration_ms)}`)),
+    h('ol', { class: 'records' }, e.records.map((r) => h('li', {
+      'data-role': r.role, title: `written ${r.time} (UTC), ${r.topic} partition ${r.partition} offset ${r.offset}`,
+    },
+    h('span', { class: 'record' }, recordLine(r, at)),
+    r.outcomes.length ? h('ul', { class: 'record-outcomes' }, r.outcomes.map((o) => outcomeLine(o, at))) : null))));
 }
 
 function causationTree(t) {
@@ -627,7 +691,8 @@ async function startReplay(page, request, plan, confirm) {
 /// reported on them (the status is no longer `replayed`), or for POLL_FOR_MS at most.
 async function followReplay(page, replayId, planned) {
   const until = Date.now() + POLL_FOR_MS;
-  const copies = () => page.trace.events.filter((e) => e.replay_id === replayId).length;
+  const copies = () => page.trace.events.flatMap((e) => e.records)
+    .filter((r) => r.role === 'replayed' && r.replay_id === replayId).length;
   const progress = () => (copies() < planned
     ? `Waiting for the replayed events (${copies()}/${planned})…`
     : `${plural(planned, 'replayed event')} in the timeline; waiting for the consumers' outcomes…`);

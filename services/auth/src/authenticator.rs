@@ -1,6 +1,8 @@
 //! [`Authenticator`]: from an `Authorization: Bearer …` header to a [`Caller`], or an
 //! [`AuthError`] that says what is wrong without ever quoting the secret.
 
+use std::time::Instant;
+
 use axum::http::{HeaderMap, StatusCode, header};
 use jiff::Timestamp;
 use retrace_telemetry::InternalEvent;
@@ -8,6 +10,7 @@ use retrace_telemetry::InternalEvent;
 use crate::caller::{Caller, CredentialKind};
 use crate::config::{AuthConfig, AuthConfigError};
 use crate::events::{AuthDisabled, Authenticated, BootstrapAdminUsed};
+use crate::flood::BootstrapWarnings;
 use crate::oidc::{OidcSetupError, OidcVerifier};
 use crate::permissions::Role;
 use crate::registry::TokenRegistry;
@@ -89,6 +92,32 @@ impl AuthError {
             AuthError::KeysUnavailable(_) => "keys_unavailable",
         }
     }
+
+    /// Every [`reason`](Self::reason), for registering the metric at start.
+    pub(crate) fn reasons() -> [&'static str; 12] {
+        let none = String::new;
+        [
+            AuthError::Missing,
+            AuthError::Malformed { reason: none() },
+            AuthError::Unknown { credential: none() },
+            AuthError::Expired { credential: none() },
+            AuthError::Revoked {
+                credential: none(),
+                at: Timestamp::UNIX_EPOCH,
+            },
+            AuthError::BadSignature,
+            AuthError::WrongIssuer { expected: none() },
+            AuthError::WrongAudience { expected: none() },
+            AuthError::NotYetValid,
+            AuthError::NoRole {
+                actor: none(),
+                claim: none(),
+            },
+            AuthError::NotReady,
+            AuthError::KeysUnavailable(none()),
+        ]
+        .map(|error| error.reason())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +135,7 @@ pub struct Authenticator {
     bootstrap_sha256: Option<String>,
     registry: Option<TokenRegistry>,
     oidc: Option<OidcVerifier>,
+    bootstrap_warnings: BootstrapWarnings,
 }
 
 impl Authenticator {
@@ -116,6 +146,7 @@ impl Authenticator {
         registry: Option<TokenRegistry>,
     ) -> Result<Authenticator, AuthSetupError> {
         config.validate()?;
+        crate::events::register_metrics(&[]);
         if !config.enabled {
             AuthDisabled.emit();
         }
@@ -129,6 +160,7 @@ impl Authenticator {
             bootstrap_sha256: config.bootstrap_admin_sha256.clone(),
             registry,
             oidc,
+            bootstrap_warnings: BootstrapWarnings::default(),
         })
     }
 
@@ -175,7 +207,7 @@ impl Authenticator {
         origin: &str,
     ) -> Result<Caller, AuthError> {
         if token.starts_with(TOKEN_PREFIX) {
-            return self.api_token(token, origin);
+            return self.api_token(token, origin, Instant::now());
         }
         match &self.oidc {
             Some(oidc) => oidc.verify(token, origin).await,
@@ -187,14 +219,20 @@ impl Authenticator {
         }
     }
 
-    fn api_token(&self, text: &str, origin: &str) -> Result<Caller, AuthError> {
+    /// The caller holding API token `text`, used at `now` (which paces the bootstrap
+    /// token's warning).
+    fn api_token(&self, text: &str, origin: &str, now: Instant) -> Result<Caller, AuthError> {
         let parts = parse(text).map_err(|e| AuthError::Malformed {
             reason: e.to_string(),
         })?;
         if let Some(bootstrap) = &self.bootstrap_sha256
             && digest_matches(bootstrap, text.as_bytes())
         {
-            BootstrapAdminUsed { origin }.emit();
+            BootstrapAdminUsed {
+                origin,
+                warning: self.bootstrap_warnings.used(now),
+            }
+            .emit();
             return Ok(Caller {
                 actor: BOOTSTRAP_ACTOR.to_owned(),
                 actor_id: String::new(),
@@ -274,7 +312,7 @@ mod tests {
 
     use super::*;
     use crate::token::{NewToken, TokenRecord, generate};
-    use crate::{AuthConfig, Permission};
+    use crate::{AuthConfig, FLOOD_WINDOW, Permission};
 
     fn headers(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -387,6 +425,93 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.reason(), "unknown");
+    }
+
+    /// Log lines, as a subscriber writes them.
+    #[derive(Clone, Default)]
+    struct Written(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Written {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Written {
+        fn warnings(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .filter(|line| line.contains("bootstrap admin token was used"))
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_bootstrap_token_warns_once_a_minute_and_counts_every_use() {
+        let (text, digest) = generate();
+        let auth = authenticator(vec![], Some(digest)).await;
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = recorder.handle();
+        let counted = || {
+            metrics
+                .render()
+                .lines()
+                .find_map(|line| line.strip_prefix("retrace_auth_bootstrap_admin_uses_total "))
+                .map(|value| value.parse::<u64>().unwrap())
+        };
+        let written = Written::default();
+        let log = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_writer({
+                    let written = written.clone();
+                    move || written.clone()
+                })
+                .with_ansi(false)
+                .finish(),
+        );
+        let start = Instant::now();
+        let use_at = |after: Duration| {
+            tracing::dispatcher::with_default(&log, || {
+                metrics::with_local_recorder(&recorder, || {
+                    let caller = auth.api_token(&text, "10.0.0.1:5", start + after).unwrap();
+                    assert_eq!(caller.actor, BOOTSTRAP_ACTOR);
+                })
+            });
+        };
+
+        // 6,000 requests in 59.994 s: the first warns, every one counts.
+        for n in 0..6_000 {
+            use_at(Duration::from_micros(n * 9_999));
+        }
+        let warnings = written.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert!(
+            warnings[0].contains("origin=\"10.0.0.1:5\""),
+            "{}",
+            warnings[0]
+        );
+        assert_eq!(counted(), Some(6_000));
+
+        // A minute after the warning, the next use warns with the uses left out since.
+        use_at(FLOOD_WINDOW);
+        let warnings = written.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(
+            warnings[1].contains("used again, and 5999 more times in the 60 s since the last"),
+            "{}",
+            warnings[1]
+        );
+        assert_eq!(counted(), Some(6_001));
+        use_at(FLOOD_WINDOW + Duration::from_secs(1));
+        assert_eq!(written.warnings().len(), 2);
+        assert_eq!(counted(), Some(6_002));
     }
 
     #[tokio::test]

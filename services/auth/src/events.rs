@@ -1,6 +1,6 @@
 //! Everything retrace-auth reports about itself: one typed event per observable thing, each
 //! emitting its log line and its metrics together. Denials are `category="security"`, token
-//! changes `category="audit"`.
+//! changes `category="audit"`. [`register_metrics`] registers every series at zero.
 
 use std::time::Duration;
 
@@ -8,7 +8,8 @@ use metrics::counter;
 use retrace_telemetry::InternalEvent;
 use tracing::{debug, error, info, warn};
 
-use crate::caller::Caller;
+use crate::caller::{Caller, CredentialKind};
+use crate::flood::BootstrapWarning;
 use crate::token::TokenRecord;
 
 /// A request was refused: no valid credential (401), or not allowed (403).
@@ -61,18 +62,35 @@ impl InternalEvent for Authenticated<'_> {
     }
 }
 
+/// A request authenticated with the bootstrap admin token: counted every time, logged as
+/// [`BootstrapWarnings`](crate::flood::BootstrapWarnings) decides.
 pub(crate) struct BootstrapAdminUsed<'a> {
     pub origin: &'a str,
+    pub warning: BootstrapWarning,
 }
 
 impl InternalEvent for BootstrapAdminUsed<'_> {
     fn emit(self) {
-        warn!(
-            category = "security",
-            origin = self.origin,
-            "the bootstrap admin token was used; create named tokens and remove \
-             auth.bootstrap_admin_sha256"
-        );
+        counter!("retrace_auth_bootstrap_admin_uses_total").increment(1);
+        match self.warning {
+            BootstrapWarning::First => warn!(
+                category = "security",
+                origin = self.origin,
+                "the bootstrap admin token was used; create named tokens and remove \
+                 auth.bootstrap_admin_sha256 (further uses are logged once a minute, all \
+                 counted in retrace_auth_bootstrap_admin_uses_total)"
+            ),
+            BootstrapWarning::Again { left_out, since } => warn!(
+                category = "security",
+                origin = self.origin,
+                left_out,
+                "the bootstrap admin token was used again, and {left_out} more times in the \
+                 {} s since the last warning; create named tokens and remove \
+                 auth.bootstrap_admin_sha256",
+                since.as_secs()
+            ),
+            BootstrapWarning::Quiet => {}
+        }
     }
 }
 
@@ -281,3 +299,52 @@ impl InternalEvent for AuditEventNotPublished<'_> {
         counter!("retrace_auth_audit_unpublished_total").increment(1);
     }
 }
+
+/// Registers retrace-auth's series at zero (every service authenticates): each credential,
+/// each reason a request is refused for (the guard's, and `extra_denials` a service refuses
+/// for itself, e.g. the gateway's `internal_topic`), each token change and signature verdict.
+pub fn register_metrics(extra_denials: &[&str]) {
+    use retrace_telemetry::register;
+    let credentials = [
+        CredentialKind::ApiToken,
+        CredentialKind::Jwt,
+        CredentialKind::Anonymous,
+    ]
+    .map(CredentialKind::as_str);
+    register(
+        "retrace_auth_requests_total",
+        &[("credential", &credentials)],
+    );
+    let mut denials = crate::authenticator::AuthError::reasons().to_vec();
+    denials.push(crate::middleware::FORBIDDEN);
+    denials.extend_from_slice(extra_denials);
+    register("retrace_auth_denied_total", &[("reason", &denials)]);
+    register(
+        "retrace_auth_token_changes_total",
+        &[("change", &[TOKEN_CREATED, TOKEN_REVOKED])],
+    );
+    register(
+        "retrace_auth_token_records_rejected_total",
+        &[("reason", &crate::signing::Verdict::REJECTIONS)],
+    );
+    register(
+        "retrace_auth_jwks_loads_total",
+        &[("result", &["ok", "failed"])],
+    );
+    for plain in [
+        "retrace_auth_disabled",
+        "retrace_auth_registry_caught_up",
+        "retrace_auth_registry_skipped_total",
+        "retrace_auth_signing_keys",
+        "retrace_auth_registry_errors_total",
+        "retrace_auth_audit_dropped_total",
+        "retrace_auth_audit_unpublished_total",
+        "retrace_auth_bootstrap_admin_uses_total",
+    ] {
+        register(plain, &[]);
+    }
+}
+
+/// The `change` of [`TokenChanged`].
+pub(crate) const TOKEN_CREATED: &str = "created";
+pub(crate) const TOKEN_REVOKED: &str = "revoked";

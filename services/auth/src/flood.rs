@@ -6,6 +6,10 @@
 //! [`FLOOD_WINDOW`]; the next one recorded after the window says how many were left out in
 //! between. The metric and the security log line still count every attempt (the guard emits
 //! them before asking here). Every denial's path is cut to [`MAX_TARGET`] characters.
+//!
+//! The warning that the bootstrap admin token was used is logged the same way
+//! ([`BootstrapWarnings`]): a client scripted with it made 6,000 requests a minute, each
+//! a warning line, which buried every other line of the security log.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -71,6 +75,49 @@ impl FloodGate {
             },
         );
         Some(denial)
+    }
+}
+
+/// When a use of the bootstrap admin token is logged: the first, then at most one per
+/// [`FLOOD_WINDOW`], counting those left out in between. Its metric counts every use.
+#[derive(Default)]
+pub(crate) struct BootstrapWarnings {
+    /// When the last warning was logged, and the uses since that were not.
+    last: Mutex<Option<(Instant, u64)>>,
+}
+
+/// Whether one use of the bootstrap admin token is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BootstrapWarning {
+    /// The first use this process saw.
+    First,
+    /// The first of a new window: `left_out` uses were not logged in the `since` before it.
+    Again { left_out: u64, since: Duration },
+    /// Within the window of the last warning: counted only.
+    Quiet,
+}
+
+impl BootstrapWarnings {
+    pub fn used(&self, now: Instant) -> BootstrapWarning {
+        let mut last = self.last.lock().expect("never poisoned");
+        match &mut *last {
+            None => {
+                *last = Some((now, 0));
+                BootstrapWarning::First
+            }
+            Some((warned, left_out)) if now.duration_since(*warned) < FLOOD_WINDOW => {
+                *left_out += 1;
+                BootstrapWarning::Quiet
+            }
+            Some((warned, left_out)) => {
+                let again = BootstrapWarning::Again {
+                    left_out: *left_out,
+                    since: now.duration_since(*warned),
+                };
+                *last = Some((now, 0));
+                again
+            }
+        }
     }
 }
 

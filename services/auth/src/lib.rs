@@ -48,6 +48,7 @@ pub use authenticator::{
 };
 pub use caller::{Caller, CredentialKind};
 pub use config::{AuthConfig, AuthConfigError, DEFAULT_TOKENS_TOPIC, OidcConfig};
+pub use events::register_metrics;
 pub use flood::{FLOOD_WINDOW, MAX_TARGET};
 pub use middleware::{Denial, DenialSink, Guard, LogOnly, Require, RequireLayer};
 pub use oidc::{JwksError, OidcSetupError};

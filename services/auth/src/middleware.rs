@@ -25,6 +25,9 @@ use crate::events::RequestDenied;
 use crate::flood::FloodGate;
 use crate::permissions::Permission;
 
+/// The `reason` of a request refused because the caller may not do it.
+pub(crate) const FORBIDDEN: &str = "forbidden";
+
 /// One refused request, as handed to a [`DenialSink`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
@@ -137,7 +140,7 @@ impl Guard {
     /// bulk replay above the size needing admin): reports it like the guard's own denials and
     /// returns the 403 to answer.
     pub fn forbid(&self, caller: &Caller, method: &str, path: &str, message: String) -> Response {
-        self.forbid_because(caller, method, path, "forbidden", message)
+        self.forbid_because(caller, method, path, FORBIDDEN, message)
     }
 
     /// [`Guard::forbid`] with a `reason` of its own (short and fixed: the metric's label and

@@ -204,7 +204,7 @@ impl TokenRegistry {
         let (text, record) = TokenRecord::issue(spec, created_by, now)?;
         self.publish(&record).await?;
         TokenChanged {
-            change: "created",
+            change: crate::events::TOKEN_CREATED,
             record: &record,
             by: created_by,
         }
@@ -233,7 +233,7 @@ impl TokenRegistry {
         record.revoked_by = Some(by.to_owned());
         self.publish(&record).await?;
         TokenChanged {
-            change: "revoked",
+            change: crate::events::TOKEN_REVOKED,
             record: &record,
             by,
         }

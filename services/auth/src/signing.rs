@@ -82,12 +82,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The [`reason`](Self::reason) of every verdict a record is refused for.
+    pub const REJECTIONS: [&'static str; 2] = ["unsigned", "bad_signature"];
+
     /// Short and fixed, for metric labels: `unsigned`, `bad_signature`.
     pub fn reason(&self) -> &'static str {
+        let [unsigned, bad_signature] = Verdict::REJECTIONS;
         match self {
             Verdict::Valid(_) => "valid",
-            Verdict::Unsigned => "unsigned",
-            Verdict::BadSignature(_) => "bad_signature",
+            Verdict::Unsigned => unsigned,
+            Verdict::BadSignature(_) => bad_signature,
         }
     }
 }

@@ -206,7 +206,7 @@ async fn time_traces(
         timings.push(began.elapsed());
         // Checked after the clock stops: the caller's JSON parsing is not the server's time.
         let trace: Trace = serde_json::from_slice(&body)?;
-        let outcomes: usize = trace.events.iter().map(|e| e.outcomes.len()).sum();
+        let outcomes: usize = trace.events.iter().map(|e| e.outcomes().count()).sum();
         anyhow::ensure!(
             trace.events.len() + outcomes == *messages,
             "trace of {transaction} from {base} has {} events and {outcomes} outcomes, \

@@ -22,7 +22,7 @@ pub(crate) use retrace_api::EventResult;
 
 use crate::Gateway;
 use crate::convert::{self, BadInput, Shape};
-use crate::events::{IdempotentReplay, RequestRejected};
+use crate::events::{BY_IDEMPOTENCY_KEY, IdempotentReplay, RequestRejected, reason};
 
 /// Seconds a client is asked to wait before retrying when Kafka did not acknowledge.
 pub const RETRY_AFTER_SECONDS: u32 = 5;
@@ -83,7 +83,7 @@ fn check_not_internal(
         caller,
         "POST",
         path,
-        "internal_topic",
+        reason::INTERNAL_TOPIC,
         format!(
             "{} may not publish to topic {topic}: it is Retrace's own topic of {}, which \
              the gateway never writes; {}",
@@ -201,7 +201,7 @@ impl From<BadInput> for Rejection {
     fn from(bad: BadInput) -> Self {
         let mut error = ApiError::new(ErrorCode::Invalid, bad.problem);
         error.body.field = bad.field;
-        Rejection::new("invalid", error)
+        Rejection::new(reason::INVALID, error)
     }
 }
 
@@ -254,7 +254,7 @@ fn format_of(headers: &HeaderMap, protobuf_allowed: bool) -> Result<Format, Reje
             Ok(Format::Protobuf)
         }
         other => Err(Rejection::new(
-            "unsupported_media_type",
+            reason::UNSUPPORTED_MEDIA_TYPE,
             ApiError::new(
                 ErrorCode::UnsupportedMediaType,
                 format!(
@@ -271,7 +271,7 @@ fn body_of(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Byt
     body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Rejection::new(
-                "too_large",
+                reason::TOO_LARGE,
                 ApiError::new(
                     ErrorCode::TooLarge,
                     format!(
@@ -283,7 +283,7 @@ fn body_of(gateway: &Gateway, body: Result<Bytes, BytesRejection>) -> Result<Byt
             )
         } else {
             Rejection::new(
-                "invalid",
+                reason::INVALID,
                 ApiError::new(
                     ErrorCode::Invalid,
                     format!("cannot read the body: {}", rejection.body_text()),
@@ -372,7 +372,7 @@ where
                 ),
             );
             return Err(Rejection::new(
-                "idempotency_key_reused",
+                reason::IDEMPOTENCY_KEY_REUSED,
                 reused.with_field("Idempotency-Key"),
             ));
         }
@@ -381,7 +381,7 @@ where
             ..
         }) => {
             IdempotentReplay {
-                by: "idempotency_key",
+                by: BY_IDEMPOTENCY_KEY,
                 key: &key,
             }
             .emit();

@@ -72,8 +72,15 @@ struct Shared {
 
 impl Gateway {
     /// Creates the Kafka producer (it connects lazily: an unreachable Kafka shows as `503`s,
-    /// not here). `guard` decides who may publish.
+    /// not here), and registers the gateway's metrics. `guard` decides who may publish.
     pub fn new(config: &GatewayConfig, guard: Guard) -> Result<Gateway, GatewayError> {
+        let topics: Vec<&str> = config
+            .provisioning
+            .extra
+            .iter()
+            .map(String::as_str)
+            .collect();
+        events::register_metrics(&topics);
         let publisher = Publisher::new(&config.kafka).map_err(GatewayError::Kafka)?;
         let idempotency = &config.idempotency;
         Ok(Gateway {

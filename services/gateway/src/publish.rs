@@ -15,7 +15,9 @@ use tracing::Instrument;
 
 use crate::Gateway;
 use crate::convert::Shape;
-use crate::events::{EventNotPublished, EventPublished, IdempotentReplay, OutcomePublished};
+use crate::events::{
+    BY_EVENT_ID, EventNotPublished, EventPublished, IdempotentReplay, OutcomePublished, reason,
+};
 use crate::http::{Answer, Rejection};
 
 /// An event's result before it is published: neither where Kafka put it nor why not yet.
@@ -69,10 +71,10 @@ impl Failure {
             failures[0]
         };
         match worst {
-            Failure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "kafka_unavailable"),
-            Failure::UnknownTopic => (StatusCode::NOT_FOUND, "unknown_topic"),
-            Failure::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"),
-            Failure::Invalid => (StatusCode::BAD_REQUEST, "invalid"),
+            Failure::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, reason::KAFKA_UNAVAILABLE),
+            Failure::UnknownTopic => (StatusCode::NOT_FOUND, reason::UNKNOWN_TOPIC),
+            Failure::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, reason::MESSAGE_TOO_LARGE),
+            Failure::Invalid => (StatusCode::BAD_REQUEST, reason::INVALID),
         }
     }
 }
@@ -114,7 +116,7 @@ impl Gateway {
                 let mut slot = slot.expect("every event's slot is locked");
                 if let Some(first) = &*slot {
                     IdempotentReplay {
-                        by: "event_id",
+                        by: BY_EVENT_ID,
                         key: &envelope.event_id,
                     }
                     .emit();

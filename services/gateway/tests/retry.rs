@@ -2,7 +2,7 @@
 //! around its answer, the same request (same body, same `Idempotency-Key`) sent again to the
 //! restarted gateway and to a second gateway instance. Neither remembers the first, so the
 //! topic holds the event three times; the archive keeps every record and shows them as one
-//! event: one step of the trace with its copies counted, one node of the tree. That is the
+//! event: one step of the trace with its records under it, one node of the tree. That is the
 //! guarantee docs/reliability.md states: at-least-once records, one event per event id.
 
 use std::time::Duration;
@@ -104,19 +104,25 @@ async fn a_publish_retried_after_a_kill_and_on_another_gateway_is_one_event(brok
         .len();
     assert_eq!(copies as i64, written - 1, "the archive keeps every record");
     let trace = get(&archive, &format!("/v1/transactions/{event_id}")).await;
-    let steps: Vec<(&str, u64)> = trace["events"]
+    let steps: Vec<(&str, Vec<&str>)> = trace["events"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["type"].as_str().unwrap(), e["copies"].as_u64().unwrap()))
+        .map(|e| {
+            let records = e["records"].as_array().unwrap();
+            let roles = records.iter().map(|r| r["role"].as_str().unwrap());
+            (e["type"].as_str().unwrap(), roles.collect())
+        })
         .collect();
+    let mut written_again = vec!["republished"; copies - 1];
+    written_again.insert(0, "published");
     assert_eq!(
         steps,
         [
-            ("registration.submitted.v1", copies as u64),
-            ("registration.checked.v1", 1)
+            ("registration.submitted.v1", written_again),
+            ("registration.checked.v1", vec!["published"])
         ],
-        "one step per event, its copies counted: {trace}"
+        "one step per event, its records under it: {trace}"
     );
     assert_eq!(trace["tree"].as_array().unwrap().len(), 1, "{trace}");
     assert_eq!(trace["tree"][0]["children"].as_array().unwrap().len(), 1);

@@ -116,6 +116,7 @@ pub async fn consume(
     publisher: &Publisher,
     shutdown: &CancellationToken,
 ) -> Result<(), ConsumeError> {
+    crate::events::register_consumer_metrics(consumer_name, topics);
     let mut config = settings.client_config(CONSUMER_DEFAULTS);
     config.set("group.id", group_id);
     if let Some(instance_id) = &settings.group_instance_id {

@@ -1,4 +1,7 @@
-//! What the SDK reports about itself: one typed event per observable thing.
+//! What the SDK reports about itself: one typed event per observable thing. The series a
+//! service knows at start are registered at zero: [`register_metrics`] for what it
+//! publishes, [`register_provisioning_metrics`] as it provisions its topics, and each
+//! consumer's as [`consume`](crate::consume) starts.
 
 use std::time::Duration;
 
@@ -8,6 +11,75 @@ use tracing::{debug, info, warn};
 
 use crate::Delivery;
 use crate::provision::{Drift, ProvisionError};
+use retrace_proto::OutcomeStatus;
+use retrace_telemetry::register;
+
+/// The `client` of [`BrokerUnreachable`] for the SDK's [`Publisher`](crate::Publisher).
+pub(crate) const PRODUCER: &str = "producer";
+/// The `reason`s of [`BrokerUnreachable`]: one broker, or all of them.
+pub(crate) const BROKER_ERRORS: [&str; 2] = ["transport", "all_brokers_down"];
+/// The statuses a consumer's handler settles an event with.
+const HANDLED: [OutcomeStatus; 2] = [OutcomeStatus::Processed, OutcomeStatus::Failed];
+
+/// Registers at zero the SDK's series of a service that publishes events
+/// ([`Publisher::publish`](crate::Publisher::publish)) to `events_to`, and other messages
+/// (outcomes, audit events, copies) to `also_to`: the topics it knows at start.
+pub fn register_metrics(events_to: &[&str], also_to: &[&str]) {
+    register(
+        "retrace_sdk_events_published_total",
+        &[("topic", events_to)],
+    );
+    let acknowledged: Vec<&str> = events_to.iter().chain(also_to).copied().collect();
+    register(
+        "retrace_sdk_publish_ack_seconds",
+        &[("topic", &acknowledged)],
+    );
+    register("retrace_sdk_producer_replaced_total", &[]);
+    register(
+        "retrace_kafka_broker_errors_total",
+        &[("client", &[PRODUCER]), ("reason", &BROKER_ERRORS)],
+    );
+    register("retrace_startup_retries_total", &[]);
+}
+
+/// Registers at zero the provisioning series of `service` (`retrace-gateway`, the client
+/// name it provisions its topics as).
+pub fn register_provisioning_metrics(service: &str) {
+    let service = [service];
+    register("retrace_topics_created_total", &[("service", &service)]);
+    register(
+        "retrace_topics_create_failures_total",
+        &[("service", &service)],
+    );
+    register(
+        "retrace_topics_drift_total",
+        &[("service", &service), ("kind", &Drift::KINDS)],
+    );
+}
+
+/// Registers at zero the series of consumer `consumer` of `topics`.
+pub(crate) fn register_consumer_metrics(consumer: &str, topics: &[&str]) {
+    let consumer = [consumer];
+    let handled = HANDLED.map(|status| status.as_str_name());
+    register(
+        "retrace_sdk_events_handled_total",
+        &[
+            ("consumer", &consumer),
+            ("topic", topics),
+            ("status", &handled),
+        ],
+    );
+    for per_topic in [
+        "retrace_sdk_undecodable_total",
+        "retrace_sdk_duplicates_skipped_total",
+    ] {
+        register(per_topic, &[("consumer", &consumer), ("topic", topics)]);
+    }
+    register(
+        "retrace_sdk_consumer_errors_total",
+        &[("consumer", &consumer)],
+    );
+}
 
 pub(crate) struct EventPublished<'a> {
     pub delivery: &'a Delivery,

@@ -21,6 +21,7 @@ mod startup;
 mod topic;
 
 pub use consumer::{ConsumeError, EventHandler, HandlerError, ReceivedEvent, consume};
+pub use events::{register_metrics, register_provisioning_metrics};
 pub use jobs::{EnqueueError, QueueTopics, enqueue, lane_of};
 pub use kafka::{DEFAULT_STARTUP_DEADLINE, KafkaSettings, SettingsError, serialize_ms};
 pub use offsets::{PartitionProgress, store_next_offset};

@@ -134,12 +134,16 @@ impl Drift {
         }
     }
 
+    /// Every [`kind`](Self::kind).
+    pub const KINDS: [&'static str; 3] = ["missing", "partitions", "replication"];
+
     /// `missing`, `partitions` or `replication`: the metric label.
     pub fn kind(&self) -> &'static str {
+        let [missing, partitions, replication] = Drift::KINDS;
         match self {
-            Drift::Missing { .. } => "missing",
-            Drift::Partitions { .. } => "partitions",
-            Drift::Replication { .. } => "replication",
+            Drift::Missing { .. } => missing,
+            Drift::Partitions { .. } => partitions,
+            Drift::Replication { .. } => replication,
         }
     }
 }
@@ -281,6 +285,7 @@ pub async fn ensure_topics_at_start(
     specs: &[TopicSpec],
     service: &str,
 ) -> Result<Provisioned, ProvisionError> {
+    crate::events::register_provisioning_metrics(service);
     retry_at_start(
         "create the topics it needs",
         kafka.startup_deadline,

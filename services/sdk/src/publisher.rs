@@ -17,7 +17,10 @@ use retrace_proto::{
 use retrace_telemetry::InternalEvent;
 
 use crate::KafkaSettings;
-use crate::events::{BrokerUnreachable, EventPublished, ProducerReplaced, PublishAcknowledged};
+use crate::events::{
+    BROKER_ERRORS, BrokerUnreachable, EventPublished, PRODUCER, ProducerReplaced,
+    PublishAcknowledged,
+};
 
 /// Durability first: every in-sync replica acknowledges, and retries never duplicate.
 ///
@@ -89,16 +92,17 @@ pub(crate) struct WatchBrokers;
 
 impl ClientContext for WatchBrokers {
     fn error(&self, error: KafkaError, reason: &str) {
+        let [transport, all_brokers_down] = BROKER_ERRORS;
         let unreachable = match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::BrokerTransportFailure) => "transport",
-            Some(RDKafkaErrorCode::AllBrokersDown) => "all_brokers_down",
+            Some(RDKafkaErrorCode::BrokerTransportFailure) => transport,
+            Some(RDKafkaErrorCode::AllBrokersDown) => all_brokers_down,
             _ => {
                 tracing::error!("librdkafka: {error}: {reason}");
                 return;
             }
         };
         BrokerUnreachable {
-            client: "producer",
+            client: PRODUCER,
             reason: unreachable,
             detail: reason,
         }

@@ -1,4 +1,5 @@
-//! What the configuration layer reports about itself.
+//! What the configuration layer reports about itself. [`register_metrics`] registers a
+//! service's series at zero as its configuration is first loaded.
 
 use std::path::Path;
 
@@ -8,6 +9,26 @@ use tracing::{error, info, warn};
 
 use crate::ConfigError;
 use crate::reload::{Change, Trigger};
+
+/// The `outcome` of `retrace_config_reloads_total`.
+const APPLIED: &str = "applied";
+const UNCHANGED: &str = "unchanged";
+const INVALID: &str = "invalid";
+
+/// Installs Retrace's metrics recorder, then registers at zero the series of `service`'s
+/// configuration: its reloads by outcome, its certificate reloads.
+pub(crate) fn register_metrics(service: &str) {
+    retrace_telemetry::prometheus();
+    let service = [service];
+    retrace_telemetry::register(
+        "retrace_config_reloads_total",
+        &[
+            ("service", &service),
+            ("outcome", &[APPLIED, UNCHANGED, INVALID]),
+        ],
+    );
+    retrace_telemetry::register("retrace_tls_reloads_total", &[("service", &service)]);
+}
 
 /// A `RETRACE_*` variable is set that the service does not read: most likely misspelt.
 pub(crate) struct UnknownEnvVar<'a> {
@@ -56,7 +77,7 @@ impl InternalEvent for ConfigApplied<'_> {
             self.to,
             changed.join("; ")
         );
-        counter!("retrace_config_reloads_total", "service" => self.service.to_owned(), "outcome" => "applied").increment(1);
+        counter!("retrace_config_reloads_total", "service" => self.service.to_owned(), "outcome" => APPLIED).increment(1);
         ConfigActive {
             service: self.service,
             version: self.to,
@@ -82,7 +103,7 @@ impl InternalEvent for ConfigUnchanged<'_> {
             "configuration reloaded: nothing changed (version {})",
             self.version
         );
-        counter!("retrace_config_reloads_total", "service" => self.service.to_owned(), "outcome" => "unchanged").increment(1);
+        counter!("retrace_config_reloads_total", "service" => self.service.to_owned(), "outcome" => UNCHANGED).increment(1);
     }
 }
 
@@ -111,7 +132,7 @@ impl InternalEvent for ConfigRefused<'_> {
             problems.len(),
             problems.join("; ")
         );
-        counter!("retrace_config_reloads_total", "service" => self.service.to_owned(), "outcome" => "invalid").increment(1);
+        counter!("retrace_config_reloads_total", "service" => self.service.to_owned(), "outcome" => INVALID).increment(1);
     }
 }
 

@@ -314,8 +314,9 @@ impl<C: Reloadable> Reloader<C> {
         hash.finalize().into()
     }
 
-    /// Emits the active version's metric.
+    /// Registers the service's metrics, and emits the active version's.
     fn announce(&self) {
+        crate::events::register_metrics(self.service);
         crate::events::ConfigActive {
             service: self.service,
             version: &self.current().version,

@@ -5,6 +5,14 @@
 //! event implementing [`InternalEvent`], which emits its log line and its metrics together,
 //! so names stay consistent and every signal is greppable from one place per crate
 //! (`events.rs`).
+//!
+//! Metrics say what they are, from the start. docs/metrics.md, the guide's table of every
+//! metric (name, kind, labels, meaning), is compiled in ([`documented_metrics`]): the
+//! recorder gives each metric its meaning as `# HELP`, so help and docs are one text and
+//! cannot drift. Each crate's `events.rs` registers its series at zero as the service starts
+//! ([`register`], checked against the same rows): every metric without labels, and labelled
+//! ones for the values known then (kinds, reasons, statuses, the configured topics and
+//! queues), so `rate()` sees the first increment and an alert on a series can fire.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,7 +20,9 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tokio_util::sync::CancellationToken;
 
 mod logging;
@@ -21,7 +31,10 @@ mod logging_tests;
 
 pub use logging::{Category, FileSink, LogSink, LogSinks, Rotation};
 
+mod catalogue;
 mod events;
+
+pub use catalogue::{DocumentedMetric, MetricKind, documented, documented_metrics, register};
 
 /// Something worth observing: emits its log line and its metrics in one place.
 pub trait InternalEvent {
@@ -89,18 +102,12 @@ pub fn init_logging_to(
         .map_err(|_| TelemetryError::AlreadyInitialised)
 }
 
-/// The process's Prometheus recorder, installed on first use. Every `metrics` counter and
-/// histogram recorded in the process is rendered by it.
+/// The process's Prometheus recorder, installed on first use, every documented metric
+/// described. Every `metrics` counter and histogram recorded in the process is rendered by it.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        const SECONDS: &[f64] = &[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
-            .expect("the bucket list is not empty")
-            .build_recorder();
+        let recorder = recorder();
         let handle = recorder.handle();
         // A host process embedding Retrace may have installed its own recorder; ours then
         // renders nothing, and metrics go to the host's, which is what the host wants.
@@ -109,6 +116,19 @@ pub fn prometheus() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// A Prometheus recorder with Retrace's buckets and help texts, not installed.
+fn recorder() -> PrometheusRecorder {
+    const SECONDS: &[f64] = &[
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+        .expect("the bucket list is not empty")
+        .build_recorder();
+    catalogue::describe(&recorder);
+    recorder
 }
 
 /// `GET /metrics` in Prometheus text format.

@@ -1,11 +1,60 @@
 //! Everything the worker reports about itself: one typed event per observable thing, each
-//! emitting its log line and its metrics together.
+//! emitting its log line and its metrics together. [`register_queue_metrics`] registers a
+//! queue's series at zero as the worker starts.
 
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
-use retrace_telemetry::InternalEvent;
+use retrace_proto::{AUDIT_TOPIC, OUTCOMES_TOPIC};
+use retrace_sdk::QueueTopics;
+use retrace_telemetry::{InternalEvent, register};
 use tracing::{debug, info, warn};
+
+/// Installs Retrace's metrics recorder, and registers at zero what the worker publishes
+/// through the SDK: outcomes, audit events, and job copies to each queue's topics.
+pub(crate) fn register_metrics(config: &crate::WorkerConfig) {
+    retrace_telemetry::prometheus();
+    let queues: Vec<QueueTopics> = config.queues.keys().map(|q| QueueTopics::of(q)).collect();
+    let mut also_to = vec![OUTCOMES_TOPIC, AUDIT_TOPIC];
+    also_to.extend(queues.iter().flat_map(QueueTopics::all));
+    retrace_sdk::register_metrics(&[], &also_to);
+}
+
+/// Registers at zero the series of `queue`: its jobs by how they settled, Kafka errors by
+/// step, pauses, redrives (its gate's are [`crate::gate::register_metrics`]'s).
+pub(crate) fn register_queue_metrics(queue: &str) {
+    let queue = [queue];
+    let statuses = Settlement::ALL.map(Settlement::as_str);
+    register(
+        "retrace_worker_jobs_total",
+        &[("queue", &queue), ("status", &statuses)],
+    );
+    register(
+        "retrace_worker_kafka_errors_total",
+        &[
+            ("queue", &queue),
+            ("during", &During::ALL.map(During::as_str)),
+        ],
+    );
+    register(
+        "retrace_worker_redrives_total",
+        &[
+            ("queue", &queue),
+            ("dry_run", &["true", "false"]),
+            ("result", &["ok", "failed"]),
+        ],
+    );
+    for per_queue in [
+        "retrace_worker_job_seconds",
+        "retrace_worker_running",
+        "retrace_worker_not_a_job_total",
+        "retrace_worker_partition_pauses_total",
+        "retrace_worker_queue_slowed_total",
+        "retrace_worker_redriven_total",
+    ] {
+        register(per_queue, &[("queue", &queue)]);
+    }
+}
 
 pub(crate) struct WorkerStarted<'a> {
     pub bootstrap: &'a str,
@@ -57,6 +106,14 @@ pub(crate) enum Settlement {
 }
 
 impl Settlement {
+    pub const ALL: [Settlement; 5] = [
+        Settlement::Processed,
+        Settlement::Retrying,
+        Settlement::Failed,
+        Settlement::DeadLettered,
+        Settlement::Deferred,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Settlement::Processed => "processed",
@@ -118,19 +175,57 @@ impl InternalEvent for NotAJob<'_> {
     }
 }
 
+/// What a queue was doing when Kafka failed it: the `during` label of
+/// `retrace_worker_kafka_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum During {
+    Consume,
+    Pause,
+    Resume,
+    StoreOffset,
+    FinalCommit,
+    PublishJobCopy,
+    PublishOutcome,
+}
+
+impl During {
+    pub const ALL: [During; 7] = [
+        During::Consume,
+        During::Pause,
+        During::Resume,
+        During::StoreOffset,
+        During::FinalCommit,
+        During::PublishJobCopy,
+        During::PublishOutcome,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            During::Consume => "consume",
+            During::Pause => "pause",
+            During::Resume => "resume",
+            During::StoreOffset => "store offset",
+            During::FinalCommit => "final commit",
+            During::PublishJobCopy => "publish a job copy",
+            During::PublishOutcome => "publish an outcome",
+        }
+    }
+}
+
 pub(crate) struct KafkaTrouble<'a> {
     pub queue: &'a str,
-    pub during: &'static str,
+    pub during: During,
     pub error: &'a dyn std::fmt::Display,
 }
 
 impl InternalEvent for KafkaTrouble<'_> {
     fn emit(self) {
-        warn!(queue = self.queue, during = self.during, error = %self.error, "Kafka error; continuing");
+        let during = self.during.as_str();
+        warn!(queue = self.queue, during, error = %self.error, "Kafka error; continuing");
         counter!(
             "retrace_worker_kafka_errors_total",
             "queue" => self.queue.to_owned(),
-            "during" => self.during,
+            "during" => during,
         )
         .increment(1);
     }

@@ -46,6 +46,7 @@ pub use config::{GateConfig, GateConfigError, GateSpec, SignalConfig, WindowConf
 pub use schedule::{Days, Schedule, TimeOfDay, Window};
 pub use signals::{GateError, Hysteresis, SampleError, SignalKind, SignalSpec};
 
+pub(crate) use events::register_metrics;
 use events::{GateChanged, GateNotReconfigured, GateReconfigured, SignalRead, SignalUnreadable};
 use signals::Sampler;
 
@@ -269,7 +270,11 @@ impl Gate {
                 Ok(fresh) => {
                     samplers = fresh;
                     spec = next;
-                    GateReconfigured { queue: &queue }.emit();
+                    GateReconfigured {
+                        queue: &queue,
+                        spec: &spec,
+                    }
+                    .emit();
                 }
                 Err(error) => GateNotReconfigured {
                     queue: &queue,

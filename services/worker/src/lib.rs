@@ -201,6 +201,7 @@ impl Worker {
                 });
             }
         }
+        events::register_metrics(config);
         let publisher = Publisher::new(&config.kafka).map_err(WorkerError::Producer)?;
         let mut runners = Vec::new();
         let mut gates = Vec::new();
@@ -233,6 +234,8 @@ impl Worker {
                 });
             }
             let spec = queue_config.check(queue)?;
+            events::register_queue_metrics(queue);
+            gate::register_metrics(queue, &spec);
             let (gate_task, gate) =
                 Gate::new(queue, &spec, &config.kafka).map_err(|source| WorkerError::Gate {
                     queue: queue.clone(),

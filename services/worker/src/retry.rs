@@ -5,18 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::Rng;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
-/// Number of the attempt a copy on the retry topic (or a dead-lettered copy) is for; absent
-/// on a job's first delivery (attempt 1).
-pub const ATTEMPT: &str = "retrace-job-attempt";
-/// When a copy on the retry topic is due, in milliseconds since the Unix epoch (RFC 3339 is
-/// also accepted when read).
-pub const DUE_AT: &str = "retrace-job-due-at";
-/// One per failed attempt, oldest first: `attempt 2: HTTP 503 from http://…`.
-pub const ERROR: &str = "retrace-job-error";
-/// Set on a job moved back from the dead-letter topic: who asked.
-pub const REDRIVEN_BY: &str = "retrace-job-redriven-by";
-/// Set on a job moved back from the dead-letter topic: why.
-pub const REDRIVE_REASON: &str = "retrace-job-redrive-reason";
+pub use retrace_proto::headers::job::{ATTEMPT, DUE_AT, ERROR, REDRIVE_REASON, REDRIVEN_BY};
 
 /// Exponential backoff with full jitter between attempts.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]

@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::QueueConfig;
-use crate::events::KafkaTrouble;
+use crate::events::{During, KafkaTrouble};
 use crate::gate::{AdmissionPolicy, GateHandle, GateSpec};
 use crate::handler::SharedHandler;
 use crate::status::QueueCounters;
@@ -267,7 +267,7 @@ impl QueueRunner {
                         self.apply_rebalances(&mut state);
                         self.take(&mut state, &mut jobs, &message);
                     }
-                    Err(error) => self.trouble("consume", &error),
+                    Err(error) => self.trouble(During::Consume, &error),
                 },
             }
         }
@@ -286,7 +286,7 @@ impl QueueRunner {
         if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
             // Nothing stored since the last commit, or the group is gone: the next run
             // resumes from the last committed offset, at worst running a few jobs again.
-            self.trouble("final commit", &error);
+            self.trouble(During::FinalCommit, &error);
         }
         Ok(())
     }
@@ -310,7 +310,7 @@ impl QueueRunner {
             && state.next_start.is_none_or(|at| at <= Instant::now())
     }
 
-    fn trouble(&self, during: &'static str, error: &dyn std::fmt::Display) {
+    fn trouble(&self, during: During, error: &dyn std::fmt::Display) {
         KafkaTrouble {
             queue: &self.shared.queue,
             during,

@@ -1,9 +1,31 @@
 //! Everything a gate reports about itself: one typed event per observable thing, each emitting
-//! its log line and its metrics together.
+//! its log line and its metrics together. [`register_metrics`] registers a gate's series at
+//! zero as the worker starts.
 
 use metrics::{counter, gauge};
-use retrace_telemetry::InternalEvent;
+use retrace_telemetry::{InternalEvent, register};
 use tracing::{info, warn};
+
+use super::GateSpec;
+
+/// Registers at zero the series of `queue`'s gate with `spec`'s signals. The gate reads as
+/// closed until its first evaluation sets its state.
+pub(crate) fn register_metrics(queue: &str, spec: &GateSpec) {
+    let queue = [queue];
+    register("retrace_worker_gate_open", &[("queue", &queue)]);
+    register(
+        "retrace_worker_gate_changes_total",
+        &[("queue", &queue), ("open", &["true", "false"])],
+    );
+    let labels: Vec<String> = spec.signals.iter().map(|signal| signal.label()).collect();
+    let signals: Vec<&str> = labels.iter().map(String::as_str).collect();
+    for per_signal in [
+        "retrace_worker_gate_signal",
+        "retrace_worker_gate_signal_errors_total",
+    ] {
+        register(per_signal, &[("queue", &queue), ("signal", &signals)]);
+    }
+}
 
 /// The gate opened or closed (or took its first state).
 pub(crate) struct GateChanged<'a> {
@@ -75,9 +97,11 @@ impl InternalEvent for SignalUnreadable<'_> {
     }
 }
 
-/// The gate took a reloaded spec: its schedule, signals and thresholds apply from now.
+/// The gate took a reloaded spec: its schedule, signals and thresholds apply from now, and
+/// its new signals' series start at zero.
 pub(crate) struct GateReconfigured<'a> {
     pub queue: &'a str,
+    pub spec: &'a GateSpec,
 }
 
 impl InternalEvent for GateReconfigured<'_> {
@@ -86,6 +110,7 @@ impl InternalEvent for GateReconfigured<'_> {
             queue = self.queue,
             "gate reconfigured: the reloaded schedule, signals and thresholds apply"
         );
+        register_metrics(self.queue, self.spec);
     }
 }
 

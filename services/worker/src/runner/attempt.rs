@@ -13,7 +13,7 @@ use retrace_telemetry::InternalEvent;
 
 use super::assignments::Ticket;
 use super::{Settled, Shared};
-use crate::events::{JobSettled, JobStarted, KafkaTrouble, Settlement};
+use crate::events::{During, JobSettled, JobStarted, KafkaTrouble, Settlement};
 use crate::handler::{JobError, ReceivedJob};
 use crate::retry;
 
@@ -174,21 +174,21 @@ async fn publish_copy(
         value: raw.value.as_deref(),
         headers: &headers,
     };
-    persist(shared, "publish a job copy", || {
+    persist(shared, During::PublishJobCopy, || {
         shared.publisher.republish(topic, &message, job_id)
     })
     .await
 }
 
 async fn publish_outcome(shared: &Shared, outcome: &Outcome) -> bool {
-    persist(shared, "publish an outcome", || {
+    persist(shared, During::PublishOutcome, || {
         shared.publisher.publish_outcome(outcome)
     })
     .await
 }
 
 /// Retries `publish` with backoff until it succeeds (true) or the grace is over (false).
-async fn persist<F, T>(shared: &Shared, during: &'static str, publish: impl Fn() -> F) -> bool
+async fn persist<F, T>(shared: &Shared, during: During, publish: impl Fn() -> F) -> bool
 where
     F: std::future::Future<Output = Result<T, retrace_sdk::PublishError>>,
 {

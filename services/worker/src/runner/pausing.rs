@@ -8,7 +8,7 @@ use rdkafka::consumer::Consumer;
 use retrace_telemetry::InternalEvent;
 
 use super::{Lane, QueueRunner, State, Tp};
-use crate::events::{PartitionsPaused, QueueSlowed};
+use crate::events::{During, PartitionsPaused, QueueSlowed};
 
 impl QueueRunner {
     /// Whether `tp`'s lane is paused because the queue's target asked for a pause; the
@@ -46,7 +46,7 @@ impl QueueRunner {
         if !to_pause.is_empty() {
             match self.consumer.pause(&partition_list(&to_pause)) {
                 Ok(()) => state.paused.extend(to_pause.iter().cloned()),
-                Err(error) => self.trouble("pause", &error),
+                Err(error) => self.trouble(During::Pause, &error),
             }
         }
         let to_resume: Vec<Tp> = state
@@ -65,7 +65,7 @@ impl QueueRunner {
                     resumed = to_resume.len();
                 }
                 // Stays paused; tried again at the next recheck.
-                Err(error) => self.trouble("resume", &error),
+                Err(error) => self.trouble(During::Resume, &error),
             }
         }
         if !to_pause.is_empty() || resumed > 0 {

@@ -8,6 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 
 use super::pausing::partition_list;
 use super::{QueueRunner, State, Tp};
+use crate::events::During;
 
 /// Records assignments and revocations as they happen inside `recv`, for the runner to
 /// apply before it looks at the next message.
@@ -82,7 +83,7 @@ impl QueueRunner {
             // never be fetched again. Resume all that came back; `reconcile` pauses again
             // what must wait (a slowed lane).
             if let Err(error) = self.consumer.resume(&partition_list(&assigned)) {
-                self.trouble("resume", &error);
+                self.trouble(During::Resume, &error);
                 // Counted as paused, so `reconcile` resumes it at the next recheck.
                 state.paused.extend(assigned);
             }

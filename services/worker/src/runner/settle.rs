@@ -5,6 +5,7 @@ use retrace_sdk::store_next_offset;
 
 use super::assignments::Ticket;
 use super::{QueueRunner, Settled, State};
+use crate::events::During;
 
 impl QueueRunner {
     pub(super) fn settled(
@@ -33,7 +34,7 @@ impl QueueRunner {
         };
         let tp = &ticket.tp;
         if let Err(error) = store_next_offset(&self.consumer, &tp.0, tp.1, next) {
-            self.trouble("store offset", &error);
+            self.trouble(During::StoreOffset, &error);
         }
     }
 }
