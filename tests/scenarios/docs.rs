@@ -1,10 +1,12 @@
 //! docs/metrics.md, the alert rules and the dashboard against the code: every metric the
-//! sources emit is documented with its kind and labels, nothing documented is gone, and the
-//! rules and dashboard query only metrics that exist.
+//! sources emit is documented with its kind and labels, nothing documented is gone, the
+//! rules and dashboard query only metrics that exist, and promtool accepts the rules.
+//! (That every metric is exposed, described, from a service's start: replay-cli/tests/metrics.rs.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use retrace_tests::prometheus::{RULES, metrics_in, promtool, shipped_queries};
 use retrace_tests::repo;
 use serde_norway::Value;
 
@@ -114,48 +116,20 @@ fn emitted() -> BTreeMap<String, Metric> {
     metrics
 }
 
-/// Name → kind and labels, from the tables of docs/metrics.md.
+/// Name → kind and labels, from the tables of docs/metrics.md as the services read them.
 fn documented() -> BTreeMap<String, Metric> {
-    read("docs/metrics.md")
-        .lines()
-        .filter(|line| line.starts_with("| `retrace_"))
-        .map(|line| {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            let name = cells[1].trim_matches('`').to_owned();
-            let labels = cells[3]
-                .split(',')
-                .map(|label| label.trim().trim_matches('`'))
-                .filter(|label| !label.is_empty())
-                .map(str::to_owned)
+    retrace_telemetry::documented_metrics()
+        .iter()
+        .map(|metric| {
+            let labels = metric
+                .labels
+                .iter()
+                .map(|label| label.to_string())
                 .collect();
-            let kind = cells[2].to_owned();
-            (name, Metric { kind, labels })
+            let kind = metric.kind.as_str().to_owned();
+            (metric.name.to_owned(), Metric { kind, labels })
         })
         .collect()
-}
-
-/// The `retrace_*` metric names a text queries, histogram series mapped to their metric.
-fn queried(text: &str) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    for (at, _) in text.match_indices("retrace_") {
-        if text[..at]
-            .chars()
-            .next_back()
-            .is_some_and(|c| c.is_alphanumeric() || c == '_')
-        {
-            continue;
-        }
-        let name: String = text[at..]
-            .chars()
-            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        let metric = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| name.strip_suffix(suffix))
-            .unwrap_or(&name);
-        names.insert(metric.to_owned());
-    }
-    names
 }
 
 #[test]
@@ -193,25 +167,28 @@ fn every_emitted_metric_is_documented_as_emitted() {
 #[test]
 fn the_rules_and_the_dashboard_query_only_emitted_metrics() {
     let emitted = emitted();
-    for file in [
-        "deploy/prometheus/rules.yml",
-        "deploy/grafana/dashboards/retrace.json",
-    ] {
-        let unknown: Vec<String> = queried(&read(file))
-            .into_iter()
-            .filter(|name| !emitted.contains_key(name))
-            .collect();
-        assert!(
-            unknown.is_empty(),
-            "{file} queries metrics no code emits: {unknown:?}"
-        );
-    }
+    let queries = shipped_queries();
+    assert!(queries.len() > 30, "found only {} queries", queries.len());
+    let unknown: Vec<String> = queries
+        .iter()
+        .flat_map(|(file, expr)| metrics_in(expr).into_iter().map(move |name| (file, name)))
+        .filter(|(_, name)| name.starts_with("retrace_") && !emitted.contains_key(name))
+        .map(|(file, name)| format!("{file} queries {name}, which no code emits"))
+        .collect();
+    assert!(unknown.is_empty(), "{}", unknown.join("\n"));
+}
+
+/// What Prometheus would say loading the rules: syntax, PromQL, templates.
+#[test]
+fn promtool_accepts_the_alert_rules() {
+    let rules = repo().join(RULES);
+    let (passed, printed) = promtool(&["check", "rules", rules.to_str().unwrap()], "");
+    assert!(passed, "promtool check rules {RULES}:\n{printed}");
 }
 
 #[test]
 fn every_shipped_alert_is_explained_in_the_metrics_doc() {
-    let rules: Value =
-        serde_norway::from_str(&read("deploy/prometheus/rules.yml")).expect("rules.yml is YAML");
+    let rules: Value = serde_norway::from_str(&read(RULES)).expect("rules.yml is YAML");
     let doc = read("docs/metrics.md");
     let alerts: Vec<&str> = rules["groups"]
         .as_sequence()

@@ -12,6 +12,7 @@ mod disk;
 mod gateway;
 mod jobs;
 mod kill;
+pub mod prometheus;
 mod topic;
 
 use std::path::PathBuf;

@@ -576,7 +576,7 @@ function attemptsFold(page, e, key) {
   const day = (iso) => new Date(iso).toDateString();
   const format = day(e.time) === day(e.last_at) ? CLOCK_FORMAT : TIME_FORMAT;
   const at = (iso) => when(iso, format);
-  return h('details', { class: 'attempts', 'data-key': key, open: true },
+  return h('details', { class: 'attempts', 'data-key': key, open: page.open.has(key) },
     h('summary', {}, `${plural(attempts(e), 'attempt')}, ${worst ? worst.replace('_', '-') : 'no outcome yet'}`,
       h('span', { class: 'gap' }, ` · ${plural(e.records.length, 'Kafka record')} over ${duration(e.duration_ms)}`)),
     h('ol', { class: 'records' }, e.records.map((r) => h('li', {

@@ -81,10 +81,9 @@ fn reported_on(records: &[EventRecord], written: &[i64], attempt: u32, reported_
     let of_attempt = || deliveries().filter(|&index| records[index].attempt == attempt);
     let before = |index: &usize| written[*index] <= reported_ms;
     of_attempt()
-        .filter(before)
-        .last()
+        .rfind(before)
         .or_else(|| of_attempt().next())
-        .or_else(|| deliveries().filter(before).last())
+        .or_else(|| deliveries().rfind(before))
         .or_else(|| deliveries().next())
         .unwrap_or(0)
 }
