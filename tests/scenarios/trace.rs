@@ -12,8 +12,8 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use retrace_api::{
-    EventView, Page, RecordRole, ReplayResponse, ReplayView, Trace, TraceEvent,
-    TransactionStatus, TransactionSummary,
+    EventView, Page, RecordRole, ReplayResponse, ReplayView, Trace, TraceEvent, TransactionStatus,
+    TransactionSummary,
 };
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
@@ -383,7 +383,11 @@ async fn a_dead_lettered_job_is_one_step_with_its_attempts_and_replays_once(brok
     let transaction = registered.transaction_id.clone();
     let step_of = |trace: &Trace| -> Option<TraceEvent> {
         let id = &certificate.event_id;
-        trace.events.iter().find(|e| e.message.event_id == *id).cloned()
+        trace
+            .events
+            .iter()
+            .find(|e| e.message.event_id == *id)
+            .cloned()
     };
 
     let dead = trace_when(&archive, &transaction, "the dead-lettered job", |t| {
@@ -431,7 +435,11 @@ async fn a_dead_lettered_job_is_one_step_with_its_attempts_and_replays_once(brok
             full / 2.0
         );
         let ran = ms(&retry.outcomes[0].time);
-        assert!(ran >= due, "attempt {} ran before it was due", retry.attempt);
+        assert!(
+            ran >= due,
+            "attempt {} ran before it was due",
+            retry.attempt
+        );
     }
     assert_eq!(
         (ms(&step.last_at), step.duration_ms),
@@ -443,7 +451,10 @@ async fn a_dead_lettered_job_is_one_step_with_its_attempts_and_replays_once(brok
     );
     let (_, listed) = get(&archive, "/v1/transactions?status=failed&since=1h").await;
     let listed: Page<TransactionSummary> = serde_json::from_value(listed).unwrap();
-    let summary = listed.items.iter().find(|t| t.transaction_id == transaction);
+    let summary = listed
+        .items
+        .iter()
+        .find(|t| t.transaction_id == transaction);
     assert_eq!(summary.map(|t| t.events), Some(2), "distinct events listed");
 
     failing.store(false, Ordering::SeqCst);
@@ -456,7 +467,12 @@ async fn a_dead_lettered_job_is_one_step_with_its_attempts_and_replays_once(brok
     .await;
     assert_eq!(status, 202, "{started}");
     let started: ReplayResponse = serde_json::from_value(started).unwrap();
-    let planned: Vec<_> = started.plan.messages.iter().map(|m| &m.target_topic).collect();
+    let planned: Vec<_> = started
+        .plan
+        .messages
+        .iter()
+        .map(|m| &m.target_topic)
+        .collect();
     assert_eq!(planned, [&lane], "the job once, to its lane");
     let resolved = trace_when(&archive, &transaction, "the replayed job processed", |t| {
         t.status == TransactionStatus::Ok

@@ -6,17 +6,15 @@ use std::fmt::Write as _;
 
 use jiff::tz::TimeZone;
 use retrace_api::AuditReport;
-use retrace_api::{
-    AuditView, ErasureView, ReplayPlan, ReplayView, TokenView, TransactionSummary,
-};
+use retrace_api::{AuditView, ErasureView, ReplayPlan, ReplayView, TokenView, TransactionSummary};
 use retrace_api::{QueueStatus, RedriveReport};
 use serde::Serialize;
 
 mod trace;
 
-pub use trace::{step, trace};
 #[cfg(test)]
 use trace::{outcome, timeline, tree};
+pub use trace::{step, trace};
 
 /// At most this many planned messages are listed one by one.
 const PLAN_LINES: usize = 20;

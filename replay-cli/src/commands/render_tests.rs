@@ -292,7 +292,11 @@ fn a_headers_only_event_says_so_quietly_and_warns_only_when_its_value_claims_to_
             source: "node-sms".into(),
             ..message(event_id, "notification.sms.queued.v1", time)
         };
-        step(message, 0, vec![record(RecordRole::Published, time, vec![])])
+        step(
+            message,
+            0,
+            vec![record(RecordRole::Published, time, vec![])],
+        )
     };
     let mut json = foreign("e-3", "2026-03-02T09:15:00Z", None);
     json.message.payload = Some(Payload {

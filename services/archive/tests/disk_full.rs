@@ -14,7 +14,7 @@ use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
     Broker, PATIENCE, Position, RunningArchive, SmallFilesystem, committed_offsets, eventually,
-    on_every_broker, unique_topic,
+    metric_sum, on_every_broker, unique_topic,
 };
 
 const FILESYSTEM: u64 = 64 << 20;
@@ -86,9 +86,11 @@ async fn full_disk_pauses_ingestion_and_resumes_once_space_is_freed(broker: Brok
     let metrics = eventually("ingestion paused for lack of space", PATIENCE, || async {
         let metrics = archive.metrics().await;
         let paused = metrics.lines().any(|l| l == "retrace_archive_paused 1");
-        let counted = metrics
-            .lines()
-            .any(|l| l.starts_with("retrace_archive_store_errors_total{reason=\"disk_full\"}"));
+        let counted = metric_sum(
+            &metrics,
+            "retrace_archive_store_errors_total",
+            "reason=\"disk_full\"",
+        ) > 0.0;
         (paused && counted).then_some(metrics)
     })
     .await;

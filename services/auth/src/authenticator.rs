@@ -486,7 +486,7 @@ mod tests {
             });
         };
 
-        // 6,000 requests in 59.994 s: the first warns, every one counts.
+        // 6,000 requests in 59.98 s: the first warns, every one counts.
         for n in 0..6_000 {
             use_at(Duration::from_micros(n * 9_999));
         }

@@ -192,7 +192,10 @@ fn record_line(record: &EventRecord, tz: &TimeZone) -> String {
         }
         RecordRole::Retry | RecordRole::Deferred => {
             let due = record.due_at.as_deref().unwrap_or_default();
-            let after = match (due.parse::<jiff::Timestamp>(), record.time.parse::<jiff::Timestamp>()) {
+            let after = match (
+                due.parse::<jiff::Timestamp>(),
+                record.time.parse::<jiff::Timestamp>(),
+            ) {
                 (Ok(due), Ok(written)) => format!(
                     " ({} after it was written)",
                     duration(due.as_millisecond() - written.as_millisecond())

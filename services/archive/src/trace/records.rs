@@ -75,9 +75,8 @@ pub(crate) fn is_publication(record: &ArchivedRecord) -> bool {
 /// that names an attempt no record is for (a consumer that does not count attempts) goes to
 /// the newest delivery written before it.
 fn reported_on(records: &[EventRecord], written: &[i64], attempt: u32, reported_ms: i64) -> usize {
-    let deliveries = || {
-        (0..records.len()).filter(|&index| records[index].role != RecordRole::DeadLettered)
-    };
+    let deliveries =
+        || (0..records.len()).filter(|&index| records[index].role != RecordRole::DeadLettered);
     let of_attempt = || deliveries().filter(|&index| records[index].attempt == attempt);
     let before = |index: &usize| written[*index] <= reported_ms;
     of_attempt()
