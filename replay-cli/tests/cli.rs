@@ -201,7 +201,9 @@ async fn trace_list_export_and_replay_a_failed_transaction(broker: Broker) {
         .take(2)
         .collect();
     assert!(
-        copy_lines.first().is_some_and(|l| l.contains("↻ replayed to ")),
+        copy_lines
+            .first()
+            .is_some_and(|l| l.contains("↻ replayed to ")),
         "the replayed copy under its event: {}",
         after.stdout
     );

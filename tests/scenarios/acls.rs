@@ -228,7 +228,12 @@ async fn services_work_under_their_own_principals_and_applications_cannot_write_
     )
     .await;
     assert_eq!(status, 202, "{started}");
-    let replayed = trace(|t| t["events"][0]["records"].as_array().is_some_and(|r| r.len() == 2)).await;
+    let replayed = trace(|t| {
+        t["events"][0]["records"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+    })
+    .await;
     assert_eq!(replayed["replays"].as_array().map(Vec::len), Some(1));
 
     // A job enqueued through the gateway runs on the worker, whose outcome the archive traces.

@@ -222,7 +222,12 @@ fn steps(
                 .iter()
                 .copied()
                 .find(|r| records::is_publication(r))
-                .or_else(|| carriers.iter().copied().min_by_key(|r| records::written_ms(r)))
+                .or_else(|| {
+                    carriers
+                        .iter()
+                        .copied()
+                        .min_by_key(|r| records::written_ms(r))
+                })
                 .expect("a group holds at least one record");
             let about: Vec<(i64, &OutcomeView)> = first
                 .ids

@@ -190,7 +190,11 @@ fn a_replay_after_the_failure_makes_it_replayed_and_a_later_success_resolves_it(
     let trace = trace("t1", &resolved, &replays, false).unwrap();
     assert_eq!(trace.status, TransactionStatus::Ok);
     assert_eq!(trace.failure, None);
-    assert_eq!(trace.events.len(), 2, "the replayed copy is a record of its event");
+    assert_eq!(
+        trace.events.len(),
+        2,
+        "the replayed copy is a record of its event"
+    );
     let copy = &trace.events[1].records[1];
     assert_eq!(
         (copy.role, copy.replay_id.as_deref(), copy.time.as_str()),
@@ -407,7 +411,13 @@ fn a_retried_and_dead_lettered_job_is_one_step_with_its_attempts_in_the_order_wr
                 .iter()
                 .map(|o| (o.attempt, o.status.as_str()))
                 .collect();
-            (r.role, r.attempt, r.time.clone(), r.due_at.clone(), outcomes)
+            (
+                r.role,
+                r.attempt,
+                r.time.clone(),
+                r.due_at.clone(),
+                outcomes,
+            )
         })
         .collect();
     use RecordRole::*;
