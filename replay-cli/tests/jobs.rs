@@ -12,13 +12,10 @@ use common::{assert_exit, retrace};
 use retrace_api::QueueStatus;
 use retrace_sdk::{KafkaSettings, Publisher};
 use retrace_tests::{
-    Broker, PATIENCE, auth_off, closed_gate, eventually, free_port, job, on_every_broker, serve,
-    unique_topic,
+    Broker, Flaky, PATIENCE, auth_off, closed_gate, eventually, free_port, job, on_every_broker,
+    serve, unique_topic,
 };
-use retrace_worker::{
-    Backoff, Handlers, JobError, JobHandler, QueueConfig, QueueTopics, ReceivedJob, Worker,
-    WorkerConfig, enqueue,
-};
+use retrace_worker::{Backoff, Handlers, QueueConfig, QueueTopics, Worker, WorkerConfig, enqueue};
 use tokio_util::sync::CancellationToken;
 
 /// The cells of `queue`'s row in the status table (the reason, last, split too).
@@ -34,23 +31,6 @@ fn row(table: &str, queue: &str) -> Vec<String> {
 
 const DONE: usize = 4;
 const DEAD_LETTERED: usize = 6;
-
-/// Fails (retryably) while `failing` is set.
-struct Flaky {
-    failing: Arc<AtomicBool>,
-}
-
-impl JobHandler for Flaky {
-    async fn run(&self, job: &ReceivedJob) -> Result<(), JobError> {
-        match self.failing.load(Ordering::SeqCst) {
-            true => Err(JobError::Retry(format!(
-                "renderer down (attempt {})",
-                job.attempt
-            ))),
-            false => Ok(()),
-        }
-    }
-}
 
 /// The worker's status of `queue`, once `ready` holds for it.
 async fn status_when(

@@ -2,8 +2,7 @@
 //! `retrace-*` headers) is traced with its causation tree and outcomes; a replay re-publishes
 //! the failed step to Kafka with replay headers, and the trace shows it and its resolution.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use prost::Message as _;
@@ -18,10 +17,10 @@ use retrace_api::{
 use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, Flaky, PATIENCE, RunningArchive, RunningWorker, eventually, job, messages_on,
-    on_every_broker, start_archive, unique_topic,
+    Broker, Flaky, PATIENCE, RunningArchive, eventually, job, messages_on, on_every_broker,
+    start_archive, unique_topic,
 };
-use retrace_worker::{Backoff, QueueConfig, QueueTopics, WorkerConfig, enqueue};
+use retrace_worker::{Backoff, QueueTopics, enqueue};
 use serde_json::{Value, json};
 
 struct Flow {
@@ -352,21 +351,7 @@ async fn a_dead_lettered_job_is_one_step_with_its_attempts_and_replays_once(brok
         broker.create_topic(topic, 2).await;
     }
     let archive = start_archive(&broker).await;
-    let failing = Arc::new(AtomicBool::new(true));
-    let mut config = WorkerConfig::new(broker.bootstrap());
-    config.kafka = broker.settings();
-    config.queues.insert(
-        queue.clone(),
-        QueueConfig {
-            max_attempts: 3,
-            backoff: BACKOFF,
-            ..QueueConfig::default()
-        },
-    );
-    let flaky = Flaky {
-        failing: Arc::clone(&failing),
-    };
-    let worker = RunningWorker::with_handler(&broker, &config, &queue, flaky).await;
+    let (worker, failing) = Flaky::worker(&broker, &queue, 3, BACKOFF).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let registered = Envelope::root("registration", "birth.registration.submitted.v1")
         .with_subject("beneficiary:42");

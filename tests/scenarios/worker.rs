@@ -3,7 +3,7 @@
 //! SIGKILL test lives beside the binary: services/worker/tests/kill.rs.)
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
@@ -92,21 +92,7 @@ async fn webhook_statuses_decide_done_retry_or_dead_letter(broker: Broker) {
 async fn retries_then_dead_letters_then_redrive_completes(broker: Broker) {
     let queue = unique_topic("notifications");
     broker.create_queue(&queue).await;
-    let failing = Arc::new(AtomicBool::new(true));
-    let mut config = WorkerConfig::new(broker.bootstrap());
-    config.kafka = broker.settings();
-    config.queues.insert(
-        queue.clone(),
-        QueueConfig {
-            max_attempts: 3,
-            backoff: FAST_BACKOFF,
-            ..QueueConfig::default()
-        },
-    );
-    let flaky = Flaky {
-        failing: Arc::clone(&failing),
-    };
-    let running = RunningWorker::with_handler(&broker, &config, &queue, flaky).await;
+    let (running, failing) = Flaky::worker(&broker, &queue, 3, FAST_BACKOFF).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
     let job = job("worker-test", "notification.send");
     let id = job.event_id.clone();

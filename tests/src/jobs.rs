@@ -59,6 +59,34 @@ impl JobHandler for Flaky {
     }
 }
 
+impl Flaky {
+    /// A worker for `queue` whose only handler is a `Flaky`, failing until the returned flag
+    /// is cleared; a job is dead-lettered after `max_attempts`, `backoff` apart.
+    pub async fn worker(
+        broker: &Broker,
+        queue: &str,
+        max_attempts: u32,
+        backoff: Backoff,
+    ) -> (RunningWorker, Arc<AtomicBool>) {
+        let failing = Arc::new(AtomicBool::new(true));
+        let mut config = WorkerConfig::new(broker.bootstrap());
+        config.kafka = broker.settings();
+        config.queues.insert(
+            queue.to_owned(),
+            QueueConfig {
+                max_attempts,
+                backoff,
+                ..QueueConfig::default()
+            },
+        );
+        let flaky = Flaky {
+            failing: Arc::clone(&failing),
+        };
+        let running = RunningWorker::with_handler(broker, &config, queue, flaky).await;
+        (running, failing)
+    }
+}
+
 /// A gate whose only window starts in two hours: closed now, and for the whole test.
 pub fn closed_gate() -> retrace_worker::gate::GateConfig {
     let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
