@@ -319,7 +319,7 @@ impl Cli<'_> {
                     && run
                         .stdout
                         .contains(&format!("Transaction {transaction}: ok"))
-                    && run.stdout.contains("replayed copy")
+                    && run.stdout.contains("↻ replayed to registrations")
                     && run.stdout.contains("validation: processed"))
                 .then_some(())
             },
