@@ -95,18 +95,31 @@ fn job() -> impl Strategy<Value = Job> {
 
 /// Any outcome that passes [`Outcome::validate`].
 pub fn valid_outcome() -> impl Strategy<Value = Outcome> {
-    (uuid(), id(), id(), 0..6i32, ".{0,20}", 1..5u32, timestamp()).prop_map(
-        |(event_id, transaction_id, consumer, status, error, attempt, at)| Outcome {
-            event_id,
-            transaction_id,
-            consumer,
-            status,
-            error,
-            attempt,
-            at: Some(at),
-            ..Outcome::default()
-        },
+    (
+        uuid(),
+        id(),
+        id(),
+        0..6i32,
+        ".{0,20}",
+        "([A-Za-z0-9_.-]{1,64})?",
+        1..5u32,
+        timestamp(),
     )
+        .prop_map(
+            |(event_id, transaction_id, consumer, status, error, error_code, attempt, at)| {
+                Outcome {
+                    event_id,
+                    transaction_id,
+                    consumer,
+                    status,
+                    error,
+                    error_code,
+                    attempt,
+                    at: Some(at),
+                    ..Outcome::default()
+                }
+            },
+        )
 }
 
 /// One way bytes get damaged. Positions are fractions of the length, so a mutation applies to

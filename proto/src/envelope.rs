@@ -24,6 +24,11 @@ pub enum EnvelopeError {
         len: usize,
         limit: usize,
     },
+    #[error(
+        "field `{field}` is not a code ({value:?}): use ASCII letters, digits, `_`, `.` and `-` \
+         only, e.g. `population_register_timeout`"
+    )]
+    NotACode { field: &'static str, value: String },
 }
 
 impl EnvelopeError {
@@ -33,13 +38,18 @@ impl EnvelopeError {
             EnvelopeError::Missing { field }
             | EnvelopeError::NotUuid { field, .. }
             | EnvelopeError::ControlCharacter { field }
-            | EnvelopeError::TooLong { field, .. } => field,
+            | EnvelopeError::TooLong { field, .. }
+            | EnvelopeError::NotACode { field, .. } => field,
         }
     }
 }
 
 /// Longest id (transaction, subject, source, type) accepted, in bytes.
 pub const MAX_ID_LEN: usize = 512;
+
+/// Longest `Outcome.error_code` accepted, in characters (all ASCII). A code names a cause, it
+/// does not describe it: the error text does that.
+pub const MAX_ERROR_CODE_LEN: usize = 64;
 
 impl Envelope {
     /// The first event of a new transaction.
@@ -116,12 +126,57 @@ impl Outcome {
         }
     }
 
-    /// Checks the ids an outcome must carry to be attached to its event.
+    /// This outcome with `code` as its `error_code`, the stable reason that groups it with
+    /// failures of the same cause. A code [`check_error_code`] refuses is left out and the
+    /// error text says why: the outcome of a handler that gave a bad code must still be
+    /// published, or its event would never settle.
+    pub fn with_error_code(mut self, code: impl Into<String>) -> Self {
+        let code = code.into();
+        match check_error_code(&code) {
+            Ok(()) => self.error_code = code,
+            Err(refused) => {
+                let note = format!("[error_code left out: {refused}]");
+                self.error = match self.error.is_empty() {
+                    true => note,
+                    false => format!("{} {note}", self.error),
+                };
+            }
+        }
+        self
+    }
+
+    /// Checks the ids an outcome must carry to be attached to its event, and its error code.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
         check_uuid("event_id", &self.event_id)?;
         check_id("transaction_id", &self.transaction_id)?;
-        check_id("consumer", &self.consumer)
+        check_id("consumer", &self.consumer)?;
+        check_error_code(&self.error_code)
     }
+}
+
+/// Checks an `Outcome.error_code`: empty (none given), or 1 to [`MAX_ERROR_CODE_LEN`] ASCII
+/// letters, digits, `_`, `.` and `-`. Upper case is allowed so the codes libraries already
+/// carry (`ECONNREFUSED`, SQLSTATE `40001`) can be passed on as they are; codes are compared
+/// exactly, so `Timeout` and `timeout` are two causes.
+pub fn check_error_code(code: &str) -> Result<(), EnvelopeError> {
+    const FIELD: &str = "error_code";
+    if code.len() > MAX_ERROR_CODE_LEN {
+        return Err(EnvelopeError::TooLong {
+            field: FIELD,
+            len: code.len(),
+            limit: MAX_ERROR_CODE_LEN,
+        });
+    }
+    if !code
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(EnvelopeError::NotACode {
+            field: FIELD,
+            value: code.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn check_id(field: &'static str, value: &str) -> Result<(), EnvelopeError> {
@@ -193,6 +248,80 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn an_error_code_is_ascii_letters_digits_and_three_marks() {
+        for good in [
+            "",
+            "population_register_timeout",
+            "http_503",
+            "ECONNREFUSED",
+            "40001",
+            "renderer.unavailable-v2",
+            &"x".repeat(MAX_ERROR_CODE_LEN),
+        ] {
+            assert_eq!(check_error_code(good), Ok(()), "{good:?}");
+        }
+        for bad in ["two words", "a/b", "café", "tab\there", "quote\""] {
+            let error = check_error_code(bad).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    EnvelopeError::NotACode {
+                        field: "error_code",
+                        ..
+                    }
+                ),
+                "{bad:?}: {error}"
+            );
+            assert!(error.to_string().contains("`error_code`"), "{error}");
+        }
+        assert_eq!(
+            check_error_code(&"x".repeat(MAX_ERROR_CODE_LEN + 1)),
+            Err(EnvelopeError::TooLong {
+                field: "error_code",
+                len: MAX_ERROR_CODE_LEN + 1,
+                limit: MAX_ERROR_CODE_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn an_outcome_with_a_bad_error_code_is_invalid() {
+        let event = Envelope::root("registration", "registration.submitted.v1");
+        let mut outcome = Outcome::of(&event, "validation", OutcomeStatus::Failed, None, 1);
+        outcome.error_code = "population register".into();
+        assert_eq!(outcome.validate().unwrap_err().field(), "error_code");
+    }
+
+    #[test]
+    fn with_error_code_sets_a_good_code_and_leaves_a_bad_one_out_saying_why() {
+        let event = Envelope::root("registration", "registration.submitted.v1");
+        let failed = |error: &str| {
+            Outcome::of(
+                &event,
+                "validation",
+                OutcomeStatus::Failed,
+                Some(error.to_owned()),
+                1,
+            )
+        };
+        let coded = failed("no answer within 2 s").with_error_code("population_register_timeout");
+        assert_eq!(coded.error_code, "population_register_timeout");
+        assert_eq!(coded.error, "no answer within 2 s");
+        coded.validate().unwrap();
+
+        let refused = failed("no answer within 2 s").with_error_code("register timeout");
+        assert_eq!(refused.error_code, "");
+        assert!(
+            refused
+                .error
+                .starts_with("no answer within 2 s [error_code left out: field `error_code`"),
+            "{}",
+            refused.error
+        );
+        refused.validate().unwrap();
     }
 
     #[test]

@@ -93,7 +93,7 @@ proptest! {
         bytes in damaged_outcome_bytes(),
     ) {
         if let Err(error) = Outcome::decode(&*bytes).map(|outcome| outcome.validate()) .unwrap_or(Ok(())) {
-            names_a_field(&error, &["event_id", "transaction_id", "consumer"])?;
+            names_a_field(&error, &["event_id", "transaction_id", "consumer", "error_code"])?;
         }
     }
 

@@ -12,7 +12,7 @@ mod envelope;
 mod fuzz_tests;
 pub mod headers;
 
-pub use envelope::{EnvelopeError, new_event_id};
+pub use envelope::{EnvelopeError, MAX_ERROR_CODE_LEN, check_error_code, new_event_id};
 
 /// Types generated from `proto/retrace/v1/envelope.proto`.
 pub mod v1 {

@@ -268,6 +268,20 @@ fn vectors() -> Vec<Vector> {
                 70,
             )),
         },
+        Vector {
+            name: "outcome_failed_with_code",
+            about: "consumer `certificates` failed caused_by, with the error text and an error code (which groups failures into incidents)",
+            published: Published::Outcome,
+            body: Body::Outcome(
+                outcome(
+                    OutcomeStatus::Failed,
+                    "population register did not answer within 2 s",
+                    1,
+                    65,
+                )
+                .with_error_code("population_register_timeout"),
+            ),
+        },
     ]
 }
 
@@ -659,6 +673,7 @@ fn outcome_fields(o: &Outcome) -> Json {
     }
     fields
         .text("error", &o.error)
+        .text("errorCode", &o.error_code)
         .number("attempt", o.attempt.into())
         .time("at", o.at.as_ref())
         .done()

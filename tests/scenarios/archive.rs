@@ -25,7 +25,7 @@ impl EventHandler for Validation {
             .iter()
             .any(|s| s == "beneficiary:3")
         {
-            return Err(HandlerError("registry timeout".into()));
+            return Err(HandlerError::new("registry timeout"));
         }
         Ok(())
     }

@@ -35,7 +35,7 @@ impl EventHandler for Counting {
             .entry(envelope.event_id.clone())
             .or_default() += 1;
         if envelope.subject_ids.iter().any(|s| s == "beneficiary:3") {
-            return Err(HandlerError("registry timeout".into()));
+            return Err(HandlerError::new("registry timeout"));
         }
         Ok(())
     }

@@ -406,6 +406,17 @@ async fn bad_input_names_its_field_and_publishes_nothing(broker: Broker) {
         ),
         (
             "/v1/outcomes".into(),
+            json,
+            body(
+                json!({"event_id": retrace_proto::new_event_id(), "transaction_id": "tx",
+                        "consumer": "validation", "status": "failed",
+                        "error_code": "register timeout"}),
+            ),
+            400,
+            Some("error_code"),
+        ),
+        (
+            "/v1/outcomes".into(),
             protobuf,
             body(outcome("failed")),
             415,
@@ -486,7 +497,7 @@ async fn outcomes_are_published_on_the_outcomes_topic(broker: Broker) {
             serde_json::to_vec(&json!({
                 "event_id": event_id, "transaction_id": "tx-outcome",
                 "consumer": "validation", "status": "retrying",
-                "error": "registry timeout", "attempt": 2,
+                "error": "registry timeout", "error_code": "registry_timeout", "attempt": 2,
             }))
             .unwrap(),
         )
@@ -506,6 +517,7 @@ async fn outcomes_are_published_on_the_outcomes_topic(broker: Broker) {
     assert_eq!(outcome.consumer, "validation");
     assert_eq!(outcome.status(), OutcomeStatus::Retrying);
     assert_eq!(outcome.error, "registry timeout");
+    assert_eq!(outcome.error_code, "registry_timeout");
     assert_eq!(outcome.attempt, 2);
     assert!(outcome.at.is_some());
     let headers = headers_of(message);

@@ -69,15 +69,15 @@ impl EventHandler for Validation {
     async fn handle(&self, event: &ReceivedEvent) -> Result<(), HandlerError> {
         let submitted = &event.envelope;
         if unlucky(&submitted.event_id, 12) && submitted.replay.is_none() {
-            return Err(HandlerError(
-                "population register did not answer within 2 s (timeout)".to_owned(),
+            return Err(HandlerError::new(
+                "population register did not answer within 2 s (timeout)",
             ));
         }
         let validated =
             Envelope::caused_by(submitted, "validation", "birth.registration.validated.v1")
                 .with_payload("application/json", submitted.payload.clone());
         let published = self.publisher.publish("validations", &validated).await;
-        published.map_err(|e| HandlerError(e.to_string()))?;
+        published.map_err(|e| HandlerError::new(e.to_string()))?;
         enqueue(
             &self.publisher,
             "certificates",
@@ -85,7 +85,7 @@ impl EventHandler for Validation {
         )
         .await
         .map(|_| ())
-        .map_err(|e| HandlerError(e.to_string()))
+        .map_err(|e| HandlerError::new(e.to_string()))
     }
 }
 

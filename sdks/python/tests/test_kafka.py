@@ -87,7 +87,7 @@ def test_publish_consume_outcomes_and_commits(kafka):
         seen.append((event.envelope.event_id, event.headers_only))
         attempts[event.envelope.event_id] = attempts.get(event.envelope.event_id, 0) + 1
         if "beneficiary:3" in event.envelope.subject_ids:
-            raise RuntimeError("registry timeout")
+            raise r.RetraceError("registry timeout", code="registry_timeout")
         if event.envelope.event_id == flaky.event_id and attempts[flaky.event_id] == 1:
             raise r.Retry("renderer busy", after=0)
         if event.headers_only:
@@ -124,6 +124,8 @@ def test_publish_consume_outcomes_and_commits(kafka):
         assert list(record.headers()) == TraceHeaders.of_outcome(outcome).kafka_headers()
     failed = next(o for o, _ in publisher_log.outcomes if o.event_id == failing.event_id)
     assert failed.error == "registry timeout" and failed.attempt == 1 and failed.consumer == "py-test"
+    assert failed.error_code == "registry_timeout"
+    assert all(o.error_code == "" for o, _ in publisher_log.outcomes if o.event_id != failing.event_id)
     retried = [o.attempt for o, _ in publisher_log.outcomes if o.event_id == flaky.event_id]
     assert retried == [1, 2]
     # What the group committed: every partition at its end.

@@ -105,6 +105,40 @@ def test_outcome_validation_names_the_field():
     assert raised.value.field == "consumer"
 
 
+def test_an_error_code_is_ascii_letters_digits_and_three_marks():
+    for good in ["", "population_register_timeout", "http_503", "ECONNREFUSED", "40001", "a.b-c", "x" * 64]:
+        r.check_error_code(good)
+    for bad in ["two words", "a/b", "café"]:
+        with pytest.raises(r.NotACode) as raised:
+            r.check_error_code(bad)
+        assert raised.value.field == "error_code"
+    with pytest.raises(r.NotACode) as raised:
+        r.check_error_code("register timeout")
+    assert str(raised.value) == (
+        'field `error_code` is not a code ("register timeout"): use ASCII letters, digits, `_`, '
+        "`.` and `-` only, e.g. `population_register_timeout`"
+    )
+    with pytest.raises(r.TooLong) as raised:
+        r.check_error_code("x" * 65)
+    assert str(raised.value) == "field `error_code` is 65 bytes long: the limit is 64"
+
+
+def test_with_error_code_sets_a_good_code_and_leaves_a_bad_one_out_saying_why():
+    failed = lambda: r.outcome_of(envelope(), "validation", r.OutcomeStatus.OUTCOME_STATUS_FAILED, "no answer")  # noqa: E731
+    coded = r.with_error_code(failed(), "population_register_timeout")
+    assert (coded.error_code, coded.error) == ("population_register_timeout", "no answer")
+    r.validate_outcome(coded)
+    refused = r.with_error_code(failed(), "register timeout")
+    assert refused.error_code == ""
+    assert refused.error.startswith("no answer [error_code left out: field `error_code` is not a code")
+    r.validate_outcome(refused)
+    invalid = failed()
+    invalid.error_code = "register timeout"
+    with pytest.raises(r.NotACode) as raised:
+        r.validate_outcome(invalid)
+    assert raised.value.field == "error_code"
+
+
 def test_headers_name_theirs():
     headers = r.TraceHeaders(event_id="e-1")
     with pytest.raises(r.Missing) as raised:

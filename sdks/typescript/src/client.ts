@@ -28,6 +28,7 @@ import {
   outcomeOf,
   validateEnvelope,
   validateOutcome,
+  withErrorCode,
 } from "./envelope.js";
 import {
   HeaderError,
@@ -135,7 +136,8 @@ export interface ReceivedEvent {
 }
 
 /** Thrown by a handler: the event is tried again (after an outcome `RETRYING`), up to
- * `maxAttempts`; then its outcome is `FAILED`. Any other error fails it at once. */
+ * `maxAttempts`; then its outcome is `FAILED`. Any other error fails it at once. Like any
+ * error a handler throws, it may carry a `code` (see `consume`). */
 export class RetryLater extends Error {
   override name = "RetryLater";
 }
@@ -259,7 +261,10 @@ export class Retrace {
   /** Consumes `topics` in consumer group `group`, hands every event (an envelope, or a
    * message traceable from its `retrace-*` headers) to `handler`, publishes an outcome for
    * it on `retrace.outcomes` (processed; failed with the error; retrying, for `RetryLater`),
-   * and commits its offset only once that outcome is acknowledged. Resolves once subscribed
+   * and commits its offset only once that outcome is acknowledged. A thrown `Error` with a
+   * string `code` property (`Object.assign(new Error("…"), { code: "register_timeout" })`,
+   * or Node's own, e.g. `ECONNREFUSED`) gives the outcome its `errorCode`, which groups its
+   * failures into one incident (docs/incidents.md). Resolves once subscribed
    * and running; `stop()` ends it. A second record of an event processed lately is skipped
    * (no outcome), unless it is a replay. Reads from the earliest offset when the group has
    * none, as the Rust SDK. */
@@ -306,15 +311,18 @@ export class Retrace {
         event.attempt = attempt;
         let status = OutcomeStatus.PROCESSED;
         let error: string | undefined;
+        let code: string | undefined;
         try {
           await withRemoteParent(event.traceparent, () => handler(event));
         } catch (thrown) {
           error = thrown instanceof Error ? thrown.message || thrown.name : String(thrown);
+          code = codeOf(thrown);
           const retry = thrown instanceof RetryLater && attempt < maxAttempts && !stopping;
           status = retry ? OutcomeStatus.RETRYING : OutcomeStatus.FAILED;
         }
         if (status === OutcomeStatus.PROCESSED) recent.remember(envelope.eventId);
         const outcome = outcomeOf(envelope, name, status, error, attempt);
+        if (code !== undefined) withErrorCode(outcome, code);
         if (!(await report(outcome, where))) return false;
         if (status !== OutcomeStatus.RETRYING) return true;
         await pause(backoff * 2 ** (attempt - 1));
@@ -370,6 +378,13 @@ export class Retrace {
 }
 
 type Where = { topic: string; partition: number; offset: string };
+
+/** The `code` of an error a handler threw, when it is a string. */
+function codeOf(thrown: unknown): string | undefined {
+  if (!(thrown instanceof Error)) return undefined;
+  const code = (thrown as { code?: unknown }).code;
+  return typeof code === "string" && code !== "" ? code : undefined;
+}
 
 function invalid(error: unknown, eventId: string, topic: string): unknown {
   if (!(error instanceof EnvelopeError)) return error;

@@ -18,12 +18,15 @@ import {
 /** Longest id (transaction, subject, source, type) accepted, in UTF-8 bytes. */
 export const MAX_ID_LEN = 512;
 
+/** Longest `Outcome.error_code` accepted, in characters (all ASCII). */
+export const MAX_ERROR_CODE_LEN = 64;
+
 /** The topic every consumer's outcomes are published on. */
 export const OUTCOMES_TOPIC = "retrace.outcomes";
 /** The `retrace-type` header of an outcome message. */
 export const OUTCOME_TYPE = "retrace.outcome.v1";
 
-export type EnvelopeErrorKind = "missing" | "not_uuid" | "control_character" | "too_long";
+export type EnvelopeErrorKind = "missing" | "not_uuid" | "control_character" | "too_long" | "not_a_code";
 
 /** Why an envelope (or outcome, or header set) is not acceptable; names the offending field. */
 export class EnvelopeError extends Error {
@@ -196,11 +199,50 @@ export function outcomeOf(
   });
 }
 
-/** Checks the ids an outcome must carry to be attached to its event. */
+/** `outcome` with `code` as its `errorCode`, the stable reason that groups it with failures
+ * of the same cause (docs/incidents.md). A code `checkErrorCode` refuses is left out and the
+ * error text says why, as the Rust `Outcome::with_error_code`: the outcome of a handler that
+ * gave a bad code must still be published. */
+export function withErrorCode(outcome: Outcome, code: string): Outcome {
+  try {
+    checkErrorCode(code);
+    outcome.errorCode = code;
+  } catch (error) {
+    if (!(error instanceof EnvelopeError)) throw error;
+    const note = `[error_code left out: ${error.message}]`;
+    outcome.error = outcome.error === "" ? note : `${outcome.error} ${note}`;
+  }
+  return outcome;
+}
+
+/** Checks the ids an outcome must carry to be attached to its event, and its error code. */
 export function validateOutcome(outcome: Outcome): void {
   checkUuid("event_id", outcome.eventId);
   checkId("transaction_id", outcome.transactionId);
   checkId("consumer", outcome.consumer);
+  checkErrorCode(outcome.errorCode);
+}
+
+/** Checks an `Outcome.error_code`: empty (none given), or 1 to 64 ASCII letters, digits, `_`,
+ * `.` and `-` (as `retrace_proto::check_error_code`). */
+export function checkErrorCode(code: string): void {
+  const field = "error_code";
+  const len = Buffer.byteLength(code, "utf8");
+  if (len > MAX_ERROR_CODE_LEN) {
+    throw new EnvelopeError(
+      "too_long",
+      field,
+      `field \`${field}\` is ${len} bytes long: the limit is ${MAX_ERROR_CODE_LEN}`,
+    );
+  }
+  if (!/^[A-Za-z0-9_.-]*$/.test(code)) {
+    throw new EnvelopeError(
+      "not_a_code",
+      field,
+      `field \`${field}\` is not a code (${JSON.stringify(code)}): use ASCII letters, digits, ` +
+        "`_`, `.` and `-` only, e.g. `population_register_timeout`",
+    );
+  }
 }
 
 // Rust's `char::is_control`: the Unicode category Cc.

@@ -7,10 +7,12 @@ export {
   type EnvelopeErrorKind,
   type EnvelopeParts,
   type JobParts,
+  MAX_ERROR_CODE_LEN,
   MAX_ID_LEN,
   OUTCOMES_TOPIC,
   OUTCOME_TYPE,
   causedBy,
+  checkErrorCode,
   decodeEnvelope,
   decodeOutcome,
   encodeEnvelope,
@@ -21,6 +23,7 @@ export {
   root,
   validateEnvelope,
   validateOutcome,
+  withErrorCode,
 } from "./envelope.js";
 export * as headers from "./headers.js";
 export { EnqueueError, type QueueTopics, lane, laneOf, queueTopics } from "./jobs.js";

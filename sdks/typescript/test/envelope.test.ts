@@ -8,13 +8,19 @@ import { EnvelopeSchema, JobPriority } from "../gen/retrace/v1/envelope_pb.js";
 import { PublishError, Retrace, envelopeMessage, receive } from "../src/client.js";
 import {
   EnvelopeError,
+  MAX_ERROR_CODE_LEN,
+  OutcomeStatus,
   causedBy,
+  checkErrorCode,
   decodeEnvelope,
   encodeEnvelope,
   job,
   newEventId,
+  outcomeOf,
   root,
   validateEnvelope,
+  validateOutcome,
+  withErrorCode,
 } from "../src/envelope.js";
 import { HeaderError, parseHeaders, validateHeaders } from "../src/headers.js";
 import { EnqueueError, laneOf } from "../src/jobs.js";
@@ -105,6 +111,43 @@ describe("envelopes", () => {
       return true;
     });
     await client.disconnect();
+  });
+});
+
+describe("outcomes", () => {
+  test("an error code is ASCII letters, digits and three marks, with the Rust SDK's texts", () => {
+    for (const good of ["", "population_register_timeout", "http_503", "ECONNREFUSED", "40001", "a.b-c", "x".repeat(MAX_ERROR_CODE_LEN)]) {
+      checkErrorCode(good);
+    }
+    for (const bad of ["two words", "a/b", "café"]) {
+      const error = fieldOf(() => checkErrorCode(bad));
+      assert.equal(error.field, "error_code");
+      assert.equal(error.kind, "not_a_code");
+    }
+    assert.equal(
+      fieldOf(() => checkErrorCode("register timeout")).message,
+      'field `error_code` is not a code ("register timeout"): use ASCII letters, digits, `_`, `.` and `-` only, e.g. `population_register_timeout`',
+    );
+    assert.equal(
+      fieldOf(() => checkErrorCode("x".repeat(65))).message,
+      "field `error_code` is 65 bytes long: the limit is 64",
+    );
+  });
+
+  test("withErrorCode sets a good code, and leaves a bad one out saying why", () => {
+    const event = root("registration", "registration.submitted.v1");
+    const failed = () => outcomeOf(event, "validation", OutcomeStatus.FAILED, "no answer within 2 s", 1);
+    const coded = withErrorCode(failed(), "population_register_timeout");
+    assert.equal(coded.errorCode, "population_register_timeout");
+    assert.equal(coded.error, "no answer within 2 s");
+    validateOutcome(coded);
+    const refused = withErrorCode(failed(), "register timeout");
+    assert.equal(refused.errorCode, "");
+    assert.match(refused.error, /^no answer within 2 s \[error_code left out: field `error_code` is not a code/);
+    validateOutcome(refused);
+    const invalid = failed();
+    invalid.errorCode = "register timeout";
+    assert.equal(fieldOf(() => validateOutcome(invalid)).field, "error_code");
   });
 });
 

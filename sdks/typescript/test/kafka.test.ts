@@ -104,7 +104,9 @@ describe("publish and consume on Apache Kafka", () => {
       group,
       (event) => {
         handled.push({ ...event });
-        if (event.envelope.type === "registration.failing.v1") throw new Error("registry unavailable");
+        if (event.envelope.type === "registration.failing.v1") {
+          throw Object.assign(new Error("registry unavailable"), { code: "registry_unavailable" });
+        }
         if (event.envelope.type === "registration.flaky.v1" && event.attempt === 1) throw new RetryLater("try again");
       },
       { consumer: "ts-validation", retryBackoffMs: 10, onProblem: (problem) => problems.push(problem) },
@@ -122,6 +124,9 @@ describe("publish and consume on Apache Kafka", () => {
         "ok PROCESSED 1 ",
       ]);
       for (const outcome of outcomes) assert.equal(outcome.consumer, "ts-validation");
+      // The thrown error's `code` is the outcome's error code.
+      const codes = outcomes.map((o) => [o.eventId === failing.eventId, o.errorCode]);
+      for (const [isFailing, code] of codes) assert.equal(code, isFailing ? "registry_unavailable" : "");
       const headerOnly = handled.find((e) => e.headersOnly);
       assert.equal(headerOnly?.envelope.eventId, headerOnlyId);
       assert.equal(Buffer.from(headerOnly!.envelope.payload).toString(), '{"birth":"BR-1"}');

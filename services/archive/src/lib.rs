@@ -22,6 +22,7 @@ mod backup;
 mod classify;
 mod config;
 mod events;
+mod incidents;
 mod lag;
 mod live;
 mod masking;
@@ -52,6 +53,7 @@ pub use config::{
     ALL_TOPICS_PATTERN, ArchiveArgs, ArchiveConfig, BatchSettings, ConfigError,
     DEFAULT_REPLAY_BULK_ADMIN_ABOVE, MaskingConfig, TopicSelection,
 };
+pub use incidents::{Cause, Fingerprint, MAX_CAUSE_CHARS, normalise_error};
 pub use masking::{MASK, MaskingError};
 pub use rebuild::{RebuildError, RebuildProgress, rebuild};
 pub use retrace_auth::AuthConfig;

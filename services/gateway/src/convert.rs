@@ -33,6 +33,7 @@ const OUTCOME_FIELDS: &[&str] = &[
     "consumer",
     "status",
     "error",
+    "error_code",
     "attempt",
     "topic",
 ];
@@ -180,7 +181,8 @@ pub fn event_from_protobuf(body: &[u8], now: SystemTime) -> Result<Envelope, Bad
     Ok(envelope)
 }
 
-/// A JSON outcome report: `{event_id, transaction_id, consumer, status, error?, attempt?}`.
+/// A JSON outcome report: `{event_id, transaction_id, consumer, status, error?, error_code?,
+/// attempt?, topic?}`.
 pub fn outcome_from_json(body: &[u8], now: SystemTime) -> Result<Outcome, BadInput> {
     let fields: BTreeMap<String, &RawValue> = match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => serde_json::from_slice(body).map_err(malformed)?,
@@ -206,6 +208,7 @@ pub fn outcome_from_json(body: &[u8], now: SystemTime) -> Result<Outcome, BadInp
             "transaction_id" => outcome.transaction_id = string(raw, field)?.unwrap_or_default(),
             "consumer" => outcome.consumer = string(raw, field)?.unwrap_or_default(),
             "error" => outcome.error = string(raw, field)?.unwrap_or_default(),
+            "error_code" => outcome.error_code = string(raw, field)?.unwrap_or_default(),
             "topic" => {
                 let topic = string(raw, field)?.unwrap_or_default();
                 retrace_sdk::check_topic_name(&topic).map_err(|problem| {

@@ -242,7 +242,24 @@ fn an_outcome_is_read_with_its_defaults() {
     assert_eq!(outcome.status(), OutcomeStatus::DeadLettered);
     assert_eq!(outcome.attempt, 1);
     assert_eq!(outcome.error, "registry down");
+    assert_eq!(outcome.error_code, "");
     assert_eq!(outcome.at, Some(now().into()));
+}
+
+#[test]
+fn an_outcome_carries_its_error_code() {
+    let outcome = outcome_from_json(
+        format!(
+            r#"{{"event_id": "{EVENT_ID}", "transaction_id": "tx", "consumer": "validation",
+                "status": "failed", "error": "no answer within 2 s",
+                "error_code": "population_register_timeout"}}"#
+        )
+        .as_bytes(),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(outcome.error_code, "population_register_timeout");
+    assert_eq!(outcome.error, "no answer within 2 s");
 }
 
 #[test]
@@ -269,6 +286,24 @@ fn outcome_problems_name_their_field() {
             format!(r#"{{{base}, "status": "failed", "extra": 1}}"#),
             "extra",
             "not known",
+        ),
+        (
+            format!(r#"{{{base}, "status": "failed", "error_code": "register timeout"}}"#),
+            "error_code",
+            "not a code",
+        ),
+        (
+            format!(
+                r#"{{{base}, "status": "failed", "error_code": "{}"}}"#,
+                "x".repeat(65)
+            ),
+            "error_code",
+            "the limit is 64",
+        ),
+        (
+            format!(r#"{{{base}, "status": "failed", "error_code": 503}}"#),
+            "error_code",
+            "a string",
         ),
         (
             r#"{"event_id": "x", "transaction_id": "t", "consumer": "c", "status": "failed"}"#

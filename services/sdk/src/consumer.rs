@@ -41,10 +41,41 @@ pub struct ReceivedEvent {
     pub offset: i64,
 }
 
-/// Why a handler could not process an event; becomes the outcome's error text.
+/// Why a handler could not process an event: the outcome's error text and, when the handler
+/// names the cause, its error code. Failures of one step with the same code form one incident
+/// whatever their text; without a code, their text with its variable parts normalised groups
+/// them (docs/incidents.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HandlerError(pub String);
+#[error("{message}")]
+pub struct HandlerError {
+    message: String,
+    code: Option<String>,
+}
+
+impl HandlerError {
+    pub fn new(message: impl Into<String>) -> Self {
+        HandlerError {
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    /// With a stable code for the cause, e.g. `population_register_timeout`: ASCII letters,
+    /// digits, `_`, `.` and `-`, at most 64 ([`retrace_proto::check_error_code`]). A code
+    /// that breaks the rule is left out of the outcome, and its error text says so.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+}
 
 /// What a service does with each event it consumes.
 pub trait EventHandler: Send + Sync {
@@ -364,18 +395,26 @@ impl Order {
 /// (the off-peak worker) plug in here: they turn a failure into `RETRYING` or
 /// `DEAD_LETTERED` and re-route the event.
 fn settle(event: &ReceivedEvent, consumer: &str, result: Result<(), HandlerError>) -> Outcome {
-    let (status, error) = match result {
-        Ok(()) => (OutcomeStatus::Processed, None),
-        Err(HandlerError(error)) => (OutcomeStatus::Failed, Some(error)),
+    let outcome = match result {
+        Ok(()) => Outcome::of(&event.envelope, consumer, OutcomeStatus::Processed, None, 1),
+        Err(HandlerError { message, code }) => {
+            let failed = OutcomeStatus::Failed;
+            let outcome = Outcome::of(&event.envelope, consumer, failed, Some(message), 1);
+            match code {
+                Some(code) => outcome.with_error_code(code),
+                None => outcome,
+            }
+        }
     };
+    let status = outcome.status();
     EventHandled {
         consumer,
         topic: &event.topic,
         status: status.as_str_name(),
-        error: error.as_deref(),
+        error: (status == OutcomeStatus::Failed).then_some(outcome.error.as_str()),
     }
     .emit();
-    Outcome::of(&event.envelope, consumer, status, error, 1)
+    outcome
 }
 
 /// Publishes `outcome`, retrying until Kafka takes it: the event's offset is not stored
@@ -441,6 +480,31 @@ mod tests {
         assert!(next.is_none());
         assert_eq!(commit, Some(3));
         assert_eq!(order.unsettled(), 0);
+    }
+
+    #[test]
+    fn a_handlers_error_code_goes_into_the_outcome_and_a_bad_one_is_said_in_its_text() {
+        let received = event("t1", 0);
+        let coded = settle(
+            &received,
+            "validation",
+            Err(HandlerError::new("no answer within 2 s").with_code("population_register_timeout")),
+        );
+        assert_eq!(coded.status(), OutcomeStatus::Failed);
+        assert_eq!(coded.error, "no answer within 2 s");
+        assert_eq!(coded.error_code, "population_register_timeout");
+
+        let uncoded = settle(&received, "validation", Err(HandlerError::new("no answer")));
+        assert_eq!(uncoded.error_code, "");
+
+        let refused = settle(
+            &received,
+            "validation",
+            Err(HandlerError::new("no answer").with_code("no answer")),
+        );
+        assert_eq!(refused.error_code, "");
+        assert!(refused.error.starts_with("no answer [error_code left out:"));
+        refused.validate().expect("the outcome is still published");
     }
 
     #[test]

@@ -48,6 +48,61 @@ pub enum JobError {
     /// Retrying would not help: dead-letter the job now.
     #[error("{0}")]
     Permanent(String),
+    /// One of the above with a stable code for its cause: see [`JobError::with_code`].
+    #[error("{error}")]
+    Coded { code: String, error: Box<JobError> },
+}
+
+impl JobError {
+    /// This error with a stable code for its cause, e.g. `population_register_timeout`:
+    /// failed attempts of one queue with the same code form one incident whatever their text
+    /// (docs/incidents.md). ASCII letters, digits, `_`, `.` and `-`, at most 64
+    /// ([`retrace_proto::check_error_code`]); a code that breaks the rule is left out of the
+    /// outcome, and its error text says so. A webhook's HTTP failures carry `http_<status>`.
+    pub fn with_code(self, code: impl Into<String>) -> Self {
+        JobError::Coded {
+            code: code.into(),
+            error: Box::new(self.uncoded().clone()),
+        }
+    }
+
+    /// The code given with [`JobError::with_code`], if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            JobError::Coded { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The error text, without the retry delay.
+    pub fn text(&self) -> &str {
+        match self.uncoded() {
+            JobError::Retry(text) | JobError::RetryAfter(_, text) | JobError::Permanent(text) => {
+                text
+            }
+            JobError::Coded { .. } => unreachable!("uncoded() is never Coded"),
+        }
+    }
+
+    /// How long the target asked to be left alone, for [`JobError::RetryAfter`].
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        match self.uncoded() {
+            JobError::RetryAfter(after, _) => Some(*after),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_permanent(&self) -> bool {
+        matches!(self.uncoded(), JobError::Permanent(_))
+    }
+
+    /// The error under its codes.
+    fn uncoded(&self) -> &JobError {
+        match self {
+            JobError::Coded { error, .. } => error.uncoded(),
+            other => other,
+        }
+    }
 }
 
 /// An in-process handler (dev mode, benchmarks, tests).
@@ -179,22 +234,25 @@ impl JobHandler for Webhook {
     }
 }
 
-/// What a webhook's answer means for the job.
+/// What a webhook's answer means for the job. A failure's code is `http_<status>`: the
+/// status is the cause the target named, and error texts have their numbers normalised away
+/// when failures are grouped, which would put a 422 and a 503 from one URL in one incident.
 pub(crate) fn classify(
     status: StatusCode,
     retry_after: Option<Duration>,
     url: &str,
 ) -> Result<(), JobError> {
     let text = format!("HTTP {} from {url}", status.as_u16());
-    match (status, retry_after) {
-        (s, _) if s.is_success() => Ok(()),
+    let error = match (status, retry_after) {
+        (s, _) if s.is_success() => return Ok(()),
         (StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE, Some(after)) => {
-            Err(JobError::RetryAfter(after, text))
+            JobError::RetryAfter(after, text)
         }
-        (StatusCode::TOO_MANY_REQUESTS, None) => Err(JobError::Retry(text)),
-        (s, _) if s.is_client_error() => Err(JobError::Permanent(text)),
-        _ => Err(JobError::Retry(text)),
-    }
+        (StatusCode::TOO_MANY_REQUESTS, None) => JobError::Retry(text),
+        (s, _) if s.is_client_error() => JobError::Permanent(text),
+        _ => JobError::Retry(text),
+    };
+    Err(error.with_code(format!("http_{}", status.as_u16())))
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -213,20 +271,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_map_to_done_retry_or_permanent() {
+    fn statuses_map_to_done_retry_or_permanent_coded_by_status() {
         let url = "http://t/";
         assert_eq!(classify(StatusCode::NO_CONTENT, None, url), Ok(()));
         assert_eq!(
             classify(StatusCode::UNPROCESSABLE_ENTITY, None, url),
-            Err(JobError::Permanent("HTTP 422 from http://t/".into()))
+            Err(JobError::Permanent("HTTP 422 from http://t/".into()).with_code("http_422"))
         );
         assert_eq!(
             classify(StatusCode::BAD_GATEWAY, None, url),
-            Err(JobError::Retry("HTTP 502 from http://t/".into()))
+            Err(JobError::Retry("HTTP 502 from http://t/".into()).with_code("http_502"))
         );
         assert_eq!(
             classify(StatusCode::TOO_MANY_REQUESTS, None, url),
-            Err(JobError::Retry("HTTP 429 from http://t/".into()))
+            Err(JobError::Retry("HTTP 429 from http://t/".into()).with_code("http_429"))
         );
         assert_eq!(
             classify(
@@ -234,11 +292,31 @@ mod tests {
                 Some(Duration::from_secs(3)),
                 url
             ),
-            Err(JobError::RetryAfter(
-                Duration::from_secs(3),
-                "HTTP 503 from http://t/".into()
-            ))
+            Err(
+                JobError::RetryAfter(Duration::from_secs(3), "HTTP 503 from http://t/".into())
+                    .with_code("http_503")
+            )
         );
+    }
+
+    #[test]
+    fn a_code_is_worn_over_the_error_and_a_second_replaces_the_first() {
+        let after = Duration::from_secs(3);
+        let coded = JobError::RetryAfter(after, "busy".into())
+            .with_code("first")
+            .with_code("renderer_busy");
+        assert_eq!(coded.code(), Some("renderer_busy"));
+        assert_eq!(coded.text(), "busy");
+        assert_eq!(coded.retry_after(), Some(after));
+        assert!(!coded.is_permanent());
+        assert_eq!(coded.to_string(), "busy (retry after 3s)");
+        assert_eq!(
+            coded,
+            JobError::RetryAfter(after, "busy".into()).with_code("renderer_busy")
+        );
+        let permanent = JobError::Permanent("no such form".into()).with_code("form_unknown");
+        assert!(permanent.is_permanent());
+        assert_eq!(JobError::Retry("x".into()).code(), None);
     }
 
     #[test]

@@ -3,13 +3,16 @@ Rust SDK (services/sdk). See sdks/python/README.md."""
 
 from .consumer import ReceivedEvent, Retry, consume, decode
 from .envelope import (
+    MAX_ERROR_CODE_LEN,
     MAX_ID_LEN,
     caused_by,
+    check_error_code,
     new_event_id,
     outcome_of,
     root,
     validate,
     validate_outcome,
+    with_error_code,
     with_job,
 )
 from .errors import (
@@ -17,8 +20,10 @@ from .errors import (
     EnqueueError,
     EnvelopeError,
     Missing,
+    NotACode,
     NotUuid,
     PublishError,
+    RetraceError,
     TooLong,
 )
 from .headers import HeaderError, TraceHeaders
@@ -49,8 +54,10 @@ __all__ = [
     "HeaderError",
     "Job",
     "JobPriority",
+    "MAX_ERROR_CODE_LEN",
     "MAX_ID_LEN",
     "Missing",
+    "NotACode",
     "NotUuid",
     "OUTCOMES_TOPIC",
     "OUTCOME_TYPE",
@@ -61,10 +68,12 @@ __all__ = [
     "QueueTopics",
     "ReceivedEvent",
     "Replay",
+    "RetraceError",
     "Retry",
     "TooLong",
     "TraceHeaders",
     "caused_by",
+    "check_error_code",
     "consume",
     "decode",
     "lane_of",
@@ -75,5 +84,6 @@ __all__ = [
     "root",
     "validate",
     "validate_outcome",
+    "with_error_code",
     "with_job",
 ]

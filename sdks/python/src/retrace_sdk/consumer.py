@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from google.protobuf.message import DecodeError
 
-from .envelope import outcome_of, validate
+from .envelope import outcome_of, validate, with_error_code
 from .errors import EnvelopeError
 from .headers import HeaderError, TraceHeaders, header_value
 from .messages import Envelope, OutcomeStatus, Replay
@@ -55,11 +55,13 @@ class ReceivedEvent:
 class Retry(Exception):
     """Raised by a handler for a failure worth trying again: a `RETRYING` outcome is
     published, and the handler runs again after `after` seconds, up to `max_attempts` in all
-    (consume's argument); the last failure is reported `FAILED`."""
+    (consume's argument); the last failure is reported `FAILED`. `code`, as `RetraceError`'s,
+    is the outcome's `error_code`."""
 
-    def __init__(self, reason: str, after: float = 1.0):
+    def __init__(self, reason: str, after: float = 1.0, code: Optional[str] = None):
         super().__init__(reason)
         self.after = after
+        self.code = code
 
 
 Handler = Callable[[ReceivedEvent], Any]
@@ -151,6 +153,11 @@ def consume(
       `max_attempts`, the last failure being `FAILED`;
     - it raises anything else: `FAILED` with the error text.
 
+    An exception with a string `code` attribute (`RetraceError(text, code=...)`,
+    `Retry(text, code=...)`) gives the outcome that `error_code`, which groups its failures
+    into one incident (docs/incidents.md); a code that is not one (ASCII letters, digits, `_`,
+    `.`, `-`, at most 64) is left out, and the error text says why.
+
     The event's offset is committed (synchronously) only once its outcome is acknowledged; an
     outcome that cannot be published is retried until it is, or until `stop`. A message that
     is neither an envelope nor traceable by its headers is logged and skipped.
@@ -226,26 +233,39 @@ def _handle(
     attempt = 1
     while True:
         retry_after = None
+        code = None
         try:
             handler(event)
             status, error = OutcomeStatus.OUTCOME_STATUS_PROCESSED, None
         except Retry as retry:
             status, error = OutcomeStatus.OUTCOME_STATUS_RETRYING, str(retry) or "retry"
             retry_after = retry.after
+            code = _code_of(retry)
             if attempt >= max_attempts:
                 status = OutcomeStatus.OUTCOME_STATUS_FAILED
         except Exception as failure:  # the handler's error becomes the outcome's
             status, error = OutcomeStatus.OUTCOME_STATUS_FAILED, str(failure) or type(failure).__name__
+            code = _code_of(failure)
         if status == OutcomeStatus.OUTCOME_STATUS_PROCESSED:
             # Only a success is remembered: a failed event's second record is a retry.
             recent.remember(event.envelope.event_id)
-        if not _report(publisher, outcome_of(event.envelope, name, status, error, attempt), stop):
+        outcome = outcome_of(event.envelope, name, status, error, attempt)
+        if code:
+            with_error_code(outcome, code)
+        if not _report(publisher, outcome, stop):
             return False
         if status != OutcomeStatus.OUTCOME_STATUS_RETRYING:
             return True
         if stop.wait(retry_after or 0):
             return False
         attempt += 1
+
+
+def _code_of(failure: BaseException) -> Optional[str]:
+    """The exception's `code` attribute when it is a string: `urllib`'s `HTTPError.code` is
+    a number, gRPC's `code` a method, neither a code of the handler's."""
+    code = getattr(failure, "code", None)
+    return code if isinstance(code, str) else None
 
 
 def _report(publisher: Publisher, outcome: Any, stop: threading.Event) -> bool:

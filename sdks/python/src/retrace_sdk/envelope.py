@@ -12,11 +12,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Optional, Union
 
-from .errors import ControlCharacter, Missing, NotUuid, TooLong
+from .errors import ControlCharacter, EnvelopeError, Missing, NotACode, NotUuid, TooLong
 from .messages import Envelope, Job, JobPriority, Outcome, OutcomeStatus
 
 #: Longest id (transaction, subject, source, type) accepted, in UTF-8 bytes.
 MAX_ID_LEN = 512
+
+#: Longest `Outcome.error_code` accepted, in characters (all ASCII).
+MAX_ERROR_CODE_LEN = 64
 
 Time = Union[_dt.datetime, float, int, None]
 Payload = Union[bytes, bytearray, str, Mapping, list, None]
@@ -233,10 +236,38 @@ def validate(envelope: Envelope) -> None:
 
 
 def validate_outcome(outcome: Outcome) -> None:
-    """Checks the ids an outcome must carry to be attached to its event."""
+    """Checks the ids an outcome must carry to be attached to its event, and its error code."""
     check_uuid("event_id", outcome.event_id)
     check_id("transaction_id", outcome.transaction_id)
     check_id("consumer", outcome.consumer)
+    check_error_code(outcome.error_code)
+
+
+_CODE = re.compile(r"[A-Za-z0-9_.-]*\Z")
+
+
+def check_error_code(code: str) -> None:
+    """Checks an `Outcome.error_code`: empty (none given), or 1 to 64 ASCII letters, digits,
+    `_`, `.` and `-` (as `retrace_proto::check_error_code`)."""
+    length = len(code.encode("utf-8"))
+    if length > MAX_ERROR_CODE_LEN:
+        raise TooLong("error_code", length, MAX_ERROR_CODE_LEN)
+    if not _CODE.match(code):
+        raise NotACode("error_code", code)
+
+
+def with_error_code(outcome: Outcome, code: str) -> Outcome:
+    """`outcome` with `code` as its `error_code`, the stable reason that groups it with
+    failures of the same cause (docs/incidents.md). A code `check_error_code` refuses is left
+    out and the error text says why, as the Rust `Outcome::with_error_code`: the outcome of a
+    handler that gave a bad code must still be published."""
+    try:
+        check_error_code(code)
+        outcome.error_code = code
+    except EnvelopeError as refused:
+        note = f"[error_code left out: {refused}]"
+        outcome.error = f"{outcome.error} {note}" if outcome.error else note
+    return outcome
 
 
 def status_name(status: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 
 class EnvelopeError(ValueError):
@@ -40,6 +41,27 @@ class TooLong(EnvelopeError):
         self.length = length
         self.limit = limit
         super().__init__(field, f"field `{field}` is {length} bytes long: the limit is {limit}")
+
+
+class NotACode(EnvelopeError):
+    def __init__(self, field: str, value: str):
+        self.value = value
+        super().__init__(
+            field,
+            f"field `{field}` is not a code ({json.dumps(value, ensure_ascii=False)}): use ASCII "
+            "letters, digits, `_`, `.` and `-` only, e.g. `population_register_timeout`",
+        )
+
+
+class RetraceError(Exception):
+    """Raised by a handler for a failure with a stable `code` for its cause, e.g.
+    `RetraceError("no answer within 2 s", code="population_register_timeout")`: the outcome
+    carries it as its `error_code`, and failures with one code are one incident whatever their
+    text (docs/incidents.md). Any exception with a string `code` attribute does the same."""
+
+    def __init__(self, message: str, code: Optional[str] = None):
+        super().__init__(message)
+        self.code = code
 
 
 class EnqueueError(ValueError):

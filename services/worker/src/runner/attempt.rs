@@ -56,33 +56,27 @@ pub(super) async fn attempt(
         0 => shared.config.max_attempts,
         own => own,
     };
-    let mut slow_for = None;
+    let slow_for = result.as_ref().err().and_then(JobError::retry_after);
+    let code = result
+        .as_ref()
+        .err()
+        .and_then(JobError::code)
+        .map(str::to_owned);
     let (settlement, error, copy) = match result {
         Ok(()) => (Settlement::Processed, None, None),
-        Err(JobError::Permanent(text)) => {
-            let headers = retry::next_headers(
-                &raw.headers,
-                job.attempt,
-                None,
-                Some(&format!("attempt {}: {text}", job.attempt)),
-            );
-            let dlq = shared.topics.dead_letter.clone();
-            (Settlement::Failed, Some(text), Some((dlq, headers)))
-        }
         Err(failure) => {
-            let (after, text) = match failure {
-                JobError::RetryAfter(after, text) => {
-                    slow_for = Some(after);
-                    (after, text)
-                }
-                JobError::Retry(text) | JobError::Permanent(text) => (Duration::ZERO, text),
-            };
+            let text = failure.text().to_owned();
             let line = format!("attempt {}: {text}", job.attempt);
-            if job.attempt >= max_attempts {
+            if failure.is_permanent() || job.attempt >= max_attempts {
+                let settlement = match failure.is_permanent() {
+                    true => Settlement::Failed,
+                    false => Settlement::DeadLettered,
+                };
                 let headers = retry::next_headers(&raw.headers, job.attempt, None, Some(&line));
                 let dlq = shared.topics.dead_letter.clone();
-                (Settlement::DeadLettered, Some(text), Some((dlq, headers)))
+                (settlement, Some(text), Some((dlq, headers)))
             } else {
+                let after = slow_for.unwrap_or(Duration::ZERO);
                 let delay = shared.config.backoff.delay(job.attempt).max(after);
                 let due = SystemTime::now() + delay;
                 let headers =
@@ -110,6 +104,10 @@ pub(super) async fn attempt(
             error.clone(),
             job.attempt,
         );
+        let outcome = match code {
+            Some(code) => outcome.with_error_code(code),
+            None => outcome,
+        };
         done = publish_outcome(&shared, &outcome).await;
     }
     JobSettled {

@@ -13,7 +13,8 @@ public class EnvelopeException extends IllegalArgumentException {
         MISSING,
         NOT_UUID,
         CONTROL_CHARACTER,
-        TOO_LONG
+        TOO_LONG,
+        NOT_A_CODE
     }
 
     private final Kind kind;
@@ -47,6 +48,14 @@ public class EnvelopeException extends IllegalArgumentException {
     static EnvelopeException tooLong(String field, int length, int limit) {
         return new EnvelopeException(
                 Kind.TOO_LONG, field, "field `" + field + "` is " + length + " bytes long: the limit is " + limit);
+    }
+
+    static EnvelopeException notACode(String field, String value) {
+        return new EnvelopeException(
+                Kind.NOT_A_CODE,
+                field,
+                "field `" + field + "` is not a code (" + debugQuoted(value)
+                        + "): use ASCII letters, digits, `_`, `.` and `-` only, e.g. `population_register_timeout`");
     }
 
     /** The field at fault, e.g. {@code transaction_id}, or a header name for header checks. */

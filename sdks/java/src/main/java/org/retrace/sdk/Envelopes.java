@@ -27,6 +27,11 @@ public final class Envelopes {
     /** Longest id (transaction, subject, source, type) accepted, in UTF-8 bytes. */
     public static final int MAX_ID_LEN = 512;
 
+    /** Longest {@code Outcome.error_code} accepted, in characters (all ASCII). */
+    public static final int MAX_ERROR_CODE_LEN = 64;
+
+    private static final Pattern ERROR_CODE = Pattern.compile("[A-Za-z0-9_.-]*");
+
     /** The topic outcomes are published on. */
     public static final String OUTCOMES_TOPIC = "retrace.outcomes";
 
@@ -129,11 +134,44 @@ public final class Envelopes {
         }
     }
 
-    /** Checks the ids an outcome must carry to be attached to its event. */
+    /** Checks the ids an outcome must carry to be attached to its event, and its error code. */
     public static void validate(Outcome outcome) {
         checkUuid("event_id", outcome.getEventId());
         checkId("transaction_id", outcome.getTransactionId());
         checkId("consumer", outcome.getConsumer());
+        checkErrorCode(outcome.getErrorCode());
+    }
+
+    /**
+     * Checks an {@code Outcome.error_code}: empty (none given), or 1 to 64 ASCII letters,
+     * digits, {@code _}, {@code .} and {@code -} (as {@code retrace_proto::check_error_code}).
+     */
+    public static void checkErrorCode(String code) {
+        int length = code.getBytes(StandardCharsets.UTF_8).length;
+        if (length > MAX_ERROR_CODE_LEN) {
+            throw EnvelopeException.tooLong("error_code", length, MAX_ERROR_CODE_LEN);
+        }
+        if (!ERROR_CODE.matcher(code).matches()) {
+            throw EnvelopeException.notACode("error_code", code);
+        }
+    }
+
+    /**
+     * {@code outcome} with {@code code} as its {@code error_code}, the stable reason that
+     * groups it with failures of the same cause ({@code docs/incidents.md}). A code
+     * {@link #checkErrorCode} refuses is left out and the error says why, as the Rust
+     * {@code Outcome::with_error_code}: the outcome of a handler that gave a bad code must still
+     * be published.
+     */
+    public static Outcome withErrorCode(Outcome outcome, String code) {
+        try {
+            checkErrorCode(code);
+            return outcome.toBuilder().setErrorCode(code).build();
+        } catch (EnvelopeException refused) {
+            String note = "[error_code left out: " + refused.getMessage() + "]";
+            String error = outcome.getError().isEmpty() ? note : outcome.getError() + " " + note;
+            return outcome.toBuilder().setError(error).build();
+        }
     }
 
     static void checkId(String field, String value) {

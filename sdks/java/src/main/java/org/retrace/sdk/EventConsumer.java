@@ -43,6 +43,10 @@ import retrace.v1.EnvelopeOuterClass.Replay;
  *   <li>it throws anything else: {@code FAILED} with the exception's message.
  * </ul>
  *
+ * <p>An exception that implements {@link ErrorCoded} ({@link RetraceException},
+ * {@link RetryException} with a code) gives the outcome its {@code error_code}, which groups
+ * its failures into one incident ({@code docs/incidents.md}).
+ *
  * <p>An event's offset is committed (synchronously) only once its last outcome is acknowledged
  * by Kafka; an outcome Kafka refuses is retried until it is taken or the consumer is stopped,
  * so a crash means the event is handled again (at least once). Messages that are not envelopes
@@ -387,6 +391,7 @@ public final class EventConsumer implements Runnable, AutoCloseable {
         for (int attempt = 1; ; attempt++) {
             OutcomeStatus status;
             String error = null;
+            String code = null;
             Duration retryAfter = Duration.ZERO;
             try {
                 handler.handle(event.withAttempt(attempt));
@@ -397,6 +402,7 @@ public final class EventConsumer implements Runnable, AutoCloseable {
                         : OutcomeStatus.OUTCOME_STATUS_RETRYING;
                 error = retry.getMessage() != null ? retry.getMessage() : "retry";
                 retryAfter = retry.after();
+                code = retry.code();
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 return false;
@@ -404,6 +410,7 @@ public final class EventConsumer implements Runnable, AutoCloseable {
                 // The handler's error becomes the outcome's.
                 status = OutcomeStatus.OUTCOME_STATUS_FAILED;
                 error = failure.getMessage() != null ? failure.getMessage() : failure.getClass().getName();
+                code = failure instanceof ErrorCoded coded ? coded.code() : null;
             }
             if (status == OutcomeStatus.OUTCOME_STATUS_PROCESSED) {
                 // Only a success is remembered: a failed event's second record is a retry.
@@ -411,7 +418,11 @@ public final class EventConsumer implements Runnable, AutoCloseable {
                     recent.put(event.envelope().getEventId(), Boolean.TRUE);
                 }
             }
-            if (!report(Envelopes.outcomeOf(event.envelope(), consumerName, status, error, attempt))) {
+            var outcome = Envelopes.outcomeOf(event.envelope(), consumerName, status, error, attempt);
+            if (code != null && !code.isEmpty()) {
+                outcome = Envelopes.withErrorCode(outcome, code);
+            }
+            if (!report(outcome)) {
                 return false;
             }
             if (status != OutcomeStatus.OUTCOME_STATUS_RETRYING) {

@@ -196,7 +196,7 @@ class KafkaTest {
             int attempt = attempts.merge(id, 1, Integer::sum);
             assertEquals(attempt, event.attempt());
             if (event.envelope().getSubjectIdsList().contains("beneficiary:3")) {
-                throw new IllegalStateException("registry timeout");
+                throw new RetraceException("registry timeout", "registry_timeout");
             }
             if (id.equals(flaky.getEventId()) && attempt == 1) {
                 throw new RetryException("renderer busy", Duration.ZERO);
@@ -243,6 +243,7 @@ class KafkaTest {
         Outcome failed = Kafka.copy(recording.outcomes).stream().map(Map.Entry::getKey)
                 .filter(o -> o.getEventId().equals(failing.getEventId())).findFirst().orElseThrow();
         assertEquals("registry timeout", failed.getError());
+        assertEquals("registry_timeout", failed.getErrorCode());
         assertEquals(1, failed.getAttempt());
         List<Integer> retried = Kafka.copy(recording.outcomes).stream().map(Map.Entry::getKey)
                 .filter(o -> o.getEventId().equals(flaky.getEventId())).map(Outcome::getAttempt).toList();

@@ -99,6 +99,40 @@ class ValidationTest {
     }
 
     @Test
+    void anErrorCodeIsAsciiLettersDigitsAndThreeMarks() {
+        for (String good : List.of("", "population_register_timeout", "http_503", "ECONNREFUSED", "40001", "a.b-c",
+                "x".repeat(Envelopes.MAX_ERROR_CODE_LEN))) {
+            Envelopes.checkErrorCode(good);
+        }
+        for (String bad : List.of("two words", "a/b", "café")) {
+            EnvelopeException refused = assertThrows(EnvelopeException.class, () -> Envelopes.checkErrorCode(bad));
+            assertEquals("error_code", refused.field());
+            assertEquals(EnvelopeException.Kind.NOT_A_CODE, refused.kind());
+        }
+        assertEquals("field `error_code` is not a code (\"register timeout\"): use ASCII letters, digits, `_`, `.` and "
+                + "`-` only, e.g. `population_register_timeout`",
+                assertThrows(EnvelopeException.class, () -> Envelopes.checkErrorCode("register timeout")).getMessage());
+        assertEquals("field `error_code` is 65 bytes long: the limit is 64",
+                assertThrows(EnvelopeException.class, () -> Envelopes.checkErrorCode("x".repeat(65))).getMessage());
+    }
+
+    @Test
+    void withErrorCodeSetsAGoodCodeAndLeavesABadOneOutSayingWhy() {
+        var failed = Envelopes.outcomeOf(root().build(), "validation", OutcomeStatus.OUTCOME_STATUS_FAILED, "no answer", 1);
+        var coded = Envelopes.withErrorCode(failed, "population_register_timeout");
+        assertEquals("population_register_timeout", coded.getErrorCode());
+        assertEquals("no answer", coded.getError());
+        Envelopes.validate(coded);
+        var refused = Envelopes.withErrorCode(failed, "register timeout");
+        assertEquals("", refused.getErrorCode());
+        assertTrue(refused.getError().startsWith("no answer [error_code left out: field `error_code` is not a code"),
+                refused.getError());
+        Envelopes.validate(refused);
+        var invalid = failed.toBuilder().setErrorCode("register timeout").build();
+        assertEquals("error_code", assertThrows(EnvelopeException.class, () -> Envelopes.validate(invalid)).field());
+    }
+
+    @Test
     void eachPriorityHasItsLane() {
         Envelope.Builder job = root();
         for (var lane : Map.of(JobPriority.JOB_PRIORITY_NORMAL, "retrace.jobs.certificates",

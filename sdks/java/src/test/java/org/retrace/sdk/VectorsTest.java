@@ -27,7 +27,8 @@ class VectorsTest {
     void everyNamedVectorIsThere() {
         Set<String> names = vectors().map(v -> v.get("name").getAsString()).collect(Collectors.toSet());
         assertEquals(Set.of("root", "root_with_subjects_and_payload", "caused_by", "job_urgent", "job_bulk",
-                "job_unspecified_priority", "replayed", "outcome_processed", "outcome_failed", "outcome_retrying"),
+                "job_unspecified_priority", "replayed", "outcome_processed", "outcome_failed", "outcome_retrying",
+                "outcome_failed_with_code"),
                 names);
     }
 
