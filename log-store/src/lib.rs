@@ -12,6 +12,7 @@ mod codec;
 mod compact;
 mod damage;
 mod format;
+mod incidents;
 mod keys;
 mod positions;
 mod replays;
@@ -26,6 +27,10 @@ pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
 pub use backup::{BackupSummary, restore};
 pub use compact::{CompactionSummary, compact};
 pub use format::FORMAT_VERSION;
+pub use incidents::{
+    Incident, IncidentCause, IncidentChange, IncidentMember, IncidentRule, IncidentSubject,
+    IncidentTransition, StepFailure, TransactionFailures,
+};
 pub use replays::{ReplayRecord, ReplayState};
 pub use store::{LogStore, PreparedRecord, StoreOptions};
 
@@ -213,12 +218,14 @@ pub struct LogReset {
 }
 
 /// What one [`LogStore::append`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AppendSummary {
     pub appended: usize,
     /// Records at or behind the stored position of their partition's log (epoch): already
     /// archived.
     pub already_archived: usize,
+    /// Incidents the batch opened, reopened or resolved.
+    pub incidents: Vec<IncidentChange>,
 }
 
 /// A transaction that touched a subject.

@@ -3,19 +3,21 @@
 
 mod consistency;
 mod erasure;
+mod incidents;
 mod indexes;
 mod reads;
 mod replays;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use prost::Message;
 
+use crate::incidents::IncidentRule;
 use crate::positions::{Cursor, encode_position, now_ms, parse_position};
 use crate::{
     AppendSummary, ArchivedRecord, AuditEntry, LogReset, Position, RecordKey, StoreError, codec,
@@ -23,7 +25,7 @@ use crate::{
 };
 use indexes::{IndexEntry, index_entries};
 
-/// Memory the engine may use, whatever the archive's size.
+/// Memory the engine may use, whatever the archive's size, and the incident rule.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Block cache for reads.
@@ -36,6 +38,10 @@ pub struct StoreOptions {
     /// compactions still have room and the engine never meets a failed write, which it
     /// cannot recover from without a restart.
     pub disk_reserve_bytes: u64,
+    /// How failures group into incidents. With it, every append keeps the incident index
+    /// and an open rebuilds the index when it is missing; without it (tools that copy or
+    /// inspect an archive), an append marks the index stale for the next open with it.
+    pub incidents: Option<Arc<dyn IncidentRule>>,
 }
 
 impl Default for StoreOptions {
@@ -44,6 +50,7 @@ impl Default for StoreOptions {
             cache_bytes: 64 << 20,
             memtable_bytes: 32 << 20,
             disk_reserve_bytes: 256 << 20,
+            incidents: None,
         }
     }
 }
@@ -75,6 +82,11 @@ pub(crate) struct Inner {
     flagged: Keyspace,
     /// mark time transaction → (): transactions by when they started or failed.
     marks: Keyspace,
+    /// The incident index: see [`incidents`].
+    incidents: Keyspace,
+    incident_rule: Option<Arc<dyn IncidentRule>>,
+    /// `meta/incidents_built` is present: cleared by the first write made without the rule.
+    incidents_built: AtomicBool,
     /// replay id → encoded [`ReplayRecord`](crate::ReplayRecord).
     replays: Keyspace,
     /// transaction \0 replay id → ().
@@ -138,6 +150,9 @@ impl LogStore {
             outcomes: keyspace("outcomes")?,
             flagged: keyspace("flagged")?,
             marks: keyspace("marks")?,
+            incidents: keyspace("incidents")?,
+            incident_rule: options.incidents.clone(),
+            incidents_built: AtomicBool::new(false),
             replays: keyspace("replays")?,
             replays_by_transaction: keyspace("replays_by_transaction")?,
             replay_keys: keyspace("replay_keys")?,
@@ -158,6 +173,11 @@ impl LogStore {
             .audit_head
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = inner.read_audit_head()?;
+        let built = inner
+            .meta
+            .contains_key(incidents::BUILT_KEY)
+            .map_err(inner.error("read the incident index's state"))?;
+        inner.incidents_built.store(built, Ordering::Relaxed);
         let next_offsets = inner.read_positions()?;
         *inner
             .next_offsets
@@ -173,9 +193,16 @@ impl LogStore {
                 ((p.topic, p.partition), cursor)
             })
             .collect();
-        Ok(LogStore {
+        let store = LogStore {
             inner: Arc::new(inner),
-        })
+        };
+        if let Some(rule) = &options.incidents
+            && !built
+        {
+            store.rebuild_incidents(rule.as_ref())?;
+            store.inner.incidents_built.store(true, Ordering::Relaxed);
+        }
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
@@ -225,6 +252,7 @@ impl LogStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut new_head = audit_head.clone();
+        let mut appended = Vec::new();
         for record in records {
             let key = &record.key;
             if !keys::fits(key) {
@@ -290,8 +318,10 @@ impl LogStore {
             if let Some(cursor) = moved {
                 advanced.insert((key.topic.as_str(), key.partition), cursor);
             }
+            appended.push(record);
             summary.appended += 1;
         }
+        summary.incidents = self.keep_incidents(&appended, &mut batch)?;
         let record_count = inner.record_count.load(Ordering::Relaxed) + summary.appended as u64;
         if summary.appended > 0 {
             batch.insert(
@@ -387,6 +417,10 @@ impl LogStore {
 #[derive(Debug, Clone)]
 pub struct PreparedRecord {
     key: RecordKey,
+    /// The record's transaction, and whether it reports a failure: what decides whether
+    /// the incident index looks at it.
+    transaction: Option<String>,
+    failure: bool,
     primary: Vec<u8>,
     encoded: Vec<u8>,
     index_entries: Vec<IndexEntry>,
@@ -413,6 +447,12 @@ impl PreparedRecord {
         };
         Ok(PreparedRecord {
             index_entries,
+            transaction: record
+                .ids
+                .as_ref()
+                .map(|ids| ids.transaction_id.clone())
+                .filter(|id| !id.is_empty()),
+            failure: record.outcome.as_ref().is_some_and(|o| o.failed),
             key: record.key.clone(),
             primary,
             audit: record.audit.clone(),
@@ -432,7 +472,7 @@ impl Inner {
         move |source| crate::damage::classify(&self.path, &self.all_keyspaces(), operation, source)
     }
 
-    pub(crate) fn all_keyspaces(&self) -> [&Keyspace; 14] {
+    pub(crate) fn all_keyspaces(&self) -> [&Keyspace; 15] {
         [
             &self.records,
             &self.by_transaction,
@@ -448,6 +488,7 @@ impl Inner {
             &self.replays_by_transaction,
             &self.replay_keys,
             &self.audit,
+            &self.incidents,
         ]
     }
 

@@ -7,6 +7,7 @@
 
 mod admin;
 mod error;
+mod incidents;
 mod jobs;
 mod replay;
 mod schema;
@@ -14,6 +15,7 @@ mod trace;
 
 pub use admin::*;
 pub use error::*;
+pub use incidents::*;
 pub use jobs::*;
 pub use replay::*;
 pub use trace::*;

@@ -50,6 +50,11 @@ pub struct BulkReplayRequest {
     pub topic: Option<String>,
     #[serde(rename = "type", default)]
     pub event_type: Option<String>,
+    /// Replay the transactions of this incident that still fail with its cause, and of
+    /// each only the events whose step fails with it; the time, topic and type filters
+    /// must then be absent.
+    #[serde(default)]
+    pub incident: Option<String>,
     /// Replay only failed events of each transaction (default true).
     #[serde(default = "yes")]
     #[schema(default = true)]

@@ -245,6 +245,9 @@ pub struct OutcomeView {
     pub status: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
+    /// The consumer's code for the cause, when it gave one (docs/incidents.md).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error_code: String,
     /// Who reported it through the gateway (`POST /v1/outcomes`); absent for outcomes a
     /// service published on Kafka itself.
     #[serde(default, skip_serializing_if = "String::is_empty")]

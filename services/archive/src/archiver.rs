@@ -389,7 +389,7 @@ impl Archiver {
             let error = match written {
                 Ok(Ok(summary)) => {
                     BatchArchived {
-                        summary,
+                        summary: &summary,
                         elapsed: started.elapsed(),
                     }
                     .emit();

@@ -3,12 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use retrace_auth::AuthConfig;
 use retrace_http::TlsFiles;
 use retrace_log_store::StoreOptions;
 use retrace_sdk::TopicSpec;
+
+use crate::incidents::FingerprintRule;
 pub use retrace_service::ConfigError;
 use retrace_service::{
     CommonArgs, CommonConfig, CommonSections, DEFAULT_BOOTSTRAP, KafkaSection, LogSection,
@@ -74,7 +77,7 @@ pub struct ArchiveConfig {
     pub group_id: String,
     pub data_dir: PathBuf,
     pub batch: BatchSettings,
-    /// Not configurable: the engine's memory caps.
+    /// Not configurable: the engine's memory caps, and the incident rule.
     #[serde(skip)]
     pub store: StoreOptions,
     /// How often topic metadata is refreshed, so new topics are archived soon after they
@@ -127,7 +130,10 @@ impl ArchiveConfig {
                 max_records: 5000,
                 max_wait: Duration::from_millis(50),
             },
-            store: StoreOptions::default(),
+            store: StoreOptions {
+                incidents: Some(Arc::new(FingerprintRule)),
+                ..StoreOptions::default()
+            },
             metadata_refresh: Duration::from_secs(5),
             replay_bulk_admin_above: DEFAULT_REPLAY_BULK_ADMIN_ABOVE,
             masking: MaskingConfig::default(),

@@ -2,6 +2,7 @@
 //! emitting its log line and its metrics together; here what ingests, in [`serving`] what
 //! serves the API. [`register_metrics`] registers the archive's series at zero as it opens.
 
+mod incidents;
 mod serving;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use retrace_log_store::{AppendSummary, RecordKind};
 use retrace_telemetry::{InternalEvent, register};
 use tracing::{debug, error, info, warn};
 
+pub(crate) use incidents::*;
 pub(crate) use serving::*;
 
 use crate::ArchiveConfig;
@@ -61,6 +63,7 @@ pub(crate) fn register_metrics(config: &ArchiveConfig) {
         register(plain, &[]);
     }
     serving::register_metrics();
+    incidents::register_metrics();
     retrace_sdk::register_metrics(&[], &[]);
 }
 
@@ -113,13 +116,17 @@ impl InternalEvent for ApiListening<'_> {
     }
 }
 
-pub(crate) struct BatchArchived {
-    pub summary: AppendSummary,
+/// A batch written, and the incidents it changed.
+pub(crate) struct BatchArchived<'a> {
+    pub summary: &'a AppendSummary,
     pub elapsed: Duration,
 }
 
-impl InternalEvent for BatchArchived {
+impl InternalEvent for BatchArchived<'_> {
     fn emit(self) {
+        for change in &self.summary.incidents {
+            IncidentChanged { change }.emit();
+        }
         debug!(
             appended = self.summary.appended,
             already_archived = self.summary.already_archived,

@@ -7,5 +7,7 @@
 //! docs/incidents.md; keep the two in step.
 
 mod fingerprint;
+mod rule;
 
 pub use fingerprint::{Cause, Fingerprint, MAX_CAUSE_CHARS, normalise_error};
+pub use rule::FingerprintRule;

@@ -136,6 +136,8 @@ impl Archive {
         let store = tokio::task::spawn_blocking(move || {
             let store = LogStore::open(&data_dir, &options)?;
             fail_interrupted_replays(&store)?;
+            let open = store.incidents()?.iter().filter(|i| i.is_open()).count();
+            events::IncidentsOpen { open: open as u64 }.emit();
             Ok::<_, StoreError>(store)
         })
         .await

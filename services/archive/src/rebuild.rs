@@ -174,7 +174,7 @@ fn write(
     let started = std::time::Instant::now();
     let summary = store.append(batch)?;
     BatchArchived {
-        summary,
+        summary: &summary,
         elapsed: started.elapsed(),
     }
     .emit();

@@ -114,11 +114,11 @@ pub fn failed_event_ids(records: &[ArchivedRecord]) -> HashSet<String> {
 }
 
 /// Each event's outcomes, in the order of `records` (time order).
-type Outcomes<'r> = HashMap<&'r str, Vec<(i64, OutcomeView, OutcomeStatus)>>;
+pub(crate) type Outcomes<'r> = HashMap<&'r str, Vec<(i64, OutcomeView, OutcomeStatus)>>;
 
 /// An outcome that names a topic speaks only for an event on that topic: one reported through
 /// the gateway by a caller allowed only some topics, about an event of another, is ignored.
-fn outcomes_by_event(records: &[ArchivedRecord]) -> Outcomes<'_> {
+pub(crate) fn outcomes_by_event(records: &[ArchivedRecord]) -> Outcomes<'_> {
     let topics: HashMap<&str, &str> = records
         .iter()
         .filter(|r| r.outcome.is_none())
@@ -149,7 +149,7 @@ fn replay_answers(replay: &ReplayRecord, failed_at_ms: i64) -> bool {
     replay.requested_at_ms >= failed_at_ms && replay.state() != ReplayState::Failed
 }
 
-fn is_failure(status: OutcomeStatus) -> bool {
+pub(crate) fn is_failure(status: OutcomeStatus) -> bool {
     matches!(status, OutcomeStatus::Failed | OutcomeStatus::DeadLettered)
 }
 
@@ -403,6 +403,7 @@ pub fn outcome_view(outcome: &Outcome, archived_time_ms: i64) -> OutcomeView {
         consumer: outcome.consumer.clone(),
         status: status.to_owned(),
         error: outcome.error.clone(),
+        error_code: outcome.error_code.clone(),
         reported_by: outcome.reported_by.clone(),
         attempt: outcome.attempt,
         time: rfc3339(archived_time_ms),
