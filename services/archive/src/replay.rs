@@ -42,6 +42,8 @@ const SAVE_EVERY: Duration = Duration::from_millis(500);
 pub struct Selection {
     pub from_event_id: Option<String>,
     pub only_failed: bool,
+    /// Only these events (an incident's failing steps).
+    pub events: Option<HashSet<String>>,
     pub target_topic: Option<String>,
 }
 
@@ -93,7 +95,10 @@ pub fn plan(records: &[ArchivedRecord], selection: &Selection) -> Result<Vec<Pla
             .ok_or_else(|| PlanError::UnknownFromEvent(from.clone()))?,
         None => 0,
     };
-    let failed = selection.only_failed.then(|| failed_event_ids(records));
+    let failed = match &selection.events {
+        Some(events) => Some(events.clone()),
+        None => selection.only_failed.then(|| failed_event_ids(records)),
+    };
     let mut seen = HashSet::new();
     Ok(originals[start..]
         .iter()

@@ -17,17 +17,21 @@ const state = {
   view: 0,
   home: { since: '1h', topic: '', type: '', service: '', cursors: [null] },
   subject: { id: null, cursors: [null] },
+  incidents: { status: 'all', cursors: [null] },
+  incident: { id: null, cursors: [null], subjectCursors: [null] },
+  // The new-incident banner's round of requests runs (one at most).
+  watching: false,
   audit: { since: '24h', actor: '', target: '', cursors: [null] },
 };
 
 // ---------------------------------------------------------------- helpers
 
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
+/// Gives `el` its attributes (`on…` ones become listeners; absent and false ones are left out)
+/// and its children (strings as text).
+function build(el, attrs, children) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
-    else if (key === 'class') el.className = value;
     else el.setAttribute(key, value === true ? '' : value);
   }
   for (const child of children.flat(Infinity)) {
@@ -36,6 +40,10 @@ function h(tag, attrs, ...children) {
   }
   return el;
 }
+
+const h = (tag, attrs, ...children) => build(document.createElement(tag), attrs, children);
+/// An SVG element, for the charts the page draws itself.
+const svg = (tag, attrs, ...children) => build(document.createElementNS('http://www.w3.org/2000/svg', tag), attrs, children);
 
 const $ = (selector, root = document) => root.querySelector(selector);
 /// Replaces an element's children, leaving out the absent ones (`cond ? node : null`).
@@ -85,7 +93,8 @@ function requestKey() {
 }
 
 const badge = (status, text) => h('span', { class: `badge ${status}` }, text || status.replace('_', ' '));
-const txLink = (id) => h('a', { href: `#/tx/${enc(id)}`, class: 'mono' }, id);
+/// A transaction's page, opened at `event` when given.
+const txLink = (id, event) => h('a', { href: event ? `#/tx/${enc(id)}/${enc(event)}` : `#/tx/${enc(id)}`, class: 'mono' }, id);
 const subjectLink = (id) => h('a', { href: `#/subject/${enc(id)}`, class: 'mono' }, id);
 
 function errorBox(error) {
@@ -227,6 +236,9 @@ function renderWho() {
   if (!state.me) {
     who.textContent = '';
     out.hidden = true;
+    const banner = $('#incident-banner');
+    banner.hidden = true;
+    delete banner.dataset.key;
   } else {
     who.textContent = `${state.me.actor} · ${state.me.role}`;
     out.hidden = false;
@@ -240,6 +252,8 @@ function renderWho() {
 
 const ROUTES = [
   [/^#?\/?$/, homePage, 'Failed transactions'],
+  [/^#\/incidents$/, incidentsPage, 'Incidents'],
+  [/^#\/incident\/([^/]+)$/, incidentPage, 'Incident'],
   [/^#\/tx\/([^/]+)(?:\/([^/]+))?$/, transactionPage, 'Transaction'],
   [/^#\/find\/(.+)$/, findPage, 'Search'],
   [/^#\/subject\/(.+)$/, subjectPage, 'Subject'],
@@ -265,6 +279,7 @@ async function route() {
       `${state.me.actor} (role ${state.me.role}) may not read traces; the console needs the trace:read permission. Ask an admin, or sign out and use another token.`));
     return;
   }
+  watchIncidents();
   for (const [pattern, page, title] of ROUTES) {
     const match = location.hash.match(pattern);
     if (!match) continue;
@@ -368,6 +383,264 @@ async function homePage(view) {
         h('tbody', {}, rows))
       : h('p', { class: 'note' }, 'No failed transaction matches these filters.'),
     pager(filters.cursors, page.next_cursor, route));
+}
+
+// ---------------------------------------------------------------- incidents
+
+const MINUTE_MS = 60000;
+/// How many minutes one bar of a chart may stand for.
+const BAR_MINUTES = [1, 5, 15, 60, 360, 1440];
+const MINUTE_FORMAT = new Intl.DateTimeFormat(undefined, {
+  month: 'short', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+});
+
+/// Failures over time as a bar chart the page draws itself (an inline SVG): `counts` are
+/// `{minute, failures}`, oldest first, minutes without a failure given as zero or left out.
+/// A bar stands for as few minutes as keep the bars to `bars`; `axes` labels the highest
+/// count and the first and last minutes.
+function failureChart(counts, { bars, width, height, axes = false, id }) {
+  if (!counts.length) return h('p', { id }, 'No failure recorded.');
+  const first = Date.parse(counts[0].minute);
+  const span = Date.parse(counts[counts.length - 1].minute) + MINUTE_MS - first;
+  const minutes = BAR_MINUTES.find((m) => span <= bars * m * MINUTE_MS) || Math.ceil(span / (bars * MINUTE_MS));
+  const step = minutes * MINUTE_MS;
+  const totals = new Array(Math.ceil(span / step)).fill(0);
+  for (const c of counts) totals[Math.floor((Date.parse(c.minute) - first) / step)] += c.failures;
+  const most = Math.max(1, ...totals);
+  const per = minutes === 1 ? 'minute' : `${minutes} minutes`;
+  const [left, top, bottom] = axes ? [36, 6, 18] : [0, 1, 0];
+  const plot = { width: width - left, height: height - top - bottom };
+  const slot = plot.width / totals.length;
+  const gap = slot >= 3 ? slot * 0.2 : 0;
+  const label = `Failures per ${per} from ${MINUTE_FORMAT.format(first)} to ${MINUTE_FORMAT.format(first + span)}: `
+    + `${totals.reduce((a, b) => a + b, 0)} in all, at most ${most} per ${per}`;
+  const baseline = top + plot.height;
+  return svg('svg', { id, class: axes ? 'chart large' : 'chart', role: 'img', 'aria-label': label,
+    viewBox: `0 0 ${width} ${height}`, width, height },
+  svg('line', { class: 'baseline', x1: left, x2: width, y1: baseline, y2: baseline }),
+  totals.map((n, i) => {
+    if (!n) return null;
+    const tall = Math.max((n / most) * plot.height, 1.5);
+    return svg('rect', { class: 'column', x: (left + i * slot + gap / 2).toFixed(2), y: (baseline - tall).toFixed(2),
+      width: (slot - gap).toFixed(2), height: tall.toFixed(2) },
+    svg('title', {}, `${MINUTE_FORMAT.format(first + i * step)}: ${plural(n, 'failure')}`));
+  }),
+  axes ? [
+    svg('text', { x: left - 6, y: top + 10, 'text-anchor': 'end' }, most),
+    svg('text', { x: left - 6, y: baseline, 'text-anchor': 'end' }, 0),
+    svg('text', { x: left, y: height - 3 }, MINUTE_FORMAT.format(first)),
+    svg('text', { x: width, y: height - 3, 'text-anchor': 'end' }, MINUTE_FORMAT.format(first + span)),
+  ] : null);
+}
+
+const incidentLink = (i) => h('a', { href: `#/incident/${enc(i.incident_id)}` }, i.cause);
+/// Where an incident's failures happen: `registrations · birth.registration.submitted.v1 → validation`.
+const incidentStep = (i) => `${i.topic} · ${i.type} → ${i.consumer}`;
+const incidentBadge = (i) => (i.status === 'open' ? badge('failed', 'open') : badge('ok', 'resolved'));
+
+async function incidentsPage(view) {
+  const filters = state.incidents;
+  const form = h('form', { class: 'filters', 'aria-label': 'Filters' },
+    h('label', {}, 'Status',
+      h('select', { name: 'status' }, ['all', 'open', 'resolved'].map((v) =>
+        h('option', { value: v, selected: v === filters.status }, v)))),
+    h('button', { type: 'submit' }, 'Apply'));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    filters.status = form.elements.status.value;
+    filters.cursors = [null];
+    route();
+  });
+  const page = await api('/v1/incidents', { query: {
+    status: filters.status === 'all' ? null : filters.status,
+    limit: PAGE_SIZE, cursor: filters.cursors[filters.cursors.length - 1],
+  } });
+  const rows = page.items.map((i) => h('tr', { 'data-incident-id': i.incident_id },
+    h('td', {}, incidentBadge(i), i.reopened ? h('div', { class: 'gap' }, `reopened ${i.reopened}×`) : null),
+    h('td', {}, incidentLink(i)),
+    h('td', {}, incidentStep(i)),
+    h('td', { class: 'count' }, `${i.failing} / ${i.transactions}`),
+    h('td', {}, when(i.first_seen)),
+    h('td', {}, when(i.last_seen)),
+    h('td', {}, failureChart(i.recent, { bars: 60, width: 180, height: 28 }))));
+  show(view,
+    h('h1', {}, 'Incidents'),
+    h('p', { class: 'meta' }, `Failed steps grouped by where and why they failed; the latest failure first. Times in ${TIME_ZONE}.`),
+    form,
+    rows.length
+      ? h('table', { id: 'incidents' },
+        h('caption', { class: 'visually-hidden' }, 'Incidents'),
+        h('thead', {}, h('tr', {}, ['Status', 'Cause', 'Step', 'Failing / transactions', 'First seen', 'Last seen', 'Failures per minute, the hour to last seen']
+          .map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, rows))
+      : h('p', { class: 'note' }, filters.status === 'all' ? 'No step has failed.' : `No ${filters.status} incident.`),
+    pager(filters.cursors, page.next_cursor, route));
+}
+
+async function incidentPage(view, id) {
+  const paging = state.incident;
+  if (paging.id !== id) Object.assign(paging, { id, cursors: [null], subjectCursors: [null] });
+  const page = { id, view, detail: null, sections: {
+    summary: h('div', { id: 'incident-summary' }),
+    transactions: h('section', { id: 'incident-transactions', 'aria-labelledby': 'transactions-title' }),
+  } };
+  await fetchIncident(page);
+  renderIncident(page);
+  const replay = can('replay') ? incidentReplay(page) : null;
+  show(view, page.sections.summary, replay, page.sections.transactions, await incidentSubjects(page));
+}
+
+async function fetchIncident(page) {
+  const cursors = state.incident.cursors;
+  page.detail = await api(`/v1/incidents/${enc(page.id)}`, { query: { limit: PAGE_SIZE, cursor: cursors[cursors.length - 1] } });
+}
+
+function renderIncident(page) {
+  const { incident: i, minutes, transactions, next_cursor: next, subjects } = page.detail;
+  put(page.sections.summary,
+    h('h1', {}, 'Incident: ', i.cause, ' ', incidentBadge(i)),
+    h('div', { class: 'meta' },
+      h('span', {}, 'Step ', h('b', {}, incidentStep(i))),
+      h('span', {}, i.cause_kind === 'code' ? 'Cause: the error code the consumer gave' : 'Cause: the error text, its numbers and ids left out')),
+    h('div', { class: 'meta' },
+      h('span', {}, 'First seen ', h('b', {}, when(i.first_seen))),
+      h('span', {}, 'Last seen ', h('b', {}, when(i.last_seen))),
+      i.reopened ? h('span', {}, `Reopened ${i.reopened}× (last `, when(i.opened_at), ')') : null,
+      i.resolved_at ? h('span', {}, 'Resolved ', h('b', {}, when(i.resolved_at))) : null,
+      h('span', {}, `Times in ${TIME_ZONE}`)),
+    h('dl', { class: 'stats', id: 'incident-stats' },
+      [['Still failing', i.failing], ['Transactions', i.transactions], ['Failures', i.failures], ['Subjects', subjects]]
+        .map(([label, value]) => [h('dt', {}, label), h('dd', {}, value)])),
+    h('p', {}, 'Latest error: ', h('span', { class: 'error-text' }, i.example_error)),
+    failureChart(minutes, { bars: 120, width: 760, height: 160, axes: true, id: 'incident-chart' }),
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'secondary', onclick: () => reloadIncident(page) }, 'Refresh')));
+  put(page.sections.transactions,
+    h('h2', { id: 'transactions-title' }, 'Transactions'),
+    h('p', { class: 'meta' }, 'Those still failing first; each opens at its failed event.'),
+    h('table', { id: 'incident-transaction-list' },
+      h('thead', {}, h('tr', {}, ['Transaction', 'State', 'Failures', 'First failed', 'Last failed', 'Subjects'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, transactions.map((t) => h('tr', { 'data-failing': String(t.failing) },
+        h('td', {}, txLink(t.transaction_id, t.failing_event_ids[0])),
+        h('td', {}, t.failing ? badge('failed', 'failing') : [badge('ok', 'recovered'), ' ', when(t.recovered_at)]),
+        h('td', {}, t.failures),
+        h('td', {}, when(t.first_failed_at)),
+        h('td', {}, when(t.last_failed_at)),
+        h('td', {}, t.subject_ids.map((s) => [subjectLink(s), ' '])))))),
+    pager(state.incident.cursors, next, route));
+}
+
+async function reloadIncident(page) {
+  await fetchIncident(page);
+  if (current(page.view)) renderIncident(page);
+}
+
+/// The subjects an incident touched, a page at a time, and their export.
+async function incidentSubjects(page) {
+  const cursors = state.incident.subjectCursors;
+  const list = await api(`/v1/incidents/${enc(page.id)}/subjects`, { query: { limit: PAGE_SIZE, cursor: cursors[cursors.length - 1] } });
+  return h('section', { id: 'incident-subject-list', 'aria-labelledby': 'subjects-title' },
+    h('h2', { id: 'subjects-title' }, 'Subjects'),
+    h('p', { class: 'meta' }, `${plural(page.detail.subjects, 'subject')}, each with the incident's transactions that carry it.`),
+    exportButtons({ path: `/v1/exports/incidents/${enc(page.id)}/subjects`, name: `retrace-incident-${page.id}`,
+      columns: INCIDENT_CSV_COLUMNS, row: (s) => s, noun: 'subject' }),
+    h('table', { id: 'incident-subjects' },
+      h('thead', {}, h('tr', {}, ['Subject', 'State', 'Transactions'].map((c) => h('th', { scope: 'col' }, c)))),
+      h('tbody', {}, list.items.map((s) => h('tr', {},
+        h('td', {}, subjectLink(s.subject_id)),
+        h('td', {}, s.failing ? badge('failed', 'failing') : badge('ok', 'recovered')),
+        h('td', {}, s.transaction_ids.map((t) => [txLink(t), ' '])))))),
+    pager(cursors, list.next_cursor, route));
+}
+
+/// The columns of `retrace export --incident ID --format csv`.
+const INCIDENT_CSV_COLUMNS = ['subject_id', 'transaction_ids', 'failing'];
+
+function incidentReplay(page) {
+  const number = (name, label, value) => h('label', {}, label, ' ',
+    h('input', { type: 'number', name, value, min: 1, required: true }));
+  const form = replayForm({
+    choices: h('fieldset', {}, h('legend', {}, 'What to replay'),
+      h('p', {}, 'The failed events of the transactions still failing with this cause.'),
+      number('rate', 'Messages per second', 100),
+      number('max', 'Refuse a plan of more messages than', 1000)),
+    body: () => ({ incident: page.id, rate: form.elements.rate.valueAsNumber, max: form.elements.max.valueAsNumber }),
+    post: (request, headers) => api('/v1/replays', { method: 'POST', body: request, headers }),
+    started: 'The incident resolves as the consumers report the replayed events processed.',
+    follow: (replay, plan) => followIncidentReplay(page, replay, plan),
+  });
+  return h('section', { 'aria-labelledby': 'replay-title' }, h('h2', { id: 'replay-title' }, 'Replay incident'), form);
+}
+
+/// Follows the replay (`GET /v1/replays/{id}`) until it has published its messages, then the
+/// incident until it is resolved, for POLL_FOR_MS at most.
+async function followIncidentReplay(page, replay, plan) {
+  const progress = h('p', { id: 'replay-progress', role: 'status' }, `Publishing: 0/${replay.planned}…`);
+  plan.append(progress);
+  let published = null;
+  const done = await pollUntil(page.view, async () => {
+    try {
+      if (!published) {
+        const now = await api(`/v1/replays/${enc(replay.replay_id)}`);
+        if (now.state === 'failed') {
+          progress.textContent = `Replay failed after ${now.published}/${now.planned} messages: ${now.error}`;
+          return true;
+        }
+        progress.textContent = `Publishing: ${now.published}/${now.planned}…`;
+        if (now.state !== 'done') return false;
+        published = now;
+      }
+      await reloadIncident(page);
+      const i = page.detail.incident;
+      progress.textContent = i.status === 'resolved'
+        ? `Replay done: ${plural(published.published, 'message')} published; the incident is resolved.`
+        : `Replay done: ${plural(published.published, 'message')} published; ${plural(i.failing, 'transaction')} still failing, waiting for the consumers' outcomes…`;
+      return i.status === 'resolved';
+    } catch (error) {
+      progress.textContent = `Could not follow the replay (${error.message}); still trying.`;
+      return false;
+    }
+  });
+  if (!done && current(page.view)) progress.textContent += ' Press Refresh to look again.';
+  announce(progress.textContent);
+}
+
+/// How often the banner asks whether an incident has opened.
+const BANNER_POLL_MS = 30000;
+const HOUR_MS = 3600000;
+
+/// The banner on every page while an incident opened in the last hour is still open, for as
+/// long as someone is signed in; one request at a time, the next BANNER_POLL_MS after the last
+/// answer, none while the tab is hidden.
+async function watchIncidents() {
+  if (state.watching) return;
+  state.watching = true;
+  while (state.me) {
+    if (!document.hidden) {
+      try {
+        showNewIncidents(await api('/v1/incidents', { query: { status: 'open', since: '1h', limit: PAGE_SIZE } }));
+      } catch {
+        // The next round asks again; a page the person opened reports what is wrong.
+      }
+    }
+    await delay(BANNER_POLL_MS);
+  }
+  state.watching = false;
+}
+
+function showNewIncidents(page) {
+  const banner = $('#incident-banner');
+  const recent = page.items.filter((i) => Date.now() - Date.parse(i.opened_at) < HOUR_MS);
+  const key = recent.map((i) => `${i.incident_id}:${i.failing}`).join(' ');
+  if (!state.me || banner.dataset.key === key) return;
+  banner.dataset.key = key;
+  banner.hidden = !recent.length;
+  if (!recent.length) return;
+  // The latest to fail first, as the listing orders them.
+  const [i, ...others] = recent;
+  put(banner, h('b', {}, 'New incident: '), h('a', { href: `#/incident/${enc(i.incident_id)}` }, i.cause),
+    ` at ${incidentStep(i)} — ${i.failing} failing`,
+    others.length ? [' · ', h('a', { href: '#/incidents' }, `${plural(others.length, 'other new incident')}`)] : null);
 }
 
 // ---------------------------------------------------------------- transaction
@@ -598,41 +871,24 @@ function causationTree(t) {
 
 // ---------------------------------------------------------------- replay
 
-function replayPanel(page) {
-  const originals = page.trace.events.filter((e) => e.event_id && !e.replay_id);
-  const scope = (value, label, extra) => h('label', {},
-    h('input', { type: 'radio', name: 'scope', value, checked: value === (page.trace.failure ? 'failed' : 'whole') }), ' ', label, extra || '');
-  const fromEvent = h('select', { name: 'from', 'aria-label': 'Event to replay from' },
-    originals.map((e) => h('option', { value: e.event_id }, `${e.type} (${e.topic}, ${TIME_FORMAT.format(new Date(e.time))})`)));
+/// The steps of every replay the console starts: what to replay (`choices`, the form's own
+/// fields, and `body()`, their part of the request), a reason, the plan from a dry run, then
+/// confirm. `post(request, headers)` sends a request; once the replay has started, the page
+/// says so with `started`, and `follow(replay, plan)` follows it (`plan` is where the plan was).
+function replayForm({ choices, body, post, started, follow }) {
   // aria-required, not required: the page explains a missing reason itself, in words.
   const reason = h('textarea', { id: 'replay-reason', name: 'reason', rows: 2, 'aria-required': 'true', 'aria-describedby': 'reason-help' });
   const plan = h('div', { id: 'replay-plan', 'aria-live': 'polite' });
   const form = h('form', { class: 'replay-form panel', id: 'replay-form' },
-    h('fieldset', {}, h('legend', {}, 'What to replay'),
-      scope('failed', 'Only failed events'),
-      scope('whole', 'The whole transaction'),
-      scope('from', 'From this event on: ', fromEvent)),
+    choices,
     h('label', { for: 'replay-reason' }, 'Reason'),
     reason,
     h('p', { id: 'reason-help', class: 'meta' }, 'Required: recorded in the audit trail and on every replayed message.'),
     h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'plan-replay' }, 'Show plan (dry run)')),
     plan);
-  const request = (dryRun) => {
-    const chosen = form.elements.scope.value;
-    return {
-      reason: reason.value.trim(), dry_run: dryRun, only_failed: chosen === 'failed',
-      from_event_id: chosen === 'from' ? fromEvent.value : null,
-    };
-  };
+  const request = (dryRun) => ({ reason: reason.value.trim(), dry_run: dryRun, ...body() });
   // A plan shown is the plan confirmed: any change of choice asks for a new one.
   form.addEventListener('input', () => put(plan));
-  page.replayFrom = (eventId) => {
-    form.elements.scope.value = 'from';
-    fromEvent.value = eventId;
-    put(plan);
-    form.scrollIntoView({ block: 'center' });
-    reason.focus();
-  };
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const dry = request(true);
@@ -643,7 +899,7 @@ function replayPanel(page) {
     }
     let answer;
     try {
-      answer = await api(`/v1/transactions/${enc(page.id)}/replay`, { method: 'POST', body: dry });
+      answer = await post(dry, {});
     } catch (error) {
       put(plan, errorBox(error));
       return;
@@ -651,46 +907,90 @@ function replayPanel(page) {
     const messages = answer.plan.messages;
     const confirm = h('button', { type: 'button', id: 'confirm-replay', class: 'danger' },
       `Replay ${plural(messages.length, 'message')}`);
-    confirm.addEventListener('click', () => startReplay(page, request(false), plan, confirm));
+    confirm.addEventListener('click', async () => {
+      confirm.disabled = true;
+      let replay;
+      try {
+        // A double click, or a retry after a lost answer, starts one replay, not two.
+        const key = confirm.dataset.key || (confirm.dataset.key = requestKey());
+        replay = (await post(request(false), { 'Idempotency-Key': key })).replay;
+      } catch (error) {
+        confirm.disabled = false;
+        plan.append(errorBox(error));
+        return;
+      }
+      put(plan, h('p', { class: 'note', id: 'replay-started' },
+        `Replay ${replay.replay_id} started: ${plural(replay.planned, 'message')}. ${started}`));
+      await follow(replay, plan);
+    });
+    const shown = messages.slice(0, PLAN_ROWS);
+    const several = answer.plan.transactions > 1;
     put(plan,
       h('h3', {}, 'Plan (nothing is published yet)'),
+      h('p', {}, `${plural(messages.length, 'message')} of ${plural(answer.plan.transactions, 'transaction')}`,
+        shown.length < messages.length ? `; the first ${shown.length}:` : ':'),
       h('table', { id: 'plan-table' },
-        h('thead', {}, h('tr', {}, ['#', 'Event', 'Type', 'From', 'To topic'].map((c) => h('th', { scope: 'col' }, c)))),
-        h('tbody', {}, messages.map((m, i) => h('tr', {},
-          h('td', {}, i + 1), h('td', { class: 'mono' }, m.event_id), h('td', {}, m.type),
+        h('thead', {}, h('tr', {}, ['#', several ? 'Transaction' : null, 'Event', 'Type', 'From', 'To topic'].filter(Boolean).map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, shown.map((m, i) => h('tr', {},
+          h('td', {}, i + 1), several ? h('td', {}, txLink(m.transaction_id)) : null,
+          h('td', { class: 'mono' }, m.event_id), h('td', {}, m.type),
           h('td', {}, `${m.topic} ${m.partition}:${m.offset}`), h('td', {}, m.target_topic))))),
       h('div', { class: 'actions' }, confirm,
         h('button', { type: 'button', class: 'secondary', onclick: () => put(plan) }, 'Cancel')));
     confirm.focus();
     announce(`Plan: ${plural(messages.length, 'message')} would be replayed. Confirm to replay.`);
   });
+  return form;
+}
+
+/// The plan's messages shown at most; a bulk replay's plan can hold thousands.
+const PLAN_ROWS = 20;
+
+function replayPanel(page) {
+  const originals = page.trace.events.filter((e) => e.event_id && !e.replay_id);
+  const scope = (value, label, extra) => h('label', {},
+    h('input', { type: 'radio', name: 'scope', value, checked: value === (page.trace.failure ? 'failed' : 'whole') }), ' ', label, extra || '');
+  const fromEvent = h('select', { name: 'from', 'aria-label': 'Event to replay from' },
+    originals.map((e) => h('option', { value: e.event_id }, `${e.type} (${e.topic}, ${TIME_FORMAT.format(new Date(e.time))})`)));
+  const form = replayForm({
+    choices: h('fieldset', {}, h('legend', {}, 'What to replay'),
+      scope('failed', 'Only failed events'),
+      scope('whole', 'The whole transaction'),
+      scope('from', 'From this event on: ', fromEvent)),
+    body: () => {
+      const chosen = form.elements.scope.value;
+      return { only_failed: chosen === 'failed', from_event_id: chosen === 'from' ? fromEvent.value : null };
+    },
+    post: (request, headers) => api(`/v1/transactions/${enc(page.id)}/replay`, { method: 'POST', body: request, headers }),
+    started: 'The timeline shows the replayed events as they arrive.',
+    follow: (replay) => followReplay(page, replay.replay_id, replay.planned),
+  });
+  page.replayFrom = (eventId) => {
+    form.elements.scope.value = 'from';
+    fromEvent.value = eventId;
+    put($('#replay-plan', form));
+    form.scrollIntoView({ block: 'center' });
+    form.elements.reason.focus();
+  };
   return h('section', { 'aria-labelledby': 'replay-title' }, h('h2', { id: 'replay-title' }, 'Replay'), form);
 }
 
-async function startReplay(page, request, plan, confirm) {
-  confirm.disabled = true;
-  let answer;
-  try {
-    answer = await api(`/v1/transactions/${enc(page.id)}/replay`, {
-      method: 'POST', body: request,
-      // A double click, or a retry after a lost answer, starts one replay, not two.
-      headers: { 'Idempotency-Key': confirm.dataset.key || (confirm.dataset.key = requestKey()) },
-    });
-  } catch (error) {
-    confirm.disabled = false;
-    plan.append(errorBox(error));
-    return;
+/// Calls `step` every POLL_MS while the page of `view` is shown, until it answers true
+/// (then true) or POLL_FOR_MS have passed (false). One request at a time: the next is asked
+/// POLL_MS after the answer to the last.
+async function pollUntil(view, step) {
+  const until = Date.now() + POLL_FOR_MS;
+  while (current(view) && Date.now() < until) {
+    await delay(POLL_MS);
+    if (!current(view)) return false;
+    if (await step()) return true;
   }
-  const replay = answer.replay;
-  put(plan, h('p', { class: 'note', id: 'replay-started' },
-    `Replay ${replay.replay_id} started: ${plural(replay.planned, 'message')}. The timeline shows the replayed events as they arrive.`));
-  await followReplay(page, replay.replay_id, replay.planned);
+  return false;
 }
 
 /// Asks for the trace until the replay's copies are all in it and the consumers have
 /// reported on them (the status is no longer `replayed`), or for POLL_FOR_MS at most.
 async function followReplay(page, replayId, planned) {
-  const until = Date.now() + POLL_FOR_MS;
   const copies = () => page.trace.events.flatMap((e) => e.records)
     .filter((r) => r.role === 'replayed' && r.replay_id === replayId).length;
   const progress = () => (copies() < planned
@@ -698,24 +998,23 @@ async function followReplay(page, replayId, planned) {
     : `${plural(planned, 'replayed event')} in the timeline; waiting for the consumers' outcomes…`);
   page.waiting = { text: progress() };
   renderTrace(page);
-  while (current(page.view) && Date.now() < until) {
-    await delay(POLL_MS);
-    if (!current(page.view)) return;
+  const done = await pollUntil(page.view, async () => {
     try {
       await fetchTrace(page);
-      page.waiting = { text: progress() };
       if (copies() >= planned && page.trace.status !== 'replayed') {
         page.waiting = { text: `Replay done: ${plural(planned, 'replayed event')} in the timeline; status is now ${page.trace.status.replace('_', ' ')}.` };
         renderTrace(page);
         announce(page.waiting.text);
-        return;
+        return true;
       }
+      page.waiting = { text: progress() };
     } catch (error) {
       page.waiting = { text: `Could not refresh the trace (${error.message}); still trying.` };
     }
     renderTrace(page);
-  }
-  if (current(page.view)) {
+    return false;
+  });
+  if (!done && current(page.view)) {
     page.waiting = { text: copies() < planned
       ? 'The replayed events have not all arrived yet; press Refresh to look again.'
       : 'The replayed events are in the timeline, but not every consumer has reported on them yet; press Refresh to look again.' };
@@ -745,23 +1044,35 @@ function csvField(value) {
   return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-async function exportSubject(subject, format, status) {
+/// Every page of an export (`path`, a `/v1/exports/` listing) saved as a CSV or JSON file
+/// named after `name`: `columns` are the CSV's, `row(item)` makes an item's row, a `noun`
+/// each.
+async function exportAll({ path, name, columns, row, noun }, format, status) {
   status.textContent = 'Exporting…';
   const rows = [];
   let cursor = null;
   do {
-    const page = await api(`/v1/exports/subjects/${enc(subject)}/transactions`, { query: { limit: 500, cursor } });
-    rows.push(...page.items.map(exportRow));
+    const page = await api(path, { query: { limit: 500, cursor } });
+    rows.push(...page.items.map(row));
     cursor = page.next_cursor;
   } while (cursor);
-  const name = `retrace-${subject.replace(/[^A-Za-z0-9._-]+/g, '_')}.${format}`;
+  const file = `${name.replace(/[^A-Za-z0-9._-]+/g, '_')}.${format}`;
   if (format === 'csv') {
-    const lines = [CSV_COLUMNS.join(','), ...rows.map((r) => CSV_COLUMNS.map((c) => csvField(r[c])).join(','))];
-    download(name, 'text/csv', lines.join('\r\n') + '\r\n');
+    const lines = [columns.join(','), ...rows.map((r) => columns.map((c) => csvField(r[c])).join(','))];
+    download(file, 'text/csv', lines.join('\r\n') + '\r\n');
   } else {
-    download(name, 'application/json', JSON.stringify(rows, null, 2) + '\n');
+    download(file, 'application/json', JSON.stringify(rows, null, 2) + '\n');
   }
-  status.textContent = `Exported ${rows.length} transactions to ${name}.`;
+  status.textContent = `Exported ${plural(rows.length, noun)} to ${file}.`;
+}
+
+/// The export buttons of a page, for callers who may export (see `exportAll`).
+function exportButtons(spec) {
+  if (!can('export')) return null;
+  const status = h('span', { id: 'export-status', role: 'status' });
+  const button = (format) => h('button', { type: 'button', class: 'secondary', id: `export-${format}`,
+    onclick: () => exportAll(spec, format, status).catch((e) => { status.textContent = e.message; }) }, `Export ${format.toUpperCase()}`);
+  return h('div', { class: 'actions' }, button('csv'), button('json'), status);
 }
 
 async function subjectPage(view, subject) {
@@ -770,13 +1081,11 @@ async function subjectPage(view, subject) {
   const page = await api(`/v1/subjects/${enc(subject)}/transactions`, {
     query: { limit: PAGE_SIZE, cursor: paging.cursors[paging.cursors.length - 1] },
   });
-  const status = h('span', { id: 'export-status', role: 'status' });
-  const exportButton = (format) => h('button', { type: 'button', class: 'secondary', id: `export-${format}`,
-    onclick: () => exportSubject(subject, format, status).catch((e) => { status.textContent = e.message; }) }, `Export ${format.toUpperCase()}`);
   show(view,
     h('h1', {}, 'Subject ', h('span', { class: 'mono' }, subject)),
     h('p', { class: 'meta' }, `Every transaction that touched it, newest first. Times in ${TIME_ZONE}.`),
-    can('export') ? h('div', { class: 'actions' }, exportButton('csv'), exportButton('json'), status) : null,
+    exportButtons({ path: `/v1/exports/subjects/${enc(subject)}/transactions`, name: `retrace-${subject}`,
+      columns: CSV_COLUMNS, row: exportRow, noun: 'transaction' }),
     page.items.length
       ? h('table', { id: 'subject-transactions' },
         h('thead', {}, h('tr', {}, ['Started', 'Transaction', 'Status', 'Events', 'Topics', 'Failure'].map((c) => h('th', { scope: 'col' }, c)))),

@@ -12,12 +12,15 @@ use tracing::{debug, error, info, warn};
 use super::STORE_REPLAY_PROGRESS;
 
 /// The `endpoint` of every API route answered through `routes::plumbing::answer`.
-pub(crate) const ENDPOINTS: [&str; 16] = [
+pub(crate) const ENDPOINTS: [&str; 19] = [
     "transactions",
     "transaction",
     "subject",
     "event",
     "messages",
+    "incidents",
+    "incident",
+    "incident_subjects",
     "replay",
     "replay_transaction",
     "bulk_replay",

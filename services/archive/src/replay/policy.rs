@@ -84,6 +84,7 @@ impl Replays {
             from_event_id: request.from_event_id.clone(),
             only_failed: request.only_failed,
             target_topic: request.target_topic.clone(),
+            ..Selection::default()
         };
         let planned = plan(&records, &selection)
             .map_err(|e| ApiError::invalid("from_event_id", e.to_string()))?;
@@ -155,57 +156,30 @@ impl Replays {
                 "rate must be 1 to 100000 messages a second",
             ));
         }
-        let time = |field: &str, text: &Option<String>| {
-            text.as_deref()
-                .map(parse_time)
-                .transpose()
-                .map_err(|e| ApiError::invalid(field, e))
-        };
-        let window = (
-            time("since", &request.since)?,
-            time("until", &request.until)?,
-        );
-        let filter = Filter {
-            status: Some(request.status.unwrap_or(TransactionStatus::Failed)),
-            window: (window.0.unwrap_or(i64::MIN), window.1.unwrap_or(i64::MAX)),
-            topic: request.topic.clone(),
-            event_type: request.event_type.clone(),
-            service: None,
+        let (chosen, described) = match &request.incident {
+            Some(incident) => self.incident_selection(incident, &request)?,
+            None => self.query_selection(&request)?,
         };
         audit.target = match &request.target_topic {
-            Some(topic) => format!("query {} to {topic}", filter.describe()),
-            None => format!("query {}", filter.describe()),
+            Some(topic) => format!("{described} to {topic}"),
+            None => described.clone(),
         };
         let store = self.replayer.store();
-        let selected = select_transactions(
-            store,
-            &filter,
-            MAX_BULK_TRANSACTIONS,
-            MAX_BULK_TRANSACTIONS,
-            None,
-        )?;
-        let selection = Selection {
-            from_event_id: None,
-            only_failed: request.only_failed,
-            target_topic: request.target_topic.clone(),
-        };
         let mut planned = Vec::new();
         let mut transactions = Vec::new();
-        for found in &selected.items {
-            let records = store
-                .transaction(&found.transaction_id)
-                .map_err(store_error)?;
+        for (transaction_id, selection) in chosen {
+            let records = store.transaction(&transaction_id).map_err(store_error)?;
             let messages = plan(&records, &selection).unwrap_or_default();
             if !messages.is_empty() {
-                transactions.push(found.transaction_id.clone());
+                transactions.push(transaction_id);
                 planned.extend(messages);
             }
             if planned.len() > request.max {
                 return Err(ApiError::invalid(
                     "max",
                     format!(
-                        "the query selects more than {} messages to replay: narrow it (since, \
-                         until, topic, type) or raise max",
+                        "the {described} selects more than {} messages to replay: narrow it \
+                         or raise max",
                         request.max
                     ),
                 ));
@@ -213,8 +187,7 @@ impl Replays {
         }
         if planned.is_empty() {
             return Err(ApiError::conflict(format!(
-                "nothing to replay: no transaction matches {}",
-                filter.describe()
+                "nothing to replay: no transaction of the {described} has a message to replay"
             )));
         }
         let bulk_admin_above = self.bulk_admin_above;
@@ -237,15 +210,11 @@ impl Replays {
         self.carry_out(ReplayOrder {
             planned,
             transactions,
-            selection: format!(
-                "query {}{}",
-                filter.describe(),
-                if request.only_failed {
-                    " only_failed"
-                } else {
-                    ""
-                }
-            ),
+            selection: if request.only_failed && request.incident.is_none() {
+                format!("{described} only_failed")
+            } else {
+                described
+            },
             reason,
             requested_by,
             target_topic: request.target_topic,
@@ -253,6 +222,103 @@ impl Replays {
             dry_run: request.dry_run,
             rate: Some(request.rate),
         })
+    }
+
+    /// The transactions a query selects (failed ones by default), each with the bulk
+    /// replay's selection, and the query as the audit and the replay record describe it.
+    fn query_selection(
+        &self,
+        request: &BulkReplayRequest,
+    ) -> Result<(Vec<(String, Selection)>, String), ApiError> {
+        let time = |field: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(parse_time)
+                .transpose()
+                .map_err(|e| ApiError::invalid(field, e))
+        };
+        let filter = Filter {
+            status: Some(request.status.unwrap_or(TransactionStatus::Failed)),
+            window: (
+                time("since", &request.since)?.unwrap_or(i64::MIN),
+                time("until", &request.until)?.unwrap_or(i64::MAX),
+            ),
+            topic: request.topic.clone(),
+            event_type: request.event_type.clone(),
+            service: None,
+        };
+        let selected = select_transactions(
+            self.replayer.store(),
+            &filter,
+            MAX_BULK_TRANSACTIONS,
+            MAX_BULK_TRANSACTIONS,
+            None,
+        )?;
+        let selection = Selection {
+            only_failed: request.only_failed,
+            target_topic: request.target_topic.clone(),
+            ..Selection::default()
+        };
+        let chosen = selected
+            .items
+            .into_iter()
+            .map(|found| (found.transaction_id, selection.clone()))
+            .collect();
+        Ok((chosen, format!("query {}", filter.describe())))
+    }
+
+    /// The transactions of `incident` still failing with its cause, each with only the
+    /// events whose step fails with it.
+    fn incident_selection(
+        &self,
+        incident: &str,
+        request: &BulkReplayRequest,
+    ) -> Result<(Vec<(String, Selection)>, String), ApiError> {
+        let query = [
+            ("status", request.status.is_some()),
+            ("since", request.since.is_some()),
+            ("until", request.until.is_some()),
+            ("topic", request.topic.is_some()),
+            ("type", request.event_type.is_some()),
+        ];
+        if let Some((field, _)) = query.iter().find(|(_, given)| *given) {
+            return Err(ApiError::invalid(
+                field,
+                format!(
+                    "{field} selects transactions by a query, and incident by an incident: \
+                     give one or the other"
+                ),
+            ));
+        }
+        let store = self.replayer.store();
+        if store.incident(incident).map_err(store_error)?.is_none() {
+            return Err(ApiError::not_found(format!(
+                "no incident has the id {incident:?}: list them with `retrace incidents`"
+            )));
+        }
+        let mut chosen = Vec::new();
+        let mut cursor = None;
+        'pages: loop {
+            let page = store
+                .incident_members(incident, 1000, cursor.as_deref())
+                .map_err(store_error)?;
+            for member in page.items {
+                // Failing members come first: the first that recovered ends the selection.
+                if !member.is_failing() || chosen.len() == MAX_BULK_TRANSACTIONS {
+                    break 'pages;
+                }
+                let selection = Selection {
+                    events: Some(member.failing_event_ids.into_iter().collect()),
+                    target_topic: request.target_topic.clone(),
+                    ..Selection::default()
+                };
+                chosen.push((member.transaction_id, selection));
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok((chosen, format!("incident {incident}")))
     }
 
     /// Shows `order` (a dry run, or a repeat of an `Idempotency-Key`), or records and starts

@@ -10,6 +10,7 @@ mod backups;
 mod config;
 mod erasure;
 mod events;
+mod incidents;
 mod openapi;
 mod plumbing;
 mod positions;
@@ -119,6 +120,9 @@ pub(crate) fn table() -> Vec<(Access, OpenApiRouter<Api>)> {
                 .routes(routes!(transactions::of_subject))
                 .routes(routes!(events::get))
                 .routes(routes!(events::messages))
+                .routes(routes!(incidents::list))
+                .routes(routes!(incidents::get))
+                .routes(routes!(incidents::subjects))
                 .routes(routes!(replays::get))
                 .routes(routes!(positions::positions)),
         ),
@@ -126,7 +130,8 @@ pub(crate) fn table() -> Vec<(Access, OpenApiRouter<Api>)> {
             Needs(Permission::Export),
             OpenApiRouter::new()
                 .routes(routes!(transactions::export))
-                .routes(routes!(transactions::export_of_subject)),
+                .routes(routes!(transactions::export_of_subject))
+                .routes(routes!(incidents::export_subjects)),
         ),
         // Bulk replays above the threshold also need `replay:bulk`, checked once planned.
         (

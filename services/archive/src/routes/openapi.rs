@@ -8,7 +8,9 @@ use std::sync::LazyLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use retrace_api::{AuditView, ErrorBody, MessageView, Page, TransactionSummary};
+use retrace_api::{
+    AuditView, ErrorBody, IncidentSubject, IncidentView, MessageView, Page, TransactionSummary,
+};
 use retrace_auth::Role;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::ResponseBuilder;
@@ -112,6 +114,8 @@ fn pages() -> Vec<(String, RefOr<Schema>)> {
     page::<TransactionSummary>("TransactionPage", &mut schemas);
     page::<MessageView>("MessagePage", &mut schemas);
     page::<AuditView>("AuditPage", &mut schemas);
+    page::<IncidentView>("IncidentPage", &mut schemas);
+    page::<IncidentSubject>("IncidentSubjectPage", &mut schemas);
     schemas
 }
 

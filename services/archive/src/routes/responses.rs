@@ -59,6 +59,31 @@ impl IntoResponses for SubjectTransactionPage {
     }
 }
 
+/// A page of incidents (200), linking to the first one.
+pub(super) struct IncidentPage;
+
+impl IntoResponses for IncidentPage {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let first = link(
+            "get_incident",
+            "$response.body#/items/0/incident_id",
+            "The first listed incident",
+        );
+        let page = json("A page of incidents", "IncidentPage").link("first_incident", first);
+        BTreeMap::from([("200".to_owned(), page.into())])
+    }
+}
+
+/// A page of the subjects an incident touched (200).
+pub(super) struct IncidentSubjectPage;
+
+impl IntoResponses for IncidentSubjectPage {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let page = json("A page of the incident's subjects", "IncidentSubjectPage");
+        BTreeMap::from([("200".to_owned(), page.into())])
+    }
+}
+
 /// A [`ReplayResponse`] and the link to the replay's progress.
 fn replay(description: &str) -> RefOr<Response> {
     let progress = link(
