@@ -13,8 +13,11 @@
 //!
 //! **Architecture Invariant**: each batch's index changes are a diff between what the rule
 //! says of a transaction now and what it said before, written in the batch that holds the
-//! records; so the index equals what a rebuild computes from the same records, whatever
-//! order the records came in (`store_tests::incidents_*`).
+//! records; so the counts, members, minutes and subjects equal what a rebuild computes from
+//! the same records, whatever order the records came in
+//! (`incidents_tests::the_index_kept_batch_by_batch_is_the_one_rebuilt_from_the_records`).
+//! When an incident last opened or resolved, and how often it reopened, are what the archive
+//! saw happen in that order; a rebuild starts them over from the records.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
@@ -666,3 +669,7 @@ impl LogStore {
         self.index_incidents(rule.as_ref(), &transactions, &pending, batch)
     }
 }
+
+#[cfg(test)]
+#[path = "incidents_tests.rs"]
+mod tests;
