@@ -53,7 +53,7 @@ pub use config::{
     ALL_TOPICS_PATTERN, ArchiveArgs, ArchiveConfig, BatchSettings, ConfigError,
     DEFAULT_REPLAY_BULK_ADMIN_ABOVE, MaskingConfig, TopicSelection,
 };
-pub use incidents::{Cause, Fingerprint, MAX_CAUSE_CHARS, normalise_error};
+pub use incidents::{Cause, Fingerprint, FingerprintRule, MAX_CAUSE_CHARS, normalise_error};
 pub use masking::{MASK, MaskingError};
 pub use rebuild::{RebuildError, RebuildProgress, rebuild};
 pub use retrace_auth::AuthConfig;

@@ -19,8 +19,9 @@ const state = {
   subject: { id: null, cursors: [null] },
   incidents: { status: 'all', cursors: [null] },
   incident: { id: null, cursors: [null], subjectCursors: [null] },
-  // The new-incident banner's round of requests runs (one at most).
-  watching: false,
+  // The new-incident banner's requests: whether they run, and while they wait for the next
+  // round, what asks now.
+  banner: { running: false, wake: null },
   audit: { since: '24h', actor: '', target: '', cursors: [null] },
 };
 
@@ -239,6 +240,7 @@ function renderWho() {
     const banner = $('#incident-banner');
     banner.hidden = true;
     delete banner.dataset.key;
+    delete banner.dataset.newest;
   } else {
     who.textContent = `${state.me.actor} · ${state.me.role}`;
     out.hidden = false;
@@ -396,15 +398,17 @@ const MINUTE_FORMAT = new Intl.DateTimeFormat(undefined, {
 
 /// Failures over time as a bar chart the page draws itself (an inline SVG): `counts` are
 /// `{minute, failures}`, oldest first, minutes without a failure given as zero or left out.
-/// A bar stands for as few minutes as keep the bars to `bars`; `axes` labels the highest
-/// count and the first and last minutes.
-function failureChart(counts, { bars, width, height, axes = false, id }) {
+/// A bar stands for as few minutes as keep the bars to `bars`, and there are `least` at
+/// least (the time before the first failure, empty); `axes` labels the highest count and
+/// when the chart starts and ends.
+function failureChart(counts, { bars, least = 1, width, height, axes = false, id }) {
   if (!counts.length) return h('p', { id }, 'No failure recorded.');
-  const first = Date.parse(counts[0].minute);
-  const span = Date.parse(counts[counts.length - 1].minute) + MINUTE_MS - first;
+  const end = Date.parse(counts[counts.length - 1].minute) + MINUTE_MS;
+  const span = end - Date.parse(counts[0].minute);
   const minutes = BAR_MINUTES.find((m) => span <= bars * m * MINUTE_MS) || Math.ceil(span / (bars * MINUTE_MS));
   const step = minutes * MINUTE_MS;
-  const totals = new Array(Math.ceil(span / step)).fill(0);
+  const totals = new Array(Math.max(Math.ceil(span / step), least)).fill(0);
+  const first = end - totals.length * step;
   for (const c of counts) totals[Math.floor((Date.parse(c.minute) - first) / step)] += c.failures;
   const most = Math.max(1, ...totals);
   const per = minutes === 1 ? 'minute' : `${minutes} minutes`;
@@ -412,7 +416,7 @@ function failureChart(counts, { bars, width, height, axes = false, id }) {
   const plot = { width: width - left, height: height - top - bottom };
   const slot = plot.width / totals.length;
   const gap = slot >= 3 ? slot * 0.2 : 0;
-  const label = `Failures per ${per} from ${MINUTE_FORMAT.format(first)} to ${MINUTE_FORMAT.format(first + span)}: `
+  const label = `Failures per ${per} from ${MINUTE_FORMAT.format(first)} to ${MINUTE_FORMAT.format(end)}: `
     + `${totals.reduce((a, b) => a + b, 0)} in all, at most ${most} per ${per}`;
   const baseline = top + plot.height;
   return svg('svg', { id, class: axes ? 'chart large' : 'chart', role: 'img', 'aria-label': label,
@@ -429,7 +433,7 @@ function failureChart(counts, { bars, width, height, axes = false, id }) {
     svg('text', { x: left - 6, y: top + 10, 'text-anchor': 'end' }, most),
     svg('text', { x: left - 6, y: baseline, 'text-anchor': 'end' }, 0),
     svg('text', { x: left, y: height - 3 }, MINUTE_FORMAT.format(first)),
-    svg('text', { x: width, y: height - 3, 'text-anchor': 'end' }, MINUTE_FORMAT.format(first + span)),
+    svg('text', { x: width, y: height - 3, 'text-anchor': 'end' }, MINUTE_FORMAT.format(end)),
   ] : null);
 }
 
@@ -486,7 +490,8 @@ async function incidentPage(view, id) {
   } };
   await fetchIncident(page);
   renderIncident(page);
-  const replay = can('replay') ? incidentReplay(page) : null;
+  // Nothing to replay once none of its transactions fails.
+  const replay = can('replay') && page.detail.incident.failing ? incidentReplay(page) : null;
   show(view, page.sections.summary, replay, page.sections.transactions, await incidentSubjects(page));
 }
 
@@ -512,7 +517,7 @@ function renderIncident(page) {
       [['Still failing', i.failing], ['Transactions', i.transactions], ['Failures', i.failures], ['Subjects', subjects]]
         .map(([label, value]) => [h('dt', {}, label), h('dd', {}, value)])),
     h('p', {}, 'Latest error: ', h('span', { class: 'error-text' }, i.example_error)),
-    failureChart(minutes, { bars: 120, width: 760, height: 160, axes: true, id: 'incident-chart' }),
+    failureChart(minutes, { bars: 120, least: 30, width: 760, height: 160, axes: true, id: 'incident-chart' }),
     h('div', { class: 'actions' },
       h('button', { type: 'button', class: 'secondary', onclick: () => reloadIncident(page) }, 'Refresh')));
   put(page.sections.transactions,
@@ -610,11 +615,15 @@ const BANNER_POLL_MS = 30000;
 const HOUR_MS = 3600000;
 
 /// The banner on every page while an incident opened in the last hour is still open, for as
-/// long as someone is signed in; one request at a time, the next BANNER_POLL_MS after the last
-/// answer, none while the tab is hidden.
+/// long as someone is signed in. One request at a time: the next BANNER_POLL_MS after the
+/// last answer, or as soon as the person opens a page; none while the tab is hidden.
 async function watchIncidents() {
-  if (state.watching) return;
-  state.watching = true;
+  const banner = state.banner;
+  if (banner.running) {
+    if (banner.wake) banner.wake();
+    return;
+  }
+  banner.running = true;
   while (state.me) {
     if (!document.hidden) {
       try {
@@ -623,9 +632,13 @@ async function watchIncidents() {
         // The next round asks again; a page the person opened reports what is wrong.
       }
     }
-    await delay(BANNER_POLL_MS);
+    await new Promise((resolve) => {
+      banner.wake = resolve;
+      setTimeout(resolve, BANNER_POLL_MS);
+    });
+    banner.wake = null;
   }
-  state.watching = false;
+  banner.running = false;
 }
 
 function showNewIncidents(page) {
@@ -636,8 +649,10 @@ function showNewIncidents(page) {
   banner.dataset.key = key;
   banner.hidden = !recent.length;
   if (!recent.length) return;
-  // The latest to fail first, as the listing orders them.
+  // The latest to fail first, as the listing orders them. Announced once, not at each count.
   const [i, ...others] = recent;
+  if (banner.dataset.newest !== i.incident_id) announce(`New incident: ${i.cause} at ${incidentStep(i)}`);
+  banner.dataset.newest = i.incident_id;
   put(banner, h('b', {}, 'New incident: '), h('a', { href: `#/incident/${enc(i.incident_id)}` }, i.cause),
     ` at ${incidentStep(i)} — ${i.failing} failing`,
     others.length ? [' · ', h('a', { href: '#/incidents' }, `${plural(others.length, 'other new incident')}`)] : null);
@@ -1044,9 +1059,9 @@ function csvField(value) {
   return /[",\r\n]|^\s|\s$/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
-/// Every page of an export (`path`, a `/v1/exports/` listing) saved as a CSV or JSON file
-/// named after `name`: `columns` are the CSV's, `row(item)` makes an item's row, a `noun`
-/// each.
+/// Every page of an export (`path`, one of the API's export listings), saved as a CSV or
+/// JSON file named after `name`: `columns` are the CSV's, `row(item)` makes an item's row, a
+/// `noun` each.
 async function exportAll({ path, name, columns, row, noun }, format, status) {
   status.textContent = 'Exporting…';
   const rows = [];
