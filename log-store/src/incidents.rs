@@ -15,8 +15,11 @@ pub trait IncidentRule: Send + Sync + fmt::Debug {
     /// far, in time order) whose event is archived too, with the incident it
     /// belongs to. A failure whose event is not archived yet is left out: the store asks
     /// again when the event arrives.
-    fn failures(&self, transaction_id: &str, records: &[crate::ArchivedRecord])
-    -> TransactionFailures;
+    fn failures(
+        &self,
+        transaction_id: &str,
+        records: &[crate::ArchivedRecord],
+    ) -> TransactionFailures;
 }
 
 /// What the rule found in one transaction.

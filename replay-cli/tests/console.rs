@@ -2,8 +2,11 @@
 //! `retrace dev --demo`. A support person finds a failed transaction, sees where it failed,
 //! plans and runs a replay and sees the replayed copy arrive under the event it replays;
 //! exports a subject's history; reads a dead-lettered job's attempts, folded under its one
-//! row; redrives a dead-lettered job; an analyst sees neither payloads nor the replay button,
-//! and the server refuses the replay when the analyst's token asks for it anyway.
+//! row; finds the demo's two causes as two incidents, charted, opens one on its transactions
+//! and subjects, exports them and replays it; redrives a dead-lettered job; an analyst sees
+//! neither payloads nor the replay button, and the server refuses the replay when the
+//! analyst's token asks for it anyway; support replays an incident but may not export whom
+//! it touched.
 //!
 //! Needs `chromium` and `chromium-driver` (Debian; `.ci/run` installs them). Screenshots of
 //! the main pages are written under the cargo target directory (the path is printed);
@@ -23,7 +26,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use retrace_api::{CreatedToken, Page, RecordRole, Trace, TransactionSummary, WhoAmI};
+use retrace_api::{
+    CreatedToken, IncidentView, Page, RecordRole, Trace, TransactionSummary, WhoAmI,
+};
 use retrace_tests::{KafkaCluster, PATIENCE, eventually, free_port};
 use serde_json::json;
 
@@ -172,6 +177,21 @@ async fn api<T: serde::de::DeserializeOwned>(
     response.error_for_status().ok()?.json().await.ok()
 }
 
+/// A token of `role`, created by the admin.
+async fn create_token(
+    client: &reqwest::Client,
+    http: &str,
+    admin: &str,
+    role: &str,
+) -> CreatedToken {
+    let request = client
+        .post(format!("{http}/v1/tokens"))
+        .json(&json!({"name": format!("console-{role}"), "role": role}));
+    api(request, admin)
+        .await
+        .unwrap_or_else(|| panic!("the admin creates a {role} token"))
+}
+
 /// What a Node.js service publishes beside the SDK's events (proto/README.md): JSON, with the
 /// ids in `retrace-*` headers. Its event id.
 async fn publish_node_sms(bootstrap: &str, transaction: &str, cause: &str) -> String {
@@ -253,14 +273,8 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
             .then_some(())
     })
     .await;
-    let analyst: CreatedToken = api(
-        client
-            .post(format!("{http}/v1/tokens"))
-            .json(&json!({"name": "console-analyst", "role": "analyst"})),
-        &admin,
-    )
-    .await
-    .expect("the admin creates an analyst token");
+    let analyst = create_token(&client, &http, &admin, "analyst").await;
+    let support = create_token(&client, &http, &admin, "support").await;
 
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
     std::fs::create_dir_all(&screenshots).unwrap();
@@ -591,6 +605,118 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
     );
     page.screenshot("attempts").await;
 
+    // Incidents: the demo's two causes, each one incident with a chart of its failures.
+    let incidents: Vec<IncidentView> =
+        eventually("the demo's two causes as incidents", PATIENCE, || async {
+            let page: Page<IncidentView> =
+                api(client.get(format!("{http}/v1/incidents")), &admin).await?;
+            (page.items.len() >= 2).then_some(page.items)
+        })
+        .await;
+    let mut steps: Vec<&str> = incidents.iter().map(|i| i.consumer.as_str()).collect();
+    steps.sort_unstable();
+    assert_eq!(
+        steps,
+        ["validation", "worker:certificates"],
+        "one incident per cause: {incidents:#?}"
+    );
+    let register = incidents
+        .iter()
+        .find(|i| i.consumer == "validation")
+        .unwrap();
+    browser
+        .goto(&format!("{http}/ui/#/incidents"))
+        .await
+        .unwrap();
+    let listed = page
+        .wait_text("#incidents", "population register did not answer")
+        .await;
+    assert!(
+        listed.contains("certificate renderer unavailable"),
+        "{listed}"
+    );
+    assert_eq!(page.count("#incidents tbody tr").await, 2, "{listed}");
+    assert_eq!(
+        page.count("#incidents tbody tr svg.chart").await,
+        2,
+        "a chart per incident"
+    );
+    assert!(
+        page.count("#incidents tbody tr svg.chart rect.column")
+            .await
+            >= 2,
+        "each chart has its failures' bars"
+    );
+    // Both opened within the hour and still fail: the banner says so on every page.
+    let banner = page.wait_text("#incident-banner", "New incident: ").await;
+    assert!(banner.contains(" failing"), "{banner}");
+    page.screenshot("incidents").await;
+
+    // An incident's page: its chart, its transactions (failing first) and whom it touched.
+    page.click(&format!(
+        "#incidents tr[data-incident-id='{}'] a",
+        register.incident_id
+    ))
+    .await;
+    page.wait_text("#incident-summary h1", "population register did not answer")
+        .await;
+    page.wait_for("#incident-chart rect.column").await;
+    page.wait_text("#incident-transaction-list tbody", "failing")
+        .await;
+    let failing = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#incident-transaction-list tbody tr'), \
+             (row) => row.dataset.failing === 'true')",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let failing: Vec<bool> = serde_json::from_value(failing).unwrap();
+    assert!(
+        failing.is_sorted_by(|a, b| a >= b),
+        "the failing first: {failing:?}"
+    );
+    page.wait_text("#incident-subjects", "beneficiary:").await;
+    page.screenshot("incident").await;
+    // Whom it touched, exported as `retrace export --incident` writes them.
+    page.click("#export-csv").await;
+    page.wait_text("#export-status", "Exported").await;
+    let file = downloads
+        .path()
+        .join(format!("retrace-incident-{}.csv", register.incident_id));
+    let csv = eventually("the incident's CSV download", PATIENCE, || async {
+        std::fs::read_to_string(&file)
+            .ok()
+            .filter(|t| t.ends_with('\n'))
+    })
+    .await;
+    assert!(
+        csv.starts_with("subject_id,transaction_ids,failing\r\n"),
+        "{csv}"
+    );
+    assert!(csv.contains("beneficiary:"), "{csv}");
+    // A failing transaction opens on its trace.
+    page.click("#incident-transaction-list tbody tr[data-failing=true] a")
+        .await;
+    page.wait_text("#failure", "Failed at validation").await;
+    browser.back().await.unwrap();
+    page.wait_for("#incident-summary").await;
+
+    // Replaying the incident: its plan, then the replay, followed until it has published.
+    page.fill(
+        "#replay-reason",
+        "console test: the register is back for all",
+    )
+    .await;
+    page.click("#plan-replay").await;
+    let plan = page
+        .wait_text("#replay-plan", "Plan (nothing is published yet)")
+        .await;
+    assert!(plan.contains("registrations"), "{plan}");
+    page.click("#confirm-replay").await;
+    page.wait_for("#replay-started").await;
+    page.wait_text("#replay-progress", "Replay done:").await;
+
     // A certificate job the renderer kept failing, redriven from the jobs page.
     browser.goto(&format!("{http}/ui/#/jobs")).await.unwrap();
     let queue = "section[aria-labelledby=queue-certificates]";
@@ -642,6 +768,21 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
         .unwrap();
     assert_eq!(audit_link_shown, json!(false), "no audit link for analysts");
     page.screenshot("analyst").await;
+    // Incidents too, their causes masked as error texts are.
+    browser
+        .goto(&format!("{http}/ui/#/incidents"))
+        .await
+        .unwrap();
+    page.wait_for("#incidents tbody tr").await;
+    let causes = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#incidents tbody td:nth-child(2)'), \
+             (cell) => cell.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(causes, json!(["***", "***"]), "the analyst's incidents");
 
     // What the page does not offer, the server refuses: the replay, from this very session.
     let forged = browser
@@ -679,6 +820,18 @@ async fn support_replays_a_failed_transaction_from_the_console_and_an_analyst_ca
         json!("***"),
         "payloads asked for anyway come masked"
     );
+
+    // Support replays an incident and reads whom it touched, but may not export them.
+    page.click("#sign-out").await;
+    page.sign_in(&support.token).await;
+    page.wait_text("#who", "support").await;
+    browser
+        .goto(&format!("{http}/ui/#/incident/{}", register.incident_id))
+        .await
+        .unwrap();
+    page.wait_text("#incident-subjects", "beneficiary:").await;
+    page.wait_for("#replay-form").await;
+    assert_eq!(page.count("#export-csv").await, 0, "no export for support");
 
     browser.close().await.unwrap();
     println!("console screenshots: {}", screenshots.display());

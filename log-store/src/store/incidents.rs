@@ -95,6 +95,15 @@ fn minute_of(time_ms: i64) -> i64 {
     time_ms.div_euclid(MINUTE_MS) * MINUTE_MS
 }
 
+/// What a transaction's failures say of one incident: its cause, the first failure's time and
+/// the newest failure's error text.
+#[derive(Clone, Default)]
+struct CauseSeen {
+    cause: IncidentCause,
+    first_ms: i64,
+    error: String,
+}
+
 /// An incident as a batch found it and as it leaves it.
 struct Touched {
     before: Option<Incident>,
@@ -134,9 +143,11 @@ impl<'a> IncidentBatch<'a> {
             .get(transaction_key(transaction))
             .map_err(inner.error("read a transaction's incidents"))?
         {
-            Some(bytes) => Memberships::decode(&*bytes)
-                .map_err(|_| dangling("incidents", &transaction_key(transaction)))?
-                .members,
+            Some(bytes) => {
+                Memberships::decode(&*bytes)
+                    .map_err(|_| dangling("incidents", &transaction_key(transaction)))?
+                    .members
+            }
             None => Vec::new(),
         };
         let (new, causes) = memberships(transaction, found);
@@ -164,7 +175,7 @@ impl<'a> IncidentBatch<'a> {
         &mut self,
         before: Option<&IncidentMember>,
         after: Option<&IncidentMember>,
-        cause: Option<&(IncidentCause, i64, String)>,
+        cause: Option<&CauseSeen>,
         batch: &mut WriteBatch,
     ) -> Result<(), StoreError> {
         let inner = self.inner;
@@ -175,10 +186,16 @@ impl<'a> IncidentBatch<'a> {
         let old_times = before.map_or(&[][..], |m| &m.failure_times_ms[..]);
         let new_times = after.map_or(&[][..], |m| &m.failure_times_ms[..]);
         for time in old_times {
-            *self.minutes.entry((id.clone(), minute_of(*time))).or_default() -= 1;
+            *self
+                .minutes
+                .entry((id.clone(), minute_of(*time)))
+                .or_default() -= 1;
         }
         for time in new_times {
-            *self.minutes.entry((id.clone(), minute_of(*time))).or_default() += 1;
+            *self
+                .minutes
+                .entry((id.clone(), minute_of(*time)))
+                .or_default() += 1;
         }
         let delta = |figure: fn(&IncidentMember) -> u64| {
             after.map_or(0, figure) as i64 - before.map_or(0, figure) as i64
@@ -199,8 +216,8 @@ impl<'a> IncidentBatch<'a> {
             incident.first_seen_ms = incident.first_seen_ms.min(*first);
             if *last >= incident.last_seen_ms {
                 incident.last_seen_ms = *last;
-                if let Some((_, _, error)) = cause {
-                    incident.example_error.clone_from(error);
+                if let Some(seen) = cause {
+                    incident.example_error.clone_from(&seen.error);
                 }
             }
         }
@@ -234,21 +251,17 @@ impl<'a> IncidentBatch<'a> {
     }
 
     /// The incident `id` as this batch has it so far, read or (for its first failure) made.
-    fn touched(
-        &mut self,
-        id: &str,
-        cause: Option<&(IncidentCause, i64, String)>,
-    ) -> Result<&mut Touched, StoreError> {
+    fn touched(&mut self, id: &str, cause: Option<&CauseSeen>) -> Result<&mut Touched, StoreError> {
         if !self.touched.contains_key(id) {
             let before = self.inner.incident(id)?;
             let after = before.clone().unwrap_or_else(|| {
-                let (cause, first_ms, error) = cause.cloned().unwrap_or_default();
+                let seen = cause.cloned().unwrap_or_default();
                 Incident {
-                    cause: Some(cause),
-                    example_error: error,
-                    first_seen_ms: first_ms,
-                    last_seen_ms: first_ms,
-                    opened_at_ms: first_ms,
+                    cause: Some(seen.cause),
+                    example_error: seen.error,
+                    first_seen_ms: seen.first_ms,
+                    last_seen_ms: seen.first_ms,
+                    opened_at_ms: seen.first_ms,
                     ..Incident::default()
                 }
             });
@@ -298,21 +311,23 @@ impl<'a> IncidentBatch<'a> {
                 (None, _) => transitions.push(IncidentTransition::Opened),
                 (Some(false), true) => {
                     incident.reopened += 1;
-                    incident.opened_at_ms = touched.newest_failure_ms.unwrap_or(incident.last_seen_ms);
+                    incident.opened_at_ms =
+                        touched.newest_failure_ms.unwrap_or(incident.last_seen_ms);
                     incident.resolved_at_ms = None;
                     transitions.push(IncidentTransition::Reopened);
                 }
                 _ => {}
             }
             if was_open != Some(false) && !incident.is_open() {
-                incident.resolved_at_ms = Some(
-                    touched
-                        .newest_recovery_ms
-                        .unwrap_or(incident.last_seen_ms),
-                );
+                incident.resolved_at_ms =
+                    Some(touched.newest_recovery_ms.unwrap_or(incident.last_seen_ms));
                 transitions.push(IncidentTransition::Resolved);
             }
-            batch.insert(&inner.incidents, incident_key(&id), incident.encode_to_vec());
+            batch.insert(
+                &inner.incidents,
+                incident_key(&id),
+                incident.encode_to_vec(),
+            );
             changes.extend(transitions.into_iter().map(|transition| IncidentChange {
                 transition,
                 incident: incident.clone(),
@@ -340,9 +355,10 @@ fn added(old: &[i64], new: &[i64]) -> Vec<i64> {
 fn memberships(
     transaction: &str,
     found: TransactionFailures,
-) -> (Vec<IncidentMember>, HashMap<String, (IncidentCause, i64, String)>) {
+) -> (Vec<IncidentMember>, HashMap<String, CauseSeen>) {
     let mut members: BTreeMap<String, IncidentMember> = BTreeMap::new();
-    let mut causes: HashMap<String, (IncidentCause, i64, String, i64)> = HashMap::new();
+    // Each cause as seen, with the newest failure's time.
+    let mut causes: HashMap<String, (CauseSeen, i64)> = HashMap::new();
     let mut subjects = found.subject_ids;
     subjects.sort();
     subjects.dedup();
@@ -360,13 +376,18 @@ fn memberships(
         } else if failure.recovered_at_ms.is_some() {
             member.recovered_at_ms = member.recovered_at_ms.max(failure.recovered_at_ms);
         }
-        let entry = causes
-            .entry(id)
-            .or_insert_with(|| (failure.cause, failure.at_ms, String::new(), i64::MIN));
-        entry.1 = entry.1.min(failure.at_ms);
-        if failure.at_ms >= entry.3 {
-            entry.2 = failure.error;
-            entry.3 = failure.at_ms;
+        let (seen, newest_ms) = causes.entry(id).or_insert_with(|| {
+            let seen = CauseSeen {
+                cause: failure.cause,
+                first_ms: failure.at_ms,
+                error: String::new(),
+            };
+            (seen, i64::MIN)
+        });
+        seen.first_ms = seen.first_ms.min(failure.at_ms);
+        if failure.at_ms >= *newest_ms {
+            seen.error = failure.error;
+            *newest_ms = failure.at_ms;
         }
     }
     let members = members
@@ -383,7 +404,7 @@ fn memberships(
         .collect();
     let causes = causes
         .into_iter()
-        .map(|(id, (cause, first, error, _))| (id, (cause, first, error)))
+        .map(|(id, (seen, _))| (id, seen))
         .collect();
     (members, causes)
 }
@@ -393,7 +414,9 @@ impl Inner {
         self.incidents
             .get(incident_key(id))
             .map_err(self.error("read an incident"))?
-            .map(|bytes| Incident::decode(&*bytes).map_err(|_| dangling("incidents", &incident_key(id))))
+            .map(|bytes| {
+                Incident::decode(&*bytes).map_err(|_| dangling("incidents", &incident_key(id)))
+            })
             .transpose()
     }
 
@@ -432,10 +455,14 @@ impl LogStore {
         let inner = &*self.inner;
         let mut batch = inner.db.batch();
         for guard in inner.incidents.iter() {
-            let key = guard.key().map_err(self.error("clear the incident index"))?;
+            let key = guard
+                .key()
+                .map_err(self.error("clear the incident index"))?;
             batch.remove(&inner.incidents, key);
         }
-        batch.commit().map_err(self.error("clear the incident index"))?;
+        batch
+            .commit()
+            .map_err(self.error("clear the incident index"))?;
         let mut seen = BTreeSet::new();
         for marked in self.transaction_marks(Mark::Failure, i64::MIN, i64::MAX, None)? {
             seen.insert(marked?.transaction_id);
@@ -444,11 +471,18 @@ impl LogStore {
         for chunk in transactions.chunks(REBUILD_BATCH) {
             let mut batch = inner.db.batch();
             self.index_incidents(rule, chunk, &HashMap::new(), &mut batch)?;
-            batch.commit().map_err(self.error("rebuild the incident index"))?;
+            batch
+                .commit()
+                .map_err(self.error("rebuild the incident index"))?;
         }
-        let mut batch = inner.db.batch().durability(Some(fjall::PersistMode::SyncAll));
+        let mut batch = inner
+            .db
+            .batch()
+            .durability(Some(fjall::PersistMode::SyncAll));
         batch.insert(&inner.meta, BUILT_KEY, [1]);
-        batch.commit().map_err(self.error("mark the incident index built"))
+        batch
+            .commit()
+            .map_err(self.error("mark the incident index built"))
     }
 
     /// Every incident, in id order: one entry each, whatever their failures.
@@ -458,9 +492,7 @@ impl LogStore {
             .incidents
             .prefix([INCIDENT])
             .map(|guard| {
-                let (key, value) = guard
-                    .into_inner()
-                    .map_err(self.error("list incidents"))?;
+                let (key, value) = guard.into_inner().map_err(self.error("list incidents"))?;
                 Incident::decode(&*value).map_err(|_| dangling("incidents", &key))
             })
             .collect()
@@ -490,9 +522,7 @@ impl LogStore {
                     .map_err(self.error("read an incident's minutes"))?;
                 let minute = keys::parse_time(&key[key.len() - 8..]);
                 let count = <[u8; 8]>::try_from(&*value).ok().map(u64::from_be_bytes);
-                minute
-                    .zip(count)
-                    .ok_or_else(|| dangling("incidents", &key))
+                minute.zip(count).ok_or_else(|| dangling("incidents", &key))
             })
             .collect()
     }
@@ -614,10 +644,7 @@ impl LogStore {
         };
         let mut end = prefix.to_vec();
         *end.last_mut().expect("ends with NUL") = 1;
-        Ok(self
-            .inner
-            .incidents
-            .range((start, Bound::Excluded(end))))
+        Ok(self.inner.incidents.range((start, Bound::Excluded(end))))
     }
 }
 
@@ -647,7 +674,8 @@ impl LogStore {
             if known == Some(true) {
                 continue;
             }
-            let relevant = record.failure || (known.is_none() && inner.has_incidents(transaction)?);
+            let relevant =
+                record.failure || (known.is_none() && inner.has_incidents(transaction)?);
             touched.insert(transaction, relevant);
             if relevant {
                 transactions.push(transaction.to_owned());
@@ -663,7 +691,10 @@ impl LogStore {
             {
                 let decoded = codec::decode(record.key.clone(), &record.encoded)
                     .map_err(|_| dangling("records", &record.primary))?;
-                pending.entry(transaction.clone()).or_default().push(decoded);
+                pending
+                    .entry(transaction.clone())
+                    .or_default()
+                    .push(decoded);
             }
         }
         self.index_incidents(rule.as_ref(), &transactions, &pending, batch)

@@ -16,7 +16,8 @@ impl IncidentRule for ByError {
             .filter(|r| r.outcome.is_none())
             .filter_map(|r| Some((r.ids.as_ref()?.event_id.as_str(), r)))
             .collect();
-        let outcomes: Vec<&ArchivedRecord> = records.iter().filter(|r| r.outcome.is_some()).collect();
+        let outcomes: Vec<&ArchivedRecord> =
+            records.iter().filter(|r| r.outcome.is_some()).collect();
         let mut failures = Vec::new();
         for (index, record) in outcomes.iter().enumerate() {
             let about = record.outcome.as_ref().unwrap();
@@ -142,7 +143,12 @@ fn outage() -> Vec<ArchivedRecord> {
     for n in 0..4 {
         records.push(event(n, 60_000 * n));
     }
-    let errors = ["register timed out", "register timed out", "birth date in the future", "register timed out"];
+    let errors = [
+        "register timed out",
+        "register timed out",
+        "birth date in the future",
+        "register timed out",
+    ];
     for (n, error) in errors.iter().enumerate() {
         let n = n as i64;
         records.push(outcome(n, n, Some(error), 60_000 * n + 500));
@@ -159,10 +165,20 @@ fn failures_of_one_cause_are_one_incident_with_its_counts_minutes_and_subjects()
     let mut opened: Vec<&str> = changes.iter().map(|c| c.incident.id()).collect();
     opened.sort();
     assert_eq!(opened, [BAD_DATE, TIMEOUT]);
-    assert!(changes.iter().all(|c| c.transition == IncidentTransition::Opened));
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.transition == IncidentTransition::Opened)
+    );
     let timeout = incident(&store, TIMEOUT);
-    assert_eq!((timeout.transactions, timeout.failing, timeout.failures), (3, 3, 3));
-    assert_eq!((timeout.first_seen_ms, timeout.last_seen_ms), (500, 180_500));
+    assert_eq!(
+        (timeout.transactions, timeout.failing, timeout.failures),
+        (3, 3, 3)
+    );
+    assert_eq!(
+        (timeout.first_seen_ms, timeout.last_seen_ms),
+        (500, 180_500)
+    );
     assert_eq!(
         store.incident_minutes(TIMEOUT, 0, i64::MAX).unwrap(),
         [(0, 1), (60_000, 1), (180_000, 1)]
@@ -171,7 +187,11 @@ fn failures_of_one_cause_are_one_incident_with_its_counts_minutes_and_subjects()
     assert_eq!(store.incidents().unwrap().len(), 2);
 
     let subjects = store.incident_subjects(TIMEOUT, 2, None).unwrap();
-    let names: Vec<&str> = subjects.items.iter().map(|s| s.subject_id.as_str()).collect();
+    let names: Vec<&str> = subjects
+        .items
+        .iter()
+        .map(|s| s.subject_id.as_str())
+        .collect();
     assert_eq!(names, ["person:0", "person:1"]);
     let rest = store
         .incident_subjects(TIMEOUT, 2, subjects.next_cursor.as_deref())
@@ -188,7 +208,10 @@ fn a_later_success_resolves_an_incident_and_a_new_failure_reopens_it() {
     append(&store, outage());
 
     // Two of the three recover: still open. The third recovers: resolved at its success.
-    append(&store, vec![outcome(10, 0, None, 300_000), outcome(11, 1, None, 301_000)]);
+    append(
+        &store,
+        vec![outcome(10, 0, None, 300_000), outcome(11, 1, None, 301_000)],
+    );
     assert_eq!(incident(&store, TIMEOUT).failing, 1);
     let changes = append(&store, vec![outcome(12, 3, None, 302_000)]);
     assert_eq!(changes.len(), 1);
@@ -199,7 +222,13 @@ fn a_later_success_resolves_an_incident_and_a_new_failure_reopens_it() {
     assert_eq!((resolved.transactions, resolved.failures), (3, 3));
 
     // The failing transactions come first in the listing of an incident's transactions.
-    append(&store, vec![event(4, 400_000), outcome(13, 4, Some("register timed out"), 400_500)]);
+    append(
+        &store,
+        vec![
+            event(4, 400_000),
+            outcome(13, 4, Some("register timed out"), 400_500),
+        ],
+    );
     let reopened = incident(&store, TIMEOUT);
     assert_eq!((reopened.reopened, reopened.failing), (1, 1));
     assert_eq!(reopened.opened_at_ms, 400_500);
@@ -209,7 +238,15 @@ fn a_later_success_resolves_an_incident_and_a_new_failure_reopens_it() {
         .iter()
         .map(|m| (m.transaction_id.as_str(), m.is_failing()))
         .collect();
-    assert_eq!(order, [("tx-4", true), ("tx-0", false), ("tx-1", false), ("tx-3", false)]);
+    assert_eq!(
+        order,
+        [
+            ("tx-4", true),
+            ("tx-0", false),
+            ("tx-1", false),
+            ("tx-3", false)
+        ]
+    );
     assert_eq!(members[0].failing_event_ids, ["ev-4"]);
 }
 
@@ -224,10 +261,13 @@ fn a_failure_archived_before_its_event_counts_when_the_event_arrives() {
     assert_eq!(incident(&store, TIMEOUT).failing, 1);
 }
 
+/// An incident, its transactions and its minutes.
+type IndexedIncident = (Incident, Vec<IncidentMember>, Vec<(i64, u64)>);
+
 /// What the index holds about the incidents that the records decide, for comparing two
 /// archives: not when an incident last opened or resolved, nor how often it reopened, which
 /// are what the archive saw happen in the order records came.
-fn index(store: &LogStore) -> Vec<(Incident, Vec<IncidentMember>, Vec<(i64, u64)>)> {
+fn index(store: &LogStore) -> Vec<IndexedIncident> {
     store
         .incidents()
         .unwrap()
@@ -270,5 +310,8 @@ fn the_index_kept_batch_by_batch_is_the_one_rebuilt_from_the_records() {
 
     assert_eq!(index(&reopened), index(&store));
     let timeout = incident(&store, TIMEOUT);
-    assert_eq!((timeout.transactions, timeout.failing, timeout.failures), (3, 2, 4));
+    assert_eq!(
+        (timeout.transactions, timeout.failing, timeout.failures),
+        (3, 2, 4)
+    );
 }

@@ -491,7 +491,7 @@ async function incidentPage(view, id) {
   await fetchIncident(page);
   renderIncident(page);
   // Nothing to replay once none of its transactions fails.
-  const replay = can('replay') && page.detail.incident.failing ? incidentReplay(page) : null;
+  const replay = can('replay') && page.detail.incident.failing > 0 ? incidentReplay(page) : null;
   show(view, page.sections.summary, replay, page.sections.transactions, await incidentSubjects(page));
 }
 
@@ -606,7 +606,8 @@ async function followIncidentReplay(page, replay, plan) {
       return false;
     }
   });
-  if (!done && current(page.view)) progress.textContent += ' Press Refresh to look again.';
+  if (!current(page.view)) return;
+  if (!done) progress.textContent += ' Press Refresh to look again.';
   announce(progress.textContent);
 }
 
@@ -942,8 +943,10 @@ function replayForm({ choices, body, post, started, follow }) {
     const several = answer.plan.transactions > 1;
     put(plan,
       h('h3', {}, 'Plan (nothing is published yet)'),
-      h('p', {}, `${plural(messages.length, 'message')} of ${plural(answer.plan.transactions, 'transaction')}`,
-        shown.length < messages.length ? `; the first ${shown.length}:` : ':'),
+      several || shown.length < messages.length
+        ? h('p', {}, `${plural(messages.length, 'message')} of ${plural(answer.plan.transactions, 'transaction')}`,
+          shown.length < messages.length ? `; the first ${shown.length}:` : ':')
+        : null,
       h('table', { id: 'plan-table' },
         h('thead', {}, h('tr', {}, ['#', several ? 'Transaction' : null, 'Event', 'Type', 'From', 'To topic'].filter(Boolean).map((c) => h('th', { scope: 'col' }, c)))),
         h('tbody', {}, shown.map((m, i) => h('tr', {},
