@@ -90,6 +90,7 @@ pub(super) async fn transaction(
         ReplayStarted,
         (status = 400, description = "The request is invalid (no reason, an unknown member, a bad time, more messages than `max`, not JSON); `field` names what", body = ErrorBody),
         (status = 403, description = "The caller's role lacks the permission, or the plan has more messages than replay_bulk_admin_above and the caller lacks replay:bulk", body = ErrorBody),
+        (status = 404, description = "`incident` names no incident", body = ErrorBody),
         (status = 409, description = "Nothing to replay, the plan includes an erased record, or the Idempotency-Key was used with another request", body = ErrorBody),
     ),
     extensions(("x-permission" = json!("also replay:bulk (admin) when the plan has more messages than replay_bulk_admin_above"))),
