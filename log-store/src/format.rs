@@ -12,6 +12,10 @@
 //!   a reset keeps its epoch and the reset after the next offset. Epoch 0 keys and
 //!   8-byte positions are format 2's bytes, so migrating from 2 only rewrites the marker;
 //!   a format-2 build refuses a format-3 archive, whose positions it could not read.
+//! - 4: the incident index (`incidents` keyspace, `store/incidents.rs`), kept by every
+//!   append. Migrating from 3 rewrites the marker; the index is built from the records at
+//!   the first open with the incident rule. A format-3 build refuses a format-4 archive: its
+//!   appends would leave the index behind the records without saying so.
 
 use fjall::PersistMode;
 
@@ -19,7 +23,7 @@ use crate::StoreError;
 use crate::store::Inner;
 
 /// The on-disk format this build writes; it opens this one and migrates older ones.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format this build migrates.
 const OLDEST_MIGRATED: u32 = 1;
 const FORMAT_KEY: &str = "format_version";
@@ -55,7 +59,7 @@ pub(crate) fn open(inner: &Inner) -> Result<u64, StoreError> {
     };
     match version {
         FORMAT_VERSION => read_record_count(inner),
-        2 => {
+        2 | 3 => {
             let records = read_record_count(inner)?;
             write_format(inner, records)?;
             Ok(records)
@@ -121,9 +125,9 @@ mod tests {
 
     #[test]
     fn an_archive_of_a_newer_format_is_refused_naming_both_versions() {
-        let error = refusal("4");
-        assert!(error.contains("format version 4"), "{error}");
-        assert!(error.contains("versions 1 to 3"), "{error}");
+        let error = refusal("5");
+        assert!(error.contains("format version 5"), "{error}");
+        assert!(error.contains("versions 1 to 4"), "{error}");
         assert!(error.contains("newer Retrace"), "{error}");
     }
 
