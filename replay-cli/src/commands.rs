@@ -1,8 +1,11 @@
-//! The commands that talk to a Retrace server: `trace`, `subject`, `failed`, `replay` and
-//! `export`. Each one asks the API ([`client`]), and prints what it answered ([`render`]).
+//! The commands that talk to a Retrace server: `trace`, `subject`, `failed`, `incidents`,
+//! `replay` and `export`. Each one asks the API ([`client`]), and prints what it answered
+//! ([`render`]).
 
 pub mod admin;
 mod client;
+mod export;
+pub mod incidents;
 pub mod jobs;
 pub mod operations;
 mod operator;
@@ -12,7 +15,8 @@ mod replay;
 use std::io::Write as _;
 
 use jiff::tz::TimeZone;
-use retrace_api::{Behind, Page, Trace, TransactionSummary, describe_behind};
+use retrace_api::{Behind, Page, Trace, describe_behind};
+use serde::de::DeserializeOwned;
 
 use crate::Failure;
 pub use client::Server;
@@ -74,42 +78,8 @@ pub struct FailedArgs {
     json: bool,
 }
 
+pub use export::ExportArgs;
 pub use replay::ReplayArgs;
-
-#[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("selection").required(true).args(["subject", "failed"])))]
-pub struct ExportArgs {
-    /// Export the transactions that touched this subject.
-    #[arg(long, value_name = "SUBJECT_ID")]
-    subject: Option<String>,
-    /// Export failed transactions.
-    #[arg(long)]
-    failed: bool,
-    /// Only transactions since this time: RFC 3339 or a duration back from now.
-    #[arg(long)]
-    since: Option<String>,
-    /// Only transactions until this time.
-    #[arg(long)]
-    until: Option<String>,
-    /// With --failed: only transactions with a message on this topic.
-    #[arg(long, requires = "failed")]
-    topic: Option<String>,
-    /// With --failed: only transactions with an event of this type.
-    #[arg(long = "type", value_name = "TYPE", requires = "failed")]
-    event_type: Option<String>,
-    /// Export at most this many transactions (default: all).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    limit: Option<u32>,
-    /// csv: one row per transaction, with a header; json: an array of the same rows.
-    #[arg(long, value_enum, default_value = "csv")]
-    format: ExportFormat,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ExportFormat {
-    Csv,
-    Json,
-}
 
 pub async fn trace(server: &Server, args: TraceArgs) -> Result<(), Failure> {
     let client = Client::new(server)?;
@@ -191,35 +161,7 @@ pub async fn replay(server: &Server, args: ReplayArgs) -> Result<(), Failure> {
 }
 
 pub async fn export(server: &Server, args: ExportArgs) -> Result<(), Failure> {
-    let client = Client::new(server)?;
-    let limit = args.limit.map(|l| l as usize);
-    let listing = match &args.subject {
-        Some(subject) => {
-            let path = ["v1", "exports", "subjects", subject, "transactions"];
-            let query = [("since", args.since.clone()), ("until", args.until.clone())];
-            collect(&client, &path, &query, limit).await?
-        }
-        None => {
-            let query = failed_query(
-                args.since.clone(),
-                args.until.clone(),
-                args.topic.clone(),
-                args.event_type.clone(),
-            );
-            collect(&client, &["v1", "exports", "transactions"], &query, limit).await?
-        }
-    };
-    listing.note_behind();
-    let rows: Vec<render::ExportRow> = listing.items.iter().map(render::ExportRow::from).collect();
-    match args.format {
-        ExportFormat::Csv => print(&render::csv(&rows))?,
-        ExportFormat::Json => print_json(&rows)?,
-    }
-    if rows.is_empty() {
-        eprintln!("retrace: no transactions matched; nothing exported");
-    }
-    listing.note_more("export");
-    Ok(())
+    export::run(&Client::new(server)?, args).await
 }
 
 fn failed_query(
@@ -237,15 +179,16 @@ fn failed_query(
     ]
 }
 
-/// Transactions of a listing, newest first, whether the server had more, and the partitions
-/// the archive was behind on when it answered.
-struct Listing {
-    items: Vec<TransactionSummary>,
+/// The items of a listing (transactions, incidents, an incident's subjects) in the server's
+/// order, whether the server had more, and the partitions the archive was behind on when it
+/// answered.
+struct Listing<T> {
+    items: Vec<T>,
     more: bool,
     behind: Vec<Behind>,
 }
 
-impl Listing {
+impl<T> Listing<T> {
     /// Says, before anything else, that the listing may lack what the archive has not read
     /// yet: "no failed transactions" is not an answer while it catches up.
     fn note_behind(&self) {
@@ -264,13 +207,13 @@ impl Listing {
     }
 }
 
-/// Follows a listing's cursors until `limit` transactions (or all of them) are in hand.
-async fn collect(
+/// Follows a listing's cursors until `limit` items (or all of them) are in hand.
+async fn collect<T: DeserializeOwned>(
     client: &Client,
     path: &[&str],
     query: &[(&'static str, Option<String>)],
     limit: Option<usize>,
-) -> Result<Listing, Failure> {
+) -> Result<Listing<T>, Failure> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -281,7 +224,7 @@ async fn collect(
         for (name, value) in query {
             request = request.query(name, value.as_ref());
         }
-        let page: Page<TransactionSummary> = client.send(request).await?;
+        let page: Page<T> = client.send(request).await?;
         items.extend(page.items);
         let full = limit.is_some_and(|l| items.len() >= l);
         match page.next_cursor {

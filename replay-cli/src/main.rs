@@ -44,9 +44,14 @@ enum Command {
     Subject(commands::SubjectArgs),
     /// List failed transactions, with the step that failed and the error.
     Failed(commands::FailedArgs),
-    /// Re-publish a transaction's messages (or every failed one, with --failed).
+    /// List incidents: failures grouped by step and cause, with a sparkline of each; `show`
+    /// one with its transactions.
+    Incidents(commands::incidents::IncidentsArgs),
+    /// Re-publish a transaction's messages (or every failed one, with --failed; an
+    /// incident's, with --incident).
     Replay(commands::ReplayArgs),
-    /// Export a subject's transactions, or failed ones, as CSV or JSON.
+    /// Export a subject's transactions, or failed ones, as CSV or JSON; or the subjects an
+    /// incident touched.
     Export(commands::ExportArgs),
     /// The off-peak worker's queues: their status, and redrive of dead-lettered jobs.
     Jobs(commands::jobs::JobsArgs),
@@ -122,6 +127,7 @@ async fn main() -> ExitCode {
         Command::Trace(args) => commands::trace(&server, args).await,
         Command::Subject(args) => commands::subject(&server, args).await,
         Command::Failed(args) => commands::failed(&server, args).await,
+        Command::Incidents(args) => commands::incidents::run(&server, args).await,
         Command::Replay(args) => commands::replay(&server, args).await,
         Command::Export(args) => commands::export(&server, args).await,
         Command::Jobs(args) => commands::jobs::run(&server, args).await,

@@ -276,6 +276,15 @@ async fn usage_errors_exit_2_and_an_unreachable_server_exits_3() {
         &["replay", "t", "--reason", "   ", "--yes"],
         &["export", "--format", "csv"],
         &["failed", "--limit", "0"],
+        // The query's filters belong to --failed alone; --rate and --max to a bulk replay.
+        &["replay", "t", "--topic", "x", "--reason", "x"],
+        &["replay", "t", "--rate", "5", "--reason", "x"],
+        &["replay", "--incident", "i", "--failed", "--reason", "x"],
+        &["replay", "--incident=i", "--since=1h", "--reason=x"],
+        &["export", "--subject", "s", "--topic", "x"],
+        &["export", "--incident", "i", "--since", "1h"],
+        &["incidents", "--status", "broken"],
+        &["incidents", "show", "i", "--limit", "501"],
     ] {
         let run = retrace(&nowhere, args).await;
         assert_exit(&run, 2);

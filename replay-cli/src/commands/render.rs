@@ -1,6 +1,6 @@
 //! Everything the commands print, as text: a transaction's timeline and causation tree,
-//! listings, replay plans and results, progress lines, CSV, and pretty JSON. Pure functions
-//! of the API's documents (and a time zone), so they are tested without a server.
+//! listings, incidents, replay plans and results, progress lines, CSV, and pretty JSON. Pure
+//! functions of the API's documents (and a time zone), so they are tested without a server.
 
 use std::fmt::Write as _;
 
@@ -10,8 +10,10 @@ use retrace_api::{AuditView, ErasureView, ReplayPlan, ReplayView, TokenView, Tra
 use retrace_api::{QueueStatus, RedriveReport};
 use serde::Serialize;
 
+mod incidents;
 mod trace;
 
+pub use incidents::{incident_detail, incident_listing};
 #[cfg(test)]
 use trace::{outcome, timeline, tree};
 pub use trace::{step, trace};
@@ -236,33 +238,47 @@ impl From<&TransactionSummary> for ExportRow {
     }
 }
 
-const CSV_HEADER: [&str; 9] = [
-    "transaction_id",
-    "status",
-    "started_at",
-    "last_at",
-    "events",
-    "topics",
-    "subject_ids",
-    "failed_step",
-    "error",
-];
+/// A row of an export, as CSV fields in the order of its header.
+pub trait CsvRow {
+    /// The header line's names.
+    const HEADER: &'static [&'static str];
+    /// The fields, as many as [`CsvRow::HEADER`] names; a list joined with `;`.
+    fn fields(&self) -> Vec<String>;
+}
 
-/// RFC 4180 CSV with a header line; lists are joined with `;`.
-pub fn csv(rows: &[ExportRow]) -> String {
-    let mut out = csv_record(CSV_HEADER.iter().map(|h| h.to_string()));
+impl CsvRow for ExportRow {
+    const HEADER: &'static [&'static str] = &[
+        "transaction_id",
+        "status",
+        "started_at",
+        "last_at",
+        "events",
+        "topics",
+        "subject_ids",
+        "failed_step",
+        "error",
+    ];
+
+    fn fields(&self) -> Vec<String> {
+        vec![
+            self.transaction_id.clone(),
+            self.status.clone(),
+            self.started_at.clone(),
+            self.last_at.clone(),
+            self.events.to_string(),
+            self.topics.join(";"),
+            self.subject_ids.join(";"),
+            self.failed_step.clone().unwrap_or_default(),
+            self.error.clone().unwrap_or_default(),
+        ]
+    }
+}
+
+/// RFC 4180 CSV with a header line.
+pub fn csv<R: CsvRow>(rows: &[R]) -> String {
+    let mut out = csv_record(R::HEADER.iter().map(|h| h.to_string()));
     for row in rows {
-        out.push_str(&csv_record([
-            row.transaction_id.clone(),
-            row.status.clone(),
-            row.started_at.clone(),
-            row.last_at.clone(),
-            row.events.to_string(),
-            row.topics.join(";"),
-            row.subject_ids.join(";"),
-            row.failed_step.clone().unwrap_or_default(),
-            row.error.clone().unwrap_or_default(),
-        ]));
+        out.push_str(&csv_record(row.fields()));
     }
     out
 }

@@ -33,6 +33,7 @@ fn failed_outcome() -> OutcomeView {
         consumer: "validation".into(),
         status: "failed".into(),
         error: "birth date is in the future".into(),
+        error_code: String::new(),
         reported_by: String::new(),
         attempt: 1,
         time: "2026-03-02T09:15:00.400Z".into(),
@@ -424,6 +425,7 @@ fn outcomes_read_as_sentences() {
         "validation: dead lettered (birth date is in the future), attempt 3"
     );
     let through_the_gateway = OutcomeView {
+        error_code: String::new(),
         reported_by: "validation-service".into(),
         ..failed_outcome()
     };

@@ -1,4 +1,5 @@
-//! `retrace replay`: show the plan (a dry run on the server), ask, start the replay with an
+//! `retrace replay`: of one transaction, of the failed ones a query selects, or of an
+//! incident's; show the plan (a dry run on the server), ask, start the replay with an
 //! idempotency key, and follow it to the end.
 
 use std::io::IsTerminal as _;
@@ -27,17 +28,29 @@ const REPLAY: Action = Action {
 };
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("selection").required(true).args(["transaction", "failed"])))]
+#[command(group(
+    clap::ArgGroup::new("selection")
+        .required(true)
+        .args(["transaction", "failed", "incident"])
+))]
+#[command(group(clap::ArgGroup::new("bulk").args(["failed", "incident"])))]
+// The query's options conflict with the other selections rather than `requires = "failed"`:
+// a flag always has a value (false), so clap counts it present and would let them through.
 pub struct ReplayArgs {
     /// The transaction to replay.
     transaction: Option<String>,
     /// Replay every failed transaction the query selects (--since, --until, --topic, --type).
     #[arg(long)]
     failed: bool,
+    /// Replay the transactions of this incident that still fail with its cause, and of each
+    /// only the events that fail with it (`retrace incidents` lists the ids).
+    #[arg(long, value_name = "INCIDENT_ID")]
+    incident: Option<String>,
     /// Replay this event of the transaction and everything after it.
     #[arg(long = "from", value_name = "EVENT_ID", requires = "transaction")]
     from_event_id: Option<String>,
-    /// Replay only the events whose last outcome is a failure (always so with --failed).
+    /// Replay only the events whose last outcome is a failure (always so with --failed and
+    /// --incident).
     #[arg(long)]
     only_failed: bool,
     /// Publish every message to this topic instead of the one it came from.
@@ -53,22 +66,22 @@ pub struct ReplayArgs {
     #[arg(long, short = 'y')]
     yes: bool,
     /// With --failed: transactions that failed since this time (RFC 3339 or 2h, 7d...).
-    #[arg(long, requires = "failed")]
+    #[arg(long, conflicts_with_all = ["transaction", "incident"])]
     since: Option<String>,
     /// With --failed: ... and until this time.
-    #[arg(long, requires = "failed")]
+    #[arg(long, conflicts_with_all = ["transaction", "incident"])]
     until: Option<String>,
     /// With --failed: only transactions with a message on this topic.
-    #[arg(long, requires = "failed")]
+    #[arg(long, conflicts_with_all = ["transaction", "incident"])]
     topic: Option<String>,
     /// With --failed: only transactions with an event of this type.
-    #[arg(long = "type", value_name = "TYPE", requires = "failed")]
+    #[arg(long = "type", value_name = "TYPE", conflicts_with_all = ["transaction", "incident"])]
     event_type: Option<String>,
-    /// With --failed: messages re-published per second.
-    #[arg(long, default_value_t = 100, requires = "failed")]
+    /// With --failed or --incident: messages re-published per second.
+    #[arg(long, default_value_t = 100, requires = "bulk")]
     rate: u32,
-    /// With --failed: refuse to start if the query selects more messages than this.
-    #[arg(long, default_value_t = 1000, requires = "failed")]
+    /// With --failed or --incident: refuse to start if it selects more messages than this.
+    #[arg(long, default_value_t = 1000, requires = "bulk")]
     max: usize,
 }
 
@@ -127,11 +140,13 @@ fn request(args: &ReplayArgs, dry_run: bool) -> Request {
             &BulkReplayRequest {
                 reason: args.reason.clone(),
                 dry_run,
-                status: Some(TransactionStatus::Failed),
+                // An incident selects its own transactions: the query's filters are absent.
+                status: args.failed.then_some(TransactionStatus::Failed),
                 since: args.since.clone(),
                 until: args.until.clone(),
                 topic: args.topic.clone(),
                 event_type: args.event_type.clone(),
+                incident: args.incident.clone(),
                 only_failed: true,
                 target_topic: args.to_topic.clone(),
                 rate: args.rate,
