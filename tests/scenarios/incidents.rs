@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use retrace_api::{
-    CauseKind, IncidentDetail, IncidentStatus, IncidentSubject, IncidentView, Page,
-    ReplayResponse,
+    CauseKind, IncidentDetail, IncidentStatus, IncidentSubject, IncidentView, Page, ReplayResponse,
 };
 use retrace_proto::{Envelope, OUTCOMES_TOPIC};
 use retrace_sdk::{EventHandler, HandlerError, Publisher, ReceivedEvent, consume};
@@ -157,13 +156,20 @@ async fn failures_group_into_incidents_that_export_replay_resolve_and_reopen(bro
             (CauseKind::Code, DEATH_CODE, DEATHS as u64)
         );
         let charted: u64 = outage.recent.iter().map(|m| m.failures).sum();
-        assert_eq!(charted, BIRTHS as u64, "every failure in the last hour's minutes");
+        assert_eq!(
+            charted, BIRTHS as u64,
+            "every failure in the last hour's minutes"
+        );
 
         let subjects = exported_subjects(&archive, &outage.incident_id).await;
         let names: BTreeSet<String> = subjects.iter().map(|s| s.subject_id.clone()).collect();
         let expected: BTreeSet<String> = (0..BIRTHS).map(|n| format!("beneficiary:{n}")).collect();
         assert_eq!(names, expected, "exactly the subjects the outage touched");
-        assert!(subjects.iter().all(|s| s.failing && s.transaction_ids.len() == 1));
+        assert!(
+            subjects
+                .iter()
+                .all(|s| s.failing && s.transaction_ids.len() == 1)
+        );
 
         // The register is back: the outage's transactions are replayed as one.
         validation.register_down.store(false, Ordering::SeqCst);
@@ -212,10 +218,17 @@ async fn failures_group_into_incidents_that_export_replay_resolve_and_reopen(bro
             (reopened.status, reopened.reopened, reopened.transactions),
             (IncidentStatus::Open, 1, BIRTHS as u64 + 1)
         );
-        let detail: IncidentDetail =
-            get(&archive, &format!("/v1/incidents/{}?limit=3", outage.incident_id)).await;
+        let detail: IncidentDetail = get(
+            &archive,
+            &format!("/v1/incidents/{}?limit=3", outage.incident_id),
+        )
+        .await;
         let listed: Vec<bool> = detail.transactions.iter().map(|t| t.failing).collect();
-        assert_eq!(listed, [true, false, false], "the failing transaction first");
+        assert_eq!(
+            listed,
+            [true, false, false],
+            "the failing transaction first"
+        );
         assert_eq!(detail.transactions[0].subject_ids, ["beneficiary:9999"]);
         assert_eq!(detail.subjects, BIRTHS as u64 + 1);
         stop.cancel();
@@ -246,7 +259,13 @@ async fn an_unknown_incident_or_a_mixed_selection_is_refused_by_name(broker: Bro
         .unwrap();
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("retrace incidents"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("retrace incidents"),
+        "{body}"
+    );
     let response = reqwest::Client::new()
         .post(archive.url("/v1/replays"))
         .json(&json!({"reason": "r", "incident": "0000000000000000", "since": "1h"}))

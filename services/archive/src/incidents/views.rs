@@ -5,8 +5,8 @@
 use std::cmp::Reverse;
 
 use retrace_api::{
-    CauseKind, IncidentDetail, IncidentStatus, IncidentSubject, IncidentTransaction,
-    IncidentView, MinuteCount, Page,
+    CauseKind, IncidentDetail, IncidentStatus, IncidentSubject, IncidentTransaction, IncidentView,
+    MinuteCount, Page,
 };
 use retrace_http::ApiError;
 use retrace_log_store::{Incident, IncidentMember};
@@ -97,10 +97,7 @@ impl Reader {
             minutes,
             transactions: page.items.into_iter().map(member_view).collect(),
             next_cursor: page.next_cursor,
-            subjects: self
-                .store
-                .incident_subject_count(id)
-                .map_err(store_error)?,
+            subjects: self.store.incident_subject_count(id).map_err(store_error)?,
         })
     }
 

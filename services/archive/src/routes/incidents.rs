@@ -40,7 +40,7 @@ pub(super) struct Listing {
     tag = "incidents",
     summary = "List incidents (failures grouped by step and cause), newest last failure first, with their counts and the last hour's failures per minute",
     params(Listing, Paging),
-    responses(IncidentPage, InvalidParameter),
+    responses(IncidentPage, InvalidParameter)
 )]
 pub(super) async fn list(request: ReadRequest) -> Response {
     let audit = Audit::new(&request.caller, "incidents.list", request.query());
@@ -49,7 +49,10 @@ pub(super) async fn list(request: ReadRequest) -> Response {
             let filter = IncidentFilter {
                 status: params
                     .text("status")
-                    .map(|s| s.parse().map_err(|e: String| ApiError::invalid("status", e)))
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|e: String| ApiError::invalid("status", e))
+                    })
                     .transpose()?,
                 window: params.window("since", "until")?,
             };
