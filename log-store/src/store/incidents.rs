@@ -435,13 +435,13 @@ impl LogStore {
         &self,
         rule: &dyn IncidentRule,
         transactions: &[String],
-        pending: &HashMap<String, Vec<ArchivedRecord>>,
+        mut pending: HashMap<String, Vec<ArchivedRecord>>,
         batch: &mut WriteBatch,
     ) -> Result<Vec<IncidentChange>, StoreError> {
         let mut work = IncidentBatch::new(&self.inner);
         for transaction in transactions {
             let mut records = self.transaction(transaction)?;
-            records.extend(pending.get(transaction).into_iter().flatten().cloned());
+            records.extend(pending.remove(transaction).unwrap_or_default());
             records.sort_by_key(|record| record.time_ms);
             let found = rule.failures(transaction, &records);
             work.apply(transaction, found, batch)?;
@@ -470,7 +470,7 @@ impl LogStore {
         let transactions: Vec<String> = seen.into_iter().collect();
         for chunk in transactions.chunks(REBUILD_BATCH) {
             let mut batch = inner.db.batch();
-            self.index_incidents(rule, chunk, &HashMap::new(), &mut batch)?;
+            self.index_incidents(rule, chunk, HashMap::new(), &mut batch)?;
             batch
                 .commit()
                 .map_err(self.error("rebuild the incident index"))?;
@@ -697,7 +697,7 @@ impl LogStore {
                     .push(decoded);
             }
         }
-        self.index_incidents(rule.as_ref(), &transactions, &pending, batch)
+        self.index_incidents(rule.as_ref(), &transactions, pending, batch)
     }
 }
 

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use prost::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, Timestamp, TopicPartitionList};
-use retrace_archive::{ArchiveConfig, TopicSelection, classify, prepare};
+use rdkafka::{Offset, TopicPartitionList};
+use retrace_archive::{ArchiveConfig, TopicSelection};
 use retrace_fixtures::{Broker, free_port};
 use retrace_log_store::{LogStore, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_proto::headers::TraceHeaders;
 use tokio_util::sync::CancellationToken;
 
+use crate::records::{archived, kafka_headers};
 use crate::smoke;
 
 const TOPIC: &str = "bench.registrations";
@@ -113,15 +113,7 @@ pub(crate) fn produce(
         .create()?;
     for envelope in envelopes {
         let envelope = envelope.borrow();
-        let headers = TraceHeaders::of(envelope).pairs().into_iter().fold(
-            OwnedHeaders::new(),
-            |all, (key, value)| {
-                all.insert(Header {
-                    key,
-                    value: Some(value),
-                })
-            },
-        );
+        let headers = kafka_headers(&TraceHeaders::of(envelope));
         let value = envelope.encode_to_vec();
         let record = BaseRecord::to(topic)
             .key(&envelope.transaction_id)
@@ -186,16 +178,15 @@ fn store_only(envelopes: &[Envelope], batch_records: usize) -> anyhow::Result<f6
             .iter()
             .enumerate()
             .map(|(i, envelope)| {
-                let message = OwnedMessage::new(
-                    Some(envelope.encode_to_vec()),
-                    Some(envelope.transaction_id.clone().into_bytes()),
-                    TOPIC.to_owned(),
-                    Timestamp::CreateTime(0),
+                archived(
+                    TOPIC,
                     0,
                     (batch_number * batch_records + i) as i64,
+                    &envelope.transaction_id,
+                    envelope.encode_to_vec(),
                     None,
-                );
-                prepare(classify(&message, 0, &retrace_auth::SigningKeys::default()))
+                    0,
+                )
             })
             .collect();
         store.append(&records)?;

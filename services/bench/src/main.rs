@@ -4,6 +4,9 @@
 mod archive;
 mod auth;
 mod gateway;
+mod incidents;
+mod records;
+mod served;
 mod soak;
 mod trace;
 mod worker;
@@ -20,6 +23,9 @@ enum Area {
     Gateway(gateway::Options),
     /// Trace latency over HTTP in an archive of a million messages, against the store read.
     Trace(trace::Options),
+    /// The incident index in an archive of 10 M messages with 1 M failed transactions across
+    /// 50 causes: listing p99 over HTTP, and ingest with the index against without.
+    Incidents(incidents::Options),
     /// `retrace dev --demo` for a duration at a rate, with replays: lost, duplicates, RSS,
     /// disk growth, trace p99 per minute.
     Soak(soak::Options),
@@ -33,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         Area::Archive(options) => archive::run(options).await,
         Area::Gateway(options) => gateway::run(options).await,
         Area::Trace(options) => trace::run(options).await,
+        Area::Incidents(options) => incidents::run(options).await,
         Area::Soak(options) => soak::run(options).await,
         Area::Worker(options) => worker::run(options).await,
     }

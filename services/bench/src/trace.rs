@@ -6,23 +6,17 @@
 //! audit record (`audit_overhead_ratio`). The archive runs with authentication on, as in
 //! production; the bench's requests carry the bootstrap admin token.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use prost::Message as _;
 use rand::Rng as _;
 use rand::seq::SliceRandom as _;
 use retrace_api::Trace;
-use retrace_archive::{Archive, ArchiveConfig};
-use retrace_fixtures::Broker;
-use retrace_log_store::{
-    ArchivedRecord, EventIds, LogStore, OutcomeRef, PreparedRecord, RecordKey, RecordKind,
-    StoreOptions,
-};
-use retrace_proto::{Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
-use tokio_util::sync::CancellationToken;
+use retrace_log_store::{LogStore, StoreOptions};
+use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 
+use crate::records::{Records, Writer};
+use crate::served::{ServedArchive, Server, ms, percentiles};
 use crate::smoke;
 
 const TOPICS: [&str; 4] = [
@@ -81,31 +75,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     baseline.stop().await?;
     drop(reader);
 
-    // The archive serves its API without consuming: nothing changes while it is measured.
-    let broker = Broker::mock();
-    let shutdown = CancellationToken::new();
-    let mut config = ArchiveConfig::new(broker.bootstrap(), dir.path());
-    // As in production: each request's token checked (the bootstrap admin's), each trace
-    // read audited.
-    let auth = crate::auth::secured(&broker).await;
-    config.auth = auth.config;
-    let archive = Archive::open(&config, shutdown.clone())
-        .await
-        .context("opening the filled archive")?;
-    // Tokens are checked once the registry has read the tokens topic.
-    let ready = archive.readiness();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready.iter().all(|flag| flag.load(Ordering::Acquire)) {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the archive's token registry did not catch up within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let server = Server::start(archive.router()).await?;
-    let mut over_http = time_traces(&client, &server.url, Some(&auth.token), &sample).await?;
-    server.stop().await?;
-    shutdown.cancel();
+    let archive = ServedArchive::start(dir.path()).await?;
+    let mut over_http = time_traces(&client, &archive.url, Some(&archive.token), &sample).await?;
+    archive.stop().await?;
     let (store_p50, store_p99) = percentiles(&mut store_read);
     let (unaudited_p50, unaudited_p99) = percentiles(&mut unaudited);
     let (http_p50, http_p99) = percentiles(&mut over_http);
@@ -125,31 +97,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     );
     println!("trace_http_p99_ms={:.3}", ms(http_p99));
     Ok(())
-}
-
-/// A router served on a loopback port.
-struct Server {
-    url: String,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), retrace_http::HttpError>>,
-}
-
-impl Server {
-    async fn start(router: axum::Router) -> anyhow::Result<Server> {
-        let listener = retrace_http::bind(([127, 0, 0, 1], 0).into(), None).await?;
-        let stop = CancellationToken::new();
-        Ok(Server {
-            url: listener.url(),
-            task: tokio::spawn(listener.serve(router, stop.clone().cancelled_owned())),
-            stop,
-        })
-    }
-
-    /// Returns once the server, and with it the router, is gone.
-    async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        Ok(self.task.await??)
-    }
 }
 
 /// `GET /v1/transactions/{id}` built as the archive builds it (the store's records and
@@ -218,18 +165,16 @@ async fn time_traces(
 }
 
 /// Writes transactions of 10 to 25 events, each event with one outcome (20 to 50 messages
-/// a transaction), `in_flight` transactions interleaved. Returns each transaction's id and
-/// message count.
+/// a transaction), `in_flight` transactions interleaved, as the archive would have archived
+/// them ([`crate::records`]). Returns each transaction's id and message count.
 fn fill(dir: &std::path::Path, options: &Options) -> anyhow::Result<Vec<(String, usize)>> {
-    let store = LogStore::open(dir, &StoreOptions::default())?;
+    let mut writer = Writer::new(LogStore::open(dir, &StoreOptions::default())?);
+    let mut records = Records::default();
     let mut rng = rand::rng();
-    let mut offsets = vec![0_i64; TOPICS.len() * PARTITIONS as usize + PARTITIONS as usize];
     let mut done = Vec::new();
     let mut open: Vec<(Vec<Envelope>, usize, usize)> = Vec::new();
-    let mut batch = Vec::with_capacity(5000);
-    let mut written = 0;
     let mut time_ms = 1_790_000_000_000_i64;
-    while written < options.messages {
+    while writer.written() < options.messages {
         while open.len() < options.in_flight {
             open.push((Vec::new(), rng.random_range(10..=25), 0));
         }
@@ -242,116 +187,22 @@ fn fill(dir: &std::path::Path, options: &Options) -> anyhow::Result<Vec<(String,
         };
         let event = event.with_payload("application/json", vec![b'x'; 300]);
         time_ms += 1;
-        let topic = events.len() % TOPICS.len();
         let partition = rng.random_range(0..PARTITIONS);
-        let slot_offset = &mut offsets[topic * PARTITIONS as usize + partition as usize];
-        batch.push(event_record(
+        writer.push(records.event(
             &event,
-            TOPICS[topic],
+            TOPICS[events.len() % TOPICS.len()],
             partition,
-            *slot_offset,
             time_ms,
-        ));
-        *slot_offset += 1;
-        let outcome_slot = &mut offsets[TOPICS.len() * PARTITIONS as usize + partition as usize];
-        batch.push(outcome_record(
-            &event,
-            partition,
-            *outcome_slot,
-            time_ms + 1,
-        ));
-        *outcome_slot += 1;
+        ))?;
+        let outcome = Outcome::of(&event, "certificates", OutcomeStatus::Processed, None, 1);
+        writer.push(records.outcome(&outcome, partition, time_ms + 1))?;
         *messages += 2;
-        written += 2;
         events.push(event);
         if events.len() == *wanted {
             let (events, _, messages) = open.swap_remove(slot);
             done.push((events[0].transaction_id.clone(), messages));
         }
-        if batch.len() >= 5000 {
-            store.append(&std::mem::take(&mut batch))?;
-        }
     }
-    store.append(&batch)?;
-    store.flush()?;
+    writer.finish()?;
     Ok(done)
-}
-
-fn event_record(
-    event: &Envelope,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    time_ms: i64,
-) -> PreparedRecord {
-    let record = ArchivedRecord {
-        key: RecordKey {
-            topic: topic.to_owned(),
-            partition,
-            epoch: 0,
-            offset,
-        },
-        message_key: Some(event.transaction_id.clone().into_bytes()),
-        value: Some(event.encode_to_vec()),
-        headers: Vec::new(),
-        kafka_timestamp_ms: Some(time_ms),
-        time_ms,
-        kind: RecordKind::Envelope,
-        problem: None,
-        ids: Some(EventIds {
-            event_id: event.event_id.clone(),
-            transaction_id: event.transaction_id.clone(),
-            causation_id: event.causation_id.clone(),
-            subject_ids: event.subject_ids.clone(),
-            source: event.source.clone(),
-            event_type: event.r#type.clone(),
-        }),
-        outcome: None,
-        archived_at_ms: time_ms,
-        erased_at_ms: None,
-        audit: None,
-    };
-    PreparedRecord::new(record).expect("bench records are indexable")
-}
-
-fn outcome_record(event: &Envelope, partition: i32, offset: i64, time_ms: i64) -> PreparedRecord {
-    let outcome = Outcome::of(event, "certificates", OutcomeStatus::Processed, None, 1);
-    let record = ArchivedRecord {
-        key: RecordKey {
-            topic: OUTCOMES_TOPIC.to_owned(),
-            partition,
-            epoch: 0,
-            offset,
-        },
-        message_key: Some(event.transaction_id.clone().into_bytes()),
-        value: Some(outcome.encode_to_vec()),
-        headers: Vec::new(),
-        kafka_timestamp_ms: Some(time_ms),
-        time_ms,
-        kind: RecordKind::Outcome,
-        problem: None,
-        ids: Some(EventIds {
-            transaction_id: event.transaction_id.clone(),
-            source: "certificates".into(),
-            ..EventIds::default()
-        }),
-        outcome: Some(OutcomeRef {
-            event_id: event.event_id.clone(),
-            failed: false,
-        }),
-        archived_at_ms: time_ms,
-        erased_at_ms: None,
-        audit: None,
-    };
-    PreparedRecord::new(record).expect("bench records are indexable")
-}
-
-fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.50), at(0.99))
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
 }

@@ -117,6 +117,25 @@ fn trace_smoke_runs_every_phase() {
 }
 
 #[test]
+fn incidents_smoke_runs_every_phase_and_finds_every_cause() {
+    let report = smoke("incidents", &[], "incidents_listing_p99_ms");
+    for key in [
+        "ingest_without_index_per_s=",
+        "ingest_with_index_per_s=",
+        "ingest_ratio=",
+        "store_incidents_p99_ms=",
+        "incident_detail_p99_ms=",
+    ] {
+        assert!(report.contains(key), "no {key} in:\n{report}");
+    }
+    // The bench checks the index against what it wrote; this is its count.
+    assert!(
+        report.lines().any(|line| line == "incidents=50"),
+        "{report}"
+    );
+}
+
+#[test]
 fn worker_smoke_runs_every_phase_with_real_worker_processes() {
     let worker = built("retrace-worker", "retrace-worker");
     let report = smoke(

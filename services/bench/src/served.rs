@@ -1,0 +1,99 @@
+//! The archive's API served to a bench over a filled store, and the figures of the requests
+//! timed against it: the pieces `trace` and `incidents` share.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use retrace_archive::{Archive, ArchiveConfig};
+use retrace_fixtures::Broker;
+use tokio_util::sync::CancellationToken;
+
+/// A router served on a loopback port.
+pub struct Server {
+    pub url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), retrace_http::HttpError>>,
+}
+
+impl Server {
+    pub async fn start(router: axum::Router) -> anyhow::Result<Server> {
+        let listener = retrace_http::bind(([127, 0, 0, 1], 0).into(), None).await?;
+        let stop = CancellationToken::new();
+        Ok(Server {
+            url: listener.url(),
+            task: tokio::spawn(listener.serve(router, stop.clone().cancelled_owned())),
+            stop,
+        })
+    }
+
+    /// Returns once the server, and with it the router, is gone.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        Ok(self.task.await??)
+    }
+}
+
+/// The archive over a filled store, serving its API without consuming (nothing changes while
+/// it is measured), with authentication on as in production: each request's token checked,
+/// each read audited.
+pub struct ServedArchive {
+    pub url: String,
+    /// The bootstrap admin's, for `Authorization: Bearer …`.
+    pub token: String,
+    server: Server,
+    shutdown: CancellationToken,
+    _broker: Broker,
+}
+
+impl ServedArchive {
+    /// Opens the archive in `dir` (every other handle to its store must be gone) and serves
+    /// it once its token registry has caught up.
+    pub async fn start(dir: &Path) -> anyhow::Result<ServedArchive> {
+        let broker = Broker::mock();
+        let shutdown = CancellationToken::new();
+        let mut config = ArchiveConfig::new(broker.bootstrap(), dir);
+        let auth = crate::auth::secured(&broker).await;
+        config.auth = auth.config;
+        let archive = Archive::open(&config, shutdown.clone())
+            .await
+            .context("opening the filled archive")?;
+        // Tokens are checked once the registry has read the tokens topic.
+        let ready = archive.readiness();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready.iter().all(|flag| flag.load(Ordering::Acquire)) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the archive's token registry did not catch up within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let server = Server::start(archive.router()).await?;
+        Ok(ServedArchive {
+            url: server.url.clone(),
+            token: auth.token,
+            server,
+            shutdown,
+            _broker: broker,
+        })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.server.stop().await?;
+        self.shutdown.cancel();
+        Ok(())
+    }
+}
+
+/// The median and the 99th percentile (the sample at rank round((n - 1) q)); sorts
+/// `samples`, which is not empty.
+pub fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
