@@ -13,12 +13,10 @@ consumer, _DEADLINE_S).
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
 
 import retrace_sdk as retrace
-from step import setting
+from step import consume_until_committed, setting
 
 #: What the handler raises while the gateway is down: the outcome's error and error code.
 GATEWAY_DOWN = "SMS gateway unavailable: HTTP 503 from sms-gateway"
@@ -26,13 +24,8 @@ GATEWAY_DOWN_CODE = "sms_gateway_unavailable"
 
 
 def main() -> int:
-    bootstrap = setting("RETRACE_STEP_BOOTSTRAP")
-    from_topic = setting("RETRACE_STEP_FROM")
-    deadline_s = float(os.environ.get("RETRACE_STEP_DEADLINE_S", "120"))
-    stop = threading.Event()
     tried = set()  # event ids the gateway was down for
     replayed = []  # (topic, partition, offset) of the replayed copy processed
-    done = threading.Event()
 
     def handle(event: retrace.ReceivedEvent) -> None:
         envelope = event.envelope
@@ -44,28 +37,8 @@ def main() -> int:
         if envelope.HasField("replay"):
             replayed.append((event.topic, event.partition, event.offset))
 
-    def on_commit(topic: str, partition: int, next_offset: int) -> None:
-        if replayed and replayed[0] == (topic, partition, next_offset - 1):
-            done.set()
-            stop.set()
-
-    timer = threading.Timer(deadline_s, stop.set)
-    timer.daemon = True
-    timer.start()
-    try:
-        retrace.consume(
-            [from_topic],
-            setting("RETRACE_STEP_GROUP"),
-            handle,
-            bootstrap_servers=bootstrap,
-            consumer_name=setting("RETRACE_STEP_SOURCE"),
-            stop=stop,
-            on_commit=on_commit,
-        )
-    finally:
-        timer.cancel()
-    if not done.is_set():
-        print(f"notifier.py: no replayed copy processed within {deadline_s:.0f} s", file=sys.stderr)
+    if not consume_until_committed(handle, replayed, setting("RETRACE_STEP_SOURCE")):
+        print("notifier.py: no replayed copy processed within the deadline", file=sys.stderr)
         return 1
     return 0
 

@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import threading
+from typing import Optional
 
 import retrace_sdk as retrace
 
@@ -34,17 +35,47 @@ def setting(name: str) -> str:
     return value
 
 
+def consume_until_committed(
+    handle, watched: list, source: str, publisher: Optional[retrace.Publisher] = None
+) -> bool:
+    """Consumes RETRACE_STEP_FROM in RETRACE_STEP_GROUP with `handle`, outcomes reported as
+    `source`, until the offset of the first record `handle` put in `watched` (as topic,
+    partition, offset) is committed, after its outcome: True; or the deadline
+    (RETRACE_STEP_DEADLINE_S, default 120) passes: False."""
+    deadline_s = float(os.environ.get("RETRACE_STEP_DEADLINE_S", "120"))
+    stop = threading.Event()
+    committed = threading.Event()
+
+    def on_commit(topic: str, partition: int, next_offset: int) -> None:
+        if watched and watched[0] == (topic, partition, next_offset - 1):
+            committed.set()
+            stop.set()
+
+    timer = threading.Timer(deadline_s, stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        retrace.consume(
+            [setting("RETRACE_STEP_FROM")],
+            setting("RETRACE_STEP_GROUP"),
+            handle,
+            bootstrap_servers=setting("RETRACE_STEP_BOOTSTRAP"),
+            consumer_name=source,
+            publisher=publisher,
+            stop=stop,
+            on_commit=on_commit,
+        )
+    finally:
+        timer.cancel()
+    return committed.is_set()
+
+
 def main() -> int:
-    bootstrap = setting("RETRACE_STEP_BOOTSTRAP")
     source = setting("RETRACE_STEP_SOURCE")
     event_type = setting("RETRACE_STEP_TYPE")
-    from_topic, to_topic = setting("RETRACE_STEP_FROM"), setting("RETRACE_STEP_TO")
-    deadline_s = float(os.environ.get("RETRACE_STEP_DEADLINE_S", "120"))
-
-    publisher = retrace.Publisher(bootstrap)
-    stop = threading.Event()
+    to_topic = setting("RETRACE_STEP_TO")
+    publisher = retrace.Publisher(setting("RETRACE_STEP_BOOTSTRAP"))
     handled = []  # (topic, partition, offset) of the event this step went on from
-    committed = threading.Event()
 
     def handle(event: retrace.ReceivedEvent) -> None:
         parent = event.envelope
@@ -66,30 +97,12 @@ def main() -> int:
         )
         handled.append((event.topic, event.partition, event.offset))
 
-    def on_commit(topic: str, partition: int, next_offset: int) -> None:
-        if handled and handled[0] == (topic, partition, next_offset - 1):
-            committed.set()
-            stop.set()
-
-    timer = threading.Timer(deadline_s, stop.set)
-    timer.daemon = True
-    timer.start()
     try:
-        retrace.consume(
-            [from_topic],
-            setting("RETRACE_STEP_GROUP"),
-            handle,
-            bootstrap_servers=bootstrap,
-            consumer_name=source,
-            publisher=publisher,
-            stop=stop,
-            on_commit=on_commit,
-        )
+        committed = consume_until_committed(handle, handled, source, publisher)
     finally:
-        timer.cancel()
         publisher.close()
-    if not committed.is_set():
-        print(f"step.py: no event of {from_topic} handled and committed within {deadline_s:.0f} s", file=sys.stderr)
+    if not committed:
+        print("step.py: no event handled and committed within the deadline", file=sys.stderr)
         return 1
     return 0
 
