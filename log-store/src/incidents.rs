@@ -70,7 +70,7 @@ pub struct IncidentCause {
 pub struct Incident {
     #[prost(message, optional, tag = "1")]
     pub cause: Option<IncidentCause>,
-    /// The newest failure's error text.
+    /// The newest failure's error text; empty once its subject was erased.
     #[prost(string, tag = "2")]
     pub example_error: String,
     #[prost(int64, tag = "3")]
@@ -94,6 +94,9 @@ pub struct Incident {
     /// Failure outcomes with this cause.
     #[prost(uint64, tag = "10")]
     pub failures: u64,
+    /// The transaction `example_error` came from: an erasure of its subject clears both.
+    #[prost(string, tag = "11")]
+    pub example_transaction_id: String,
 }
 
 impl Incident {

@@ -1,5 +1,7 @@
 //! Erasing a subject's payloads from the records that name it, and the free text of its
-//! transactions' outcomes.
+//! transactions' outcomes, where the incident index keeps it too.
+
+use std::collections::HashSet;
 
 use fjall::PersistMode;
 
@@ -24,6 +26,7 @@ impl LogStore {
         let inner = &*self.inner;
         let mut summary = ErasureSummary::default();
         let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
+        let mut transactions = HashSet::new();
         for guard in inner.by_subject.prefix(keys::id_prefix(subject_id)) {
             let key = guard
                 .key()
@@ -70,7 +73,9 @@ impl LogStore {
                 batch.insert(&inner.records, primary, codec::encode(erased));
                 summary.records += 1;
             }
+            transactions.insert(transaction);
         }
+        inner.forget_examples(&transactions, &mut batch)?;
         batch
             .commit()
             .map_err(self.error("erase a subject's payloads"))?;

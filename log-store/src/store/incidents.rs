@@ -19,7 +19,7 @@
 //! When an incident last opened or resolved, and how often it reopened, are what the archive
 //! saw happen in that order; a rebuild starts them over from the records.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 
@@ -216,8 +216,11 @@ impl<'a> IncidentBatch<'a> {
             incident.first_seen_ms = incident.first_seen_ms.min(*first);
             if *last >= incident.last_seen_ms {
                 incident.last_seen_ms = *last;
-                if let Some(seen) = cause {
+                if let (Some(seen), Some(member)) = (cause, after) {
                     incident.example_error.clone_from(&seen.error);
+                    incident
+                        .example_transaction_id
+                        .clone_from(&member.transaction_id);
                 }
             }
         }
@@ -410,6 +413,28 @@ fn memberships(
 }
 
 impl Inner {
+    /// Writes into `batch` the incidents whose example error came from one of
+    /// `transactions` without it: an erasure's, whose outcomes no longer hold the text.
+    pub(super) fn forget_examples(
+        &self,
+        transactions: &HashSet<String>,
+        batch: &mut WriteBatch,
+    ) -> Result<(), StoreError> {
+        for guard in self.incidents.prefix([INCIDENT]) {
+            let (key, value) = guard
+                .into_inner()
+                .map_err(self.error("read the incidents an erasure touches"))?;
+            let mut incident =
+                Incident::decode(&*value).map_err(|_| dangling("incidents", &key))?;
+            if transactions.contains(&incident.example_transaction_id) {
+                incident.example_error.clear();
+                incident.example_transaction_id.clear();
+                batch.insert(&self.incidents, key, incident.encode_to_vec());
+            }
+        }
+        Ok(())
+    }
+
     fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
         self.incidents
             .get(incident_key(id))

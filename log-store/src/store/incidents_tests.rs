@@ -315,3 +315,29 @@ fn the_index_kept_batch_by_batch_is_the_one_rebuilt_from_the_records() {
         (3, 2, 4)
     );
 }
+
+#[test]
+fn erasing_the_subject_an_example_error_came_from_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_rule(dir.path());
+    append(&store, outage());
+    let before = incident(&store, TIMEOUT);
+    assert_eq!(
+        (
+            before.example_error.as_str(),
+            before.example_transaction_id.as_str()
+        ),
+        ("register timed out", "tx-3"),
+        "the newest failure's"
+    );
+
+    store.erase_subject("person:1", 900_000, |_| None).unwrap();
+    assert_eq!(
+        incident(&store, TIMEOUT).example_error,
+        "register timed out",
+        "not tx-1's"
+    );
+    store.erase_subject("person:3", 900_000, |_| None).unwrap();
+    let after = incident(&store, TIMEOUT);
+    assert_eq!((after.example_error.as_str(), after.transactions), ("", 3));
+}
