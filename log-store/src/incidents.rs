@@ -9,6 +9,15 @@
 
 use std::fmt;
 
+/// The width of the buckets an incident's failures are counted in.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// The start of the minute bucket `time_ms` is counted in: readers fill the minutes between
+/// buckets with this same rule.
+pub fn minute_of(time_ms: i64) -> i64 {
+    time_ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
 /// Attributes a transaction's failures to incidents.
 pub trait IncidentRule: Send + Sync + fmt::Debug {
     /// Every failure outcome among `records` (every record of the transaction archived so

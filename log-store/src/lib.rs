@@ -29,7 +29,7 @@ pub use compact::{CompactionSummary, compact};
 pub use format::FORMAT_VERSION;
 pub use incidents::{
     Incident, IncidentCause, IncidentChange, IncidentMember, IncidentRule, IncidentSubject,
-    IncidentTransition, StepFailure, TransactionFailures,
+    IncidentTransition, MINUTE_MS, StepFailure, TransactionFailures, minute_of,
 };
 pub use replays::{ReplayRecord, ReplayState};
 pub use store::{LogStore, PreparedRecord, StoreOptions};

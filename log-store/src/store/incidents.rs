@@ -29,7 +29,7 @@ use prost::Message;
 use super::{Inner, LogStore, check_id, dangling};
 use crate::incidents::{
     Incident, IncidentCause, IncidentChange, IncidentMember, IncidentRule, IncidentSubject,
-    IncidentTransition, TransactionFailures,
+    IncidentTransition, TransactionFailures, minute_of,
 };
 use crate::{ArchivedRecord, Mark, Page, StoreError, codec, keys};
 
@@ -38,7 +38,6 @@ const MINUTE: u8 = b'm';
 const MEMBER: u8 = b't';
 const SUBJECT: u8 = b's';
 const TRANSACTION: u8 = b'x';
-const MINUTE_MS: i64 = 60_000;
 
 /// `meta` key present while the index is complete: removed by a write made without the
 /// rule, so the next open with the rule rebuilds it.
@@ -89,10 +88,6 @@ fn minute_key(incident: &str, minute_ms: i64) -> Vec<u8> {
     let mut key = prefixed(MINUTE, incident);
     key.extend_from_slice(&keys::time(minute_ms));
     key
-}
-
-fn minute_of(time_ms: i64) -> i64 {
-    time_ms.div_euclid(MINUTE_MS) * MINUTE_MS
 }
 
 /// What a transaction's failures say of one incident: its cause, the first failure's time and

@@ -9,13 +9,12 @@ use retrace_api::{
     MinuteCount, Page,
 };
 use retrace_http::ApiError;
-use retrace_log_store::{Incident, IncidentMember};
+use retrace_log_store::{Incident, IncidentMember, MINUTE_MS, minute_of};
 
 use crate::masking::MASK;
 use crate::reads::{Reader, store_error};
 use crate::trace::rfc3339;
 
-const MINUTE_MS: i64 = 60_000;
 /// The listing's sparkline: the hour up to an incident's last failure.
 const RECENT_MINUTES: i64 = 60;
 /// The detail's chart: at most the week up to its last failure.
@@ -242,8 +241,4 @@ fn parse_cursor(cursor: &str) -> Result<(Reverse<i64>, String), ApiError> {
                 format!("{cursor:?} is not a cursor this listing gave: start again without it"),
             )
         })
-}
-
-fn minute_of(time_ms: i64) -> i64 {
-    time_ms.div_euclid(MINUTE_MS) * MINUTE_MS
 }
