@@ -5,6 +5,8 @@ mod archive;
 mod auth;
 mod gateway;
 mod incidents;
+mod instructions;
+mod peers;
 mod records;
 mod served;
 mod soak;
@@ -26,6 +28,12 @@ enum Area {
     /// The incident index in an archive of 10 M messages with 1 M failed transactions across
     /// 50 causes: listing p99 over HTTP, and ingest with the index against without.
     Incidents(incidents::Options),
+    /// Instructions per archived message and per trace lookup, counted by callgrind, against
+    /// bench/baseline.toml: a rise of more than 10% fails.
+    Instructions(instructions::Options),
+    /// Retrace beside PostgreSQL (a JDBC sink's table) on the same messages, in one run:
+    /// ingest rate and trace p99 of each, and their ratios.
+    Peers(peers::Options),
     /// `retrace dev --demo` for a duration at a rate, with replays: lost, duplicates, RSS,
     /// disk growth, trace p99 per minute.
     Soak(soak::Options),
@@ -40,6 +48,8 @@ async fn main() -> anyhow::Result<()> {
         Area::Gateway(options) => gateway::run(options).await,
         Area::Trace(options) => trace::run(options).await,
         Area::Incidents(options) => incidents::run(options).await,
+        Area::Instructions(options) => instructions::run(options).await,
+        Area::Peers(options) => peers::run(options).await,
         Area::Soak(options) => soak::run(options).await,
         Area::Worker(options) => worker::run(options).await,
     }

@@ -12,7 +12,7 @@ use anyhow::Context;
 use rand::Rng as _;
 use rand::seq::SliceRandom as _;
 use retrace_api::Trace;
-use retrace_log_store::{LogStore, StoreOptions};
+use retrace_log_store::{LogStore, PreparedRecord, StoreOptions};
 use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 
 use crate::records::{Records, Writer};
@@ -125,7 +125,7 @@ fn unaudited_traces(store: LogStore) -> axum::Router {
 
 /// Requests each sampled transaction's trace from `base` once untimed (a warm cache), then
 /// once timed; checks every trace holds all the transaction's messages.
-async fn time_traces(
+pub(crate) async fn time_traces(
     client: &reqwest::Client,
     base: &str,
     token: Option<&str>,
@@ -164,18 +164,34 @@ async fn time_traces(
     Ok(timings)
 }
 
-/// Writes transactions of 10 to 25 events, each event with one outcome (20 to 50 messages
-/// a transaction), `in_flight` transactions interleaved, as the archive would have archived
-/// them ([`crate::records`]). Returns each transaction's id and message count.
+/// Writes [`generate`]'s transactions into a store in `dir` through [`Writer`]. Returns each
+/// transaction's id and message count.
 fn fill(dir: &std::path::Path, options: &Options) -> anyhow::Result<Vec<(String, usize)>> {
     let mut writer = Writer::new(LogStore::open(dir, &StoreOptions::default())?);
+    let done = generate(options.messages, options.in_flight, |record| {
+        writer.push(record)
+    })?;
+    writer.finish()?;
+    Ok(done)
+}
+
+/// Makes at least `messages` records, transactions of 10 to 25 events, each event with one
+/// outcome (20 to 50 messages a transaction), `in_flight` transactions interleaved, as the
+/// archive would have archived them ([`crate::records`]), and hands each to `push`. Returns
+/// each finished transaction's id and message count.
+pub(crate) fn generate(
+    messages: usize,
+    in_flight: usize,
+    mut push: impl FnMut(PreparedRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<(String, usize)>> {
     let mut records = Records::default();
     let mut rng = rand::rng();
     let mut done = Vec::new();
     let mut open: Vec<(Vec<Envelope>, usize, usize)> = Vec::new();
     let mut time_ms = 1_790_000_000_000_i64;
-    while writer.written() < options.messages {
-        while open.len() < options.in_flight {
+    let mut written = 0;
+    while written < messages {
+        while open.len() < in_flight {
             open.push((Vec::new(), rng.random_range(10..=25), 0));
         }
         let slot = rng.random_range(0..open.len());
@@ -188,21 +204,21 @@ fn fill(dir: &std::path::Path, options: &Options) -> anyhow::Result<Vec<(String,
         let event = event.with_payload("application/json", vec![b'x'; 300]);
         time_ms += 1;
         let partition = rng.random_range(0..PARTITIONS);
-        writer.push(records.event(
+        push(records.event(
             &event,
             TOPICS[events.len() % TOPICS.len()],
             partition,
             time_ms,
         ))?;
         let outcome = Outcome::of(&event, "certificates", OutcomeStatus::Processed, None, 1);
-        writer.push(records.outcome(&outcome, partition, time_ms + 1))?;
+        push(records.outcome(&outcome, partition, time_ms + 1))?;
         *messages += 2;
+        written += 2;
         events.push(event);
         if events.len() == *wanted {
             let (events, _, messages) = open.swap_remove(slot);
             done.push((events[0].transaction_id.clone(), messages));
         }
     }
-    writer.finish()?;
     Ok(done)
 }

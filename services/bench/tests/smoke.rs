@@ -135,6 +135,39 @@ fn incidents_smoke_runs_every_phase_and_finds_every_cause() {
     );
 }
 
+/// Needs PostgreSQL's server programs (`tests/setup` installs them): without them the bench
+/// prints `skipped=…` last and this fails, so a run without the comparison does not pass.
+#[test]
+fn peers_smoke_runs_retrace_and_postgresql() {
+    let report = smoke("peers", &[], "trace_p99_ratio");
+    for key in [
+        "retrace_ingest_msgs_per_s=",
+        "postgres_ingest_msgs_per_s=",
+        "retrace_trace_p99_ms=",
+        "postgres_trace_p99_ms=",
+        "retrace_disk_bytes=",
+        "postgres_disk_bytes=",
+        "ingest_ratio=",
+    ] {
+        assert!(report.contains(key), "no {key} in:\n{report}");
+    }
+}
+
+/// Needs valgrind (`tests/setup` installs it): the smoke counts its debug build's
+/// instructions, so the functions the mode counts are checked to still be found by name.
+#[test]
+fn instructions_smoke_counts_the_ingest_and_the_lookups_under_callgrind() {
+    let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/baseline.toml");
+    let report = smoke(
+        "instructions",
+        &["--baseline".as_ref(), baseline.as_os_str()],
+        "instructions_per_message",
+    );
+    for key in ["messages=", "lookups=", "instructions_per_lookup="] {
+        assert!(report.contains(key), "no {key} in:\n{report}");
+    }
+}
+
 #[test]
 fn worker_smoke_runs_every_phase_with_real_worker_processes() {
     let worker = built("retrace-worker", "retrace-worker");
