@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use retrace_archive::{Archive, ArchiveConfig};
 use retrace_fixtures::Broker;
-use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 use tokio_util::sync::CancellationToken;
 
 /// A router served on a loopback port.
@@ -45,7 +44,6 @@ pub struct ServedArchive {
     pub token: String,
     server: Server,
     shutdown: CancellationToken,
-    running: tokio::task::JoinHandle<Result<(), retrace_archive::ArchiveError>>,
     _broker: Broker,
 }
 
@@ -54,10 +52,6 @@ impl ServedArchive {
     /// it once its token registry has caught up.
     pub async fn start(dir: &Path) -> anyhow::Result<ServedArchive> {
         let broker = Broker::mock();
-        // What every archive writes: its audit records (one per read), its changes.
-        for topic in [AUDIT_TOPIC, ARCHIVE_CHANGES_TOPIC] {
-            broker.create_topic(topic, 3).await;
-        }
         let shutdown = CancellationToken::new();
         let mut config = ArchiveConfig::new(broker.bootstrap(), dir);
         let auth = crate::auth::secured(&broker).await;
@@ -65,26 +59,22 @@ impl ServedArchive {
         let archive = Archive::open(&config, shutdown.clone())
             .await
             .context("opening the filled archive")?;
-        let router = archive.router();
-        // Ready once its token registry has read the tokens topic and it has caught up with
-        // Kafka (whose topics the fill did not write: nothing to catch up on).
+        // Tokens are checked once the registry has read the tokens topic.
         let ready = archive.readiness();
-        let running = tokio::spawn(archive.run());
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready.iter().all(|flag| flag.load(Ordering::Acquire)) {
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the archive did not become ready within 60 s"
+                "the archive's token registry did not catch up within 60 s"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let server = Server::start(router).await?;
+        let server = Server::start(archive.router()).await?;
         Ok(ServedArchive {
             url: server.url.clone(),
             token: auth.token,
             server,
             shutdown,
-            running,
             _broker: broker,
         })
     }
@@ -92,10 +82,6 @@ impl ServedArchive {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.server.stop().await?;
         self.shutdown.cancel();
-        self.running
-            .await
-            .context("the archive's task")?
-            .context("running the archive")?;
         Ok(())
     }
 }
