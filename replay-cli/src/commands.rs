@@ -3,7 +3,6 @@
 //! ([`render`]).
 
 pub mod admin;
-pub mod archive;
 mod client;
 mod export;
 pub mod incidents;

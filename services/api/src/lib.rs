@@ -6,7 +6,6 @@
 //! fjall), so a client depends on it and not on a service.
 
 mod admin;
-mod digests;
 mod error;
 mod incidents;
 mod jobs;
@@ -15,7 +14,6 @@ mod schema;
 mod trace;
 
 pub use admin::*;
-pub use digests::*;
 pub use error::*;
 pub use incidents::*;
 pub use jobs::*;

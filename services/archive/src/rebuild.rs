@@ -1,8 +1,7 @@
 //! `retrace rebuild --from-kafka`: an archive rebuilt, or its gap filled, from what Kafka
 //! still retains, offline (the archive service stopped). It reads each partition from where
 //! the archive stands (or `since`) up to the high watermark seen when it started, through
-//! the archiver's own path: [`classify`] (with the configuration's signing keys), [`prepare`],
-//! [`LogStore::append`] with positions, the change log's erasures applied when due.
+//! the archiver's own path: [`classify`] (with the configuration's signing keys), [`prepare`], [`LogStore::append`] with positions.
 //! Records already archived are skipped, so running it twice, or over a restored backup,
 //! stores nothing twice; the archive service resumes where the rebuild stopped.
 
@@ -15,7 +14,6 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use retrace_log_store::{LogStore, PreparedRecord, StoreError};
 use retrace_telemetry::InternalEvent;
 
-use crate::changes::apply_due_erasures;
 use crate::classify::{classify, prepare};
 use crate::config::{ALL_TOPICS_PATTERN, ArchiveConfig, TopicSelection};
 use crate::events::BatchArchived;
@@ -117,7 +115,7 @@ pub fn rebuild(
                     continue;
                 };
                 if message.offset() < end {
-                    batch.push(prepare(classify(&message, now_ms(), &keys, None)));
+                    batch.push(prepare(classify(&message, now_ms(), &keys)));
                     done.read += 1;
                 }
                 if message.offset() + 1 >= end {
@@ -183,8 +181,6 @@ fn write(
     done.appended += summary.appended as u64;
     done.already_archived += summary.already_archived as u64;
     batch.clear();
-    // The change log's erasures, as the archive service applies them.
-    apply_due_erasures(store);
     Ok(())
 }
 
