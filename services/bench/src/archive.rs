@@ -220,7 +220,7 @@ async fn archive(mut config: ArchiveConfig, token: &str, messages: usize) -> any
                 .context("the archiver stopped during the run")?;
             anyhow::bail!("the archiver stopped during the run at {archived} records");
         }
-        if let Some(now) = archived_count(&client, &positions_url, token).await? {
+        if let Some(now) = archived_count(&client, &positions_url, token, TOPIC).await? {
             if now > archived {
                 (archived, progress_at) = (now, Instant::now());
             }
@@ -248,13 +248,14 @@ async fn archive(mut config: ArchiveConfig, token: &str, messages: usize) -> any
     Ok(elapsed_rate)
 }
 
-/// Records of [`TOPIC`] the archive has stored, from `/v1/positions` asked as `token`;
+/// Records of `topic` the archive has stored, from `/v1/positions` asked as `token`;
 /// `None` while the archive does not answer yet (starting: no listener, or 503 until its
 /// token registry has caught up). Any other refusal is an error, not a wait.
-async fn archived_count(
+pub(crate) async fn archived_count(
     client: &reqwest::Client,
     url: &str,
     token: &str,
+    topic: &str,
 ) -> anyhow::Result<Option<usize>> {
     let Ok(response) = client.get(url).bearer_auth(token).send().await else {
         return Ok(None);
@@ -272,7 +273,7 @@ async fn archived_count(
     Ok(Some(
         positions
             .iter()
-            .filter(|p| p.topic == TOPIC)
+            .filter(|p| p.topic == topic)
             .map(|p| p.next_offset.max(0) as usize)
             .sum(),
     ))

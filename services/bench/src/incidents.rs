@@ -24,7 +24,7 @@ use retrace_log_store::{LogStore, PreparedRecord, StoreOptions};
 use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 
 use crate::records::{Records, Writer, archiver_batch};
-use crate::served::{ServedArchive, ms, percentiles};
+use crate::served::{ServedArchive, ms, percentiles, time_gets};
 use crate::smoke;
 
 const TOPICS: [&str; 4] = [
@@ -335,33 +335,6 @@ fn check_index(store: &LogStore, mixed: &Mixed, causes: usize) -> anyhow::Result
         mixed.recovered
     );
     Ok(incidents.iter().map(|i| i.id().to_owned()).collect())
-}
-
-/// Requests `path(i)` for `i` in `0..count` as the bootstrap admin: each path once untimed
-/// (a warm cache; at most 100), then each timed; `check(body, i)` after the clock stops.
-async fn time_gets(
-    client: &reqwest::Client,
-    archive: &ServedArchive,
-    count: usize,
-    path: impl Fn(usize) -> String,
-    check: impl Fn(&[u8], usize) -> anyhow::Result<()>,
-) -> anyhow::Result<Vec<Duration>> {
-    let get = |i: usize| {
-        client
-            .get(format!("{}{}", archive.url, path(i)))
-            .bearer_auth(&archive.token)
-    };
-    for i in 0..count.min(100) {
-        get(i).send().await?.error_for_status()?;
-    }
-    let mut timings = Vec::with_capacity(count);
-    for i in 0..count {
-        let began = Instant::now();
-        let body = get(i).send().await?.error_for_status()?.bytes().await?;
-        timings.push(began.elapsed());
-        check(&body, i).with_context(|| format!("GET {}", path(i)))?;
-    }
-    Ok(timings)
 }
 
 /// The message mix, `in_flight` transactions interleaved, each event with one outcome:

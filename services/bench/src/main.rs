@@ -7,6 +7,7 @@ mod gateway;
 mod incidents;
 mod instructions;
 mod peers;
+mod plot;
 mod records;
 mod served;
 mod soak;
@@ -15,6 +16,10 @@ mod worker;
 
 use clap::Parser;
 use clap::builder::ArgPredicate;
+
+/// The archive's allocator, so the store is measured as the services run it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "retrace-bench")]

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use retrace_archive::{Archive, ArchiveConfig};
+use retrace_archive::{Archive, ArchiveConfig, TopicSelection};
 use retrace_fixtures::Broker;
 use tokio_util::sync::CancellationToken;
 
@@ -35,27 +35,46 @@ impl Server {
     }
 }
 
-/// The archive over a filled store, serving its API without consuming (nothing changes while
-/// it is measured), with authentication on as in production: each request's token checked,
-/// each read audited.
+/// The archive over a filled store, serving its API with authentication on as in
+/// production (each request's token checked, each read audited): without consuming
+/// ([`start`](Self::start), nothing changes while it is measured) or archiving one topic of
+/// its broker as it would in production ([`ingesting`](Self::ingesting)).
 pub struct ServedArchive {
     pub url: String,
     /// The bootstrap admin's, for `Authorization: Bearer …`.
     pub token: String,
+    /// The mock cluster it reads its tokens from, and consumes from when ingesting.
+    pub broker: Broker,
     server: Server,
     shutdown: CancellationToken,
-    _broker: Broker,
+    archiving: Option<tokio::task::JoinHandle<Result<(), retrace_archive::ArchiveError>>>,
 }
 
 impl ServedArchive {
     /// Opens the archive in `dir` (every other handle to its store must be gone) and serves
     /// it once its token registry has caught up.
     pub async fn start(dir: &Path) -> anyhow::Result<ServedArchive> {
+        Self::open(dir, None).await
+    }
+
+    /// [`start`](Self::start), and archives `topic` (created with `partitions` on the
+    /// archive's broker) until stopped.
+    pub async fn ingesting(dir: &Path, topic: &str, partitions: i32) -> anyhow::Result<Self> {
+        Self::open(dir, Some((topic, partitions))).await
+    }
+
+    async fn open(dir: &Path, ingest: Option<(&str, i32)>) -> anyhow::Result<ServedArchive> {
         let broker = Broker::mock();
         let shutdown = CancellationToken::new();
         let mut config = ArchiveConfig::new(broker.bootstrap(), dir);
         let auth = crate::auth::secured(&broker).await;
         config.auth = auth.config;
+        if let Some((topic, partitions)) = ingest {
+            broker.create_topic(topic, partitions).await;
+            config.topics = TopicSelection::Names(vec![topic.to_owned()]);
+            // The mock cluster has no CreateTopics API: the topic is made above.
+            config.provisioning.create = false;
+        }
         let archive = Archive::open(&config, shutdown.clone())
             .await
             .context("opening the filled archive")?;
@@ -70,20 +89,56 @@ impl ServedArchive {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let server = Server::start(archive.router()).await?;
+        let archiving = ingest.map(|_| tokio::spawn(archive.run()));
         Ok(ServedArchive {
             url: server.url.clone(),
             token: auth.token,
+            broker,
             server,
             shutdown,
-            _broker: broker,
+            archiving,
         })
     }
 
+    /// Stops serving and, when ingesting, archiving (the batch in hand is written); returns
+    /// once the store is closed.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.server.stop().await?;
         self.shutdown.cancel();
+        if let Some(archiving) = self.archiving {
+            archiving
+                .await?
+                .context("the archive stopped with an error")?;
+        }
         Ok(())
     }
+}
+
+/// Requests `path(i)` for `i` in `0..count` as the bootstrap admin: each path once untimed
+/// (a warm cache; at most 100), then each timed; `check(body, i)` after the clock stops.
+pub async fn time_gets(
+    client: &reqwest::Client,
+    archive: &ServedArchive,
+    count: usize,
+    path: impl Fn(usize) -> String,
+    check: impl Fn(&[u8], usize) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Duration>> {
+    let get = |i: usize| {
+        client
+            .get(format!("{}{}", archive.url, path(i)))
+            .bearer_auth(&archive.token)
+    };
+    for i in 0..count.min(100) {
+        get(i).send().await?.error_for_status()?;
+    }
+    let mut timings = Vec::with_capacity(count);
+    for i in 0..count {
+        let began = Instant::now();
+        let body = get(i).send().await?.error_for_status()?.bytes().await?;
+        timings.push(began.elapsed());
+        check(&body, i).with_context(|| format!("GET {}", path(i)))?;
+    }
+    Ok(timings)
 }
 
 /// The median and the 99th percentile (the sample at rank round((n - 1) q)); sorts

@@ -1,22 +1,32 @@
-//! `retrace-bench trace`: how long a support person waits for a transaction's trace, in an
-//! archive of a million messages. The baseline is the store read alone (the transaction's
-//! records, no trace building, no HTTP), measured in the same run on the same transactions;
-//! and, for the cost of the caller check and the audit trail, the same trace over HTTP from
-//! a server that builds it exactly as the archive does but checks no token and writes no
-//! audit record (`audit_overhead_ratio`). The archive runs with authentication on, as in
-//! production; the bench's requests carry the bootstrap admin token.
+//! `retrace-bench trace`: how long a support person waits for a transaction's trace and for
+//! the failed-transactions listing, and how that changes as the archive grows. The archive
+//! is filled straight through the store (the archiver's batches, its incident rule), then
+//! measured at `--points` sizes, each time served with authentication on while it archives a
+//! concurrent ingest from Kafka (`--ingest-rate`, published through the mock cluster). The
+//! baselines, at the last size: the store read alone (the transaction's records, no trace
+//! building, no HTTP), and, for the cost of the caller check and the audit trail, the same
+//! trace from a server that builds it exactly as the archive does but checks no token and
+//! writes no audit record (`audit_overhead_ratio`).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use prost::Message as _;
 use rand::Rng as _;
+use rand::rngs::ThreadRng;
 use rand::seq::SliceRandom as _;
-use retrace_api::Trace;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use retrace_api::{Page, Trace, TransactionStatus, TransactionSummary};
 use retrace_log_store::{LogStore, PreparedRecord, StoreOptions};
+use retrace_proto::headers::TraceHeaders;
 use retrace_proto::{Envelope, Outcome, OutcomeStatus};
 
-use crate::records::{Records, Writer};
-use crate::served::{ServedArchive, Server, ms, percentiles};
+use crate::archive::archived_count;
+use crate::plot::{Chart, Series};
+use crate::records::{Records, Writer, kafka_headers};
+use crate::served::{ServedArchive, Server, ms, percentiles, time_gets};
 use crate::smoke;
 
 const TOPICS: [&str; 4] = [
@@ -26,77 +36,407 @@ const TOPICS: [&str; 4] = [
     "notifications",
 ];
 const PARTITIONS: i32 = 8;
+/// The topic of the concurrent ingest while size `n` is measured: a new one each time, as
+/// each measurement has its own mock cluster, whose offsets start again at 0.
+fn live_topic(point: usize) -> String {
+    format!("bench.live.{point}")
+}
+/// The mock cluster keeps about 5 MiB a partition: enough for a measurement of minutes.
+const LIVE_PARTITIONS: i32 = 64;
+/// One transaction in this many fails at its last step.
+const FAILING_ONE_IN: usize = 20;
+/// What fails them: the consumer's error texts.
+const CAUSES: [&str; 4] = [
+    "population register did not answer within 2 s",
+    "certificate renderer unavailable: HTTP 503",
+    "duplicate registration number",
+    "address lookup failed",
+];
+const LISTING_PAGE: usize = 50;
+const TRACE_GOAL_MS: f64 = 2.0;
+const LISTING_GOAL_MS: f64 = 20.0;
+const GROWTH_GOAL: f64 = 1.3;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// Messages in the archive (events and their outcomes).
+    /// Messages in the archive at the last size measured (events and their outcomes).
     #[arg(long, default_value_t = 1_000_000, default_value_ifs = smoke("20000"))]
     messages: usize,
-    /// Traces requested, each of a random transaction.
+    /// Sizes measured: every `messages / points` messages (10 with 10,000,000 messages
+    /// measures at 1 M, 2 M, … 10 M).
+    #[arg(long, default_value_t = 1, default_value_ifs = smoke("2"))]
+    points: usize,
+    /// Traces requested at each size, each of a random transaction.
     #[arg(long, default_value_t = 2_000, default_value_ifs = smoke("100"))]
     lookups: usize,
+    /// Failed listings requested at each size, of each of the two pages.
+    #[arg(long, default_value_t = 200, default_value_ifs = smoke("20"))]
+    listings: usize,
+    /// Messages per second published for the archive to ingest while it is measured.
+    #[arg(long, default_value_t = 10_000, default_value_ifs = smoke("1000"))]
+    ingest_rate: u32,
     /// Transactions are written this many at a time, interleaved, as they arrive in Kafka.
     #[arg(long, default_value_t = 200)]
     in_flight: usize,
-    /// A check that every phase runs, in seconds: 20,000 messages and 100 lookups unless
+    /// Writes an SVG plot of the figures against the archive's size here.
+    #[arg(long)]
+    plot: Option<std::path::PathBuf>,
+    /// A check that every phase runs, in seconds: 20,000 messages measured at 2 sizes unless
     /// set. Its figures mean nothing.
     #[arg(long)]
     smoke: bool,
 }
 
-pub async fn run(options: Options) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir().context("creating a temporary archive directory")?;
-    let started = Instant::now();
-    let transactions = fill(dir.path(), &options)?;
-    println!("messages={}", options.messages);
-    println!("transactions={}", transactions.len());
-    println!("fill_seconds={:.1}", started.elapsed().as_secs_f64());
+/// The figures at one size.
+struct Point {
+    messages: usize,
+    fill_msgs_per_s: f64,
+    trace: (f64, f64),
+    failed_first: (f64, f64),
+    failed_deep: (f64, f64),
+    live_ingest_msgs_per_s: f64,
+    rss_bytes: u64,
+    disk_bytes: u64,
+}
 
-    let mut sample = transactions.clone();
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    anyhow::ensure!(options.points >= 1, "--points must be at least 1");
+    let dir = tempfile::tempdir().context("creating a temporary archive directory")?;
+    println!("fill=log_store_append_with_archive_store_options");
+    println!("messages={}", options.messages);
+    println!("ingest_rate={}", options.ingest_rate);
+    let mut mix = Mix::new(options.in_flight);
+    let mut store = LogStore::open(dir.path(), &archive_store_options())?;
+    let mut points = Vec::new();
+    for point in 1..=options.points {
+        let size = options.messages * point / options.points;
+        let (began, before) = (Instant::now(), mix.written);
+        let mut writer = Writer::new(store);
+        mix.write(size, |record| writer.push(record))?;
+        drop(writer.finish()?);
+        let fill_msgs_per_s = (mix.written - before) as f64 / began.elapsed().as_secs_f64();
+        let measured = measure(dir.path(), &mix, &options, point).await?;
+        store = LogStore::open(dir.path(), &archive_store_options())?;
+        let point = Point {
+            messages: mix.written,
+            fill_msgs_per_s,
+            disk_bytes: store.disk_space()?,
+            ..measured
+        };
+        print_point(&point);
+        points.push(point);
+    }
+
+    let mut sample = mix.done.clone();
     sample.shuffle(&mut rand::rng());
     sample.truncate(options.lookups);
+    let baselines = baselines(store, &sample).await?;
 
-    let reader = LogStore::open(dir.path(), &StoreOptions::default())?;
-    // One untimed pass first, for each of the two, so both are measured with a warm cache.
-    for (transaction, _) in &sample {
+    let (first, last) = (&points[0], &points[points.len() - 1]);
+    let trace_p99 = last.trace.1;
+    println!("transactions={}", mix.done.len());
+    println!("failed_transactions={}", mix.failed);
+    println!("store_read_p50_ms={:.3}", baselines.store.0);
+    println!("store_read_p99_ms={:.3}", baselines.store.1);
+    println!("trace_http_unaudited_p50_ms={:.3}", baselines.unaudited.0);
+    println!("trace_http_unaudited_p99_ms={:.3}", baselines.unaudited.1);
+    println!("trace_http_p50_ms={:.3}", last.trace.0);
+    println!(
+        "ratio_p99_http_to_store={:.2}",
+        trace_p99 / baselines.store.1
+    );
+    println!(
+        "audit_overhead_ratio={:.2}",
+        trace_p99 / baselines.unaudited.1
+    );
+    println!("rss_bytes={}", last.rss_bytes);
+    println!("disk_bytes={}", last.disk_bytes);
+    println!(
+        "disk_bytes_per_message={:.0}",
+        last.disk_bytes as f64 / last.messages as f64
+    );
+    goal(
+        "trace_goal_max_p99_ms",
+        TRACE_GOAL_MS,
+        "trace_http_p99_ms",
+        trace_p99,
+    );
+    let failed_p99 = last.failed_first.1.max(last.failed_deep.1);
+    goal(
+        "failed_listing_goal_max_p99_ms",
+        LISTING_GOAL_MS,
+        "failed_listing_p99_ms",
+        failed_p99,
+    );
+    if points.len() > 1 {
+        let growth = |of: fn(&Point) -> f64| of(last) / of(first);
+        let trace_growth = growth(|p| p.trace.1);
+        let listing_growth = growth(|p| p.failed_first.1.max(p.failed_deep.1));
+        println!("growth_from_messages={}", first.messages);
+        goal(
+            "growth_goal_max",
+            GROWTH_GOAL,
+            "trace_p99_growth",
+            trace_growth,
+        );
+        goal(
+            "growth_goal_max",
+            GROWTH_GOAL,
+            "failed_listing_p99_growth",
+            listing_growth,
+        );
+    }
+    if let Some(path) = &options.plot {
+        std::fs::write(path, plot(&points))
+            .with_context(|| format!("writing the plot to {}", path.display()))?;
+        println!("plot={}", path.display());
+    }
+    println!("trace_http_p99_ms={trace_p99:.3}");
+    Ok(())
+}
+
+/// One line of `name=limit value_name=value met=…`: a goal of the issue, and whether it is
+/// met. `value` at most `limit` meets it.
+fn goal(name: &str, limit: f64, value_name: &str, value: f64) {
+    println!(
+        "{name}={limit} {value_name}={value:.3} met={}",
+        value <= limit
+    );
+}
+
+fn print_point(point: &Point) {
+    println!(
+        "at_messages={} fill_msgs_per_s={:.0} trace_p50_ms={:.3} trace_p99_ms={:.3} \
+         failed_first_page_p50_ms={:.3} failed_first_page_p99_ms={:.3} \
+         failed_deep_page_p50_ms={:.3} failed_deep_page_p99_ms={:.3} \
+         live_ingest_msgs_per_s={:.0} rss_bytes={} disk_bytes={}",
+        point.messages,
+        point.fill_msgs_per_s,
+        point.trace.0,
+        point.trace.1,
+        point.failed_first.0,
+        point.failed_first.1,
+        point.failed_deep.0,
+        point.failed_deep.1,
+        point.live_ingest_msgs_per_s,
+        point.rss_bytes,
+        point.disk_bytes,
+    );
+}
+
+/// The archive in `dir` served while it ingests `--ingest-rate` messages a second: traces of
+/// random transactions, and the failed listing's first page and a page from the middle of
+/// the archive's time range (`until`), each checked; the rate the archive kept up with, and
+/// the process's RSS.
+async fn measure(
+    dir: &std::path::Path,
+    mix: &Mix,
+    options: &Options,
+    point: usize,
+) -> anyhow::Result<Point> {
+    let topic = live_topic(point);
+    let archive = ServedArchive::ingesting(dir, &topic, LIVE_PARTITIONS).await?;
+    let load = Load::start(&archive, &topic, options.ingest_rate)?;
+    let client = reqwest::Client::new();
+    let positions = format!("{}/v1/positions", archive.url);
+    let archived = || archived_count(&client, &positions, &archive.token, &topic);
+    // Measured once the ingest flows: the archive's consumer has joined and archived some.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (ingest_began, archived_before) = loop {
+        match archived().await? {
+            Some(count) if count > 0 => break (Instant::now(), count),
+            _ => anyhow::ensure!(
+                Instant::now() < deadline,
+                "the archive archived nothing of {topic} within 60 s"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut sample = mix.done.clone();
+    sample.shuffle(&mut rand::rng());
+    sample.truncate(options.lookups);
+    let mut traces = time_traces(&client, &archive.url, Some(&archive.token), &sample).await?;
+    let first_page = format!("/v1/transactions?status=failed&limit={LISTING_PAGE}");
+    let mut failed_first = time_gets(
+        &client,
+        &archive,
+        options.listings,
+        |_| first_page.clone(),
+        |body, _| check_failed_page(body, LISTING_PAGE.min(mix.failed)),
+    )
+    .await?;
+    let middle = jiff::Timestamp::from_millisecond((START_MS + mix.time_ms) / 2)?;
+    let deep_page = format!("{first_page}&until={middle}");
+    let mut failed_deep = time_gets(
+        &client,
+        &archive,
+        options.listings,
+        |_| deep_page.clone(),
+        |body, _| check_failed_page(body, 1.min(mix.failed)),
+    )
+    .await?;
+    let archived_after = archived()
+        .await?
+        .context("the archive stopped answering /v1/positions")?;
+    let live_ingest_msgs_per_s =
+        (archived_after - archived_before) as f64 / ingest_began.elapsed().as_secs_f64();
+    let sent = load.stop()?;
+    anyhow::ensure!(
+        archived_after <= sent,
+        "the archive holds {archived_after} records of {topic}, more than the {sent} published"
+    );
+    let rss_bytes = crate::soak::rss_kib(std::process::id()).unwrap_or(0) * 1024;
+    archive.stop().await?;
+    let p50_p99 = |samples: &mut [Duration]| {
+        let (p50, p99) = percentiles(samples);
+        (ms(p50), ms(p99))
+    };
+    Ok(Point {
+        messages: 0,
+        fill_msgs_per_s: 0.0,
+        trace: p50_p99(&mut traces),
+        failed_first: p50_p99(&mut failed_first),
+        failed_deep: p50_p99(&mut failed_deep),
+        live_ingest_msgs_per_s,
+        rss_bytes,
+        disk_bytes: 0,
+    })
+}
+
+/// A failed listing's page holds at least `at_least` transactions, all failed.
+fn check_failed_page(body: &[u8], at_least: usize) -> anyhow::Result<()> {
+    let page: Page<TransactionSummary> = serde_json::from_slice(body)?;
+    anyhow::ensure!(
+        page.items.len() >= at_least,
+        "the page lists {} transactions, expected at least {at_least}",
+        page.items.len()
+    );
+    if let Some(other) = page
+        .items
+        .iter()
+        .find(|t| t.status != TransactionStatus::Failed)
+    {
+        anyhow::bail!(
+            "{} is listed as failed but is {:?}",
+            other.transaction_id,
+            other.status
+        );
+    }
+    Ok(())
+}
+
+/// Publishes one-event transactions onto a topic at a steady rate from a thread of its own,
+/// as services would while support staff read the archive.
+struct Load {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<anyhow::Result<usize>>,
+}
+
+impl Load {
+    fn start(archive: &ServedArchive, topic: &str, per_second: u32) -> anyhow::Result<Load> {
+        let producer: ThreadedProducer<DefaultProducerContext> = archive
+            .broker
+            .client_config()
+            .set("linger.ms", "5")
+            .create()?;
+        let (stop, topic) = (Arc::new(AtomicBool::new(false)), topic.to_owned());
+        let stopping = Arc::clone(&stop);
+        // Sent in ticks of 10 ms: the rate holds over any window longer than a tick.
+        let per_tick = (per_second as usize).div_ceil(100);
+        let thread = std::thread::spawn(move || {
+            let began = Instant::now();
+            let mut sent = 0;
+            while !stopping.load(Ordering::Acquire) {
+                for _ in 0..per_tick {
+                    let event = Envelope::root("registration", "birth.registration.submitted.v1")
+                        .with_payload("application/json", vec![b'x'; 300]);
+                    let value = event.encode_to_vec();
+                    let record = BaseRecord::to(&topic)
+                        .key(&event.transaction_id)
+                        .payload(&value)
+                        .headers(kafka_headers(&TraceHeaders::of(&event)));
+                    producer.send(record).map_err(|(e, _)| e)?;
+                    sent += 1;
+                }
+                let next_tick = Duration::from_millis(10) * (sent / per_tick) as u32;
+                std::thread::sleep(next_tick.saturating_sub(began.elapsed()));
+            }
+            producer.flush(Duration::from_secs(30))?;
+            Ok(sent)
+        });
+        Ok(Load { stop, thread })
+    }
+
+    /// Stops publishing; answers the messages sent.
+    fn stop(self) -> anyhow::Result<usize> {
+        self.stop.store(true, Ordering::Release);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load's publisher panicked"))?
+    }
+}
+
+/// The baselines at the last size: the store read alone, and the unaudited server.
+struct Baselines {
+    store: (f64, f64),
+    unaudited: (f64, f64),
+}
+
+async fn baselines(reader: LogStore, sample: &[(String, usize)]) -> anyhow::Result<Baselines> {
+    // One untimed pass first, so it is measured with a warm cache as the archive was.
+    for (transaction, _) in sample {
         std::hint::black_box(reader.transaction(transaction)?);
     }
     let mut store_read = Vec::with_capacity(sample.len());
-    for (transaction, _) in &sample {
+    for (transaction, _) in sample {
         let began = Instant::now();
         let records = reader.transaction(transaction)?;
         store_read.push(began.elapsed());
         std::hint::black_box(records);
     }
     let client = reqwest::Client::new();
-    let baseline = Server::start(unaudited_traces(reader.clone())).await?;
-    let mut unaudited = time_traces(&client, &baseline.url, None, &sample).await?;
-    // The archive opens the store next: every handle to it must be gone first.
+    let baseline = Server::start(unaudited_traces(reader)).await?;
+    let mut unaudited = time_traces(&client, &baseline.url, None, sample).await?;
     baseline.stop().await?;
-    drop(reader);
-
-    let archive = ServedArchive::start(dir.path()).await?;
-    let mut over_http = time_traces(&client, &archive.url, Some(&archive.token), &sample).await?;
-    archive.stop().await?;
     let (store_p50, store_p99) = percentiles(&mut store_read);
     let (unaudited_p50, unaudited_p99) = percentiles(&mut unaudited);
-    let (http_p50, http_p99) = percentiles(&mut over_http);
-    println!("lookups={}", sample.len());
-    println!("store_read_p50_ms={:.3}", ms(store_p50));
-    println!("store_read_p99_ms={:.3}", ms(store_p99));
-    println!("trace_http_unaudited_p50_ms={:.3}", ms(unaudited_p50));
-    println!("trace_http_unaudited_p99_ms={:.3}", ms(unaudited_p99));
-    println!("trace_http_p50_ms={:.3}", ms(http_p50));
-    println!(
-        "ratio_p99_http_to_store={:.2}",
-        ms(http_p99) / ms(store_p99)
-    );
-    println!(
-        "audit_overhead_ratio={:.2}",
-        ms(http_p99) / ms(unaudited_p99)
-    );
-    println!("trace_http_p99_ms={:.3}", ms(http_p99));
-    Ok(())
+    Ok(Baselines {
+        store: (ms(store_p50), ms(store_p99)),
+        unaudited: (ms(unaudited_p50), ms(unaudited_p99)),
+    })
+}
+
+/// Trace p99s and the fill's rate against the archive's size.
+fn plot(points: &[Point]) -> String {
+    let millions = |p: &Point| p.messages as f64 / 1e6;
+    let series = |name: &'static str, of: fn(&Point) -> f64| Series {
+        name,
+        points: points.iter().map(|p| (millions(p), of(p))).collect(),
+    };
+    crate::plot::svg(
+        "archive size (million messages)",
+        &[
+            Chart {
+                title: "p99 latency over HTTP, under a concurrent ingest",
+                unit: "ms",
+                series: vec![
+                    series("trace", |p| p.trace.1),
+                    series("failed listing, first page", |p| p.failed_first.1),
+                    series("failed listing, deep page", |p| p.failed_deep.1),
+                ],
+            },
+            Chart {
+                title: "fill rate: LogStore::append in the archiver's batches",
+                unit: "k msg/s",
+                series: vec![series("fill", |p| p.fill_msgs_per_s / 1e3)],
+            },
+        ],
+    )
+}
+
+/// The archive's store options, its incident rule included, as the archiver writes.
+fn archive_store_options() -> StoreOptions {
+    retrace_archive::ArchiveConfig::new("unused", "unused").store
 }
 
 /// `GET /v1/transactions/{id}` built as the archive builds it (the store's records and
@@ -164,61 +504,102 @@ pub(crate) async fn time_traces(
     Ok(timings)
 }
 
-/// Writes [`generate`]'s transactions into a store in `dir` through [`Writer`]. Returns each
-/// transaction's id and message count.
-fn fill(dir: &std::path::Path, options: &Options) -> anyhow::Result<Vec<(String, usize)>> {
-    let mut writer = Writer::new(LogStore::open(dir, &StoreOptions::default())?);
-    let done = generate(options.messages, options.in_flight, |record| {
-        writer.push(record)
-    })?;
-    writer.finish()?;
-    Ok(done)
+/// When the first message occurred; each later one a millisecond after the last.
+const START_MS: i64 = 1_790_000_000_000;
+
+/// The message mix: transactions of 10 to 25 events, each event with one outcome (20 to 50
+/// messages a transaction), `in_flight` transactions interleaved, one in [`FAILING_ONE_IN`]
+/// failing at its last step with one of [`CAUSES`]; each message made as the archive would
+/// have archived it ([`crate::records`]). Written in parts: [`write`](Mix::write) goes on
+/// where the last call stopped.
+pub(crate) struct Mix {
+    records: Records,
+    rng: ThreadRng,
+    in_flight: usize,
+    /// Transactions being written: their events so far, how many they will have, and their
+    /// messages so far.
+    open: Vec<(Vec<Envelope>, usize, usize)>,
+    time_ms: i64,
+    written: usize,
+    /// Each finished transaction's id and message count.
+    done: Vec<(String, usize)>,
+    failed: usize,
 }
 
-/// Makes at least `messages` records, transactions of 10 to 25 events, each event with one
-/// outcome (20 to 50 messages a transaction), `in_flight` transactions interleaved, as the
-/// archive would have archived them ([`crate::records`]), and hands each to `push`. Returns
-/// each finished transaction's id and message count.
+impl Mix {
+    pub(crate) fn new(in_flight: usize) -> Mix {
+        Mix {
+            records: Records::default(),
+            rng: rand::rng(),
+            in_flight,
+            open: Vec::new(),
+            time_ms: START_MS,
+            written: 0,
+            done: Vec::new(),
+            failed: 0,
+        }
+    }
+
+    /// Makes records until at least `messages` are written in all, handing each to `push`.
+    pub(crate) fn write(
+        &mut self,
+        messages: usize,
+        mut push: impl FnMut(PreparedRecord) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let rng = &mut self.rng;
+        while self.written < messages {
+            while self.open.len() < self.in_flight {
+                self.open.push((Vec::new(), rng.random_range(10..=25), 0));
+            }
+            let slot = rng.random_range(0..self.open.len());
+            let (events, wanted, messages) = &mut self.open[slot];
+            let event = match events.last() {
+                None => Envelope::root("registration", "birth.registration.submitted.v1")
+                    .with_subject(format!("beneficiary:{}", rng.random_range(0..100_000))),
+                Some(parent) => Envelope::caused_by(parent, "validation", "birth.step.v1"),
+            };
+            let event = event.with_payload("application/json", vec![b'x'; 300]);
+            self.time_ms += 1;
+            let partition = rng.random_range(0..PARTITIONS);
+            let topic = TOPICS[events.len() % TOPICS.len()];
+            push(self.records.event(&event, topic, partition, self.time_ms))?;
+            let last = events.len() + 1 == *wanted;
+            let failing = last && rng.random_range(0..FAILING_ONE_IN) == 0;
+            let outcome = match failing {
+                true => {
+                    let cause = CAUSES[rng.random_range(0..CAUSES.len())];
+                    Outcome::of(
+                        &event,
+                        "certificates",
+                        OutcomeStatus::Failed,
+                        Some(cause.into()),
+                        1,
+                    )
+                }
+                false => Outcome::of(&event, "certificates", OutcomeStatus::Processed, None, 1),
+            };
+            push(self.records.outcome(&outcome, partition, self.time_ms + 1))?;
+            *messages += 2;
+            self.written += 2;
+            self.failed += usize::from(failing);
+            events.push(event);
+            if last {
+                let (events, _, messages) = self.open.swap_remove(slot);
+                self.done.push((events[0].transaction_id.clone(), messages));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Makes at least `messages` records of [`Mix`], handing each to `push`. Returns each
+/// finished transaction's id and message count.
 pub(crate) fn generate(
     messages: usize,
     in_flight: usize,
-    mut push: impl FnMut(PreparedRecord) -> anyhow::Result<()>,
+    push: impl FnMut(PreparedRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<(String, usize)>> {
-    let mut records = Records::default();
-    let mut rng = rand::rng();
-    let mut done = Vec::new();
-    let mut open: Vec<(Vec<Envelope>, usize, usize)> = Vec::new();
-    let mut time_ms = 1_790_000_000_000_i64;
-    let mut written = 0;
-    while written < messages {
-        while open.len() < in_flight {
-            open.push((Vec::new(), rng.random_range(10..=25), 0));
-        }
-        let slot = rng.random_range(0..open.len());
-        let (events, wanted, messages) = &mut open[slot];
-        let event = match events.last() {
-            None => Envelope::root("registration", "birth.registration.submitted.v1")
-                .with_subject(format!("beneficiary:{}", rng.random_range(0..100_000))),
-            Some(parent) => Envelope::caused_by(parent, "validation", "birth.step.v1"),
-        };
-        let event = event.with_payload("application/json", vec![b'x'; 300]);
-        time_ms += 1;
-        let partition = rng.random_range(0..PARTITIONS);
-        push(records.event(
-            &event,
-            TOPICS[events.len() % TOPICS.len()],
-            partition,
-            time_ms,
-        ))?;
-        let outcome = Outcome::of(&event, "certificates", OutcomeStatus::Processed, None, 1);
-        push(records.outcome(&outcome, partition, time_ms + 1))?;
-        *messages += 2;
-        written += 2;
-        events.push(event);
-        if events.len() == *wanted {
-            let (events, _, messages) = open.swap_remove(slot);
-            done.push((events[0].transaction_id.clone(), messages));
-        }
-    }
-    Ok(done)
+    let mut mix = Mix::new(in_flight);
+    mix.write(messages, push)?;
+    Ok(mix.done)
 }
