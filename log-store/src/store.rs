@@ -402,6 +402,12 @@ impl LogStore {
             .map_err(self.error("measure its size"))
     }
 
+    /// Memtable flushes queued and compactions running: the engine's background work, which
+    /// competes with reads for the disk and the CPU. Zero once it has settled.
+    pub fn background_work(&self) -> usize {
+        self.inner.db.outstanding_flushes() + self.inner.db.active_compactions()
+    }
+
     /// Makes everything written so far durable; call before a clean exit so reopening is fast.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner

@@ -1,9 +1,11 @@
-//! `retrace-bench archive`: end-to-end archive rate, as a ratio to the lower of its two
-//! ceilings measured in the same run on the same records: a plain consumer that stores
+//! `retrace-bench archive`: end-to-end archive rate, against its two ceilings measured in
+//! the same run on the same records: a plain consumer that stores
 //! nothing (transport), and the store written directly with the archiver's batching (disk
-//! and CPU).
+//! and CPU); and the archive's bytes on disk per message, against the payload's and against
+//! Apache Kafka's own log of the same messages.
 
 use std::borrow::Borrow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use retrace_archive::{ArchiveConfig, TopicSelection};
-use retrace_fixtures::{Broker, free_port};
+use retrace_fixtures::{Broker, KafkaCluster, free_port};
 use retrace_log_store::{LogStore, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_proto::headers::TraceHeaders;
@@ -67,14 +69,35 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     let raw = raw_consume(&broker, TOPIC, options.messages, options.partitions)?;
     println!("raw_consume_msgs_per_s={raw:.0}");
-    let store_only = store_only(&envelopes, config.batch.max_records)?;
+    let (store_only, disk_bytes) = store_only(&envelopes, config.batch.max_records)?;
     println!("store_only_msgs_per_s={store_only:.0}");
-    let archive = archive(config, &auth.token, options.messages).await?;
-    println!("archive_msgs_per_s={archive:.0}");
-    let ratio = archive / raw.min(store_only);
+    let end_to_end = archive(config, &auth.token, options.messages).await?;
+    println!("end_to_end_msgs_per_s={end_to_end:.0}");
+    let kafka_log_bytes = kafka_log_bytes(&envelopes, options.partitions).await?;
+    let messages = options.messages as f64;
+    let payload_bytes: usize = envelopes.iter().map(|e| e.encoded_len()).sum();
     println!(
-        "archive_msgs_per_s={archive:.0} raw_consume_msgs_per_s={raw:.0} \
-         store_only_msgs_per_s={store_only:.0} ratio={ratio:.2}"
+        "payload_bytes_per_message={:.0}",
+        payload_bytes as f64 / messages
+    );
+    println!("disk_bytes_per_message={:.0}", disk_bytes as f64 / messages);
+    println!(
+        "kafka_log_bytes_per_message={:.0}",
+        kafka_log_bytes as f64 / messages
+    );
+    println!(
+        "disk_over_payload={:.2}",
+        disk_bytes as f64 / payload_bytes as f64
+    );
+    println!(
+        "disk_over_kafka_log={:.2}",
+        disk_bytes as f64 / kafka_log_bytes as f64
+    );
+    println!("store_only_over_raw_consume={:.3}", store_only / raw);
+    println!("end_to_end_over_store_only={:.2}", end_to_end / store_only);
+    println!(
+        "end_to_end_msgs_per_s={end_to_end:.0} raw_consume_msgs_per_s={raw:.0} \
+         store_only_msgs_per_s={store_only:.0}"
     );
     Ok(())
 }
@@ -168,8 +191,22 @@ pub(crate) fn raw_consume(
     Ok(rate(received, started))
 }
 
-/// The same records, classified, indexed and written in the archiver's batches, no Kafka.
-fn store_only(envelopes: &[Envelope], batch_records: usize) -> anyhow::Result<f64> {
+/// Bytes of Apache Kafka's own log for the same messages: produced as the SDK does onto a
+/// node started by the launcher (`tests/kafka/kafka-local`), with as many partitions.
+async fn kafka_log_bytes(envelopes: &[Envelope], partitions: i32) -> anyhow::Result<u64> {
+    let cluster = Arc::new(KafkaCluster::start(1));
+    let broker = Broker::Kafka {
+        cluster: Arc::clone(&cluster),
+        private: true,
+    };
+    broker.create_topic(TOPIC, partitions).await;
+    produce(&broker, TOPIC, envelopes)?;
+    Ok(cluster.log_bytes(TOPIC)?)
+}
+
+/// The same records, classified, indexed and written in the archiver's batches, no Kafka:
+/// messages per second and the archive's bytes on disk after.
+fn store_only(envelopes: &[Envelope], batch_records: usize) -> anyhow::Result<(f64, u64)> {
     let dir = tempfile::tempdir()?;
     let store = LogStore::open(dir.path(), &StoreOptions::default())?;
     let started = Instant::now();
@@ -191,7 +228,9 @@ fn store_only(envelopes: &[Envelope], batch_records: usize) -> anyhow::Result<f6
             .collect();
         store.append(&records)?;
     }
-    Ok(rate(envelopes.len(), Some(started)))
+    let rate = rate(envelopes.len(), Some(started));
+    store.flush()?;
+    Ok((rate, store.disk_space()?))
 }
 
 /// The archiver itself, from its first archived record to its last.

@@ -72,7 +72,8 @@ pub struct Options {
     /// Failed listings requested at each size, of each of the two pages.
     #[arg(long, default_value_t = 200, default_value_ifs = smoke("20"))]
     listings: usize,
-    /// Messages per second published for the archive to ingest while it is measured.
+    /// Messages per second published for the archive to ingest while it is measured; 0 for
+    /// none.
     #[arg(long, default_value_t = 10_000, default_value_ifs = smoke("1000"))]
     ingest_rate: u32,
     /// Transactions are written this many at a time, interleaved, as they arrive in Kafka.
@@ -91,6 +92,8 @@ pub struct Options {
 struct Point {
     messages: usize,
     fill_msgs_per_s: f64,
+    /// How long the engine's flushes and compactions ran on after the fill.
+    settle_seconds: f64,
     trace: (f64, f64),
     failed_first: (f64, f64),
     failed_deep: (f64, f64),
@@ -113,13 +116,16 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let (began, before) = (Instant::now(), mix.written);
         let mut writer = Writer::new(store);
         mix.write(size, |record| writer.push(record))?;
-        drop(writer.finish()?);
+        let filled = writer.finish()?;
         let fill_msgs_per_s = (mix.written - before) as f64 / began.elapsed().as_secs_f64();
+        let settle_seconds = settle(&filled)?;
+        drop(filled);
         let measured = measure(dir.path(), &mix, &options, point).await?;
         store = LogStore::open(dir.path(), &archive_store_options())?;
         let point = Point {
             messages: mix.written,
             fill_msgs_per_s,
+            settle_seconds,
             disk_bytes: store.disk_space()?,
             ..measured
         };
@@ -130,7 +136,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let mut sample = mix.done.clone();
     sample.shuffle(&mut rand::rng());
     sample.truncate(options.lookups);
-    let baselines = baselines(store, &sample).await?;
+    let baselines = baselines(store, dir.path(), &sample).await?;
 
     let (first, last) = (&points[0], &points[points.len() - 1]);
     let trace_p99 = last.trace.1;
@@ -140,7 +146,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!("store_read_p99_ms={:.3}", baselines.store.1);
     println!("trace_http_unaudited_p50_ms={:.3}", baselines.unaudited.0);
     println!("trace_http_unaudited_p99_ms={:.3}", baselines.unaudited.1);
+    println!("trace_http_idle_p50_ms={:.3}", baselines.idle.0);
+    println!("trace_http_idle_p99_ms={:.3}", baselines.idle.1);
     println!("trace_http_p50_ms={:.3}", last.trace.0);
+    println!(
+        "ratio_p99_under_ingest_to_idle={:.2}",
+        trace_p99 / baselines.idle.1
+    );
     println!(
         "ratio_p99_http_to_store={:.2}",
         trace_p99 / baselines.store.1
@@ -206,12 +218,14 @@ fn goal(name: &str, limit: f64, value_name: &str, value: f64) {
 
 fn print_point(point: &Point) {
     println!(
-        "at_messages={} fill_msgs_per_s={:.0} trace_p50_ms={:.3} trace_p99_ms={:.3} \
+        "at_messages={} fill_msgs_per_s={:.0} settle_seconds={:.1} trace_p50_ms={:.3} \
+         trace_p99_ms={:.3} \
          failed_first_page_p50_ms={:.3} failed_first_page_p99_ms={:.3} \
          failed_deep_page_p50_ms={:.3} failed_deep_page_p99_ms={:.3} \
          live_ingest_msgs_per_s={:.0} rss_bytes={} disk_bytes={}",
         point.messages,
         point.fill_msgs_per_s,
+        point.settle_seconds,
         point.trace.0,
         point.trace.1,
         point.failed_first.0,
@@ -236,15 +250,18 @@ async fn measure(
 ) -> anyhow::Result<Point> {
     let topic = live_topic(point);
     let archive = ServedArchive::ingesting(dir, &topic, LIVE_PARTITIONS).await?;
-    let load = Load::start(&archive, &topic, options.ingest_rate)?;
     let client = reqwest::Client::new();
     let positions = format!("{}/v1/positions", archive.url);
     let archived = || archived_count(&client, &positions, &archive.token, &topic);
+    let load = match options.ingest_rate {
+        0 => None,
+        rate => Some(Load::start(&archive, &topic, rate)?),
+    };
     // Measured once the ingest flows: the archive's consumer has joined and archived some.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (ingest_began, archived_before) = loop {
         match archived().await? {
-            Some(count) if count > 0 => break (Instant::now(), count),
+            Some(count) if count > 0 || load.is_none() => break (Instant::now(), count),
             _ => anyhow::ensure!(
                 Instant::now() < deadline,
                 "the archive archived nothing of {topic} within 60 s"
@@ -280,20 +297,17 @@ async fn measure(
         .context("the archive stopped answering /v1/positions")?;
     let live_ingest_msgs_per_s =
         (archived_after - archived_before) as f64 / ingest_began.elapsed().as_secs_f64();
-    let sent = load.stop()?;
+    let sent = load.map_or(Ok(0), Load::stop)?;
     anyhow::ensure!(
         archived_after <= sent,
         "the archive holds {archived_after} records of {topic}, more than the {sent} published"
     );
     let rss_bytes = crate::soak::rss_kib(std::process::id()).unwrap_or(0) * 1024;
     archive.stop().await?;
-    let p50_p99 = |samples: &mut [Duration]| {
-        let (p50, p99) = percentiles(samples);
-        (ms(p50), ms(p99))
-    };
     Ok(Point {
         messages: 0,
         fill_msgs_per_s: 0.0,
+        settle_seconds: 0.0,
         trace: p50_p99(&mut traces),
         failed_first: p50_p99(&mut failed_first),
         failed_deep: p50_p99(&mut failed_deep),
@@ -301,6 +315,20 @@ async fn measure(
         rss_bytes,
         disk_bytes: 0,
     })
+}
+
+/// Waits until the engine has flushed and compacted what the fill left it: an archive that
+/// ingests 10 k msg/s all along carries no fill's backlog. Answers the seconds it took.
+fn settle(store: &LogStore) -> anyhow::Result<f64> {
+    let began = Instant::now();
+    while store.background_work() > 0 {
+        anyhow::ensure!(
+            began.elapsed() < Duration::from_secs(1800),
+            "the store was still flushing or compacting 30 min after the fill"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(began.elapsed().as_secs_f64())
 }
 
 /// A failed listing's page holds at least `at_least` transactions, all failed.
@@ -376,13 +404,19 @@ impl Load {
     }
 }
 
-/// The baselines at the last size: the store read alone, and the unaudited server.
+/// The baselines at the last size, with no concurrent ingest: the store read alone, the
+/// unaudited server, and the archive itself.
 struct Baselines {
     store: (f64, f64),
     unaudited: (f64, f64),
+    idle: (f64, f64),
 }
 
-async fn baselines(reader: LogStore, sample: &[(String, usize)]) -> anyhow::Result<Baselines> {
+async fn baselines(
+    reader: LogStore,
+    dir: &std::path::Path,
+    sample: &[(String, usize)],
+) -> anyhow::Result<Baselines> {
     // One untimed pass first, so it is measured with a warm cache as the archive was.
     for (transaction, _) in sample {
         std::hint::black_box(reader.transaction(transaction)?);
@@ -397,13 +431,22 @@ async fn baselines(reader: LogStore, sample: &[(String, usize)]) -> anyhow::Resu
     let client = reqwest::Client::new();
     let baseline = Server::start(unaudited_traces(reader)).await?;
     let mut unaudited = time_traces(&client, &baseline.url, None, sample).await?;
+    // The archive opens the store next: every handle to it must be gone first.
     baseline.stop().await?;
-    let (store_p50, store_p99) = percentiles(&mut store_read);
-    let (unaudited_p50, unaudited_p99) = percentiles(&mut unaudited);
+    let archive = ServedArchive::start(dir).await?;
+    let mut idle = time_traces(&client, &archive.url, Some(&archive.token), sample).await?;
+    archive.stop().await?;
     Ok(Baselines {
-        store: (ms(store_p50), ms(store_p99)),
-        unaudited: (ms(unaudited_p50), ms(unaudited_p99)),
+        store: p50_p99(&mut store_read),
+        unaudited: p50_p99(&mut unaudited),
+        idle: p50_p99(&mut idle),
     })
+}
+
+/// The median and the 99th percentile, in milliseconds.
+fn p50_p99(samples: &mut [Duration]) -> (f64, f64) {
+    let (p50, p99) = percentiles(samples);
+    (ms(p50), ms(p99))
 }
 
 /// Trace p99s and the fill's rate against the archive's size.

@@ -91,8 +91,13 @@ fn smoke(mode: &str, extra: &[&std::ffi::OsStr], headline: &str) -> String {
 
 #[test]
 fn archive_smoke_runs_every_phase() {
-    let report = smoke("archive", &[], "archive_msgs_per_s");
-    for key in ["raw_consume_msgs_per_s=", "store_only_msgs_per_s="] {
+    let report = smoke("archive", &[], "end_to_end_msgs_per_s");
+    for key in [
+        "raw_consume_msgs_per_s=",
+        "store_only_msgs_per_s=",
+        "disk_over_payload=",
+        "disk_over_kafka_log=",
+    ] {
         assert!(report.contains(key), "no {key} in:\n{report}");
     }
 }
