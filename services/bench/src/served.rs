@@ -47,6 +47,9 @@ pub struct ServedArchive {
     pub broker: Broker,
     server: Server,
     shutdown: CancellationToken,
+    /// A bench that fails while serving drops the archive without [`stop`](Self::stop):
+    /// its tasks are stopped all the same, or the runtime would wait for them forever.
+    _stop_on_drop: tokio_util::sync::DropGuard,
     archiving: Option<tokio::task::JoinHandle<Result<(), retrace_archive::ArchiveError>>>,
 }
 
@@ -95,6 +98,7 @@ impl ServedArchive {
             token: auth.token,
             broker,
             server,
+            _stop_on_drop: shutdown.clone().drop_guard(),
             shutdown,
             archiving,
         })

@@ -114,12 +114,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for point in 1..=options.points {
         let size = options.messages * point / options.points;
         let (began, before) = (Instant::now(), mix.written);
+        eprintln!("filling to {size} messages");
         let mut writer = Writer::new(store);
         mix.write(size, |record| writer.push(record))?;
         let filled = writer.finish()?;
         let fill_msgs_per_s = (mix.written - before) as f64 / began.elapsed().as_secs_f64();
         let settle_seconds = settle(&filled)?;
         drop(filled);
+        eprintln!("measuring at {} messages", mix.written);
         let measured = measure(dir.path(), &mix, &options, point).await?;
         store = LogStore::open(dir.path(), &archive_store_options())?;
         let point = Point {
@@ -258,13 +260,13 @@ async fn measure(
         rate => Some(Load::start(&archive, &topic, rate)?),
     };
     // Measured once the ingest flows: the archive's consumer has joined and archived some.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(300);
     let (ingest_began, archived_before) = loop {
         match archived().await? {
             Some(count) if count > 0 || load.is_none() => break (Instant::now(), count),
             _ => anyhow::ensure!(
                 Instant::now() < deadline,
-                "the archive archived nothing of {topic} within 60 s"
+                "the archive archived nothing of {topic} within 300 s"
             ),
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
