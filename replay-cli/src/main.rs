@@ -14,6 +14,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// fjall's memtables and the records' buffers allocate and free per key; glibc's malloc
+/// took a fifth of the ingest's CPU (docs/benchmarks.md, "What bounds the ingest").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "retrace", version, about)]
 struct Cli {

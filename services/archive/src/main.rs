@@ -9,6 +9,11 @@ use retrace_archive::{ArchiveArgs, ArchiveConfig};
 use retrace_log_store::StoreOptions;
 use retrace_service::run_binary;
 
+/// fjall's memtables and the records' buffers allocate and free per key; glibc's malloc
+/// took a fifth of the ingest's CPU (docs/benchmarks.md, "What bounds the ingest").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps every Kafka record in Retrace's archive.
 #[derive(Parser)]
 #[command(

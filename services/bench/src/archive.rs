@@ -201,7 +201,14 @@ async fn kafka_log_bytes(envelopes: &[Envelope], partitions: i32) -> anyhow::Res
     };
     broker.create_topic(TOPIC, partitions).await;
     produce(&broker, TOPIC, envelopes)?;
-    Ok(cluster.log_bytes(TOPIC)?)
+    let bytes = cluster.log_bytes(TOPIC)?;
+    // Uncompressed, the log holds every value whole: less means the wrong files were counted.
+    let values: usize = envelopes.iter().map(|e| e.encoded_len()).sum();
+    anyhow::ensure!(
+        bytes >= values as u64,
+        "Kafka's log of {TOPIC} has {bytes} bytes, less than the {values} bytes of its values"
+    );
+    Ok(bytes)
 }
 
 /// The same records, classified, indexed and written in the archiver's batches, no Kafka:

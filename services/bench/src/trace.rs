@@ -17,6 +17,7 @@ use prost::Message as _;
 use rand::Rng as _;
 use rand::rngs::ThreadRng;
 use rand::seq::SliceRandom as _;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use retrace_api::{Page, Trace, TransactionStatus, TransactionSummary};
 use retrace_log_store::{LogStore, PreparedRecord, StoreOptions};
@@ -381,11 +382,20 @@ impl Load {
                     let event = Envelope::root("registration", "birth.registration.submitted.v1")
                         .with_payload("application/json", vec![b'x'; 300]);
                     let value = event.encode_to_vec();
-                    let record = BaseRecord::to(&topic)
+                    let mut record = BaseRecord::to(&topic)
                         .key(&event.transaction_id)
                         .payload(&value)
                         .headers(kafka_headers(&TraceHeaders::of(&event)));
-                    producer.send(record).map_err(|(e, _)| e)?;
+                    // A broker that falls behind fills the producer's queue: the publisher
+                    // waits for room, as a service's SDK would, and the rate drops.
+                    while let Err((error, back)) = producer.send(record) {
+                        let KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) = error
+                        else {
+                            return Err(error.into());
+                        };
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     sent += 1;
                 }
                 let next_tick = Duration::from_millis(10) * (sent / per_tick) as u32;
