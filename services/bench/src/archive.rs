@@ -73,9 +73,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!("store_only_msgs_per_s={store_only:.0}");
     let end_to_end = archive(config, &auth.token, options.messages).await?;
     println!("end_to_end_msgs_per_s={end_to_end:.0}");
-    let kafka_log_bytes = kafka_log_bytes(&envelopes, options.partitions).await?;
-    let messages = options.messages as f64;
     let payload_bytes: usize = envelopes.iter().map(|e| e.encoded_len()).sum();
+    let kafka_log_bytes = kafka_log_bytes(&envelopes, payload_bytes, options.partitions).await?;
+    let messages = options.messages as f64;
     println!(
         "payload_bytes_per_message={:.0}",
         payload_bytes as f64 / messages
@@ -192,8 +192,13 @@ pub(crate) fn raw_consume(
 }
 
 /// Bytes of Apache Kafka's own log for the same messages: produced as the SDK does onto a
-/// node started by the launcher (`tests/kafka/kafka-local`), with as many partitions.
-async fn kafka_log_bytes(envelopes: &[Envelope], partitions: i32) -> anyhow::Result<u64> {
+/// node started by the launcher (`tests/kafka/kafka-local`), with as many partitions;
+/// `payload_bytes` is the envelopes' encoded size.
+async fn kafka_log_bytes(
+    envelopes: &[Envelope],
+    payload_bytes: usize,
+    partitions: i32,
+) -> anyhow::Result<u64> {
     let cluster = Arc::new(KafkaCluster::start(1));
     let broker = Broker::Kafka {
         cluster: Arc::clone(&cluster),
@@ -203,10 +208,10 @@ async fn kafka_log_bytes(envelopes: &[Envelope], partitions: i32) -> anyhow::Res
     produce(&broker, TOPIC, envelopes)?;
     let bytes = cluster.log_bytes(TOPIC)?;
     // Uncompressed, the log holds every value whole: less means the wrong files were counted.
-    let values: usize = envelopes.iter().map(|e| e.encoded_len()).sum();
     anyhow::ensure!(
-        bytes >= values as u64,
-        "Kafka's log of {TOPIC} has {bytes} bytes, less than the {values} bytes of its values"
+        bytes >= payload_bytes as u64,
+        "Kafka's log of {TOPIC} has {bytes} bytes, less than the {payload_bytes} bytes of \
+         its values"
     );
     Ok(bytes)
 }

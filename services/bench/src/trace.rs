@@ -139,9 +139,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         points.push(point);
     }
 
-    let mut sample = mix.done.clone();
-    sample.shuffle(&mut rand::rng());
-    sample.truncate(options.lookups);
+    let sample = mix.sample(options.lookups);
     let baselines = baselines(store, dir.path(), &sample).await?;
 
     let (first, last) = (&points[0], &points[points.len() - 1]);
@@ -276,9 +274,7 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let mut sample = mix.done.clone();
-    sample.shuffle(&mut rand::rng());
-    sample.truncate(options.lookups);
+    let sample = mix.sample(options.lookups);
     let mut traces = time_traces(&client, &archive.url, Some(&archive.token), &sample).await?;
     let first_page = format!("/v1/transactions?status=failed&limit={LISTING_PAGE}");
     let mut failed_first = time_gets(
@@ -597,6 +593,14 @@ impl Mix {
             done: Vec::new(),
             failed: 0,
         }
+    }
+
+    /// Up to `count` finished transactions, at random: each id and message count.
+    fn sample(&self, count: usize) -> Vec<(String, usize)> {
+        let mut sample = self.done.clone();
+        sample.shuffle(&mut rand::rng());
+        sample.truncate(count);
+        sample
     }
 
     /// Makes records until at least `messages` are written in all, handing each to `push`.
