@@ -57,7 +57,7 @@ pub fn compact(path: &Path, options: &StoreOptions) -> Result<CompactionSummary,
 /// [`all_keyspaces`](crate::store::Inner::all_keyspaces) order) into `target`'s keyspaces,
 /// in atomic batches, then makes the copy durable. Returns the entries copied.
 pub(crate) fn copy_keyspaces(
-    sources: [fjall::Iter; 15],
+    sources: [fjall::Iter; 16],
     target: &LogStore,
 ) -> Result<u64, StoreError> {
     let mut entries = 0;

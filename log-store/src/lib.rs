@@ -8,6 +8,7 @@
 
 mod audit;
 mod backup;
+mod changes;
 mod codec;
 mod compact;
 mod damage;
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditVerification};
 pub use backup::{BackupSummary, restore};
+pub use changes::{ArchiveChange, Change, Erasure, ErasureSummary, Watermark};
 pub use compact::{CompactionSummary, compact};
 pub use format::FORMAT_VERSION;
 pub use incidents::{
@@ -32,6 +34,7 @@ pub use incidents::{
     IncidentTransition, MINUTE_MS, StepFailure, TransactionFailures, minute_of,
 };
 pub use replays::{ReplayRecord, ReplayState};
+pub use store::digest::{DIGEST_ALGORITHM, PartitionDigest};
 pub use store::{LogStore, PreparedRecord, StoreOptions};
 
 /// Where a record lives in Kafka: its primary key in the archive.
@@ -88,16 +91,19 @@ pub enum RecordKind {
     Malformed = 5,
     /// A service's audit event, from the audit topic; also in the audit trail.
     Audit = 6,
+    /// One of the archive's own changes, from its change log: applied by every replica.
+    Change = 7,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::Envelope,
         RecordKind::HeadersOnly,
         RecordKind::Outcome,
         RecordKind::Untraceable,
         RecordKind::Malformed,
         RecordKind::Audit,
+        RecordKind::Change,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +114,7 @@ impl RecordKind {
             RecordKind::Untraceable => "untraceable",
             RecordKind::Malformed => "malformed",
             RecordKind::Audit => "audit",
+            RecordKind::Change => "change",
         }
     }
 
@@ -123,6 +130,7 @@ impl RecordKind {
             3 => RecordKind::Outcome,
             4 => RecordKind::Untraceable,
             6 => RecordKind::Audit,
+            7 => RecordKind::Change,
             _ => RecordKind::Malformed,
         }
     }
@@ -241,18 +249,6 @@ pub struct SubjectTransaction {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
-}
-
-/// What [`LogStore::erase_subject`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ErasureSummary {
-    pub transactions: usize,
-    /// Records whose payload was removed by this erasure.
-    pub records: usize,
-    /// Records that were already erased.
-    pub already_erased: usize,
-    /// Outcomes of the subject's transactions whose free text was removed.
-    pub outcomes: usize,
 }
 
 /// What [`LogStore::check_consistency`] found.

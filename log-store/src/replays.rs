@@ -1,5 +1,5 @@
 //! What the archive remembers about replays: who asked, why, what was re-published, and how
-//! far it got. Replays are written by the replay API, not by the archiver.
+//! far it got. Replays are written as the archive's changes ([`crate::Change::Replay`]).
 
 /// One replay request and its progress. Stored as protobuf, so fields can be added without
 /// breaking archives already written.
@@ -42,6 +42,10 @@ pub struct ReplayRecord {
     /// refused rather than answered with this replay.
     #[prost(string, tag = "14")]
     pub request_fingerprint: String,
+    /// The archive replica that publishes it; only that one marks it failed when it
+    /// restarts after stopping in the middle.
+    #[prost(string, tag = "15")]
+    pub replica_id: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]

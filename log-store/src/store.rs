@@ -1,7 +1,9 @@
 //! [`LogStore`]: the archive's keyspaces, opening it, and its atomic write path. Reads,
 //! replays, erasure and the consistency check extend it from the submodules.
 
+mod changes;
 mod consistency;
+pub(crate) mod digest;
 mod erasure;
 mod incidents;
 mod indexes;
@@ -20,8 +22,8 @@ use prost::Message;
 use crate::incidents::IncidentRule;
 use crate::positions::{Cursor, encode_position, now_ms, parse_position};
 use crate::{
-    AppendSummary, ArchivedRecord, AuditEntry, LogReset, Position, RecordKey, StoreError, codec,
-    keys,
+    AppendSummary, ArchivedRecord, AuditEntry, Change, LogReset, Position, RecordKey, StoreError,
+    codec, keys,
 };
 use indexes::{IndexEntry, index_entries};
 
@@ -31,7 +33,7 @@ pub struct StoreOptions {
     /// Block cache for reads.
     pub cache_bytes: u64,
     /// Unflushed writes each keyspace holds in memory before they go to a disk table; the
-    /// archive has fourteen keyspaces, four of them written by every batch.
+    /// archive has sixteen keyspaces, four of them written by every batch.
     pub memtable_bytes: u64,
     /// Free space left on the archive's filesystem: below it, appends are refused (and the
     /// archive pauses ingestion) before the disk is full, so memtable flushes and
@@ -93,6 +95,9 @@ pub(crate) struct Inner {
     replays_by_transaction: Keyspace,
     /// caller's idempotency key → replay id.
     replay_keys: Keyspace,
+    /// `p` erasure id → an erasure waiting for this replica to archive up to its bound;
+    /// `d` erasure id → what the erasure did, once applied.
+    erasures: Keyspace,
     /// sequence number → encoded, hash-chained audit record.
     pub(crate) audit: Keyspace,
     /// The newest audit record's number and hash; also the audit writers' lock.
@@ -156,6 +161,7 @@ impl LogStore {
             replays: keyspace("replays")?,
             replays_by_transaction: keyspace("replays_by_transaction")?,
             replay_keys: keyspace("replay_keys")?,
+            erasures: keyspace("erasures")?,
             audit: keyspace("audit")?,
             audit_head: Mutex::new(None),
             positions: keyspace("positions")?,
@@ -253,6 +259,7 @@ impl LogStore {
             .unwrap_or_else(PoisonError::into_inner);
         let mut new_head = audit_head.clone();
         let mut appended = Vec::new();
+        let mut changes = changes::InBatch::default();
         for record in records {
             let key = &record.key;
             if !keys::fits(key) {
@@ -314,6 +321,9 @@ impl LogStore {
                 let chained = crate::audit::AuditRecord::after(&new_head, entry.clone());
                 batch.insert(&inner.audit, chained.key(), chained.encode_to_vec());
                 new_head = Some((chained.seq, chained.hash));
+            }
+            if let Some(change) = &record.change {
+                self.apply_change(change, &mut batch, &mut changes)?;
             }
             if let Some(cursor) = moved {
                 advanced.insert((key.topic.as_str(), key.partition), cursor);
@@ -431,6 +441,7 @@ pub struct PreparedRecord {
     encoded: Vec<u8>,
     index_entries: Vec<IndexEntry>,
     audit: Option<AuditEntry>,
+    change: Option<Change>,
 }
 
 impl PreparedRecord {
@@ -462,8 +473,17 @@ impl PreparedRecord {
             key: record.key.clone(),
             primary,
             audit: record.audit.clone(),
+            change: None,
             encoded: codec::encode(record),
         })
+    }
+
+    /// The record carries `change`, applied in the same atomic write that keeps it.
+    pub fn with_change(self, change: Change) -> Self {
+        PreparedRecord {
+            change: Some(change),
+            ..self
+        }
     }
 
     pub fn key(&self) -> &RecordKey {
@@ -478,7 +498,7 @@ impl Inner {
         move |source| crate::damage::classify(&self.path, &self.all_keyspaces(), operation, source)
     }
 
-    pub(crate) fn all_keyspaces(&self) -> [&Keyspace; 15] {
+    pub(crate) fn all_keyspaces(&self) -> [&Keyspace; 16] {
         [
             &self.records,
             &self.by_transaction,
@@ -493,6 +513,7 @@ impl Inner {
             &self.replays,
             &self.replays_by_transaction,
             &self.replay_keys,
+            &self.erasures,
             &self.audit,
             &self.incidents,
         ]

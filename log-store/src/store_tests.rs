@@ -1,7 +1,6 @@
 use super::*;
-use crate::{
-    ErasureSummary, EventIds, Header, Mark, OutcomeRef, Page, RecordKind, ReplayRecord, ReplayState,
-};
+use crate::test_records::erasure_here;
+use crate::{ErasureSummary, EventIds, Header, Mark, OutcomeRef, Page, RecordKind};
 
 fn open(dir: &tempfile::TempDir) -> LogStore {
     LogStore::open(dir.path(), &StoreOptions::default()).unwrap()
@@ -380,35 +379,6 @@ fn records_are_read_by_offset_across_partitions_one_page_at_a_time() {
     assert_eq!(rest.next_cursor, None);
 }
 
-#[test]
-fn a_replay_is_found_by_id_by_transaction_and_by_request_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
-    let mut replay = ReplayRecord {
-        replay_id: "r1".into(),
-        requested_by: "support:ana".into(),
-        reason: "validation fixed".into(),
-        requested_at_ms: 5,
-        transaction_ids: vec!["t1".into(), "t2".into()],
-        planned: 4,
-        state: ReplayState::Running as i32,
-        request_key: "ticket-7".into(),
-        ..ReplayRecord::default()
-    };
-    store.record_replay(&replay).unwrap();
-    replay.published = 4;
-    replay.state = ReplayState::Done as i32;
-    store.update_replay(&replay).unwrap();
-    assert_eq!(store.replay("r1").unwrap(), Some(replay.clone()));
-    assert_eq!(
-        store.replay_for_request("ticket-7").unwrap(),
-        Some(replay.clone())
-    );
-    assert_eq!(store.transaction_replays("t2").unwrap(), [replay]);
-    assert_eq!(store.transaction_replays("t3").unwrap(), []);
-    assert_eq!(store.replay("r2").unwrap(), None);
-}
-
 /// Every file under `dir` that contains `needle`.
 fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -453,7 +423,9 @@ fn an_erased_subjects_payloads_are_gone_from_every_file_after_compaction() {
             .starts_with(b"failed: ")
             .then(|| b"failed: [erased]".to_vec())
     };
-    let summary = store.erase_subject("beneficiary:42", 99, redact).unwrap();
+    let summary = store
+        .apply_erasure(&erasure_here(&store, "beneficiary:42", 99), redact)
+        .unwrap();
     assert_eq!(
         summary,
         ErasureSummary {
@@ -477,7 +449,7 @@ fn an_erased_subjects_payloads_are_gone_from_every_file_after_compaction() {
     assert_eq!(store.transaction("t2").unwrap()[0].value, other.value);
     assert_eq!(
         store
-            .erase_subject("beneficiary:42", 100, redact)
+            .apply_erasure(&erasure_here(&store, "beneficiary:42", 100), redact)
             .unwrap()
             .already_erased,
         1

@@ -40,3 +40,44 @@ pub(crate) fn prepared(offsets: std::ops::Range<i64>) -> Vec<PreparedRecord> {
         })
         .collect()
 }
+
+/// An erasure of `subject` asked of `store` now, bounded by what it has archived.
+pub(crate) fn erasure_here(store: &crate::LogStore, subject: &str, at_ms: i64) -> crate::Erasure {
+    crate::Erasure {
+        erasure_id: format!("{subject}@{at_ms}"),
+        subject_id: subject.to_owned(),
+        erased_at_ms: at_ms,
+        bound: store.erasure_bound(),
+    }
+}
+
+/// A record of the archive's change log at `offset`, carrying `change`.
+pub(crate) fn change_record(offset: i64, change: crate::Change) -> PreparedRecord {
+    let value = prost::Message::encode_to_vec(&crate::ArchiveChange {
+        change: Some(change.clone()),
+    });
+    let record = ArchivedRecord {
+        key: RecordKey {
+            topic: "retrace.archive.changes".into(),
+            partition: 0,
+            epoch: 0,
+            offset,
+        },
+        message_key: None,
+        value: Some(value),
+        headers: Vec::new(),
+        kafka_timestamp_ms: Some(offset),
+        time_ms: offset,
+        kind: RecordKind::Change,
+        problem: None,
+        ids: None,
+        outcome: None,
+        archived_at_ms: offset,
+        erased_at_ms: None,
+        audit: None,
+    };
+    PreparedRecord::new(record)
+        .map_err(|(error, _)| error)
+        .unwrap()
+        .with_change(change)
+}

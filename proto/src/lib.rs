@@ -27,6 +27,10 @@ pub const OUTCOMES_TOPIC: &str = "retrace.outcomes";
 /// The topic services publish their [`AuditEvent`]s on, for the archive's audit trail.
 pub const AUDIT_TOPIC: &str = "retrace.audit";
 
+/// The archive's change log: replays and erasures that every archive replica applies (the
+/// records' format is the archive's own, in `retrace-log-store`).
+pub const ARCHIVE_CHANGES_TOPIC: &str = "retrace.archive.changes";
+
 /// The `retrace-type` header of an audit message.
 pub const AUDIT_TYPE: &str = "retrace.audit.v1";
 

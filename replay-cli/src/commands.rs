@@ -3,6 +3,7 @@
 //! ([`render`]).
 
 pub mod admin;
+pub mod archive;
 mod client;
 mod export;
 pub mod incidents;

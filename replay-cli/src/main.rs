@@ -1,7 +1,8 @@
 //! `retrace`: trace, find, export and replay transactions from a terminal, for people who
 //! do not know Kafka; and `retrace dev`, the whole pipeline on one laptop in one process.
 //!
-//! Exit codes: 0 done, 1 not found or nothing to do, 2 usage error, 3 server or Kafka error.
+//! Exit codes: 0 done, 1 not found, nothing to do or a check failed (`config check`, `archive
+//! compare`), 2 usage error, 3 server or Kafka error.
 //! Errors are one plain sentence on stderr.
 
 mod commands;
@@ -24,6 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     /// The Retrace server to talk to: the archive (trace and replay API; port 7070), or for
     /// `retrace jobs` the worker (port 7072). `retrace dev` serves both on one address.
+    /// Several, separated by commas (archive replicas), are tried in order: a command moves
+    /// on to the next while one cannot be reached.
     /// [default: the address of the running `retrace dev` whose dev.json is in
     /// $RETRACE_DATA_DIR (./retrace-data by default), else http://127.0.0.1:7070]
     #[arg(long, env = "RETRACE_SERVER", global = true)]
@@ -68,6 +71,9 @@ enum Command {
     /// Erase a subject's payloads from the archive (admin); the bytes leave the disk at the
     /// next `retrace-archive compact`.
     Erase(commands::admin::EraseArgs),
+    /// Archive replicas: `compare` proves two hold the same records, or names where they
+    /// differ.
+    Archive(commands::archive::ArchiveArgs),
     /// Back the running archive up into a directory on its host (admin), while it ingests.
     Backup(commands::operations::BackupArgs),
     /// Restore a backup into a stopped archive's data directory (on the archive's host).
@@ -92,7 +98,8 @@ enum Command {
 pub enum Failure {
     /// Not found, or nothing to do: exit 1.
     NothingToDo(String),
-    /// What was checked is not valid (`retrace config check`): exit 1.
+    /// What was checked is not valid (`retrace config check`), or differs (`retrace archive
+    /// compare`): exit 1.
     Invalid(String),
     /// The command was used wrongly: exit 2.
     Usage(String),
@@ -139,6 +146,7 @@ async fn main() -> ExitCode {
         Command::Token(args) => commands::admin::token(&server, args).await,
         Command::Audit(args) => commands::admin::audit(&server, args).await,
         Command::Erase(args) => commands::admin::erase(&server, args).await,
+        Command::Archive(args) => commands::archive::run(&server, args).await,
         Command::Backup(args) => commands::operations::backup(&server, args).await,
         Command::Restore(args) => commands::operations::restore(args),
         Command::Rebuild(args) => commands::operations::rebuild(*args).await,

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::incidents::{IncidentCause, StepFailure};
+use crate::test_records::erasure_here;
 use crate::{EventIds, OutcomeRef, PreparedRecord, RecordKey, RecordKind, StoreOptions};
 
 /// Groups failures by consumer and the outcome's value (its "error"); the archive's rule
@@ -331,13 +332,17 @@ fn erasing_the_subject_an_example_error_came_from_clears_it() {
         "the newest failure's"
     );
 
-    store.erase_subject("person:1", 900_000, |_| None).unwrap();
+    store
+        .apply_erasure(&erasure_here(&store, "person:1", 900_000), |_| None)
+        .unwrap();
     assert_eq!(
         incident(&store, TIMEOUT).example_error,
         "register timed out",
         "not tx-1's"
     );
-    store.erase_subject("person:3", 900_000, |_| None).unwrap();
+    store
+        .apply_erasure(&erasure_here(&store, "person:3", 900_000), |_| None)
+        .unwrap();
     let after = incident(&store, TIMEOUT);
     assert_eq!((after.example_error.as_str(), after.transactions), ("", 3));
 }

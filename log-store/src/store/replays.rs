@@ -1,59 +1,12 @@
-//! Where replays are kept: each by its id, by each of its transactions and by the caller's
-//! idempotency key, with its progress saved as it goes.
+//! Reading replays: each by its id, by each of its transactions and by the caller's
+//! idempotency key. They are written as the archive's changes (`store/changes.rs`).
 
-use fjall::{OwnedWriteBatch, PersistMode};
 use prost::Message;
 
 use super::{LogStore, check_id, dangling};
 use crate::{ReplayRecord, StoreError, keys};
 
 impl LogStore {
-    /// Records a new replay, findable by its id, by each of its transactions, and by its
-    /// `request_key` when it has one.
-    pub fn record_replay(&self, replay: &ReplayRecord) -> Result<(), StoreError> {
-        check_id("replay_id", &replay.replay_id)?;
-        let inner = &*self.inner;
-        let mut batch = self.saving(replay);
-        for transaction in &replay.transaction_ids {
-            check_id("transaction_id", transaction)?;
-            batch.insert(
-                &inner.replays_by_transaction,
-                keys::id_pair(transaction, replay.replay_id.as_bytes()),
-                Vec::new(),
-            );
-        }
-        if !replay.request_key.is_empty() {
-            batch.insert(
-                &inner.replay_keys,
-                replay.request_key.as_bytes(),
-                replay.replay_id.as_bytes(),
-            );
-        }
-        batch.commit().map_err(self.error("record a replay"))
-    }
-
-    /// Saves a replay's progress durably: after a crash, a replay says how far it got, and
-    /// "replay again to finish" starts from the truth. (The replayer saves twice a second at
-    /// most, so the sync costs little.)
-    pub fn update_replay(&self, replay: &ReplayRecord) -> Result<(), StoreError> {
-        let batch = self.saving(replay);
-        batch
-            .commit()
-            .map_err(self.error("save a replay's progress"))
-    }
-
-    /// A durable batch (synced at commit) that saves `replay` under its id.
-    fn saving(&self, replay: &ReplayRecord) -> OwnedWriteBatch {
-        let inner = &*self.inner;
-        let mut batch = inner.db.batch().durability(Some(PersistMode::SyncAll));
-        batch.insert(
-            &inner.replays,
-            replay.replay_id.as_bytes(),
-            replay.encode_to_vec(),
-        );
-        batch
-    }
-
     pub fn replay(&self, replay_id: &str) -> Result<Option<ReplayRecord>, StoreError> {
         let Some(bytes) = self
             .inner

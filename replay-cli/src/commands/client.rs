@@ -1,7 +1,9 @@
-//! The one HTTP client of the trace and replay API: builds URLs, sends requests, and turns
-//! every answer that is not a success into the [`Failure`] (and exit code) it means.
+//! The one HTTP client of the trace and replay API: builds URLs, sends requests (to the
+//! first of several servers that answers), and turns every answer that is not a success into
+//! the [`Failure`] (and exit code) it means.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode, Url};
@@ -19,6 +21,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Where the server is, and the API token to show it.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// One base URL, or several separated by commas (replicas of the archive), tried in order.
     pub url: String,
     pub token: Option<String>,
     /// Trusted besides the system's roots (`--ca-cert`).
@@ -27,9 +30,12 @@ pub struct Server {
     pub dev_json: Option<PathBuf>,
 }
 
-/// A Retrace server at one base URL.
+/// A Retrace server at one or more base URLs: each request goes to the one that answered
+/// last, and on to the next when it cannot be reached.
 pub struct Client {
-    base: Url,
+    bases: Vec<Url>,
+    /// The index in `bases` of the server that answered last.
+    current: AtomicUsize,
     token: Option<String>,
     dev_json: Option<PathBuf>,
     http: reqwest::Client,
@@ -97,15 +103,30 @@ fn trusted_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, Failur
 
 impl Client {
     pub fn new(server: &Server) -> Result<Self, Failure> {
-        let base = Url::parse(&server.url)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
-            .ok_or_else(|| {
-                Failure::Usage(format!(
-                    "--server {:?} is not a server URL such as http://127.0.0.1:7070",
-                    server.url
-                ))
-            })?;
+        let bases = server
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                Url::parse(url)
+                    .ok()
+                    .filter(|parsed| {
+                        matches!(parsed.scheme(), "http" | "https") && parsed.has_host()
+                    })
+                    .ok_or_else(|| {
+                        Failure::Usage(format!(
+                            "--server {url:?} is not a server URL such as http://127.0.0.1:7070 \
+                             (several are separated by commas)"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<Url>, Failure>>()?;
+        if bases.is_empty() {
+            return Err(Failure::Usage(
+                "--server is empty: give a server URL such as http://127.0.0.1:7070".into(),
+            ));
+        }
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -119,11 +140,19 @@ impl Client {
             .build()
             .map_err(|e| Failure::Server(format!("cannot start an HTTP client: {e}")))?;
         Ok(Client {
-            base,
+            bases,
+            current: AtomicUsize::new(0),
             token: server.token.clone(),
             dev_json: server.dev_json.clone(),
             http,
         })
+    }
+
+    /// The server that answered last (the first one before any answered).
+    pub fn server(&self) -> &str {
+        self.bases[self.current.load(Ordering::Relaxed)]
+            .as_str()
+            .trim_end_matches('/')
     }
 
     /// Sends `request` and decodes a successful answer's JSON.
@@ -133,15 +162,60 @@ impl Client {
             Failure::Server(format!(
                 "the Retrace server at {} answered with a document this retrace does not \
                  understand ({e}): are the server and the CLI the same version?",
-                self.base
+                self.server()
             ))
         })
     }
 
-    /// Sends `request` and returns a successful answer's status and body as text.
+    /// Sends `request` and returns a successful answer's status and body as text. Starts
+    /// with the server that answered last, and moves on to the next while one cannot be
+    /// reached; the one that answers is remembered for the command's next requests.
     pub async fn send_raw(&self, request: Request) -> Result<(StatusCode, String), Failure> {
-        let url = self.url(&request.segments, &request.query);
-        let mut builder = self.http.request(request.method, url);
+        // A GET changes nothing, and a request with an Idempotency-Key (a replay) is carried
+        // out once however many servers receive it: the archive's replicas agree, through
+        // Kafka, on the one replay a key starts, and answer a repeat with it. Either is safe
+        // to send to the next server after it may have reached one. Any other request (a
+        // POST without a key: an erasure, a token) only after a failed connection, which
+        // proves the server never received it.
+        let resendable = request.method == Method::GET || request.idempotency_key.is_some();
+        let first = self.current.load(Ordering::Relaxed);
+        let count = self.bases.len();
+        let mut failed = Vec::new();
+        for index in (0..count).map(|i| (first + i) % count) {
+            let base = &self.bases[index];
+            let last = failed.len() + 1 == count;
+            match self.attempt(base, &request).await {
+                Ok((status, _)) if !last && resendable && is_unavailable(status) => {
+                    failed.push((base, format!("HTTP {status}")));
+                }
+                Ok((status, body)) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return if status.is_success() {
+                        Ok((status, body))
+                    } else {
+                        Err(refusal(status, &body))
+                    };
+                }
+                Err(error) => {
+                    failed.push((base, cause(&error)));
+                    if !resendable && !error.is_connect() {
+                        return Err(self.unreachable(&failed, !last));
+                    }
+                }
+            }
+        }
+        Err(self.unreachable(&failed, false))
+    }
+
+    /// One attempt at `request` on the server at `base`: its status and body, or why no
+    /// answer came.
+    async fn attempt(
+        &self,
+        base: &Url,
+        request: &Request,
+    ) -> Result<(StatusCode, String), reqwest::Error> {
+        let url = url(base, &request.segments, &request.query);
+        let mut builder = self.http.request(request.method.clone(), url);
         if let Some(body) = &request.body {
             builder = builder.json(body);
         }
@@ -151,44 +225,65 @@ impl Client {
         if let Some(key) = &request.idempotency_key {
             builder = builder.header("Idempotency-Key", key);
         }
-        let response = builder.send().await.map_err(|e| self.unreachable(&e))?;
+        let response = builder.send().await?;
         let status = response.status();
-        let body = response.text().await.map_err(|e| self.unreachable(&e))?;
-        if status.is_success() {
-            Ok((status, body))
-        } else {
-            Err(refusal(status, &body))
-        }
+        Ok((status, response.text().await?))
     }
 
-    fn url(&self, segments: &[impl AsRef<str>], query: &[(&'static str, String)]) -> Url {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .expect("an http(s) URL has a path")
-            .pop_if_empty()
-            .extend(segments);
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        url
-    }
-
-    fn unreachable(&self, error: &reqwest::Error) -> Failure {
-        let server = self.base.as_str().trim_end_matches('/');
-        let cause = cause(error);
-        Failure::Server(match &self.dev_json {
-            Some(dev_json) => format!(
+    /// The failure of a request no server answered: `failed` holds each server tried and
+    /// why; `not_resent` says others were left untried because the request may have
+    /// reached the last one.
+    fn unreachable(&self, failed: &[(&Url, String)], not_resent: bool) -> Failure {
+        let tried = |(base, cause): &(&Url, String)| {
+            format!("{} ({cause})", base.as_str().trim_end_matches('/'))
+        };
+        let (server, cause) = failed.last().expect("a server was tried");
+        let server = server.as_str().trim_end_matches('/');
+        Failure::Server(match (&self.dev_json, failed) {
+            _ if not_resent => format!(
+                "the Retrace server at {server} did not answer ({cause}) after it may have \
+                 received the request, so it was not sent to another server: check whether it \
+                 took effect (e.g. `retrace audit`) before repeating it"
+            ),
+            (Some(dev_json), [_]) => format!(
                 "cannot reach the Retrace server at {server} ({cause}), the address in {}: \
                  has that `retrace dev` stopped without removing it? Start it again, or set \
                  --server or RETRACE_SERVER",
                 dev_json.display()
             ),
-            None => format!(
+            (None, [_]) => format!(
                 "cannot reach the Retrace server at {server} ({cause}): is `retrace dev` or \
                  the archive running? Set --server or RETRACE_SERVER"
             ),
+            (_, several) => format!(
+                "cannot reach any of the Retrace servers: {}. Are the archives running? Set \
+                 --server or RETRACE_SERVER",
+                several.iter().map(tried).collect::<Vec<_>>().join(", ")
+            ),
         })
     }
+}
+
+/// `base` with the path `segments` (each percent-encoded) and `query` added.
+fn url(base: &Url, segments: &[impl AsRef<str>], query: &[(&'static str, String)]) -> Url {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .expect("an http(s) URL has a path")
+        .pop_if_empty()
+        .extend(segments);
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    url
+}
+
+/// A proxy or load balancer in front of a server that is down (502), or a server not ready
+/// to answer (503): another server may answer.
+fn is_unavailable(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE
+    )
 }
 
 /// What went wrong under a transport error, in a few words.
@@ -237,6 +332,11 @@ pub fn refusal(status: StatusCode, body: &str) -> Failure {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
     use super::*;
 
     fn server(url: &str) -> Server {
@@ -283,7 +383,8 @@ mod tests {
     #[test]
     fn ids_are_percent_encoded_in_paths() {
         let client = Client::new(&server("http://127.0.0.1:7070/")).unwrap();
-        let url = client.url(
+        let url = url(
+            &client.bases[0],
             &["v1", "subjects", "beneficiary:4 2/x", "transactions"],
             &[("limit", "5".to_owned())],
         );
@@ -291,6 +392,126 @@ mod tests {
             url.as_str(),
             "http://127.0.0.1:7070/v1/subjects/beneficiary:4%202%2Fx/transactions?limit=5"
         );
+    }
+
+    /// A server on loopback that answers each connection with `answer`: an HTTP response,
+    /// or `None` to read the request and close the connection without one. Counts the
+    /// requests it received.
+    struct FakeServer {
+        url: String,
+        received: Arc<AtomicUsize>,
+    }
+
+    impl FakeServer {
+        async fn start(answer: Option<&'static str>) -> FakeServer {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let received = Arc::new(AtomicUsize::new(0));
+            let counter = received.clone();
+            tokio::spawn(async move {
+                while let Ok((mut connection, _)) = listener.accept().await {
+                    let mut request = vec![0; 64 * 1024];
+                    let _ = connection.read(&mut request).await;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if let Some(answer) = answer {
+                        let _ = connection.write_all(answer.as_bytes()).await;
+                    }
+                }
+            });
+            FakeServer { url, received }
+        }
+
+        fn received(&self) -> usize {
+            self.received.load(Ordering::SeqCst)
+        }
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+    const UNAVAILABLE: &str =
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+    fn servers(urls: &[&str]) -> Client {
+        Client::new(&server(&urls.join(","))).unwrap()
+    }
+
+    fn nobody_listens() -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("http://127.0.0.1:{port}")
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_moves_every_request_on_and_the_answering_server_is_kept() {
+        let down = nobody_listens();
+        let up = FakeServer::start(Some(OK)).await;
+        let client = servers(&[&down, &up.url]);
+        let post = Request::post(&["v1", "tokens"], &serde_json::json!({}));
+        assert!(client.send_raw(post).await.is_ok());
+        assert_eq!(client.server(), up.url);
+        assert!(
+            client
+                .send_raw(Request::get(&["v1", "whoami"]))
+                .await
+                .is_ok()
+        );
+        assert_eq!(up.received(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_may_have_arrived_moves_on_only_when_resending_is_safe() {
+        let hangs_up = FakeServer::start(None).await;
+        let up = FakeServer::start(Some(OK)).await;
+        let client = servers(&[&hangs_up.url, &up.url]);
+        assert!(
+            client
+                .send_raw(Request::get(&["v1", "whoami"]))
+                .await
+                .is_ok()
+        );
+        assert_eq!(up.received(), 1);
+
+        let client = servers(&[&hangs_up.url, &up.url]);
+        let replay =
+            Request::post(&["v1", "replays"], &serde_json::json!({})).idempotency_key("k".into());
+        assert!(client.send_raw(replay).await.is_ok());
+        assert_eq!(up.received(), 2);
+
+        let client = servers(&[&hangs_up.url, &up.url]);
+        let erase = Request::post(&["v1", "subjects", "s", "erase"], &serde_json::json!({}));
+        let (code, message) = message(client.send_raw(erase).await.unwrap_err());
+        assert_eq!(code, 3);
+        assert!(
+            message.contains("it was not sent to another server"),
+            "{message}"
+        );
+        assert_eq!(up.received(), 2, "the erasure was sent to one server only");
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_server_is_passed_over_and_the_last_answer_stands() {
+        let unavailable = FakeServer::start(Some(UNAVAILABLE)).await;
+        let up = FakeServer::start(Some(OK)).await;
+        let client = servers(&[&unavailable.url, &up.url]);
+        assert!(
+            client
+                .send_raw(Request::get(&["v1", "whoami"]))
+                .await
+                .is_ok()
+        );
+
+        let client = servers(&[&unavailable.url]);
+        let failure = client.send_raw(Request::get(&["v1", "whoami"])).await;
+        assert_eq!(message(failure.unwrap_err()).0, 3);
+
+        let down = nobody_listens();
+        let client = servers(&[&down, &unavailable.url]);
+        let post = Request::post(&["v1", "tokens"], &serde_json::json!({}));
+        let (code, message) = message(client.send_raw(post).await.unwrap_err());
+        assert_eq!(code, 3);
+        assert!(message.contains("503"), "{message}");
     }
 
     #[test]
@@ -303,5 +524,10 @@ mod tests {
             message(Client::new(&server("nonsense")).err().unwrap()).0,
             2
         );
+        assert_eq!(
+            message(Client::new(&server("http://a:7070,b:7070")).err().unwrap()).0,
+            2
+        );
+        assert_eq!(message(Client::new(&server(" , ")).err().unwrap()).0, 2);
     }
 }

@@ -449,8 +449,9 @@ async fn report_replication(
     Ok(())
 }
 
-/// The topics dev mode needs: Retrace's own, and the demo's events and queues, replicated as
-/// the cluster's default says (like the services' topics).
+/// The topics dev mode needs: Retrace's own (the archive's change log among them), and the
+/// demo's events and queues, replicated as the cluster's default says (like the services'
+/// topics).
 fn topic_settings() -> (TopicSettings, Vec<TopicSpec>) {
     let settings = TopicSettings {
         partitions: PARTITIONS,
@@ -459,7 +460,9 @@ fn topic_settings() -> (TopicSettings, Vec<TopicSpec>) {
     let demo = demo::topics();
     let specs = settings.retrace_topics(
         retrace_auth::DEFAULT_TOKENS_TOPIC,
-        demo.iter().map(String::as_str),
+        [retrace_proto::ARCHIVE_CHANGES_TOPIC]
+            .into_iter()
+            .chain(demo.iter().map(String::as_str)),
     );
     (settings, specs)
 }

@@ -6,6 +6,7 @@
 //! fjall), so a client depends on it and not on a service.
 
 mod admin;
+mod digests;
 mod error;
 mod incidents;
 mod jobs;
@@ -14,6 +15,7 @@ mod schema;
 mod trace;
 
 pub use admin::*;
+pub use digests::*;
 pub use error::*;
 pub use incidents::*;
 pub use jobs::*;

@@ -12,10 +12,11 @@ use retrace_auth::{
     Caller, NewToken, Permission, RegistryError, Role, TokenFormatError, TokenRecord, TokenRegistry,
 };
 use retrace_http::ApiError;
-use retrace_log_store::{AuditFilter, AuditRecord, LogStore};
+use retrace_log_store::{AuditFilter, AuditRecord, Change, Erasure, LogStore};
 use retrace_proto::AUDIT_TOPIC;
 
 use crate::audit::Audit;
+use crate::changes::ChangeLog;
 use crate::classify::SignatureFault;
 use crate::reads::store_error;
 use crate::replay::now_ms;
@@ -33,7 +34,7 @@ pub const ERASED_ERROR: &str = "[erased at the subject's request]";
 
 /// An outcome without its error text (status, consumer, attempt and time stay, so the trace
 /// still says what failed where); `None` when it has none left to remove.
-fn without_error_text(value: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn without_error_text(value: &[u8]) -> Option<Vec<u8>> {
     let mut outcome = <retrace_proto::Outcome as prost::Message>::decode(value).ok()?;
     if outcome.error.is_empty() || outcome.error == ERASED_ERROR {
         return None;
@@ -42,10 +43,13 @@ fn without_error_text(value: &[u8]) -> Option<Vec<u8>> {
     Some(prost::Message::encode_to_vec(&outcome))
 }
 
-/// Erases `subject`'s payloads and the error texts of outcomes on its events; `audit` gets
-/// the request's reason.
+/// Erases `subject`'s payloads and the error texts of outcomes on its events, on every
+/// replica: published on the change log, bounded by what this replica has archived, and
+/// answered once applied here. `audit` gets the request's reason. Blocks: call it on the
+/// blocking pool.
 pub(crate) fn erase(
     store: &LogStore,
+    changes: &ChangeLog,
     subject: String,
     request: EraseRequest,
     audit: &mut Audit,
@@ -57,22 +61,38 @@ pub(crate) fn erase(
             "reason is required: say why (the request's reference), for the audit trail",
         ));
     }
-    let at_ms = now_ms();
-    let summary = store
-        .erase_subject(&subject, at_ms, without_error_text)
-        .map_err(store_error)?;
-    if summary.transactions == 0 {
+    if !store.knows_subject(&subject).map_err(store_error)? {
         return Err(ApiError::not_found(format!(
             "no archived message names subject {subject:?}; nothing was erased"
         )));
     }
+    let erasure = Erasure {
+        erasure_id: uuid::Uuid::now_v7().to_string(),
+        subject_id: subject.clone(),
+        erased_at_ms: now_ms(),
+        bound: store.erasure_bound(),
+    };
+    tokio::runtime::Handle::current()
+        .block_on(changes.publish_applied(&subject, Change::Erasure(erasure.clone())))
+        .map_err(|error| ApiError::unavailable(error.to_string()))?;
+    let summary = store
+        .erasure_summary(&erasure.erasure_id)
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            ApiError::internal(format!(
+                "erasure {} was published on the archive's change log, but this archive \
+                 refused the record (it is listed among the flagged records): every replica \
+                 must share the `[auth]` signing keys",
+                erasure.erasure_id
+            ))
+        })?;
     Ok(ErasureView {
         subject_id: subject,
-        erased_at: rfc3339(at_ms),
-        transactions: summary.transactions,
-        records: summary.records,
-        already_erased: summary.already_erased,
-        outcomes: summary.outcomes,
+        erased_at: rfc3339(erasure.erased_at_ms),
+        transactions: summary.transactions as usize,
+        records: summary.records as usize,
+        already_erased: summary.already_erased as usize,
+        outcomes: summary.outcomes as usize,
         note: ERASURE_NOTE.to_owned(),
     })
 }

@@ -32,6 +32,7 @@ use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::changes::{Applied, apply_due_erasures};
 use crate::classify::{classify, prepare};
 use crate::config::{ArchiveConfig, BatchSettings, TopicSelection};
 use crate::events::{
@@ -141,6 +142,10 @@ pub(crate) struct Archiver {
     cursors: Cursors,
     /// Audit events are chained only when signed with one of these.
     keys: SigningKeys,
+    /// This replica's name: its own audit events are in its trail already.
+    replica: String,
+    /// Told after every batch written, once the erasures it made due are applied.
+    applied: Applied,
 }
 
 #[derive(Default)]
@@ -156,6 +161,7 @@ impl Archiver {
         config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
         store: LogStore,
         keys: SigningKeys,
+        applied: Applied,
     ) -> KafkaResult<Self> {
         let current = Arc::clone(&config.borrow());
         let client = Self::client(&current.config);
@@ -170,6 +176,8 @@ impl Archiver {
             config,
             cursors,
             keys,
+            replica: current.config.replica().to_owned(),
+            applied,
         })
     }
 
@@ -196,6 +204,8 @@ impl Archiver {
     /// Archives until `shutdown`, then writes what it holds and flushes the store. Fails
     /// only when the store refuses every write until it is reopened.
     pub(crate) async fn run(mut self, shutdown: &CancellationToken) -> Result<(), StoreError> {
+        // Erasures a crash left due but not applied.
+        self.apply_due_erasures().await;
         let mut batch = self.collect(shutdown).await;
         loop {
             if self.config.has_changed().unwrap_or(false) {
@@ -297,7 +307,7 @@ impl Archiver {
                     continue;
                 }
             };
-            let mut record = classify(&message, now_ms(), &self.keys);
+            let mut record = classify(&message, now_ms(), &self.keys, Some(&self.replica));
             record.key.epoch =
                 self.follow(&record.key.topic, record.key.partition, record.key.offset);
             RecordConsumed {
@@ -397,6 +407,7 @@ impl Archiver {
                         self.set_paused(&partitions, false);
                     }
                     self.commit(&batch.commit);
+                    self.apply_due_erasures().await;
                     return Ok(true);
                 }
                 Ok(Err(error)) if error.needs_reopen() => {
@@ -430,6 +441,15 @@ impl Archiver {
                 _ = tokio::time::sleep(retry_in) => {}
             }
         }
+    }
+
+    /// Applies the erasures now due, then tells whoever waits for a change to be applied.
+    async fn apply_due_erasures(&self) {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || apply_due_erasures(&store))
+            .await
+            .expect("applying erasures does not panic");
+        self.applied.notify();
     }
 
     fn set_paused(&self, partitions: &TopicPartitionList, paused: bool) {

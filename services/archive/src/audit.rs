@@ -3,16 +3,21 @@
 //! as a `category="audit"` line.
 //!
 //! An API answer is given only once its audit record is durable: a read that cannot be
-//! accounted for is not served. Denials are recorded from the guard's [`DenialSink`] on the
+//! accounted for is not served. Each record is also published, signed, to `retrace.audit`
+//! with this replica's name ([`REPLICA_HEADER`]), so every other replica chains it too and
+//! any of them shows the whole trail; the replica that wrote it keeps the copy it reads
+//! back without chaining it again. Denials are recorded from the guard's [`DenialSink`] on the
 //! blocking pool, so refusing a request never waits for the disk.
 
-use retrace_auth::{Caller, Denial, DenialSink};
+use retrace_auth::{Caller, Denial, DenialSink, SIGNATURE_HEADER, SigningKeys};
 use retrace_log_store::{AuditEntry, LogStore, StoreError};
+use retrace_proto::{AUDIT_TOPIC, AuditEvent};
+use retrace_sdk::{Publisher, RawMessage};
 use retrace_telemetry::InternalEvent;
 use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 
-use crate::events::{AuditNotRecorded, AuditRecorded};
+use crate::events::{AuditNotPublished, AuditNotRecorded, AuditRecorded};
 use crate::replay::now_ms;
 
 /// What one request did, as its audit record will say.
@@ -38,10 +43,19 @@ impl Audit {
     }
 }
 
-/// Appends audit records. Cheap to clone.
+/// The `service` of the archive's audit events on `retrace.audit`.
+pub(crate) const ARCHIVE_SERVICE: &str = "archive";
+
+/// The header naming the replica that published an audit event.
+pub(crate) const REPLICA_HEADER: &str = "retrace-replica";
+
+/// Appends audit records, and publishes them for the other replicas. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Auditor {
     store: LogStore,
+    publisher: Publisher,
+    keys: SigningKeys,
+    replica: String,
     /// Denials being recorded in the background.
     pending: TaskTracker,
     runtime: Handle,
@@ -49,9 +63,12 @@ pub(crate) struct Auditor {
 
 impl Auditor {
     /// Must be called inside the Tokio runtime the API runs on.
-    pub fn new(store: LogStore) -> Auditor {
+    pub fn new(store: LogStore, publisher: Publisher, keys: SigningKeys, replica: &str) -> Auditor {
         Auditor {
             store,
+            publisher,
+            keys,
+            replica: replica.to_owned(),
             pending: TaskTracker::new(),
             runtime: Handle::current(),
         }
@@ -81,6 +98,7 @@ impl Auditor {
                     seq: record.seq,
                 }
                 .emit();
+                self.publish(entry);
                 Ok(())
             }
             Err(error) => {
@@ -94,7 +112,57 @@ impl Auditor {
         }
     }
 
-    /// Waits for denials still being recorded.
+    /// Publishes `entry` for the other replicas in the background: it is durable here
+    /// already, and the producer retries until its delivery timeout.
+    fn publish(&self, entry: AuditEntry) {
+        let auditor = self.clone();
+        self.pending.spawn_on(
+            async move {
+                let event = AuditEvent {
+                    at: Some(prost_types::Timestamp {
+                        seconds: entry.at_ms.div_euclid(1000),
+                        nanos: (entry.at_ms.rem_euclid(1000) * 1_000_000) as i32,
+                    }),
+                    actor: entry.actor,
+                    role: entry.role,
+                    origin: entry.origin,
+                    action: entry.action,
+                    target: entry.target,
+                    reason: entry.reason,
+                    result: entry.result,
+                    service: ARCHIVE_SERVICE.to_owned(),
+                    actor_id: entry.actor_id,
+                };
+                let value = prost::Message::encode_to_vec(&event);
+                let key = event.actor.as_bytes();
+                let signature = auditor.keys.sign(AUDIT_TOPIC, Some(key), Some(&value));
+                let mut headers: Vec<(&str, Option<&[u8]>)> =
+                    vec![(REPLICA_HEADER, Some(auditor.replica.as_bytes()))];
+                if let Some(signature) = &signature {
+                    headers.push((SIGNATURE_HEADER, Some(signature.as_bytes())));
+                }
+                let message = RawMessage {
+                    key: Some(key),
+                    value: Some(&value),
+                    headers: &headers,
+                };
+                if let Err(error) = auditor
+                    .publisher
+                    .republish(AUDIT_TOPIC, &message, &event.action)
+                    .await
+                {
+                    AuditNotPublished {
+                        action: &event.action,
+                        error: &error,
+                    }
+                    .emit();
+                }
+            },
+            &self.runtime,
+        );
+    }
+
+    /// Waits for denials still being recorded, and audit records still being published.
     pub async fn stopped(&self) {
         self.pending.close();
         self.pending.wait().await;

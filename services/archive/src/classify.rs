@@ -13,12 +13,14 @@ use rdkafka::Message;
 use rdkafka::message::Headers;
 use retrace_auth::{SIGNATURE_HEADER, SigningKeys, Verdict};
 use retrace_log_store::{
-    ArchivedRecord, AuditEntry, EventIds, Header, OutcomeRef, PreparedRecord, RecordKey, RecordKind,
+    ArchiveChange, ArchivedRecord, AuditEntry, EventIds, Header, OutcomeRef, PreparedRecord,
+    RecordKey, RecordKind,
 };
 use retrace_proto::headers::TraceHeaders;
-use retrace_proto::{AUDIT_TOPIC, AuditEvent, Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC, AuditEvent, Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
 use retrace_telemetry::InternalEvent;
 
+use crate::audit::REPLICA_HEADER;
 use crate::events::AuditEventRejected;
 
 /// Why an audit event on the audit topic was not chained, when its signature is at fault.
@@ -44,9 +46,17 @@ impl SignatureFault {
     }
 }
 
-/// Copies `message` out of Kafka's buffers and says what it is; audit events are chained
-/// only when signed with one of `keys` (the configuration's `[auth]` signing keys).
-pub fn classify(message: &impl Message, archived_at_ms: i64, keys: &SigningKeys) -> ArchivedRecord {
+/// Copies `message` out of Kafka's buffers and says what it is. Audit events are chained
+/// only when signed with one of `keys` (the configuration's `[auth]` signing keys), and not
+/// when published by `own_replica` (this archive, whose trail has them already; `None`, as
+/// in a rebuild, chains them all). The archive's changes are applied only when signed, if
+/// keys are configured.
+pub fn classify(
+    message: &impl Message,
+    archived_at_ms: i64,
+    keys: &SigningKeys,
+    own_replica: Option<&str>,
+) -> ArchivedRecord {
     let value = message.payload();
     let headers: Vec<Header> = message
         .headers()
@@ -68,7 +78,19 @@ pub fn classify(message: &impl Message, archived_at_ms: i64, keys: &SigningKeys)
                 .iter()
                 .find(|h| h.name == SIGNATURE_HEADER)
                 .and_then(|h| h.value.as_deref());
+            let replica = headers
+                .iter()
+                .find(|h| h.name == REPLICA_HEADER)
+                .and_then(|h| h.value.as_deref());
             match keys.verify(AUDIT_TOPIC, message.key(), value, signature) {
+                Verdict::Valid(_)
+                    if own_replica.is_some_and(|own| replica == Some(own.as_bytes())) =>
+                {
+                    Understood {
+                        audit: None,
+                        ..audit(value)
+                    }
+                }
                 Verdict::Valid(_) => audit(value),
                 verdict => {
                     AuditEventRejected {
@@ -79,6 +101,20 @@ pub fn classify(message: &impl Message, archived_at_ms: i64, keys: &SigningKeys)
                     .emit();
                     Understood::flagged(RecordKind::Malformed, format!("{NOT_CHAINED}{verdict}"))
                 }
+            }
+        }
+        ARCHIVE_CHANGES_TOPIC => {
+            let signature = headers
+                .iter()
+                .find(|h| h.name == SIGNATURE_HEADER)
+                .and_then(|h| h.value.as_deref());
+            match keys.verify(ARCHIVE_CHANGES_TOPIC, message.key(), value, signature) {
+                Verdict::Valid(_) => change(value),
+                _ if keys.is_empty() => change(value),
+                verdict => Understood::flagged(
+                    RecordKind::Malformed,
+                    format!("archive change not applied, {verdict}"),
+                ),
             }
         }
         _ => event(value.unwrap_or_default(), &headers),
@@ -109,9 +145,21 @@ pub fn classify(message: &impl Message, archived_at_ms: i64, keys: &SigningKeys)
     }
 }
 
-/// Keys and encodes a record for the store. A record the store cannot index is kept as
-/// malformed, with the reason, rather than lost.
+/// Keys and encodes a record for the store, with the change it carries. A record the store
+/// cannot index is kept as malformed, with the reason, rather than lost.
 pub fn prepare(record: ArchivedRecord) -> PreparedRecord {
+    let change = (record.kind == RecordKind::Change)
+        .then(|| ArchiveChange::decode(record.value.as_deref().unwrap_or_default()).ok())
+        .flatten()
+        .and_then(|decoded| decoded.change);
+    let prepared = prepare_record(record);
+    match change {
+        Some(change) => prepared.with_change(change),
+        None => prepared,
+    }
+}
+
+fn prepare_record(record: ArchivedRecord) -> PreparedRecord {
     PreparedRecord::new(record).unwrap_or_else(|(error, record)| {
         PreparedRecord::new(ArchivedRecord {
             kind: RecordKind::Malformed,
@@ -183,7 +231,31 @@ fn outcome(value: Option<&[u8]>) -> Understood {
     }
 }
 
-/// A service's audit event: kept as a record and chained into the audit trail.
+/// One of the archive's changes: kept as a record and applied with it.
+fn change(value: Option<&[u8]>) -> Understood {
+    match ArchiveChange::decode(value.unwrap_or_default()) {
+        Ok(ArchiveChange { change: Some(_) }) => Understood {
+            kind: RecordKind::Change,
+            problem: None,
+            ids: None,
+            outcome: None,
+            occurred_at_ms: None,
+            audit: None,
+        },
+        Ok(_) => Understood::flagged(
+            RecordKind::Malformed,
+            "archive change carries no change (written by a newer release?)".to_owned(),
+        ),
+        Err(error) => Understood::flagged(
+            RecordKind::Malformed,
+            format!("archive change cannot be decoded: {error}"),
+        ),
+    }
+}
+
+/// A service's audit event: kept as a record and chained into the audit trail. The
+/// archive's own actions keep their names (`replay.start`), as in the trail of the replica
+/// that did them; another service's are prefixed with its name (`gateway.publish`).
 fn audit(value: Option<&[u8]>) -> Understood {
     match AuditEvent::decode(value.unwrap_or_default()) {
         Ok(event) if !event.action.is_empty() => {
@@ -200,7 +272,11 @@ fn audit(value: Option<&[u8]>) -> Understood {
                     actor_id: event.actor_id,
                     role: event.role,
                     origin: event.origin,
-                    action: format!("{}.{}", event.service, event.action),
+                    action: if event.service == crate::audit::ARCHIVE_SERVICE {
+                        event.action
+                    } else {
+                        format!("{}.{}", event.service, event.action)
+                    },
                     target: event.target,
                     reason: event.reason,
                     result: event.result,

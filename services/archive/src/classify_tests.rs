@@ -344,7 +344,7 @@ fn test_keys() -> SigningKeys {
 /// What an archive with no signing key makes of `message` (nothing on the audit topic is
 /// chained then).
 fn classify_unsigned(message: &impl rdkafka::Message, archived_at_ms: i64) -> ArchivedRecord {
-    classify(message, archived_at_ms, &SigningKeys::default())
+    classify(message, archived_at_ms, &SigningKeys::default(), None)
 }
 
 #[test]
@@ -369,6 +369,7 @@ fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
         &signed(&keys, retrace_proto::AUDIT_TOPIC, &event.encode_to_vec()),
         7,
         &keys,
+        None,
     );
     assert_eq!(record.kind, RecordKind::Audit);
     let entry = record.audit.unwrap();
@@ -385,6 +386,7 @@ fn a_services_audit_event_is_kept_and_goes_to_the_audit_trail() {
         &signed(&keys, retrace_proto::AUDIT_TOPIC, &[0xff; 3]),
         7,
         &keys,
+        None,
     );
     assert_eq!(garbage.kind, RecordKind::Malformed);
     assert_eq!(garbage.audit, None);
@@ -409,11 +411,13 @@ fn an_audit_event_without_a_valid_signature_is_flagged_and_never_chained() {
         &message(retrace_proto::AUDIT_TOPIC, Some(value.clone()), &[]),
         7,
         &keys,
+        None,
     );
     let foreign = classify(
         &signed(&test_keys(), retrace_proto::AUDIT_TOPIC, &value),
         7,
         &keys,
+        None,
     );
     // A record signed for another topic does not verify here.
     let moved = {
@@ -428,6 +432,7 @@ fn an_audit_event_without_a_valid_signature_is_flagged_and_never_chained() {
             ),
             7,
             &keys,
+            None,
         )
     };
     for (record, fault) in [

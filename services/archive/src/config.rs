@@ -12,6 +12,7 @@ use retrace_log_store::StoreOptions;
 use retrace_sdk::TopicSpec;
 
 use crate::incidents::FingerprintRule;
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 pub use retrace_service::ConfigError;
 use retrace_service::{
     CommonArgs, CommonConfig, CommonSections, DEFAULT_BOOTSTRAP, KafkaSection, LogSection,
@@ -23,6 +24,23 @@ use serde::{Deserialize, Serialize};
 /// look-ahead, hence the spelled-out alternatives).
 pub const ALL_TOPICS_PATTERN: &str = "^([^_]|_[^_]).*";
 
+/// The consumer group of an archive without replicas; replicas add their id.
+const DEFAULT_GROUP: &str = "retrace-archive";
+
+/// [`ArchiveConfig::replica`] of an archive without replicas.
+const SOLE_REPLICA: &str = "archive";
+
+/// The topics every replica reads whatever else it archives: what the other replicas
+/// changed, and what they audited.
+const REPLICATED_TOPICS: [&str; 2] = [ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC];
+
+fn is_replica_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// Which topics to archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,21 +51,33 @@ pub enum TopicSelection {
 }
 
 impl TopicSelection {
-    /// The subscription in librdkafka's form, where a leading `^` marks a regex.
+    /// The subscription in librdkafka's form, where a leading `^` marks a regex; a list
+    /// gains the replicated topics (a pattern must match them: checked as it is read).
     pub fn subscription(&self) -> Vec<String> {
         match self {
-            TopicSelection::Names(names) => names.clone(),
+            TopicSelection::Names(names) => {
+                let mut names = names.clone();
+                for topic in REPLICATED_TOPICS {
+                    if !names.iter().any(|name| name == topic) {
+                        names.push(topic.to_owned());
+                    }
+                }
+                names
+            }
             TopicSelection::Pattern(pattern) if pattern.starts_with('^') => vec![pattern.clone()],
             TopicSelection::Pattern(pattern) => vec![format!("^{pattern}")],
         }
     }
 
-    /// Whether `topic` is archived. librdkafka matches patterns as POSIX regexes; the ones
+    /// Whether `topic` is archived (the replicated topics always are). librdkafka matches patterns as POSIX regexes; the ones
     /// Retrace uses read the same in Rust's syntax. A pattern Rust cannot read matches
     /// nothing here, which only hides its topics' lag.
     pub fn matches(&self, topic: &str) -> bool {
         match self {
-            TopicSelection::Names(names) => names.iter().any(|name| name == topic),
+            TopicSelection::Names(names) => {
+                (names.iter().map(String::as_str).chain(REPLICATED_TOPICS))
+                    .any(|name| name == topic)
+            }
             TopicSelection::Pattern(_) => self
                 .subscription()
                 .first()
@@ -74,6 +104,10 @@ pub struct ArchiveConfig {
     #[serde(flatten)]
     pub common: CommonConfig,
     pub topics: TopicSelection,
+    /// This archive's name among the replicas of one archive (`[archive] replica_id`): each
+    /// replica consumes every topic in its own group, `retrace-archive.<id>` unless a group
+    /// is configured. `None`: the only one, in group `retrace-archive`.
+    pub replica_id: Option<String>,
     pub group_id: String,
     pub data_dir: PathBuf,
     pub batch: BatchSettings,
@@ -124,7 +158,8 @@ impl ArchiveConfig {
         ArchiveConfig {
             common,
             topics: TopicSelection::Pattern(ALL_TOPICS_PATTERN.to_owned()),
-            group_id: "retrace-archive".to_owned(),
+            replica_id: None,
+            group_id: DEFAULT_GROUP.to_owned(),
             data_dir: data_dir.into(),
             batch: BatchSettings {
                 max_records: 5000,
@@ -142,10 +177,22 @@ impl ArchiveConfig {
         }
     }
 
-    /// The topics the archive creates when missing: Retrace's own, and `[topics] extra`.
+    /// The topics the archive creates when missing: Retrace's own (its change log among
+    /// them), and `[topics] extra`.
     pub fn topics_needed(&self) -> Vec<TopicSpec> {
         self.provisioning
-            .retrace_topics(&self.auth.tokens_topic, [])
+            .retrace_topics(&self.auth.tokens_topic, [ARCHIVE_CHANGES_TOPIC])
+    }
+
+    /// The replica's name in what it publishes (the replays it runs, its audit events).
+    pub fn replica(&self) -> &str {
+        self.replica_id.as_deref().unwrap_or(SOLE_REPLICA)
+    }
+
+    /// Sets the replica id and, unless a group is configured, the group derived from it.
+    pub fn set_replica(&mut self, replica_id: String, group: Option<String>) {
+        self.group_id = group.unwrap_or_else(|| format!("{DEFAULT_GROUP}.{replica_id}"));
+        self.replica_id = Some(replica_id);
     }
 }
 
@@ -165,9 +212,13 @@ pub struct ArchiveArgs {
     /// POSIX regex of topics to archive, instead of a list.
     #[arg(long, env = "RETRACE_ARCHIVE_TOPIC_PATTERN")]
     pub topic_pattern: Option<String>,
-    /// Kafka consumer group.
+    /// Kafka consumer group. Default: `retrace-archive`, or `retrace-archive.<replica id>`.
     #[arg(long, env = "RETRACE_ARCHIVE_GROUP")]
     pub group: Option<String>,
+    /// This archive's name among replicas that each hold the whole archive (letters,
+    /// digits, `-`, `_`).
+    #[arg(long, env = "RETRACE_ARCHIVE_REPLICA_ID")]
+    pub replica_id: Option<String>,
     /// Directory of the archive.
     #[arg(long, env = "RETRACE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -200,6 +251,7 @@ struct FileArchive {
     topics: Option<Vec<String>>,
     topic_pattern: Option<String>,
     group: Option<String>,
+    replica_id: Option<String>,
     data_dir: Option<PathBuf>,
     http: Option<SocketAddr>,
     batch_records: Option<usize>,
@@ -236,8 +288,36 @@ impl ArchiveArgs {
             (None, Some(pattern)) => TopicSelection::Pattern(pattern),
             (None, None) => config.topics,
         };
-        if let Some(group) = self.group.or(file.group) {
-            config.group_id = group;
+        if let Some(missed) = REPLICATED_TOPICS
+            .iter()
+            .find(|topic| !config.topics.matches(topic))
+        {
+            problems.check(Err::<(), _>(wrong(
+                "archive.topic_pattern",
+                format!(
+                    "the pattern does not match {missed}, which every archive reads (its \
+                     replicas' changes and audit events): widen it, e.g. \
+                     `^(retrace\\.|births\\.).*`"
+                ),
+            )));
+        }
+        let group = self.group.or(file.group);
+        match self.replica_id.or(file.replica_id) {
+            Some(replica_id) if !is_replica_id(&replica_id) => {
+                problems.check(Err::<(), _>(wrong(
+                    "archive.replica_id",
+                    format!(
+                        "{replica_id:?} is not a replica id: use 1 to 64 letters, digits, `-` \
+                         or `_`, e.g. `a` or `zone-2`"
+                    ),
+                )));
+            }
+            Some(replica_id) => config.set_replica(replica_id, group),
+            None => {
+                if let Some(group) = group {
+                    config.group_id = group;
+                }
+            }
         }
         let max_records = self.batch_records.or(file.batch_records);
         if let Some(max_records) = problems.at_least_one("archive.batch_records", max_records) {

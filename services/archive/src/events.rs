@@ -3,6 +3,7 @@
 //! serves the API. [`register_metrics`] registers the archive's series at zero as it opens.
 
 mod incidents;
+mod replicas;
 mod serving;
 
 use std::time::Duration;
@@ -13,6 +14,7 @@ use retrace_telemetry::{InternalEvent, register};
 use tracing::{debug, error, info, warn};
 
 pub(crate) use incidents::*;
+pub(crate) use replicas::*;
 pub(crate) use serving::*;
 
 use crate::ArchiveConfig;
@@ -64,6 +66,7 @@ pub(crate) fn register_metrics(config: &ArchiveConfig) {
     }
     serving::register_metrics();
     incidents::register_metrics();
+    replicas::register_metrics();
     retrace_sdk::register_metrics(&[], &[]);
 }
 

@@ -20,6 +20,7 @@
 //! and no record to fetch is what a marker looks like, and the next record clears it.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -34,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ArchiveConfig, TopicSelection};
 use crate::events::{
-    ArchiveBehind, ArchiveCaughtUp, LagCheckFailed, PartitionFollowed, PartitionLagChecked,
+    ArchiveBehind, ArchiveCaughtUp, CatchingUp, LagCheckFailed, PartitionFollowed,
+    PartitionLagChecked,
 };
 use crate::replay::now_ms;
 use crate::trace::rfc3339;
@@ -199,9 +201,11 @@ impl Lag {
 }
 
 /// Checks how far behind the archive is every `[archive] lag_check_ms` of the configuration
-/// last published, until `shutdown`.
+/// last published, until `shutdown`; sets `caught_up` when a check finds no partition behind
+/// (and when checks fail: not knowing is no reason to stop serving).
 pub(crate) async fn watch(
     lag: Lag,
+    caught_up: Arc<AtomicBool>,
     mut config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
     store: LogStore,
     shutdown: CancellationToken,
@@ -229,6 +233,7 @@ pub(crate) async fn watch(
                 failing = false;
                 let grace_ms = current.config.lag_check.as_millis() as i64;
                 lag.record(checked_at_ms, ends, &store, grace_ms);
+                follow_catching_up(&caught_up, !lag.behind(None).is_empty());
             }
             Err(error) => {
                 LagCheckFailed {
@@ -237,6 +242,7 @@ pub(crate) async fn watch(
                 }
                 .emit();
                 failing = true;
+                follow_catching_up(&caught_up, false);
             }
         }
         let wait = current.config.lag_check;
@@ -262,6 +268,13 @@ pub(crate) async fn watch(
         if shutdown.is_cancelled() {
             return;
         }
+    }
+}
+
+/// Sets `caught_up` to the opposite of `catching_up`, reporting a change.
+fn follow_catching_up(caught_up: &AtomicBool, catching_up: bool) {
+    if caught_up.swap(!catching_up, Ordering::AcqRel) == catching_up {
+        CatchingUp { catching_up }.emit();
     }
 }
 

@@ -19,6 +19,7 @@ mod admin;
 mod archiver;
 mod audit;
 mod backup;
+mod changes;
 mod classify;
 mod config;
 mod events;
@@ -38,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use retrace_auth::{AuthSetupError, Authenticator, Guard, RegistryError, TokenRegistry};
-use retrace_log_store::{LogStore, ReplayState, StoreError};
+use retrace_log_store::{LogStore, StoreError};
 use retrace_sdk::{PublishError, Publisher};
 use retrace_service::{Host, Hosted, Loaded, Reloader};
 use retrace_telemetry::InternalEvent;
@@ -62,10 +63,11 @@ pub use trace::trace;
 
 use crate::archiver::Archiver;
 use crate::audit::{Audit, Auditor};
+use crate::changes::ChangeLog;
 use crate::events::{ApiListening, ArchiveStarted};
 use crate::lag::Lag;
 use crate::live::Live;
-use crate::replay::{Replayer, now_ms};
+use crate::replay::Replayer;
 use crate::routes::Api;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,9 @@ pub struct Archive {
     config: watch::Receiver<Arc<Loaded<ArchiveConfig>>>,
     live: watch::Sender<Arc<Live>>,
     ready: Arc<AtomicBool>,
+    /// Whether the last lag check found no partition behind: a replica catching up is not
+    /// ready.
+    caught_up: Arc<AtomicBool>,
     /// Reads the tokens topic until the archive stops; absent when auth is disabled.
     registry_task: Option<JoinHandle<()>>,
     stop_registry: CancellationToken,
@@ -106,8 +111,7 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Opens the store and creates the Kafka clients. Replays left running by a previous
-    /// process that stopped are marked failed, so no one waits for them. With authentication
+    /// Opens the store and creates the Kafka clients. With authentication
     /// on, creates the tokens topic if it is missing (compacted) and starts reading it.
     pub async fn open(
         config: &ArchiveConfig,
@@ -135,21 +139,19 @@ impl Archive {
         let options = config.store.clone();
         let store = tokio::task::spawn_blocking(move || {
             let store = LogStore::open(&data_dir, &options)?;
-            fail_interrupted_replays(&store)?;
             let open = store.incidents()?.iter().filter(|i| i.is_open()).count();
             events::IncidentsOpen { open: open as u64 }.emit();
             Ok::<_, StoreError>(store)
         })
         .await
         .expect("opening the store does not panic")?;
-        let archiver =
-            Archiver::new(updates.clone(), store.clone(), keys.clone()).map_err(|source| {
-                ArchiveError::Kafka {
-                    bootstrap: config.kafka.bootstrap_servers.clone(),
-                    source,
-                }
-            })?;
         let publisher = Publisher::new(&config.kafka)?;
+        let (changes, applied) = ChangeLog::new(publisher.clone(), keys.clone(), store.clone());
+        let archiver = Archiver::new(updates.clone(), store.clone(), keys.clone(), applied)
+            .map_err(|source| ArchiveError::Kafka {
+                bootstrap: config.kafka.bootstrap_servers.clone(),
+                source,
+            })?;
         let live = watch::Sender::new(Arc::new(Live::of(config)?));
         let stop_registry = shutdown.child_token();
         // Whatever fails below stops the registry's reader with it.
@@ -158,7 +160,7 @@ impl Archive {
             let (registry, task) = TokenRegistry::start(
                 &config.kafka,
                 &config.auth.tokens_topic,
-                keys,
+                keys.clone(),
                 stop_registry.clone(),
             )
             .await?;
@@ -167,7 +169,12 @@ impl Archive {
             (None, None)
         };
         let authenticator = Authenticator::new(&config.auth, registry.clone()).await?;
-        let auditor = Auditor::new(store.clone());
+        let auditor = Auditor::new(
+            store.clone(),
+            publisher.clone(),
+            keys.clone(),
+            config.replica(),
+        );
         let guard = Guard::new(Arc::new(authenticator), Arc::new(auditor.clone()));
         stop_on_error.disarm();
         ArchiveStarted {
@@ -180,7 +187,14 @@ impl Archive {
         Ok(Archive {
             archiver,
             api: Api {
-                replayer: Replayer::new(store, publisher, shutdown.clone()),
+                replayer: Replayer::new(
+                    store,
+                    publisher,
+                    changes.clone(),
+                    config.replica(),
+                    shutdown.clone(),
+                ),
+                changes,
                 guard,
                 auditor,
                 live: live.subscribe(),
@@ -190,6 +204,7 @@ impl Archive {
             config: updates,
             live,
             ready: Arc::new(AtomicBool::new(true)),
+            caught_up: Arc::new(AtomicBool::new(false)),
             registry_task,
             stop_registry,
             shutdown,
@@ -218,15 +233,17 @@ impl Archive {
         Arc::clone(&self.ready)
     }
 
-    /// Every flag `/healthz` must see set: the archive consuming, and (with authentication
-    /// on) the token registry caught up with the tokens topic.
+    /// Every flag `/healthz` must see set: the archive consuming and caught up with Kafka
+    /// (no partition behind: a replica that was down serves again once it has caught up),
+    /// and (with authentication on) the token registry caught up with the tokens topic.
     pub fn readiness(&self) -> Vec<Arc<AtomicBool>> {
-        let mut flags = vec![self.ready()];
+        let mut flags = vec![self.ready(), Arc::clone(&self.caught_up)];
         flags.extend(self.api.registry.as_ref().map(TokenRegistry::ready_flag));
         flags
     }
 
-    /// Archives until `shutdown` is cancelled, then drains: the batch in hand is written,
+    /// Archives until `shutdown` is cancelled, first marking failed the replays this replica
+    /// left running when it last stopped, so no one waits for them. Then drains: the batch in hand is written,
     /// offsets committed, running replays stopped and their progress saved, denials still
     /// being recorded written, the token reader stopped, the store flushed. Fails when the
     /// store refuses writes until reopened: everything stops, so a restart recovers it.
@@ -238,8 +255,10 @@ impl Archive {
             |config: &ArchiveConfig| &config.auth,
             self.shutdown.clone(),
         );
+        self.api.replayer.fail_interrupted();
         let lag = lag::watch(
             self.api.lag.clone(),
+            self.caught_up,
             self.config.clone(),
             self.api.store().clone(),
             self.shutdown.clone(),
@@ -298,20 +317,4 @@ pub async fn serve(
         )
     })
     .await
-}
-
-fn fail_interrupted_replays(store: &LogStore) -> Result<(), StoreError> {
-    for mut replay in store.replays()? {
-        if replay.state() == ReplayState::Running {
-            replay.set_state(ReplayState::Failed);
-            replay.finished_at_ms = now_ms();
-            replay.error = format!(
-                "interrupted: the archive service stopped after {} of {} messages; replay \
-                 again to finish",
-                replay.published, replay.planned
-            );
-            store.update_replay(&replay)?;
-        }
-    }
-    Ok(())
 }

@@ -1,7 +1,8 @@
 //! `retrace rebuild --from-kafka`: an archive rebuilt, or its gap filled, from what Kafka
 //! still retains, offline (the archive service stopped). It reads each partition from where
 //! the archive stands (or `since`) up to the high watermark seen when it started, through
-//! the archiver's own path: [`classify`] (with the configuration's signing keys), [`prepare`], [`LogStore::append`] with positions.
+//! the archiver's own path: [`classify`] (with the configuration's signing keys), [`prepare`],
+//! [`LogStore::append`] with positions, the change log's erasures applied when due.
 //! Records already archived are skipped, so running it twice, or over a restored backup,
 //! stores nothing twice; the archive service resumes where the rebuild stopped.
 
@@ -14,6 +15,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use retrace_log_store::{LogStore, PreparedRecord, StoreError};
 use retrace_telemetry::InternalEvent;
 
+use crate::changes::apply_due_erasures;
 use crate::classify::{classify, prepare};
 use crate::config::{ALL_TOPICS_PATTERN, ArchiveConfig, TopicSelection};
 use crate::events::BatchArchived;
@@ -115,7 +117,7 @@ pub fn rebuild(
                     continue;
                 };
                 if message.offset() < end {
-                    batch.push(prepare(classify(&message, now_ms(), &keys)));
+                    batch.push(prepare(classify(&message, now_ms(), &keys, None)));
                     done.read += 1;
                 }
                 if message.offset() + 1 >= end {
@@ -181,6 +183,8 @@ fn write(
     done.appended += summary.appended as u64;
     done.already_archived += summary.already_archived as u64;
     batch.clear();
+    // The change log's erasures, as the archive service applies them.
+    apply_due_erasures(store);
     Ok(())
 }
 

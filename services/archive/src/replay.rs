@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use prost::Message as _;
-use retrace_log_store::{ArchivedRecord, LogStore, RecordKind, ReplayRecord, ReplayState};
+use retrace_log_store::{ArchivedRecord, Change, LogStore, RecordKind, ReplayRecord, ReplayState};
 use retrace_proto::headers::{REPLAY_ID, REPLAY_OF};
 use retrace_proto::{Envelope, Replay};
 use retrace_sdk::{Delivery, PublishError, Publisher, RawMessage};
@@ -27,7 +27,8 @@ use tokio_util::task::TaskTracker;
 
 use retrace_api::PlannedMessage;
 
-use crate::events::{MessageReplayed, ReplayFinished, ReplayStarted};
+use crate::changes::{ChangeError, ChangeLog};
+use crate::events::{MessageReplayed, ReplayFinished, ReplayProgressNotSaved, ReplayStarted};
 use crate::trace::{failed_event_ids, is_publication, replay_id};
 
 pub(crate) use policy::{Replays, Replied};
@@ -117,20 +118,53 @@ pub fn plan(records: &[ArchivedRecord], selection: &Selection) -> Result<Vec<Pla
         .collect())
 }
 
+/// What claiming a replay on the change log came to.
+pub(crate) enum Claim {
+    /// The replay is this replica's to publish.
+    Won(ReplayRecord),
+    /// Another replay held its idempotency key first: this one is not kept.
+    Lost(ReplayRecord),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClaimError {
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+    #[error(transparent)]
+    Store(#[from] retrace_log_store::StoreError),
+    #[error(
+        "replay {0} was published on the archive's change log, but this archive refused the \
+         record (it is listed among the flagged records): every replica must share the \
+         `[auth]` signing keys"
+    )]
+    NotKept(String),
+}
+
 /// Runs replays in the background; owns their tasks, which stop when the service does.
 #[derive(Clone)]
 pub struct Replayer {
     store: LogStore,
     publisher: Publisher,
+    changes: ChangeLog,
+    /// Who runs the replays this replica claims.
+    replica: String,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl Replayer {
-    pub fn new(store: LogStore, publisher: Publisher, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(
+        store: LogStore,
+        publisher: Publisher,
+        changes: ChangeLog,
+        replica: &str,
+        shutdown: CancellationToken,
+    ) -> Self {
         Replayer {
             store,
             publisher,
+            changes,
+            replica: replica.to_owned(),
             tasks: TaskTracker::new(),
             shutdown,
         }
@@ -140,23 +174,72 @@ impl Replayer {
         &self.store
     }
 
-    /// Records `replay` (state running) and starts re-publishing `messages` at up to `rate`
-    /// messages a second (`None`: one at a time, as fast as Kafka acknowledges).
-    pub fn start(
+    /// Publishes `replay` (running, by this replica, of `planned` messages) on the change
+    /// log and waits for this replica to apply it; then the log says whether it won its
+    /// idempotency key. Blocks: call it on the blocking pool.
+    pub(crate) fn claim(
         &self,
         mut replay: ReplayRecord,
-        messages: Vec<Planned>,
-        rate: Option<u32>,
-    ) -> Result<ReplayRecord, retrace_log_store::StoreError> {
-        replay.planned = messages.len() as u64;
+        planned: usize,
+    ) -> Result<Claim, ClaimError> {
+        replay.planned = planned as u64;
+        replay.replica_id = self.replica.clone();
         replay.set_state(ReplayState::Running);
-        self.store.record_replay(&replay)?;
+        let key = change_key(&replay).to_owned();
+        tokio::runtime::Handle::current().block_on(
+            self.changes
+                .publish_applied(&key, Change::Replay(replay.clone())),
+        )?;
+        let kept = if replay.request_key.is_empty() {
+            self.store.replay(&replay.replay_id)?
+        } else {
+            self.store.replay_for_request(&replay.request_key)?
+        };
+        match kept {
+            Some(kept) if kept.replay_id == replay.replay_id => Ok(Claim::Won(replay)),
+            Some(kept) => Ok(Claim::Lost(kept)),
+            None => Err(ClaimError::NotKept(replay.replay_id)),
+        }
+    }
+
+    /// Starts re-publishing `messages` of a replay this replica won, at up to `rate`
+    /// messages a second (`None`: one at a time, as fast as Kafka acknowledges).
+    pub(crate) fn start(&self, replay: ReplayRecord, messages: Vec<Planned>, rate: Option<u32>) {
         ReplayStarted { replay: &replay }.emit();
         let this = self.clone();
-        let started = replay.clone();
         self.tasks
             .spawn(async move { this.run(replay, messages, rate).await });
-        Ok(started)
+    }
+
+    /// Marks failed, in the background, the replays this replica was running when it last
+    /// stopped (other replicas mark theirs), on the change log like any progress.
+    pub(crate) fn fail_interrupted(&self) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let replays = match this.store.replays() {
+                Ok(replays) => replays,
+                Err(error) => {
+                    return ReplayProgressNotSaved {
+                        replay_id: "(listing replays)",
+                        error: &error,
+                    }
+                    .emit();
+                }
+            };
+            for mut replay in replays {
+                if replay.state() != ReplayState::Running || replay.replica_id != this.replica {
+                    continue;
+                }
+                replay.set_state(ReplayState::Failed);
+                replay.finished_at_ms = now_ms();
+                replay.error = format!(
+                    "interrupted: the archive service stopped after {} of {} messages; replay \
+                     again to finish",
+                    replay.published, replay.planned
+                );
+                this.save(&replay).await;
+            }
+        });
     }
 
     /// Waits for running replays to stop after shutdown was requested.
@@ -202,7 +285,7 @@ impl Replayer {
                 Ok(()) => {
                     replay.published += 1;
                     if saved_at.elapsed() >= SAVE_EVERY {
-                        self.save(&replay);
+                        self.save(&replay).await;
                         saved_at = Instant::now();
                     }
                 }
@@ -221,7 +304,7 @@ impl Replayer {
                 );
             }
         }
-        self.save(&replay);
+        self.save(&replay).await;
         ReplayFinished { replay: &replay }.emit();
     }
 
@@ -278,15 +361,27 @@ impl Replayer {
         Ok(())
     }
 
-    /// Progress is best effort: a failed save is logged, and the next one catches up.
-    fn save(&self, replay: &ReplayRecord) {
-        if let Err(error) = self.store.update_replay(replay) {
-            crate::events::ReplayProgressNotSaved {
+    /// Progress, on the change log for every replica, is best effort: a failed save is
+    /// logged, and the next one catches up.
+    async fn save(&self, replay: &ReplayRecord) {
+        let change = Change::Replay(replay.clone());
+        if let Err(error) = self.changes.publish(change_key(replay), change).await {
+            ReplayProgressNotSaved {
                 replay_id: &replay.replay_id,
                 error: &error,
             }
             .emit();
         }
+    }
+}
+
+/// A replay's records on the change log share one key, so they stay in order: its
+/// idempotency key (which two replicas asked at once compete for), else its id.
+fn change_key(replay: &ReplayRecord) -> &str {
+    if replay.request_key.is_empty() {
+        &replay.replay_id
+    } else {
+        &replay.request_key
     }
 }
 

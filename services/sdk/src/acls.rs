@@ -12,7 +12,7 @@ mod create;
 
 use std::fmt;
 
-use retrace_proto::{AUDIT_TOPIC, OUTCOMES_TOPIC};
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC, OUTCOMES_TOPIC};
 
 use crate::jobs::QueueTopics;
 use crate::topic::{INTERNAL_TOPIC_PREFIX, check_topic_name};
@@ -335,12 +335,17 @@ impl AclPlan {
         };
 
         let token_readers = Pattern::prefixed(TOKEN_READER_GROUP_PREFIX);
+        let changes = Pattern::literal(ARCHIVE_CHANGES_TOPIC);
         let mut archive = vec![
             topic(&self.archive, &Pattern::all(), Read),
-            group(&self.archive, Pattern::literal(&self.archive_group), Read),
+            // Replicas consume in groups named after it: `<group>.<replica id>`.
+            group(&self.archive, Pattern::prefixed(&self.archive_group), Read),
             group(&self.archive, token_readers.clone(), Describe),
             group(&self.archive, Pattern::literal(REBUILD_GROUP), Describe),
             topic(&self.archive, &tokens, Write),
+            topic(&self.archive, &audit, Write),
+            topic(&self.archive, &changes, Write),
+            topic(&self.archive, &changes, Create),
         ];
         archive.extend(applications.iter().map(|t| topic(&self.archive, t, Write)));
         archive.extend(lanes.iter().map(|t| topic(&self.archive, t, Write)));
@@ -376,10 +381,11 @@ impl AclPlan {
                 role: "archive",
                 principal: self.archive.clone(),
                 purpose: format!(
-                    "consumes every topic (group {}); is the token service (POST /v1/tokens \
-                     writes {}); replays to application topics and job lanes; creates \
-                     Retrace's topics when missing",
-                    self.archive_group, self.tokens_topic
+                    "consumes every topic (group {}, or {}.<replica id> per replica); is the \
+                     token service (POST /v1/tokens writes {}); publishes its changes \
+                     ({ARCHIVE_CHANGES_TOPIC}) and audit events; replays to application \
+                     topics and job lanes; creates Retrace's topics when missing",
+                    self.archive_group, self.archive_group, self.tokens_topic
                 ),
                 acls: archive,
             },
@@ -576,8 +582,13 @@ mod tests {
         assert_eq!(writers("retrace.tokens"), ["User:retrace-archive"]);
         assert_eq!(
             writers("retrace.audit"),
-            ["User:retrace-gateway", "User:retrace-worker"]
+            [
+                "User:retrace-archive",
+                "User:retrace-gateway",
+                "User:retrace-worker"
+            ]
         );
+        assert_eq!(writers("retrace.archive.changes"), ["User:retrace-archive"]);
         assert_eq!(
             writers("retrace.outcomes"),
             [

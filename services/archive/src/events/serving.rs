@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 use super::STORE_REPLAY_PROGRESS;
 
 /// The `endpoint` of every API route answered through `routes::plumbing::answer`.
-pub(crate) const ENDPOINTS: [&str; 19] = [
+pub(crate) const ENDPOINTS: [&str; 21] = [
     "transactions",
     "transaction",
     "subject",
@@ -32,6 +32,8 @@ pub(crate) const ENDPOINTS: [&str; 19] = [
     "token_revoke",
     "backup",
     "whoami",
+    "digests",
+    "digest",
 ];
 
 /// Registers at zero the series of serving the API: per endpoint its timing and its server

@@ -12,7 +12,7 @@ use retrace_http::ApiError;
 use retrace_log_store::ReplayRecord;
 use serde::Serialize;
 
-use super::{Planned, Replayer, Selection, now_ms, plan};
+use super::{Claim, ClaimError, Planned, Replayer, Selection, now_ms, plan};
 use crate::audit::Audit;
 use crate::reads::{Filter, parse_time, select_transactions, store_error};
 use crate::trace::{replay_view, rfc3339};
@@ -342,18 +342,7 @@ impl Replays {
                 .replay_for_request(&key.scoped)
                 .map_err(store_error)?
         {
-            if earlier.request_fingerprint != key.fingerprint {
-                return Err(ApiError::conflict(format!(
-                    "Idempotency-Key {:?} was already used for replay {} with another request \
-                     (transaction, target topic or selection); send a new key for a new request",
-                    key.given, earlier.replay_id
-                )));
-            }
-            return Ok(Replied::Shown(ReplayResponse {
-                dry_run: false,
-                plan: plan_view,
-                replay: Some(replay_view(&earlier)),
-            }));
+            return earlier_replay(key, &earlier, plan_view);
         }
         let replay = ReplayRecord {
             replay_id: uuid::Uuid::now_v7().to_string(),
@@ -368,18 +357,61 @@ impl Replays {
                 .as_ref()
                 .map(|key| key.fingerprint.clone())
                 .unwrap_or_default(),
-            request_key: order.request_key.map(|key| key.scoped).unwrap_or_default(),
+            request_key: order
+                .request_key
+                .as_ref()
+                .map(|key| key.scoped.clone())
+                .unwrap_or_default(),
             ..ReplayRecord::default()
         };
-        let started = replayer
-            .start(replay, order.planned, order.rate)
-            .map_err(store_error)?;
-        Ok(Replied::Started(ReplayResponse {
-            dry_run: false,
-            plan: plan_view,
-            replay: Some(replay_view(&started)),
-        }))
+        let claimed = replayer
+            .claim(replay, order.planned.len())
+            .map_err(|error| match error {
+                ClaimError::Store(error) => store_error(error),
+                ClaimError::Change(error) => ApiError::unavailable(error.to_string()),
+                not_kept @ ClaimError::NotKept(_) => ApiError::internal(not_kept.to_string()),
+            })?;
+        match claimed {
+            Claim::Won(replay) => {
+                let view = replay_view(&replay);
+                replayer.start(replay, order.planned, order.rate);
+                Ok(Replied::Started(ReplayResponse {
+                    dry_run: false,
+                    plan: plan_view,
+                    replay: Some(view),
+                }))
+            }
+            // Another replica took the key a moment before: its replay is the answer.
+            Claim::Lost(earlier) => match &order.request_key {
+                Some(key) => earlier_replay(key, &earlier, plan_view),
+                None => Err(ApiError::internal(format!(
+                    "replay {} holds no idempotency key, yet took this one's place",
+                    earlier.replay_id
+                ))),
+            },
+        }
     }
+}
+
+/// The answer to a request whose `Idempotency-Key` an earlier replay holds: that replay, or
+/// a refusal when the key came with another request.
+fn earlier_replay(
+    key: &IdempotencyKey,
+    earlier: &ReplayRecord,
+    plan: ReplayPlan,
+) -> Result<Replied, ApiError> {
+    if earlier.request_fingerprint != key.fingerprint {
+        return Err(ApiError::conflict(format!(
+            "Idempotency-Key {:?} was already used for replay {} with another request \
+             (transaction, target topic or selection); send a new key for a new request",
+            key.given, earlier.replay_id
+        )));
+    }
+    Ok(Replied::Shown(ReplayResponse {
+        dry_run: false,
+        plan,
+        replay: Some(replay_view(earlier)),
+    }))
 }
 
 /// A replay ready to be shown (dry run) or started.

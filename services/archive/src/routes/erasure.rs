@@ -19,13 +19,14 @@ use crate::audit::Audit;
     operation_id = "erase_subject",
     tag = "erasure",
     summary = "Erase the payloads of every archived record naming the subject; ids, types, times and outcomes stay",
-    description = "The bytes leave the disk at the next offline compaction (`retrace-archive compact --data-dir DIR`).",
+    description = "Every replica applies it, from the archive's change log, to what this one had archived when asked. The bytes leave the disk at the next offline compaction (`retrace-archive compact --data-dir DIR`).",
     params(("id" = String, Path, description = "Subject id, e.g. beneficiary:42")),
     request_body = EraseRequest,
     responses(
         (status = 200, description = "What the erasure did", body = ErasureView),
         (status = 400, description = "The request is invalid (no reason, not JSON); `field` names what", body = ErrorBody),
         (status = 404, description = "No archived message names the subject", body = ErrorBody),
+        (status = 503, description = "The erasure is on the change log, but this archive has not applied it yet (far behind Kafka), or Kafka did not take it", body = ErrorBody),
     ),
 )]
 pub(super) async fn erase(
@@ -35,12 +36,13 @@ pub(super) async fn erase(
     body: Bytes,
 ) -> Response {
     let store = api.store().clone();
+    let changes = api.changes.clone();
     let audit = Audit::new(&caller, "subject.erase", &subject);
     answer_audited(&api, "erase", audit, move |audit| {
         let request: EraseRequest = json_body(&body, "request")?;
         Ok((
             StatusCode::OK,
-            admin::erase(&store, subject, request, audit)?,
+            admin::erase(&store, &changes, subject, request, audit)?,
         ))
     })
     .await

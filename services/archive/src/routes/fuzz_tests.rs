@@ -16,6 +16,7 @@ use rdkafka::message::OwnedMessage;
 use retrace_proto::Envelope;
 use tower::ServiceExt as _;
 
+use super::digests::DIGEST_PARAMETERS;
 use super::events::MESSAGES_PARAMETERS;
 use super::*;
 use crate::classify::{classify, prepare};
@@ -65,6 +66,7 @@ async fn archive() -> (Archive, tempfile::TempDir) {
                 &message,
                 1_700_000_000_000 + n,
                 &retrace_auth::SigningKeys::default(),
+                None,
             ))
         })
         .collect();
@@ -105,6 +107,9 @@ const ENDPOINTS: &[(&str, &[&str])] = &[
     ),
     ("/v1/audit/verify", &[]),
     ("/v1/positions", &[]),
+    ("/v1/digests", &[]),
+    ("/v1/digests/{id}/0", DIGEST_PARAMETERS),
+    ("/v1/digests/registrations/{id}", DIGEST_PARAMETERS),
 ];
 
 /// Parameter values: text, numbers of every size, times and durations (some huge), hex

@@ -8,6 +8,7 @@
 mod audit;
 mod backups;
 mod config;
+mod digests;
 mod erasure;
 mod events;
 mod incidents;
@@ -30,6 +31,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::audit::Auditor;
+use crate::changes::ChangeLog;
 use crate::lag::Lag;
 use crate::live::Live;
 use crate::masking::Masking;
@@ -43,6 +45,8 @@ pub use openapi::openapi;
 #[derive(Clone)]
 pub(crate) struct Api {
     pub replayer: Replayer,
+    /// Where erasures go, for every replica to apply.
+    pub changes: ChangeLog,
     pub guard: Guard,
     pub auditor: Auditor,
     /// Masking rules and the bulk replay threshold, as last reloaded.
@@ -144,11 +148,15 @@ pub(crate) fn table() -> Vec<(Access, OpenApiRouter<Api>)> {
             Needs(Permission::Erase),
             OpenApiRouter::new().routes(routes!(erasure::erase)),
         ),
+        // Digests verify the archive as the trail's check verifies the trail; a digest of
+        // one record would confirm a guess at a payload masked from `trace:read`.
         (
             Needs(Permission::AuditRead),
             OpenApiRouter::new()
                 .routes(routes!(audit::trail))
-                .routes(routes!(audit::verify)),
+                .routes(routes!(audit::verify))
+                .routes(routes!(digests::partitions))
+                .routes(routes!(digests::digest)),
         ),
         (
             Needs(Permission::TokenAdmin),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::openapi;
-use crate::routes::{audit, events, transactions};
+use crate::routes::{audit, digests, events, transactions};
 
 fn document() -> Value {
     serde_json::to_value(openapi()).unwrap()
@@ -57,6 +57,8 @@ fn the_openapi_document_names_every_route_and_its_permission() {
         ("/v1/messages", "get", "trace:read"),
         ("/v1/replays/{id}", "get", "trace:read"),
         ("/v1/positions", "get", "trace:read"),
+        ("/v1/digests", "get", "audit:read"),
+        ("/v1/digests/{topic}/{partition}", "get", "audit:read"),
         ("/v1/transactions/{id}/replay", "post", "replay"),
         ("/v1/replays", "post", "replay"),
         ("/v1/subjects/{id}/erase", "post", "erase"),
@@ -141,6 +143,10 @@ fn documented_query_parameters_are_the_accepted_ones() {
         ("/v1/events/{id}", events::PAYLOAD_PARAMETERS),
         ("/v1/messages", events::MESSAGES_PARAMETERS),
         ("/v1/audit", audit::TRAIL_PARAMETERS),
+        (
+            "/v1/digests/{topic}/{partition}",
+            digests::DIGEST_PARAMETERS,
+        ),
     ];
     for (path, names) in accepted {
         let documented: BTreeSet<&str> = document["paths"][path]["get"]["parameters"]

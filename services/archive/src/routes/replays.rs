@@ -56,6 +56,7 @@ pub(super) async fn get(
         (status = 400, description = "The request is invalid (no reason, an unknown member, a bad target topic, not JSON); `field` names what", body = ErrorBody),
         (status = 404, description = "No archived message has this transaction id", body = ErrorBody),
         (status = 409, description = "Nothing to replay, the plan includes an erased record (\"event X was erased on DATE at the subject's request; it cannot be replayed\"), or the Idempotency-Key was used with another request", body = ErrorBody),
+        (status = 503, description = "The replay is on the change log, but this archive has not applied it yet (far behind Kafka), or Kafka did not take it; ask again with the same Idempotency-Key", body = ErrorBody),
     ),
 )]
 pub(super) async fn transaction(
@@ -92,6 +93,7 @@ pub(super) async fn transaction(
         (status = 403, description = "The caller's role lacks the permission, or the plan has more messages than replay_bulk_admin_above and the caller lacks replay:bulk", body = ErrorBody),
         (status = 404, description = "`incident` names no incident", body = ErrorBody),
         (status = 409, description = "Nothing to replay, the plan includes an erased record, or the Idempotency-Key was used with another request", body = ErrorBody),
+        (status = 503, description = "The replay is on the change log, but this archive has not applied it yet (far behind Kafka), or Kafka did not take it; ask again with the same Idempotency-Key", body = ErrorBody),
     ),
     extensions(("x-permission" = json!("also replay:bulk (admin) when the plan has more messages than replay_bulk_admin_above"))),
 )]

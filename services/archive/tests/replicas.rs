@@ -1,0 +1,371 @@
+//! Two replicas of one archive (`[archive] replica_id` a and b, each consuming every topic
+//! in its own group) as separate processes, while a publisher keeps publishing: replica b is
+//! SIGKILLed again and again at random moments while a serves traces and replays; then both
+//! are asked for the same replay at once with one Idempotency-Key, and b for an erasure.
+//! Afterwards both hold the same archive: every acknowledged event in each, every partition's
+//! digest equal, each replay published exactly once, the erasure applied on both and audited
+//! once in each trail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use retrace_log_store::{AuditFilter, LogStore, StoreOptions};
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC, Envelope};
+use retrace_sdk::Publisher;
+use retrace_tests::{
+    Broker, Generator, ServiceProcess, Stop, TEST_SIGNING_KEY, archived_count, eventually,
+    free_port, messages_on, next_kill_at, on_every_broker, restarted_consumer_env, service_binary,
+    unique_topic,
+};
+use serde_json::{Value, json};
+
+const KILLS: usize = 10;
+/// Kills land after 1 to this many records newly archived by the replica.
+const KILL_SPREAD: i64 = 200;
+const PATIENCE: Duration = Duration::from_secs(120);
+const PARTITIONS: i32 = 4;
+/// Events name one of this many subjects.
+const SUBJECTS: u64 = 50;
+
+/// One replica: its process (absent while killed), address and data directory.
+struct Replica {
+    id: &'static str,
+    http: String,
+    data: tempfile::TempDir,
+    process: Option<ServiceProcess>,
+}
+
+impl Replica {
+    fn new(id: &'static str) -> Replica {
+        Replica {
+            id,
+            http: format!("127.0.0.1:{}", free_port()),
+            data: tempfile::tempdir().unwrap(),
+            process: None,
+        }
+    }
+
+    fn start(&mut self, broker: &Broker, topic: &str, config: &Path) {
+        self.process = Some(ServiceProcess::spawn(
+            Command::new(service_binary(
+                "retrace-archive",
+                env!("CARGO_BIN_EXE_retrace-archive"),
+            ))
+            .env("RETRACE_CONFIG", config)
+            .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
+            .envs(restarted_consumer_env(broker))
+            .env("RETRACE_ARCHIVE_TOPICS", topic)
+            // The test creates the topics: the mock cluster has no CreateTopics API.
+            .env("RETRACE_TOPICS_CREATE", "false")
+            .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
+            // The group is derived from the replica id, made unique for this test's run.
+            .env("RETRACE_ARCHIVE_REPLICA_ID", format!("{}-{topic}", self.id))
+            .env("RETRACE_DATA_DIR", self.data.path())
+            .env("RETRACE_HTTP", &self.http)
+            .env("RETRACE_LOG", "warn"),
+        ));
+    }
+
+    fn stop(&mut self, how: Stop) {
+        self.process.take().expect("running").stop(how);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    async fn archived(&self, topic: &str) -> Option<i64> {
+        archived_count(&self.http, None, topic).await
+    }
+
+    /// Waits until the replica has archived `count` records of `topic`.
+    async fn wait_for(&self, topic: &str, count: i64) {
+        eventually(
+            &format!("replica {} to archive {count} records", self.id),
+            PATIENCE,
+            || async { (self.archived(topic).await? >= count).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Waits until `/healthz` says ready: consuming, and caught up with Kafka.
+    async fn wait_ready(&self) {
+        eventually(
+            &format!("replica {} to be ready", self.id),
+            PATIENCE,
+            || async {
+                let health = reqwest::get(self.url("/healthz")).await.ok()?;
+                health.status().is_success().then_some(())
+            },
+        )
+        .await;
+    }
+
+    fn store(&self) -> LogStore {
+        LogStore::open(self.data.path(), &StoreOptions::default()).unwrap()
+    }
+}
+
+/// `POST /v1/transactions/{transaction}/replay` with `key`: the status and the replay's id.
+async fn replay(
+    http: &reqwest::Client,
+    replica: &Replica,
+    transaction: &str,
+    key: &str,
+) -> (u16, String) {
+    let answer = http
+        .post(replica.url(&format!("/v1/transactions/{transaction}/replay")))
+        .header("Idempotency-Key", key)
+        .json(&json!({"reason": "replica test"}))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let body: Value = answer.json().await.unwrap();
+    let id = body["replay"]["replay_id"].as_str().unwrap_or_default();
+    assert!(!id.is_empty(), "{status}: {body}");
+    (status, id.to_owned())
+}
+
+async fn replicas_converge_while_one_is_killed_again_and_again(broker: Broker) {
+    let topic = unique_topic("registrations");
+    broker.create_topic(&topic, PARTITIONS).await;
+    broker.create_topic(ARCHIVE_CHANGES_TOPIC, 3).await;
+    broker.create_topic(AUDIT_TOPIC, 3).await;
+    let publisher = Arc::new(Publisher::new(&broker.settings()).unwrap());
+    let config = tempfile::NamedTempFile::new().unwrap();
+    // The replicas sign and verify their changes with one key; callers are not what this
+    // test is about.
+    std::fs::write(
+        config.path(),
+        format!("[auth]\nenabled = false\nsigning_keys = [\"{TEST_SIGNING_KEY}\"]\n"),
+    )
+    .unwrap();
+    let generator = Generator::start(2, Duration::from_millis(10), {
+        let topic = topic.clone();
+        move |n| {
+            let (publisher, topic) = (Arc::clone(&publisher), topic.clone());
+            async move {
+                let event = Envelope::root("replica-test", "registration.created.v1")
+                    .with_subject(format!("beneficiary:{}", n % SUBJECTS));
+                let delivered = publisher.publish(&topic, &event).await;
+                delivered.ok().map(|_| event.transaction_id)
+            }
+        }
+    });
+    let mut a = Replica::new("a");
+    let mut b = Replica::new("b");
+    a.start(&broker, &topic, config.path());
+    a.wait_for(&topic, 1).await;
+    let http = reqwest::Client::new();
+    let mut replays = BTreeSet::new();
+    for kill in 0..KILLS {
+        b.start(&broker, &topic, config.path());
+        let first = eventually("replica b's API to answer", PATIENCE, || b.archived(&topic)).await;
+        b.wait_for(&topic, first + 1).await;
+        b.wait_for(&topic, next_kill_at(first + 1, KILL_SPREAD))
+            .await;
+        b.stop(Stop::Kill);
+        // While b is down, a serves: a trace, and a replay of a transaction it archived.
+        let transaction = newest_transaction(&a, &topic).await;
+        let trace = http
+            .get(a.url(&format!("/v1/transactions/{transaction}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(trace.status(), 200, "replica a traces while b is down");
+        let (status, id) = replay(&http, &a, &transaction, &format!("kill-{kill}")).await;
+        assert_eq!(status, 202, "a new replay starts");
+        let (again, same) = replay(&http, &a, &transaction, &format!("kill-{kill}")).await;
+        assert_eq!((again, &same), (200, &id), "asked again: the same replay");
+        replays.insert(id);
+    }
+    b.start(&broker, &topic, config.path());
+    let acknowledged = generator.finish().await;
+    b.wait_ready().await;
+
+    // Both asked for one replay at the same moment, with one key: one replay, published once.
+    let transaction = newest_transaction(&a, &topic).await;
+    let (on_a, on_b) = tokio::join!(
+        replay(&http, &a, &transaction, "asked-twice"),
+        replay(&http, &b, &transaction, "asked-twice")
+    );
+    assert_eq!(on_a.1, on_b.1, "both replicas answer the same replay");
+    let statuses = BTreeSet::from([on_a.0, on_b.0]);
+    assert_eq!(
+        statuses,
+        BTreeSet::from([200, 202]),
+        "one started it, one found it"
+    );
+    replays.insert(on_a.1);
+
+    // An erasure asked of b is applied by both.
+    let erased = format!("beneficiary:{}", SUBJECTS - 1);
+    let erasure = http
+        .post(b.url(&format!("/v1/subjects/{erased}/erase")))
+        .json(&json!({"reason": "request 7"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erasure.status(), 200, "{}", erasure.text().await.unwrap());
+
+    // Both catch up with everything, replays' copies included, then stop cleanly.
+    for replica in [&a, &b] {
+        eventually("every replay done", PATIENCE, || async {
+            for id in &replays {
+                let view: Value = http
+                    .get(replica.url(&format!("/v1/replays/{id}")))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (view["state"] == "done").then_some(())?;
+            }
+            Some(())
+        })
+        .await;
+    }
+    // Everything Kafka holds by now: the topic with the replays' copies, the change log, and
+    // the audit events of the erasure and of the reads so far.
+    for (read, partitions) in [(&*topic, PARTITIONS), (ARCHIVE_CHANGES_TOPIC, 3), (AUDIT_TOPIC, 3)] {
+        let end = messages_on(&broker, read, partitions).await;
+        a.wait_for(read, end).await;
+        b.wait_for(read, end).await;
+    }
+    a.stop(Stop::Terminate);
+    b.stop(Stop::Terminate);
+
+    let (store_a, store_b) = (a.store(), b.store());
+    for store in [&store_a, &store_b] {
+        for transaction in &acknowledged {
+            assert!(
+                !store.transaction(transaction).unwrap().is_empty(),
+                "acknowledged transaction {transaction} archived by both replicas"
+            );
+        }
+        let about_subject = store
+            .audit(
+                &AuditFilter {
+                    target: Some(erased.clone()),
+                    ..AuditFilter::default()
+                },
+                100,
+                None,
+            )
+            .unwrap();
+        let erasures = about_subject
+            .items
+            .iter()
+            .filter(|record| record.action == "subject.erase")
+            .count();
+        assert_eq!(
+            erasures, 1,
+            "one erasure in each replica's trail: {:?}",
+            about_subject.items
+        );
+    }
+    for data in [&topic, ARCHIVE_CHANGES_TOPIC] {
+        let positions = |store: &LogStore| {
+            let mut positions = store.positions().unwrap();
+            positions.retain(|p| p.topic == data);
+            positions
+        };
+        assert_eq!(
+            positions(&store_a),
+            positions(&store_b),
+            "both hold all of {data}"
+        );
+    }
+    let compared = assert_same_records(&store_a, &store_b);
+    for id in &replays {
+        let replay = store_a.replay(id).unwrap().unwrap();
+        let copies = copies_of(&store_a, &replay.transaction_ids[0], id);
+        assert_eq!(copies, replay.planned, "replay {id} published exactly once");
+    }
+    for store in [&store_a, &store_b] {
+        let payloads = store
+            .subject_transactions(&erased, (i64::MIN, i64::MAX), 1000, None)
+            .unwrap()
+            .items
+            .into_iter()
+            .flat_map(|t| store.transaction(&t.transaction_id).unwrap())
+            .filter(|r| {
+                r.value.is_some()
+                    && r.ids
+                        .as_ref()
+                        .is_some_and(|ids| ids.subject_ids.contains(&erased))
+            })
+            .count();
+        assert_eq!(
+            payloads, 0,
+            "the erased subject's payloads are gone on both replicas"
+        );
+    }
+    println!(
+        "replicas: kills={KILLS} events={} replays={} erasures=1 records_compared={compared} \
+         equal on {}",
+        acknowledged.len(),
+        replays.len(),
+        broker.name()
+    );
+}
+
+/// A transaction `replica` archived lately: one of the newest records of the topic.
+async fn newest_transaction(replica: &Replica, topic: &str) -> String {
+    let page: Value = reqwest::get(replica.url(&format!("/v1/transactions?topic={topic}&limit=1")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["items"][0]["transaction_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a transaction of {topic}: {page}"))
+        .to_owned()
+}
+
+/// Checks that `a` and `b` hold the same records in every partition either holds, up to
+/// the offset both reached (the audit topic grows with every read until they stop), as
+/// `retrace archive compare` does; returns how many records were compared.
+fn assert_same_records(a: &LogStore, b: &LogStore) -> i64 {
+    let next = |store: &LogStore| -> BTreeMap<(String, i32), i64> {
+        store
+            .positions()
+            .unwrap()
+            .into_iter()
+            .map(|p| ((p.topic, p.partition), p.next_offset))
+            .collect()
+    };
+    let (next_a, next_b) = (next(a), next(b));
+    let partitions: BTreeSet<&(String, i32)> = next_a.keys().chain(next_b.keys()).collect();
+    let mut compared = 0;
+    for (topic, partition) in partitions {
+        let key = (topic.clone(), *partition);
+        let until = next_a.get(&key).min(next_b.get(&key)).copied().unwrap_or(0);
+        let digest = |store: &LogStore| store.partition_digest(topic, *partition, until).unwrap();
+        assert_eq!(digest(a), digest(b), "{topic}/{partition} below {until}");
+        compared += until;
+    }
+    compared
+}
+
+/// How many copies replay `replay_id` published of `transaction`'s events.
+fn copies_of(store: &LogStore, transaction: &str, replay_id: &str) -> u64 {
+    store
+        .transaction(transaction)
+        .unwrap()
+        .iter()
+        .filter(|record| {
+            record.headers.iter().any(|h| {
+                h.name == "retrace-replay-id" && h.value.as_deref() == Some(replay_id.as_bytes())
+            })
+        })
+        .count() as u64
+}
+
+on_every_broker!(replicas_converge_while_one_is_killed_again_and_again);
