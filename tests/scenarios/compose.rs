@@ -226,7 +226,27 @@ fn every_retrace_service_in_compose_reads_all_its_environment() {
     checked.sort();
     assert_eq!(
         checked,
-        ["retrace-archive", "retrace-gateway", "retrace-worker"],
-        "compose.yaml runs each service once"
+        [
+            "retrace-archive",
+            "retrace-archive",
+            "retrace-gateway",
+            "retrace-worker"
+        ],
+        "compose.yaml runs two archive replicas and each other service once"
+    );
+    let replica_ids: std::collections::BTreeSet<Option<String>> = services()
+        .into_iter()
+        .filter(|s| s.binary.as_deref() == Some("retrace-archive"))
+        .map(|s| {
+            s.environment
+                .get("RETRACE_ARCHIVE_REPLICA_ID")
+                .cloned()
+                .flatten()
+        })
+        .collect();
+    assert_eq!(
+        replica_ids.len(),
+        2,
+        "each archive replica has an id of its own: {replica_ids:?}"
     );
 }

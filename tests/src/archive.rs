@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use retrace_archive::{ArchiveArgs, ArchiveConfig, ArchiveError};
 use retrace_log_store::{LogStore, StoreOptions};
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 use retrace_service::Reloader;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -31,6 +32,14 @@ pub async fn start_archive(broker: &Broker) -> RunningArchive {
     RunningArchive::start_with(broker, |_| {}).await
 }
 
+/// The topics every archive writes (its changes, its audit records): the mock cluster has no
+/// CreateTopics API for the archive to make them itself.
+pub async fn create_archive_topics(broker: &Broker) {
+    for topic in [ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC] {
+        broker.create_topic(topic, 3).await;
+    }
+}
+
 impl RunningArchive {
     /// Starts an archive of every topic of `broker` with the harness' settings (short batch
     /// waits, authentication disabled), then `configure`'s changes (e.g. `config.auth`), and
@@ -50,6 +59,7 @@ impl RunningArchive {
         dir: tempfile::TempDir,
         configure: impl FnOnce(&mut ArchiveConfig),
     ) -> RunningArchive {
+        create_archive_topics(broker).await;
         let mut config = ArchiveConfig::new(broker.bootstrap(), dir.path());
         let port = free_port();
         config.http = ([127, 0, 0, 1], port).into();
@@ -68,6 +78,7 @@ impl RunningArchive {
     /// the harness' broker, address and batch wait as flags, reloading the file when it
     /// changes (every 50 ms); waits until `/healthz` answers 200.
     pub async fn start_from_file(broker: &Broker, config: &Path) -> RunningArchive {
+        create_archive_topics(broker).await;
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let args = ArchiveArgs {

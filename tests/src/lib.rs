@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use archive::{RunningArchive, start_archive};
+pub use archive::{RunningArchive, create_archive_topics, start_archive};
 pub use archived::{
     archived_copy, check_exactly_once, in_archive, metric_sum, wait_until_archived,
 };

@@ -87,7 +87,9 @@ impl ChangeLog {
             value: Some(&value),
             headers: &headers,
         };
-        self.publisher.republish(ARCHIVE_CHANGES_TOPIC, &message, key).await
+        self.publisher
+            .republish(ARCHIVE_CHANGES_TOPIC, &message, key)
+            .await
     }
 
     /// [`publish`](Self::publish), then waits until this replica's store has applied it.
@@ -101,7 +103,9 @@ impl ChangeLog {
         let deadline = tokio::time::Instant::now() + APPLY_TIMEOUT;
         loop {
             applied.mark_unchanged();
-            let next = self.store.next_offset(ARCHIVE_CHANGES_TOPIC, delivery.partition);
+            let next = self
+                .store
+                .next_offset(ARCHIVE_CHANGES_TOPIC, delivery.partition);
             if next.is_some_and(|next| next > delivery.offset) {
                 return Ok(());
             }

@@ -17,7 +17,10 @@ use retrace_log_store::{
     RecordKey, RecordKind,
 };
 use retrace_proto::headers::TraceHeaders;
-use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC, AuditEvent, Envelope, OUTCOMES_TOPIC, Outcome, OutcomeStatus};
+use retrace_proto::{
+    ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC, AuditEvent, Envelope, OUTCOMES_TOPIC, Outcome,
+    OutcomeStatus,
+};
 use retrace_telemetry::InternalEvent;
 
 use crate::audit::REPLICA_HEADER;

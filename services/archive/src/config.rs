@@ -445,4 +445,41 @@ json_paths = ["child.given_name", "*.phone"]
             .unwrap_err();
         assert!(error.to_string().contains("batch_recs"), "{error}");
     }
+
+    #[test]
+    fn a_replica_consumes_in_a_group_of_its_own_and_reads_the_replicated_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = with_file(
+            &dir,
+            "[archive]\nreplica_id = \"zone-2\"\ntopics = [\"births\"]\n",
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(replica.group_id, "retrace-archive.zone-2");
+        assert_eq!(replica.replica(), "zone-2");
+        assert_eq!(
+            replica.topics.subscription(),
+            ["births", "retrace.archive.changes", "retrace.audit"]
+        );
+        let grouped = with_file(&dir, "[archive]\nreplica_id = \"b\"\ngroup = \"mine\"\n")
+            .resolve()
+            .unwrap();
+        assert_eq!(grouped.group_id, "mine", "a configured group wins");
+        let sole = with_file(&dir, "").resolve().unwrap();
+        assert_eq!(
+            (sole.group_id.as_str(), sole.replica()),
+            ("retrace-archive", "archive")
+        );
+
+        let error = with_file(&dir, "[archive]\nreplica_id = \"a b\"\n")
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("archive.replica_id"), "{error}");
+        let error = with_file(&dir, "[archive]\ntopic_pattern = \"births.*\"\n")
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("retrace.archive.changes"), "{error}");
+    }
 }

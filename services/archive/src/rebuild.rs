@@ -73,6 +73,9 @@ pub fn rebuild(
     // archive service does.
     let keys = config.auth.signing_keys()?;
     let store = LogStore::open(&config.data_dir, &config.store)?;
+    // A gap filled: this replica's own audit events are in its trail already, as when the
+    // service archives them; an archive rebuilt from nothing chains them all.
+    let own_replica = (!store.positions()?.is_empty()).then(|| config.replica());
     let kafka = |operation| kafka_error(config, operation);
     let consumer: BaseConsumer = config
         .kafka
@@ -117,7 +120,7 @@ pub fn rebuild(
                     continue;
                 };
                 if message.offset() < end {
-                    batch.push(prepare(classify(&message, now_ms(), &keys, None)));
+                    batch.push(prepare(classify(&message, now_ms(), &keys, own_replica)));
                     done.read += 1;
                 }
                 if message.offset() + 1 >= end {

@@ -1,5 +1,5 @@
 //! Two replicas of one archive (`[archive] replica_id` a and b, each consuming every topic
-//! in its own group) as separate processes, while a publisher keeps publishing: replica b is
+//! in its own group) as separate processes, while a gateway takes events over HTTP: replica b is
 //! SIGKILLed again and again at random moments while a serves traces and replays; then both
 //! are asked for the same replay at once with one Idempotency-Key, and b for an erasure.
 //! Afterwards both hold the same archive: every acknowledged event in each, every partition's
@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use retrace_log_store::{AuditFilter, LogStore, StoreOptions};
-use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC, Envelope};
-use retrace_sdk::Publisher;
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 use retrace_tests::{
-    Broker, Generator, ServiceProcess, Stop, TEST_SIGNING_KEY, archived_count, eventually,
-    free_port, messages_on, next_kill_at, on_every_broker, restarted_consumer_env, service_binary,
-    unique_topic,
+    Broker, Generator, ServiceProcess, Stop, TEST_SIGNING_KEY, archived_count,
+    create_archive_topics, eventually, free_port, messages_on, next_kill_at, on_every_broker,
+    restarted_consumer_env, service_binary, start_gateway_on, unique_topic,
 };
 use serde_json::{Value, json};
 
@@ -133,9 +132,8 @@ async fn replay(
 async fn replicas_converge_while_one_is_killed_again_and_again(broker: Broker) {
     let topic = unique_topic("registrations");
     broker.create_topic(&topic, PARTITIONS).await;
-    broker.create_topic(ARCHIVE_CHANGES_TOPIC, 3).await;
-    broker.create_topic(AUDIT_TOPIC, 3).await;
-    let publisher = Arc::new(Publisher::new(&broker.settings()).unwrap());
+    create_archive_topics(&broker).await;
+    let gateway = Arc::new(start_gateway_on(&broker, |_| {}).await);
     let config = tempfile::NamedTempFile::new().unwrap();
     // The replicas sign and verify their changes with one key; callers are not what this
     // test is about.
@@ -144,15 +142,21 @@ async fn replicas_converge_while_one_is_killed_again_and_again(broker: Broker) {
         format!("[auth]\nenabled = false\nsigning_keys = [\"{TEST_SIGNING_KEY}\"]\n"),
     )
     .unwrap();
+    // Events through the gateway, over HTTP; acknowledged means answered 2xx.
     let generator = Generator::start(2, Duration::from_millis(10), {
-        let topic = topic.clone();
+        let (gateway, topic) = (Arc::clone(&gateway), topic.clone());
         move |n| {
-            let (publisher, topic) = (Arc::clone(&publisher), topic.clone());
+            let (gateway, topic) = (Arc::clone(&gateway), topic.clone());
             async move {
-                let event = Envelope::root("replica-test", "registration.created.v1")
-                    .with_subject(format!("beneficiary:{}", n % SUBJECTS));
-                let delivered = publisher.publish(&topic, &event).await;
-                delivered.ok().map(|_| event.transaction_id)
+                let transaction_id = retrace_proto::new_event_id();
+                let event = json!({
+                    "transaction_id": transaction_id,
+                    "type": "registration.created.v1",
+                    "source": "replica-test",
+                    "subject_ids": [format!("beneficiary:{}", n % SUBJECTS)],
+                });
+                let answer = gateway.events(&topic, &event).await;
+                (answer.status / 100 == 2).then_some(transaction_id)
             }
         }
     });
@@ -232,7 +236,11 @@ async fn replicas_converge_while_one_is_killed_again_and_again(broker: Broker) {
     }
     // Everything Kafka holds by now: the topic with the replays' copies, the change log, and
     // the audit events of the erasure and of the reads so far.
-    for (read, partitions) in [(&*topic, PARTITIONS), (ARCHIVE_CHANGES_TOPIC, 3), (AUDIT_TOPIC, 3)] {
+    for (read, partitions) in [
+        (&*topic, PARTITIONS),
+        (ARCHIVE_CHANGES_TOPIC, 3),
+        (AUDIT_TOPIC, 3),
+    ] {
         let end = messages_on(&broker, read, partitions).await;
         a.wait_for(read, end).await;
         b.wait_for(read, end).await;

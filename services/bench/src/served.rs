@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use retrace_archive::{Archive, ArchiveConfig, TopicSelection};
 use retrace_fixtures::Broker;
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 use tokio_util::sync::CancellationToken;
 
 /// A router served on a loopback port.
@@ -50,7 +51,7 @@ pub struct ServedArchive {
     /// A bench that fails while serving drops the archive without [`stop`](Self::stop):
     /// its tasks are stopped all the same, or the runtime would wait for them forever.
     _stop_on_drop: tokio_util::sync::DropGuard,
-    archiving: Option<tokio::task::JoinHandle<Result<(), retrace_archive::ArchiveError>>>,
+    running: tokio::task::JoinHandle<Result<(), retrace_archive::ArchiveError>>,
 }
 
 impl ServedArchive {
@@ -68,6 +69,10 @@ impl ServedArchive {
 
     async fn open(dir: &Path, ingest: Option<(&str, i32)>) -> anyhow::Result<ServedArchive> {
         let broker = Broker::mock();
+        // What every archive writes: its audit records (one per read), its changes.
+        for topic in [AUDIT_TOPIC, ARCHIVE_CHANGES_TOPIC] {
+            broker.create_topic(topic, 3).await;
+        }
         let shutdown = CancellationToken::new();
         let mut config = ArchiveConfig::new(broker.bootstrap(), dir);
         let auth = crate::auth::secured(&broker).await;
@@ -81,18 +86,20 @@ impl ServedArchive {
         let archive = Archive::open(&config, shutdown.clone())
             .await
             .context("opening the filled archive")?;
-        // Tokens are checked once the registry has read the tokens topic.
+        let router = archive.router();
+        // Ready once its token registry has read the tokens topic and it has caught up with
+        // Kafka (whose topics the fill did not write: nothing to catch up on).
         let ready = archive.readiness();
+        let running = tokio::spawn(archive.run());
         let deadline = Instant::now() + Duration::from_secs(60);
         while !ready.iter().all(|flag| flag.load(Ordering::Acquire)) {
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "the archive's token registry did not catch up within 60 s"
+                "the archive did not become ready within 60 s"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let server = Server::start(archive.router()).await?;
-        let archiving = ingest.map(|_| tokio::spawn(archive.run()));
+        let server = Server::start(router).await?;
         Ok(ServedArchive {
             url: server.url.clone(),
             token: auth.token,
@@ -100,20 +107,19 @@ impl ServedArchive {
             server,
             _stop_on_drop: shutdown.clone().drop_guard(),
             shutdown,
-            archiving,
+            running,
         })
     }
 
-    /// Stops serving and, when ingesting, archiving (the batch in hand is written); returns
-    /// once the store is closed.
+    /// Stops serving and archiving (the batch in hand is written); returns once the store
+    /// is closed.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.server.stop().await?;
         self.shutdown.cancel();
-        if let Some(archiving) = self.archiving {
-            archiving
-                .await?
-                .context("the archive stopped with an error")?;
-        }
+        self.running
+            .await
+            .context("the archive's task")?
+            .context("running the archive")?;
         Ok(())
     }
 }
