@@ -105,7 +105,10 @@ fn an_erasure_erases_the_same_records_on_replicas_behind_and_ahead_of_its_bound(
     assert_eq!(behind.erasure_summary(&erasure.erasure_id).unwrap(), None);
     behind.append(&prepared(10..30)).unwrap();
     for store in [&asked, &behind, &ahead] {
-        assert_eq!(store.due_erasures().unwrap(), std::slice::from_ref(&erasure));
+        assert_eq!(
+            store.due_erasures().unwrap(),
+            std::slice::from_ref(&erasure)
+        );
         let summary = store.apply_erasure(&erasure, |_| None).unwrap();
         assert_eq!((summary.transactions, summary.records), (3, 30));
         assert_eq!(store.due_erasures().unwrap(), []);
