@@ -11,8 +11,9 @@ use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, Generator, Resumes, ServiceProcess, Stop, archived_count, eventually, free_port,
-    next_kill_at, on_every_broker, restarted_consumer_env, service_binary, unique_topic,
+    Broker, Generator, Resumes, ServiceProcess, Stop, archived_count, create_archive_topics,
+    eventually, free_port, next_kill_at, on_every_broker, restarted_consumer_env, service_binary,
+    unique_topic,
 };
 
 const KILLS: usize = 50;
@@ -56,6 +57,7 @@ fn spawn_archive(
 async fn archive_stopped_in_a_loop(broker: Broker, stop: Stop, stops: usize) {
     let topic = unique_topic("stream");
     broker.create_topic(&topic, 4).await;
+    create_archive_topics(&broker).await;
     let settings = broker.settings();
     let publisher = Arc::new(Publisher::new(&settings).unwrap());
     let data = tempfile::tempdir().unwrap();
