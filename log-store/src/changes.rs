@@ -11,6 +11,10 @@ use crate::{RecordKey, ReplayRecord};
 pub struct ArchiveChange {
     #[prost(oneof = "Change", tags = "1, 2")]
     pub change: Option<Change>,
+    /// The archive whose replicas apply it (its consumer group's stem): other archives on
+    /// the same cluster keep the record and apply nothing.
+    #[prost(string, tag = "3")]
+    pub archive: String,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]

@@ -55,6 +55,7 @@ pub(crate) fn erasure_here(store: &crate::LogStore, subject: &str, at_ms: i64) -
 pub(crate) fn change_record(offset: i64, change: crate::Change) -> PreparedRecord {
     let value = prost::Message::encode_to_vec(&crate::ArchiveChange {
         change: Some(change.clone()),
+        archive: "retrace-archive".into(),
     });
     let record = ArchivedRecord {
         key: RecordKey {

@@ -310,7 +310,8 @@ async fn an_audit_event_written_without_the_signing_key_is_flagged_and_never_cha
     })
     .await;
     assert_eq!(chained.len(), 1, "{chained:?}");
-    assert_eq!(chained[0].action, "archive.token.create");
+    // The archive's own actions keep their names in every replica's trail.
+    assert_eq!(chained[0].action, "token.create");
     let after = archive.metrics().await;
     assert!(
         rejected(&after, "unsigned") - rejected(&before, "unsigned") >= 2.0,

@@ -121,6 +121,33 @@ pub fn service_binary(name: &str, built: &str) -> PathBuf {
     }
 }
 
+/// The archive binary `built` on `broker`, archiving `topic` into `data_dir`, answering on
+/// `http`, configured by the file `config`, as a test that stops it over and over runs it
+/// ([`restarted_consumer_env`]); the caller adds what it is about (its group, a replica id).
+/// It creates no topic: the test does ([`crate::create_archive_topics`] for the archive's
+/// own).
+pub fn archive_process(
+    built: &str,
+    broker: &crate::Broker,
+    topic: &str,
+    data_dir: &Path,
+    http: &str,
+    config: &Path,
+) -> Command {
+    let mut command = Command::new(service_binary("retrace-archive", built));
+    command
+        .env("RETRACE_CONFIG", config)
+        .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
+        .envs(restarted_consumer_env(broker))
+        .env("RETRACE_ARCHIVE_TOPICS", topic)
+        .env("RETRACE_TOPICS_CREATE", "false")
+        .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
+        .env("RETRACE_DATA_DIR", data_dir)
+        .env("RETRACE_HTTP", http)
+        .env("RETRACE_LOG", "warn");
+    command
+}
+
 /// The gateway binary `built` (the test's `env!("CARGO_BIN_EXE_retrace-gateway")`) on
 /// `broker`, answering on `http`, configured by the file `config`. It creates no topic: the
 /// test does (librdkafka's mock cluster has no CreateTopics API, and each start would wait

@@ -30,8 +30,8 @@ pub use jobs::{
     webhook_queue,
 };
 pub use kill::{
-    Generator, RESTARTED_SESSION_TIMEOUT, Resumes, ServiceProcess, Stop, next_kill_at,
-    restarted_consumer_env, service_binary, spawn_gateway_process,
+    Generator, RESTARTED_SESSION_TIMEOUT, Resumes, ServiceProcess, Stop, archive_process,
+    next_kill_at, restarted_consumer_env, service_binary, spawn_gateway_process,
 };
 pub use retrace_fixtures::{
     Broker, KafkaCluster, PATIENCE, eventually, eventually_explained, free_port, kafka_launcher,

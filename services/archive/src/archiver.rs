@@ -144,6 +144,8 @@ pub(crate) struct Archiver {
     keys: SigningKeys,
     /// This replica's name: its own audit events are in its trail already.
     replica: String,
+    /// The archive's group: the changes of another archive's replicas are not applied.
+    archive: String,
     /// Told after every batch written, once the erasures it made due are applied.
     applied: Applied,
 }
@@ -169,7 +171,7 @@ impl Archiver {
         let consumer = subscribed(&client, &store, &cursors, &current.config.topics)?;
         Ok(Archiver {
             consumer,
-            group_id: current.config.group_id.clone(),
+            group_id: current.config.consumer_group(),
             store,
             batch: current.config.batch.clone(),
             topics: current.config.topics.clone(),
@@ -177,6 +179,7 @@ impl Archiver {
             cursors,
             keys,
             replica: current.config.replica().to_owned(),
+            archive: current.config.group_id.clone(),
             applied,
         })
     }
@@ -189,15 +192,16 @@ impl Archiver {
     /// taking half the partitions of an archive that must hold them all.
     fn client(config: &ArchiveConfig) -> ClientConfig {
         let refresh = config.metadata_refresh.as_millis().to_string();
+        let group = config.consumer_group();
         let defaults = [
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("topic.metadata.refresh.interval.ms", refresh.as_str()),
-            ("group.instance.id", config.group_id.as_str()),
+            ("group.instance.id", group.as_str()),
         ];
         let mut client = config.kafka.client_config(&defaults);
-        client.set("group.id", &config.group_id);
+        client.set("group.id", &group);
         client
     }
 
@@ -322,7 +326,7 @@ impl Archiver {
                 (record.key.topic.clone(), record.key.partition),
                 record.key.offset + 1,
             );
-            records.push(prepare(record));
+            records.push(prepare(record, &self.archive));
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.batch.max_wait);
         }
         Batch {

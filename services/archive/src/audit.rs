@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 use tokio_util::task::TaskTracker;
 
 use crate::events::{AuditNotPublished, AuditNotRecorded, AuditRecorded};
-use crate::replay::now_ms;
+use crate::replay::{now_ms, timestamp};
 
 /// What one request did, as its audit record will say.
 #[derive(Debug, Clone)]
@@ -119,10 +119,7 @@ impl Auditor {
         self.pending.spawn_on(
             async move {
                 let event = AuditEvent {
-                    at: Some(prost_types::Timestamp {
-                        seconds: entry.at_ms.div_euclid(1000),
-                        nanos: (entry.at_ms.rem_euclid(1000) * 1_000_000) as i32,
-                    }),
+                    at: Some(timestamp(entry.at_ms)),
                     actor: entry.actor,
                     role: entry.role,
                     origin: entry.origin,

@@ -43,6 +43,8 @@ pub enum ChangeError {
 #[derive(Clone)]
 pub(crate) struct ChangeLog {
     publisher: Publisher,
+    /// The archive's group, which its replicas' changes carry.
+    archive: String,
     keys: SigningKeys,
     store: LogStore,
     applied: watch::Receiver<()>,
@@ -58,10 +60,16 @@ impl Applied {
 }
 
 impl ChangeLog {
-    pub fn new(publisher: Publisher, keys: SigningKeys, store: LogStore) -> (ChangeLog, Applied) {
+    pub fn new(
+        publisher: Publisher,
+        keys: SigningKeys,
+        store: LogStore,
+        archive: &str,
+    ) -> (ChangeLog, Applied) {
         let (sender, applied) = watch::channel(());
         let log = ChangeLog {
             publisher,
+            archive: archive.to_owned(),
             keys,
             store,
             applied,
@@ -72,6 +80,7 @@ impl ChangeLog {
     /// Publishes `change` under `key` (changes of one key keep their order).
     pub async fn publish(&self, key: &str, change: Change) -> Result<Delivery, PublishError> {
         let value = ArchiveChange {
+            archive: self.archive.clone(),
             change: Some(change),
         }
         .encode_to_vec();

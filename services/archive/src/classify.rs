@@ -148,12 +148,14 @@ pub fn classify(
     }
 }
 
-/// Keys and encodes a record for the store, with the change it carries. A record the store
-/// cannot index is kept as malformed, with the reason, rather than lost.
-pub fn prepare(record: ArchivedRecord) -> PreparedRecord {
+/// Keys and encodes a record for the store, with the change it carries when it is one of
+/// `own_archive`'s (its group's: another archive on the same cluster changes only its own).
+/// A record the store cannot index is kept as malformed, with the reason, rather than lost.
+pub fn prepare(record: ArchivedRecord, own_archive: &str) -> PreparedRecord {
     let change = (record.kind == RecordKind::Change)
         .then(|| ArchiveChange::decode(record.value.as_deref().unwrap_or_default()).ok())
         .flatten()
+        .filter(|decoded| decoded.archive == own_archive)
         .and_then(|decoded| decoded.change);
     let prepared = prepare_record(record);
     match change {
@@ -237,7 +239,9 @@ fn outcome(value: Option<&[u8]>) -> Understood {
 /// One of the archive's changes: kept as a record and applied with it.
 fn change(value: Option<&[u8]>) -> Understood {
     match ArchiveChange::decode(value.unwrap_or_default()) {
-        Ok(ArchiveChange { change: Some(_) }) => Understood {
+        Ok(ArchiveChange {
+            change: Some(_), ..
+        }) => Understood {
             kind: RecordKind::Change,
             problem: None,
             ids: None,

@@ -269,7 +269,7 @@ mod fuzz {
         prop_assert!(!flagged || record.problem.is_some());
         prop_assert_eq!(flagged, record.ids.is_none());
         // A record the store cannot index is kept as malformed: preparing never fails.
-        prepare(record);
+        prepare(record, "");
         Ok(())
     }
 
@@ -323,7 +323,7 @@ mod fuzz {
             prop_assert_eq!(&ids.event_id, &envelope.event_id);
             prop_assert_eq!(&ids.transaction_id, &envelope.transaction_id);
             prop_assert_eq!(&ids.subject_ids, &envelope.subject_ids);
-            prepare(record);
+            prepare(record, "");
         }
     }
 }
@@ -444,7 +444,7 @@ fn an_audit_event_without_a_valid_signature_is_flagged_and_never_chained() {
         assert_eq!(record.audit, None, "never chained");
         let problem = record.problem.as_deref().unwrap();
         assert_eq!(SignatureFault::of(problem), Some(fault), "{problem}");
-        prepare(record.clone());
+        prepare(record.clone(), "");
     }
     // The archive opened last in the process decides for `classify`: none here, so even a
     // record signed with some key is not chained.

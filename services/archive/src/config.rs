@@ -105,9 +105,12 @@ pub struct ArchiveConfig {
     pub common: CommonConfig,
     pub topics: TopicSelection,
     /// This archive's name among the replicas of one archive (`[archive] replica_id`): each
-    /// replica consumes every topic in its own group, `retrace-archive.<id>` unless a group
-    /// is configured. `None`: the only one, in group `retrace-archive`.
+    /// replica consumes every topic in its own group, `<group>.<id>`
+    /// ([`consumer_group`](Self::consumer_group)). `None`: the only one.
     pub replica_id: Option<String>,
+    /// The archive's group (`[archive] group`): its consumer group, or its replicas' groups'
+    /// stem; also what names the archive on its change log, whose records other archives on
+    /// the same cluster ignore.
     pub group_id: String,
     pub data_dir: PathBuf,
     pub batch: BatchSettings,
@@ -189,10 +192,12 @@ impl ArchiveConfig {
         self.replica_id.as_deref().unwrap_or(SOLE_REPLICA)
     }
 
-    /// Sets the replica id and, unless a group is configured, the group derived from it.
-    pub fn set_replica(&mut self, replica_id: String, group: Option<String>) {
-        self.group_id = group.unwrap_or_else(|| format!("{DEFAULT_GROUP}.{replica_id}"));
-        self.replica_id = Some(replica_id);
+    /// The group the archiver consumes in: the archive's group, or `<group>.<replica id>`.
+    pub fn consumer_group(&self) -> String {
+        match &self.replica_id {
+            Some(replica) => format!("{}.{replica}", self.group_id),
+            None => self.group_id.clone(),
+        }
     }
 }
 
@@ -212,7 +217,8 @@ pub struct ArchiveArgs {
     /// POSIX regex of topics to archive, instead of a list.
     #[arg(long, env = "RETRACE_ARCHIVE_TOPIC_PATTERN")]
     pub topic_pattern: Option<String>,
-    /// Kafka consumer group. Default: `retrace-archive`, or `retrace-archive.<replica id>`.
+    /// The archive's Kafka consumer group (`retrace-archive` by default); each replica
+    /// consumes in `<group>.<replica id>`.
     #[arg(long, env = "RETRACE_ARCHIVE_GROUP")]
     pub group: Option<String>,
     /// This archive's name among replicas that each hold the whole archive (letters,
@@ -301,7 +307,9 @@ impl ArchiveArgs {
                 ),
             )));
         }
-        let group = self.group.or(file.group);
+        if let Some(group) = self.group.or(file.group) {
+            config.group_id = group;
+        }
         match self.replica_id.or(file.replica_id) {
             Some(replica_id) if !is_replica_id(&replica_id) => {
                 problems.check(Err::<(), _>(wrong(
@@ -312,12 +320,7 @@ impl ArchiveArgs {
                     ),
                 )));
             }
-            Some(replica_id) => config.set_replica(replica_id, group),
-            None => {
-                if let Some(group) = group {
-                    config.group_id = group;
-                }
-            }
+            replica_id => config.replica_id = replica_id,
         }
         let max_records = self.batch_records.or(file.batch_records);
         if let Some(max_records) = problems.at_least_one("archive.batch_records", max_records) {
@@ -455,7 +458,7 @@ json_paths = ["child.given_name", "*.phone"]
         )
         .resolve()
         .unwrap();
-        assert_eq!(replica.group_id, "retrace-archive.zone-2");
+        assert_eq!(replica.consumer_group(), "retrace-archive.zone-2");
         assert_eq!(replica.replica(), "zone-2");
         assert_eq!(
             replica.topics.subscription(),
@@ -464,10 +467,14 @@ json_paths = ["child.given_name", "*.phone"]
         let grouped = with_file(&dir, "[archive]\nreplica_id = \"b\"\ngroup = \"mine\"\n")
             .resolve()
             .unwrap();
-        assert_eq!(grouped.group_id, "mine", "a configured group wins");
+        assert_eq!(
+            grouped.consumer_group(),
+            "mine.b",
+            "the configured group is the stem"
+        );
         let sole = with_file(&dir, "").resolve().unwrap();
         assert_eq!(
-            (sole.group_id.as_str(), sole.replica()),
+            (sole.consumer_group().as_str(), sole.replica()),
             ("retrace-archive", "archive")
         );
 

@@ -49,7 +49,7 @@ pub(crate) fn register_metrics(config: &ArchiveConfig) {
         "retrace_consumer_recreated_total",
         &[
             ("service", &["archive"]),
-            ("group", &[config.group_id.as_str()]),
+            ("group", &[config.consumer_group().as_str()]),
         ],
     );
     for plain in [

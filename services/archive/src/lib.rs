@@ -146,7 +146,12 @@ impl Archive {
         .await
         .expect("opening the store does not panic")?;
         let publisher = Publisher::new(&config.kafka)?;
-        let (changes, applied) = ChangeLog::new(publisher.clone(), keys.clone(), store.clone());
+        let (changes, applied) = ChangeLog::new(
+            publisher.clone(),
+            keys.clone(),
+            store.clone(),
+            &config.group_id,
+        );
         let archiver = Archiver::new(updates.clone(), store.clone(), keys.clone(), applied)
             .map_err(|source| ArchiveError::Kafka {
                 bootstrap: config.kafka.bootstrap_servers.clone(),
@@ -180,7 +185,7 @@ impl Archive {
         ArchiveStarted {
             bootstrap: &config.kafka.bootstrap_servers,
             topics: &config.topics.subscription().join(","),
-            group_id: &config.group_id,
+            group_id: &config.consumer_group(),
             data_dir: &config.data_dir,
         }
         .emit();

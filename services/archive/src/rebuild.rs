@@ -120,7 +120,8 @@ pub fn rebuild(
                     continue;
                 };
                 if message.offset() < end {
-                    batch.push(prepare(classify(&message, now_ms(), &keys, own_replica)));
+                    let record = classify(&message, now_ms(), &keys, own_replica);
+                    batch.push(prepare(record, &config.group_id));
                     done.read += 1;
                 }
                 if message.offset() + 1 >= end {

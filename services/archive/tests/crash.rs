@@ -3,7 +3,6 @@
 //! started again (a rolling restart, which must drain and exit cleanly each time).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,9 +10,8 @@ use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
 use retrace_sdk::Publisher;
 use retrace_tests::{
-    Broker, Generator, Resumes, ServiceProcess, Stop, archived_count, create_archive_topics,
-    eventually, free_port, next_kill_at, on_every_broker, restarted_consumer_env, service_binary,
-    unique_topic,
+    Broker, Generator, Resumes, ServiceProcess, Stop, archive_process, archived_count,
+    create_archive_topics, eventually, free_port, next_kill_at, on_every_broker, unique_topic,
 };
 
 const KILLS: usize = 50;
@@ -29,25 +27,12 @@ fn spawn_archive(
     http: &str,
     config: &Path,
 ) -> ServiceProcess {
+    let built = env!("CARGO_BIN_EXE_retrace-archive");
     ServiceProcess::spawn(
-        Command::new(service_binary(
-            "retrace-archive",
-            env!("CARGO_BIN_EXE_retrace-archive"),
-        ))
-        // Authentication is not what this test is about: `[auth] enabled = false`.
-        .env("RETRACE_CONFIG", config)
-        .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
-        .envs(restarted_consumer_env(broker))
-        .env("RETRACE_ARCHIVE_TOPICS", topic)
-        // The test creates the topics it uses; librdkafka's mock cluster has no CreateTopics
-        // API, and each start would wait for it to time out.
-        .env("RETRACE_TOPICS_CREATE", "false")
-        .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
-        // Tests of one binary share a Kafka node; each archive in a group of its own.
-        .env("RETRACE_ARCHIVE_GROUP", format!("{topic}-archive"))
-        .env("RETRACE_DATA_DIR", data_dir)
-        .env("RETRACE_HTTP", http)
-        .env("RETRACE_LOG", "warn"),
+        // Authentication is not what this test is about: `[auth] enabled = false`. Tests of
+        // one binary share a Kafka node; each archive in a group of its own.
+        archive_process(built, broker, topic, data_dir, http, config)
+            .env("RETRACE_ARCHIVE_GROUP", format!("{topic}-archive")),
     )
 }
 

@@ -8,16 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use retrace_log_store::{AuditFilter, LogStore, StoreOptions};
 use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 use retrace_tests::{
-    Broker, Generator, ServiceProcess, Stop, TEST_SIGNING_KEY, archived_count,
+    Broker, Generator, ServiceProcess, Stop, TEST_SIGNING_KEY, archive_process, archived_count,
     create_archive_topics, eventually, free_port, messages_on, next_kill_at, on_every_broker,
-    restarted_consumer_env, service_binary, start_gateway_on, unique_topic,
+    start_gateway_on, unique_topic,
 };
 use serde_json::{Value, json};
 
@@ -48,23 +47,14 @@ impl Replica {
     }
 
     fn start(&mut self, broker: &Broker, topic: &str, config: &Path) {
+        let built = env!("CARGO_BIN_EXE_retrace-archive");
+        let data = self.data.path();
         self.process = Some(ServiceProcess::spawn(
-            Command::new(service_binary(
-                "retrace-archive",
-                env!("CARGO_BIN_EXE_retrace-archive"),
-            ))
-            .env("RETRACE_CONFIG", config)
-            .env("RETRACE_KAFKA_BOOTSTRAP", broker.bootstrap())
-            .envs(restarted_consumer_env(broker))
-            .env("RETRACE_ARCHIVE_TOPICS", topic)
-            // The test creates the topics: the mock cluster has no CreateTopics API.
-            .env("RETRACE_TOPICS_CREATE", "false")
-            .env("RETRACE_ARCHIVE_BATCH_RECORDS", "100")
-            // The group is derived from the replica id, made unique for this test's run.
-            .env("RETRACE_ARCHIVE_REPLICA_ID", format!("{}-{topic}", self.id))
-            .env("RETRACE_DATA_DIR", self.data.path())
-            .env("RETRACE_HTTP", &self.http)
-            .env("RETRACE_LOG", "warn"),
+            // One archive of this test's own (tests of one binary share a Kafka node), each
+            // replica consuming in `<group>.<replica id>`.
+            archive_process(built, broker, topic, data, &self.http, config)
+                .env("RETRACE_ARCHIVE_GROUP", format!("{topic}-archive"))
+                .env("RETRACE_ARCHIVE_REPLICA_ID", self.id),
         ));
     }
 

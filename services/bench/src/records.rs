@@ -54,7 +54,10 @@ pub fn archived(
         offset,
         headers,
     );
-    prepare(classify(&message, time_ms, &SigningKeys::default(), None))
+    prepare(
+        classify(&message, time_ms, &SigningKeys::default(), None),
+        "",
+    )
 }
 
 /// Makes records of events and outcomes, numbering each partition's offsets from 0.

@@ -62,12 +62,13 @@ async fn archive() -> (Archive, tempfile::TempDir) {
                 n / 2,
                 None,
             );
-            prepare(classify(
+            let record = classify(
                 &message,
                 1_700_000_000_000 + n,
                 &retrace_auth::SigningKeys::default(),
                 None,
-            ))
+            );
+            prepare(record, "")
         })
         .collect();
     archive.api.store().append(&records).unwrap();
