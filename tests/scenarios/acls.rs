@@ -15,7 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use retrace_auth::AuthConfig;
-use retrace_proto::{AUDIT_TOPIC, OUTCOMES_TOPIC};
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC, OUTCOMES_TOPIC};
 use retrace_sdk::acls::{AclPlan, create_acls};
 use retrace_sdk::{KafkaSettings, QueueTopics};
 use retrace_tests::{
@@ -276,6 +276,7 @@ async fn services_work_under_their_own_principals_and_applications_cannot_write_
     for topic in [
         TOKENS_TOPIC,
         AUDIT_TOPIC,
+        ARCHIVE_CHANGES_TOPIC,
         OUTCOMES_TOPIC,
         &queue.normal,
         &queue.retry,
@@ -288,16 +289,22 @@ async fn services_work_under_their_own_principals_and_applications_cannot_write_
             REGISTRY.0
         );
     }
-    // Each service writes only what it must: the gateway cannot write tokens, the archive
-    // cannot write the audit topic (a replay aimed at it is refused by Kafka too).
-    assert_eq!(
-        write_as(&user(GATEWAY), TOKENS_TOPIC).await,
-        Err(RDKafkaErrorCode::TopicAuthorizationFailed)
-    );
-    assert_eq!(
-        write_as(&user(ARCHIVE), AUDIT_TOPIC).await,
-        Err(RDKafkaErrorCode::TopicAuthorizationFailed)
-    );
+    // Each service writes only what it must: the gateway cannot write tokens nor the
+    // archive's change log (whose records every archive replica applies), the worker cannot
+    // write the change log either. The archive writes the audit topic: its replicas read
+    // each other's audit records from there.
+    for (service, topic) in [
+        (GATEWAY, TOKENS_TOPIC),
+        (GATEWAY, ARCHIVE_CHANGES_TOPIC),
+        (WORKER, ARCHIVE_CHANGES_TOPIC),
+    ] {
+        assert_eq!(
+            write_as(&user(service), topic).await,
+            Err(RDKafkaErrorCode::TopicAuthorizationFailed),
+            "{} writing {topic}",
+            service.0
+        );
+    }
 
     stop_worker.cancel();
     worker.await.unwrap().unwrap();

@@ -3,7 +3,7 @@
 
 use retrace_gateway::{GatewayConfig, GatewayError};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::{Broker, PATIENCE, eventually, free_port};
 
@@ -11,6 +11,9 @@ pub struct RunningGateway {
     pub url: String,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
+    /// A test that panics drops the gateway without stopping it: this stops it, so its
+    /// blocking token reader ends and the test's runtime can close (it hung otherwise).
+    _stop_on_drop: DropGuard,
     task: tokio::task::JoinHandle<Result<(), GatewayError>>,
 }
 
@@ -59,6 +62,7 @@ pub fn spawn_gateway(
     RunningGateway {
         url: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
+        _stop_on_drop: shutdown.clone().drop_guard(),
         shutdown,
         task,
     }
