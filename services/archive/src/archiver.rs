@@ -15,6 +15,12 @@
 //! new topic set (compared by [`topic_set_hash`]) writes the batch in hand, then subscribes
 //! the consumer anew (counted as a re-created consumer), which resumes every partition from
 //! the archive's positions like any assignment. Any other change leaves the consumer alone.
+//!
+//! The change log ([`ARCHIVE_CHANGES_TOPIC`]) has a consumer of its own, in a group of its
+//! own (`<group>.changes`) subscribed to that topic alone: a replica waits for its change to
+//! be applied before it answers ([`crate::changes`]), so neither a rebalance of the data
+//! topics' group (a new topic matching the pattern) nor a backlog on them may hold it up.
+//! Its records go into the same batches, written the same way.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -27,6 +33,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use retrace_auth::SigningKeys;
 use retrace_log_store::{LogStore, PreparedRecord, StoreError};
+use retrace_proto::ARCHIVE_CHANGES_TOPIC;
 use retrace_service::{ConsumerRecreated, Loaded, topic_set_hash};
 use retrace_telemetry::InternalEvent;
 use tokio::sync::watch;
@@ -59,6 +66,9 @@ type Cursors = Arc<Mutex<HashMap<(String, i32), Cursor>>>;
 pub(crate) struct ArchiveContext {
     store: LogStore,
     cursors: Cursors,
+    /// A topic the group may assign this consumer that it leaves to another (the data
+    /// consumer's subscription may match the change log, which has its own).
+    leaves: Option<&'static str>,
 }
 
 impl ClientContext for ArchiveContext {}
@@ -72,8 +82,9 @@ impl ConsumerContext for ArchiveContext {
     ) {
         let outcome = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let assigned = self.resume_from_archive(partitions);
-                let result = consumer.assign(partitions);
+                let mut taken = self.taken(partitions);
+                let assigned = self.resume_from_archive(&mut taken);
+                let result = consumer.assign(&taken);
                 PartitionsAssigned {
                     partitions: &assigned,
                 }
@@ -94,6 +105,17 @@ impl ConsumerContext for ArchiveContext {
 }
 
 impl ArchiveContext {
+    /// The partitions of `partitions` this consumer reads.
+    fn taken(&self, partitions: &TopicPartitionList) -> TopicPartitionList {
+        let mut taken = TopicPartitionList::with_capacity(partitions.count());
+        for p in partitions.elements() {
+            if Some(p.topic()) != self.leaves {
+                taken.add_partition(p.topic(), p.partition());
+            }
+        }
+        taken
+    }
+
     /// Sets each partition's start to the archive's position, or the beginning of what
     /// Kafka retains for a partition never archived. The epoch and offset read here are the
     /// cursor's start: one snapshot, so a batch of a new epoch still being written when the
@@ -133,7 +155,10 @@ impl ArchiveContext {
 }
 
 pub(crate) struct Archiver {
+    /// The data topics' consumer (everything but the change log).
     consumer: StreamConsumer<ArchiveContext>,
+    /// The change log's.
+    changes: StreamConsumer<ArchiveContext>,
     group_id: String,
     store: LogStore,
     batch: BatchSettings,
@@ -168,9 +193,22 @@ impl Archiver {
         let current = Arc::clone(&config.borrow());
         let client = Self::client(&current.config);
         let cursors = Cursors::default();
-        let consumer = subscribed(&client, &store, &cursors, &current.config.topics)?;
+        let consumer = client.create_with_context(ArchiveContext {
+            store: store.clone(),
+            cursors: Arc::clone(&cursors),
+            leaves: Some(ARCHIVE_CHANGES_TOPIC),
+        })?;
+        subscribe(&consumer, &current.config.topics)?;
+        let changes: StreamConsumer<ArchiveContext> = Self::changes_client(&client)
+            .create_with_context(ArchiveContext {
+                store: store.clone(),
+                cursors: Arc::clone(&cursors),
+                leaves: None,
+            })?;
+        changes.subscribe(&[ARCHIVE_CHANGES_TOPIC])?;
         Ok(Archiver {
             consumer,
+            changes,
             group_id: current.config.consumer_group(),
             store,
             batch: current.config.batch.clone(),
@@ -202,6 +240,18 @@ impl Archiver {
         ];
         let mut client = config.kafka.client_config(&defaults);
         client.set("group.id", &group);
+        client
+    }
+
+    /// The change log consumer's settings: the data consumer's, in the group
+    /// `<group>.changes` as its static member `<instance>.changes`.
+    fn changes_client(data: &ClientConfig) -> ClientConfig {
+        let mut client = data.clone();
+        for property in ["group.id", "group.instance.id"] {
+            if let Some(name) = data.get(property) {
+                client.set(property, format!("{name}.changes"));
+            }
+        }
         client
     }
 
@@ -298,6 +348,7 @@ impl Archiver {
                 _ = shutdown.cancelled() => break,
                 Ok(()) = updates.changed() => break,
                 _ = until => break,
+                message = self.changes.recv() => message,
                 message = self.consumer.recv() => message,
             };
             let message = match message {
@@ -376,7 +427,7 @@ impl Archiver {
     }
 
     fn notice_retention_gap(&self, topic: &str, partition: i32, expected: i64, offset: i64) {
-        if let Some(log_start) = cached_log_start(&self.consumer, topic, partition)
+        if let Some(log_start) = cached_log_start(self.consumer_of(topic), topic, partition)
             && log_start > expected
         {
             RetentionGap {
@@ -394,7 +445,7 @@ impl Archiver {
     /// error if the store cannot take writes until reopened.
     async fn write(&self, batch: Batch, shutdown: &CancellationToken) -> Result<bool, StoreError> {
         let mut attempt = 0;
-        let mut paused: Option<TopicPartitionList> = None;
+        let mut paused = false;
         loop {
             let store = self.store.clone();
             let records = Arc::clone(&batch.records);
@@ -407,8 +458,8 @@ impl Archiver {
                         elapsed: started.elapsed(),
                     }
                     .emit();
-                    if let Some(partitions) = paused {
-                        self.set_paused(&partitions, false);
+                    if paused {
+                        self.set_paused(false);
                     }
                     self.commit(&batch.commit);
                     self.apply_due_erasures().await;
@@ -431,11 +482,9 @@ impl Archiver {
                 retry_in,
             }
             .emit();
-            if paused.is_none() {
-                paused = self.consumer.assignment().ok();
-                if let Some(partitions) = &paused {
-                    self.set_paused(partitions, true);
-                }
+            if !paused {
+                self.set_paused(true);
+                paused = true;
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {
@@ -456,12 +505,16 @@ impl Archiver {
         self.applied.notify();
     }
 
-    fn set_paused(&self, partitions: &TopicPartitionList, paused: bool) {
-        let result = if paused {
-            self.consumer.pause(partitions)
-        } else {
-            self.consumer.resume(partitions)
-        };
+    /// Pauses or resumes every partition both consumers hold.
+    fn set_paused(&self, paused: bool) {
+        let result = [&self.consumer, &self.changes].iter().try_for_each(|consumer| {
+            let partitions = consumer.assignment()?;
+            if paused {
+                consumer.pause(&partitions)
+            } else {
+                consumer.resume(&partitions)
+            }
+        });
         match result {
             Ok(()) => ConsumptionPaused { paused }.emit(),
             Err(error) => KafkaProblem {
@@ -472,26 +525,44 @@ impl Archiver {
         }
     }
 
+    /// The consumer that reads `topic`.
+    fn consumer_of(&self, topic: &str) -> &StreamConsumer<ArchiveContext> {
+        if topic == ARCHIVE_CHANGES_TOPIC {
+            &self.changes
+        } else {
+            &self.consumer
+        }
+    }
+
     /// Tells Kafka how far the archive got. Only a hint for monitoring and other tools: on
     /// restart the archive resumes from its own positions.
     fn commit(&self, offsets: &HashMap<(String, i32), i64>) {
-        let mut list = TopicPartitionList::with_capacity(offsets.len());
-        for ((topic, partition), next) in offsets {
-            if let Err(error) = list.add_partition_offset(topic, *partition, Offset::Offset(*next))
-            {
+        for (consumer, changes) in [(&self.consumer, false), (&self.changes, true)] {
+            let mut list = TopicPartitionList::new();
+            for ((topic, partition), next) in offsets {
+                if (topic == ARCHIVE_CHANGES_TOPIC) != changes {
+                    continue;
+                }
+                if let Err(error) =
+                    list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                {
+                    KafkaProblem {
+                        during: During::Commit,
+                        error: &error,
+                    }
+                    .emit();
+                }
+            }
+            if list.count() == 0 {
+                continue;
+            }
+            if let Err(error) = consumer.commit(&list, CommitMode::Async) {
                 KafkaProblem {
                     during: During::Commit,
                     error: &error,
                 }
                 .emit();
             }
-        }
-        if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
-            KafkaProblem {
-                during: During::Commit,
-                error: &error,
-            }
-            .emit();
         }
     }
 }
@@ -517,21 +588,6 @@ fn cached_log_start(
         )
     };
     (error == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && low >= 0).then_some(low)
-}
-
-/// A consumer made from `client`, subscribed to `topics`.
-fn subscribed(
-    client: &ClientConfig,
-    store: &LogStore,
-    cursors: &Cursors,
-    topics: &TopicSelection,
-) -> KafkaResult<StreamConsumer<ArchiveContext>> {
-    let consumer = client.create_with_context(ArchiveContext {
-        store: store.clone(),
-        cursors: Arc::clone(cursors),
-    })?;
-    subscribe(&consumer, topics)?;
-    Ok(consumer)
 }
 
 fn subscribe(
