@@ -353,8 +353,10 @@ async fn a_dead_lettered_job_is_one_step_with_its_attempts_and_replays_once(brok
     let archive = start_archive(&broker).await;
     let (worker, failing) = Flaky::worker(&broker, &queue, 3, BACKOFF).await;
     let publisher = Publisher::new(&broker.settings()).unwrap();
+    // Not the subject of `a_failed_transaction_is_traced_replayed_and_resolved`, which
+    // expects its transaction newest among the subject's on the node both tests share.
     let registered = Envelope::root("registration", "birth.registration.submitted.v1")
-        .with_subject("beneficiary:42");
+        .with_subject("beneficiary:43");
     publisher
         .publish("registrations", &registered)
         .await

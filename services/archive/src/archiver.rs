@@ -507,14 +507,16 @@ impl Archiver {
 
     /// Pauses or resumes every partition both consumers hold.
     fn set_paused(&self, paused: bool) {
-        let result = [&self.consumer, &self.changes].iter().try_for_each(|consumer| {
-            let partitions = consumer.assignment()?;
-            if paused {
-                consumer.pause(&partitions)
-            } else {
-                consumer.resume(&partitions)
-            }
-        });
+        let result = [&self.consumer, &self.changes]
+            .iter()
+            .try_for_each(|consumer| {
+                let partitions = consumer.assignment()?;
+                if paused {
+                    consumer.pause(&partitions)
+                } else {
+                    consumer.resume(&partitions)
+                }
+            });
         match result {
             Ok(()) => ConsumptionPaused { paused }.emit(),
             Err(error) => KafkaProblem {

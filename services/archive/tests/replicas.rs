@@ -1,10 +1,11 @@
 //! Two replicas of one archive (`[archive] replica_id` a and b, each consuming every topic
-//! in its own group) as separate processes, while a gateway takes events over HTTP: replica b is
-//! SIGKILLed again and again at random moments while a serves traces and replays; then both
-//! are asked for the same replay at once with one Idempotency-Key, and b for an erasure.
-//! Afterwards both hold the same archive: every acknowledged event in each, every partition's
-//! digest equal, each replay published exactly once, the erasure applied on both and audited
-//! once in each trail.
+//! in its own group) as separate processes, while a gateway takes events over HTTP: the
+//! replicas are SIGKILLed by turns, again and again at random moments, while the other
+//! serves traces and replays; then both are asked for the same replay at once with one
+//! Idempotency-Key, and b for an erasure. Afterwards both hold the same archive: every
+//! partition's digest equal over the API (as `retrace archive compare` asks) and in the
+//! stores, every acknowledged event in each, each replay published exactly once, the erasure
+//! applied on both and audited once in each trail.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -14,9 +15,9 @@ use std::time::Duration;
 use retrace_log_store::{AuditFilter, LogStore, StoreOptions};
 use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 use retrace_tests::{
-    Broker, Generator, ServiceProcess, Stop, TEST_SIGNING_KEY, archive_process, archived_count,
-    create_archive_topics, eventually, free_port, messages_on, next_kill_at, on_every_broker,
-    start_gateway_on, unique_topic,
+    Broker, Generator, KafkaCluster, ServiceProcess, Stop, TEST_SIGNING_KEY, archive_process,
+    archived_count, create_archive_topics, eventually, free_port, messages_on, next_kill_at,
+    on_every_broker, start_gateway_on, unique_topic,
 };
 use serde_json::{Value, json};
 
@@ -56,6 +57,10 @@ impl Replica {
                 .env("RETRACE_ARCHIVE_GROUP", format!("{topic}-archive"))
                 .env("RETRACE_ARCHIVE_REPLICA_ID", self.id),
         ));
+    }
+
+    fn running(&self) -> bool {
+        self.process.is_some()
     }
 
     fn stop(&mut self, how: Stop) {
@@ -150,36 +155,65 @@ async fn replicas_converge_while_one_is_killed_again_and_again(broker: Broker) {
             }
         }
     });
-    let mut a = Replica::new("a");
-    let mut b = Replica::new("b");
-    a.start(&broker, &topic, config.path());
-    a.wait_for(&topic, 1).await;
+    let mut replicas = [Replica::new("a"), Replica::new("b")];
+    replicas[0].start(&broker, &topic, config.path());
+    replicas[0].wait_for(&topic, 1).await;
     let http = reqwest::Client::new();
     let mut replays = BTreeSet::new();
     for kill in 0..KILLS {
-        b.start(&broker, &topic, config.path());
-        let first = eventually("replica b's API to answer", PATIENCE, || b.archived(&topic)).await;
-        b.wait_for(&topic, first + 1).await;
-        b.wait_for(&topic, next_kill_at(first + 1, KILL_SPREAD))
+        // b, a, b, a…: the one killed last round is back and ready before the other goes.
+        let (victim, survivor) = if kill % 2 == 0 { (1, 0) } else { (0, 1) };
+        for replica in &mut replicas {
+            if !replica.running() {
+                replica.start(&broker, &topic, config.path());
+            }
+        }
+        replicas[survivor].wait_ready().await;
+        let (victim, survivor) = {
+            let [a, b] = &mut replicas;
+            if victim == 1 { (b, &*a) } else { (a, &*b) }
+        };
+        let first = eventually("the replica's API to answer", PATIENCE, || {
+            victim.archived(&topic)
+        })
+        .await;
+        victim.wait_for(&topic, first + 1).await;
+        victim
+            .wait_for(&topic, next_kill_at(first + 1, KILL_SPREAD))
             .await;
-        b.stop(Stop::Kill);
-        // While b is down, a serves: a trace, and a replay of a transaction it archived.
-        let transaction = newest_transaction(&a, &topic).await;
+        victim.stop(Stop::Kill);
+        // While one is down, the other serves: a trace, and a replay of a transaction it
+        // archived.
+        let transaction = newest_transaction(survivor, &topic).await;
         let trace = http
-            .get(a.url(&format!("/v1/transactions/{transaction}")))
+            .get(survivor.url(&format!("/v1/transactions/{transaction}")))
             .send()
             .await
             .unwrap();
-        assert_eq!(trace.status(), 200, "replica a traces while b is down");
-        let (status, id) = replay(&http, &a, &transaction, &format!("kill-{kill}")).await;
+        assert_eq!(
+            trace.status(),
+            200,
+            "replica {} traces while {} is down",
+            survivor.id,
+            victim.id
+        );
+        let key = format!("kill-{kill}");
+        let (status, id) = replay(&http, survivor, &transaction, &key).await;
         assert_eq!(status, 202, "a new replay starts");
-        let (again, same) = replay(&http, &a, &transaction, &format!("kill-{kill}")).await;
+        let (again, same) = replay(&http, survivor, &transaction, &key).await;
         assert_eq!((again, &same), (200, &id), "asked again: the same replay");
         replays.insert(id);
     }
-    b.start(&broker, &topic, config.path());
+    for replica in &mut replicas {
+        if !replica.running() {
+            replica.start(&broker, &topic, config.path());
+        }
+    }
     let acknowledged = generator.finish().await;
-    b.wait_ready().await;
+    let [mut a, mut b] = replicas;
+    for replica in [&a, &b] {
+        replica.wait_ready().await;
+    }
 
     // Both asked for one replay at the same moment, with one key: one replay, published once.
     let transaction = newest_transaction(&a, &topic).await;
@@ -235,6 +269,9 @@ async fn replicas_converge_while_one_is_killed_again_and_again(broker: Broker) {
         a.wait_for(read, end).await;
         b.wait_for(read, end).await;
     }
+    // What `retrace archive compare` asks of both: every partition's digest, up to where
+    // both have reached.
+    let digested = assert_same_digests(&http, &a, &b).await;
     a.stop(Stop::Terminate);
     b.stop(Stop::Terminate);
 
@@ -306,7 +343,7 @@ async fn replicas_converge_while_one_is_killed_again_and_again(broker: Broker) {
     }
     println!(
         "replicas: kills={KILLS} events={} replays={} erasures=1 records_compared={compared} \
-         equal on {}",
+         partitions_digested={digested} equal on {}",
         acknowledged.len(),
         replays.len(),
         broker.name()
@@ -352,6 +389,49 @@ fn assert_same_records(a: &LogStore, b: &LogStore) -> i64 {
     compared
 }
 
+/// Compares `a`'s and `b`'s digest of every partition either holds over the API, up to the
+/// offset both reached, as `retrace archive compare` does; returns how many partitions.
+async fn assert_same_digests(http: &reqwest::Client, a: &Replica, b: &Replica) -> usize {
+    let get = |url: String| async move {
+        let answer = http.get(&url).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{url}");
+        answer.json::<Value>().await.unwrap()
+    };
+    let held = |list: Value| -> BTreeMap<(String, i64), i64> {
+        list.as_array()
+            .unwrap_or_else(|| panic!("a list of partitions: {list}"))
+            .iter()
+            .map(|p| {
+                let key = (
+                    p["topic"].as_str().unwrap().to_owned(),
+                    p["partition"].as_i64().unwrap(),
+                );
+                (key, p["next_offset"].as_i64().unwrap())
+            })
+            .collect()
+    };
+    let (on_a, on_b) = (
+        held(get(a.url("/v1/digests")).await),
+        held(get(b.url("/v1/digests")).await),
+    );
+    assert_eq!(
+        on_a.keys().collect::<Vec<_>>(),
+        on_b.keys().collect::<Vec<_>>(),
+        "both hold the same partitions"
+    );
+    for ((topic, partition), next_a) in &on_a {
+        let until = (*next_a).min(on_b[&(topic.clone(), *partition)]);
+        let path = format!("/v1/digests/{topic}/{partition}?until={until}");
+        let (digest_a, digest_b) = (get(a.url(&path)).await, get(b.url(&path)).await);
+        assert_eq!(
+            (&digest_a["digest"], &digest_a["records"]),
+            (&digest_b["digest"], &digest_b["records"]),
+            "{topic}/{partition} below {until}: {digest_a} against {digest_b}"
+        );
+    }
+    on_a.len()
+}
+
 /// How many copies replay `replay_id` published of `transaction`'s events.
 fn copies_of(store: &LogStore, transaction: &str, replay_id: &str) -> u64 {
     store
@@ -367,3 +447,14 @@ fn copies_of(store: &LogStore, transaction: &str, replay_id: &str) -> u64 {
 }
 
 on_every_broker!(replicas_converge_while_one_is_killed_again_and_again);
+
+/// The same on three Apache Kafka nodes, as an archive is deployed: a cluster of the test's
+/// own, its topics replicated three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_converge_on_three_nodes() {
+    let broker = Broker::Kafka {
+        cluster: Arc::new(KafkaCluster::start(3)),
+        private: true,
+    };
+    replicas_converge_while_one_is_killed_again_and_again(broker).await;
+}
