@@ -193,18 +193,15 @@ impl Archiver {
         let current = Arc::clone(&config.borrow());
         let client = Self::client(&current.config);
         let cursors = Cursors::default();
-        let consumer = client.create_with_context(ArchiveContext {
+        let context = |leaves| ArchiveContext {
             store: store.clone(),
             cursors: Arc::clone(&cursors),
-            leaves: Some(ARCHIVE_CHANGES_TOPIC),
-        })?;
+            leaves,
+        };
+        let consumer = client.create_with_context(context(Some(ARCHIVE_CHANGES_TOPIC)))?;
         subscribe(&consumer, &current.config.topics)?;
-        let changes: StreamConsumer<ArchiveContext> = Self::changes_client(&client)
-            .create_with_context(ArchiveContext {
-                store: store.clone(),
-                cursors: Arc::clone(&cursors),
-                leaves: None,
-            })?;
+        let changes: StreamConsumer<ArchiveContext> =
+            Self::changes_client(&client).create_with_context(context(None))?;
         changes.subscribe(&[ARCHIVE_CHANGES_TOPIC])?;
         Ok(Archiver {
             consumer,
