@@ -101,7 +101,7 @@ fn summarise(path: &Path, entries: u64) -> Result<BackupSummary, StoreError> {
 }
 
 /// Why `dir` cannot receive a copy: it holds files.
-fn not_empty(dir: &Path) -> Result<Option<String>, StoreError> {
+pub(crate) fn not_empty(dir: &Path) -> Result<Option<String>, StoreError> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => Ok(entries
             .next()
@@ -113,7 +113,7 @@ fn not_empty(dir: &Path) -> Result<Option<String>, StoreError> {
 }
 
 /// Whether a process holds the engine's lock on the archive in `dir`.
-fn in_use(dir: &Path) -> Result<bool, StoreError> {
+pub(crate) fn in_use(dir: &Path) -> Result<bool, StoreError> {
     let lock = dir.join("lock");
     let Ok(file) = File::open(&lock) else {
         return Ok(false);
@@ -125,14 +125,17 @@ fn in_use(dir: &Path) -> Result<bool, StoreError> {
     }
 }
 
-fn remove_dir(dir: &PathBuf) -> Result<(), StoreError> {
+pub(crate) fn remove_dir(dir: &PathBuf) -> Result<(), StoreError> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(io(dir, "remove a leftover copy"))?;
     }
     Ok(())
 }
 
-fn io(path: &Path, operation: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+pub(crate) fn io(
+    path: &Path,
+    operation: &'static str,
+) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.to_path_buf();
     move |source| StoreError::Io {
         operation,

@@ -62,28 +62,40 @@ pub(crate) fn copy_keyspaces(
 ) -> Result<u64, StoreError> {
     let mut entries = 0;
     for (from, to) in sources.into_iter().zip(target.inner().all_keyspaces()) {
-        let mut batch = target.inner().db.batch();
-        let mut pending = 0;
-        for guard in from {
-            let (key, value) = guard
-                .into_inner()
-                .map_err(target.error("read the archive to copy it"))?;
-            batch.insert(to, key, value);
-            pending += 1;
-            entries += 1;
-            if pending == COPY_BATCH {
-                let full = std::mem::replace(&mut batch, target.inner().db.batch());
-                full.commit().map_err(target.error("write the copy"))?;
-                pending = 0;
-            }
-        }
-        batch.commit().map_err(target.error("write the copy"))?;
+        entries += copy_keyspace(from, to, target)?;
     }
     target
         .inner()
         .db
         .persist(PersistMode::SyncAll)
         .map_err(target.error("flush the copy"))?;
+    Ok(entries)
+}
+
+/// Copies every entry of `from` into `to`, one of `target`'s keyspaces, in atomic batches;
+/// the caller makes the copy durable. Returns the entries copied.
+pub(crate) fn copy_keyspace(
+    from: fjall::Iter,
+    to: &fjall::Keyspace,
+    target: &LogStore,
+) -> Result<u64, StoreError> {
+    let mut entries = 0;
+    let mut batch = target.inner().db.batch();
+    let mut pending = 0;
+    for guard in from {
+        let (key, value) = guard
+            .into_inner()
+            .map_err(target.error("read the archive to copy it"))?;
+        batch.insert(to, key, value);
+        pending += 1;
+        entries += 1;
+        if pending == COPY_BATCH {
+            let full = std::mem::replace(&mut batch, target.inner().db.batch());
+            full.commit().map_err(target.error("write the copy"))?;
+            pending = 0;
+        }
+    }
+    batch.commit().map_err(target.error("write the copy"))?;
     Ok(entries)
 }
 

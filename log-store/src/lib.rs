@@ -17,6 +17,7 @@ mod incidents;
 mod keys;
 mod positions;
 mod replays;
+mod split;
 mod store;
 #[cfg(test)]
 mod test_records;
@@ -34,8 +35,22 @@ pub use incidents::{
     IncidentTransition, MINUTE_MS, StepFailure, TransactionFailures, minute_of,
 };
 pub use replays::{ReplayRecord, ReplayState};
+pub use split::{SplitShard, SplitSummary, split};
 pub use store::digest::{DIGEST_ALGORITHM, PartitionDigest};
+pub use store::reads::page_subject_transactions;
 pub use store::{LogStore, PreparedRecord, StoreOptions};
+
+/// A record in the store's own encoding, without its key: how one shard hands another the
+/// records it holds, so the other rebuilds them exactly.
+pub fn encode_record(record: ArchivedRecord) -> Vec<u8> {
+    codec::encode(record)
+}
+
+/// The record at `key` from [`encode_record`]'s bytes.
+pub fn decode_record(key: RecordKey, bytes: &[u8]) -> Result<ArchivedRecord, StoreError> {
+    let shown = key.to_string();
+    codec::decode(key, bytes).map_err(|source| StoreError::Corrupt { key: shown, source })
+}
 
 /// Where a record lives in Kafka: its primary key in the archive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -355,6 +370,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the split cannot use {path}: {reason}")]
+    SplitRefused { path: PathBuf, reason: String },
 }
 
 impl StoreError {

@@ -1,13 +1,13 @@
 //! [`LogStore`]: the archive's keyspaces, opening it, and its atomic write path. Reads,
 //! replays, erasure and the consistency check extend it from the submodules.
 
-mod changes;
+pub(crate) mod changes;
 mod consistency;
 pub(crate) mod digest;
 mod erasure;
 mod incidents;
 mod indexes;
-mod reads;
+pub(crate) mod reads;
 mod replays;
 
 use std::collections::HashMap;
@@ -73,7 +73,7 @@ pub(crate) struct Inner {
     /// transaction \0 time record-key → ().
     by_transaction: Keyspace,
     /// subject \0 transaction → time last seen.
-    by_subject: Keyspace,
+    pub(crate) by_subject: Keyspace,
     /// event id \0 record-key → (). More than one entry: the event was published twice.
     by_event: Keyspace,
     /// topic \0 time record-key → ().
@@ -90,21 +90,21 @@ pub(crate) struct Inner {
     /// `meta/incidents_built` is present: cleared by the first write made without the rule.
     incidents_built: AtomicBool,
     /// replay id → encoded [`ReplayRecord`](crate::ReplayRecord).
-    replays: Keyspace,
+    pub(crate) replays: Keyspace,
     /// transaction \0 replay id → ().
-    replays_by_transaction: Keyspace,
+    pub(crate) replays_by_transaction: Keyspace,
     /// caller's idempotency key → replay id.
-    replay_keys: Keyspace,
+    pub(crate) replay_keys: Keyspace,
     /// `p` erasure id → an erasure waiting for this replica to archive up to its bound;
     /// `d` erasure id → what the erasure did, once applied.
-    erasures: Keyspace,
+    pub(crate) erasures: Keyspace,
     /// sequence number → encoded, hash-chained audit record.
     pub(crate) audit: Keyspace,
     /// The newest audit record's number and hash; also the audit writers' lock.
     pub(crate) audit_head: Mutex<Option<(u64, Vec<u8>)>>,
     /// topic \0 partition → next offset to archive, then (from the first log reset on)
     /// epoch, previous next offset and reset time: see [`encode_position`].
-    positions: Keyspace,
+    pub(crate) positions: Keyspace,
     /// The format version and the record count.
     pub(crate) meta: Keyspace,
     /// The `positions` keyspace, in memory, as last committed. Locked only to read or
@@ -557,7 +557,7 @@ fn check_id(field: &'static str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn dangling(index: &'static str, key: &[u8]) -> StoreError {
+pub(crate) fn dangling(index: &'static str, key: &[u8]) -> StoreError {
     StoreError::Dangling {
         index,
         key: keys::to_hex(key),

@@ -13,10 +13,11 @@ mod operator;
 mod render;
 mod replay;
 
+use std::collections::BTreeSet;
 use std::io::Write as _;
 
 use jiff::tz::TimeZone;
-use retrace_api::{Behind, Page, Trace, describe_behind};
+use retrace_api::{Behind, Page, Trace, describe_behind, describe_incomplete};
 use serde::de::DeserializeOwned;
 
 use crate::Failure;
@@ -181,20 +182,26 @@ fn failed_query(
 }
 
 /// The items of a listing (transactions, incidents, an incident's subjects) in the server's
-/// order, whether the server had more, and the partitions the archive was behind on when it
-/// answered.
+/// order, whether the server had more, the partitions the archive was behind on when it
+/// answered, and the shards that did not answer.
 struct Listing<T> {
     items: Vec<T>,
     more: bool,
     behind: Vec<Behind>,
+    incomplete: BTreeSet<String>,
 }
 
 impl<T> Listing<T> {
     /// Says, before anything else, that the listing may lack what the archive has not read
-    /// yet: "no failed transactions" is not an answer while it catches up.
+    /// yet, or what a shard that did not answer holds: "no failed transactions" is not an
+    /// answer while it catches up.
     fn note_behind(&self) {
         if let Some(caveat) = describe_behind(&self.behind) {
             eprintln!("retrace: {caveat}; this listing may be incomplete");
+        }
+        let incomplete: Vec<String> = self.incomplete.iter().cloned().collect();
+        if let Some(caveat) = describe_incomplete(&incomplete, "listing") {
+            eprintln!("retrace: {caveat}");
         }
     }
 
@@ -216,6 +223,7 @@ async fn collect<T: DeserializeOwned>(
     limit: Option<usize>,
 ) -> Result<Listing<T>, Failure> {
     let mut items = Vec::new();
+    let mut incomplete = BTreeSet::new();
     let mut cursor: Option<String> = None;
     loop {
         let wanted = limit.map_or(MAX_PAGE, |l| (l - items.len()).min(MAX_PAGE));
@@ -227,6 +235,7 @@ async fn collect<T: DeserializeOwned>(
         }
         let page: Page<T> = client.send(request).await?;
         items.extend(page.items);
+        incomplete.extend(page.incomplete);
         let full = limit.is_some_and(|l| items.len() >= l);
         match page.next_cursor {
             Some(next) if !full => cursor = Some(next),
@@ -235,6 +244,7 @@ async fn collect<T: DeserializeOwned>(
                     more: next.is_some(),
                     items,
                     behind: page.behind,
+                    incomplete,
                 });
             }
         }

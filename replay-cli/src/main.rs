@@ -71,8 +71,8 @@ enum Command {
     /// Erase a subject's payloads from the archive (admin); the bytes leave the disk at the
     /// next `retrace-archive compact`.
     Erase(commands::admin::EraseArgs),
-    /// Archive replicas: `compare` proves two hold the same records, or names where they
-    /// differ.
+    /// Archive replicas and shards: `compare` proves two replicas hold the same records, or
+    /// names where they differ; `split` splits a stopped shard's archive in two.
     Archive(commands::archive::ArchiveArgs),
     /// Back the running archive up into a directory on its host (admin), while it ingests.
     Backup(commands::operations::BackupArgs),

@@ -10,7 +10,7 @@ use prost::Message;
 use super::{Inner, LogStore, check_id};
 use crate::{Change, Erasure, ErasureSummary, ReplayRecord, StoreError, Watermark, keys};
 
-const PENDING: u8 = b'p';
+pub(crate) const PENDING: u8 = b'p';
 const DONE: u8 = b'd';
 
 /// The replays and idempotency keys the batch being written has kept, which the keyspaces

@@ -1,6 +1,7 @@
 //! Reading records back: by key, by partition and offset, and through the indexes, a page
 //! at a time.
 
+use std::collections::HashMap;
 use std::ops::Bound;
 
 use fjall::Keyspace;
@@ -51,41 +52,36 @@ impl LogStore {
     pub fn subject_transactions(
         &self,
         subject_id: &str,
-        (from_ms, until_ms): (i64, i64),
+        window: (i64, i64),
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<SubjectTransaction>, StoreError> {
+        page_subject_transactions(self.subject_seen(subject_id)?, window, limit, cursor)
+    }
+
+    /// Every transaction that touched `subject_id`, each with the newest of its records
+    /// that did, in no particular order: what a shard contributes to a subject's listing
+    /// across shards ([`page_subject_transactions`]).
+    pub fn subject_seen(&self, subject_id: &str) -> Result<Vec<SubjectTransaction>, StoreError> {
         check_id("subject_id", subject_id)?;
-        let after = cursor.map(parse_subject_cursor).transpose()?;
-        let mut found = Vec::new();
-        for guard in self.inner.by_subject.prefix(keys::id_prefix(subject_id)) {
-            let (key, value) = guard
-                .into_inner()
-                .map_err(self.error("list a subject's transactions"))?;
-            let transaction = keys::after_id(&key)
-                .and_then(|t| String::from_utf8(t.to_vec()).ok())
-                .ok_or_else(|| dangling("by_subject", &key))?;
-            let time = keys::parse_time(&value).ok_or_else(|| dangling("by_subject", &key))?;
-            if (from_ms..until_ms).contains(&time) {
-                found.push((time, transaction));
-            }
-        }
-        found.sort_unstable_by(|a, b| b.cmp(a));
-        let start = after.map_or(0, |after| found.partition_point(|item| *item >= after));
-        let page: Vec<_> = found.iter().skip(start).take(limit).cloned().collect();
-        let next_cursor = (start + page.len() < found.len())
-            .then(|| page.last().map(subject_cursor))
-            .flatten();
-        Ok(Page {
-            items: page
-                .into_iter()
-                .map(|(last_seen_ms, transaction_id)| SubjectTransaction {
+        self.inner
+            .by_subject
+            .prefix(keys::id_prefix(subject_id))
+            .map(|guard| {
+                let (key, value) = guard
+                    .into_inner()
+                    .map_err(self.error("list a subject's transactions"))?;
+                let transaction_id = keys::after_id(&key)
+                    .and_then(|t| String::from_utf8(t.to_vec()).ok())
+                    .ok_or_else(|| dangling("by_subject", &key))?;
+                let last_seen_ms =
+                    keys::parse_time(&value).ok_or_else(|| dangling("by_subject", &key))?;
+                Ok(SubjectTransaction {
                     transaction_id,
                     last_seen_ms,
                 })
-                .collect(),
-            next_cursor,
-        })
+            })
+            .collect()
     }
 
     /// Records of `topic` with `from_ms <= time < until_ms`, oldest first.
@@ -315,6 +311,46 @@ fn resume_after(
             .ok_or_else(|| StoreError::BadCursor(cursor.to_owned())),
         None => Ok(Bound::Included(start.to_vec())),
     }
+}
+
+/// A page of a subject's transactions last seen at `from_ms <= time < until_ms`, newest
+/// first, from `seen` (a transaction may be in it more than once, as several shards saw it:
+/// it is listed at the newest).
+pub fn page_subject_transactions(
+    seen: Vec<SubjectTransaction>,
+    (from_ms, until_ms): (i64, i64),
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<Page<SubjectTransaction>, StoreError> {
+    let after = cursor.map(parse_subject_cursor).transpose()?;
+    let mut newest: HashMap<String, i64> = HashMap::with_capacity(seen.len());
+    for entry in seen {
+        let time = newest
+            .entry(entry.transaction_id)
+            .or_insert(entry.last_seen_ms);
+        *time = (*time).max(entry.last_seen_ms);
+    }
+    let mut found: Vec<(i64, String)> = newest
+        .into_iter()
+        .map(|(transaction, time)| (time, transaction))
+        .filter(|(time, _)| (from_ms..until_ms).contains(time))
+        .collect();
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    let start = after.map_or(0, |after| found.partition_point(|item| *item >= after));
+    let page: Vec<_> = found.iter().skip(start).take(limit).cloned().collect();
+    let next_cursor = (start + page.len() < found.len())
+        .then(|| page.last().map(subject_cursor))
+        .flatten();
+    Ok(Page {
+        items: page
+            .into_iter()
+            .map(|(last_seen_ms, transaction_id)| SubjectTransaction {
+                transaction_id,
+                last_seen_ms,
+            })
+            .collect(),
+        next_cursor,
+    })
 }
 
 fn subject_cursor((time, transaction): &(i64, String)) -> String {

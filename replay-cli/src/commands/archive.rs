@@ -1,9 +1,15 @@
 //! `retrace archive compare URL URL`: proves two archive replicas hold the same records, or
 //! names the first partition and offset where they differ, from their partition digests.
+//! `retrace archive split`: a stopped shard's archive split in two, offline, when the number
+//! of shards doubles.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use retrace_api::{DigestPartition, PartitionDigestView};
+use retrace_archive::Shard;
+use retrace_log_store::{SplitShard, StoreError, StoreOptions};
+use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 
 use super::client::{Client, Request, Server};
 use super::print;
@@ -21,6 +27,11 @@ enum ArchiveCommand {
     /// exit 0 when they hold the same records, 1 naming the first differing offset of each
     /// partition that differs.
     Compare(CompareArgs),
+    /// Split a stopped shard's archive (--shard i/N) into the archives of shards i/2N and
+    /// (i+N)/2N, which own its partitions once the number of shards doubles. Offline, on the
+    /// shard's host. Unlike `retrace rebuild` of the new shards, everything it holds stays:
+    /// records Kafka no longer retains, erasures, replays and the audit trail.
+    Split(SplitArgs),
 }
 
 #[derive(clap::Args)]
@@ -31,9 +42,99 @@ struct CompareArgs {
     second: String,
 }
 
+#[derive(clap::Args)]
+struct SplitArgs {
+    /// The stopped shard's data directory.
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The shard it is, as its `[archive] shard` says: i/N.
+    #[arg(long, value_name = "i/N")]
+    shard: Shard,
+    /// Where to write shard i/2N: a new or empty directory.
+    #[arg(long, value_name = "DIR")]
+    low: PathBuf,
+    /// Where to write shard (i+N)/2N: a new or empty directory.
+    #[arg(long, value_name = "DIR")]
+    high: PathBuf,
+}
+
 pub async fn run(server: &Server, args: ArchiveArgs) -> Result<(), Failure> {
-    let ArchiveCommand::Compare(args) = args.command;
-    compare(server, &args).await
+    match args.command {
+        ArchiveCommand::Compare(args) => compare(server, &args).await,
+        ArchiveCommand::Split(args) => split(&args),
+    }
+}
+
+/// The topics every shard reads whole.
+const UNSHARDED: [&str; 2] = [ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC];
+
+fn split(args: &SplitArgs) -> Result<(), Failure> {
+    let options = StoreOptions {
+        incidents: Some(std::sync::Arc::new(retrace_archive::FingerprintRule)),
+        ..StoreOptions::default()
+    };
+    let Shard { index, count } = args.shard;
+    let summary = retrace_log_store::split(
+        &args.data_dir,
+        index,
+        count,
+        &UNSHARDED,
+        [&args.low, &args.high],
+        &options,
+    )
+    .map_err(|error| match error {
+        StoreError::SplitRefused { .. } => Failure::Usage(error.to_string()),
+        error => Failure::Server(error.to_string()),
+    })?;
+    let mut report = format!(
+        "split shard {} ({}) into two:\n",
+        args.shard,
+        args.data_dir.display()
+    );
+    for shard in &summary.shards {
+        report.push_str(&new_shard(shard));
+    }
+    let [low, high] = summary.shards.map(|s| format!("{}/{}", s.index, s.count));
+    report.push_str(&format!(
+        "start shards {low} and {high} on these directories, and give every shard the new \
+         shard map; keep {} until both answer\n",
+        args.data_dir.display()
+    ));
+    print(&report)
+}
+
+/// One new shard: where it is, its records, and its partitions topic by topic.
+fn new_shard(shard: &SplitShard) -> String {
+    let mut partitions: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for position in &shard.positions {
+        if !UNSHARDED.contains(&position.topic.as_str()) {
+            let topic = partitions.entry(&position.topic).or_default();
+            topic.push(position.partition.to_string());
+        }
+    }
+    let count: usize = partitions.values().map(Vec::len).sum();
+    let mut text = format!(
+        "  shard {}/{} in {}: {}, {count} partition{}\n",
+        shard.index,
+        shard.count,
+        shard.path.display(),
+        records(shard.records),
+        if count == 1 { "" } else { "s" }
+    );
+    for (topic, numbers) in &partitions {
+        text.push_str(&format!("    {topic}: {}\n", numbers.join(", ")));
+    }
+    let whole: Vec<&str> = UNSHARDED
+        .into_iter()
+        .filter(|topic| shard.positions.iter().any(|p| p.topic == *topic))
+        .collect();
+    if !whole.is_empty() {
+        text.push_str(&format!(
+            "    whole, as on every shard: {}\n",
+            whole.join(", ")
+        ));
+    }
+    text
 }
 
 /// One replica: its client, and the URL it is named by.

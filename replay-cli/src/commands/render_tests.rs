@@ -162,6 +162,7 @@ fn sample_trace() -> Trace {
         replays: vec![replay()],
         failure: Some(failure()),
         behind: Vec::new(),
+        incomplete: Vec::new(),
     }
 }
 
@@ -407,6 +408,22 @@ fn a_trace_read_while_the_archive_is_behind_says_it_may_be_incomplete() {
         "the archive is 1,001 messages behind on registrations/2 and 1 other partition \
          (since 2026-03-02T10:00:01Z)"
     ));
+}
+
+#[test]
+fn a_trace_a_shard_did_not_answer_for_says_what_is_missing() {
+    let utc = TimeZone::UTC;
+    assert!(!trace(&sample_trace(), &utc).contains("shard"));
+    let partial = Trace {
+        incomplete: vec!["2/4".into(), "3/4".into()],
+        ..sample_trace()
+    };
+    assert!(
+        trace(&partial, &utc).lines().any(|line| line
+            == "⚠ shards 2/4 and 3/4 did not answer: what they hold is missing from this trace"),
+        "{}",
+        trace(&partial, &utc)
+    );
 }
 
 #[test]

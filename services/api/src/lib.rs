@@ -12,6 +12,7 @@ mod incidents;
 mod jobs;
 mod replay;
 mod schema;
+mod shards;
 mod trace;
 
 pub use admin::*;
@@ -20,4 +21,5 @@ pub use error::*;
 pub use incidents::*;
 pub use jobs::*;
 pub use replay::*;
+pub use shards::*;
 pub use trace::*;

@@ -71,6 +71,10 @@ pub struct Trace {
     /// not archived yet. Absent when it keeps up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub behind: Vec<Behind>,
+    /// The shards of a sharded archive that did not answer (`2/4`): what they hold is
+    /// missing, and the answer is a 206. Absent when the whole archive answered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 /// A partition the archive is behind on: a record Kafka held at the previous lag check
@@ -293,6 +297,9 @@ pub struct Page<T> {
     /// As in [`Trace::behind`]: the listing may miss what these partitions hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub behind: Vec<Behind>,
+    /// As in [`Trace::incomplete`]: the listing misses what these shards hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 /// `GET /v1/events/{event_id}`.
@@ -308,6 +315,9 @@ pub struct EventView {
     /// As in [`Trace::behind`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub behind: Vec<Behind>,
+    /// As in [`Trace::incomplete`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 /// The next offset the archive stores in one partition.
@@ -339,6 +349,19 @@ pub struct PositionView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub behind_since: Option<String>,
+}
+
+/// "shard 2/4 did not answer: what it holds is missing from this trace", for answers that
+/// name shards in `incomplete`; `None` when the whole archive answered.
+pub fn describe_incomplete(incomplete: &[String], answer: &str) -> Option<String> {
+    let (last, others) = incomplete.split_last()?;
+    Some(match others {
+        [] => format!("shard {last} did not answer: what it holds is missing from this {answer}"),
+        _ => format!(
+            "shards {} and {last} did not answer: what they hold is missing from this {answer}",
+            others.join(", ")
+        ),
+    })
 }
 
 /// "the archive is 1,204 messages behind on registrations/2 (since …)", for answers that

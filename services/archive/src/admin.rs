@@ -109,6 +109,7 @@ pub(crate) fn audit_trail(
         items: page.items.iter().map(audit_view).collect(),
         next_cursor: page.next_cursor,
         behind: Vec::new(),
+        incomplete: Vec::new(),
     })
 }
 

@@ -46,6 +46,7 @@ use crate::events::{
     BatchArchived, ConsumptionPaused, During, KafkaProblem, LogReset, PartitionsAssigned,
     RecordConsumed, RetentionGap, ShutdownWithUnwrittenBatch, StoreUnwritable, StoreWriteFailed,
 };
+use crate::shards::assignment::StaticAssignment;
 
 /// Where the consumer stands in one partition, as the archiver sees it.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +121,7 @@ impl ArchiveContext {
     /// Kafka retains for a partition never archived. The epoch and offset read here are the
     /// cursor's start: one snapshot, so a batch of a new epoch still being written when the
     /// partition comes back is not taken for yet another reset.
-    fn resume_from_archive(
+    pub(crate) fn resume_from_archive(
         &self,
         partitions: &mut TopicPartitionList,
     ) -> Vec<(String, i32, Option<i64>)> {
@@ -155,8 +156,11 @@ impl ArchiveContext {
 }
 
 pub(crate) struct Archiver {
-    /// The data topics' consumer (everything but the change log).
-    consumer: StreamConsumer<ArchiveContext>,
+    /// The data topics' consumer (everything but the change log). Shared with the blocking
+    /// pool only while it asks for a shard's metadata.
+    consumer: Arc<StreamConsumer<ArchiveContext>>,
+    /// A shard's partitions, assigned by the archive instead of the group protocol.
+    assignment: Option<StaticAssignment>,
     /// The change log's.
     changes: StreamConsumer<ArchiveContext>,
     group_id: String,
@@ -199,12 +203,19 @@ impl Archiver {
             leaves,
         };
         let consumer = client.create_with_context(context(Some(ARCHIVE_CHANGES_TOPIC)))?;
-        subscribe(&consumer, &current.config.topics)?;
+        let assignment =
+            current.config.sharding.as_ref().map(|sharding| {
+                StaticAssignment::new(sharding.shard, current.config.metadata_refresh)
+            });
+        if assignment.is_none() {
+            subscribe(&consumer, &current.config.topics)?;
+        }
         let changes: StreamConsumer<ArchiveContext> =
             Self::changes_client(&client).create_with_context(context(None))?;
         changes.subscribe(&[ARCHIVE_CHANGES_TOPIC])?;
         Ok(Archiver {
-            consumer,
+            consumer: Arc::new(consumer),
+            assignment,
             changes,
             group_id: current.config.consumer_group(),
             store,
@@ -257,8 +268,13 @@ impl Archiver {
     pub(crate) async fn run(mut self, shutdown: &CancellationToken) -> Result<(), StoreError> {
         // Erasures a crash left due but not applied.
         self.apply_due_erasures().await;
-        let mut batch = self.collect(shutdown).await;
+        let mut batch = Batch::default();
         loop {
+            if let Some(assignment) = &mut self.assignment
+                && assignment.due() <= tokio::time::Instant::now()
+            {
+                assignment.refresh(&self.consumer, &self.topics).await;
+            }
             if self.config.has_changed().unwrap_or(false) {
                 // What the consumer gave is written (and committed) before it may go.
                 if !batch.records.is_empty() {
@@ -303,11 +319,15 @@ impl Archiver {
         if before == after {
             return;
         }
-        // The same consumer subscribes anew rather than a new one joining: the archive is a
-        // static member of its group, and a static member replaced by a new consumer keeps
-        // its old assignment. A new subscription rebalances like a new consumer would, and
-        // every partition resumes from the archive's positions on assignment.
-        if let Err(error) = subscribe(&self.consumer, wanted) {
+        if let Some(assignment) = &mut self.assignment {
+            // Assigned, not subscribed: the next refresh assigns the new topics' partitions
+            // and lets go of the old ones'.
+            assignment.refresh_now();
+        } else if let Err(error) = subscribe(&self.consumer, wanted) {
+            // The same consumer subscribes anew rather than a new one joining: the archive is
+            // a static member of its group, and a static member replaced by a new consumer
+            // keeps its old assignment. A new subscription rebalances like a new consumer
+            // would, and every partition resumes from the archive's positions on assignment.
             KafkaProblem {
                 during: During::Subscribe,
                 error: &error,
@@ -340,11 +360,18 @@ impl Archiver {
                     None => std::future::pending().await,
                 }
             };
+            let reassign = async {
+                match &self.assignment {
+                    Some(assignment) => tokio::time::sleep_until(assignment.due()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let message = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Ok(()) = updates.changed() => break,
                 _ = until => break,
+                _ = reassign => break,
                 message = self.changes.recv() => message,
                 message = self.consumer.recv() => message,
             };
@@ -536,7 +563,7 @@ impl Archiver {
     /// Tells Kafka how far the archive got. Only a hint for monitoring and other tools: on
     /// restart the archive resumes from its own positions.
     fn commit(&self, offsets: &HashMap<(String, i32), i64>) {
-        for (consumer, changes) in [(&self.consumer, false), (&self.changes, true)] {
+        for (consumer, changes) in [(&*self.consumer, false), (&self.changes, true)] {
             let mut list = TopicPartitionList::new();
             for ((topic, partition), next) in offsets {
                 if (topic == ARCHIVE_CHANGES_TOPIC) != changes {

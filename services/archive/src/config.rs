@@ -12,6 +12,7 @@ use retrace_log_store::StoreOptions;
 use retrace_sdk::TopicSpec;
 
 use crate::incidents::FingerprintRule;
+use crate::shards::{Shard, Sharding};
 use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 pub use retrace_service::ConfigError;
 use retrace_service::{
@@ -108,6 +109,10 @@ pub struct ArchiveConfig {
     /// replica consumes every topic in its own group, `<group>.<id>`
     /// ([`consumer_group`](Self::consumer_group)). `None`: the only one.
     pub replica_id: Option<String>,
+    /// This archive's shard and where the others answer (`[archive] shard`, `shard_urls`):
+    /// it archives its share of the partitions and asks the others for theirs
+    /// ([`crate::shards`]). `None`: it holds every partition.
+    pub sharding: Option<Sharding>,
     /// The archive's group (`[archive] group`): its consumer group, or its replicas' groups'
     /// stem; also what names the archive on its change log, whose records other archives on
     /// the same cluster ignore.
@@ -162,6 +167,7 @@ impl ArchiveConfig {
             common,
             topics: TopicSelection::Pattern(ALL_TOPICS_PATTERN.to_owned()),
             replica_id: None,
+            sharding: None,
             group_id: DEFAULT_GROUP.to_owned(),
             data_dir: data_dir.into(),
             batch: BatchSettings {
@@ -192,12 +198,18 @@ impl ArchiveConfig {
         self.replica_id.as_deref().unwrap_or(SOLE_REPLICA)
     }
 
-    /// The group the archiver consumes in: the archive's group, or `<group>.<replica id>`.
+    /// The group the archiver consumes in: the archive's group, then `.shard-<i>-of-<N>`
+    /// for a shard, then `.<replica id>` for a replica. Every shard and replica reads the
+    /// change log whole, so none may share a group with another.
     pub fn consumer_group(&self) -> String {
-        match &self.replica_id {
-            Some(replica) => format!("{}.{replica}", self.group_id),
-            None => self.group_id.clone(),
+        let mut group = self.group_id.clone();
+        if let Some(Sharding { shard, .. }) = &self.sharding {
+            group.push_str(&format!(".shard-{}-of-{}", shard.index, shard.count));
         }
+        if let Some(replica) = &self.replica_id {
+            group.push_str(&format!(".{replica}"));
+        }
+        group
     }
 }
 
@@ -225,6 +237,14 @@ pub struct ArchiveArgs {
     /// digits, `-`, `_`).
     #[arg(long, env = "RETRACE_ARCHIVE_REPLICA_ID")]
     pub replica_id: Option<String>,
+    /// This archive's shard, `i/N`: it archives partition p of every topic where
+    /// p mod N = i, and asks the other shards (`--shard-urls`) for the rest.
+    #[arg(long, env = "RETRACE_ARCHIVE_SHARD")]
+    pub shard: Option<String>,
+    /// Where each shard answers, in shard order, comma-separated; a shard's replicas
+    /// separated by `|` (`http://a:7070,http://b1:7070|http://b2:7070`).
+    #[arg(long, env = "RETRACE_ARCHIVE_SHARD_URLS", value_delimiter = ',')]
+    pub shard_urls: Vec<String>,
     /// Directory of the archive.
     #[arg(long, env = "RETRACE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -258,6 +278,8 @@ struct FileArchive {
     topic_pattern: Option<String>,
     group: Option<String>,
     replica_id: Option<String>,
+    shard: Option<String>,
+    shard_urls: Option<Vec<Vec<String>>>,
     data_dir: Option<PathBuf>,
     http: Option<SocketAddr>,
     batch_records: Option<usize>,
@@ -322,6 +344,18 @@ impl ArchiveArgs {
             }
             replica_id => config.replica_id = replica_id,
         }
+        let shard_urls = Some(self.shard_urls)
+            .filter(|urls| !urls.is_empty())
+            .map(|shards| {
+                shards
+                    .iter()
+                    .map(|urls| urls.split('|').map(str::to_owned).collect())
+                    .collect()
+            })
+            .or(file.shard_urls);
+        config.sharding = problems
+            .check(sharding(self.shard.or(file.shard), shard_urls))
+            .flatten();
         let max_records = self.batch_records.or(file.batch_records);
         if let Some(max_records) = problems.at_least_one("archive.batch_records", max_records) {
             config.batch.max_records = max_records;
@@ -352,6 +386,29 @@ impl ArchiveArgs {
             .layer(&mut config.common, common, http, &mut problems);
         problems.finish(config)
     }
+}
+
+/// The shard and its map, when a shard is configured; a map without a shard is refused
+/// (it would be ignored, and the archive would hold every partition unannounced).
+fn sharding(
+    shard: Option<String>,
+    urls: Option<Vec<Vec<String>>>,
+) -> Result<Option<Sharding>, ConfigError> {
+    let (shard, urls) = match (shard, urls) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(wrong(
+                "archive.shard_urls",
+                "a shard map is configured but no `shard`: give this archive's `shard = \"i/N\"`, \
+                 or remove the map",
+            ));
+        }
+        (Some(shard), urls) => (shard, urls.unwrap_or_default()),
+    };
+    let shard: Shard = shard.parse().map_err(|e| wrong("archive.shard", e))?;
+    Sharding::new(shard, urls)
+        .map(Some)
+        .map_err(|e| wrong("archive.shard_urls", e))
 }
 
 #[cfg(test)]
@@ -488,5 +545,45 @@ json_paths = ["child.given_name", "*.phone"]
             .unwrap_err()
             .to_string();
         assert!(error.contains("retrace.archive.changes"), "{error}");
+    }
+
+    #[test]
+    fn a_shard_consumes_in_a_group_of_its_own_and_knows_every_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = with_file(
+            &dir,
+            "[archive]\nshard = \"1/2\"\nreplica_id = \"b\"\n\
+             shard_urls = [[\"http://a:7070\"], [\"http://b:7070\", \"http://c:7070\"]]\n",
+        )
+        .resolve()
+        .unwrap();
+        assert_eq!(shard.consumer_group(), "retrace-archive.shard-1-of-2.b");
+        let sharding = shard.sharding.unwrap();
+        assert_eq!(sharding.shard.to_string(), "1/2");
+        assert_eq!(sharding.urls[1].len(), 2);
+
+        let mut flags = with_file(&dir, "");
+        flags.shard = Some("0/2".into());
+        flags.shard_urls = vec![
+            "http://a:7070".into(),
+            "http://b1:7070|http://b2:7070".into(),
+        ];
+        let from_flags = flags.resolve().unwrap().sharding.unwrap();
+        assert_eq!(from_flags.urls[1], ["http://b1:7070", "http://b2:7070"]);
+
+        for (toml, field) in [
+            ("shard = \"2/2\"", "archive.shard"),
+            (
+                "shard = \"0/2\"\nshard_urls = [[\"http://a\"]]",
+                "archive.shard_urls",
+            ),
+            ("shard_urls = [[\"http://a\"]]", "archive.shard_urls"),
+        ] {
+            let error = with_file(&dir, &format!("[archive]\n{toml}\n"))
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(field), "{toml}: {error}");
+        }
     }
 }

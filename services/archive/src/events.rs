@@ -5,6 +5,7 @@
 mod incidents;
 mod replicas;
 mod serving;
+mod shards;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tracing::{debug, error, info, warn};
 pub(crate) use incidents::*;
 pub(crate) use replicas::*;
 pub(crate) use serving::*;
+pub(crate) use shards::*;
 
 use crate::ArchiveConfig;
 
@@ -67,6 +69,9 @@ pub(crate) fn register_metrics(config: &ArchiveConfig) {
     serving::register_metrics();
     incidents::register_metrics();
     replicas::register_metrics();
+    if let Some(sharding) = &config.sharding {
+        shards::register_metrics(sharding);
+    }
     retrace_sdk::register_metrics(&[], &[]);
 }
 
@@ -436,10 +441,11 @@ pub(crate) enum During {
     Commit,
     FinalFlush,
     Subscribe,
+    ShardAssignment,
 }
 
 impl During {
-    pub const ALL: [During; 7] = [
+    pub const ALL: [During; 8] = [
         During::Consume,
         During::Rebalance,
         During::Seek,
@@ -447,6 +453,7 @@ impl During {
         During::Commit,
         During::FinalFlush,
         During::Subscribe,
+        During::ShardAssignment,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -458,6 +465,10 @@ impl During {
             During::Commit => "commit",
             During::FinalFlush => "final flush",
             During::Subscribe => "subscribe to the new topics (the old topics are still archived)",
+            During::ShardAssignment => {
+                "assign the shard's partitions (those it holds are still archived; tried again \
+                 at the next metadata refresh)"
+            }
         }
     }
 }

@@ -39,6 +39,7 @@ use crate::events::{
     PartitionLagChecked,
 };
 use crate::replay::now_ms;
+use crate::shards::Shard;
 use crate::trace::rfc3339;
 use retrace_api::Behind;
 
@@ -226,8 +227,13 @@ pub(crate) async fn watch(
     loop {
         let checker = Arc::clone(&client);
         let selection = current.config.topics.clone();
+        let shard = current
+            .config
+            .sharding
+            .as_ref()
+            .map(|sharding| sharding.shard);
         let checked_at_ms = now_ms();
-        let checked = tokio::task::spawn_blocking(move || checker.ends(&selection)).await;
+        let checked = tokio::task::spawn_blocking(move || checker.ends(&selection, shard)).await;
         match checked.expect("a lag check does not panic") {
             Ok(ends) => {
                 failing = false;
@@ -292,9 +298,13 @@ impl Checker {
         })
     }
 
-    /// Every partition of the topics `selection` archives, with its log start and end. Two
-    /// ListOffsets requests per broker, however many partitions.
-    fn ends(&self, selection: &TopicSelection) -> Result<Vec<Ends>, KafkaError> {
+    /// Every partition of the topics `selection` archives (a shard: those it owns), with its
+    /// log start and end. Two ListOffsets requests per broker, however many partitions.
+    fn ends(
+        &self,
+        selection: &TopicSelection,
+        shard: Option<Shard>,
+    ) -> Result<Vec<Ends>, KafkaError> {
         let metadata = self.consumer.fetch_metadata(None, self.timeout)?;
         let mut partitions = TopicPartitionList::new();
         for topic in metadata.topics() {
@@ -302,7 +312,9 @@ impl Checker {
                 continue;
             }
             for partition in topic.partitions() {
-                partitions.add_partition(topic.name(), partition.id());
+                if shard.is_none_or(|shard| shard.owns(topic.name(), partition.id())) {
+                    partitions.add_partition(topic.name(), partition.id());
+                }
             }
         }
         if partitions.count() == 0 {

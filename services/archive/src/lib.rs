@@ -23,6 +23,7 @@ mod changes;
 mod classify;
 mod config;
 mod events;
+mod holdings;
 mod incidents;
 mod lag;
 mod live;
@@ -31,6 +32,7 @@ mod reads;
 mod rebuild;
 mod replay;
 mod routes;
+mod shards;
 mod trace;
 mod ui;
 
@@ -59,6 +61,7 @@ pub use masking::{MASK, MaskingError};
 pub use rebuild::{RebuildError, RebuildProgress, rebuild};
 pub use retrace_auth::AuthConfig;
 pub use routes::{openapi, parse_time};
+pub use shards::{Shard, Sharding};
 pub use trace::trace;
 
 use crate::archiver::Archiver;
@@ -69,6 +72,7 @@ use crate::lag::Lag;
 use crate::live::Live;
 use crate::replay::Replayer;
 use crate::routes::Api;
+use crate::shards::fanout::Peers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -205,6 +209,10 @@ impl Archive {
                 live: live.subscribe(),
                 registry,
                 lag: Lag::default(),
+                peers: config
+                    .sharding
+                    .clone()
+                    .map(|sharding| Arc::new(Peers::new(sharding))),
             },
             config: updates,
             live,

@@ -5,11 +5,18 @@
 //! `traceparent`) are hidden whole, since no path can say which part of them is personal.
 //! So is the error text of an outcome: a consumer writes what it likes there ("mother_id
 //! NID-99887766 for child Amina").
+//!
+//! A shard hands the records it holds to another that builds the answer
+//! ([`Masking::record`]): they are masked before they leave, the same way, so a caller
+//! asking a shard directly sees no more than its traces show.
 
+use prost::Message as _;
+use retrace_api::{MessageView, OutcomeView, Payload, Trace, TransactionSummary};
+use retrace_log_store::{ArchivedRecord, RecordKind};
+use retrace_proto::{Envelope, Outcome};
 use serde_json::Value;
 
 use crate::admin::ERASED_ERROR;
-use retrace_api::{MessageView, OutcomeView, Payload, Trace, TransactionSummary};
 
 /// What a masked value reads as.
 pub const MASK: &str = "***";
@@ -110,6 +117,57 @@ impl Masking {
             if value.is_some() && !is_retrace_header(name) {
                 *value = Some(MASK.to_owned());
             }
+        }
+    }
+}
+
+impl Masking {
+    /// Masks a record as [`Masking::trace`] masks what is traced from it: an envelope's
+    /// payload (and its attributes, which no trace shows), an outcome's error text, any
+    /// other value, and header values other than Retrace's own.
+    pub fn record(&self, record: &mut ArchivedRecord) {
+        for header in &mut record.headers {
+            if header.value.is_some() && !is_retrace_header(&header.name) {
+                header.value = Some(MASK.as_bytes().to_vec());
+            }
+        }
+        let Some(value) = record.value.as_mut() else {
+            return;
+        };
+        match record.kind {
+            RecordKind::Envelope => match Envelope::decode(value.as_slice()) {
+                Ok(mut envelope) => {
+                    self.bytes(&mut envelope.payload);
+                    envelope
+                        .attributes
+                        .values_mut()
+                        .for_each(|value| *value = MASK.to_owned());
+                    *value = envelope.encode_to_vec();
+                }
+                Err(_) => self.bytes(value),
+            },
+            RecordKind::Outcome => match Outcome::decode(value.as_slice()) {
+                Ok(mut outcome) => {
+                    error_text(&mut outcome.error);
+                    *value = outcome.encode_to_vec();
+                }
+                Err(_) => self.bytes(value),
+            },
+            _ => self.bytes(value),
+        }
+    }
+
+    /// JSON with the configured paths masked; anything else hidden whole.
+    fn bytes(&self, bytes: &mut Vec<u8>) {
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(mut json) => {
+                for path in &self.paths {
+                    mask_at(&mut json, path);
+                }
+                *bytes = serde_json::to_vec(&json).expect("a JSON value serializes");
+            }
+            Err(_) if !bytes.is_empty() => *bytes = MASK.as_bytes().to_vec(),
+            Err(_) => {}
         }
     }
 }

@@ -12,11 +12,15 @@ use retrace_api::{
 };
 use retrace_auth::{Caller, Guard, Permission};
 use retrace_http::ApiError;
-use retrace_log_store::{ArchivedRecord, LogStore, Mark, Position, RecordKind, StoreError};
+use retrace_log_store::{
+    ArchivedRecord, LogStore, Mark, MarkedTransaction, Position, RecordKind, StoreError,
+};
 
+use crate::holdings::Holdings;
 use crate::lag::{Lag, PartitionLag};
 use crate::masking::{Masking, is_retrace_header};
 use crate::replay::now_ms;
+use crate::shards::fanout::Fanout;
 use crate::trace::{message_view, outcome_view, rfc3339, summary, trace};
 
 /// A listing looks at this many candidates at most before returning what it has (and a
@@ -87,6 +91,25 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
+    /// Whether the transaction `found` traces matches everything but the status's window.
+    fn matches(&self, found: &Trace) -> bool {
+        self.status.is_none_or(|s| s == found.status)
+            && self
+                .topic
+                .as_ref()
+                .is_none_or(|t| found.events.iter().any(|e| e.message.topic == *t))
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| found.events.iter().any(|e| e.message.event_type == *t))
+            && self.service.as_ref().is_none_or(|s| {
+                found
+                    .events
+                    .iter()
+                    .any(|e| e.message.source == *s || e.outcomes().any(|o| o.consumer == *s))
+            })
+    }
+
     pub fn describe(&self) -> String {
         let mut parts = vec![format!(
             "status={}",
@@ -107,9 +130,10 @@ impl Filter {
 
 /// Transactions that match `filter`, newest first. Failed and replayed transactions are
 /// found through their failures, others through their start, so the time window applies to
-/// when they failed or started.
+/// when they failed or started. Candidates are read in chunks (one request per other shard
+/// for a chunk), and judged one by one as one store would.
 pub(crate) fn select_transactions(
-    store: &LogStore,
+    holdings: &Holdings,
     filter: &Filter,
     limit: usize,
     max_scan: usize,
@@ -119,65 +143,63 @@ pub(crate) fn select_transactions(
         Some(TransactionStatus::Failed | TransactionStatus::Replayed) => Mark::Failure,
         _ => Mark::Start,
     };
-    let (from, until) = filter.window;
+    let store = holdings.store();
+    let mut marks = holdings.marks(mark, filter.window, cursor)?.peekable();
     let mut items = Vec::new();
     let mut seen = HashSet::new();
     let mut last_cursor = None;
-    for (scanned, marked) in store
-        .transaction_marks(mark, from, until, cursor)
-        .map_err(store_error)?
-        .enumerate()
-    {
+    let mut scanned = 0;
+    loop {
+        if marks.peek().is_none() {
+            return Ok(page(items, None, holdings));
+        }
         if items.len() == limit || scanned == max_scan {
-            return Ok(Page {
-                items,
-                next_cursor: last_cursor,
-                behind: Vec::new(),
-            });
+            // More follow: the next page starts after the last mark judged.
+            return Ok(page(items, last_cursor, holdings));
         }
-        let marked = marked.map_err(store_error)?;
-        last_cursor = Some(marked.cursor);
-        if !seen.insert(marked.transaction_id.clone()) {
-            continue;
-        }
-        let records = store
-            .transaction(&marked.transaction_id)
-            .map_err(store_error)?;
-        // A transaction has several marks when it failed (or started) more than once; it is
-        // listed at its newest failure, or its first start.
-        if mark_time(mark, &records) != Some(marked.time_ms) {
-            continue;
-        }
-        let replays = store
-            .transaction_replays(&marked.transaction_id)
-            .map_err(store_error)?;
-        let Some(found) = trace(&marked.transaction_id, &records, &replays, false) else {
-            continue;
-        };
-        let matches = filter.status.is_none_or(|s| s == found.status)
-            && filter
-                .topic
-                .as_ref()
-                .is_none_or(|t| found.events.iter().any(|e| e.message.topic == *t))
-            && filter
-                .event_type
-                .as_ref()
-                .is_none_or(|t| found.events.iter().any(|e| e.message.event_type == *t))
-            && filter.service.as_ref().is_none_or(|s| {
-                found
-                    .events
-                    .iter()
-                    .any(|e| e.message.source == *s || e.outcomes().any(|o| o.consumer == *s))
-            });
-        if matches {
-            items.push(summary(found));
+        // Each mark adds one item at most, so a chunk never overshoots the page.
+        let chunk: Vec<MarkedTransaction> = marks
+            .by_ref()
+            .take((limit - items.len()).min(max_scan - scanned))
+            .collect::<Result<_, _>>()?;
+        let new: Vec<String> = chunk
+            .iter()
+            .map(|marked| marked.transaction_id.clone())
+            .filter(|id| !seen.contains(id))
+            .collect();
+        let mut records = holdings.transactions(&new)?;
+        for marked in chunk {
+            scanned += 1;
+            last_cursor = Some(marked.cursor);
+            if !seen.insert(marked.transaction_id.clone()) {
+                continue;
+            }
+            let records = records.remove(&marked.transaction_id).unwrap_or_default();
+            // A transaction has several marks when it failed (or started) more than once;
+            // it is listed at its newest failure, or its first start.
+            if mark_time(mark, &records) != Some(marked.time_ms) {
+                continue;
+            }
+            let replays = store
+                .transaction_replays(&marked.transaction_id)
+                .map_err(store_error)?;
+            let Some(found) = trace(&marked.transaction_id, &records, &replays, false) else {
+                continue;
+            };
+            if filter.matches(&found) {
+                items.push(summary(found));
+            }
         }
     }
-    Ok(Page {
+}
+
+fn page<T>(items: Vec<T>, next_cursor: Option<String>, holdings: &Holdings) -> Page<T> {
+    Page {
         items,
-        next_cursor: None,
+        next_cursor,
         behind: Vec::new(),
-    })
+        incomplete: holdings.incomplete(),
+    }
 }
 
 /// The time at which a transaction is listed: its newest failure, or its first start.
@@ -219,6 +241,8 @@ pub(crate) struct MessagesQuery<'a> {
 /// The archive as one caller reads it.
 pub(crate) struct Reader {
     pub store: LogStore,
+    /// The other shards, asked with the caller's credential; `None` unless a shard.
+    pub fanout: Option<Fanout>,
     pub lag: Lag,
     /// The masking the caller gets: none if it may read payloads.
     pub masking: Option<Arc<Masking>>,
@@ -228,19 +252,35 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// A transaction's trace.
+    /// What this read reads: the store, and the other shards when a shard.
+    fn holdings(&self) -> Holdings {
+        Holdings::new(self.store.clone(), self.fanout.clone())
+    }
+
+    /// A transaction's trace, from every shard's records.
     pub fn transaction(&self, id: &str, with_payload: bool) -> Result<Trace, ApiError> {
-        let records = self.store.transaction(id).map_err(store_error)?;
+        let holdings = self.holdings();
+        let records = holdings.transaction(id)?;
         let replays = self.store.transaction_replays(id).map_err(store_error)?;
         let found = trace(id, &records, &replays, with_payload);
         let behind = self.lag.behind(None);
+        let incomplete = holdings.incomplete();
         let Some(mut trace) = found else {
+            if !incomplete.is_empty() {
+                return Err(ApiError::unavailable(format!(
+                    "no archived message belongs to transaction {id:?} on the shards that \
+                     answered, but shard {} did not answer and may hold it: ask again once it \
+                     is back",
+                    incomplete.join(", ")
+                )));
+            }
             return Err(not_found_unless_behind(
                 format!("no archived message belongs to transaction {id:?}"),
                 behind,
             ));
         };
         trace.behind = behind;
+        trace.incomplete = incomplete;
         if let Some(masking) = &self.masking {
             masking.trace(&mut trace);
         }
@@ -254,7 +294,8 @@ impl Reader {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<TransactionSummary>, ApiError> {
-        let mut page = select_transactions(&self.store, filter, limit, MAX_SCAN, cursor)?;
+        let holdings = self.holdings();
+        let mut page = select_transactions(&holdings, filter, limit, MAX_SCAN, cursor)?;
         page.behind = self.lag.behind(filter.topic.as_deref());
         if let Some(masking) = &self.masking {
             page.items.iter_mut().for_each(|item| masking.summary(item));
@@ -270,44 +311,53 @@ impl Reader {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page<TransactionSummary>, ApiError> {
-        let store = &self.store;
-        let page = store
-            .subject_transactions(subject, window, limit, cursor)
-            .map_err(store_error)?;
-        let mut items = Vec::with_capacity(page.items.len());
-        for found in page.items {
-            let records = store
-                .transaction(&found.transaction_id)
-                .map_err(store_error)?;
-            let replays = store
-                .transaction_replays(&found.transaction_id)
-                .map_err(store_error)?;
-            items.extend(trace(&found.transaction_id, &records, &replays, false).map(summary));
+        let holdings = self.holdings();
+        let found = holdings.subject_transactions(subject, window, limit, cursor)?;
+        let ids: Vec<String> = found
+            .items
+            .iter()
+            .map(|found| found.transaction_id.clone())
+            .collect();
+        let mut records = holdings.transactions(&ids)?;
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            let records = records.remove(&id).unwrap_or_default();
+            let replays = self.store.transaction_replays(&id).map_err(store_error)?;
+            items.extend(trace(&id, &records, &replays, false).map(summary));
         }
         if let Some(masking) = &self.masking {
             items.iter_mut().for_each(|item| masking.summary(item));
         }
         Ok(Page {
             items,
-            next_cursor: page.next_cursor,
+            next_cursor: found.next_cursor,
             behind: self.lag.behind(None),
+            incomplete: holdings.incomplete(),
         })
     }
 
-    /// Every archived copy of an event, and its outcomes.
+    /// Every archived copy of an event, and its outcomes, from every shard.
     pub fn event(&self, event_id: String, with_payload: bool) -> Result<EventView, ApiError> {
-        let copies = self.store.event(&event_id).map_err(store_error)?;
+        let holdings = self.holdings();
+        let found = holdings.event(&event_id)?;
         let behind = self.lag.behind(None);
-        if copies.is_empty() {
+        let incomplete = holdings.incomplete();
+        if found.copies.is_empty() {
+            if !incomplete.is_empty() {
+                return Err(ApiError::unavailable(format!(
+                    "no archived message has event id {event_id:?} on the shards that \
+                     answered, but shard {} did not answer and may hold it: ask again once it \
+                     is back",
+                    incomplete.join(", ")
+                )));
+            }
             return Err(not_found_unless_behind(
                 format!("no archived message has event id {event_id:?}"),
                 behind,
             ));
         }
-        let mut outcomes: Vec<_> = self
-            .store
-            .outcomes(&event_id)
-            .map_err(store_error)?
+        let mut outcomes: Vec<_> = found
+            .outcomes
             .iter()
             .filter_map(|record| {
                 let value = record.value.as_deref()?;
@@ -321,12 +371,14 @@ impl Reader {
         }
         Ok(EventView {
             event_id,
-            copies: copies
+            copies: found
+                .copies
                 .iter()
                 .map(|r| masked_view(r, with_payload, masking))
                 .collect(),
             outcomes,
             behind,
+            incomplete,
         })
     }
 
@@ -419,6 +471,7 @@ impl Reader {
             items,
             next_cursor: page.next_cursor,
             behind,
+            incomplete: Vec::new(),
         })
     }
 }

@@ -71,6 +71,7 @@ pub fn trace(
         replays: replays.iter().map(replay_view).collect(),
         failure: failure.map(|(_, step)| step),
         behind: Vec::new(),
+        incomplete: Vec::new(),
     })
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use jiff::tz::TimeZone;
 use retrace_api::{
     EventRecord, FailedStep, OutcomeView, Payload, RecordRole, Trace, TraceEvent,
-    TransactionStatus, TreeNode, describe_behind,
+    TransactionStatus, TreeNode, describe_behind, describe_incomplete,
 };
 
 use super::{duration, indent, local_time, plural, replay_line, table, zone_name};
@@ -56,6 +56,9 @@ pub fn trace(trace: &Trace, tz: &TimeZone) -> String {
     .unwrap();
     if let Some(caveat) = describe_behind(&trace.behind) {
         writeln!(out, "⚠ {caveat}; this trace may be incomplete").unwrap();
+    }
+    if let Some(caveat) = describe_incomplete(&trace.incomplete, "trace") {
+        writeln!(out, "⚠ {caveat}").unwrap();
     }
     out.push_str("\nTimeline\n");
     out.push_str(&timeline(&trace.events, tz));

@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 use super::STORE_REPLAY_PROGRESS;
 
 /// The `endpoint` of every API route answered through `routes::plumbing::answer`.
-pub(crate) const ENDPOINTS: [&str; 21] = [
+pub(crate) const ENDPOINTS: [&str; 24] = [
     "transactions",
     "transaction",
     "subject",
@@ -34,6 +34,9 @@ pub(crate) const ENDPOINTS: [&str; 21] = [
     "whoami",
     "digests",
     "digest",
+    "shard_records",
+    "shard_marks",
+    "shard_subject",
 ];
 
 /// Registers at zero the series of serving the API: per endpoint its timing and its server
@@ -316,11 +319,11 @@ mod tests {
     use std::collections::BTreeSet;
     use std::path::Path;
 
-    /// The endpoint literal of each `answer(`, `answer_audited(&api, ` and `.answer(` call in
-    /// `text`: the first argument that is a string.
+    /// The endpoint literal of each `answer(`, `answer_audited(&api, `, `.answer(` and
+    /// `.answer_partial(` call in `text`: the first argument that is a string.
     fn answered(text: &str) -> Vec<&str> {
         let mut found = Vec::new();
-        for marker in ["answer(", "answer_audited("] {
+        for marker in ["answer(", "answer_audited(", "answer_partial("] {
             for (at, _) in text.match_indices(marker) {
                 let args = &text[at + marker.len()..];
                 let Some(quote) = args.find('"') else {

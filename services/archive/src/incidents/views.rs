@@ -61,6 +61,7 @@ impl Reader {
             items,
             next_cursor,
             behind: self.lag.behind(None),
+            incomplete: Vec::new(),
         })
     }
 
@@ -124,6 +125,7 @@ impl Reader {
                 .collect(),
             next_cursor: page.next_cursor,
             behind: Vec::new(),
+            incomplete: Vec::new(),
         })
     }
 

@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use super::{Claim, ClaimError, Planned, Replayer, Selection, now_ms, plan};
 use crate::audit::Audit;
+use crate::holdings::Holdings;
 use crate::reads::{Filter, parse_time, select_transactions, store_error};
+use crate::shards::fanout::Fanout;
 use crate::trace::{replay_view, rfc3339};
 
 /// A bulk replay considers this many transactions at most.
@@ -35,6 +37,8 @@ pub(crate) struct Replays {
     pub guard: Guard,
     /// A replay of more messages than this needs `replay:bulk`.
     pub bulk_admin_above: usize,
+    /// The other shards, asked with the caller's credential; `None` unless a shard.
+    pub fanout: Option<Fanout>,
 }
 
 impl Replays {
@@ -73,8 +77,9 @@ impl Replays {
             audit.target = format!("{transaction_id} to {topic}");
             check_target_topic(topic)?;
         }
-        let store = self.replayer.store();
-        let records = store.transaction(&transaction_id).map_err(store_error)?;
+        let holdings = self.holdings(caller, "/v1/transactions/{id}/replay")?;
+        let records = holdings.transaction(&transaction_id)?;
+        refuse_incomplete(&holdings)?;
         if records.is_empty() {
             return Err(ApiError::not_found(format!(
                 "no archived message belongs to transaction {transaction_id:?}"
@@ -156,19 +161,22 @@ impl Replays {
                 "rate must be 1 to 100000 messages a second",
             ));
         }
+        let holdings = self.holdings(caller, "/v1/replays")?;
         let (chosen, described) = match &request.incident {
             Some(incident) => self.incident_selection(incident, &request)?,
-            None => self.query_selection(&request)?,
+            None => self.query_selection(&holdings, &request)?,
         };
         audit.target = match &request.target_topic {
             Some(topic) => format!("{described} to {topic}"),
             None => described.clone(),
         };
-        let store = self.replayer.store();
+        let ids: Vec<String> = chosen.iter().map(|(id, _)| id.clone()).collect();
+        let mut records = holdings.transactions(&ids)?;
+        refuse_incomplete(&holdings)?;
         let mut planned = Vec::new();
         let mut transactions = Vec::new();
         for (transaction_id, selection) in chosen {
-            let records = store.transaction(&transaction_id).map_err(store_error)?;
+            let records = records.remove(&transaction_id).unwrap_or_default();
             let messages = plan(&records, &selection).unwrap_or_default();
             if !messages.is_empty() {
                 transactions.push(transaction_id);
@@ -228,6 +236,7 @@ impl Replays {
     /// replay's selection, and the query as the audit and the replay record describe it.
     fn query_selection(
         &self,
+        holdings: &Holdings,
         request: &BulkReplayRequest,
     ) -> Result<(Vec<(String, Selection)>, String), ApiError> {
         let time = |field: &str, text: &Option<String>| {
@@ -247,7 +256,7 @@ impl Replays {
             service: None,
         };
         let selected = select_transactions(
-            self.replayer.store(),
+            holdings,
             &filter,
             MAX_BULK_TRANSACTIONS,
             MAX_BULK_TRANSACTIONS,
@@ -319,6 +328,28 @@ impl Replays {
             }
         }
         Ok((chosen, format!("incident {incident}")))
+    }
+
+    /// What a replay reads: this store and, for a shard, the other shards, whose records
+    /// come masked to a caller without `payload:read`: a replay of masked payloads would
+    /// publish "***" in place of the data, so such a caller may not replay across shards.
+    fn holdings(&self, caller: &Caller, path: &str) -> Result<Holdings, ApiError> {
+        if self.fanout.is_some() && !caller.can(Permission::PayloadRead) {
+            let message = format!(
+                "{} (role {}) may not replay in a sharded archive: a replay carries the \
+                 payloads the other shards hold, which only a caller with `{}` may fetch; \
+                 ask someone with support or admin",
+                caller.actor,
+                caller.role,
+                Permission::PayloadRead,
+            );
+            self.guard.forbid(caller, "POST", path, message.clone());
+            return Err(ApiError::forbidden(message));
+        }
+        Ok(Holdings::new(
+            self.replayer.store().clone(),
+            self.fanout.clone(),
+        ))
     }
 
     /// Shows `order` (a dry run, or a repeat of an `Idempotency-Key`), or records and starts
@@ -555,3 +586,15 @@ fn refuse_internal_sources(planned: &[Planned]) -> Result<(), ApiError> {
 #[cfg(test)]
 #[path = "policy_tests.rs"]
 mod tests;
+
+/// A replay planned without a shard's records would publish part of a transaction.
+fn refuse_incomplete(holdings: &Holdings) -> Result<(), ApiError> {
+    match holdings.incomplete().as_slice() {
+        [] => Ok(()),
+        missing => Err(ApiError::unavailable(format!(
+            "shard {} did not answer, so the replay would miss what it holds: ask again, with \
+             the same Idempotency-Key, once it is back",
+            missing.join(", ")
+        ))),
+    }
+}

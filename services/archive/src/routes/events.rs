@@ -85,7 +85,7 @@ pub(super) const MESSAGES_PARAMETERS: &[&str] = &[
 pub(super) async fn get(request: ReadRequest, Path(event_id): Path<String>) -> Response {
     let audit = Audit::new(&request.caller, "event.read", &event_id);
     request
-        .answer("event", audit, PAYLOAD_PARAMETERS, move |reader, params| {
+        .answer_partial("event", audit, PAYLOAD_PARAMETERS, move |reader, params| {
             reader.event(event_id, params.flag("payload")?)
         })
         .await

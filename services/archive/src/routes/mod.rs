@@ -17,6 +17,7 @@ mod plumbing;
 mod positions;
 mod replays;
 mod responses;
+mod shards;
 mod tokens;
 mod transactions;
 mod whoami;
@@ -24,6 +25,7 @@ mod whoami;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::HeaderValue;
 use retrace_auth::{Caller, Guard, Permission, TokenRegistry};
 use retrace_log_store::LogStore;
 use tokio::sync::watch;
@@ -37,6 +39,7 @@ use crate::live::Live;
 use crate::masking::Masking;
 use crate::reads::Reader;
 use crate::replay::{Replayer, Replays};
+use crate::shards::fanout::{Fanout, Peers};
 
 pub use crate::reads::parse_time;
 pub use openapi::openapi;
@@ -55,6 +58,8 @@ pub(crate) struct Api {
     pub registry: Option<TokenRegistry>,
     /// How far behind Kafka the archive is, as of the last check.
     pub lag: Lag,
+    /// The other shards, when this archive is one.
+    pub peers: Option<Arc<Peers>>,
 }
 
 impl Api {
@@ -67,10 +72,11 @@ impl Api {
         (!caller.can(Permission::PayloadRead)).then(|| self.live.borrow().masking.clone())
     }
 
-    /// The archive as `caller` reads it.
-    fn reader(&self, caller: &Caller) -> Reader {
+    /// The archive as `caller` reads it; a shard asks the others with `credential`.
+    fn reader(&self, caller: &Caller, credential: Option<HeaderValue>) -> Reader {
         Reader {
             store: self.store().clone(),
+            fanout: self.fanout(credential),
             lag: self.lag.clone(),
             masking: self.masking_for(caller),
             caller: caller.clone(),
@@ -78,13 +84,20 @@ impl Api {
         }
     }
 
-    /// Replay requests, with the bulk threshold as last reloaded.
-    fn replays(&self) -> Replays {
+    /// Replay requests, with the bulk threshold as last reloaded; a shard asks the others
+    /// with `credential`.
+    fn replays(&self, credential: Option<HeaderValue>) -> Replays {
         Replays {
             replayer: self.replayer.clone(),
             guard: self.guard.clone(),
             bulk_admin_above: self.live.borrow().bulk_admin_above,
+            fanout: self.fanout(credential),
         }
+    }
+
+    fn fanout(&self, credential: Option<HeaderValue>) -> Option<Fanout> {
+        let peers = self.peers.as_ref()?;
+        Some(Fanout::new(Arc::clone(peers), credential))
     }
 }
 
@@ -128,7 +141,10 @@ pub(crate) fn table() -> Vec<(Access, OpenApiRouter<Api>)> {
                 .routes(routes!(incidents::get))
                 .routes(routes!(incidents::subjects))
                 .routes(routes!(replays::get))
-                .routes(routes!(positions::positions)),
+                .routes(routes!(positions::positions))
+                .routes(routes!(shards::records))
+                .routes(routes!(shards::marks))
+                .routes(routes!(shards::subject)),
         ),
         (
             Needs(Permission::Export),

@@ -6,9 +6,11 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Query};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use retrace_api::{EventView, Page, Trace};
 use retrace_auth::Caller;
 use retrace_http::ApiError;
 use retrace_log_store::StoreError;
@@ -98,6 +100,8 @@ pub(crate) async fn answer_audited<T: Serialize + Send + 'static>(
 pub(crate) struct ReadRequest {
     api: Api,
     pub caller: Caller,
+    /// The caller's `Authorization`, which a shard shows the other shards it asks.
+    credential: Option<HeaderValue>,
     raw: HashMap<String, String>,
 }
 
@@ -112,6 +116,7 @@ impl FromRequestParts<Api> for ReadRequest {
         Ok(ReadRequest {
             api: api.clone(),
             caller,
+            credential: parts.headers.get(AUTHORIZATION).cloned(),
             raw,
         })
     }
@@ -132,12 +137,66 @@ impl ReadRequest {
         known: &'static [&'static str],
         read: impl FnOnce(Reader, Params) -> Result<T, ApiError> + Send + 'static,
     ) -> Response {
-        let (reader, raw) = (self.api.reader(&self.caller), self.raw);
+        self.answer_with(endpoint, audit, known, |_| StatusCode::OK, read)
+            .await
+    }
+
+    /// Answers like [`ReadRequest::answer`], with a 206 when the answer lacks what some
+    /// shards hold.
+    pub async fn answer_partial<T: Partial + Serialize + Send + 'static>(
+        self,
+        endpoint: &'static str,
+        audit: Audit,
+        known: &'static [&'static str],
+        read: impl FnOnce(Reader, Params) -> Result<T, ApiError> + Send + 'static,
+    ) -> Response {
+        let status = |answer: &T| match answer.incomplete() {
+            [] => StatusCode::OK,
+            _ => StatusCode::PARTIAL_CONTENT,
+        };
+        self.answer_with(endpoint, audit, known, status, read).await
+    }
+
+    async fn answer_with<T: Serialize + Send + 'static>(
+        self,
+        endpoint: &'static str,
+        audit: Audit,
+        known: &'static [&'static str],
+        status: impl FnOnce(&T) -> StatusCode + Send + 'static,
+        read: impl FnOnce(Reader, Params) -> Result<T, ApiError> + Send + 'static,
+    ) -> Response {
+        let reader = self.api.reader(&self.caller, self.credential);
+        let raw = self.raw;
         answer_audited(&self.api, endpoint, audit, move |_| {
             let params = Params::new(raw, known)?;
-            Ok((StatusCode::OK, read(reader, params)?))
+            let answer = read(reader, params)?;
+            Ok((status(&answer), answer))
         })
         .await
+    }
+}
+
+/// An answer that may lack what some shards hold.
+pub(crate) trait Partial {
+    /// The shards that did not answer.
+    fn incomplete(&self) -> &[String];
+}
+
+impl Partial for Trace {
+    fn incomplete(&self) -> &[String] {
+        &self.incomplete
+    }
+}
+
+impl Partial for EventView {
+    fn incomplete(&self) -> &[String] {
+        &self.incomplete
+    }
+}
+
+impl<T> Partial for Page<T> {
+    fn incomplete(&self) -> &[String] {
+        &self.incomplete
     }
 }
 

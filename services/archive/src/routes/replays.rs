@@ -3,6 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use retrace_api::{BulkReplayRequest, ErrorBody, ReplayRequest, ReplayResponse, ReplayView};
@@ -32,7 +33,7 @@ pub(super) async fn get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let replays = api.replays();
+    let replays = api.replays(None);
     let audit = Audit::new(&caller, "replay.read", &id);
     answer_audited(&api, "replay", audit, move |_| {
         Ok((StatusCode::OK, replays.view(&id)?))
@@ -67,7 +68,7 @@ pub(super) async fn transaction(
     body: Bytes,
 ) -> Response {
     let request_key = idempotency_key(&headers);
-    let replays = api.replays();
+    let replays = api.replays(headers.get(AUTHORIZATION).cloned());
     let audit = Audit::new(&caller, "replay.start", &transaction_id);
     answer_audited(&api, "replay_transaction", audit, move |audit| {
         let request: ReplayRequest = json_body(&body, "request")?;
@@ -104,7 +105,7 @@ pub(super) async fn bulk(
     body: Bytes,
 ) -> Response {
     let request_key = idempotency_key(&headers);
-    let replays = api.replays();
+    let replays = api.replays(headers.get(AUTHORIZATION).cloned());
     let audit = Audit::new(&caller, "replay.start", "");
     answer_audited(&api, "bulk_replay", audit, move |audit| {
         let request: BulkReplayRequest = json_body(&body, "request")?;

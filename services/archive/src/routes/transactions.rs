@@ -93,7 +93,7 @@ pub(super) struct SubjectListing {
 pub(super) async fn get(request: ReadRequest, Path(id): Path<String>) -> Response {
     let audit = Audit::new(&request.caller, "transaction.read", &id);
     request
-        .answer(
+        .answer_partial(
             "transaction",
             audit,
             PAYLOAD_PARAMETERS,
@@ -135,7 +135,7 @@ pub(super) async fn export(request: ReadRequest) -> Response {
 async fn listing(request: ReadRequest, action: &'static str) -> Response {
     let audit = Audit::new(&request.caller, action, request.query());
     request
-        .answer(
+        .answer_partial(
             "transactions",
             audit,
             LISTING_PARAMETERS,
@@ -198,7 +198,7 @@ pub(super) async fn export_of_subject(
 async fn subject_listing(request: ReadRequest, subject: String, action: &'static str) -> Response {
     let audit = Audit::new(&request.caller, action, &subject);
     request
-        .answer(
+        .answer_partial(
             "subject",
             audit,
             SUBJECT_PARAMETERS,
