@@ -28,9 +28,6 @@
 //!   when `options` carries the rule, else by the archive's first open. Copying it would keep
 //!   failures whose records went to the other shard. As after any rebuild, when an incident
 //!   last opened or resolved, and how often it reopened, start over from the records.
-//! - For each transaction that touched a subject, the time of its newest record naming the
-//!   subject in this shard: an append keeps the time of the record written last, and the
-//!   split writes topic by topic, not in the order the records arrived.
 //!
 //! Each new shard is written into `<target>.partial`, and both are renamed into place once
 //! both are whole: an interrupted split leaves `.partial` directories, which the next split
@@ -275,7 +272,6 @@ fn write(plan: &Plan, partials: &[PathBuf; 2], options: &StoreOptions) -> Result
             copy_keyspace(from.iter(), to, target)?;
         }
         keep_own_bounds(plan, target, which)?;
-        newest_subject_times(target)?;
         // Last: an append behind a position would take its records as already archived.
         let mut batch = to.db.batch().durability(Some(PersistMode::SyncAll));
         for (takers, key, value) in &positions {
@@ -366,50 +362,6 @@ fn keep_own_bounds(plan: &Plan, target: &LogStore, which: usize) -> Result<(), S
     batch
         .commit()
         .map_err(target.error("write the pending erasures"))
-}
-
-/// Sets the time of each (subject, transaction) entry to that of the transaction's newest
-/// record here naming the subject: see the module documentation. It reads each transaction
-/// once per subject it names: a few times what the copy read.
-fn newest_subject_times(target: &LogStore) -> Result<(), StoreError> {
-    let by_subject = &target.inner().by_subject;
-    let mut batch = target.inner().db.batch();
-    let mut pending = 0;
-    for guard in by_subject.iter() {
-        let (key, value) = guard
-            .into_inner()
-            .map_err(target.error("read a subject's transactions"))?;
-        let transaction = keys::after_id(&key)
-            .and_then(|t| std::str::from_utf8(t).ok())
-            .ok_or_else(|| dangling("by_subject", &key))?;
-        let subject = &key[..key.len() - transaction.len() - 1];
-        let names_subject = |ids: &crate::EventIds| {
-            ids.subject_ids
-                .iter()
-                .any(|named| named.as_bytes() == subject)
-        };
-        let newest = target
-            .transaction(transaction)?
-            .iter()
-            .filter(|record| record.ids.as_ref().is_some_and(&names_subject))
-            .map(|record| record.time_ms)
-            .max();
-        if let Some(newest) = newest
-            && keys::parse_time(&value) != Some(newest)
-        {
-            batch.insert(by_subject, key.clone(), keys::time(newest));
-            pending += 1;
-            if pending == BATCH {
-                let full = std::mem::replace(&mut batch, target.inner().db.batch());
-                full.commit()
-                    .map_err(target.error("write a subject's transactions"))?;
-                pending = 0;
-            }
-        }
-    }
-    batch
-        .commit()
-        .map_err(target.error("write a subject's transactions"))
 }
 
 #[cfg(test)]

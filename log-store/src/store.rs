@@ -25,7 +25,7 @@ use crate::{
     AppendSummary, ArchivedRecord, AuditEntry, Change, LogReset, Position, RecordKey, StoreError,
     codec, keys,
 };
-use indexes::{IndexEntry, index_entries};
+use indexes::{Index, IndexEntry, index_entries};
 
 /// Memory the engine may use, whatever the archive's size, and the incident rule.
 #[derive(Debug, Clone)]
@@ -260,6 +260,7 @@ impl LogStore {
         let mut new_head = audit_head.clone();
         let mut appended = Vec::new();
         let mut changes = changes::InBatch::default();
+        let mut subjects_seen = HashMap::new();
         for record in records {
             let key = &record.key;
             if !keys::fits(key) {
@@ -306,6 +307,11 @@ impl LogStore {
                 }
             };
             for (index, index_key, value) in &record.index_entries {
+                if *index == Index::BySubject
+                    && !self.newest_sighting(&mut subjects_seen, index_key, value)?
+                {
+                    continue;
+                }
                 batch.insert(
                     inner.keyspace(*index),
                     index_key.as_slice(),
@@ -360,6 +366,34 @@ impl LogStore {
                     .map(|((topic, partition), next)| ((topic.to_owned(), partition), next)),
             );
         Ok(summary)
+    }
+
+    /// Whether `time`, a record's time for a (subject, transaction) entry, is its newest
+    /// sighting yet, in the store and in the batch (`seen`): a subject's listing orders
+    /// transactions by when each last touched it, and records arrive in any order across
+    /// partitions.
+    fn newest_sighting<'k>(
+        &self,
+        seen: &mut HashMap<&'k [u8], Vec<u8>>,
+        key: &'k [u8],
+        time: &[u8],
+    ) -> Result<bool, StoreError> {
+        let newer = match seen.get(key) {
+            Some(newest) => time > newest.as_slice(),
+            None => match self
+                .inner
+                .by_subject
+                .get(key)
+                .map_err(self.error("read a subject's transaction"))?
+            {
+                Some(stored) => time > &*stored,
+                None => true,
+            },
+        };
+        if newer {
+            seen.insert(key, time.to_vec());
+        }
+        Ok(newer)
     }
 
     /// Bytes an unprivileged writer may still use on the archive's filesystem.

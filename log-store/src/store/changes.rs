@@ -93,8 +93,13 @@ impl LogStore {
     }
 
     /// Erasures kept and not applied yet whose bound this store has reached in every
-    /// partition, so applying them erases what the replica that was asked erased.
-    pub fn due_erasures(&self) -> Result<Vec<Erasure>, StoreError> {
+    /// partition it `holds` (a shard holds some partitions; an erasure asked of any shard is
+    /// bounded in all of them), so applying them erases what the replica that was asked
+    /// erased.
+    pub fn due_erasures(
+        &self,
+        holds: impl Fn(&str, i32) -> bool,
+    ) -> Result<Vec<Erasure>, StoreError> {
         let mut due = Vec::new();
         for guard in self.inner.erasures.prefix([PENDING]) {
             let (key, value) = guard
@@ -104,10 +109,14 @@ impl LogStore {
                 key: format!("erasure {}", String::from_utf8_lossy(&key[1..])),
                 source,
             })?;
-            let reached = erasure.bound.iter().all(|mark| {
-                self.position(&mark.topic, mark.partition)
-                    .is_some_and(|p| (p.epoch, p.next_offset) >= (mark.epoch, mark.next_offset))
-            });
+            let reached = erasure
+                .bound
+                .iter()
+                .filter(|mark| holds(&mark.topic, mark.partition))
+                .all(|mark| {
+                    self.position(&mark.topic, mark.partition)
+                        .is_some_and(|p| (p.epoch, p.next_offset) >= (mark.epoch, mark.next_offset))
+                });
             if reached {
                 due.push(erasure);
             }

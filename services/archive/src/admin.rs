@@ -12,7 +12,7 @@ use retrace_auth::{
     Caller, NewToken, Permission, RegistryError, Role, TokenFormatError, TokenRecord, TokenRegistry,
 };
 use retrace_http::ApiError;
-use retrace_log_store::{AuditFilter, AuditRecord, Change, Erasure, LogStore};
+use retrace_log_store::{AuditFilter, AuditRecord, Change, Erasure, LogStore, Watermark};
 use retrace_proto::AUDIT_TOPIC;
 
 use crate::audit::Audit;
@@ -20,6 +20,7 @@ use crate::changes::ChangeLog;
 use crate::classify::SignatureFault;
 use crate::reads::store_error;
 use crate::replay::now_ms;
+use crate::shards::fanout::Fanout;
 use crate::trace::rfc3339;
 
 /// What still holds an erased subject's bytes, said with every erasure.
@@ -44,12 +45,13 @@ pub(crate) fn without_error_text(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Erases `subject`'s payloads and the error texts of outcomes on its events, on every
-/// replica: published on the change log, bounded by what this replica has archived, and
-/// answered once applied here. `audit` gets the request's reason. Blocks: call it on the
-/// blocking pool.
+/// replica of every shard: published on the change log, bounded by what this replica (and
+/// each other shard, in the partitions it holds) has archived, and answered once applied
+/// here. `audit` gets the request's reason. Blocks: call it on the blocking pool.
 pub(crate) fn erase(
     store: &LogStore,
     changes: &ChangeLog,
+    fanout: Option<&Fanout>,
     subject: String,
     request: EraseRequest,
     audit: &mut Audit,
@@ -61,7 +63,14 @@ pub(crate) fn erase(
             "reason is required: say why (the request's reference), for the audit trail",
         ));
     }
-    if !store.knows_subject(&subject).map_err(store_error)? {
+    let bound = erasure_bound(store, fanout)?;
+    let known_elsewhere = || {
+        fanout.is_some_and(|fanout| {
+            let gathered = fanout.subject_seen(&subject);
+            gathered.parts.iter().any(|(_, seen)| !seen.is_empty())
+        })
+    };
+    if !store.knows_subject(&subject).map_err(store_error)? && !known_elsewhere() {
         return Err(ApiError::not_found(format!(
             "no archived message names subject {subject:?}; nothing was erased"
         )));
@@ -70,7 +79,7 @@ pub(crate) fn erase(
         erasure_id: uuid::Uuid::now_v7().to_string(),
         subject_id: subject.clone(),
         erased_at_ms: now_ms(),
-        bound: store.erasure_bound(),
+        bound,
     };
     tokio::runtime::Handle::current()
         .block_on(changes.publish_applied(&subject, Change::Erasure(erasure.clone())))
@@ -95,6 +104,40 @@ pub(crate) fn erase(
         outcomes: summary.outcomes as usize,
         note: ERASURE_NOTE.to_owned(),
     })
+}
+
+/// Where an erasure stops: this store's positions and, for a shard, every other shard's in
+/// the partitions it owns, so each shard erases what it had archived when asked. The topics
+/// every shard reads whole are bounded by this shard's own positions: another's may be
+/// ahead of them. No erasure without every shard's: one left unbounded would erase nothing
+/// there.
+fn erasure_bound(store: &LogStore, fanout: Option<&Fanout>) -> Result<Vec<Watermark>, ApiError> {
+    let mut bound = store.erasure_bound();
+    let Some(fanout) = fanout else {
+        return Ok(bound);
+    };
+    let gathered = fanout.positions();
+    if !gathered.incomplete.is_empty() {
+        return Err(ApiError::unavailable(format!(
+            "shard {} did not answer, so the erasure cannot say how far it reaches there; \
+             nothing was erased: ask again once it is back",
+            gathered.incomplete.join(", ")
+        )));
+    }
+    let own = fanout.shard();
+    for (_, positions) in gathered.parts {
+        for position in positions {
+            if !own.owns(&position.topic, position.partition) {
+                bound.push(Watermark {
+                    topic: position.topic,
+                    partition: position.partition,
+                    epoch: position.epoch,
+                    next_offset: position.next_offset,
+                });
+            }
+        }
+    }
+    Ok(bound)
 }
 
 /// The audit trail's records `filter` selects, a page at a time.

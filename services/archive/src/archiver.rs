@@ -523,7 +523,8 @@ impl Archiver {
     /// Applies the erasures now due, then tells whoever waits for a change to be applied.
     async fn apply_due_erasures(&self) {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || apply_due_erasures(&store))
+        let shard = self.assignment.as_ref().map(StaticAssignment::shard);
+        tokio::task::spawn_blocking(move || apply_due_erasures(&store, shard))
             .await
             .expect("applying erasures does not panic");
         self.applied.notify();

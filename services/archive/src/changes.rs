@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::admin::without_error_text;
 use crate::events::{ErasureApplied, ErasureNotApplied, ErasuresPending};
+use crate::shards::Shard;
 
 /// How long a caller waits for its replica to apply a change it published: the replica is
 /// normally a batch away from it; longer means it is far behind Kafka.
@@ -135,10 +136,13 @@ impl ChangeLog {
     }
 }
 
-/// Applies the erasures this store has archived far enough to apply, as every replica does
-/// after each batch; one that fails stays pending for the next.
-pub(crate) fn apply_due_erasures(store: &LogStore) {
-    let due = match store.due_erasures() {
+/// Applies the erasures this store has archived far enough to apply (a shard: in the
+/// partitions it owns), as every replica does after each batch; one that fails stays
+/// pending for the next.
+pub(crate) fn apply_due_erasures(store: &LogStore, shard: Option<Shard>) {
+    let due = match store
+        .due_erasures(|topic, partition| shard.is_none_or(|shard| shard.owns(topic, partition)))
+    {
         Ok(due) => due,
         Err(error) => {
             ErasureNotApplied {

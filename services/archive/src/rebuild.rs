@@ -20,6 +20,7 @@ use crate::classify::{classify, prepare};
 use crate::config::{ALL_TOPICS_PATTERN, ArchiveConfig, TopicSelection};
 use crate::events::BatchArchived;
 use crate::replay::now_ms;
+use crate::shards::Shard;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -86,7 +87,8 @@ pub fn rebuild(
         ])
         .create()
         .map_err(kafka("connect"))?;
-    let ranges = ranges(&consumer, config, &store, since_ms)?;
+    let shard = config.sharding.as_ref().map(|sharding| sharding.shard);
+    let ranges = ranges(&consumer, config, shard, &store, since_ms)?;
     let mut assignment = TopicPartitionList::new();
     for range in &ranges {
         assignment
@@ -131,7 +133,7 @@ pub fn rebuild(
             Some(Err(error)) => return Err(kafka("read")(error)),
         }
         if batch.len() >= config.batch.max_records || (open.is_empty() && !batch.is_empty()) {
-            write(&store, &mut batch, &mut done)?;
+            write(&store, shard, &mut batch, &mut done)?;
             progress(done);
         }
     }
@@ -174,6 +176,7 @@ fn kafka_error(
 
 fn write(
     store: &LogStore,
+    shard: Option<Shard>,
     batch: &mut Vec<PreparedRecord>,
     done: &mut RebuildProgress,
 ) -> Result<(), StoreError> {
@@ -188,15 +191,16 @@ fn write(
     done.already_archived += summary.already_archived as u64;
     batch.clear();
     // The change log's erasures, as the archive service applies them.
-    apply_due_erasures(store);
+    apply_due_erasures(store, shard);
     Ok(())
 }
 
-/// What to read of each partition: from the archive's position (or the oldest retained
+/// What to read of each partition (a shard: each it owns): from the archive's position (or the oldest retained
 /// offset, or the first at `since_ms`, whichever is later) to the high watermark now.
 fn ranges(
     consumer: &BaseConsumer,
     config: &ArchiveConfig,
+    shard: Option<Shard>,
     store: &LogStore,
     since_ms: Option<i64>,
 ) -> Result<Vec<Range>, RebuildError> {
@@ -215,7 +219,11 @@ fn ranges(
     }
     let mut ranges = Vec::new();
     for topic in metadata.topics().iter().filter(|t| wanted(t.name())) {
-        for partition in topic.partitions() {
+        let owned = topic
+            .partitions()
+            .iter()
+            .filter(|partition| shard.is_none_or(|shard| shard.owns(topic.name(), partition.id())));
+        for partition in owned {
             let (low, high) = consumer
                 .fetch_watermarks(topic.name(), partition.id(), KAFKA_TIMEOUT)
                 .map_err(kafka("read watermarks"))?;

@@ -6,7 +6,8 @@
 //! Asked through any shard, every trace, every event, every page of every subject's listing
 //! and of the failed and started listings equals the single archive's, for an admin and (masked) for an
 //! analyst. With one shard killed, answers are 206 and name it in `incomplete`, and hold
-//! nothing the single archive does not; restarted, they are whole again.
+//! nothing the single archive does not; restarted, they are whole again. An erasure asked of
+//! a shard that holds none of the subject's records erases them on the shards that do.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -421,6 +422,44 @@ async fn shards_answer_as_one_archive(broker: Broker) {
     shards[2].start(&broker, &topic, config.path(), &map);
     shards[2].wait_ready().await;
     compared += assert_same_answers(&shards[1], &single, &transactions, &admin).await;
+
+    // An erasure asked of shard 1, which holds none of the subject's records (they sit on
+    // partitions 5, 0 and 2: shards 2 and 0), reaches them all.
+    let erased = format!("beneficiary:{}", SUBJECTS - 1);
+    let (status, erasure) = request_json(
+        "POST",
+        shards[1].url(&format!("/v1/subjects/{erased}/erase")),
+        Some(&admin),
+        Some(&json!({"reason": "request 7"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{erasure}");
+    let listing = format!("/v1/subjects/{erased}/transactions?since=30d");
+    let (_, pages) = all_pages(&shards[0], &listing, 50, &admin).await;
+    let of_subject: Vec<String> = pages
+        .iter()
+        .flat_map(|page| page["items"].as_array().unwrap().clone())
+        .map(|item| item["transaction_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        of_subject.len(),
+        TRANSACTIONS / SUBJECTS,
+        "{erased}'s transactions"
+    );
+    for transaction in &of_subject {
+        let path = format!("/v1/transactions/{transaction}?payload=true");
+        eventually(
+            &format!("{path} erased on every shard"),
+            PATIENCE,
+            || async {
+                let (_, trace) = get(&shards[0], &path, &admin).await;
+                let events = trace["events"].as_array()?;
+                (events.len() == 3 && events.iter().all(|event| event["erased_at"].is_string()))
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     for node in shards.iter_mut().chain([&mut single]) {
         node.process.take().unwrap().stop(Stop::Terminate);
     }

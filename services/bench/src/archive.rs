@@ -48,7 +48,7 @@ pub struct Options {
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let broker = Broker::mock();
     broker.create_topic(TOPIC, options.partitions).await;
-    let envelopes = envelopes(&options);
+    let envelopes = envelopes(options.messages, options.envelope_bytes);
     produce(&broker, TOPIC, &envelopes)?;
     let mut config = ArchiveConfig::new(broker.bootstrap(), "unused");
     // Authentication as in production (its token registry reads the tokens topic beside
@@ -102,19 +102,18 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registration events of about `envelope_bytes` each, one transaction per ten events.
-fn envelopes(options: &Options) -> Vec<Envelope> {
+/// `messages` registration events of about `envelope_bytes` each, one transaction per ten
+/// events.
+pub(crate) fn envelopes(messages: usize, envelope_bytes: usize) -> Vec<Envelope> {
     let mut root = Envelope::root("registration", "registration.submitted.v1");
-    (0..options.messages)
+    (0..messages)
         .map(|i| {
             if i % 10 == 0 {
                 root = Envelope::root("registration", "registration.submitted.v1");
             }
             let mut event = Envelope::caused_by(&root, "registration", "registration.checked.v1")
                 .with_subject(format!("beneficiary:{}", i % 5000));
-            let padding = options
-                .envelope_bytes
-                .saturating_sub(event.encoded_len() + 20);
+            let padding = envelope_bytes.saturating_sub(event.encoded_len() + 20);
             event.content_type = "application/json".into();
             event.payload = vec![b'x'; padding];
             event
@@ -122,12 +121,24 @@ fn envelopes(options: &Options) -> Vec<Envelope> {
         .collect()
 }
 
-/// Produces `envelopes` to `topic` with their trace headers, as the SDK would, and waits
-/// until every one is acknowledged.
+/// Produces `envelopes` to `topic` with their trace headers, keyed by transaction as the SDK
+/// does, and waits until every one is acknowledged.
 pub(crate) fn produce(
     broker: &Broker,
     topic: &str,
     envelopes: impl IntoIterator<Item = impl Borrow<Envelope>>,
+) -> anyhow::Result<()> {
+    produce_keyed(broker, topic, envelopes, |envelope| {
+        &envelope.transaction_id
+    })
+}
+
+/// [`produce`], each envelope keyed by `key` (its partition follows the key).
+pub(crate) fn produce_keyed(
+    broker: &Broker,
+    topic: &str,
+    envelopes: impl IntoIterator<Item = impl Borrow<Envelope>>,
+    key: impl Fn(&Envelope) -> &String,
 ) -> anyhow::Result<()> {
     let producer: ThreadedProducer<DefaultProducerContext> = broker
         .client_config()
@@ -139,7 +150,7 @@ pub(crate) fn produce(
         let headers = kafka_headers(&TraceHeaders::of(envelope));
         let value = envelope.encode_to_vec();
         let record = BaseRecord::to(topic)
-            .key(&envelope.transaction_id)
+            .key(key(envelope))
             .payload(&value)
             .headers(headers);
         producer.send(record).map_err(|(e, _)| e)?;

@@ -10,6 +10,7 @@ mod peers;
 mod plot;
 mod records;
 mod served;
+mod shards;
 mod soak;
 mod trace;
 mod worker;
@@ -39,6 +40,9 @@ enum Area {
     /// Retrace beside PostgreSQL (a JDBC sink's table) on the same messages, in one run:
     /// ingest rate and trace p99 of each, and their ratios.
     Peers(peers::Options),
+    /// Archive shards: ingest with two shards against one on the same topic, and trace p99
+    /// through the fan-out against one archive holding everything.
+    Shards(shards::Options),
     /// `retrace dev --demo` for a duration at a rate, with replays: lost, duplicates, RSS,
     /// disk growth, trace p99 per minute.
     Soak(soak::Options),
@@ -55,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         Area::Incidents(options) => incidents::run(options).await,
         Area::Instructions(options) => instructions::run(options).await,
         Area::Peers(options) => peers::run(options).await,
+        Area::Shards(options) => shards::run(options).await,
         Area::Soak(options) => soak::run(options).await,
         Area::Worker(options) => worker::run(options).await,
     }

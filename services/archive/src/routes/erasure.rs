@@ -2,7 +2,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use retrace_api::{EraseRequest, ErasureView, ErrorBody};
 use retrace_auth::Caller;
@@ -26,23 +27,25 @@ use crate::audit::Audit;
         (status = 200, description = "What the erasure did", body = ErasureView),
         (status = 400, description = "The request is invalid (no reason, not JSON); `field` names what", body = ErrorBody),
         (status = 404, description = "No archived message names the subject", body = ErrorBody),
-        (status = 503, description = "The erasure is on the change log, but this archive has not applied it yet (far behind Kafka), or Kafka did not take it", body = ErrorBody),
+        (status = 503, description = "The erasure is on the change log, but this archive has not applied it yet (far behind Kafka), or Kafka did not take it; or, sharded, a shard did not answer (nothing was erased)", body = ErrorBody),
     ),
 )]
 pub(super) async fn erase(
     State(api): State<Api>,
     caller: Caller,
     Path(subject): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let store = api.store().clone();
     let changes = api.changes.clone();
+    let fanout = api.fanout(headers.get(AUTHORIZATION).cloned());
     let audit = Audit::new(&caller, "subject.erase", &subject);
     answer_audited(&api, "erase", audit, move |audit| {
         let request: EraseRequest = json_body(&body, "request")?;
         Ok((
             StatusCode::OK,
-            admin::erase(&store, &changes, subject, request, audit)?,
+            admin::erase(&store, &changes, fanout.as_ref(), subject, request, audit)?,
         ))
     })
     .await

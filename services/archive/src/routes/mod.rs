@@ -95,6 +95,7 @@ impl Api {
         }
     }
 
+    /// The other shards, asked with `credential`; `None` unless a shard.
     fn fanout(&self, credential: Option<HeaderValue>) -> Option<Fanout> {
         let peers = self.peers.as_ref()?;
         Some(Fanout::new(Arc::clone(peers), credential))

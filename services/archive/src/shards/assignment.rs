@@ -62,6 +62,10 @@ impl StaticAssignment {
         }
     }
 
+    pub fn shard(&self) -> Shard {
+        self.shard
+    }
+
     /// When the next refresh is due.
     pub fn due(&self) -> Instant {
         self.next

@@ -15,7 +15,7 @@ use axum::http::HeaderValue;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine as _;
 use futures::future::join_all;
-use retrace_api::{RecordsQuery, ShardMarks, ShardRecords, ShardSubject};
+use retrace_api::{PositionView, RecordsQuery, ShardMarks, ShardRecords, ShardSubject};
 use retrace_log_store::{
     ArchivedRecord, Mark, MarkedTransaction, RecordKey, SubjectTransaction, decode_record,
 };
@@ -124,6 +124,18 @@ impl Fanout {
                     last_seen_ms: seen.last_seen_ms,
                 })
                 .collect()
+        })
+    }
+
+    /// The shard that asks.
+    pub fn shard(&self) -> Shard {
+        self.peers.sharding.shard
+    }
+
+    /// Where every other shard stands in each partition it holds.
+    pub fn positions(&self) -> Gathered<Vec<PositionView>> {
+        self.ask(None, |client, url| {
+            client.get(format!("{url}/v1/positions"))
         })
     }
 
