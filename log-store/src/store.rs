@@ -372,14 +372,14 @@ impl LogStore {
     /// sighting yet, in the store and in the batch (`seen`): a subject's listing orders
     /// transactions by when each last touched it, and records arrive in any order across
     /// partitions.
-    fn newest_sighting<'k>(
+    fn newest_sighting<'r>(
         &self,
-        seen: &mut HashMap<&'k [u8], Vec<u8>>,
-        key: &'k [u8],
-        time: &[u8],
+        seen: &mut HashMap<&'r [u8], &'r [u8]>,
+        key: &'r [u8],
+        time: &'r [u8],
     ) -> Result<bool, StoreError> {
         let newer = match seen.get(key) {
-            Some(newest) => time > newest.as_slice(),
+            Some(newest) => time > *newest,
             None => match self
                 .inner
                 .by_subject
@@ -391,7 +391,7 @@ impl LogStore {
             },
         };
         if newer {
-            seen.insert(key, time.to_vec());
+            seen.insert(key, time);
         }
         Ok(newer)
     }

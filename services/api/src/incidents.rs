@@ -134,6 +134,10 @@ pub struct IncidentDetail {
     pub next_cursor: Option<String>,
     /// Distinct subjects its transactions touched.
     pub subjects: u64,
+    /// As in [`crate::Trace::incomplete`]: a sharded archive's incidents are each shard's
+    /// own, so these shards' failures are not counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<String>,
 }
 
 /// One line of `GET /v1/incidents/{id}/subjects`: a subject the incident touched and the

@@ -252,6 +252,12 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
+    /// The other shards, named as an answer built from this shard's own partitions names
+    /// what it lacks (incidents, messages across partitions: not gathered from the others).
+    pub fn other_shards(&self) -> Vec<String> {
+        self.fanout.as_ref().map_or_else(Vec::new, Fanout::others)
+    }
+
     /// What this read reads: the store, and the other shards when a shard.
     fn holdings(&self) -> Holdings {
         Holdings::new(self.store.clone(), self.fanout.clone())
@@ -430,6 +436,17 @@ impl Reader {
 
     /// A topic's messages, a page at a time.
     pub fn messages(&self, query: &MessagesQuery) -> Result<Page<MessageView>, ApiError> {
+        if let (Some(fanout), Some(partition)) = (&self.fanout, query.partition)
+            && let Some(holder) = fanout.holder(query.topic, partition)
+        {
+            return Err(ApiError::invalid(
+                "partition",
+                format!(
+                    "partition {partition} of {} is archived by shard {holder}: ask it there",
+                    query.topic
+                ),
+            ));
+        }
         let (from, until) = query.window;
         let by_offset = query.partition.is_some() || query.from_offset.is_some();
         let page = if by_offset {
@@ -471,7 +488,11 @@ impl Reader {
             items,
             next_cursor: page.next_cursor,
             behind,
-            incomplete: Vec::new(),
+            // Across partitions, only this shard's were read.
+            incomplete: match query.partition {
+                Some(_) => Vec::new(),
+                None => self.other_shards(),
+            },
         })
     }
 }

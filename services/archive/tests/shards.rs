@@ -380,6 +380,36 @@ async fn shards_answer_as_one_archive(broker: Broker) {
     for (asked, token) in [(&shards[0], &admin), (&shards[2], &analyst)] {
         compared += assert_same_answers(asked, &single, &transactions, token).await;
     }
+    // What a shard answers from its own partitions alone says so.
+    let (status, incidents) = get(&shards[0], "/v1/incidents", &admin).await;
+    assert_eq!(
+        (status, &incidents["incomplete"]),
+        (206, &json!(["1/3", "2/3"])),
+        "{incidents}"
+    );
+    let (status, refused) = get(
+        &shards[0],
+        &format!("/v1/messages?topic={topic}&partition=1"),
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        (status, &refused["field"]),
+        (400, &json!("partition")),
+        "{refused}"
+    );
+    assert!(
+        refused["error"].as_str().unwrap().contains("shard 1/3"),
+        "{refused}"
+    );
+    let (status, _) = get(
+        &shards[0],
+        &format!("/v1/messages?topic={topic}&partition=3"),
+        &admin,
+    )
+    .await;
+    assert_eq!(status, 200, "partition 3 is shard 0's");
+
     let (_, masked) = get(
         &shards[1],
         &format!("/v1/transactions/{}?payload=true", transactions[4]),

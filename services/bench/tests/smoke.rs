@@ -103,6 +103,20 @@ fn archive_smoke_runs_every_phase() {
 }
 
 #[test]
+fn shards_smoke_ingests_with_one_and_two_shards_and_traces_through_the_fanout() {
+    let report = smoke("shards", &[], "shards_2_over_1");
+    for key in [
+        "one_shard_msgs_per_s=",
+        "two_shards_msgs_per_s=",
+        "single_trace_p99_ms=",
+        "fanout_trace_p99_ms=",
+        "fanout_trace_p99_ratio=",
+    ] {
+        assert!(report.contains(key), "no {key} in:\n{report}");
+    }
+}
+
+#[test]
 fn gateway_smoke_runs_every_phase() {
     let report = smoke("gateway", &[], "gateway_batched_events_per_s");
     for key in [

@@ -61,7 +61,7 @@ impl Reader {
             items,
             next_cursor,
             behind: self.lag.behind(None),
-            incomplete: Vec::new(),
+            incomplete: self.other_shards(),
         })
     }
 
@@ -98,6 +98,7 @@ impl Reader {
             transactions: page.items.into_iter().map(member_view).collect(),
             next_cursor: page.next_cursor,
             subjects: self.store.incident_subject_count(id).map_err(store_error)?,
+            incomplete: self.other_shards(),
         })
     }
 
@@ -125,7 +126,7 @@ impl Reader {
                 .collect(),
             next_cursor: page.next_cursor,
             behind: Vec::new(),
-            incomplete: Vec::new(),
+            incomplete: self.other_shards(),
         })
     }
 

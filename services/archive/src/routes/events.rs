@@ -120,7 +120,7 @@ pub(super) async fn get(request: ReadRequest, Path(event_id): Path<String>) -> R
 pub(super) async fn messages(request: ReadRequest) -> Response {
     let audit = Audit::new(&request.caller, "messages.read", request.query());
     request
-        .answer(
+        .answer_partial(
             "messages",
             audit,
             MESSAGES_PARAMETERS,

@@ -45,7 +45,7 @@ pub(super) struct Listing {
 pub(super) async fn list(request: ReadRequest) -> Response {
     let audit = Audit::new(&request.caller, "incidents.list", request.query());
     request
-        .answer("incidents", audit, LISTING_PARAMETERS, |reader, params| {
+        .answer_partial("incidents", audit, LISTING_PARAMETERS, |reader, params| {
             let filter = IncidentFilter {
                 status: params
                     .text("status")
@@ -77,7 +77,7 @@ pub(super) async fn list(request: ReadRequest) -> Response {
 pub(super) async fn get(request: ReadRequest, Path(id): Path<String>) -> Response {
     let audit = Audit::new(&request.caller, "incident.read", &id);
     request
-        .answer("incident", audit, PAGE_PARAMETERS, move |reader, params| {
+        .answer_partial("incident", audit, PAGE_PARAMETERS, move |reader, params| {
             reader.incident(&id, params.limit()?, params.text("cursor"))
         })
         .await
@@ -121,7 +121,7 @@ pub(super) async fn export_subjects(request: ReadRequest, Path(id): Path<String>
 async fn subject_listing(request: ReadRequest, id: String, action: &'static str) -> Response {
     let audit = Audit::new(&request.caller, action, &id);
     request
-        .answer(
+        .answer_partial(
             "incident_subjects",
             audit,
             PAGE_PARAMETERS,

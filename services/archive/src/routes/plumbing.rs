@@ -10,7 +10,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use retrace_api::{EventView, Page, Trace};
+use retrace_api::{EventView, IncidentDetail, Page, Trace};
 use retrace_auth::Caller;
 use retrace_http::ApiError;
 use retrace_log_store::StoreError;
@@ -189,6 +189,12 @@ impl Partial for Trace {
 }
 
 impl Partial for EventView {
+    fn incomplete(&self) -> &[String] {
+        &self.incomplete
+    }
+}
+
+impl Partial for IncidentDetail {
     fn incomplete(&self) -> &[String] {
         &self.incomplete
     }

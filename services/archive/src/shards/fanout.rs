@@ -127,6 +127,22 @@ impl Fanout {
         })
     }
 
+    /// The other shards' names (`1/3`).
+    pub fn others(&self) -> Vec<String> {
+        let others = self.peers.sharding.others();
+        others.map(|(shard, _)| shard.to_string()).collect()
+    }
+
+    /// The shard that archives `partition` of `topic`, and its URLs, when another does.
+    pub fn holder(&self, topic: &str, partition: i32) -> Option<String> {
+        if self.shard().owns(topic, partition) {
+            return None;
+        }
+        let mut others = self.peers.sharding.others();
+        let (shard, urls) = others.find(|(shard, _)| shard.owns(topic, partition))?;
+        Some(format!("{shard} ({})", urls.join(", ")))
+    }
+
     /// The shard that asks.
     pub fn shard(&self) -> Shard {
         self.peers.sharding.shard
