@@ -3,7 +3,7 @@
 //! `incidents show`, one incident with its failures over time and its transactions.
 
 use jiff::tz::TimeZone;
-use retrace_api::{IncidentDetail, IncidentStatus, IncidentView};
+use retrace_api::{IncidentDetail, IncidentStatus, IncidentView, describe_incomplete};
 
 use super::client::{Client, Request, Server};
 use super::{MAX_PAGE, collect, print, print_json, render, window_words};
@@ -103,5 +103,8 @@ async fn show(client: &Client, args: ShowArgs) -> Result<(), Failure> {
         return print(&format!("{}\n", render::pretty_json(&body)));
     }
     let detail: IncidentDetail = client.send(request).await?;
+    if let Some(caveat) = describe_incomplete(&detail.incomplete, "incident") {
+        eprintln!("retrace: {caveat}");
+    }
     print(&render::incident_detail(&detail, &TimeZone::system()))
 }

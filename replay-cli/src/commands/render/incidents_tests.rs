@@ -104,6 +104,7 @@ fn detail(incident: IncidentView) -> IncidentDetail {
         transactions: vec![transaction("t-1", true), transaction("t-2", false)],
         next_cursor: None,
         subjects: 9,
+        incomplete: Vec::new(),
     }
 }
 
