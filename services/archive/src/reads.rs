@@ -65,8 +65,16 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
 
 /// This "not found" with the partitions the archive is behind on, where the thing may still
 /// be: said in the message too, so no one reads "no archived message" as "it did not
-/// happen" while the archive catches up.
-fn not_found_unless_behind(error: String, behind: Vec<Behind>) -> ApiError {
+/// happen" while the archive catches up. Unless a shard that did not answer may hold it:
+/// then it is not known, and the answer is a 503 naming the shard.
+fn not_found_unless_behind(error: String, behind: Vec<Behind>, incomplete: &[String]) -> ApiError {
+    if !incomplete.is_empty() {
+        return ApiError::unavailable(format!(
+            "{error} on the shards that answered, but shard {} did not answer and may hold \
+             it: ask again once it is back",
+            incomplete.join(", ")
+        ));
+    }
     let mut refused = ApiError::not_found(error);
     if let Some(caveat) = describe_behind(&behind) {
         refused.body.error = format!(
@@ -272,17 +280,10 @@ impl Reader {
         let behind = self.lag.behind(None);
         let incomplete = holdings.incomplete();
         let Some(mut trace) = found else {
-            if !incomplete.is_empty() {
-                return Err(ApiError::unavailable(format!(
-                    "no archived message belongs to transaction {id:?} on the shards that \
-                     answered, but shard {} did not answer and may hold it: ask again once it \
-                     is back",
-                    incomplete.join(", ")
-                )));
-            }
             return Err(not_found_unless_behind(
                 format!("no archived message belongs to transaction {id:?}"),
                 behind,
+                &incomplete,
             ));
         };
         trace.behind = behind;
@@ -349,17 +350,10 @@ impl Reader {
         let behind = self.lag.behind(None);
         let incomplete = holdings.incomplete();
         if found.copies.is_empty() {
-            if !incomplete.is_empty() {
-                return Err(ApiError::unavailable(format!(
-                    "no archived message has event id {event_id:?} on the shards that \
-                     answered, but shard {} did not answer and may hold it: ask again once it \
-                     is back",
-                    incomplete.join(", ")
-                )));
-            }
             return Err(not_found_unless_behind(
                 format!("no archived message has event id {event_id:?}"),
                 behind,
+                &incomplete,
             ));
         }
         let mut outcomes: Vec<_> = found

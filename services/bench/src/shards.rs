@@ -32,8 +32,9 @@ pub struct Options {
     /// Messages on the topic, ingested once by one shard and once by two.
     #[arg(long, default_value_t = 200_000, default_value_ifs = smoke("2000"))]
     messages: usize,
-    /// Partitions of the topic, shared between the shards.
-    #[arg(long, default_value_t = 16, default_value_ifs = smoke("4"))]
+    /// Partitions of the topic, shared between the shards. The mock broker keeps about
+    /// 5 MiB per partition, so raise it with --messages.
+    #[arg(long, default_value_t = 64, default_value_ifs = smoke("4"))]
     partitions: i32,
     /// Size of each encoded envelope, in bytes.
     #[arg(long, default_value_t = 500)]
