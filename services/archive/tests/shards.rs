@@ -6,8 +6,8 @@
 //! Asked through any shard, every trace, every event, every page of every subject's listing
 //! and of the failed and started listings equals the single archive's, for an admin and (masked) for an
 //! analyst. With one shard killed, answers are 206 and name it in `incomplete`, and hold
-//! nothing the single archive does not; restarted, they are whole again. An erasure asked of
-//! a shard that holds none of the subject's records erases them on the shards that do.
+//! nothing the single archive does not; restarted, they are whole again. A replay and an
+//! erasure asked of a shard that holds none of the records reach the shards that do.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -452,6 +452,50 @@ async fn shards_answer_as_one_archive(broker: Broker) {
     shards[2].start(&broker, &topic, config.path(), &map);
     shards[2].wait_ready().await;
     compared += assert_same_answers(&shards[1], &single, &transactions, &admin).await;
+
+    // A replay asked of shard 0, which holds none of the transaction's records (transaction
+    // 7's events sit on partitions 1, 2 and 4: shards 1 and 2), publishes all three, once.
+    let replay = |key: &'static str| {
+        let url = shards[0].url(&format!("/v1/transactions/{}/replay", transactions[7]));
+        let admin = admin.clone();
+        async move {
+            let answer = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(admin)
+                .header("Idempotency-Key", key)
+                .json(&json!({"reason": "shards test"}))
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            let body: Value = answer.json().await.unwrap();
+            (
+                status,
+                body["replay"]["replay_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    let (status, replay_id) = replay("shards-7").await;
+    assert_eq!(status, 202, "a replay across shards starts");
+    assert_eq!(
+        replay("shards-7").await,
+        (200, replay_id.clone()),
+        "asked again: the same"
+    );
+    eventually("the replay done", PATIENCE, || async {
+        let (_, view) = get(&shards[2], &format!("/v1/replays/{replay_id}"), &admin).await;
+        (view["state"] == "done").then_some(view)
+    })
+    .await;
+    let (_, view) = get(&shards[2], &format!("/v1/replays/{replay_id}"), &admin).await;
+    assert_eq!(
+        (&view["planned"], &view["published"]),
+        (&json!(3), &json!(3)),
+        "{view}"
+    );
 
     // An erasure asked of shard 1, which holds none of the subject's records (they sit on
     // partitions 5, 0 and 2: shards 2 and 0), reaches them all.

@@ -314,13 +314,15 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
     })
 }
 
-/// Waits for `dev.json` and a healthy `/healthz`.
+/// Waits for `dev.json` and a healthy `/healthz`: started, and the archive caught up with
+/// the demo's traffic. A debug build beside the other benches' smokes (CI runs them at
+/// once, on 2 cores) took over a minute to catch up.
 async fn wait_for_dev(data_dir: &Path, dev: &Dev) -> anyhow::Result<DevInfo> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "retrace dev did not start within 60 s; see {}",
+            "retrace dev did not start within 180 s; see {}",
             data_dir.join("dev.log").display()
         );
         if let Ok(text) = std::fs::read_to_string(data_dir.join("dev.json")) {

@@ -7,7 +7,7 @@ use retrace_api::{ErrorBody, EventView};
 use retrace_http::ApiError;
 
 use super::plumbing::{Paging, ReadRequest};
-use super::responses::InvalidParameter;
+use super::responses::{INCOMPLETE, InvalidParameter};
 use crate::audit::Audit;
 use crate::reads::MessagesQuery;
 
@@ -78,8 +78,10 @@ pub(super) const MESSAGES_PARAMETERS: &[&str] = &[
                 description = "The event's transaction",
             )),
         )),
+        (status = 206, description = INCOMPLETE, body = EventView),
         InvalidParameter,
         (status = 404, description = "No archived message has this event id (`behind` names the partitions it may still come from)", body = ErrorBody),
+        (status = 503, description = "A sharded archive found the event on none of the shards that answered, and a shard that did not may hold it", body = ErrorBody),
     ),
 )]
 pub(super) async fn get(request: ReadRequest, Path(event_id): Path<String>) -> Response {
@@ -113,7 +115,8 @@ pub(super) async fn get(request: ReadRequest, Path(event_id): Path<String>) -> R
                 description = "The first listed message's transaction",
             )),
         )),
-        (status = 400, description = "A parameter is invalid, missing or unknown; `field` names it", body = ErrorBody),
+        (status = 206, description = "A sharded archive's messages across a topic's partitions: only the asked shard's partitions were read, the other shards are named in `incomplete`", body = ref("#/components/schemas/MessagePage")),
+        (status = 400, description = "A parameter is invalid, missing or unknown, or (a sharded archive) the partition is another shard's; `field` names it", body = ErrorBody),
         (status = 403, description = "The caller's role lacks the permission, or it may not read the topic, or filter on the header (`field`)", body = ErrorBody),
     ),
 )]

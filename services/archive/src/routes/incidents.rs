@@ -8,7 +8,7 @@ use retrace_api::{ErrorBody, IncidentDetail};
 use retrace_http::ApiError;
 
 use super::plumbing::{Paging, ReadRequest};
-use super::responses::{IncidentPage, IncidentSubjectPage, InvalidParameter};
+use super::responses::{IncidentPage, IncidentSubjectPage, InvalidParameter, SHARD_OWN};
 use crate::audit::Audit;
 use crate::incidents::IncidentFilter;
 
@@ -70,6 +70,7 @@ pub(super) async fn list(request: ReadRequest) -> Response {
     params(("id" = String, Path, description = "Incident id (16 hex digits)"), Paging),
     responses(
         (status = 200, description = "The incident", body = IncidentDetail),
+        (status = 206, description = SHARD_OWN, body = IncidentDetail),
         InvalidParameter,
         (status = 404, description = "No incident has this id", body = ErrorBody),
     ),

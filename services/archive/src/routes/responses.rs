@@ -70,7 +70,10 @@ impl IntoResponses for IncidentPage {
             "The first listed incident",
         );
         let page = json("A page of incidents", "IncidentPage").link("first_incident", first);
-        BTreeMap::from([("200".to_owned(), page.into())])
+        BTreeMap::from([
+            ("200".to_owned(), page.into()),
+            ("206".to_owned(), json(SHARD_OWN, "IncidentPage").into()),
+        ])
     }
 }
 
@@ -80,7 +83,13 @@ pub(super) struct IncidentSubjectPage;
 impl IntoResponses for IncidentSubjectPage {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         let page = json("A page of the incident's subjects", "IncidentSubjectPage");
-        BTreeMap::from([("200".to_owned(), page.into())])
+        BTreeMap::from([
+            ("200".to_owned(), page.into()),
+            (
+                "206".to_owned(),
+                json(SHARD_OWN, "IncidentSubjectPage").into(),
+            ),
+        ])
     }
 }
 
@@ -96,7 +105,8 @@ fn replay(description: &str) -> RefOr<Response> {
         .into()
 }
 
-/// A 200 of `TransactionPage` and the link to the first listed transaction's trace.
+/// A 200 of `TransactionPage` and the link to the first listed transaction's trace; and
+/// the 206 of a sharded archive one of whose shards did not answer.
 fn transaction_page(description: &str) -> BTreeMap<String, RefOr<Response>> {
     let first = link(
         "get_transaction",
@@ -104,8 +114,20 @@ fn transaction_page(description: &str) -> BTreeMap<String, RefOr<Response>> {
         "The first listed transaction's trace",
     );
     let page = json(description, "TransactionPage").link("first_transaction", first);
-    BTreeMap::from([("200".to_owned(), page.into())])
+    let partial = json(INCOMPLETE, "TransactionPage");
+    BTreeMap::from([
+        ("200".to_owned(), page.into()),
+        ("206".to_owned(), partial.into()),
+    ])
 }
+
+/// What a sharded archive's incidents say: each shard's are its own.
+pub(super) const SHARD_OWN: &str = "A sharded archive's incidents are each shard's own: the other shards, whose failures are \
+     not counted, are named in `incomplete`";
+
+/// What a 206 says: a sharded archive answered without a shard (docs/replicas.md#shards).
+pub(super) const INCOMPLETE: &str = "A sharded archive answered without the shards named in `incomplete`, none of whose \
+     replicas answered: what they hold is missing";
 
 /// A response of `description` whose JSON body is the schema named `schema`.
 fn json(description: &str, schema: &str) -> ResponseBuilder {

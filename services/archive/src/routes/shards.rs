@@ -2,10 +2,10 @@
 //! credential, to build one answer about the whole archive ([`crate::shards`]). Each is
 //! audited here as the caller's read, like any other.
 
-use axum::Json;
-use axum::response::Response;
+use axum::body::Bytes;
+use axum::response::{IntoResponse, Response};
 use retrace_api::{RecordsQuery, ShardMarks, ShardRecords, ShardSubject};
-use retrace_http::ApiError;
+use retrace_http::{ApiError, json_body};
 use retrace_log_store::Mark;
 
 use super::plumbing::ReadRequest;
@@ -58,7 +58,11 @@ struct Subject {
         InvalidParameter,
     ),
 )]
-pub(super) async fn records(request: ReadRequest, Json(query): Json<RecordsQuery>) -> Response {
+pub(super) async fn records(request: ReadRequest, body: Bytes) -> Response {
+    let query: RecordsQuery = match json_body(&body, "request") {
+        Ok(query) => query,
+        Err(refused) => return refused.into_response(),
+    };
     let target: Vec<&str> = query
         .transactions
         .iter()

@@ -8,7 +8,7 @@ use retrace_http::ApiError;
 
 use super::events::{PAYLOAD_PARAMETERS, Payload};
 use super::plumbing::{Paging, ReadRequest};
-use super::responses::{InvalidParameter, SubjectTransactionPage, TransactionPage};
+use super::responses::{INCOMPLETE, InvalidParameter, SubjectTransactionPage, TransactionPage};
 use crate::audit::Audit;
 use crate::reads::Filter;
 
@@ -86,8 +86,10 @@ pub(super) struct SubjectListing {
                 description = "The transactions of the first event's first subject",
             )),
         )),
+        (status = 206, description = INCOMPLETE, body = Trace),
         InvalidParameter,
         (status = 404, description = "No archived message has this transaction id (`behind` names the partitions it may still come from)", body = ErrorBody),
+        (status = 503, description = "A sharded archive found the transaction on none of the shards that answered, and a shard that did not may hold it", body = ErrorBody),
     ),
 )]
 pub(super) async fn get(request: ReadRequest, Path(id): Path<String>) -> Response {
