@@ -25,17 +25,26 @@ use crate::smoke;
 
 const TOPIC: &str = "bench.registrations";
 
+/// The messages a bench archives (`archive`, `shards`): how many, on how many partitions,
+/// how large.
 #[derive(clap::Args)]
-pub struct Options {
-    /// Messages to archive. The mock broker keeps about 5 MiB per partition, so raise
-    /// --partitions with it.
+pub(crate) struct Workload {
+    /// Messages on the topic. The mock broker keeps about 5 MiB per partition, so raise
+    /// --partitions with it (a run with more than it keeps stalls).
     #[arg(long, default_value_t = 200_000, default_value_ifs = smoke("2000"))]
-    messages: usize,
+    pub messages: usize,
+    /// Partitions of the topic (shared between the shards, for `shards`).
     #[arg(long, default_value_t = 64, default_value_ifs = smoke("4"))]
-    partitions: i32,
+    pub partitions: i32,
     /// Size of each encoded envelope, in bytes.
     #[arg(long, default_value_t = 500)]
-    envelope_bytes: usize,
+    pub envelope_bytes: usize,
+}
+
+#[derive(clap::Args)]
+pub struct Options {
+    #[command(flatten)]
+    workload: Workload,
     /// Records per durable batch (the archiver's default unless set).
     #[arg(long)]
     batch_records: Option<usize>,
@@ -47,8 +56,10 @@ pub struct Options {
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let broker = Broker::mock();
-    broker.create_topic(TOPIC, options.partitions).await;
-    let envelopes = envelopes(options.messages, options.envelope_bytes);
+    broker
+        .create_topic(TOPIC, options.workload.partitions)
+        .await;
+    let envelopes = envelopes(&options.workload);
     produce(&broker, TOPIC, &envelopes)?;
     let mut config = ArchiveConfig::new(broker.bootstrap(), "unused");
     // Authentication as in production (its token registry reads the tokens topic beside
@@ -62,20 +73,26 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     if let Some(batch_records) = options.batch_records {
         config.batch.max_records = batch_records;
     }
-    println!("messages={}", options.messages);
-    println!("partitions={}", options.partitions);
+    println!("messages={}", options.workload.messages);
+    println!("partitions={}", options.workload.partitions);
     println!("envelope_bytes={}", envelopes[0].encoded_len());
     println!("batch_records={}", config.batch.max_records);
 
-    let raw = raw_consume(&broker, TOPIC, options.messages, options.partitions)?;
+    let raw = raw_consume(
+        &broker,
+        TOPIC,
+        options.workload.messages,
+        options.workload.partitions,
+    )?;
     println!("raw_consume_msgs_per_s={raw:.0}");
     let (store_only, disk_bytes) = store_only(&envelopes, config.batch.max_records)?;
     println!("store_only_msgs_per_s={store_only:.0}");
-    let end_to_end = archive(config, &auth.token, options.messages).await?;
+    let end_to_end = archive(config, &auth.token, options.workload.messages).await?;
     println!("end_to_end_msgs_per_s={end_to_end:.0}");
     let payload_bytes: usize = envelopes.iter().map(|e| e.encoded_len()).sum();
-    let kafka_log_bytes = kafka_log_bytes(&envelopes, payload_bytes, options.partitions).await?;
-    let messages = options.messages as f64;
+    let kafka_log_bytes =
+        kafka_log_bytes(&envelopes, payload_bytes, options.workload.partitions).await?;
+    let messages = options.workload.messages as f64;
     println!(
         "payload_bytes_per_message={:.0}",
         payload_bytes as f64 / messages
@@ -102,18 +119,19 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `messages` registration events of about `envelope_bytes` each, one transaction per ten
-/// events.
-pub(crate) fn envelopes(messages: usize, envelope_bytes: usize) -> Vec<Envelope> {
+/// The workload's registration events, one transaction per ten events.
+pub(crate) fn envelopes(workload: &Workload) -> Vec<Envelope> {
     let mut root = Envelope::root("registration", "registration.submitted.v1");
-    (0..messages)
+    (0..workload.messages)
         .map(|i| {
             if i % 10 == 0 {
                 root = Envelope::root("registration", "registration.submitted.v1");
             }
             let mut event = Envelope::caused_by(&root, "registration", "registration.checked.v1")
                 .with_subject(format!("beneficiary:{}", i % 5000));
-            let padding = envelope_bytes.saturating_sub(event.encoded_len() + 20);
+            let padding = workload
+                .envelope_bytes
+                .saturating_sub(event.encoded_len() + 20);
             event.content_type = "application/json".into();
             event.payload = vec![b'x'; padding];
             event

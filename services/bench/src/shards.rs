@@ -16,7 +16,7 @@ use retrace_proto::{ARCHIVE_CHANGES_TOPIC, AUDIT_TOPIC};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::{archived_count, envelopes, produce_keyed};
+use crate::archive::{Workload, archived_count, envelopes, produce_keyed};
 use crate::auth::Secured;
 use crate::served::{ms, percentiles};
 use crate::smoke;
@@ -29,16 +29,9 @@ const SCALING_GOAL: f64 = 1.6;
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// Messages on the topic, ingested once by one shard and once by two.
-    #[arg(long, default_value_t = 200_000, default_value_ifs = smoke("2000"))]
-    messages: usize,
-    /// Partitions of the topic, shared between the shards. The mock broker keeps about
-    /// 5 MiB per partition, so raise it with --messages.
-    #[arg(long, default_value_t = 64, default_value_ifs = smoke("4"))]
-    partitions: i32,
-    /// Size of each encoded envelope, in bytes.
-    #[arg(long, default_value_t = 500)]
-    envelope_bytes: usize,
+    /// Ingested once by one shard and once by two.
+    #[command(flatten)]
+    workload: Workload,
     /// Traces timed on each side, each of a transaction spread over both shards.
     #[arg(long, default_value_t = 2_000, default_value_ifs = smoke("50"))]
     traces: usize,
@@ -52,21 +45,23 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     for topic in [AUDIT_TOPIC, ARCHIVE_CHANGES_TOPIC] {
         broker.create_topic(topic, 3).await;
     }
-    broker.create_topic(TOPIC, options.partitions).await;
-    let envelopes = envelopes(options.messages, options.envelope_bytes);
+    broker
+        .create_topic(TOPIC, options.workload.partitions)
+        .await;
+    let envelopes = envelopes(&options.workload);
     // Keyed by event, as producers with other partitioners do: a transaction's ten events
     // sit on several partitions, so on both shards.
     produce_keyed(&broker, TOPIC, &envelopes, |envelope| &envelope.event_id)?;
     let auth = crate::auth::secured(&broker).await;
-    println!("messages={}", options.messages);
-    println!("partitions={}", options.partitions);
+    println!("messages={}", options.workload.messages);
+    println!("partitions={}", options.workload.partitions);
 
     let one = Shards::start(&broker, &auth, 1)?;
-    let one_rate = one.ingest(options.messages).await?;
+    let one_rate = one.ingest(options.workload.messages).await?;
     println!("one_shard_msgs_per_s={one_rate:.0}");
     let single = one;
     let two = Shards::start(&broker, &auth, 2)?;
-    let two_rate = two.ingest(options.messages).await?;
+    let two_rate = two.ingest(options.workload.messages).await?;
     println!("two_shards_msgs_per_s={two_rate:.0}");
     let scaling = two_rate / one_rate;
 
