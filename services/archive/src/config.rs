@@ -141,6 +141,10 @@ pub struct ArchiveConfig {
     /// lag metrics.
     #[serde(rename = "lag_check_ms", serialize_with = "serialize_ms")]
     pub lag_check: Duration,
+    /// Whether the web console is served at `/ui/` (`[archive] console`). Off, `/ui/` is not
+    /// found, for deployments that expose the API but keep the console to an internal
+    /// network; the API it calls is unchanged either way.
+    pub console: bool,
 }
 
 /// `[masking]` in the configuration file.
@@ -183,6 +187,7 @@ impl ArchiveConfig {
             masking: MaskingConfig::default(),
             shutdown_grace: Duration::from_secs(20),
             lag_check: Duration::from_secs(2),
+            console: true,
         }
     }
 
@@ -288,6 +293,7 @@ struct FileArchive {
     shutdown_grace_ms: Option<u64>,
     lag_check_ms: Option<u64>,
     disk_reserve_mb: Option<u64>,
+    console: Option<bool>,
 }
 
 impl ArchiveArgs {
@@ -374,6 +380,9 @@ impl ArchiveArgs {
         }
         if let Some(above) = file.replay_bulk_admin_above {
             config.replay_bulk_admin_above = above;
+        }
+        if let Some(console) = file.console {
+            config.console = console;
         }
         problems.check(
             crate::masking::Masking::new(&masking.json_paths)
@@ -464,6 +473,7 @@ batch_records = 100
             r#"
 [archive]
 replay_bulk_admin_above = 20
+console = false
 
 [auth]
 bootstrap_admin_sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
@@ -475,6 +485,7 @@ json_paths = ["child.given_name", "*.phone"]
         );
         let config = args.resolve().unwrap();
         assert_eq!(config.replay_bulk_admin_above, 20);
+        assert!(!config.console);
         assert!(config.auth.enabled);
         assert_eq!(config.auth.tokens_topic, "ops.tokens");
         assert_eq!(config.masking.json_paths.len(), 2);
@@ -488,6 +499,7 @@ json_paths = ["child.given_name", "*.phone"]
             defaults.replay_bulk_admin_above,
             DEFAULT_REPLAY_BULK_ADMIN_ABOVE
         );
+        assert!(defaults.console, "the console is served unless turned off");
 
         let args = with_file(&dir, "[auth]\nbootstrap_admin_sha256 = \"abc\"\n");
         let error = args.resolve().unwrap_err().to_string();

@@ -112,6 +112,8 @@ pub struct Archive {
     registry_task: Option<JoinHandle<()>>,
     stop_registry: CancellationToken,
     shutdown: CancellationToken,
+    /// `[archive] console`: read once, at start, like the listen address.
+    console: bool,
 }
 
 impl Archive {
@@ -221,17 +223,23 @@ impl Archive {
             registry_task,
             stop_registry,
             shutdown,
+            console: config.console,
         })
     }
 
     /// The trace, replay, erasure, audit and token API and `/v1/positions`, each route behind
-    /// its permission, and the web console at `/ui/` (static, open, data only through the
-    /// API); health and metrics are left to the caller, which may serve several services on
+    /// its permission, and, unless `[archive] console = false`, the web console at `/ui/`
+    /// (static, open, data only through the API); health and metrics are left to the caller, which may serve several services on
     /// one address. Serve it with
     /// `into_make_service_with_connect_info::<SocketAddr>()` so audit records name the
     /// caller's address.
     pub fn router(&self) -> Router {
-        routes::router(self.api.clone()).merge(ui::router())
+        let api = routes::router(self.api.clone());
+        if self.console {
+            api.merge(ui::router())
+        } else {
+            api
+        }
     }
 
     /// The guard in front of the API, for other routes served beside it (`/metrics`:
