@@ -35,6 +35,10 @@ pub struct TopicSettings {
     pub replication: Option<i32>,
     /// Further topics to create, e.g. the topics of the services publishing through Retrace.
     pub extra: Vec<String>,
+    /// `retention.ms` of the extra topics created; `None`: the cluster's default. Retrace's
+    /// own topics keep the cluster's (the change log and audit topic are read whole by every
+    /// new archive replica).
+    pub retention_ms: Option<i64>,
 }
 
 impl Default for TopicSettings {
@@ -44,6 +48,7 @@ impl Default for TopicSettings {
             partitions: 3,
             replication: None,
             extra: Vec::new(),
+            retention_ms: None,
         }
     }
 }
@@ -55,17 +60,29 @@ pub struct TopicSpec {
     pub partitions: i32,
     pub replication: Option<i32>,
     /// Topic configuration entries, e.g. `cleanup.policy=compact`.
-    pub config: Vec<(&'static str, &'static str)>,
+    pub config: Vec<(&'static str, String)>,
 }
 
 impl TopicSettings {
     /// `names` (then [`extra`](Self::extra)) with the configured partitions and replication.
     pub fn specs<'a>(&'a self, names: impl IntoIterator<Item = &'a str>) -> Vec<TopicSpec> {
         let mut specs: Vec<TopicSpec> = Vec::new();
-        let extra = self.extra.iter().map(String::as_str);
-        for name in names.into_iter().chain(extra) {
+        for name in names {
             if !specs.iter().any(|spec| spec.name == name) {
                 specs.push(self.spec(name));
+            }
+        }
+        for name in &self.extra {
+            if !specs.iter().any(|spec| spec.name == *name) {
+                let config = self
+                    .retention_ms
+                    .map(|ms| ("retention.ms", ms.to_string()))
+                    .into_iter()
+                    .collect();
+                specs.push(TopicSpec {
+                    config,
+                    ..self.spec(name)
+                });
             }
         }
         specs
@@ -101,7 +118,7 @@ impl TopicSettings {
     pub fn compacted_log(&self, name: &str) -> TopicSpec {
         TopicSpec {
             partitions: 1,
-            config: vec![("cleanup.policy", "compact")],
+            config: vec![("cleanup.policy", "compact".to_owned())],
             ..self.spec(name)
         }
     }
@@ -486,7 +503,31 @@ mod tests {
         );
         let tokens = settings.compacted_log("retrace.tokens");
         assert_eq!(tokens.partitions, 1);
-        assert_eq!(tokens.config, [("cleanup.policy", "compact")]);
+        assert_eq!(tokens.config, [("cleanup.policy", "compact".to_owned())]);
+    }
+
+    #[test]
+    fn the_retention_applies_to_the_extra_topics_only() {
+        let settings = TopicSettings {
+            extra: vec!["registrations".into(), "retrace.audit".into()],
+            retention_ms: Some(86_400_000),
+            ..TopicSettings::default()
+        };
+        let specs = settings.specs(["retrace.audit"]);
+        let configs: Vec<(&str, &[(&str, String)])> = specs
+            .iter()
+            .map(|spec| (spec.name.as_str(), spec.config.as_slice()))
+            .collect();
+        assert_eq!(
+            configs,
+            [
+                ("retrace.audit", &[][..]),
+                (
+                    "registrations",
+                    &[("retention.ms", "86400000".to_owned())][..]
+                ),
+            ]
+        );
     }
 
     #[test]

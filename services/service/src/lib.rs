@@ -128,6 +128,10 @@ pub struct CommonArgs {
     /// Further topics to create (comma-separated), e.g. your services' own.
     #[arg(long, env = "RETRACE_TOPICS_EXTRA", value_delimiter = ',')]
     pub topics_extra: Vec<String>,
+    /// How long Kafka keeps the records of the extra topics created (`retention.ms`).
+    /// Default: the cluster's.
+    #[arg(long, env = "RETRACE_TOPICS_RETENTION_MS")]
+    pub topics_retention_ms: Option<i64>,
 }
 
 /// `[kafka]` in a configuration file.
@@ -180,6 +184,7 @@ pub struct TopicsSection {
     pub partitions: Option<i32>,
     pub replication: Option<i32>,
     pub extra: Option<Vec<String>>,
+    pub retention_ms: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -373,6 +378,10 @@ impl CommonArgs {
             .filter(|extra| !extra.is_empty())
             .or(file.extra)
             .unwrap_or_default();
+        let retention = self.topics_retention_ms.or(file.retention_ms);
+        topics.retention_ms = problems
+            .check(positive("topics.retention_ms", retention))
+            .flatten();
         for (index, topic) in topics.extra.iter().enumerate() {
             problems.check(
                 retrace_sdk::check_topic_name(topic)
@@ -468,9 +477,12 @@ pub fn warn_unknown_env_vars<A: clap::Args>(service: &str) {
 }
 
 /// `value` if it is absent or above zero.
-fn positive(field: &str, value: Option<i32>) -> Result<Option<i32>, ConfigError> {
+fn positive<N: PartialOrd + From<u8>>(
+    field: &str,
+    value: Option<N>,
+) -> Result<Option<N>, ConfigError> {
     match value {
-        Some(count) if count < 1 => Err(invalid(field, "at least 1")),
+        Some(count) if count < N::from(1) => Err(invalid(field, "at least 1")),
         other => Ok(other),
     }
 }
