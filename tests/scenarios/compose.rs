@@ -87,25 +87,11 @@ fn services() -> Vec<Service> {
 
 /// The `RETRACE_*` variables the image's `ENV` instructions set: every service inherits them.
 fn image_env_vars() -> Vec<String> {
-    let dockerfile = std::fs::read_to_string(workspace().join("Dockerfile"))
-        .expect("the Dockerfile is at the workspace root");
-    let mut names = Vec::new();
-    let mut in_env = false;
-    for line in dockerfile.lines() {
-        let line = line.trim();
-        let rest = match line.strip_prefix("ENV ") {
-            Some(rest) => rest,
-            None if in_env => line,
-            None => continue,
-        };
-        in_env = line.ends_with('\\');
-        names.extend(
-            rest.split_whitespace()
-                .filter_map(|word| word.split_once('=').map(|(name, _)| name.to_owned()))
-                .filter(|name| name.starts_with("RETRACE_")),
-        );
-    }
-    names
+    retrace_tests::helm::image_env()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| name.starts_with("RETRACE_"))
+        .collect()
 }
 
 /// The value compose gives `${NAME:-default}` when NAME is unset; a plain value as is.

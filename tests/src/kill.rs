@@ -174,6 +174,11 @@ impl ServiceProcess {
         ServiceProcess(command.spawn().expect("the service's binary starts"))
     }
 
+    /// How it exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().expect("the process can be asked")
+    }
+
     /// Its process id, to send it a signal of the test's choosing.
     pub fn id(&self) -> u32 {
         self.0.id()

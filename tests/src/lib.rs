@@ -10,6 +10,7 @@ mod archive;
 mod archived;
 mod disk;
 mod gateway;
+pub mod helm;
 mod jobs;
 mod kill;
 pub mod prometheus;
