@@ -2,8 +2,9 @@
 //!
 //! Every command in the README's `sh` blocks is either run here for real, against the
 //! `retrace dev --demo` it tells people to start, and checked against what the README says it
-//! does; or listed in [`NOT_RUN_HERE`] with the reason, and then checked to be run by
-//! `.ci/run`. A command that is neither fails the test, and so does an entry of the list the
+//! does; or, for `helm install` and `helm test`, which need a cluster, rendered with the same
+//! arguments (the pods of such a render are started for real by `tests/scenarios/helm.rs`); or
+//! listed in [`NOT_RUN_HERE`] with the reason, and then checked to be run by `.ci/run`. A command that is neither fails the test, and so does an entry of the list the
 //! README no longer has. (Its links are checked by `tests/scenarios/links.rs`.)
 
 mod common;
@@ -62,6 +63,7 @@ fn every_readme_command_runs_and_does_what_the_readme_says() {
     let mut dev: Option<DevServer> = None;
     let mut failed: Option<String> = None;
     let mut replayed = false;
+    let mut installed: Option<Vec<serde_json::Value>> = None;
     for (command, step) in &steps {
         eprintln!("README.md:{}: {}", command.line, command.text);
         match step {
@@ -102,6 +104,17 @@ fn every_readme_command_runs_and_does_what_the_readme_says() {
                     other => unreachable!("readme_steps lets no `retrace {other}` through"),
                 }
             }
+            Step::HelmInstall(args) => installed = Some(check_helm_install(args)),
+            Step::HelmTest => {
+                let objects = installed
+                    .as_ref()
+                    .expect("readme_steps puts the install first");
+                assert!(
+                    objects.iter().any(|o| o["kind"] == "Pod"
+                        && o["metadata"]["annotations"]["helm.sh/hook"] == "test"),
+                    "`helm test` runs the release's test pods: the install renders none"
+                );
+            }
         }
     }
     assert!(dev.is_some(), "the README starts no `retrace dev --demo`");
@@ -116,6 +129,39 @@ enum Step {
     /// `retrace failed|trace|replay ...` against the dev server, as written (with
     /// `<transaction-id>` still in it).
     Cli(Vec<String>),
+    /// `helm install NAME CHART ...`: with no cluster here, rendered with the same arguments
+    /// (`helm template`); `tests/scenarios/helm.rs` starts such a render's pods for real.
+    HelmInstall(Vec<String>),
+    /// `helm test NAME ...`: the install's render has test pods (that test runs their script).
+    HelmTest,
+}
+
+/// `helm install` as `helm template` with the same arguments: the archive it renders reads
+/// Kafka where the README's `--set kafka.bootstrap=` says.
+fn check_helm_install(args: &[String]) -> Vec<serde_json::Value> {
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--create-namespace")
+        .collect();
+    let bootstrap = args
+        .iter()
+        .find_map(|a| a.strip_prefix("kafka.bootstrap="))
+        .expect("the README's install sets kafka.bootstrap");
+    let objects = retrace_tests::helm::template(&args);
+    let archive = objects
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet")
+        .expect("the install renders the archive's StatefulSet");
+    let env = &archive["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "RETRACE_KAFKA_BOOTSTRAP" && e["value"] == bootstrap),
+        "the archive does not read Kafka at {bootstrap}: {env}"
+    );
+    objects
 }
 
 /// The README's commands this test runs, in order; fails naming every command it neither
@@ -130,6 +176,26 @@ fn readme_steps(readme: &str) -> Vec<(ShellCommand, Step)> {
         let written = command.words.join(" ");
         if NOT_RUN_HERE.iter().any(|(listed, _)| *listed == written) {
             continue;
+        }
+        match command.words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["helm", "install", ..] => {
+                steps.push((
+                    command.clone(),
+                    Step::HelmInstall(command.words[2..].to_vec()),
+                ));
+                continue;
+            }
+            ["helm", "test", ..] => {
+                if !steps.iter().any(|(_, s)| matches!(s, Step::HelmInstall(_))) {
+                    problems.push(format!(
+                        "README.md:{}: `helm test` comes before `helm install`",
+                        command.line
+                    ));
+                }
+                steps.push((command.clone(), Step::HelmTest));
+                continue;
+            }
+            _ => {}
         }
         let Some(args) = RETRACE.iter().find_map(|prefix| {
             let matches = command.words.len() > prefix.len()

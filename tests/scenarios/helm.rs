@@ -399,3 +399,85 @@ async fn the_chart_runs_as_rendered_on_kafka_with_sasl() {
     )
     .await;
 }
+
+/// Each workload's `checksum/config` annotation, by workload name.
+fn config_checksums(objects: &[Value]) -> BTreeMap<String, String> {
+    objects
+        .iter()
+        .filter_map(|o| {
+            let sum =
+                o["spec"]["template"]["metadata"]["annotations"]["checksum/config"].as_str()?;
+            Some((helm::name(o).to_owned(), sum.to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_service_s_settings_roll_its_pods_only() {
+    let chart = helm::chart();
+    let render = |set: &str| {
+        config_checksums(&helm::template(&[
+            "retrace",
+            chart.to_str().unwrap(),
+            "--set",
+            set,
+        ]))
+    };
+    let before = render("archive.batchRecords=5000");
+    let after = render("archive.batchRecords=4000");
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        ["retrace-archive-0", "retrace-gateway", "retrace-worker"]
+    );
+    for (workload, sum) in &before {
+        assert_eq!(
+            sum != &after[workload],
+            workload.contains("archive"),
+            "{workload}: its checksum changes exactly when its own file does"
+        );
+    }
+    // A setting every service's file shares rolls them all.
+    let shared = render("log.filter=debug");
+    assert!(before.iter().all(|(w, sum)| shared[w] != *sum));
+}
+
+#[test]
+fn every_checkov_finding_left_is_listed_with_its_reason() {
+    let chart = helm::chart();
+    let config: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(chart.join(".checkov.yaml")).unwrap())
+            .unwrap();
+    let mut skipped: Vec<String> = serde_json::from_value(config["skip-check"].clone()).unwrap();
+    let objects = helm::template(&["retrace", chart.to_str().unwrap()]);
+    for object in &objects {
+        for (key, value) in object["metadata"]["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            if key.starts_with("checkov.io/skip") {
+                let (check, reason) = value.as_str().unwrap().split_once('=').unwrap();
+                assert!(!reason.trim().is_empty(), "{key} gives no reason");
+                skipped.push(check.to_owned());
+            }
+        }
+    }
+    skipped.sort();
+    skipped.dedup();
+    let readme = std::fs::read_to_string(chart.join("README.md")).unwrap();
+    let mut listed: Vec<String> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("## Security checks"))
+        .filter(|l| l.starts_with("| CKV"))
+        .flat_map(|row| {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            first
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("CKV"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, skipped, "the README's table and the skips differ");
+}

@@ -48,8 +48,8 @@ pub fn chart() -> PathBuf {
     repo().join("deploy/helm/retrace")
 }
 
-/// The helm binary: `RETRACE_HELM`, else `helm` on the PATH, else Go's `~/go/bin/helm` (where
-/// `.ci/run` installs it).
+/// The helm binary: `RETRACE_HELM`, else `helm` on the PATH, else the one `go install` put in
+/// Go's bin folder (where `tests/setup` installs it).
 pub fn helm() -> PathBuf {
     if let Some(path) = std::env::var_os("RETRACE_HELM").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
@@ -59,20 +59,24 @@ pub fn helm() -> PathBuf {
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .map(|dir| dir.join("helm"))
         .find(|candidate| candidate.is_file());
-    let go_bin = std::env::var_os("HOME").map(|home| Path::new(&home).join("go/bin/helm"));
-    on_path
-        .or(go_bin.filter(|p| p.is_file()))
-        .unwrap_or_else(|| {
-            panic!(
-                "helm is not installed: `go install helm.sh/helm/v4/cmd/helm@v4.3.2` (what .ci/run \
-                 does), or point RETRACE_HELM at one"
-            )
-        })
+    let go_bin = || {
+        let output = Command::new("go").args(["env", "GOPATH"]).output().ok()?;
+        let gopath = String::from_utf8(output.stdout).ok()?;
+        Some(Path::new(gopath.trim()).join("bin/helm")).filter(|p| p.is_file())
+    };
+    on_path.or_else(go_bin).unwrap_or_else(|| {
+        panic!(
+            "helm is not installed: run tests/setup (it runs `go install \
+             helm.sh/helm/v4/cmd/helm@v4.3.2`), or point RETRACE_HELM at one"
+        )
+    })
 }
 
-/// `helm template ARGS --kube-version …`: every object rendered, hooks included, in order.
+/// `helm template ARGS --kube-version …`, run from the repository's root (where a relative
+/// chart path starts): every object rendered, hooks included, in order.
 pub fn template(args: &[&str]) -> Vec<Value> {
     let output = Command::new(helm())
+        .current_dir(repo())
         .arg("template")
         .args(args)
         .args(["--kube-version", KUBE_VERSION])
