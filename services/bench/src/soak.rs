@@ -24,7 +24,7 @@ use rdkafka::ClientConfig;
 use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use retrace_api::{Page, ReplayRequest, TransactionSummary};
-use retrace_fixtures::{Broker, free_port};
+use retrace_fixtures::Broker;
 use retrace_log_store::{LogStore, RecordKey, StoreOptions};
 use retrace_proto::Envelope;
 
@@ -167,7 +167,6 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
             .join("retrace"),
     };
     let data = tempfile::tempdir()?;
-    let http = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(data.path().join("dev.log"))?;
     // Outlives the dev process, which is stopped first.
     let broker = options.real_broker.then(Broker::real);
@@ -180,15 +179,17 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
         }
         None => data.path().join("mock-archive"),
     };
-    let dev = Dev(command
+    let mut dev = Dev(command
         .arg("--demo-rate")
         .arg(options.rate.to_string())
         // A steady rate above the gate's threshold would hold every job for the whole
         // soak; the soak measures the pipeline with its jobs running.
         .arg("--demo-gate-rate")
         .arg((options.rate * 2.0).to_string())
+        // Port 0: dev mode binds a free port and writes it to dev.json, so no other process
+        // can take a port chosen before it binds.
         .arg("--http")
-        .arg(&http)
+        .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(data.path())
         .env("RETRACE_LOG", "warn,librdkafka=error,rdkafka=error")
@@ -201,7 +202,7 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
                 retrace.display()
             )
         })?);
-    let info = wait_for_dev(data.path(), &dev).await?;
+    let info = wait_for_dev(data.path(), &mut dev).await?;
     let client = reqwest::Client::new();
     let started = Instant::now();
     let disk_at_start = directory_bytes(&archive_dir);
@@ -317,24 +318,38 @@ pub async fn soak(options: &Options) -> anyhow::Result<Report> {
 /// Waits for `dev.json` and a healthy `/healthz`: started, and the archive caught up with
 /// the demo's traffic. A debug build beside the other benches' smokes (CI runs them at
 /// once, on 2 cores) took over a minute to catch up.
-async fn wait_for_dev(data_dir: &Path, dev: &Dev) -> anyhow::Result<DevInfo> {
+async fn wait_for_dev(data_dir: &Path, dev: &mut Dev) -> anyhow::Result<DevInfo> {
     let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last_health = String::from("no dev.json yet");
     loop {
+        if let Some(status) = dev.0.try_wait()? {
+            anyhow::bail!("retrace dev exited {status}; {}", log_tail(data_dir));
+        }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "retrace dev did not start within 180 s; see {}",
-            data_dir.join("dev.log").display()
+            "retrace dev did not start within 180 s (its /healthz: {last_health}); {}",
+            log_tail(data_dir)
         );
         if let Ok(text) = std::fs::read_to_string(data_dir.join("dev.json")) {
             let info: DevInfo = serde_json::from_str(&text)?;
-            let healthy = reqwest::get(format!("{}/healthz", info.http)).await;
-            if healthy.is_ok_and(|h| h.status().is_success()) {
-                return Ok(info);
+            match reqwest::get(format!("{}/healthz", info.http)).await {
+                Ok(health) if health.status().is_success() => return Ok(info),
+                Ok(health) => {
+                    last_health = format!("{}: {}", health.status(), health.text().await?)
+                }
+                Err(error) => last_health = error.to_string(),
             }
         }
-        let _ = dev;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The end of dev mode's log, for an error: its folder is removed with the soak.
+fn log_tail(data_dir: &Path) -> String {
+    let log = std::fs::read_to_string(data_dir.join("dev.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+    format!("the last lines of its log:\n{tail}")
 }
 
 /// Keeps the last few thousand registrations' transaction ids.

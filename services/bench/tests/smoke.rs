@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// Held by the smokes that run several services at once (the soak's dev mode, which must
-/// catch up with its demo before it starts; the shards' three archives), so that on 2
-/// cores they do not starve each other: the soak's dev mode missed its start deadline
-/// beside the shards' archives.
+/// Held by the smokes that keep the CPU busy for long (the soak's dev mode, which must catch
+/// up with its demo before it starts; the shards' three archives; the worker's processes;
+/// callgrind), so that on 2 cores they do not starve each other: the soak's dev mode missed
+/// its start deadline beside the shards' archives, and again (in CI) beside the worker's
+/// processes and callgrind.
 static SERVICES: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -188,6 +189,7 @@ fn peers_smoke_runs_retrace_and_postgresql() {
 /// instructions, so the functions the mode counts are checked to still be found by name.
 #[test]
 fn instructions_smoke_counts_the_ingest_and_the_lookups_under_callgrind() {
+    let _services = one_at_a_time();
     let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/baseline.toml");
     let report = smoke(
         "instructions",
@@ -201,6 +203,7 @@ fn instructions_smoke_counts_the_ingest_and_the_lookups_under_callgrind() {
 
 #[test]
 fn worker_smoke_runs_every_phase_with_real_worker_processes() {
+    let _services = one_at_a_time();
     let worker = built("retrace-worker", "retrace-worker");
     let report = smoke(
         "worker",
