@@ -70,10 +70,12 @@ pub(crate) fn message_kind() -> Object {
             "untraceable",
             "malformed",
             "audit",
+            "change",
         ],
         "What the archive found: `envelope`; `headers_only`, traced from its `retrace-*` \
          headers, its value (JSON, text, anything) not an envelope; `outcome`; `untraceable`; \
-         `malformed`; `audit` (a record of the audit topic).",
+         `malformed`; `audit` (a record of the audit topic); `change` (a record of the \
+         archive's change log: a replay or an erasure every replica applies).",
     )
 }
 

@@ -186,8 +186,9 @@ pub struct MessageView {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    /// `envelope`, `headers_only`, `outcome`, `untraceable` or `malformed`. `headers_only`:
-    /// traced from its `retrace-*` headers, its value (JSON, text, anything) not an envelope.
+    /// `envelope`, `headers_only`, `outcome`, `untraceable`, `malformed`, `audit` or `change`.
+    /// `headers_only`: traced from its `retrace-*` headers, its value (JSON, text, anything)
+    /// not an envelope.
     #[schema(schema_with = crate::schema::message_kind)]
     pub kind: String,
     /// Why the message is flagged or could not be fully read. For `headers_only`, only when

@@ -169,3 +169,17 @@ fn documented_query_parameters_are_the_accepted_ones() {
         );
     }
 }
+
+/// Every kind of record the store keeps is one the document says a message may be: a
+/// client validating answers (schemathesis did) would refuse the others.
+#[test]
+fn the_document_names_every_kind_of_record() {
+    let kinds =
+        document()["components"]["schemas"]["Message"]["properties"]["kind"]["enum"].clone();
+    let kinds: BTreeSet<String> = serde_json::from_value(kinds).unwrap();
+    let stored: BTreeSet<String> = retrace_log_store::RecordKind::ALL
+        .iter()
+        .map(|kind| kind.as_str().to_owned())
+        .collect();
+    assert_eq!(kinds, stored);
+}
