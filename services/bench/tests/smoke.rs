@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// Held by the smokes that keep the CPU busy for long (the soak's dev mode, which must catch
-/// up with its demo before it starts; the shards' three archives; the worker's processes;
-/// callgrind), so that on 2 cores they do not starve each other: the soak's dev mode missed
-/// its start deadline beside the shards' archives, and again (in CI) beside the worker's
-/// processes and callgrind.
+/// Held by every smoke: each keeps the CPU busy (services in processes, callgrind, a
+/// PostgreSQL server), and on 2 cores side by side they starved each other: the soak's dev
+/// mode missed its start deadline, and in CI the trace smoke's deep listing page came back
+/// empty once. One at a time, the binary takes about the sum of their times.
 static SERVICES: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -25,18 +24,22 @@ fn bench() -> &'static Path {
 /// `binary` of the workspace's `package`, as built now by the cargo running this test: a
 /// no-op after `cargo test --workspace`, which built it already, and a fresh build, never a
 /// stale file, after `cargo test -p retrace-bench`, which builds only this package's
-/// binaries. Outside cargo, the one beside `retrace-bench`.
+/// binaries. Outside cargo, the one beside `retrace-bench`. It asks for exactly what
+/// `cargo test --workspace` builds: `cargo build -p <package>` resolves other features (no
+/// dev-dependencies), so in CI it compiled the binary again while the other smokes ran, and
+/// starved them on 2 cores.
 fn built(package: &str, binary: &str) -> PathBuf {
     let Some(cargo) = std::env::var_os("CARGO") else {
         return bench().with_file_name(binary);
     };
     let mut command = Command::new(cargo);
     command.args([
-        "build",
+        "test",
+        "--workspace",
+        "--no-run",
         "--locked",
         "--message-format=json-render-diagnostics",
     ]);
-    command.args(["-p", package, "--bin", binary]);
     // The same profile, and the same target directory when it is plainly the one this
     // test's binary came from (cargo tags its root), so nothing is built twice.
     let profile_dir = bench().parent().expect("retrace-bench is in a directory");
@@ -58,14 +61,17 @@ fn built(package: &str, binary: &str) -> PathBuf {
     let output = command.output().expect("cargo runs");
     assert!(
         output.status.success(),
-        "cargo build -p {package} failed:\n{}",
+        "cargo test --workspace --no-run (for {package}'s {binary}) failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|message| {
-            message["reason"] == "compiler-artifact" && message["target"]["name"] == binary
+            message["reason"] == "compiler-artifact"
+                && message["target"]["name"] == binary
+                && message["target"]["kind"] == serde_json::json!(["bin"])
+                && message["profile"]["test"] == false
         })
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo built no executable {binary}"))
@@ -103,6 +109,7 @@ fn smoke(mode: &str, extra: &[&std::ffi::OsStr], headline: &str) -> String {
 
 #[test]
 fn archive_smoke_runs_every_phase() {
+    let _services = one_at_a_time();
     let report = smoke("archive", &[], "end_to_end_msgs_per_s");
     for key in [
         "raw_consume_msgs_per_s=",
@@ -131,6 +138,7 @@ fn shards_smoke_ingests_with_one_and_two_shards_and_traces_through_the_fanout() 
 
 #[test]
 fn gateway_smoke_runs_every_phase() {
+    let _services = one_at_a_time();
     let report = smoke("gateway", &[], "gateway_batched_events_per_s");
     for key in [
         "baseline_publish_events_per_s=",
@@ -142,6 +150,7 @@ fn gateway_smoke_runs_every_phase() {
 
 #[test]
 fn trace_smoke_runs_every_phase() {
+    let _services = one_at_a_time();
     let report = smoke("trace", &[], "trace_http_p99_ms");
     for key in ["store_read_p99_ms=", "trace_http_unaudited_p99_ms="] {
         assert!(report.contains(key), "no {key} in:\n{report}");
@@ -150,6 +159,7 @@ fn trace_smoke_runs_every_phase() {
 
 #[test]
 fn incidents_smoke_runs_every_phase_and_finds_every_cause() {
+    let _services = one_at_a_time();
     let report = smoke("incidents", &[], "incidents_listing_p99_ms");
     for key in [
         "ingest_without_index_per_s=",
@@ -171,6 +181,7 @@ fn incidents_smoke_runs_every_phase_and_finds_every_cause() {
 /// prints `skipped=…` last and this fails, so a run without the comparison does not pass.
 #[test]
 fn peers_smoke_runs_retrace_and_postgresql() {
+    let _services = one_at_a_time();
     let report = smoke("peers", &[], "trace_p99_ratio");
     for key in [
         "retrace_ingest_msgs_per_s=",
