@@ -22,12 +22,12 @@ fn bench() -> &'static Path {
 }
 
 /// `binary` of the workspace's `package`, as built now by the cargo running this test: a
-/// no-op after `cargo test --workspace`, which built it already, and a fresh build, never a
-/// stale file, after `cargo test -p retrace-bench`, which builds only this package's
-/// binaries. Outside cargo, the one beside `retrace-bench`. It asks for exactly what
-/// `cargo test --workspace` builds: `cargo build -p <package>` resolves other features (no
-/// dev-dependencies), so in CI it compiled the binary again while the other smokes ran, and
-/// starved them on 2 cores.
+/// no-op after `cargo test --workspace`, which built it already, and a fresh build of the
+/// workspace's tests, never a stale file, after `cargo test -p retrace-bench`, which builds
+/// only this package's binaries. Outside cargo, the one beside `retrace-bench`. It asks for
+/// exactly what `cargo test --workspace` builds: `cargo build -p <package>` resolves other
+/// features (no dev-dependencies), so in CI it compiled the binary again while the other
+/// smokes ran, and starved them on 2 cores.
 fn built(package: &str, binary: &str) -> PathBuf {
     let Some(cargo) = std::env::var_os("CARGO") else {
         return bench().with_file_name(binary);
